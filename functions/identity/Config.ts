@@ -1,0 +1,15 @@
+import { Config, type Effect } from "effect"
+import * as Cfg from "../../shared/Config.ts"
+import { manifest } from "./module.ts"
+
+/** Identity's configuration, read and validated once at start (every problem reported at once). */
+export const loadConfig = Cfg.load({
+  ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
+  databaseUrl: Cfg.secret("DATABASE_URL"),
+  dbSchema: Config.String("DB_SCHEMA").pipe(Config.withDefault(manifest.name)),
+  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+})
+
+/** Identity's validated configuration. */
+export type IdentityConfig = Effect.Success<typeof loadConfig>

@@ -1,0 +1,144 @@
+import { Effect, Layer } from "effect"
+import type { HttpServer } from "effect/http"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Kernel from "../../shared/Kernel.ts"
+import * as Server from "../../shared/Server.ts"
+import { baseUrl, freshSchema, type Running, start } from "../../shared/testing/harness.ts"
+import { IdentityApi } from "./Api.ts"
+import { DomainLive, HttpApp } from "./App.ts"
+import { manifest } from "./module.ts"
+import { Users } from "./Users.ts"
+
+// Identity's HTTP app on a real server (port 0) over a fresh schema of the real Postgres.
+const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
+const database = Kernel.database({ ...kernel, db: freshSchema("identity"), migrations: manifest.migrations })
+const AppLive = Layer.mergeAll(
+  Server.serve(HttpApp, { port: 0, api: IdentityApi, maxBodyBytes: 64 * 1024 }),
+  DomainLive,
+).pipe(Layer.provideMerge(database), Layer.provideMerge(Kernel.base(kernel)))
+
+let app: Running<HttpServer.HttpServer | Users>
+let url: string
+beforeAll(async () => {
+  app = (await start(AppLive)) as never
+  url = baseUrl(app)
+})
+afterAll(() => app.close())
+
+const createUser = (email: string) =>
+  Effect.runPromise(
+    Effect.flatMap(Effect.service(Users), (users) => users.create({ email, name: "Ada" })).pipe(
+      Effect.provideContext(app.context),
+    ),
+  )
+
+const problem = async (res: Response) => {
+  expect(res.headers.get("content-type")).toBe("application/problem+json")
+  return (await res.json()) as { status: number; code: string; errors?: Array<{ path: string; message: string }> }
+}
+
+describe("identity HTTP", () => {
+  it("GET /api/v1/users/{id} returns the user", async () => {
+    const user = await createUser(`ada-${Date.now()}@example.com`)
+    const res = await fetch(`${url}/api/v1/users/${user.id}`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ id: user.id, name: "Ada", emailVerified: false, status: "active" })
+    expect(res.headers.get("x-request-id")).toMatch(/.+/)
+  })
+
+  it("keeps a sane X-Request-Id and replaces an unsafe one", async () => {
+    const kept = await fetch(`${url}/healthz`, { headers: { "x-request-id": "req-123.abc" } })
+    expect(kept.headers.get("x-request-id")).toBe("req-123.abc")
+    const replaced = await fetch(`${url}/healthz`, { headers: { "x-request-id": "<script>" } })
+    expect(replaced.headers.get("x-request-id")).not.toBe("<script>")
+  })
+
+  it("an unknown id format is a 400 validation_failed naming the parameter", async () => {
+    const res = await fetch(`${url}/api/v1/users/not-a-uuid`)
+    expect(res.status).toBe(400)
+    const body = await problem(res)
+    expect(body.code).toBe("validation_failed")
+    expect(body.errors).toEqual([{ path: "params.id", message: "must be a UUID" }])
+  })
+
+  it("a missing user is a 404 not_found problem", async () => {
+    const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`)
+    expect(res.status).toBe(404)
+    expect((await problem(res)).code).toBe("not_found")
+  })
+
+  it("PATCH updates the name and status", async () => {
+    const user = await createUser(`grace-${Date.now()}@example.com`)
+    const res = await fetch(`${url}/api/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Grace", status: "disabled" }),
+    })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ id: user.id, name: "Grace", status: "disabled" })
+  })
+
+  it("malformed JSON is a 400 validation_failed, never a 5xx", async () => {
+    const user = await createUser(`mal-${Date.now()}@example.com`)
+    const res = await fetch(`${url}/api/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: '{"name": "x",',
+    })
+    expect(res.status).toBe(400)
+    expect((await problem(res)).code).toBe("validation_failed")
+  })
+
+  it("wrong types are a 400 listing every bad field", async () => {
+    const user = await createUser(`types-${Date.now()}@example.com`)
+    const res = await fetch(`${url}/api/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: 42, status: "deleted", role: "admin" }),
+    })
+    expect(res.status).toBe(400)
+    const body = await problem(res)
+    expect(body.code).toBe("validation_failed")
+    expect(body.errors?.map((e) => e.path).sort()).toEqual(["name", "role", "status"])
+  })
+
+  it("a non-JSON content type is a 415 problem", async () => {
+    const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, {
+      method: "PATCH",
+      headers: { "content-type": "text/plain" },
+      body: "name=x",
+    })
+    expect(res.status).toBe(415)
+    expect((await problem(res)).code).toBe("unsupported_media_type")
+  })
+
+  it("a body over the limit is a 413 problem", async () => {
+    const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "x".repeat(70 * 1024) }),
+    })
+    expect(res.status).toBe(413)
+    expect((await problem(res)).code).toBe("payload_too_large")
+  })
+
+  it("unknown path is 404; known path with a wrong method is 405 with Allow", async () => {
+    const missing = await fetch(`${url}/api/v1/nothing`)
+    expect(missing.status).toBe(404)
+    expect((await problem(missing)).code).toBe("not_found")
+    const wrong = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, { method: "DELETE" })
+    expect(wrong.status).toBe(405)
+    expect(wrong.headers.get("allow")).toBe("GET, PATCH")
+    expect((await problem(wrong)).code).toBe("method_not_allowed")
+  })
+
+  it("serves /healthz, /readyz with the postgres check, and /metrics per route", async () => {
+    expect((await fetch(`${url}/healthz`)).status).toBe(200)
+    const ready = await fetch(`${url}/readyz`)
+    expect(ready.status).toBe(200)
+    expect(await ready.json()).toMatchObject({ checks: { postgres: "ok" } })
+    const metrics = await (await fetch(`${url}/metrics`)).text()
+    expect(metrics).toMatch(/http_server_requests_total\{method="GET",route="\/api\/v1\/users\/:id",status="404"\} \d+/)
+    expect(metrics).toMatch(/http_server_request_duration_seconds_bucket/)
+  })
+})

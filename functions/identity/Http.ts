@@ -1,0 +1,23 @@
+import { Effect, Layer } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { validationProblems } from "../../shared/Server.ts"
+import { IdentityApi } from "./Api.ts"
+import { Users } from "./Users.ts"
+
+/** Handlers of the users group. */
+export const UsersHttp = HttpApiBuilder.group(
+  IdentityApi,
+  "users",
+  Effect.fn(function* (handlers) {
+    const users = yield* Users
+    return handlers
+      .handle("get", ({ params }) => users.get(params.id))
+      .handle("update", ({ params, payload }) => users.update(params.id, payload))
+  }),
+)
+
+/** Identity's HTTP routes, ready to serve; needs `Users`. */
+export const HttpLive = HttpApiBuilder.layer(IdentityApi, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide(UsersHttp),
+  Layer.provide(validationProblems),
+)

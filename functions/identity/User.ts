@@ -1,0 +1,42 @@
+import { Schema } from "effect"
+
+/** A user id: a UUID string. */
+export const UserId = Schema.String.check(Schema.isUUID(undefined, { message: "must be a UUID" })).pipe(
+  Schema.brand("UserId"),
+)
+export type UserId = typeof UserId.Type
+
+/** An email address (lower-cased on comparison, kept as typed). */
+export const Email = Schema.String.check(
+  Schema.isMaxLength(254, { message: "must be at most 254 characters" }),
+  Schema.isPattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: "must be an email address" }),
+)
+
+/** A display name. */
+export const Name = Schema.String.check(
+  Schema.isTrimmed({ message: "must not start or end with spaces" }),
+  Schema.isMinLength(1, { message: "must not be empty" }),
+  Schema.isMaxLength(100, { message: "must be at most 100 characters" }),
+)
+
+/** Account status. */
+export const UserStatus = Schema.Literals(["active", "disabled", "deleted"])
+export type UserStatus = typeof UserStatus.Type
+
+/** A user as the API shows it. Times are RFC 3339 UTC strings. */
+export class User extends Schema.Class<User>("User")({
+  id: UserId,
+  email: Schema.String,
+  name: Schema.String,
+  emailVerified: Schema.Boolean,
+  status: UserStatus,
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+}) {}
+
+/** Changes an administrator may make to a user; absent fields stay as they are. */
+export const UserChanges = Schema.Struct({
+  name: Schema.optional(Name),
+  status: Schema.optional(Schema.Literals(["active", "disabled"])),
+})
+export type UserChanges = typeof UserChanges.Type

@@ -1,0 +1,69 @@
+import { randomUUID } from "node:crypto"
+import { Context, Effect, Layer, Option } from "effect"
+import { Db, type DbError } from "../../shared/Db.ts"
+import { User, type UserChanges, type UserId } from "./User.ts"
+
+interface UserRow extends Record<string, unknown> {
+  id: string
+  email: string
+  name: string
+  email_verified: boolean
+  status: "active" | "disabled" | "deleted"
+  created_at: Date
+  updated_at: Date
+}
+
+const toUser = (row: UserRow) =>
+  new User({
+    id: row.id as UserId,
+    email: row.email,
+    name: row.name,
+    emailVerified: row.email_verified,
+    status: row.status,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  })
+
+/** SQL access to identity's users table. */
+export class UsersRepo extends Context.Service<
+  UsersRepo,
+  {
+    /** Inserts a user; fails with the driver's unique violation when the email is taken. */
+    insert(input: { readonly email: string; readonly name: string }): Effect.Effect<User, DbError>
+    findById(id: UserId): Effect.Effect<Option.Option<User>, DbError>
+    /** Applies the given changes; None when there is no such user. */
+    update(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
+  }
+>()("identity/UsersRepo") {
+  /** The repository over the service's Db. */
+  static readonly layer = Layer.effect(
+    UsersRepo,
+    Effect.gen(function* () {
+      const db = yield* Db
+      const insert = Effect.fn("UsersRepo.insert")(function* (input: {
+        readonly email: string
+        readonly name: string
+      }) {
+        const rows = yield* db.query<UserRow>("INSERT INTO users (id, email, name) VALUES ($1, $2, $3) RETURNING *", [
+          randomUUID(),
+          input.email,
+          input.name,
+        ])
+        return toUser(rows[0]!)
+      })
+      const findById = Effect.fn("UsersRepo.findById")(function* (id: UserId) {
+        const rows = yield* db.query<UserRow>("SELECT * FROM users WHERE id = $1", [id])
+        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      })
+      const update = Effect.fn("UsersRepo.update")(function* (id: UserId, changes: UserChanges) {
+        const rows = yield* db.query<UserRow>(
+          `UPDATE users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
+           WHERE id = $1 AND status <> 'deleted' RETURNING *`,
+          [id, changes.name ?? null, changes.status ?? null],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      })
+      return UsersRepo.of({ insert, findById, update })
+    }),
+  )
+}

@@ -1,0 +1,19 @@
+import type { Migration } from "../../../shared/Migrator.ts"
+
+/** Identity's forward-only migrations, in order. Never edit one that has shipped; add a new one. */
+export const migrations: ReadonlyArray<Migration> = [
+  {
+    id: "0100_users",
+    sql: `
+      CREATE TABLE users (
+        id             uuid PRIMARY KEY,
+        email          text NOT NULL,
+        name           text NOT NULL,
+        email_verified boolean NOT NULL DEFAULT false,
+        status         text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled', 'deleted')),
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        updated_at     timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX users_email_lower ON users (lower(email));`,
+  },
+]

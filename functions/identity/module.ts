@@ -1,0 +1,24 @@
+import { defineModule } from "../../shared/Module.ts"
+import { migrations as kernelMigrations } from "../../shared/Outbox.ts"
+import { migrations } from "./migrations/index.ts"
+
+/** Identity: users, profiles, credentials. The gateway and authz derive routes and permissions from this. */
+export const manifest = defineModule({
+  name: "identity",
+  version: "0.1.0",
+  description: "Users, profiles, email verification and credentials",
+  ports: { http: 8082, grpc: 9082 },
+  dependsOn: [],
+  routes: [
+    { method: "GET", path: "/api/v1/users/{id}", auth: { permission: "identity.user.read" } },
+    { method: "PATCH", path: "/api/v1/users/{id}", auth: { permission: "identity.user.update" } },
+  ],
+  permissions: [
+    { name: "identity.user.read", description: "Read any user's profile" },
+    { name: "identity.user.update", description: "Update any user's profile or status" },
+    { name: "identity.user.delete", description: "Delete any user" },
+  ],
+  events: { publishes: ["identity.user.created", "identity.user.updated"], consumes: [] },
+  jobs: [],
+  migrations: [...kernelMigrations, ...migrations],
+})

@@ -1,0 +1,60 @@
+import { existsSync } from "node:fs"
+import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
+
+/** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
+export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
+  problems: Schema.Array(Schema.String),
+}) {
+  override get message() {
+    return `invalid configuration:\n${this.problems.map((p) => `  - ${p}`).join("\n")}`
+  }
+}
+
+type Spec = Record<string, Config.Config<unknown>>
+type Loaded<S extends Spec> = { readonly [K in keyof S]: S[K] extends Config.Config<infer A> ? A : never }
+
+/** Reads every key of a spec independently, so one bad key never hides another; fails with all problems. */
+export const load = <S extends Spec>(spec: S): Effect.Effect<Loaded<S>, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const provider = yield* ConfigProvider.ConfigProvider
+    const values: Record<string, unknown> = {}
+    const problems: Array<string> = []
+    for (const [key, config] of Object.entries(spec)) {
+      const result = yield* Effect.result(config.parse(provider))
+      if (result._tag === "Success") values[key] = result.success
+      else problems.push(describe(result.failure))
+    }
+    if (problems.length > 0) return yield* new ConfigInvalid({ problems })
+    return values as Loaded<S>
+  })
+
+// "SchemaError(Expected string at ["DATABASE_URL"])" -> "DATABASE_URL: missing"; values are never echoed (secrets).
+const describe = (error: Config.ConfigError): string => {
+  const text = error.message.replace(/\s+/g, " ").trim()
+  const match = /^SchemaError\((.*) at \["(.+?)"\]\)$/.exec(text)
+  if (!match) return text
+  const [, expected = "", key = ""] = match
+  return process.env[key] === undefined ? `${key}: missing` : `${key}: ${expected.replace(/^Expected/, "expected")}`
+}
+
+/** Loads `.env` from the working directory into the environment outside production (12-factor: env wins). */
+export const loadDotEnv = (path = ".env"): void => {
+  if (process.env.NODE_ENV === "production" || !existsSync(path)) return
+  const before = { ...process.env }
+  process.loadEnvFile(path)
+  Object.assign(process.env, before)
+}
+
+/** A secret read from the environment; its value never reaches logs or error messages. */
+export const secret = (name: string): Config.Config<Redacted.Redacted<string>> => Config.Redacted(name)
+
+/** Keys every function reads: environment, log level, ports. */
+export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
+  env: Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
+  logLevel: Config.Literals(["trace", "debug", "info", "warn", "error", "fatal"], "LOG_LEVEL").pipe(
+    Config.withDefault("info"),
+  ),
+  httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
+  grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
+  shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+})

@@ -1,0 +1,134 @@
+import { Context, Duration, Effect, Layer, Metric, Redacted, Schema } from "effect"
+import pg from "pg"
+
+/** A database failure; carries the driver error as cause and never reaches a client as-is. */
+export class DbError extends Schema.TaggedError<DbError>()("DbError", {
+  message: Schema.String,
+  code: Schema.optional(Schema.String),
+  cause: Schema.Defect(),
+}) {}
+
+/** The unique-violation SQLSTATE; repositories map it to a domain conflict. */
+export const UNIQUE_VIOLATION = "23505"
+
+/** Connection settings for one service's pool; `schema` becomes the pool's search_path. */
+export interface DbOptions {
+  readonly url: Redacted.Redacted<string>
+  readonly schema: string
+  readonly poolMax?: number
+  readonly statementTimeoutMs?: number
+}
+
+type Row = Record<string, unknown>
+
+// The client of the transaction the current fiber runs in, if any; queries join it automatically.
+const CurrentTx = Context.Reference<pg.PoolClient | undefined>("shared/Db/CurrentTx", {
+  defaultValue: () => undefined,
+})
+
+const currentTx = Effect.service(CurrentTx)
+
+const queryDuration = Metric.histogram("db_query_duration_seconds", {
+  description: "SQL query duration",
+  boundaries: Metric.boundariesFromIterable([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]),
+})
+
+/** One service's Postgres access: a pool, queries that join the current transaction, and transactions. */
+export class Db extends Context.Service<
+  Db,
+  {
+    readonly schema: string
+    readonly pool: pg.Pool
+    query<A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>): Effect.Effect<Array<A>, DbError>
+    transaction<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
+    /** Runs `f` on a dedicated connection (advisory locks, LISTEN); released afterwards. */
+    withConnection<A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
+  }
+>()("shared/Db") {
+  /** Opens the pool (closed with the layer) and sets search_path to the service schema on each connection. */
+  static readonly layer = (options: DbOptions) =>
+    Layer.effect(
+      Db,
+      Effect.gen(function* () {
+        assertIdentifier(options.schema)
+        const pool = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const pool = new pg.Pool({
+              connectionString: Redacted.value(options.url),
+              max: options.poolMax ?? 10,
+              idleTimeoutMillis: 30_000,
+              connectionTimeoutMillis: 5_000,
+              statement_timeout: options.statementTimeoutMs ?? 15_000,
+              options: `-c search_path=${options.schema},public`,
+              application_name: options.schema,
+            })
+            // An idle client's error (server restart) must not crash the process; the pool replaces it.
+            pool.on("error", () => {})
+            return pool
+          }),
+          (pool) => Effect.promise(() => pool.end()),
+        )
+        return make(options.schema, pool)
+      }),
+    )
+}
+
+/** Builds the service over an existing pool (tests, tools). */
+export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
+  const run = <A extends Row>(client: pg.Pool | pg.PoolClient, sql: string, params?: ReadonlyArray<unknown>) =>
+    Effect.tryPromise({
+      try: () => client.query<A>(sql, params as Array<unknown> | undefined),
+      catch: toDbError,
+    }).pipe(
+      Effect.timed,
+      Effect.flatMap(([duration, result]) =>
+        Effect.as(Metric.update(queryDuration, Duration.toSeconds(duration)), result.rows),
+      ),
+      Effect.withSpan("Db.query", {
+        kind: "client",
+        attributes: { "db.system": "postgresql", "db.namespace": schema, "db.query.text": sql.slice(0, 500) },
+      }),
+    )
+
+  const query = <A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>) =>
+    Effect.flatMap(currentTx, (tx) => run<A>(tx ?? pool, sql, params))
+
+  const withConnection = <A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(Effect.tryPromise({ try: () => pool.connect(), catch: toDbError }), f, (client, exit) =>
+      Effect.sync(() => client.release(exit._tag === "Failure" ? true : undefined)),
+    )
+
+  const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R> =>
+    Effect.flatMap(currentTx, (existing) => {
+      if (existing) return effect // nested: join the outer transaction
+      return withConnection((client) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            yield* run(client, "BEGIN")
+            const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, client)))
+            if (exit._tag === "Success") {
+              yield* run(client, "COMMIT")
+              return exit.value
+            }
+            yield* run(client, "ROLLBACK").pipe(Effect.ignore)
+            return yield* exit
+          }),
+        ),
+      ).pipe(Effect.withSpan("Db.transaction"))
+    })
+
+  return Db.of({ schema, pool, query, transaction, withConnection })
+}
+
+const toDbError = (cause: unknown) =>
+  new DbError({
+    message: cause instanceof Error ? cause.message : String(cause),
+    code: (cause as { code?: string } | undefined)?.code,
+    cause,
+  })
+
+/** Refuses anything but a plain lower-case SQL identifier (schema names are interpolated). */
+export const assertIdentifier = (name: string): string => {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`not a safe SQL identifier: ${name}`)
+  return name
+}

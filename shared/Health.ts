@@ -1,0 +1,51 @@
+import { Context, Duration, Effect, Layer } from "effect"
+
+/** A named readiness check: succeeds when the dependency answers. */
+export interface Check {
+  readonly name: string
+  readonly run: Effect.Effect<unknown, unknown>
+}
+
+/** Result of running every readiness check. */
+export interface Readiness {
+  readonly ok: boolean
+  readonly checks: Record<string, "ok" | string>
+}
+
+/** The registry of readiness checks behind `/readyz`; every infrastructure layer registers its own. */
+export class Health extends Context.Service<
+  Health,
+  {
+    register(check: Check): Effect.Effect<void>
+    readonly readiness: Effect.Effect<Readiness>
+  }
+>()("shared/Health") {
+  /** An empty registry. */
+  static readonly layer = Layer.sync(Health, () => {
+    const checks = new Map<string, Check>()
+    const runOne = (check: Check) =>
+      check.run.pipe(
+        Effect.timeout(Duration.seconds(2)),
+        Effect.as("ok" as string),
+        Effect.catchCause(() => Effect.succeed("failing")),
+      )
+    return Health.of({
+      register: (check) => Effect.sync(() => void checks.set(check.name, check)),
+      readiness: Effect.suspend(() =>
+        Effect.forEach([...checks.values()], (c) => Effect.map(runOne(c), (r) => [c.name, r] as const), {
+          concurrency: "unbounded",
+        }),
+      ).pipe(
+        Effect.map((results) => ({
+          ok: results.every(([, r]) => r === "ok"),
+          checks: Object.fromEntries(results),
+        })),
+        Effect.withSpan("Health.readiness"),
+      ),
+    })
+  })
+}
+
+/** Registers a readiness check from inside a layer. */
+export const register = (name: string, run: Effect.Effect<unknown, unknown>) =>
+  Effect.flatMap(Effect.service(Health), (health) => health.register({ name, run }))

@@ -1,0 +1,35 @@
+import { Effect, Layer } from "effect"
+import { Db, type DbOptions } from "./Db.ts"
+import { Health, register } from "./Health.ts"
+import * as Logging from "./Logging.ts"
+import { type Migration, migrate } from "./Migrator.ts"
+import * as Telemetry from "./Telemetry.ts"
+
+/** What the kernel needs to know to stand up a function's infrastructure. */
+export interface KernelOptions {
+  readonly service: string
+  readonly version: string
+  readonly logLevel: Logging.LoggingOptions["level"]
+  readonly logPretty?: boolean
+  readonly db: DbOptions
+  readonly migrations: ReadonlyArray<Migration>
+}
+
+/** Applies the function's migrations at start (under the advisory lock) and registers the Postgres readiness check. */
+export const database = (options: KernelOptions) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const db = yield* Db
+      const applied = yield* migrate(options.migrations)
+      if (applied.length > 0) yield* Effect.logInfo("migrations applied", { migrations: applied })
+      yield* register("postgres", db.query("SELECT 1"))
+    }),
+  ).pipe(Layer.provideMerge(Db.layer(options.db)))
+
+/** Logging, tracing/metrics export and the health registry: the base every function stands on. */
+export const base = (options: Pick<KernelOptions, "service" | "version" | "logLevel" | "logPretty">) =>
+  Layer.mergeAll(Health.layer, Telemetry.layer({ service: options.service, version: options.version })).pipe(
+    Layer.provideMerge(
+      Logging.layer({ service: options.service, level: options.logLevel, pretty: options.logPretty ?? false }),
+    ),
+  )

@@ -1,0 +1,55 @@
+import middy from "@middy/core"
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda"
+import { Layer } from "effect"
+import { HttpRouter, HttpServer } from "effect/http"
+
+// Content types whose bodies travel as text; everything else is base64 in the Lambda result.
+const TEXTUAL = /^(text\/|application\/(json|problem\+json|xml|javascript)|[^;]*\+json)/
+
+/** Turns an API Gateway (HTTP API, payload v2) event into a Fetch Request. */
+export const toRequest = (event: APIGatewayProxyEventV2): Request => {
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(event.headers ?? {})) if (value !== undefined) headers.set(name, value)
+  if (event.cookies?.length) headers.set("cookie", event.cookies.join("; "))
+  const host = event.requestContext.domainName ?? headers.get("host") ?? "lambda.local"
+  const query = event.rawQueryString ? `?${event.rawQueryString}` : ""
+  const method = event.requestContext.http.method.toUpperCase()
+  const body =
+    event.body === undefined || method === "GET" || method === "HEAD"
+      ? undefined
+      : event.isBase64Encoded
+        ? Buffer.from(event.body, "base64")
+        : event.body
+  return new Request(`https://${host}${event.rawPath}${query}`, { method, headers, body })
+}
+
+/** Turns a Fetch Response into an API Gateway v2 structured result. */
+export const toResult = async (response: Response): Promise<APIGatewayProxyStructuredResultV2> => {
+  const headers: Record<string, string> = {}
+  response.headers.forEach((value, name) => {
+    if (name !== "set-cookie") headers[name] = value
+  })
+  const cookies = response.headers.getSetCookie()
+  const textual = TEXTUAL.test(response.headers.get("content-type") ?? "")
+  const bytes = Buffer.from(await response.arrayBuffer())
+  return {
+    statusCode: response.status,
+    headers,
+    ...(cookies.length > 0 ? { cookies } : {}),
+    body: textual ? bytes.toString("utf8") : bytes.toString("base64"),
+    isBase64Encoded: !textual,
+  }
+}
+
+/**
+ * The middy Lambda entry of a function: the same HTTP app the container serves, built once per cold start
+ * and reused across invocations.
+ */
+export const handler = <A, E, R>(app: Layer.Layer<A, E, R>) => {
+  const web = HttpRouter.toWebHandler(app.pipe(Layer.provide(HttpServer.layerServices)) as never, {
+    disableLogger: true,
+  }) as { readonly handler: (request: Request) => Promise<Response>; readonly dispose: () => Promise<void> }
+  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(async (event) =>
+    toResult(await web.handler(toRequest(event))),
+  )
+}

@@ -1,0 +1,61 @@
+import { createHash } from "node:crypto"
+import { Effect } from "effect"
+import { assertIdentifier, Db, DbError } from "./Db.ts"
+
+/** One forward-only migration: an ordered id and the SQL that applies it. Never edit one that has shipped. */
+export interface Migration {
+  readonly id: string
+  readonly sql: string
+}
+
+/** Applies pending migrations into the service schema under an advisory lock; returns the ids applied now. */
+export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: ReadonlyArray<Migration>) {
+  const db = yield* Db
+  const schema = assertIdentifier(db.schema)
+  const ordered = [...migrations].sort((a, b) => a.id.localeCompare(b.id))
+  return yield* db.withConnection((client) => {
+    const exec = (sql: string, params?: Array<unknown>) =>
+      Effect.tryPromise({
+        try: () => client.query(sql, params),
+        catch: (cause) => new DbError({ message: `migration failed: ${String(cause)}`, cause }),
+      })
+    return Effect.gen(function* () {
+      // Session-level lock keyed by schema: a second instance waits here until the first is done.
+      yield* exec("SELECT pg_advisory_lock(hashtext($1))", [`migrations:${schema}`])
+      yield* exec(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
+      yield* exec(
+        `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (
+           id text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      )
+      const applied = new Map(
+        (yield* exec(`SELECT id, checksum FROM ${schema}.schema_migrations`)).rows.map((r) => [r.id, r.checksum]),
+      )
+      const done: Array<string> = []
+      for (const migration of ordered) {
+        const checksum = createHash("sha256").update(migration.sql).digest("hex")
+        const previous = applied.get(migration.id)
+        if (previous !== undefined) {
+          if (previous !== checksum) {
+            return yield* new DbError({
+              message: `migration ${migration.id} changed after it was applied`,
+              cause: null,
+            })
+          }
+          continue
+        }
+        yield* exec("BEGIN")
+        yield* exec(`SET LOCAL search_path TO ${schema}, public`)
+        yield* Effect.onError(
+          Effect.andThen(
+            exec(migration.sql),
+            exec(`INSERT INTO ${schema}.schema_migrations (id, checksum) VALUES ($1, $2)`, [migration.id, checksum]),
+          ),
+          () => Effect.ignore(exec("ROLLBACK")),
+        )
+        yield* exec("COMMIT")
+        done.push(migration.id)
+      }
+      return done
+    }).pipe(Effect.ensuring(Effect.ignore(exec("SELECT pg_advisory_unlock_all()"))))
+  })
+})

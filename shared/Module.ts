@@ -1,0 +1,74 @@
+import type { Migration } from "./Migrator.ts"
+
+/** A public route a function exposes through the gateway; `permission` null means "signed in", "public" means open. */
+export interface RouteSpec {
+  readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+  /** OpenAPI-style template, e.g. `/api/v1/users/{id}`. */
+  readonly path: string
+  readonly auth: "public" | "user" | { readonly permission: string }
+}
+
+/** A permission a function defines: `{module}.{resource}.{action}`. */
+export interface PermissionSpec {
+  readonly name: string
+  readonly description: string
+}
+
+/** A scheduled job a function runs (cron syntax, UTC). */
+export interface JobSpec {
+  readonly name: string
+  readonly cron: string
+}
+
+/** The manifest of a function: everything the platform derives routes, permissions and wiring from. */
+export interface ModuleManifest {
+  readonly name: string
+  readonly version: string
+  readonly description: string
+  readonly ports: { readonly http: number; readonly grpc?: number }
+  /** Other functions this one calls; start order and readiness follow it. */
+  readonly dependsOn: ReadonlyArray<string>
+  readonly routes: ReadonlyArray<RouteSpec>
+  readonly permissions: ReadonlyArray<PermissionSpec>
+  readonly events: { readonly publishes: ReadonlyArray<string>; readonly consumes: ReadonlyArray<string> }
+  readonly jobs: ReadonlyArray<JobSpec>
+  readonly migrations: ReadonlyArray<Migration>
+}
+
+const NAME = /^[a-z][a-z0-9-]*$/
+const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
+const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
+
+/** Checks a manifest and returns it; a broken manifest fails at import time, before anything starts. */
+export const defineModule = <const M extends ModuleManifest>(manifest: M): M => {
+  const problems = validate(manifest)
+  if (problems.length > 0) throw new Error(`module ${manifest.name}: ${problems.join("; ")}`)
+  return manifest
+}
+
+/** Every problem in a manifest (empty when it is valid). */
+export const validate = (m: ModuleManifest): Array<string> => {
+  const problems: Array<string> = []
+  if (!NAME.test(m.name)) problems.push(`name "${m.name}" must match ${NAME}`)
+  const defined = new Set(m.permissions.map((p) => p.name))
+  for (const p of m.permissions) {
+    if (!PERMISSION.test(p.name)) problems.push(`permission "${p.name}" must match ${PERMISSION}`)
+    if (!p.name.startsWith(`${m.name}.`)) problems.push(`permission "${p.name}" must start with "${m.name}."`)
+  }
+  const seen = new Set<string>()
+  for (const r of m.routes) {
+    const key = `${r.method} ${r.path}`
+    if (seen.has(key)) problems.push(`route ${key} is declared twice`)
+    seen.add(key)
+    if (!r.path.startsWith("/")) problems.push(`route ${key} must start with /`)
+    if (typeof r.auth === "object" && !defined.has(r.auth.permission) && !r.auth.permission.includes(".")) {
+      problems.push(`route ${key} requires unknown permission ${r.auth.permission}`)
+    }
+  }
+  for (const t of [...m.events.publishes, ...m.events.consumes]) {
+    if (!EVENT_TYPE.test(t)) problems.push(`event type "${t}" must look like service.entity.action`)
+  }
+  const ids = m.migrations.map((x) => x.id)
+  if (new Set(ids).size !== ids.length) problems.push("migration ids must be unique")
+  return problems
+}

@@ -1,0 +1,94 @@
+import { Effect, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiError } from "effect/http-api"
+
+// RFC 9457 problem types are URIs; ours are stable URNs built from the error code.
+const typeOf = <C extends string>(code: C) => `urn:problem:${code}` as const
+
+/** One field-level validation failure: where (dotted path) and what was wrong. */
+export const FieldError = Schema.Struct({ path: Schema.String, message: Schema.String })
+export type FieldError = typeof FieldError.Type
+
+/** 400 validation_failed: the request did not match the contract; `errors` lists each problem. */
+export class ValidationFailed extends HttpApiError.Problem<ValidationFailed>()(
+  "ValidationFailed",
+  { type: typeOf("validation_failed"), status: 400, title: "Validation failed" },
+  { code: Schema.tag("validation_failed"), errors: Schema.Array(FieldError) },
+) {}
+
+/** 401 unauthorized: missing or invalid credentials. */
+export class Unauthorized extends HttpApiError.Problem<Unauthorized>()(
+  "Unauthorized",
+  { type: typeOf("unauthorized"), status: 401, title: "Unauthorized" },
+  { code: Schema.tag("unauthorized") },
+) {}
+
+/** 403 forbidden: authenticated but not allowed. */
+export class Forbidden extends HttpApiError.Problem<Forbidden>()(
+  "Forbidden",
+  { type: typeOf("forbidden"), status: 403, title: "Forbidden" },
+  { code: Schema.tag("forbidden") },
+) {}
+
+/** 404 not_found: no such resource. */
+export class NotFound extends HttpApiError.Problem<NotFound>()(
+  "NotFound",
+  { type: typeOf("not_found"), status: 404, title: "Not found" },
+  { code: Schema.tag("not_found") },
+) {}
+
+/** 409 conflict: the change clashes with the current state. */
+export class Conflict extends HttpApiError.Problem<Conflict>()(
+  "Conflict",
+  { type: typeOf("conflict"), status: 409, title: "Conflict" },
+  { code: Schema.tag("conflict") },
+) {}
+
+/** 409 email_taken: another account already uses this email (case-insensitively). */
+export class EmailTaken extends HttpApiError.Problem<EmailTaken>()(
+  "EmailTaken",
+  { type: typeOf("email_taken"), status: 409, title: "Email already registered" },
+  { code: Schema.tag("email_taken") },
+) {}
+
+/** 503 service_unavailable: a dependency is down; retry later. */
+export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(
+  "ServiceUnavailable",
+  { type: typeOf("service_unavailable"), status: 503, title: "Service unavailable" },
+  { code: Schema.tag("service_unavailable") },
+) {}
+
+/** The stable code and title the platform uses for a bare HTTP status. */
+export const forStatus = (status: number): { readonly code: string; readonly title: string } =>
+  statusCodes[status] ?? (status >= 500 ? statusCodes[500]! : { code: "bad_request", title: "Bad request" })
+
+const statusCodes: Record<number, { code: string; title: string }> = {
+  400: { code: "bad_request", title: "Bad request" },
+  401: { code: "unauthorized", title: "Unauthorized" },
+  403: { code: "forbidden", title: "Forbidden" },
+  404: { code: "not_found", title: "Not found" },
+  405: { code: "method_not_allowed", title: "Method not allowed" },
+  406: { code: "not_acceptable", title: "Not acceptable" },
+  408: { code: "request_timeout", title: "Request timeout" },
+  409: { code: "conflict", title: "Conflict" },
+  413: { code: "payload_too_large", title: "Payload too large" },
+  415: { code: "unsupported_media_type", title: "Unsupported media type" },
+  422: { code: "unprocessable_entity", title: "Unprocessable entity" },
+  429: { code: "too_many_requests", title: "Too many requests" },
+  500: { code: "internal_error", title: "Internal server error" },
+  502: { code: "bad_gateway", title: "Bad gateway" },
+  503: { code: "service_unavailable", title: "Service unavailable" },
+  504: { code: "gateway_timeout", title: "Gateway timeout" },
+}
+
+/** A problem+json response for a status, with an optional detail (never a stack trace). */
+export const response = (status: number, detail?: string, extra?: Record<string, unknown>) => {
+  const { code, title } = forStatus(status)
+  return HttpServerResponse.jsonUnsafe(
+    { type: typeOf(code), title, status, ...(detail ? { detail } : {}), code, ...extra },
+    { status, contentType: "application/problem+json" },
+  )
+}
+
+/** Same as `response`, as an Effect. */
+export const respond = (status: number, detail?: string) => Effect.succeed(response(status, detail))

@@ -1,0 +1,211 @@
+import { randomUUID } from "node:crypto"
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { type Cause, Context, Duration, Effect, Layer, Metric, SchemaIssue, type Types } from "effect"
+import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApi, HttpApiMiddleware } from "effect/http-api"
+import { PrometheusMetrics } from "effect/observability"
+import { Health } from "./Health.ts"
+import * as Problem from "./Problem.ts"
+
+/** Any HttpApi definition (structurally: something with groups). */
+export type ApiLike = { readonly groups: object }
+
+/** Where and how a function serves HTTP. */
+export interface ServerOptions {
+  readonly port: number
+  /** The HttpApi behind the routes: its endpoints let a wrong method get 405 with `Allow` instead of 404. */
+  readonly api?: ApiLike
+  /** Largest accepted request body; larger ones get 413 before the body is read. Default 1 MiB. */
+  readonly maxBodyBytes?: number
+  /** How long shutdown waits for in-flight requests. */
+  readonly shutdownTimeoutMs?: number
+}
+
+const requests = Metric.counter("http_server_requests_total", { description: "HTTP requests served" })
+const errors = Metric.counter("http_server_errors_total", { description: "HTTP responses with status >= 500" })
+const duration = Metric.histogram("http_server_request_duration_seconds", {
+  description: "HTTP request duration",
+  boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+})
+
+// Per-request cell the route middleware fills with the matched route template (low-cardinality metric label).
+const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell", {
+  defaultValue: () => ({ route: "unmatched" }),
+})
+
+// A caller's X-Request-Id is kept only when it is a short, plain token; anything else is replaced.
+const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The request id of the request being handled (annotated on every log line as request_id). */
+export const RequestId = Context.Reference<string>("shared/Server/RequestId", { defaultValue: () => "" })
+
+const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
+  (response.headers["content-type"] ?? "").startsWith("application/problem+json")
+
+// Turns a failure or defect that escaped the handlers into a response; defects are logged, never shown.
+const causeToResponse = (cause: Cause.Cause<unknown>) =>
+  Effect.gen(function* () {
+    const [response] = yield* HttpServerError.causeResponse(cause)
+    if (response.status >= 500) yield* Effect.logError("unhandled failure", cause)
+    return response
+  })
+
+// Every error response leaves as problem+json with a stable code, whatever produced it.
+const normalize = (response: HttpServerResponse.HttpServerResponse) =>
+  response.status < 400 || isProblem(response) ? response : Problem.response(response.status)
+
+/** A route template (`/users/:id`) of an endpoint, as a matcher, with its method. */
+interface KnownRoute {
+  readonly method: string
+  readonly pattern: RegExp
+}
+
+/** The method and path matcher of every endpoint of an HttpApi. */
+export const knownRoutes = (api: ApiLike): Array<KnownRoute> => {
+  const routes: Array<KnownRoute> = []
+  HttpApi.reflect(api as HttpApi.Top, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => routes.push({ method: endpoint.method, pattern: templateToRegExp(endpoint.path) }),
+  })
+  return routes
+}
+
+const templateToRegExp = (template: string) =>
+  new RegExp(
+    `^${template
+      .split("/")
+      .map((s) => (s.startsWith(":") ? "[^/]+" : s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+      .join("/")}/?$`,
+  )
+
+// 404 for a path that exists under other methods becomes 405 with the allowed methods.
+const methodNotAllowed = (routes: ReadonlyArray<KnownRoute>, method: string, url: string) => {
+  const path = url.split("?")[0] ?? url
+  const allow = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))]
+  if (allow.length === 0 || allow.includes(method)) return undefined
+  return HttpServerResponse.setHeader(
+    Problem.response(405, `${method} is not allowed here; use ${allow.join(", ")}`),
+    "allow",
+    allow.join(", "),
+  )
+}
+
+/** Global middleware: request id, log annotation, body limit, problem+json for every error, RED metrics. */
+export const requestMiddleware = (maxBodyBytes: number, routes: ReadonlyArray<KnownRoute> = []) =>
+  HttpRouter.middleware<{ handles: unknown }>()(
+    (
+      httpEffect,
+    ): Effect.Effect<HttpServerResponse.HttpServerResponse, Types.unhandled, HttpServerRequest.HttpServerRequest> =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const header = request.headers["x-request-id"]
+        const requestId = header !== undefined && SANE_ID.test(header) ? header : randomUUID()
+        const cell = { route: "unmatched" }
+        const started = performance.now()
+        const declared = Number(request.headers["content-length"] ?? 0)
+        const handled =
+          declared > maxBodyBytes
+            ? Problem.response(413, `request body is larger than ${maxBodyBytes} bytes`)
+            : yield* httpEffect.pipe(
+                Effect.provideService(RouteCell, cell),
+                Effect.provideService(RequestId, requestId),
+                Effect.annotateLogs({ request_id: requestId }),
+                Effect.catchCause(causeToResponse),
+              )
+        const response = normalize(
+          (handled.status === 404 && cell.route === "unmatched"
+            ? methodNotAllowed(routes, request.method, request.url)
+            : undefined) ?? handled,
+        )
+        const attributes = { method: request.method, route: cell.route, status: String(response.status) }
+        yield* Metric.update(Metric.withAttributes(requests, attributes), 1)
+        if (response.status >= 500) yield* Metric.update(Metric.withAttributes(errors, attributes), 1)
+        yield* Metric.update(
+          Metric.withAttributes(duration, { method: request.method, route: cell.route }),
+          (performance.now() - started) / 1000,
+        )
+        return HttpServerResponse.setHeader(response, "x-request-id", requestId)
+      }),
+    { global: true },
+  )
+
+/** Route middleware: records the matched route template for the metrics of the global middleware. */
+export const routeLabel = HttpRouter.middleware((httpEffect) =>
+  Effect.gen(function* () {
+    const cell = yield* RouteCell
+    const context = yield* HttpRouter.RouteContext
+    cell.route = context.route.path
+    return yield* httpEffect
+  }),
+).layer
+
+/** `/healthz` (the process is alive), `/readyz` (each dependency answers; 503 names the failing ones), `/metrics`. */
+export const systemRoutes = Layer.mergeAll(
+  HttpRouter.add("GET", "/healthz", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" }))),
+  HttpRouter.add(
+    "GET",
+    "/readyz",
+    Effect.gen(function* () {
+      const health = yield* Health
+      const readiness = yield* health.readiness
+      if (readiness.ok) return HttpServerResponse.jsonUnsafe({ status: "ok", checks: readiness.checks })
+      const failing = Object.entries(readiness.checks)
+        .filter(([, r]) => r !== "ok")
+        .map(([name]) => name)
+      return Problem.response(503, `not ready: ${failing.join(", ")}`, { checks: readiness.checks })
+    }),
+  ),
+  PrometheusMetrics.layerHttp({ path: "/metrics" }),
+).pipe(Layer.provide(routeLabel))
+
+/** Parse options every HttpApi contract uses: report all problems, refuse unknown body fields. */
+export const strictParsing = { errors: "all", onExcessProperty: "error" } as const
+
+/** Parse options for headers: all problems, but transport headers are not "unknown fields". */
+export const headerParsing = { errors: "all" } as const
+
+/** Turns request-decoding failures of an HttpApi into 400 validation_failed problems listing each field. */
+export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
+  HttpApiMiddleware.ProblemDetails,
+  (error) => {
+    if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.die(error)
+    const slot = error.kind === "Payload" ? "" : `${error.kind.toLowerCase()}.`
+    const issues = formatIssues(error.cause.issue)
+    return Effect.fail(
+      new Problem.ValidationFailed({
+        detail: "The request does not match the API contract",
+        errors: issues.map((i) => ({ path: `${slot}${i.path}`.replace(/\.$/, "") || "body", message: i.message })),
+      }) as never,
+    )
+  },
+)
+
+/** A function's routes with the system routes and the request middleware: the app any transport serves. */
+export const app = <A, E, R>(
+  routes: Layer.Layer<A, E, R>,
+  options: Omit<ServerOptions, "port" | "shutdownTimeoutMs">,
+) =>
+  Layer.mergeAll(
+    routes.pipe(Layer.provide(routeLabel)),
+    systemRoutes,
+    requestMiddleware(options.maxBodyBytes ?? 1024 * 1024, options.api ? knownRoutes(options.api) : []),
+  )
+
+/** Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown. */
+export const serve = <A, E, R>(routes: Layer.Layer<A, E, R>, options: ServerOptions) =>
+  HttpRouter.serve(app(routes, options), { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(
+      NodeHttpServer.layer(() => createServer({ requestTimeout: 30_000 }), {
+        port: options.port,
+        gracefulShutdownTimeout: Duration.millis(options.shutdownTimeoutMs ?? 10_000),
+      }),
+    ),
+  )
+
+const standard = SchemaIssue.makeFormatterStandardSchemaV1()
+const formatIssues = (issue: SchemaIssue.Issue) =>
+  standard(issue).issues.map((i) => ({
+    path: (i.path ?? []).map((s) => String(typeof s === "object" ? s.key : s)).join("."),
+    message: i.message,
+  }))
