@@ -54,6 +54,7 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   logLevel: Config.Literals(["trace", "debug", "info", "warn", "error", "fatal"], "LOG_LEVEL").pipe(
     Config.withDefault("info"),
   ),
+  logPretty: Config.Boolean("LOG_PRETTY").pipe(Config.withDefault(false)),
   httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
   grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),

@@ -11,7 +11,7 @@ export class DbError extends Schema.TaggedError<DbError>()("DbError", {
 /** The unique-violation SQLSTATE; repositories map it to a domain conflict. */
 export const UNIQUE_VIOLATION = "23505"
 
-/** Connection settings for one service's pool; `schema` becomes the pool's search_path. */
+/** Connection settings for one service's pool; `schema` is the service's own Postgres schema. */
 export interface DbOptions {
   readonly url: Redacted.Redacted<string>
   readonly schema: string
@@ -45,7 +45,10 @@ export class Db extends Context.Service<
     withConnection<A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
   }
 >()("shared/Db") {
-  /** Opens the pool (closed with the layer) and sets search_path to the service schema on each connection. */
+  /**
+   * Opens the pool (closed with the layer). SQL names tables schema-qualified (`${db.schema}.users`): the
+   * embedded PGlite server multiplexes every connection onto one session, so search_path cannot be per service.
+   */
   static readonly layer = (options: DbOptions) =>
     Layer.effect(
       Db,
@@ -59,7 +62,6 @@ export class Db extends Context.Service<
               idleTimeoutMillis: 30_000,
               connectionTimeoutMillis: 5_000,
               statement_timeout: options.statementTimeoutMs ?? 15_000,
-              options: `-c search_path=${options.schema},public`,
               application_name: options.schema,
             })
             // An idle client's error (server restart) must not crash the process; the pool replaces it.

@@ -1,6 +1,6 @@
 import middy from "@middy/core"
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda"
-import { Layer } from "effect"
+import { identity, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 
 // Content types whose bodies travel as text; everything else is base64 in the Lambda result.
@@ -48,6 +48,7 @@ export const toResult = async (response: Response): Promise<APIGatewayProxyStruc
 export const handler = <A, E, R>(app: Layer.Layer<A, E, R>) => {
   const web = HttpRouter.toWebHandler(app.pipe(Layer.provide(HttpServer.layerServices)) as never, {
     disableLogger: true,
+    middleware: identity,
   }) as { readonly handler: (request: Request) => Promise<Response>; readonly dispose: () => Promise<void> }
   return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(async (event) =>
     toResult(await web.handler(toRequest(event))),

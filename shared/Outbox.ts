@@ -55,7 +55,7 @@ export class Outbox extends Context.Service<
           const span = yield* Effect.option(Effect.currentSpan)
           const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
           const envelope = CloudEvent.make({ source: service, ...event, ...(traceparent ? { traceparent } : {}) })
-          yield* db.query("INSERT INTO outbox (id, topic, key, event) VALUES ($1, $2, $3, $4)", [
+          yield* db.query(`INSERT INTO ${db.schema}.outbox (id, topic, key, event) VALUES ($1, $2, $3, $4)`, [
             envelope.id,
             topic,
             event.subject,

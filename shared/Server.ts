@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { type Cause, Context, Duration, Effect, Layer, Metric, SchemaIssue, type Types } from "effect"
+import { type Cause, Context, Duration, Effect, identity, Layer, Metric, SchemaIssue, type Types } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
@@ -194,7 +194,12 @@ export const app = <A, E, R>(
 
 /** Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown. */
 export const serve = <A, E, R>(routes: Layer.Layer<A, E, R>, options: ServerOptions) =>
-  HttpRouter.serve(app(routes, options), { disableLogger: true, disableListenLog: true }).pipe(
+  HttpRouter.serve(app(routes, options), {
+    disableLogger: true,
+    disableListenLog: true,
+    // Any server middleware turns on Effect's HTTP tracer: a server span per request, continuing `traceparent`.
+    middleware: identity,
+  }).pipe(
     Layer.provideMerge(
       NodeHttpServer.layer(() => createServer({ requestTimeout: 30_000 }), {
         port: options.port,

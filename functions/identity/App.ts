@@ -15,7 +15,12 @@ export const HttpApp = HttpLive.pipe(Layer.provide(DomainLive))
 
 /** The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: IdentityConfig) => {
-  const kernel = { service: manifest.name, version: manifest.version, logLevel: config.logLevel }
+  const kernel = {
+    service: manifest.name,
+    version: manifest.version,
+    logLevel: config.logLevel,
+    logPretty: config.logPretty,
+  }
   return Kernel.database({
     ...kernel,
     db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },

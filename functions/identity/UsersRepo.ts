@@ -44,20 +44,19 @@ export class UsersRepo extends Context.Service<
         readonly email: string
         readonly name: string
       }) {
-        const rows = yield* db.query<UserRow>("INSERT INTO users (id, email, name) VALUES ($1, $2, $3) RETURNING *", [
-          randomUUID(),
-          input.email,
-          input.name,
-        ])
+        const rows = yield* db.query<UserRow>(
+          `INSERT INTO ${db.schema}.users (id, email, name) VALUES ($1, $2, $3) RETURNING *`,
+          [randomUUID(), input.email, input.name],
+        )
         return toUser(rows[0]!)
       })
       const findById = Effect.fn("UsersRepo.findById")(function* (id: UserId) {
-        const rows = yield* db.query<UserRow>("SELECT * FROM users WHERE id = $1", [id])
+        const rows = yield* db.query<UserRow>(`SELECT * FROM ${db.schema}.users WHERE id = $1`, [id])
         return Option.map(Option.fromNullishOr(rows[0]), toUser)
       })
       const update = Effect.fn("UsersRepo.update")(function* (id: UserId, changes: UserChanges) {
         const rows = yield* db.query<UserRow>(
-          `UPDATE users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
+          `UPDATE ${db.schema}.users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
            WHERE id = $1 AND status <> 'deleted' RETURNING *`,
           [id, changes.name ?? null, changes.status ?? null],
         )

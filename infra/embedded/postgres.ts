@@ -1,0 +1,27 @@
+import { mkdirSync } from "node:fs"
+import { PGlite } from "@electric-sql/pglite"
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+
+/** A running embedded Postgres (PGlite behind its wire-protocol socket server). */
+export interface EmbeddedPostgres {
+  readonly url: string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts PGlite with its data in `dataDir`, served on 127.0.0.1:`port` to many pg clients (multiplexed onto one
+ * session: transactions are serialised, so never hold one across a call to another service).
+ */
+export const startEmbeddedPostgres = async (dataDir: string, port: number): Promise<EmbeddedPostgres> => {
+  mkdirSync(dataDir, { recursive: true })
+  const db = await PGlite.create({ dataDir })
+  const server = new PGLiteSocketServer({ db, port, host: "127.0.0.1", maxConnections: 64 })
+  await server.start()
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      await server.stop()
+      await db.close()
+    },
+  }
+}

@@ -1,0 +1,124 @@
+// `npm start`: the whole platform on one machine, every function its own process (as in production), with
+// embedded infrastructure for whatever is not configured (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...).
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readdirSync } from "node:fs"
+import { createInterface } from "node:readline"
+import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
+import type { ModuleManifest } from "../shared/Module.ts"
+
+const started = performance.now()
+const dataDir = process.env.DATA_DIR ?? ".data"
+const colors = [36, 35, 33, 32, 34, 31, 96, 95]
+const say = (line: string) => process.stdout.write(`\x1b[1m[platform]\x1b[0m ${line}\n`)
+
+// Functions are discovered from their manifests; dependencies start first.
+const discover = async (): Promise<Array<ModuleManifest>> => {
+  const names = readdirSync("functions").filter((n) => existsSync(`functions/${n}/main.ts`))
+  const manifests = await Promise.all(
+    names.map(async (n) => (await import(`../functions/${n}/module.ts`)).manifest as ModuleManifest),
+  )
+  const ordered: Array<ModuleManifest> = []
+  const visit = (m: ModuleManifest, path: Array<string>) => {
+    if (ordered.includes(m)) return
+    if (path.includes(m.name)) throw new Error(`dependency cycle: ${[...path, m.name].join(" -> ")}`)
+    for (const dep of m.dependsOn) {
+      const d = manifests.find((x) => x.name === dep)
+      if (!d) throw new Error(`${m.name} depends on unknown function ${dep}`)
+      visit(d, [...path, m.name])
+    }
+    ordered.push(m)
+  }
+  for (const m of manifests) visit(m, [])
+  return ordered
+}
+
+const waitReady = async (url: string, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return true
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return false
+}
+
+interface Supervised {
+  readonly manifest: ModuleManifest
+  child?: ChildProcess
+  restarts: number
+}
+
+let stopping = false
+const supervised: Array<Supervised> = []
+
+const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
+  const prefix = `\x1b[${color}m${s.manifest.name.padEnd(10)}\x1b[0m│ `
+  const child = spawn(process.execPath, [`functions/${s.manifest.name}/main.ts`], {
+    env: { ...env, HTTP_PORT: String(s.manifest.ports.http), GRPC_PORT: String(s.manifest.ports.grpc ?? 0) },
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  s.child = child
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix}${line}\n`))
+  }
+  child.on("exit", (code, signal) => {
+    if (stopping) return
+    const delay = Math.min(30_000, 1000 * 2 ** s.restarts++)
+    say(`\x1b[31m${s.manifest.name} exited (${signal ?? code}); restarting in ${delay / 1000}s\x1b[0m`)
+    setTimeout(() => !stopping && launch(s, env, color), delay)
+  })
+}
+
+const main = async () => {
+  const manifests = await discover()
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
+  env.LOG_PRETTY ??= process.stdout.isTTY ? "true" : "false"
+  let postgres: EmbeddedPostgres | undefined
+  if (!env.DATABASE_URL) {
+    postgres = await startEmbeddedPostgres(`${dataDir}/pglite`, Number(env.EMBEDDED_PG_PORT ?? 54329))
+    env.DATABASE_URL = postgres.url
+    say(`embedded Postgres (PGlite) on ${postgres.url}, data in ${dataDir}/pglite`)
+  } else say("Postgres from DATABASE_URL")
+
+  const shutdown = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    say(`${signal}: stopping…`)
+    await Promise.all(
+      supervised.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (!s.child || s.child.exitCode !== null) return resolve()
+            s.child.once("exit", () => resolve())
+            s.child.kill("SIGTERM")
+          }),
+      ),
+    )
+    await postgres?.stop()
+    say("stopped")
+    process.exit(0)
+  }
+  process.on("SIGINT", () => void shutdown("SIGINT"))
+  process.on("SIGTERM", () => void shutdown("SIGTERM"))
+
+  manifests.forEach((manifest, i) => {
+    const s: Supervised = { manifest, restarts: 0 }
+    supervised.push(s)
+    launch(s, env, colors[i % colors.length]!)
+  })
+  const results = await Promise.all(
+    manifests.map((m) => waitReady(`http://127.0.0.1:${m.ports.http}/readyz`, 60_000).then((ok) => [m, ok] as const)),
+  )
+  for (const [m, ok] of results) {
+    say(
+      `${ok ? "\x1b[32mready\x1b[0m " : "\x1b[31mNOT READY\x1b[0m"} ${m.name.padEnd(10)} http://localhost:${m.ports.http}`,
+    )
+  }
+  say(`up in ${((performance.now() - started) / 1000).toFixed(1)}s — Ctrl-C stops everything`)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
