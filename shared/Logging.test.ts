@@ -57,14 +57,14 @@ describe("Logging in a request", () => {
     "/work",
     Effect.as(Effect.logInfo("working"), HttpServerResponse.text("done")).pipe(Effect.withSpan("Work.handle")),
   )
-  let app: Running<unknown>
+  let app: Running<never>
   beforeAll(async () => {
     // The request's log lines go to the captured pino.
     const LoggerLive = Layer.mergeAll(
       Health.layer,
       Logger.layer([Logging.fromPino(Logging.makePino({ service: "web", level: "info", destination }))]),
     )
-    app = await start(Server.serve(route, { port: 0 }).pipe(Layer.provide(LoggerLive)))
+    app = (await start(Server.serve(route, { port: 0 }).pipe(Layer.provide(LoggerLive)))) as never
   })
   afterAll(() => app.close())
 

@@ -1,4 +1,4 @@
-import { Effect, Schema } from "effect"
+import { Effect, Schema, SchemaIssue } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiError } from "effect/http-api"
 
@@ -92,3 +92,25 @@ export const response = (status: number, detail?: string, extra?: Record<string,
 
 /** Same as `response`, as an Effect. */
 export const respond = (status: number, detail?: string) => Effect.succeed(response(status, detail))
+
+const standard = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** A 400 validation_failed listing every issue of a schema failure; paths are dotted, under `prefix` if given. */
+export const validationFailed = (issue: SchemaIssue.Issue, prefix = ""): ValidationFailed =>
+  new ValidationFailed({
+    detail: "The request does not match the API contract",
+    errors: standard(issue).issues.map((i) => ({
+      path:
+        [prefix, ...(i.path ?? []).map((s) => String(typeof s === "object" ? s.key : s))].filter(Boolean).join(".") ||
+        "body",
+      message: i.message,
+    })),
+  })
+
+/** Decodes untrusted input (a gRPC request, an event) with a schema; failures become validation_failed. */
+export const decode =
+  <S extends Schema.Decoder<unknown>>(schema: S) =>
+  (input: unknown): Effect.Effect<S["Type"], ValidationFailed, S["DecodingServices"]> =>
+    Schema.decodeUnknownEffect(schema)(input, { errors: "all", onExcessProperty: "ignore" }).pipe(
+      Effect.mapError((error) => validationFailed(error.issue)),
+    )

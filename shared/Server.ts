@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { type Cause, Context, Duration, Effect, identity, Layer, Metric, SchemaIssue, type Types } from "effect"
+import { type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
@@ -170,14 +170,8 @@ export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
   HttpApiMiddleware.ProblemDetails,
   (error) => {
     if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.die(error)
-    const slot = error.kind === "Payload" ? "" : `${error.kind.toLowerCase()}.`
-    const issues = formatIssues(error.cause.issue)
-    return Effect.fail(
-      new Problem.ValidationFailed({
-        detail: "The request does not match the API contract",
-        errors: issues.map((i) => ({ path: `${slot}${i.path}`.replace(/\.$/, "") || "body", message: i.message })),
-      }) as never,
-    )
+    const slot = error.kind === "Payload" ? "" : error.kind.toLowerCase()
+    return Effect.fail(Problem.validationFailed(error.cause.issue, slot) as never)
   },
 )
 
@@ -207,10 +201,3 @@ export const serve = <A, E, R>(routes: Layer.Layer<A, E, R>, options: ServerOpti
       }),
     ),
   )
-
-const standard = SchemaIssue.makeFormatterStandardSchemaV1()
-const formatIssues = (issue: SchemaIssue.Issue) =>
-  standard(issue).issues.map((i) => ({
-    path: (i.path ?? []).map((s) => String(typeof s === "object" ? s.key : s)).join("."),
-    message: i.message,
-  }))

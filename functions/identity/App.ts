@@ -2,16 +2,12 @@ import { Layer } from "effect"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import type { IdentityConfig } from "./Config.ts"
-import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { Users } from "./Users.ts"
 import { UsersRepo } from "./UsersRepo.ts"
 
 /** Identity's domain services over the kernel's Db. */
 export const DomainLive = Users.layer.pipe(Layer.provide([UsersRepo.layer, Outbox.layer(manifest.name)]))
-
-/** Identity's HTTP routes with their domain services. */
-export const HttpApp = HttpLive.pipe(Layer.provide(DomainLive))
 
 /** The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: IdentityConfig) => {

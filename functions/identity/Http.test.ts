@@ -5,17 +5,19 @@ import * as Kernel from "../../shared/Kernel.ts"
 import * as Server from "../../shared/Server.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../shared/testing/harness.ts"
 import { IdentityApi } from "./Api.ts"
-import { DomainLive, HttpApp } from "./App.ts"
+import { DomainLive } from "./App.ts"
+import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { Users } from "./Users.ts"
 
 // Identity's HTTP app on a real server (port 0) over a fresh schema of the real Postgres.
 const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
 const database = Kernel.database({ ...kernel, db: freshSchema("identity"), migrations: manifest.migrations })
-const AppLive = Layer.mergeAll(
-  Server.serve(HttpApp, { port: 0, api: IdentityApi, maxBodyBytes: 64 * 1024 }),
-  DomainLive,
-).pipe(Layer.provideMerge(database), Layer.provideMerge(Kernel.base(kernel)))
+const AppLive = Server.serve(HttpLive, { port: 0, api: IdentityApi, maxBodyBytes: 64 * 1024 }).pipe(
+  Layer.provideMerge(DomainLive),
+  Layer.provideMerge(database),
+  Layer.provideMerge(Kernel.base(kernel)),
+)
 
 let app: Running<HttpServer.HttpServer | Users>
 let url: string

@@ -2,14 +2,16 @@ import { Effect, Layer } from "effect"
 import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
 import { IdentityApi } from "./Api.ts"
-import { HttpApp, Infrastructure } from "./App.ts"
+import { DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
+import { HttpLive } from "./Http.ts"
 
 /** AWS Lambda entry (API Gateway HTTP API, payload v2): the same app as the container, through middy. */
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpApp, { api: IdentityApi, maxBodyBytes: config.maxBodyBytes }).pipe(
+      Server.app(HttpLive, { api: IdentityApi, maxBodyBytes: config.maxBodyBytes }).pipe(
+        Layer.provide(DomainLive),
         Layer.provide(Infrastructure(config)),
       ),
     ),
