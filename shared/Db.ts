@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, Metric, Redacted, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Metric, Redacted, Schedule, Schema } from "effect"
 import pg from "pg"
 
 /** A database failure; carries the driver error as cause and never reaches a client as-is. */
@@ -27,6 +27,17 @@ const CurrentTx = Context.Reference<pg.PoolClient | undefined>("shared/Db/Curren
 })
 
 const currentTx = Effect.service(CurrentTx)
+
+const poolConnections = Metric.gauge("db_pool_connections", { description: "Connections in the pool by state" })
+const poolWaiting = Metric.gauge("db_pool_waiting", { description: "Queries waiting for a pooled connection" })
+
+// Pool gauges are refreshed from pg.Pool's counters every few seconds while the layer lives.
+const trackPool = (schema: string, pool: pg.Pool) =>
+  Effect.gen(function* () {
+    yield* Metric.update(Metric.withAttributes(poolConnections, { schema, state: "total" }), pool.totalCount)
+    yield* Metric.update(Metric.withAttributes(poolConnections, { schema, state: "idle" }), pool.idleCount)
+    yield* Metric.update(Metric.withAttributes(poolWaiting, { schema }), pool.waitingCount)
+  }).pipe(Effect.repeat(Schedule.spaced("2 seconds")), Effect.forkScoped)
 
 const queryDuration = Metric.histogram("db_query_duration_seconds", {
   description: "SQL query duration",
@@ -70,6 +81,7 @@ export class Db extends Context.Service<
           }),
           (pool) => Effect.promise(() => pool.end()),
         )
+        yield* trackPool(options.schema, pool)
         return make(options.schema, pool)
       }),
     )

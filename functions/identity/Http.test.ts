@@ -142,5 +142,7 @@ describe("identity HTTP", () => {
     const metrics = await (await fetch(`${url}/metrics`)).text()
     expect(metrics).toMatch(/http_server_requests_total\{method="GET",route="\/api\/v1\/users\/:id",status="404"\} \d+/)
     expect(metrics).toMatch(/http_server_request_duration_seconds_bucket/)
+    expect(metrics).toMatch(/db_pool_connections\{[^}]*state="total"[^}]*\} \d+/)
+    expect(metrics).toMatch(/db_query_duration_seconds_count \d+/)
   })
 })

@@ -1,0 +1,59 @@
+import { Effect, Layer } from "effect"
+import { describe, expect, it } from "vitest"
+import { Db } from "./Db.ts"
+import { type Migration, migrate } from "./Migrator.ts"
+import { freshSchema, sql } from "./testing/harness.ts"
+
+const migrations: ReadonlyArray<Migration> = [
+  { id: "0001_a", sql: "CREATE TABLE a (id int PRIMARY KEY); SELECT pg_sleep(0.3);" },
+  { id: "0002_b", sql: "CREATE TABLE b (id int PRIMARY KEY REFERENCES a (id));" },
+]
+
+// Each "instance" has its own pool, as two containers starting at once would.
+const runOn = (options: ReturnType<typeof freshSchema>, list: ReadonlyArray<Migration>) =>
+  Effect.runPromise(migrate(list).pipe(Effect.provide(Db.layer(options)), Effect.scoped))
+
+describe("Migrator", () => {
+  it("two instances starting at once apply each migration exactly once", async () => {
+    const db = freshSchema("mig")
+    const [first, second] = await Promise.all([runOn(db, migrations), runOn(db, migrations)])
+    expect([...first, ...second].sort()).toEqual(["0001_a", "0002_b"])
+    const rows = await sql(`SELECT id FROM ${db.schema}.schema_migrations ORDER BY id`)
+    expect(rows.map((r) => r.id)).toEqual(["0001_a", "0002_b"])
+    expect(await runOn(db, migrations)).toEqual([])
+  })
+
+  it("a failing migration rolls back and leaves nothing half-applied", async () => {
+    const db = freshSchema("mig")
+    const broken = [...migrations, { id: "0003_c", sql: "CREATE TABLE c (id int); SELECT 1/0;" }]
+    await expect(runOn(db, broken)).rejects.toThrow(/migration failed/)
+    const tables = await sql("SELECT table_name FROM information_schema.tables WHERE table_schema = $1", [db.schema])
+    expect(tables.map((t) => t.table_name).sort()).toEqual(["a", "b", "schema_migrations"])
+  })
+
+  it("refuses to start when an applied migration was edited", async () => {
+    const db = freshSchema("mig")
+    await runOn(db, migrations)
+    const edited = [migrations[0]!, { id: "0002_b", sql: "CREATE TABLE b (id bigint);" }]
+    await expect(runOn(db, edited)).rejects.toThrow(/changed after it was applied/)
+  })
+
+  it("the Db transaction helper commits together and rolls back together", async () => {
+    const options = freshSchema("tx")
+    await sql(`CREATE SCHEMA ${options.schema}; CREATE TABLE ${options.schema}.t (id int PRIMARY KEY)`)
+    const program = Effect.gen(function* () {
+      const db = yield* Db
+      yield* db.transaction(db.query(`INSERT INTO ${db.schema}.t VALUES (1), (2)`))
+      const failed = yield* Effect.exit(
+        db.transaction(Effect.andThen(db.query(`INSERT INTO ${db.schema}.t VALUES (3)`), Effect.fail("boom" as const))),
+      )
+      const duplicate = yield* Effect.exit(db.query(`INSERT INTO ${db.schema}.t VALUES (1)`))
+      const rows = yield* db.query<{ id: number }>(`SELECT id FROM ${db.schema}.t ORDER BY id`)
+      return { failed, duplicate, ids: rows.map((r) => r.id) }
+    })
+    const result = await Effect.runPromise(program.pipe(Effect.provide(Layer.fresh(Db.layer(options))), Effect.scoped))
+    expect(result.failed._tag).toBe("Failure")
+    expect(result.duplicate._tag === "Failure" && JSON.stringify(result.duplicate.cause)).toMatch(/23505/)
+    expect(result.ids).toEqual([1, 2])
+  })
+})
