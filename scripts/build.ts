@@ -1,0 +1,203 @@
+// Bundles every function's container entry (main.ts) and Lambda entry (lambda.ts) into dist/<name>/ with esbuild.
+import { existsSync, readdirSync } from "node:fs"
+import { mkdir, rm, writeFile } from "node:fs/promises"
+import { builtinModules } from "node:module"
+import { join, relative, resolve } from "node:path"
+import * as esbuild from "esbuild"
+
+/** Repository root (this file lives in scripts/). */
+export const ROOT = resolve(import.meta.dirname, "..")
+
+// ESM output has no `require`, `__filename` or `__dirname`; CommonJS dependencies (pg, pino, grpc-js, ...) use
+// them. The import is aliased to a name no bundled module uses; `require` itself must keep its name (esbuild's
+// `__require` shim looks it up), and esbuild never gives a bundled symbol a name the bundle references freely.
+const BANNER = [
+  'import { createRequire as __platform_createRequire } from "node:module";',
+  "const require = __platform_createRequire(import.meta.url);",
+  "const __filename = import.meta.filename, __dirname = import.meta.dirname;",
+].join("")
+
+const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]))
+
+/**
+ * Turns `import ... from "node:http"` (and every other builtin) into `require("node:http")`. Node 24 builds an ESM
+ * facade for an imported builtin by reading every export, and `node:http`'s lazy getters (WebSocket, ...) then load
+ * undici: ~60 ms of a bare server's start here, ~50 ms of a function's. Builtins are plain objects: nothing is lost.
+ */
+export const builtinsViaRequire: esbuild.Plugin = {
+  name: "builtins-via-require",
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) =>
+      args.kind === "import-statement" && BUILTINS.has(args.path)
+        ? { path: args.path, namespace: "builtin-require" }
+        : undefined,
+    )
+    build.onLoad({ filter: /.*/, namespace: "builtin-require" }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)})`,
+      loader: "js",
+    }))
+  },
+}
+
+/** The functions that have a container entry, found on disk (functions/<name>/main.ts), sorted. */
+export const discover = (root = ROOT): Array<string> =>
+  readdirSync(join(root, "functions"), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(root, "functions", d.name, "main.ts")))
+    .map((d) => d.name)
+    .sort()
+
+/** Size and composition of one bundled entry. */
+export interface OutputReport {
+  readonly entry: "main" | "lambda"
+  readonly file: string
+  readonly bytes: number
+  /** Bytes in the output by npm package (own code under `(own)`), largest first. */
+  readonly packages: ReadonlyArray<{ readonly name: string; readonly bytes: number }>
+}
+
+/** What building one function produced. */
+export interface BuildReport {
+  readonly name: string
+  readonly outdir: string
+  readonly outputs: ReadonlyArray<OutputReport>
+  readonly warnings: ReadonlyArray<esbuild.Message>
+}
+
+/** Options of {@link build}. */
+export interface BuildOptions {
+  /** Where `<name>/main.mjs` goes; default `<root>/dist`. */
+  readonly outdir?: string
+  readonly root?: string
+}
+
+// "node_modules/@aws-sdk/client-s3/dist-es/x.js" -> "@aws-sdk/client-s3"; the innermost node_modules wins.
+const packageOf = (input: string): string => {
+  const at = input.lastIndexOf("node_modules/")
+  if (at === -1) return "(own)"
+  const [first = "", second = ""] = input.slice(at + "node_modules/".length).split("/")
+  return first.startsWith("@") ? `${first}/${second}` : first
+}
+
+const byPackage = (output: esbuild.Metafile["outputs"][string]) => {
+  const sizes = new Map<string, number>()
+  for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+    const name = packageOf(input)
+    sizes.set(name, (sizes.get(name) ?? 0) + bytesInOutput)
+  }
+  return [...sizes].map(([name, bytes]) => ({ name, bytes })).sort((a, b) => b.bytes - a.bytes)
+}
+
+/** Bundles one function into `<outdir>/<name>/` (main.mjs, lambda.mjs when present, maps, meta.json). */
+export const buildOne = async (name: string, options: BuildOptions = {}): Promise<BuildReport> => {
+  const root = options.root ?? ROOT
+  const dir = join(root, "functions", name)
+  const outdir = join(options.outdir ?? join(root, "dist"), name)
+  const entryPoints: Record<string, string> = { main: join(dir, "main.ts") }
+  if (existsSync(join(dir, "lambda.ts"))) entryPoints.lambda = join(dir, "lambda.ts")
+  await rm(outdir, { recursive: true, force: true })
+  await mkdir(outdir, { recursive: true })
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    entryPoints,
+    outdir,
+    outExtension: { ".js": ".mjs" },
+    platform: "node",
+    format: "esm",
+    target: "node24",
+    bundle: true,
+    minify: true,
+    sourcemap: "linked",
+    // Mappings only: stack traces (--enable-source-maps) need no embedded sources; the map drops from ~11 MB to ~1.5 MB.
+    sourcesContent: false,
+    treeShaking: true,
+    legalComments: "none",
+    banner: { js: BANNER },
+    // pino-pretty: development only, loaded lazily by shared/Logging.ts. @grpc/proto-loader (+ protobufjs, 140 KB):
+    // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
+    external: ["pino-pretty", "@grpc/proto-loader"],
+    plugins: [builtinsViaRequire],
+    metafile: true,
+    logLevel: "silent",
+  })
+  const metafile = result.metafile
+  await writeFile(join(outdir, "meta.json"), JSON.stringify(metafile))
+  const outputs = Object.entries(metafile.outputs)
+    .filter(([file]) => file.endsWith(".mjs"))
+    .map(([file, output]) => ({
+      entry: file.endsWith("lambda.mjs") ? ("lambda" as const) : ("main" as const),
+      file: join(root, file),
+      bytes: output.bytes,
+      packages: byPackage(output),
+    }))
+    .sort((a, b) => a.entry.localeCompare(b.entry) * -1)
+  return { name, outdir, outputs, warnings: result.warnings }
+}
+
+/** Bundles the named functions (default: all discovered) in parallel; rejects if any build fails. */
+export const build = async (names: ReadonlyArray<string> = [], options: BuildOptions = {}) => {
+  const known = discover(options.root)
+  const unknown = names.filter((n) => !known.includes(n))
+  if (unknown.length > 0) throw new Error(`unknown function(s): ${unknown.join(", ")} (known: ${known.join(", ")})`)
+  const settled = await Promise.allSettled((names.length > 0 ? names : known).map((n) => buildOne(n, options)))
+  const failures = settled.flatMap((s, i) =>
+    s.status === "rejected" ? [{ name: names[i] ?? known[i], error: s.reason }] : [],
+  )
+  if (failures.length > 0) {
+    throw new AggregateError(
+      failures.map((f) => f.error),
+      `build failed: ${failures.map((f) => f.name).join(", ")}`,
+    )
+  }
+  return settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []))
+}
+
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`
+
+/** The table printed after a build: function, entry, bundle bytes, top 5 packages by bytes. */
+export const formatReport = (reports: ReadonlyArray<BuildReport>, root = ROOT): string => {
+  const rows = reports.flatMap((r) =>
+    r.outputs.map((o) => [
+      r.name,
+      relative(root, o.file),
+      `${o.bytes.toLocaleString("en-US")} B (${kb(o.bytes)})`,
+      o.packages
+        .filter((p) => p.name !== "(own)")
+        .slice(0, 5)
+        .map((p) => `${p.name} ${kb(p.bytes)}`)
+        .join(", "),
+      kb(o.packages.find((p) => p.name === "(own)")?.bytes ?? 0),
+    ]),
+  )
+  const header = ["function", "bundle", "bytes", "top 5 packages", "own code"]
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd()
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")
+}
+
+const formatMessages = async (messages: Array<esbuild.Message>, kind: "error" | "warning") =>
+  (await esbuild.formatMessages(messages, { kind, color: process.stderr.isTTY })).join("")
+
+if (import.meta.main) {
+  const started = performance.now()
+  try {
+    const reports = await build(process.argv.slice(2))
+    for (const r of reports) {
+      if (r.warnings.length > 0) process.stderr.write(await formatMessages([...r.warnings], "warning"))
+    }
+    console.log(formatReport(reports))
+    console.log(`\nbuilt ${reports.length} function(s) in ${Math.round(performance.now() - started)} ms`)
+  } catch (error) {
+    const errors = error instanceof AggregateError ? error.errors : [error]
+    for (const e of errors) {
+      if (e && typeof e === "object" && "errors" in e && Array.isArray(e.errors)) {
+        process.stderr.write(await formatMessages(e.errors, "error"))
+      } else process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`)
+    }
+    if (error instanceof AggregateError) process.stderr.write(`${error.message}\n`)
+    process.exitCode = 1
+  }
+}
