@@ -1,0 +1,316 @@
+import { randomBytes } from "node:crypto"
+import { readdir, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3"
+import { afterAll, assert, describe, it, layer } from "@effect/vitest"
+import { ConfigProvider, Effect, Layer, Option } from "effect"
+import { BlobStore, type BlobStoreError } from "./BlobStore.ts"
+import { Health } from "./Health.ts"
+
+// Real S3 (moto at S3_ENDPOINT, from the global setup) and the filesystem store run the same behaviour suite.
+const run = randomBytes(4).toString("hex")
+const env = (name: string) => {
+  const value = process.env[name]
+  if (!value) throw new Error(`${name} is not set: run the tests through vitest (its global setup starts moto)`)
+  return value
+}
+const s3Options = () => ({ endpoint: env("S3_ENDPOINT"), bucket: env("S3_BUCKET"), region: env("S3_REGION") })
+const fsRoot = Path.join(tmpdir(), `blobs-${run}`)
+
+afterAll(async () => {
+  await rm(fsRoot, { recursive: true, force: true })
+  const client = new S3Client({ ...s3Options(), forcePathStyle: true })
+  try {
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: env("S3_BUCKET"), Prefix: `t-${run}/` }))
+    const objects = (listed.Contents ?? []).map(({ Key }) => ({ Key }))
+    if (objects.length > 0) {
+      await client.send(new DeleteObjectsCommand({ Bucket: env("S3_BUCKET"), Delete: { Objects: objects } }))
+    }
+  } finally {
+    client.destroy()
+  }
+})
+
+const withHealth = <E>(store: Layer.Layer<BlobStore, E, Health>) => store.pipe(Layer.provideMerge(Health.layer))
+
+const implementations: ReadonlyArray<readonly [string, () => Layer.Layer<BlobStore, BlobStoreError, Health>]> = [
+  ["s3", () => BlobStore.layerS3(s3Options())],
+  ["filesystem", () => BlobStore.layerFileSystem({ root: fsRoot })],
+]
+
+const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => i % 256)
+
+const invalidKeys = [
+  ["", "empty"],
+  ["/leading", "leading slash"],
+  ["a/../b", '".." path segment'],
+  ["..", '".." path segment'],
+  ["./a", '"." path segment'],
+  ["a//b", "empty path segment"],
+  ["a/", "empty path segment"],
+  ["a\u0000b", "control character"],
+  ["x".repeat(1025), "longer than 1024 bytes"],
+  ["é".repeat(513), "longer than 1024 bytes"],
+] as const
+
+for (const [name, makeLayer] of implementations) {
+  const k = (key: string) => `t-${run}/${name}/${key}`
+  layer(withHealth(makeLayer()), { excludeTestServices: true })(`BlobStore (${name})`, (it) => {
+    it.effect("put then get returns the bytes and content type", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        yield* store.put(k("binary.bin"), bytes(1000), { contentType: "image/png" })
+        const got = yield* store.get(k("binary.bin"))
+        assert.isTrue(Option.isSome(got))
+        const { body, contentType } = Option.getOrThrow(got)
+        assert.instanceOf(body, Uint8Array)
+        assert.deepStrictEqual(Array.from(body), Array.from(bytes(1000)))
+        assert.strictEqual(contentType, "image/png")
+      }),
+    )
+
+    it.effect("a string body is stored as UTF-8; the content type defaults to application/octet-stream", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        yield* store.put(k("dir/sub/text.txt"), "héllo ✓")
+        const { body, contentType } = Option.getOrThrow(yield* store.get(k("dir/sub/text.txt")))
+        assert.strictEqual(new TextDecoder().decode(body), "héllo ✓")
+        assert.strictEqual(contentType, "application/octet-stream")
+      }),
+    )
+
+    it.effect("head gives size, content type and a quoted ETag; a missing key is none", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        yield* store.put(k("head.txt"), "hello", { contentType: "text/plain" })
+        const info = Option.getOrThrow(yield* store.head(k("head.txt")))
+        assert.strictEqual(info.size, 5)
+        assert.strictEqual(info.contentType, "text/plain")
+        assert.strictEqual(info.etag, '"5d41402abc4b2a76b9719d911017c592"')
+        assert.deepStrictEqual(yield* store.head(k("missing.txt")), Option.none())
+      }),
+    )
+
+    it.effect("get of a missing key is none (NoSuchKey), also under a 'folder' that is an object", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        assert.deepStrictEqual(yield* store.get(k("nope/never.txt")), Option.none())
+        yield* store.put(k("leaf"), "x")
+        assert.deepStrictEqual(yield* store.get(k("leaf/below")), Option.none())
+        assert.deepStrictEqual(yield* store.head(k("leaf/below")), Option.none())
+      }),
+    )
+
+    it.effect("put overwrites; delete removes; deleting a missing key succeeds", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        yield* store.put(k("over.txt"), "one", { contentType: "text/plain" })
+        yield* store.put(k("over.txt"), "second", { contentType: "text/markdown" })
+        const got = Option.getOrThrow(yield* store.get(k("over.txt")))
+        assert.strictEqual(new TextDecoder().decode(got.body), "second")
+        assert.strictEqual(got.contentType, "text/markdown")
+        yield* store.delete(k("over.txt"))
+        yield* store.delete(k("over.txt"))
+        yield* store.delete(k("never/existed.txt"))
+        assert.deepStrictEqual(yield* store.get(k("over.txt")), Option.none())
+        assert.deepStrictEqual(yield* store.head(k("over.txt")), Option.none())
+      }),
+    )
+
+    it.effect("keys with spaces, unicode and exactly 1024 bytes are accepted", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        const base = `${k("")}${Array.from({ length: 4 }, () => "x".repeat(200)).join("/")}`
+        const exact = `${base}/${"y".repeat(1024 - Buffer.byteLength(base) - 1)}`
+        assert.strictEqual(Buffer.byteLength(exact), 1024)
+        for (const key of [k("with space/ünïcødé ✓.txt"), exact]) {
+          yield* store.put(key, "ok")
+          assert.strictEqual(Option.getOrThrow(yield* store.head(key)).size, 2)
+        }
+      }),
+    )
+
+    it.effect("invalid keys are refused with InvalidKey by every operation", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        for (const [key, reason] of invalidKeys) {
+          const errors = yield* Effect.all([
+            Effect.flip(store.put(key, "x")),
+            Effect.flip(store.get(key)),
+            Effect.flip(store.head(key)),
+            Effect.flip(store.delete(key)),
+            Effect.flip(store.presignPut(key, { expiresInSeconds: 60 })),
+            Effect.flip(store.presignGet(key, { expiresInSeconds: 60 })),
+          ])
+          for (const error of errors) {
+            assert.strictEqual(error._tag, "InvalidKey", `${JSON.stringify(key)}: ${error.message}`)
+            if (error._tag === "InvalidKey") assert.strictEqual(error.reason, reason)
+          }
+        }
+      }),
+    )
+
+    it.effect("a presign expiry outside 1..604800 seconds is a BlobStoreError", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        for (const expiresInSeconds of [0, -5, 1.5, 604_801]) {
+          const error = yield* Effect.flip(store.presignGet(k("x"), { expiresInSeconds }))
+          assert.strictEqual(error._tag, "BlobStoreError")
+        }
+      }),
+    )
+  })
+}
+
+const s3Layer = withHealth(BlobStore.layerS3(s3Options()))
+
+layer(s3Layer, { excludeTestServices: true })("BlobStore (s3 only)", (it) => {
+  const k = (key: string) => `t-${run}/s3-only/${key}`
+
+  it.effect("a presigned PUT uploads with plain fetch and a presigned GET downloads the same bytes", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const key = k("presigned/photo 1.png")
+      const putUrl = yield* store.presignPut(key, { expiresInSeconds: 60, contentType: "image/png" })
+      assert.match(putUrl, /X-Amz-Signature=/)
+      const upload = yield* Effect.promise(() =>
+        fetch(putUrl, { method: "PUT", body: bytes(4096), headers: { "content-type": "image/png" } }),
+      )
+      assert.strictEqual(upload.status, 200, yield* Effect.promise(() => upload.text()))
+
+      const getUrl = yield* store.presignGet(key, { expiresInSeconds: 60 })
+      const download = yield* Effect.promise(() => fetch(getUrl))
+      assert.strictEqual(download.status, 200)
+      assert.strictEqual(download.headers.get("content-type"), "image/png")
+      const body = new Uint8Array(yield* Effect.promise(() => download.arrayBuffer()))
+      assert.deepStrictEqual(Array.from(body), Array.from(bytes(4096)))
+      assert.strictEqual(Option.getOrThrow(yield* store.head(key)).size, 4096)
+    }),
+  )
+
+  it.effect("a presigned GET of a missing key answers 404", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const url = yield* store.presignGet(k("absent.txt"), { expiresInSeconds: 60 })
+      const res = yield* Effect.promise(() => fetch(url))
+      assert.strictEqual(res.status, 404)
+    }),
+  )
+
+  it.effect("registers a passing 's3' readiness check", () =>
+    Effect.gen(function* () {
+      const readiness = yield* (yield* Health).readiness
+      assert.deepStrictEqual(readiness, { ok: true, checks: { s3: "ok" } })
+    }),
+  )
+})
+
+describe("BlobStore (s3 failures)", () => {
+  it.live("a missing bucket fails readiness and operations with BlobStoreError, not none", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const readiness = yield* (yield* Health).readiness
+      assert.deepStrictEqual(readiness, { ok: false, checks: { s3: "failing" } })
+      const error = yield* Effect.flip(store.get("any.txt"))
+      assert.strictEqual(error._tag, "BlobStoreError")
+      assert.match(error.message, /NoSuchBucket|bucket/i)
+    }).pipe(Effect.provide(withHealth(BlobStore.layerS3({ ...s3Options(), bucket: `missing-${run}` })))),
+  )
+})
+
+layer(withHealth(BlobStore.layerFileSystem({ root: Path.join(fsRoot, "only") })), { excludeTestServices: true })(
+  "BlobStore (filesystem only)",
+  (it) => {
+    const root = Path.join(fsRoot, "only")
+
+    it.effect("stores objects under <root>/objects/<key> and prunes empty folders on delete", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        yield* store.put("posts/42/cover.jpg", "jpeg", { contentType: "image/jpeg" })
+        const onDisk = yield* Effect.promise(() => readFile(Path.join(root, "objects/posts/42/cover.jpg"), "utf8"))
+        assert.strictEqual(onDisk, "jpeg")
+        yield* store.delete("posts/42/cover.jpg")
+        assert.deepStrictEqual(yield* Effect.promise(() => readdir(Path.join(root, "objects"))), [])
+        assert.deepStrictEqual(yield* Effect.promise(() => readdir(Path.join(root, "meta"))), [])
+      }),
+    )
+
+    it.effect("concurrent writes of one key leave one complete version and no temp files", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        const versions = Array.from({ length: 20 }, (_, i) => `version-${i}-${"z".repeat(10_000)}`)
+        yield* Effect.forEach(versions, (v) => store.put("race.txt", v), { concurrency: "unbounded" })
+        const text = new TextDecoder().decode(Option.getOrThrow(yield* store.get("race.txt")).body)
+        assert.include(versions, text)
+        assert.deepStrictEqual(yield* Effect.promise(() => readdir(Path.join(root, "tmp"))), [])
+      }),
+    )
+
+    it.effect("a path segment over 250 bytes is an InvalidKey here (S3 would accept it)", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        const error = yield* Effect.flip(store.put(`a/${"s".repeat(251)}`, "x"))
+        assert.strictEqual(error._tag, "InvalidKey")
+        assert.strictEqual((yield* Effect.flip(store.get("b".repeat(300))))._tag, "InvalidKey")
+      }),
+    )
+
+    it.effect("presignPut is PresignUnsupported; presignGet is a file:// URL of the object", () =>
+      Effect.gen(function* () {
+        const store = yield* BlobStore
+        const error = yield* Effect.flip(store.presignPut("up.txt", { expiresInSeconds: 60 }))
+        assert.strictEqual(error._tag, "PresignUnsupported")
+        yield* store.put("dl/file one.txt", "local")
+        const url = yield* store.presignGet("dl/file one.txt", { expiresInSeconds: 60 })
+        assert.match(url, /^file:\/\//)
+        assert.strictEqual(yield* Effect.promise(() => readFile(fileURLToPath(url), "utf8")), "local")
+      }),
+    )
+  },
+)
+
+describe("BlobStore (filesystem with a public base URL)", () => {
+  it.effect("presignGet is <publicBaseUrl>/<encoded key>", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const url = yield* store.presignGet("a b/ç.png", { expiresInSeconds: 60 })
+      assert.strictEqual(url, "http://localhost:8080/blobs/a%20b/%C3%A7.png")
+    }).pipe(
+      Effect.provide(
+        BlobStore.layerFileSystem({ root: Path.join(fsRoot, "public"), publicBaseUrl: "http://localhost:8080/blobs/" }),
+      ),
+    ),
+  )
+})
+
+describe("BlobStore.layer", () => {
+  const checks = (vars: Record<string, string>) =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const readiness = yield* (yield* Health).readiness
+      const presigned = yield* Effect.flip(store.presignPut("probe.txt", { expiresInSeconds: 60 })).pipe(
+        Effect.map((e) => e._tag),
+        Effect.orElseSucceed(() => "presigned"),
+      )
+      return { checks: Object.keys(readiness.checks), presigned }
+    }).pipe(
+      Effect.provide(
+        withHealth(BlobStore.layer).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: vars })))),
+      ),
+    )
+
+  it.live("picks S3 when S3_ENDPOINT or S3_BUCKET is set, else the filesystem under BLOB_DIR", () =>
+    Effect.gen(function* () {
+      const s3 = { S3_ENDPOINT: env("S3_ENDPOINT"), S3_BUCKET: env("S3_BUCKET"), S3_REGION: env("S3_REGION") }
+      assert.deepStrictEqual(yield* checks(s3), { checks: ["s3"], presigned: "presigned" })
+      assert.deepStrictEqual(yield* checks({ BLOB_DIR: Path.join(fsRoot, "picked") }), {
+        checks: [],
+        presigned: "PresignUnsupported",
+      })
+      const missingBucket = yield* Effect.flip(checks({ S3_ENDPOINT: env("S3_ENDPOINT") }))
+      assert.match(String(missingBucket), /S3_BUCKET/)
+    }),
+  )
+})

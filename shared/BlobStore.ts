@@ -1,0 +1,468 @@
+import { createHash, randomUUID } from "node:crypto"
+import { mkdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3"
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
+import { Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { register } from "./Health.ts"
+
+/** A storage operation failed (S3 unreachable, access denied, disk full); carries the underlying error as cause. */
+export class BlobStoreError extends Schema.TaggedError<BlobStoreError>()("BlobStoreError", {
+  message: Schema.String,
+  cause: Schema.Defect(),
+}) {}
+
+/** A key refused before reaching storage: empty, > 1024 bytes, leading `/`, `.`/`..`/empty segment, control char. */
+export class InvalidKey extends Schema.TaggedError<InvalidKey>()("InvalidKey", {
+  key: Schema.String,
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `invalid blob key ${JSON.stringify(this.key)}: ${this.reason}`
+  }
+}
+
+/** The store cannot presign this operation (the filesystem store has no server to accept uploads). */
+export class PresignUnsupported extends Schema.TaggedError<PresignUnsupported>()("PresignUnsupported", {
+  operation: Schema.Literals(["get", "put"]),
+  backend: Schema.String,
+}) {
+  override get message() {
+    return `the ${this.backend} blob store cannot presign ${this.operation} URLs`
+  }
+}
+
+/** A stored object's bytes and content type. */
+export interface BlobContent {
+  readonly body: Uint8Array
+  readonly contentType?: string | undefined
+}
+
+/** A stored object's metadata; `etag` is quoted, as in HTTP. */
+export interface BlobInfo {
+  readonly size: number
+  readonly contentType?: string | undefined
+  readonly etag?: string | undefined
+}
+
+/** Options of `BlobStore.put`; the content type defaults to `application/octet-stream`. */
+export interface PutOptions {
+  readonly contentType?: string
+}
+
+/** Options of `BlobStore.presignPut`; with a content type the uploader must send that exact `Content-Type`. */
+export interface PresignPutOptions {
+  readonly expiresInSeconds: number
+  readonly contentType?: string
+}
+
+/** Options of `BlobStore.presignGet`. */
+export interface PresignGetOptions {
+  readonly expiresInSeconds: number
+}
+
+/** Settings of the S3 store; without `endpoint` it talks to AWS, credentials come from the default chain. */
+export interface S3BlobStoreOptions {
+  readonly bucket: string
+  /** Default: the SDK's region chain (AWS_REGION), or `us-east-1` with a custom endpoint. */
+  readonly region?: string
+  /** A custom endpoint (moto, LocalStack, MinIO); switches checksums to "when required". */
+  readonly endpoint?: string
+  /** Default: true when `endpoint` is set, false otherwise. */
+  readonly forcePathStyle?: boolean
+}
+
+/** Settings of the filesystem store; `publicBaseUrl` is where something serves `<root>/objects` over HTTP. */
+export interface FileSystemBlobStoreOptions {
+  readonly root: string
+  readonly publicBaseUrl?: string
+}
+
+type Failure = BlobStoreError | InvalidKey
+
+/** Object storage for a service: S3 in production, a directory in the embedded default. */
+export class BlobStore extends Context.Service<
+  BlobStore,
+  {
+    put(key: string, body: Uint8Array | string, options?: PutOptions): Effect.Effect<void, Failure>
+    /** The object, or none when no object has that key. */
+    get(key: string): Effect.Effect<Option.Option<BlobContent>, Failure>
+    /** The object's metadata, or none when no object has that key. */
+    head(key: string): Effect.Effect<Option.Option<BlobInfo>, Failure>
+    /** Removes the object; removing a missing key succeeds. */
+    delete(key: string): Effect.Effect<void, Failure>
+    /** A URL a client can PUT the object's bytes to until it expires. */
+    presignPut(key: string, options: PresignPutOptions): Effect.Effect<string, Failure | PresignUnsupported>
+    /** A URL a client can GET the object from until it expires. */
+    presignGet(key: string, options: PresignGetOptions): Effect.Effect<string, Failure | PresignUnsupported>
+  }
+>()("shared/BlobStore") {
+  /** The S3 store: registers the "s3" readiness check (HeadBucket) and destroys the client with the layer. */
+  static readonly layerS3 = (options: S3BlobStoreOptions) =>
+    Layer.effect(
+      BlobStore,
+      Effect.gen(function* () {
+        const client = yield* Effect.acquireRelease(
+          Effect.sync(() => makeS3Client(options)),
+          (client) => Effect.sync(() => client.destroy()),
+        )
+        const backend = s3Backend(client, options.bucket)
+        yield* register("s3", backend.headBucket)
+        return make("s3", { "aws.s3.bucket": options.bucket }, backend)
+      }),
+    )
+
+  /**
+   * The embedded-default store: objects under `<root>/objects/<key>`, content type and ETag under
+   * `<root>/meta/<key>.json`, writes atomic (temp file + rename). `presignGet` returns `publicBaseUrl/<key>` when
+   * set, else a `file://` URL (neither signed nor expiring: development only); `presignPut` fails with
+   * `PresignUnsupported`. Limits: a key cannot be both an object and a "folder" of others (`a` and `a/b`), and
+   * each path segment is at most 250 bytes (`InvalidKey` otherwise).
+   */
+  static readonly layerFileSystem = (options: FileSystemBlobStoreOptions) =>
+    Layer.effect(
+      BlobStore,
+      Effect.gen(function* () {
+        const root = Path.resolve(options.root)
+        yield* fsAttempt(`creating ${root}`, () =>
+          Promise.all(["objects", "meta", "tmp"].map((dir) => mkdir(Path.join(root, dir), { recursive: true }))),
+        )
+        return make("filesystem", { "blobstore.root": root }, fileSystemBackend(root, options.publicBaseUrl))
+      }),
+    )
+
+  /**
+   * S3 when `S3_ENDPOINT` or `S3_BUCKET` is set (then `S3_BUCKET` is required; `S3_REGION`,
+   * `S3_FORCE_PATH_STYLE` optional), else the filesystem under `BLOB_DIR` (default `$DATA_DIR/blobs`, i.e.
+   * `.data/blobs`) with `BLOB_PUBLIC_BASE_URL` as its public base URL.
+   */
+  static readonly layer = Layer.unwrap(
+    Effect.gen(function* () {
+      const endpoint = yield* Config.option(Config.String("S3_ENDPOINT"))
+      const bucket = yield* Config.option(Config.String("S3_BUCKET"))
+      if (Option.isSome(endpoint) || Option.isSome(bucket)) {
+        const region = yield* Config.option(Config.String("S3_REGION"))
+        const forcePathStyle = yield* Config.option(Config.Boolean("S3_FORCE_PATH_STYLE"))
+        return BlobStore.layerS3({
+          bucket: yield* Config.String("S3_BUCKET"),
+          ...Option.match(endpoint, { onNone: () => ({}), onSome: (endpoint) => ({ endpoint }) }),
+          ...Option.match(region, { onNone: () => ({}), onSome: (region) => ({ region }) }),
+          ...Option.match(forcePathStyle, { onNone: () => ({}), onSome: (forcePathStyle) => ({ forcePathStyle }) }),
+        })
+      }
+      const dataDir = yield* Config.String("DATA_DIR").pipe(Config.withDefault(".data"))
+      const root = yield* Config.String("BLOB_DIR").pipe(Config.withDefault(Path.join(dataDir, "blobs")))
+      const publicBaseUrl = yield* Config.option(Config.String("BLOB_PUBLIC_BASE_URL"))
+      return BlobStore.layerFileSystem({
+        root,
+        ...Option.match(publicBaseUrl, { onNone: () => ({}), onSome: (publicBaseUrl) => ({ publicBaseUrl }) }),
+      })
+    }),
+  )
+}
+
+const MAX_KEY_BYTES = 1024
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+/** Checks a key against the rules every store applies (see `InvalidKey`); returns it unchanged. */
+export const validateKey = (key: string): Effect.Effect<string, InvalidKey> => {
+  const reason = keyProblem(key)
+  return reason === undefined ? Effect.succeed(key) : Effect.fail(new InvalidKey({ key: key.slice(0, 200), reason }))
+}
+
+const keyProblem = (key: string): string | undefined => {
+  if (key.length === 0) return "empty"
+  if (Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES) return `longer than ${MAX_KEY_BYTES} bytes`
+  if (key.startsWith("/")) return "leading slash"
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(key)) return "control character"
+  for (const segment of key.split("/")) {
+    if (segment === "") return "empty path segment"
+    if (segment === "." || segment === "..") return `"${segment}" path segment`
+  }
+  return undefined
+}
+
+// What an implementation provides, for keys already validated.
+interface Backend {
+  put(key: string, body: Uint8Array, contentType: string): Effect.Effect<void, Failure>
+  get(key: string): Effect.Effect<Option.Option<BlobContent>, Failure>
+  head(key: string): Effect.Effect<Option.Option<BlobInfo>, Failure>
+  delete(key: string): Effect.Effect<void, Failure>
+  presignPut(key: string, expiresIn: number, contentType?: string): Effect.Effect<string, Failure | PresignUnsupported>
+  presignGet(key: string, expiresIn: number): Effect.Effect<string, Failure | PresignUnsupported>
+}
+
+const duration = Metric.histogram("blobstore_operation_duration_seconds", {
+  description: "Blob store operation duration",
+  boundaries: Metric.boundariesFromIterable([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+})
+
+const make = (backend: string, attributes: Record<string, string>, impl: Backend) => {
+  const span = { kind: "client", attributes: { "blobstore.backend": backend, ...attributes } } as const
+
+  const op =
+    <Args extends ReadonlyArray<unknown>, A, E>(
+      operation: string,
+      f: (key: string, ...args: Args) => Effect.Effect<A, E>,
+    ): ((key: string, ...args: Args) => Effect.Effect<A, E | InvalidKey>) =>
+    (key, ...args) =>
+      Effect.gen(function* () {
+        yield* Effect.annotateCurrentSpan("blobstore.key", key.slice(0, 200))
+        yield* validateKey(key)
+        const [elapsed, result] = yield* Effect.timed(f(key, ...args))
+        yield* Metric.update(Metric.withAttributes(duration, { backend, operation }), Duration.toSeconds(elapsed))
+        return result
+      }).pipe(Effect.withSpan(`BlobStore.${operation}`, span))
+
+  const expiry = (seconds: number) =>
+    Number.isInteger(seconds) && seconds > 0 && seconds <= MAX_PRESIGN_SECONDS
+      ? Effect.succeed(seconds)
+      : Effect.fail(
+          new BlobStoreError({
+            message: `expiresInSeconds must be an integer in 1..${MAX_PRESIGN_SECONDS}, got ${seconds}`,
+            cause: null,
+          }),
+        )
+
+  return BlobStore.of({
+    put: op("put", (key, body: Uint8Array | string, options?: PutOptions) =>
+      impl.put(
+        key,
+        typeof body === "string" ? new TextEncoder().encode(body) : body,
+        options?.contentType ?? "application/octet-stream",
+      ),
+    ),
+    get: op("get", impl.get),
+    head: op("head", impl.head),
+    delete: op("delete", impl.delete),
+    presignPut: op("presignPut", (key, options: PresignPutOptions) =>
+      Effect.flatMap(expiry(options.expiresInSeconds), (seconds) => impl.presignPut(key, seconds, options.contentType)),
+    ),
+    presignGet: op("presignGet", (key, options: PresignGetOptions) =>
+      Effect.flatMap(expiry(options.expiresInSeconds), (seconds) => impl.presignGet(key, seconds)),
+    ),
+  })
+}
+
+const errorText = (cause: unknown) => (cause instanceof Error ? cause.message || cause.name : String(cause))
+
+const makeS3Client = (options: S3BlobStoreOptions) => {
+  const custom = options.endpoint !== undefined
+  return new S3Client({
+    ...(options.region !== undefined ? { region: options.region } : custom ? { region: "us-east-1" } : {}),
+    ...(custom
+      ? {
+          endpoint: options.endpoint,
+          requestChecksumCalculation: "WHEN_REQUIRED",
+          responseChecksumValidation: "WHEN_REQUIRED",
+        }
+      : {}),
+    forcePathStyle: options.forcePathStyle ?? custom,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+  })
+}
+
+const isNotFound = (cause: unknown) => {
+  const name = (cause as { name?: unknown } | null)?.name
+  return name === "NoSuchKey" || name === "NotFound"
+}
+
+const s3Backend = (client: S3Client, bucket: string) => {
+  const attempt = <A>(what: string, f: (signal: AbortSignal) => Promise<A>) =>
+    Effect.tryPromise({
+      try: f,
+      catch: (cause) => new BlobStoreError({ message: `S3 ${what}: ${errorText(cause)}`, cause }),
+    })
+  // NoSuchKey (GetObject) and NotFound (HeadObject) become none; anything else stays an error.
+  const optional = <A>(what: string, f: (signal: AbortSignal) => Promise<A>) =>
+    Effect.tryPromise({ try: f, catch: (cause) => cause }).pipe(
+      Effect.map(Option.some),
+      Effect.catch((cause) =>
+        isNotFound(cause)
+          ? Effect.succeed(Option.none<A>())
+          : Effect.fail(new BlobStoreError({ message: `S3 ${what}: ${errorText(cause)}`, cause })),
+      ),
+    )
+
+  return {
+    headBucket: attempt(`HeadBucket ${bucket}`, (abortSignal) =>
+      client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal }),
+    ),
+    put: (key, body, contentType) =>
+      Effect.asVoid(
+        attempt("PutObject", (abortSignal) =>
+          client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }), {
+            abortSignal,
+          }),
+        ),
+      ),
+    get: (key) =>
+      optional("GetObject", async (abortSignal) => {
+        const output = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
+        const body = output.Body ? await output.Body.transformToByteArray() : new Uint8Array()
+        return { body, contentType: output.ContentType }
+      }),
+    head: (key) =>
+      optional("HeadObject", (abortSignal) =>
+        client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+      ).pipe(
+        Effect.map(
+          Option.map((output) => ({
+            size: output.ContentLength ?? 0,
+            contentType: output.ContentType,
+            etag: output.ETag,
+          })),
+        ),
+      ),
+    delete: (key) =>
+      Effect.asVoid(
+        attempt("DeleteObject", (abortSignal) =>
+          client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+        ),
+      ),
+    presignPut: (key, expiresIn, contentType) =>
+      attempt("presigning PutObject", () =>
+        getSignedUrl(client, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: contentType }), {
+          expiresIn,
+          ...(contentType !== undefined ? { signableHeaders: new Set(["content-type"]) } : {}),
+        }),
+      ),
+    presignGet: (key, expiresIn) =>
+      attempt("presigning GetObject", () =>
+        getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn }),
+      ),
+  } satisfies Backend & { headBucket: Effect.Effect<unknown, BlobStoreError> }
+}
+
+const fsAttempt = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: f,
+    catch: (cause) => new BlobStoreError({ message: `filesystem ${what}: ${errorText(cause)}`, cause }),
+  })
+
+const code = (cause: unknown) => (cause as { code?: unknown } | null)?.code
+
+// A missing file, a file where a folder is expected (ENOTDIR) or a folder where a file is expected (EISDIR).
+const ABSENT = new Set(["ENOENT", "ENOTDIR", "EISDIR"])
+
+const absentAsUndefined = <A>(promise: Promise<A>): Promise<A | undefined> =>
+  promise.catch((cause) => {
+    if (ABSENT.has(code(cause) as string)) return undefined
+    throw cause
+  })
+
+interface Meta {
+  readonly contentType?: string
+  readonly etag?: string
+}
+
+// NAME_MAX is 255 bytes on common filesystems; metadata files add ".json".
+const MAX_SEGMENT_BYTES = 250
+
+const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Backend => {
+  const objects = Path.join(root, "objects")
+  const metas = Path.join(root, "meta")
+  const tmp = Path.join(root, "tmp")
+
+  // Validated keys cannot escape, but the check costs nothing and guards the filesystem.
+  const within = (base: string, key: string, suffix = "") => {
+    if (key.split("/").some((segment) => Buffer.byteLength(segment) > MAX_SEGMENT_BYTES)) {
+      return Effect.fail(
+        new InvalidKey({ key, reason: `path segment longer than ${MAX_SEGMENT_BYTES} bytes (filesystem store)` }),
+      )
+    }
+    const path = Path.resolve(base, `${key}${suffix}`)
+    return path.startsWith(base + Path.sep)
+      ? Effect.succeed(path)
+      : Effect.fail(new InvalidKey({ key, reason: "escapes the store root" }))
+  }
+  const paths = (key: string) => Effect.all([within(objects, key), within(metas, key, ".json")])
+
+  const readMeta = async (path: string): Promise<Meta> => {
+    const text = await absentAsUndefined(readFile(path, "utf8"))
+    return text === undefined ? {} : (JSON.parse(text) as Meta)
+  }
+
+  // Moves a temp file into place, recreating the folder if a concurrent delete pruned it.
+  const place = async (from: string, to: string) => {
+    await mkdir(Path.dirname(to), { recursive: true })
+    try {
+      await rename(from, to)
+    } catch (cause) {
+      if (code(cause) !== "ENOENT") throw cause
+      await mkdir(Path.dirname(to), { recursive: true })
+      await rename(from, to)
+    }
+  }
+
+  // Removes folders left empty by a delete, up to (not including) the base.
+  const prune = async (base: string, path: string) => {
+    for (let dir = Path.dirname(path); dir.startsWith(base + Path.sep); dir = Path.dirname(dir)) {
+      const removed = await rmdir(dir).then(
+        () => true,
+        () => false,
+      )
+      if (!removed) return
+    }
+  }
+
+  return {
+    put: (key, body, contentType) =>
+      Effect.flatMap(paths(key), ([data, meta]) =>
+        fsAttempt(`writing ${key}`, async () => {
+          const tmpData = Path.join(tmp, randomUUID())
+          const tmpMeta = `${tmpData}.json`
+          const etag = `"${createHash("md5").update(body).digest("hex")}"`
+          try {
+            await writeFile(tmpData, body)
+            await writeFile(tmpMeta, JSON.stringify({ contentType, etag } satisfies Meta))
+            await place(tmpData, data)
+            await place(tmpMeta, meta)
+          } finally {
+            await Promise.all([rm(tmpData, { force: true }), rm(tmpMeta, { force: true })])
+          }
+        }),
+      ),
+    get: (key) =>
+      Effect.flatMap(paths(key), ([data, meta]) =>
+        fsAttempt(`reading ${key}`, async () => {
+          const bytes = await absentAsUndefined(readFile(data))
+          if (bytes === undefined) return Option.none()
+          const { contentType } = await readMeta(meta)
+          return Option.some({ body: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), contentType })
+        }),
+      ),
+    head: (key) =>
+      Effect.flatMap(paths(key), ([data, meta]) =>
+        fsAttempt(`reading ${key}`, async () => {
+          const stats = await absentAsUndefined(stat(data))
+          if (stats === undefined || !stats.isFile()) return Option.none()
+          const { contentType, etag } = await readMeta(meta)
+          return Option.some({ size: stats.size, contentType, etag })
+        }),
+      ),
+    delete: (key) =>
+      Effect.flatMap(paths(key), ([data, meta]) =>
+        fsAttempt(`deleting ${key}`, async () => {
+          await absentAsUndefined(unlink(data))
+          await absentAsUndefined(unlink(meta))
+          await prune(objects, data)
+          await prune(metas, meta)
+        }),
+      ),
+    presignPut: () => Effect.fail(new PresignUnsupported({ operation: "put", backend: "filesystem" })),
+    presignGet: (key) =>
+      publicBaseUrl === undefined
+        ? Effect.map(within(objects, key), (path) => pathToFileURL(path).href)
+        : Effect.succeed(`${publicBaseUrl.replace(/\/+$/, "")}/${key.split("/").map(encodeURIComponent).join("/")}`),
+  }
+}
