@@ -8,11 +8,26 @@ export interface Migration {
   readonly sql: string
 }
 
-/** Applies pending migrations into the service schema under an advisory lock; returns the ids applied now. */
+const checksumOf = (migration: Migration) => createHash("sha256").update(migration.sql).digest("hex")
+
+/**
+ * Applies pending migrations into the service schema under an advisory lock; returns the ids applied now.
+ * When everything is already applied (every start but the first after a release) it costs one query, no lock.
+ */
 export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: ReadonlyArray<Migration>) {
   const db = yield* Db
   const schema = assertIdentifier(db.schema)
   const ordered = [...migrations].sort((a, b) => a.id.localeCompare(b.id))
+  const upToDate = yield* db
+    .query<{ id: string; checksum: string }>(`SELECT id, checksum FROM ${schema}.schema_migrations`)
+    .pipe(
+      Effect.map((rows) => {
+        const applied = new Map(rows.map((r) => [r.id, r.checksum]))
+        return ordered.every((m) => applied.get(m.id) === checksumOf(m))
+      }),
+      Effect.orElseSucceed(() => false),
+    )
+  if (upToDate) return []
   return yield* db.withConnection((client) => {
     const exec = (sql: string, params?: Array<unknown>) =>
       Effect.tryPromise({
@@ -32,7 +47,7 @@ export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: Read
       )
       const done: Array<string> = []
       for (const migration of ordered) {
-        const checksum = createHash("sha256").update(migration.sql).digest("hex")
+        const checksum = checksumOf(migration)
         const previous = applied.get(migration.id)
         if (previous !== undefined) {
           if (previous !== checksum) {

@@ -175,6 +175,21 @@ export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
   },
 )
 
+// Node's server.close() closes the connections idle at that moment only; a keep-alive socket whose request is still
+// in flight would linger after its response until the client's idle timeout. Sweep idle sockets until closed.
+const drainingServer = () => {
+  const server = createServer({ requestTimeout: 30_000 })
+  const close = server.close.bind(server)
+  server.close = (callback) => {
+    const sweep = setInterval(() => server.closeIdleConnections(), 50)
+    return close((error) => {
+      clearInterval(sweep)
+      callback?.(error)
+    })
+  }
+  return server
+}
+
 /** A function's routes with the system routes and the request middleware: the app any transport serves. */
 export const app = <A, E, R>(
   routes: Layer.Layer<A, E, R>,
@@ -195,7 +210,7 @@ export const serve = <A, E, R>(routes: Layer.Layer<A, E, R>, options: ServerOpti
     middleware: identity,
   }).pipe(
     Layer.provideMerge(
-      NodeHttpServer.layer(() => createServer({ requestTimeout: 30_000 }), {
+      NodeHttpServer.layer(drainingServer, {
         port: options.port,
         gracefulShutdownTimeout: Duration.millis(options.shutdownTimeoutMs ?? 10_000),
       }),

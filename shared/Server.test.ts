@@ -1,0 +1,51 @@
+import { Effect, Layer } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { describe, expect, it } from "vitest"
+import { Health, register } from "./Health.ts"
+import * as Kernel from "./Kernel.ts"
+import * as Server from "./Server.ts"
+import { baseUrl, start } from "./testing/harness.ts"
+
+const base = Kernel.base({ service: "server-test", version: "test", logLevel: "fatal" })
+
+describe("Server", () => {
+  it("/readyz answers 503 naming the failing checks, /healthz stays 200", async () => {
+    const checks = Layer.effectDiscard(
+      Effect.all([register("postgres", Effect.void), register("redis", Effect.fail("down"))]),
+    )
+    const app = await start(
+      Server.serve(Layer.empty, { port: 0 }).pipe(Layer.provide(checks), Layer.provideMerge(Health.layer)),
+    )
+    try {
+      const ready = await fetch(`${baseUrl(app as never)}/readyz`)
+      expect(ready.status).toBe(503)
+      expect(ready.headers.get("content-type")).toBe("application/problem+json")
+      expect(await ready.json()).toMatchObject({
+        code: "service_unavailable",
+        detail: "not ready: redis",
+        checks: { postgres: "ok", redis: "failing" },
+      })
+      expect((await fetch(`${baseUrl(app as never)}/healthz`)).status).toBe(200)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it("on shutdown stops accepting and lets an in-flight request finish", async () => {
+    const slow = HttpRouter.add(
+      "GET",
+      "/slow",
+      Effect.as(Effect.sleep("400 millis"), HttpServerResponse.text("finished")),
+    )
+    const app = await start(Server.serve(slow, { port: 0, shutdownTimeoutMs: 5_000 }).pipe(Layer.provide(base)))
+    const url = baseUrl(app as never)
+    const inFlight = fetch(`${url}/slow`)
+    await new Promise((r) => setTimeout(r, 100))
+    const closing = app.close()
+    const response = await inFlight
+    expect(response.status).toBe(200)
+    expect(await response.text()).toBe("finished")
+    await closing
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow()
+  })
+})
