@@ -58,4 +58,15 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
   grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
+  kafkaBrokers: Config.option(
+    Config.String("KAFKA_BROKERS").pipe(
+      Config.map((list) =>
+        list
+          .split(",")
+          .map((b) => b.trim())
+          .filter((b) => b.length > 0),
+      ),
+    ),
+  ),
 })

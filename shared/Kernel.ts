@@ -1,8 +1,13 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
+import { topicOf } from "./CloudEvent.ts"
 import { Db, type DbOptions } from "./Db.ts"
 import { Health, register } from "./Health.ts"
+import { Kafka } from "./Kafka.ts"
+import * as KafkaEventBus from "./KafkaEventBus.ts"
 import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
+import { OutboxRelay } from "./OutboxRelay.ts"
+import * as PgEventBus from "./PgEventBus.ts"
 import * as Telemetry from "./Telemetry.ts"
 
 /** What the kernel needs to know to stand up a function's infrastructure. */
@@ -33,3 +38,19 @@ export const base = (options: Pick<KernelOptions, "service" | "version" | "logLe
       Logging.layer({ service: options.service, level: options.logLevel, pretty: options.logPretty ?? false }),
     ),
   )
+
+/**
+ * The event side of a function. With Kafka brokers: the outbox relay publishing `<service>.events` and the Kafka
+ * bus for subscriptions. Without (the embedded default): the Postgres-backed bus reading producers' outboxes.
+ */
+export const events = (options: {
+  readonly service: string
+  readonly kafkaBrokers: Option.Option<ReadonlyArray<string>>
+}) =>
+  Option.match(options.kafkaBrokers, {
+    onNone: () => PgEventBus.layer(),
+    onSome: (brokers) =>
+      Layer.mergeAll(OutboxRelay.layer({ topics: [topicOf(options.service)] }), KafkaEventBus.layer()).pipe(
+        Layer.provide(Kafka.layer({ brokers, clientId: options.service })),
+      ),
+  })

@@ -2,31 +2,9 @@ import { Context, Effect, Layer } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as CloudEvent from "./CloudEvent.ts"
 import { Db, type DbError } from "./Db.ts"
-import type { Migration } from "./Migrator.ts"
 
-/** Kernel tables every function that publishes or consumes events gets in its own schema. */
-export const migrations: ReadonlyArray<Migration> = [
-  {
-    id: "0000_kernel_outbox",
-    sql: `
-      CREATE TABLE outbox (
-        seq          bigserial PRIMARY KEY,
-        id           uuid NOT NULL UNIQUE,
-        topic        text NOT NULL,
-        key          text,
-        event        jsonb NOT NULL,
-        created_at   timestamptz NOT NULL DEFAULT now(),
-        published_at timestamptz
-      );
-      CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-      CREATE TABLE inbox (
-        consumer     text NOT NULL,
-        event_id     text NOT NULL,
-        processed_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (consumer, event_id)
-      );`,
-  },
-]
+/** Kernel tables for the outbox and the consumers' inbox (see KernelMigrations.ts). */
+export { outboxMigrations as migrations } from "./KernelMigrations.ts"
 
 /** What a service hands to the outbox: the event type, the aggregate it concerns, and the data. */
 export interface NewEvent {

@@ -17,9 +17,14 @@ export const Infrastructure = (config: IdentityConfig) => {
     logLevel: config.logLevel,
     logPretty: config.logPretty,
   }
-  return Kernel.database({
-    ...kernel,
-    db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
-    migrations: manifest.migrations,
-  }).pipe(Layer.provideMerge(Kernel.base(kernel)))
+  return Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }).pipe(
+    Layer.provideMerge(
+      Kernel.database({
+        ...kernel,
+        db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
+        migrations: manifest.migrations,
+      }),
+    ),
+    Layer.provideMerge(Kernel.base(kernel)),
+  )
 }

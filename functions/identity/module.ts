@@ -1,5 +1,5 @@
+import { kernelMigrations } from "../../shared/KernelMigrations.ts"
 import { defineModule } from "../../shared/Module.ts"
-import { migrations as kernelMigrations } from "../../shared/Outbox.ts"
 import { migrations } from "./migrations/index.ts"
 
 /** Identity: users, profiles, credentials. The gateway and authz derive routes and permissions from this. */

@@ -1,0 +1,197 @@
+import { Cause, Context, Duration, Effect, Metric, Option, Predicate, Schema, type Scope } from "effect"
+import { Headers, HttpTraceContext } from "effect/http"
+import * as CloudEvent from "./CloudEvent.ts"
+import { assertIdentifier, Db } from "./Db.ts"
+
+/** How a failing handler is retried before its event is dead-lettered: `maxAttempts` runs, doubling delays. */
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly baseDelay: Duration.Input
+  readonly maxDelay: Duration.Input
+}
+
+/** Five attempts, 200 ms doubling, each wait capped at 5 s. */
+export const defaultRetry: RetryPolicy = { maxAttempts: 5, baseDelay: "200 millis", maxDelay: "5 seconds" }
+
+/** The wait after failed attempt `attempt` (1-based): `baseDelay * 2^(attempt-1)`, at most `maxDelay`. */
+export const backoff = (policy: RetryPolicy, attempt: number): Duration.Duration =>
+  Duration.millis(
+    Math.min(Duration.toMillis(policy.baseDelay) * 2 ** Math.max(0, attempt - 1), Duration.toMillis(policy.maxDelay)),
+  )
+
+/** What a consumer asks for: the topic, its consumer group (also its inbox name) and the handler. */
+export interface SubscribeOptions<R = never> {
+  readonly topic: string
+  readonly group: string
+  /** Runs inside the inbox transaction: its `Db` queries commit or roll back together with the inbox row. */
+  readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
+  /** Overrides the bus's retry policy for this subscription. */
+  readonly retry?: Partial<RetryPolicy>
+}
+
+/** A subscription could not be started (broker or database unreachable, bad topic name). */
+export class EventBusError extends Schema.TaggedError<EventBusError>()("EventBusError", {
+  message: Schema.String,
+  cause: Schema.Defect(),
+}) {}
+
+/** The consumer side of the event bus; Kafka in production, the producers' outbox tables when embedded. */
+export class EventBus extends Context.Service<
+  EventBus,
+  {
+    /** Starts consuming in the background; consumption stops when the caller's scope closes. */
+    subscribe<R = never>(options: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R>
+  }
+>()("shared/EventBus") {}
+
+/** How consuming one message ended; the two failures go to the dead-letter destination. */
+export type Outcome =
+  | { readonly _tag: "Handled"; readonly attempts: number }
+  | { readonly _tag: "Duplicate" }
+  | { readonly _tag: "Failed"; readonly attempts: number; readonly error: string }
+  | { readonly _tag: "Undecodable"; readonly error: string }
+
+/** One message as a bus implementation hands it to `consume`. */
+export interface Delivery<R> {
+  readonly consumer: string
+  readonly topic: string
+  /** JSON text (Kafka) or an already parsed value (a jsonb outbox row). */
+  readonly payload: unknown
+  /** Trace context from the transport, used when the envelope carries none. */
+  readonly traceparent?: string | undefined
+  readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
+  readonly retry: RetryPolicy
+  readonly system: "kafka" | "postgresql"
+  /** Extra span attributes (partition, offset, seq). */
+  readonly attributes?: Record<string, unknown>
+}
+
+// The handler failed (as opposed to the inbox bookkeeping around it): counts as an attempt.
+class HandlerFailed extends Schema.TaggedError<HandlerFailed>()("HandlerFailed", { cause: Schema.Defect() }) {}
+
+const consumed = Metric.counter("eventbus_events_consumed_total", { description: "Events consumed, by outcome" })
+
+const decodeEnvelope = Schema.decodeUnknownEffect(CloudEvent.CloudEvent)
+
+// JSON text is parsed once, before the span starts, so even a rejected envelope joins its producer's trace.
+const parse = (payload: unknown): { readonly value: unknown } | { readonly error: string } => {
+  if (typeof payload !== "string") return { value: payload }
+  try {
+    return { value: JSON.parse(payload) }
+  } catch (cause) {
+    return { error: `not JSON: ${cause instanceof Error ? cause.message : String(cause)}` }
+  }
+}
+
+const traceparentOf = (value: unknown): string | undefined => {
+  const traceparent = Predicate.isObject(value) && "traceparent" in value ? value.traceparent : undefined
+  return Predicate.isString(traceparent) ? traceparent : undefined
+}
+
+const parentOf = (traceparent: string | undefined) =>
+  traceparent === undefined
+    ? undefined
+    : Option.getOrUndefined(HttpTraceContext.w3c(Headers.fromRecordUnsafe({ traceparent })))
+
+// A dead letter's error text: the first error's name and message, else the pretty cause, bounded.
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : Cause.pretty(cause)
+  return text.slice(0, 4000)
+}
+
+/**
+ * Consumes one message with the semantics every bus shares: decode (undecodable → dead letter at once), then per
+ * attempt one `Db.transaction` that inserts `(consumer, event id)` into the inbox and runs the handler only when the
+ * row is new, so a failure rolls the inbox row back. Handler failures are retried with backoff up to
+ * `retry.maxAttempts`; failures of the bookkeeping itself (database down) are retried until they pass.
+ */
+export const consume = <R>(delivery: Delivery<R>): Effect.Effect<Outcome, never, Db | R> => {
+  const parsed = parse(delivery.payload)
+  const parent = parentOf(("value" in parsed ? traceparentOf(parsed.value) : undefined) ?? delivery.traceparent)
+  return Effect.gen(function* () {
+    const db = yield* Db
+    const inbox = `${assertIdentifier(db.schema)}.inbox`
+    const decoded = yield* Effect.result(
+      "value" in parsed
+        ? Effect.mapError(decodeEnvelope(parsed.value), (error) => error.message)
+        : Effect.fail(parsed.error),
+    )
+    if (decoded._tag === "Failure") {
+      const outcome: Outcome = { _tag: "Undecodable", error: `not a CloudEvent: ${decoded.failure}` }
+      yield* Effect.logWarning("undecodable event, dead-lettering", { error: outcome.error })
+      return outcome
+    }
+    const event = decoded.success
+    yield* Effect.annotateCurrentSpan({ "messaging.message.id": event.id, "cloudevents.event_type": event.type })
+
+    const attempt = db.transaction(
+      Effect.gen(function* () {
+        const inserted = yield* db.query(
+          `INSERT INTO ${inbox} (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
+          [delivery.consumer, event.id],
+        )
+        if (inserted.length === 0) return false
+        yield* delivery
+          .handler(event)
+          .pipe(
+            Effect.catchCause((cause) =>
+              Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.fail(new HandlerFailed({ cause })),
+            ),
+          )
+        return true
+      }),
+    )
+
+    let attempts = 0
+    let infraFailures = 0
+    while (true) {
+      const exit = yield* Effect.exit(attempt)
+      if (exit._tag === "Success") {
+        const outcome: Outcome = exit.value ? { _tag: "Handled", attempts: attempts + 1 } : { _tag: "Duplicate" }
+        return outcome
+      }
+      const failure = Cause.findErrorOption(exit.cause)
+      if (Option.isSome(failure) && failure.value._tag === "HandlerFailed") {
+        attempts++
+        const cause = failure.value.cause as Cause.Cause<unknown>
+        const error = describeCause(cause)
+        if (attempts >= delivery.retry.maxAttempts) {
+          yield* Effect.logError("handler failed, dead-lettering", cause, { attempts })
+          const outcome: Outcome = { _tag: "Failed", attempts, error }
+          return outcome
+        }
+        yield* Effect.logWarning("handler failed, retrying", { attempt: attempts, error })
+        yield* Effect.sleep(backoff(delivery.retry, attempts))
+      } else {
+        if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+        infraFailures++
+        yield* Effect.logWarning("inbox transaction failed, retrying", exit.cause, { retry: infraFailures })
+        yield* Effect.sleep(backoff(delivery.retry, infraFailures))
+      }
+    }
+  }).pipe(
+    Effect.tap((outcome) => Metric.update(Metric.withAttributes(consumed, { outcome: outcome._tag }), 1)),
+    Effect.tap((outcome) => Effect.annotateCurrentSpan("eventbus.outcome", outcome._tag)),
+    Effect.annotateLogs({ consumer: delivery.consumer, topic: delivery.topic }),
+    Effect.withSpan("EventBus.consume", {
+      kind: "consumer",
+      // Without a propagated context the message starts its own trace, not a child of the long-lived subscription.
+      ...(parent !== undefined ? { parent } : { root: true }),
+      attributes: {
+        "messaging.system": delivery.system,
+        "messaging.operation.type": "process",
+        "messaging.destination.name": delivery.topic,
+        "messaging.consumer.group.name": delivery.consumer,
+        ...delivery.attributes,
+      },
+    }),
+  )
+}
+
+/** A subscription's full retry policy: the bus default overridden by the subscription's own settings. */
+export const retryPolicy = (busDefault: Partial<RetryPolicy> | undefined, own: Partial<RetryPolicy> | undefined) => ({
+  ...defaultRetry,
+  ...busDefault,
+  ...own,
+})

@@ -1,0 +1,116 @@
+import { randomBytes } from "node:crypto"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as CloudEvent from "./CloudEvent.ts"
+import { Db } from "./Db.ts"
+import { Kafka, tryKafka } from "./Kafka.ts"
+import * as KafkaEventBus from "./KafkaEventBus.ts"
+import { readTopic, serviceDb, testKafka, waitUntil } from "./testing/busHarness.ts"
+
+const fastRetry = { maxAttempts: 3, baseDelay: "20 millis", maxDelay: "100 millis" } as const
+
+// A consumer service with its Kafka bus, a fresh topic (and DLQ), and a raw producer writing straight to the topic.
+const setup = Effect.gen(function* () {
+  const consumer = yield* serviceDb("t_cons")
+  const kafka = yield* testKafka
+  const topic = CloudEvent.topicOf(`t_${randomBytes(5).toString("hex")}`)
+  yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
+  const bus = yield* KafkaEventBus.make({ retry: fastRetry }).pipe(
+    Effect.provideService(Db, consumer),
+    Effect.provideService(Kafka, kafka),
+  )
+  const producer = yield* kafka.producer()
+  yield* tryKafka("connect", () => producer.connect())
+  const send = (key: string, value: string, partition?: number) =>
+    tryKafka("send", () =>
+      producer.send({ topic, messages: [{ key, value, partition, headers: { traceparent: TRACEPARENT } }] }),
+    )
+  return { consumer, kafka, topic, bus, send }
+})
+
+const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+const event = (type: string, n: number) =>
+  CloudEvent.make({ source: "test", type, subject: "k", data: { n }, traceparent: TRACEPARENT })
+
+describe("KafkaEventBus", () => {
+  it.live(
+    "dead-letters a poison event after its retries and an undecodable message at once",
+    () =>
+      Effect.gen(function* () {
+        const { kafka, topic, bus, send } = yield* setup
+        const calls = new Map<string, number>()
+        const handled: Array<number> = []
+        yield* bus.subscribe({
+          topic,
+          group: `g-${topic}`,
+          handler: (e) =>
+            Effect.gen(function* () {
+              calls.set(e.type, (calls.get(e.type) ?? 0) + 1)
+              if (e.type === "test.item.poisoned") return yield* Effect.fail(new Error("cannot digest"))
+              handled.push((e.data as { n: number }).n)
+            }),
+        })
+
+        const poison = event("test.item.poisoned", 1)
+        yield* send("k", JSON.stringify(event("test.item.created", 0)))
+        yield* send("k", JSON.stringify(poison))
+        yield* send("k", "{ this is not json")
+        yield* send("k", JSON.stringify({ specversion: "1.0", id: "x" }))
+        yield* send("k", JSON.stringify(event("test.item.created", 2)))
+
+        const dead = yield* readTopic(kafka, CloudEvent.dlqOf(topic), 3)
+        const header = (i: number, name: string) => KafkaEventBus.header(dead[i]!, name)
+        assert.strictEqual(dead[0]?.value?.toString(), JSON.stringify(poison))
+        assert.strictEqual(header(0, KafkaEventBus.DlqHeaders.reason), "handler-failed")
+        assert.strictEqual(header(0, KafkaEventBus.DlqHeaders.attempts), "3")
+        assert.include(header(0, KafkaEventBus.DlqHeaders.error), "cannot digest")
+        assert.strictEqual(header(0, KafkaEventBus.DlqHeaders.topic), topic)
+        assert.strictEqual(header(0, KafkaEventBus.DlqHeaders.offset), "1")
+        assert.match(header(0, KafkaEventBus.DlqHeaders.partition) ?? "", /^\d+$/)
+        assert.strictEqual(header(0, "traceparent"), TRACEPARENT)
+        assert.strictEqual(dead[1]?.value?.toString(), "{ this is not json")
+        assert.strictEqual(header(1, KafkaEventBus.DlqHeaders.reason), "undecodable")
+        assert.strictEqual(header(1, KafkaEventBus.DlqHeaders.attempts), "0")
+        assert.include(header(1, KafkaEventBus.DlqHeaders.error), "not JSON")
+        assert.strictEqual(header(2, KafkaEventBus.DlqHeaders.reason), "undecodable")
+        assert.include(header(2, KafkaEventBus.DlqHeaders.error), "not a CloudEvent")
+
+        yield* waitUntil("event 2", () => handled.includes(2))
+        assert.deepStrictEqual(handled, [0, 2])
+        assert.strictEqual(calls.get("test.item.poisoned"), 3)
+      }),
+    60_000,
+  )
+
+  it.live(
+    "hands an event delivered twice to the handler once",
+    () =>
+      Effect.gen(function* () {
+        const { consumer, topic, bus, send } = yield* setup
+        const twice = event("test.item.created", 1)
+        yield* send("k", JSON.stringify(twice), 0)
+        yield* send("k", JSON.stringify(twice), 0)
+        yield* send("k", JSON.stringify(event("test.item.created", 2)), 0)
+
+        const handled: Array<number> = []
+        const group = `g-${topic}`
+        const handler = (e: CloudEvent.CloudEvent) => Effect.sync(() => void handled.push((e.data as { n: number }).n))
+        yield* bus.subscribe({ topic, group, handler })
+        yield* waitUntil("the event after the duplicate", () => handled.includes(2))
+        assert.deepStrictEqual(handled, [1, 2])
+
+        // Again on another partition: the inbox, not the partition's order, is what dedupes.
+        yield* send("k", JSON.stringify(twice), 1)
+        yield* send("k", JSON.stringify(event("test.item.created", 3)), 1)
+        yield* waitUntil("event 3", () => handled.includes(3))
+        assert.deepStrictEqual(handled, [1, 2, 3])
+        const [inbox] = yield* consumer.query<{ count: number }>(
+          `SELECT count(*)::int AS count FROM ${consumer.schema}.inbox WHERE consumer = $1`,
+          [group],
+        )
+        assert.strictEqual(inbox?.count, 3)
+      }),
+    60_000,
+  )
+})

@@ -1,0 +1,207 @@
+import { Cause, Duration, Effect, FiberSet, Layer, Schedule, type Scope, Semaphore } from "effect"
+import type kafkajs from "kafkajs"
+import * as CloudEvent from "./CloudEvent.ts"
+import { Db } from "./Db.ts"
+import {
+  consume,
+  EventBus,
+  EventBusError,
+  type Outcome,
+  type RetryPolicy,
+  retryPolicy,
+  type SubscribeOptions,
+} from "./EventBus.ts"
+import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
+
+/** Tuning of the Kafka bus; every field has a default. */
+export interface KafkaEventBusOptions {
+  /** Default retry policy of this bus's subscriptions. */
+  readonly retry?: Partial<RetryPolicy>
+  /** Partitions of one subscription handled at the same time (order is kept within a partition); default 1. */
+  readonly partitionsConsumedConcurrently?: number
+  readonly sessionTimeoutMs?: number
+  /** Longest a fetch waits for new messages; also bounds how long closing waits for the fetch in flight. Default 1 s. */
+  readonly maxWaitTimeMs?: number
+  /** How long closing a subscription waits for the message in flight before interrupting it; default 10 s. */
+  readonly drainTimeout?: Duration.Input
+}
+
+/** Headers added to a dead letter, next to the original message's own headers. */
+export const DlqHeaders = {
+  error: "dlq_error",
+  reason: "dlq_reason",
+  topic: "dlq_original_topic",
+  partition: "dlq_original_partition",
+  offset: "dlq_original_offset",
+  attempts: "dlq_attempts",
+  group: "dlq_group",
+} as const
+
+/** Builds the bus: one kafkajs consumer per subscription, one shared producer for dead letters. */
+export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions = {}) {
+  const db = yield* Db
+  const kafka = yield* Kafka
+  const dlqProducer = yield* kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+  const dlqLock = yield* Semaphore.make(1)
+  let dlqConnected = false
+
+  const sendDeadLetter = (record: kafkajs.ProducerRecord) =>
+    dlqLock.withPermit(
+      Effect.gen(function* () {
+        if (!dlqConnected) {
+          yield* tryKafka("connecting the dead-letter producer", () => dlqProducer.connect())
+          dlqConnected = true
+        }
+        yield* tryKafka("publishing a dead letter", () => dlqProducer.send(record))
+      }),
+    )
+
+  const deadLetter = (group: string, payload: kafkajs.EachMessagePayload, outcome: Outcome, retry: RetryPolicy) => {
+    if (outcome._tag !== "Failed" && outcome._tag !== "Undecodable") return Effect.void
+    const { topic, partition, message } = payload
+    const record: kafkajs.ProducerRecord = {
+      topic: CloudEvent.dlqOf(topic),
+      acks: -1,
+      messages: [
+        {
+          key: message.key,
+          value: message.value,
+          headers: {
+            ...message.headers,
+            [DlqHeaders.error]: outcome.error,
+            [DlqHeaders.reason]: outcome._tag === "Failed" ? "handler-failed" : "undecodable",
+            [DlqHeaders.topic]: topic,
+            [DlqHeaders.partition]: String(partition),
+            [DlqHeaders.offset]: message.offset,
+            [DlqHeaders.attempts]: String(outcome._tag === "Failed" ? outcome.attempts : 0),
+            [DlqHeaders.group]: group,
+          },
+        },
+      ],
+    }
+    // The offset is not committed until the dead letter is stored, so a failing send is retried for as long as it takes.
+    return sendDeadLetter(record).pipe(
+      Effect.tapError((error) => Effect.logWarning("dead-letter publish failed, retrying", error)),
+      Effect.retry(
+        Schedule.exponential(retry.baseDelay).pipe(
+          Schedule.modifyDelay(({ duration }) =>
+            Effect.succeed(Duration.min(duration, Duration.fromInputUnsafe(retry.maxDelay))),
+          ),
+        ),
+      ),
+      Effect.withSpan("EventBus.deadLetter", {
+        kind: "producer",
+        attributes: { "messaging.system": "kafka", "messaging.destination.name": CloudEvent.dlqOf(topic) },
+      }),
+    )
+  }
+
+  const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
+    const { topic, group, handler } = subscription
+    const retry = retryPolicy(options.retry, subscription.retry)
+
+    const handleMessage = (payload: kafkajs.EachMessagePayload) =>
+      Effect.gen(function* () {
+        // kafkajs heartbeats only between messages; a handler in its retry backoff must not lose the partition.
+        yield* Effect.forkChild(
+          Effect.promise(() => payload.heartbeat().catch(() => undefined)).pipe(
+            Effect.repeat(Schedule.spaced("2 seconds")),
+          ),
+        )
+        const outcome = yield* consume({
+          consumer: group,
+          topic,
+          payload: payload.message.value?.toString("utf8") ?? null,
+          traceparent: header(payload.message, "traceparent"),
+          handler,
+          retry,
+          system: "kafka",
+          attributes: {
+            "messaging.kafka.partition": payload.partition,
+            "messaging.kafka.offset": payload.message.offset,
+            "messaging.kafka.message.key": payload.message.key?.toString("utf8"),
+          },
+        }).pipe(Effect.provideService(Db, db))
+        yield* deadLetter(group, payload, outcome, retry)
+      })
+
+    // A rejected eachMessage stops a kafkajs consumer for good, so only shutdown may reject; an unexpected defect
+    // holds the partition and is retried, loudly, rather than skipping the message.
+    const guarded = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
+      handleMessage(payload).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.interrupt
+            : Effect.logError("unexpected failure consuming a message, retrying", cause).pipe(
+                Effect.andThen(Effect.sleep(retry.maxDelay)),
+                Effect.andThen(Effect.suspend(() => guarded(payload))),
+              ),
+        ),
+      )
+
+    return Effect.gen(function* () {
+      const consumer = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          kafka.client.consumer({
+            groupId: group,
+            allowAutoTopicCreation: false,
+            maxWaitTimeInMs: options.maxWaitTimeMs ?? 1_000,
+            ...(options.sessionTimeoutMs !== undefined ? { sessionTimeout: options.sessionTimeoutMs } : {}),
+          }),
+        ),
+        (consumer) => Effect.promise(() => consumer.disconnect().catch(() => undefined)),
+      )
+      // Created outside the subscribe span, so message traces do not hang off the subscription's.
+      const run = yield* FiberSet.makeRuntimePromise<R>()
+      // Closing: stop fetching and let the message in flight finish (its offset is then committed), then interrupt
+      // whatever is still running after the drain timeout; an interrupted message is not committed and comes again.
+      yield* Effect.addFinalizer(() =>
+        Effect.interruptible(Effect.promise(() => consumer.stop().catch(() => undefined))).pipe(
+          Effect.timeout(options.drainTimeout ?? "10 seconds"),
+          Effect.ignore,
+        ),
+      )
+      const context = yield* Effect.context<never>()
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        if (payload.restart) return
+        Effect.runForkWith(context)(
+          Effect.logError("consumer stopped after a non-retriable error", {
+            group,
+            topic,
+            error: String(payload.error),
+          }),
+        )
+      })
+      yield* Effect.gen(function* () {
+        yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
+        yield* tryKafka("connecting the consumer", () => consumer.connect())
+        yield* tryKafka(`subscribing to ${topic}`, () => consumer.subscribe({ topics: [topic], fromBeginning: true }))
+        yield* tryKafka("starting the consumer", () =>
+          consumer.run({
+            autoCommit: true,
+            partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+            eachMessage: (payload) => run(guarded(payload)),
+          }),
+        )
+      }).pipe(
+        Effect.mapError(
+          (error: KafkaError) => new EventBusError({ message: `cannot subscribe ${group} to ${topic}`, cause: error }),
+        ),
+        Effect.withSpan("EventBus.subscribe", { attributes: { "messaging.destination.name": topic, group } }),
+      )
+    })
+  }
+
+  return EventBus.of({ subscribe })
+})
+
+/** The Kafka-backed `EventBus`; offsets are committed only once a message is handled, skipped or dead-lettered. */
+export const layer = (options: KafkaEventBusOptions = {}): Layer.Layer<EventBus, never, Db | Kafka> =>
+  Layer.effect(EventBus, make(options))
+
+/** Reads a Kafka header as text (the first value when repeated). */
+export const header = (message: kafkajs.KafkaMessage, name: string): string | undefined => {
+  const value = message.headers?.[name]
+  const first = Array.isArray(value) ? value[0] : value
+  return first === undefined ? undefined : first.toString()
+}

@@ -1,0 +1,64 @@
+import type { Migration } from "./Migrator.ts"
+
+// The kernel's own tables, in every function's schema. Kept free of runtime imports: manifests (module.ts)
+// import this file, and the gateway reads every manifest.
+
+/** Kernel tables every function that publishes or consumes events gets in its own schema. */
+export const outboxMigrations: ReadonlyArray<Migration> = [
+  {
+    id: "0000_kernel_outbox",
+    sql: `
+      CREATE TABLE outbox (
+        seq          bigserial PRIMARY KEY,
+        id           uuid NOT NULL UNIQUE,
+        topic        text NOT NULL,
+        key          text,
+        event        jsonb NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        published_at timestamptz
+      );
+      CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+      CREATE TABLE inbox (
+        consumer     text NOT NULL,
+        event_id     text NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+      );`,
+  },
+]
+
+/**
+ * Kernel tables of the embedded bus, applied after `Outbox.migrations` in every service whatever the bus in use:
+ * the outbox learns the id of the transaction that wrote each row, and consumers get their positions and dead letters.
+ */
+export const eventBusMigrations: ReadonlyArray<Migration> = [
+  {
+    id: "0001_kernel_eventbus",
+    sql: `
+      ALTER TABLE outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
+      CREATE INDEX outbox_txid_seq ON outbox (txid, seq);
+      CREATE TABLE eventbus_offsets (
+        group_id   text NOT NULL,
+        topic      text NOT NULL,
+        last_txid  xid8 NOT NULL DEFAULT '0',
+        last_seq   bigint NOT NULL DEFAULT 0,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (group_id, topic)
+      );
+      CREATE TABLE dead_letters (
+        id         bigserial PRIMARY KEY,
+        group_id   text NOT NULL,
+        topic      text NOT NULL,
+        event_id   text,
+        source_seq bigint NOT NULL,
+        payload    jsonb NOT NULL,
+        reason     text NOT NULL,
+        error      text NOT NULL,
+        attempts   integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );`,
+  },
+]
+
+/** Every kernel migration, in order; a function's manifest lists these before its own. */
+export const kernelMigrations: ReadonlyArray<Migration> = [...outboxMigrations, ...eventBusMigrations]

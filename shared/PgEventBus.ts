@@ -1,0 +1,167 @@
+import { Cause, Duration, Effect, Layer, type Scope } from "effect"
+import { assertIdentifier, Db } from "./Db.ts"
+import { consume, EventBus, EventBusError, type RetryPolicy, retryPolicy, type SubscribeOptions } from "./EventBus.ts"
+
+/** Kernel tables of the embedded bus (see KernelMigrations.ts). */
+export { eventBusMigrations as migrations } from "./KernelMigrations.ts"
+
+/** Tuning of the embedded bus; every field has a default. */
+export interface PgEventBusOptions {
+  /** Default retry policy of this bus's subscriptions. */
+  readonly retry?: Partial<RetryPolicy>
+  /** Wait between polls when a subscription has caught up; default 100 ms. */
+  readonly pollInterval?: Duration.Input
+  /** Outbox rows read per poll; default 100. */
+  readonly batchSize?: number
+  /** Where a topic's outbox lives; default `schemaOfTopic`. */
+  readonly schemaOf?: (topic: string) => string
+}
+
+/** The schema of the service producing a topic: `identity.events` → `identity`, `user-prefs.events` → `user_prefs`. */
+export const schemaOfTopic = (topic: string): string => {
+  if (!topic.endsWith(".events")) throw new Error(`topic ${topic} is not of the form <service>.events`)
+  return assertIdentifier(topic.slice(0, -".events".length).replaceAll("-", "_"))
+}
+
+interface Position {
+  readonly txid: string
+  readonly seq: string
+}
+
+interface OutboxRow extends Position {
+  readonly id: string | null
+  readonly event: string
+  readonly [column: string]: unknown
+}
+
+/**
+ * Builds the bus. A subscription reads the producer's outbox in the order transactions ended: rows are read by
+ * (writing transaction id, seq) and only once every transaction that could still add an earlier row has ended, so a
+ * slow transaction's row is never skipped (a bare `seq > last` would skip it). Several instances of one consumer
+ * may poll together: the inbox makes the second one skip what the first handled.
+ */
+export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}) {
+  const db = yield* Db
+  const own = assertIdentifier(db.schema)
+  const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "100 millis")
+  const batchSize = options.batchSize ?? 100
+  const schemaOf = options.schemaOf ?? schemaOfTopic
+
+  const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
+    const { topic, group, handler } = subscription
+    const retry = retryPolicy(options.retry, subscription.retry)
+
+    // `cursor` moves row by row, once the row's offset is stored, so a failure mid-batch resumes after the last row done.
+    const poll = (source: string, cursor: { position: Position }) =>
+      Effect.gen(function* () {
+        const position = cursor.position
+        // Untraced: an idle subscription polls ten times a second; the messages it finds get their own traces.
+        const rows = yield* db
+          .query<OutboxRow>(
+            `SELECT seq::text AS seq, txid::text AS txid, id::text AS id, event::text AS event FROM ${source}.outbox
+             WHERE (txid, seq) > ($2::xid8, $3::bigint) AND topic = $1
+               AND txid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY txid, seq LIMIT $4`,
+            [topic, position.txid, position.seq, batchSize],
+          )
+          .pipe(Effect.withTracerEnabled(false))
+        for (const row of rows) {
+          const outcome = yield* consume({
+            consumer: group,
+            topic,
+            payload: row.event,
+            handler,
+            retry,
+            system: "postgresql",
+            attributes: { "eventbus.source_schema": source, "eventbus.seq": row.seq },
+          })
+          const dead = outcome._tag === "Failed" || outcome._tag === "Undecodable"
+          yield* db
+            .transaction(
+              Effect.gen(function* () {
+                if (dead) {
+                  yield* db.query(
+                    `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
+                   VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
+                    [
+                      group,
+                      topic,
+                      row.id,
+                      row.seq,
+                      row.event,
+                      outcome._tag === "Failed" ? "handler-failed" : "undecodable",
+                      outcome.error,
+                      outcome._tag === "Failed" ? outcome.attempts : 0,
+                    ],
+                  )
+                }
+                yield* db.query(
+                  `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
+                 WHERE group_id = $1 AND topic = $2`,
+                  [group, topic, row.txid, row.seq],
+                )
+              }),
+            )
+            .pipe(
+              dead
+                ? Effect.withSpan("EventBus.deadLetter", {
+                    attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
+                  })
+                : Effect.withTracerEnabled(false),
+            )
+          cursor.position = { txid: row.txid, seq: row.seq }
+        }
+        return rows.length
+      })
+
+    const run = (source: string) =>
+      Effect.gen(function* () {
+        const [stored] = yield* db.query<Position & Record<string, unknown>>(
+          `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${own}.eventbus_offsets
+           WHERE group_id = $1 AND topic = $2`,
+          [group, topic],
+        )
+        const cursor = { position: stored ?? { txid: "0", seq: "0" } }
+        let failures = 0
+        while (true) {
+          const exit = yield* Effect.exit(poll(source, cursor))
+          if (exit._tag === "Success") {
+            failures = 0
+            if (exit.value < batchSize) yield* Effect.sleep(pollInterval)
+          } else {
+            if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+            failures++
+            const delay = Math.min(200 * 2 ** (failures - 1), 10_000)
+            yield* Effect.logWarning("event bus poll failed, retrying", exit.cause, { retry: failures, delay })
+            yield* Effect.sleep(Duration.millis(delay))
+          }
+        }
+      }).pipe(Effect.provideService(Db, db), Effect.annotateLogs({ component: "PgEventBus", consumer: group, topic }))
+
+    return Effect.gen(function* () {
+      const source = yield* Effect.try({
+        try: () => assertIdentifier(schemaOf(topic)),
+        catch: (cause) => new EventBusError({ message: `no outbox schema for topic ${topic}`, cause }),
+      })
+      yield* db
+        .query(`INSERT INTO ${own}.eventbus_offsets (group_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [
+          group,
+          topic,
+        ])
+        .pipe(
+          Effect.mapError((cause) => new EventBusError({ message: `cannot subscribe ${group} to ${topic}`, cause })),
+        )
+      return source
+    }).pipe(
+      Effect.withSpan("EventBus.subscribe", { attributes: { "messaging.destination.name": topic, group } }),
+      Effect.flatMap((source) => Effect.forkScoped(run(source))),
+      Effect.asVoid,
+    )
+  }
+
+  return EventBus.of({ subscribe })
+})
+
+/** The embedded `EventBus`: consumes producers' outbox tables directly, with no relay and no broker. */
+export const layer = (options: PgEventBusOptions = {}): Layer.Layer<EventBus, never, Db> =>
+  Layer.effect(EventBus, make(options))
