@@ -1,7 +1,7 @@
 import { Cause, Context, Duration, Effect, Layer, Metric } from "effect"
 import type kafkajs from "kafkajs"
 import * as CloudEvent from "./CloudEvent.ts"
-import { assertIdentifier, Db, type DbError } from "./Db.ts"
+import { assertIdentifier, Db, DbError } from "./Db.ts"
 import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
 
 /** Tuning of the relay; the defaults suit a service publishing a few hundred events a second. */
@@ -81,27 +81,37 @@ export class OutboxRelay extends Context.Service<
           attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "db.namespace": schema },
         })(
           function* () {
-            return yield* db.transaction(
-              Effect.gen(function* () {
-                // One active relay per schema keeps the topic order equal to the outbox order; others stand by.
-                const [lock] = yield* db.query<{ locked: boolean }>(
-                  "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked",
-                  [`outbox_relay:${schema}`],
-                )
-                if (!lock?.locked) return 0
-                const rows = yield* db.query<OutboxRow & Record<string, unknown>>(
-                  `SELECT seq, topic, key, event FROM ${schema}.outbox
-                   WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
-                  [batchSize],
-                )
-                if (rows.length === 0) return 0
-                yield* send(rows)
-                yield* db.query(`UPDATE ${schema}.outbox SET published_at = now() WHERE seq = ANY($1::bigint[])`, [
-                  rows.map((row) => row.seq),
+            // No transaction spans the Kafka send: a session advisory lock (one active relay per schema keeps topic
+            // order equal to outbox order) and short autocommit statements. An open transaction here would hold the
+            // cluster's snapshot xmin back for as long as Kafka takes, stalling the Postgres-backed bus.
+            return yield* db.withConnection((client) => {
+              const sql = <A extends Record<string, unknown>>(text: string, params?: Array<unknown>) =>
+                Effect.tryPromise({
+                  try: () => client.query<A>(text, params),
+                  catch: (cause) => new DbError({ message: `outbox relay: ${String(cause)}`, cause }),
+                }).pipe(Effect.map((result) => result.rows))
+              // A failed unlock must not return the locked session to the pool: dying makes withConnection destroy it.
+              const unlock = Effect.orDie(sql("SELECT pg_advisory_unlock(hashtext($1))", [`outbox_relay:${schema}`]))
+              return Effect.gen(function* () {
+                const [lock] = yield* sql<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS locked", [
+                  `outbox_relay:${schema}`,
                 ])
-                return rows.length
-              }),
-            )
+                if (!lock?.locked) return 0
+                return yield* Effect.gen(function* () {
+                  const rows = yield* sql<OutboxRow & Record<string, unknown>>(
+                    `SELECT seq, topic, key, event FROM ${schema}.outbox
+                     WHERE published_at IS NULL ORDER BY seq LIMIT $1`,
+                    [batchSize],
+                  )
+                  if (rows.length === 0) return 0
+                  yield* send(rows)
+                  yield* sql(`UPDATE ${schema}.outbox SET published_at = now() WHERE seq = ANY($1::bigint[])`, [
+                    rows.map((row) => row.seq),
+                  ])
+                  return rows.length
+                }).pipe(Effect.ensuring(unlock))
+              })
+            })
           },
           Effect.tap((count) => Effect.annotateCurrentSpan("messaging.batch.message_count", count)),
         )

@@ -3,6 +3,7 @@
 // a pause between the Kafka send and marking the batch published that widens the window a kill has to hit.
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Redacted } from "effect"
+import type pg from "pg"
 import { Db } from "../Db.ts"
 import { Kafka } from "../Kafka.ts"
 import * as Logging from "../Logging.ts"
@@ -20,11 +21,15 @@ const DelayedCommits = Layer.effect(
   Db,
   Effect.gen(function* () {
     const db = yield* Db
-    const query = <A extends Record<string, unknown>>(sql: string, params?: ReadonlyArray<unknown>) =>
-      /SET published_at/.test(sql)
-        ? Effect.andThen(Effect.sleep(commitDelayMs), db.query<A>(sql, params))
-        : db.query<A>(sql, params)
-    return Db.of({ ...db, query })
+    // The relay's connection, with a pause before the statement that marks a batch published.
+    const delayed = (client: pg.PoolClient): pg.PoolClient =>
+      Object.assign(Object.create(client), {
+        query: (text: string, params?: Array<unknown>) =>
+          /SET published_at/.test(text)
+            ? new Promise((resolve) => setTimeout(resolve, commitDelayMs)).then(() => client.query(text, params))
+            : client.query(text, params),
+      })
+    return Db.of({ ...db, withConnection: (f) => db.withConnection((client) => f(delayed(client))) })
   }),
 )
 

@@ -1,0 +1,94 @@
+// Renders Kubernetes manifests for every function from its module.ts: a Deployment (probes on /healthz and
+// /readyz, SIGTERM drain within terminationGracePeriodSeconds, non-root, read-only root filesystem) and a
+// Service exposing the HTTP and gRPC ports. `node scripts/k8s.ts [--image-prefix registry/platform] > k8s.yaml`
+import { existsSync, readdirSync } from "node:fs"
+import { parseArgs } from "node:util"
+import type { ModuleManifest } from "../shared/Module.ts"
+
+const { values } = parseArgs({
+  options: {
+    "image-prefix": { type: "string", default: "platform" },
+    tag: { type: "string", default: "latest" },
+    namespace: { type: "string", default: "platform" },
+  },
+})
+
+/** The YAML documents for one function. */
+export const render = (m: ModuleManifest, image: string, namespace: string): string => {
+  const ports = [{ name: "http", port: m.ports.http }, ...(m.ports.grpc ? [{ name: "grpc", port: m.ports.grpc }] : [])]
+  const labels = `app.kubernetes.io/name: ${m.name}\n        app.kubernetes.io/part-of: platform`
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ${m.name}
+  namespace: ${namespace}
+  labels:
+    app.kubernetes.io/name: ${m.name}
+    app.kubernetes.io/version: "${m.version}"
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: ${m.name}
+  template:
+    metadata:
+      labels:
+        ${labels}
+    spec:
+      terminationGracePeriodSeconds: 30
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+      containers:
+        - name: ${m.name}
+          image: ${image}
+          ports:
+${ports.map((p) => `            - name: ${p.name}\n              containerPort: ${p.port}`).join("\n")}
+          envFrom:
+            - secretRef:
+                name: platform-env
+          env:
+            - name: NODE_ENV
+              value: production
+            - name: SHUTDOWN_TIMEOUT_MS
+              value: "20000"
+          readinessProbe:
+            httpGet: { path: /readyz, port: http }
+            periodSeconds: 5
+            failureThreshold: 2
+          livenessProbe:
+            httpGet: { path: /healthz, port: http }
+            periodSeconds: 10
+            failureThreshold: 3
+          startupProbe:
+            httpGet: { path: /healthz, port: http }
+            periodSeconds: 1
+            failureThreshold: 30
+          resources:
+            requests: { cpu: 100m, memory: 128Mi }
+            limits: { memory: 512Mi }
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: { drop: [ALL] }
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ${m.name}
+  namespace: ${namespace}
+spec:
+  selector:
+    app.kubernetes.io/name: ${m.name}
+  ports:
+${ports.map((p) => `    - name: ${p.name}\n      port: ${p.port}\n      targetPort: ${p.name}${p.name === "grpc" ? "\n      appProtocol: grpc" : ""}`).join("\n")}
+`
+}
+
+const names = readdirSync("functions").filter((n) => existsSync(`functions/${n}/module.ts`))
+const docs: Array<string> = []
+for (const name of names) {
+  const { manifest } = (await import(`../functions/${name}/module.ts`)) as { manifest: ModuleManifest }
+  docs.push(render(manifest, `${values["image-prefix"]}/${name}:${values.tag}`, values.namespace!))
+}
+process.stdout.write(docs.join("---\n"))
