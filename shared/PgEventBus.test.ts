@@ -139,4 +139,30 @@ describe("PgEventBus", () => {
       assert.deepStrictEqual(seen, [100, 101])
     }),
   )
+
+  it.live("orders by transaction id as a number: 999 comes before 1000", () =>
+    Effect.gen(function* () {
+      const { producer, bus, topic } = yield* setup
+      // Rows as a fresh cluster writes them when its transaction ids cross from three to four digits.
+      for (const [txid, n] of [
+        ["999", 1],
+        ["1000", 2],
+        ["1001", 3],
+      ] as const) {
+        const event = CloudEventModule.make({ source: producer.schema, type: "test.item.created", data: { n } })
+        yield* producer.query(
+          `INSERT INTO ${producer.schema}.outbox (id, topic, key, event, txid) VALUES ($1, $2, 'k', $3, $4::xid8)`,
+          [event.id, topic, JSON.stringify(event), txid],
+        )
+      }
+      const seen: Array<number> = []
+      yield* bus.subscribe({
+        topic,
+        group: "g4",
+        handler: (event) => Effect.sync(() => void seen.push(numberOf(event))),
+      })
+      yield* waitUntil("three events", () => seen.length >= 3)
+      assert.deepStrictEqual(seen, [1, 2, 3])
+    }),
+  )
 })

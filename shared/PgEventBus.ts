@@ -56,12 +56,14 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
       Effect.gen(function* () {
         const position = cursor.position
         // Untraced: an idle subscription polls ten times a second; the messages it finds get their own traces.
+        // Columns are qualified: a bare `ORDER BY txid` would sort by the text alias ("1000" < "999").
         const rows = yield* db
           .query<OutboxRow>(
-            `SELECT seq::text AS seq, txid::text AS txid, id::text AS id, event::text AS event FROM ${source}.outbox
-             WHERE (txid, seq) > ($2::xid8, $3::bigint) AND topic = $1
-               AND txid < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY txid, seq LIMIT $4`,
+            `SELECT o.seq::text AS seq, o.txid::text AS txid, o.id::text AS id, o.event::text AS event
+             FROM ${source}.outbox o
+             WHERE (o.txid, o.seq) > ($2::xid8, $3::bigint) AND o.topic = $1
+               AND o.txid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY o.txid, o.seq LIMIT $4`,
             [topic, position.txid, position.seq, batchSize],
           )
           .pipe(Effect.withTracerEnabled(false))
