@@ -2,11 +2,8 @@ import { Effect, Layer, Option } from "effect"
 import { topicOf } from "./CloudEvent.ts"
 import { Db, type DbOptions } from "./Db.ts"
 import { Health, register } from "./Health.ts"
-import { Kafka } from "./Kafka.ts"
-import * as KafkaEventBus from "./KafkaEventBus.ts"
 import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
-import { OutboxRelay } from "./OutboxRelay.ts"
 import * as PgEventBus from "./PgEventBus.ts"
 import * as Telemetry from "./Telemetry.ts"
 
@@ -41,7 +38,8 @@ export const base = (options: Pick<KernelOptions, "service" | "version" | "logLe
 
 /**
  * The event side of a function. With Kafka brokers: the outbox relay publishing `<service>.events` and the Kafka
- * bus for subscriptions. Without (the embedded default): the Postgres-backed bus reading producers' outboxes.
+ * bus for subscriptions, imported only then (kafkajs is heavy). Without (the embedded default): the
+ * Postgres-backed bus reading producers' outboxes.
  */
 export const events = (options: {
   readonly service: string
@@ -50,7 +48,16 @@ export const events = (options: {
   Option.match(options.kafkaBrokers, {
     onNone: () => PgEventBus.layer(),
     onSome: (brokers) =>
-      Layer.mergeAll(OutboxRelay.layer({ topics: [topicOf(options.service)] }), KafkaEventBus.layer()).pipe(
-        Layer.provide(Kafka.layer({ brokers, clientId: options.service })),
+      Layer.unwrap(
+        Effect.promise(async () => {
+          const [{ Kafka }, KafkaEventBus, { OutboxRelay }] = await Promise.all([
+            import("./Kafka.ts"),
+            import("./KafkaEventBus.ts"),
+            import("./OutboxRelay.ts"),
+          ])
+          return Layer.mergeAll(OutboxRelay.layer({ topics: [topicOf(options.service)] }), KafkaEventBus.layer()).pipe(
+            Layer.provide(Kafka.layer({ brokers, clientId: options.service })),
+          )
+        }),
       ),
   })

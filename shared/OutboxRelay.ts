@@ -146,12 +146,14 @@ export class OutboxRelay extends Context.Service<
           }
         }).pipe(Effect.annotateLogs({ component: "OutboxRelay", schema }))
 
-        if (options.topics && options.topics.length > 0) {
-          yield* kafka
-            .ensureTopics(options.topics.flatMap((topic) => [topic, CloudEvent.dlqOf(topic)]))
-            .pipe(Effect.catch((error) => Effect.logWarning("could not create topics at start", error)))
-        }
-        yield* Effect.forkScoped(loop)
+        // In the background: a slow or absent broker must not hold the function's start (sends create topics anyway).
+        const createTopics =
+          options.topics && options.topics.length > 0
+            ? kafka
+                .ensureTopics(options.topics.flatMap((topic) => [topic, CloudEvent.dlqOf(topic)]))
+                .pipe(Effect.catch((error) => Effect.logWarning("could not create topics at start", error)))
+            : Effect.void
+        yield* Effect.forkScoped(Effect.andThen(createTopics, loop))
         return OutboxRelay.of({ publishBatch })
       }),
     )

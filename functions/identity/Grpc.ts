@@ -34,3 +34,6 @@ export const IdentityGrpc = GrpcServer.service(IdentityServiceService, {
       return { user: toProto(yield* users.get(id)) }
     }),
 })
+
+/** Everything identity serves over gRPC (loaded by main.ts once HTTP listens). */
+export const services = [IdentityGrpc]

@@ -1,7 +1,7 @@
 // A process running only the outbox relay of one schema, so tests can kill it with SIGKILL mid-batch.
 // Env: DATABASE_URL, KAFKA_BROKERS, RELAY_SCHEMA, RELAY_BATCH_SIZE (default 50) and RELAY_COMMIT_DELAY_MS (default 0),
 // a pause between the Kafka send and marking the batch published that widens the window a kill has to hit.
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Redacted } from "effect"
 import type pg from "pg"
 import { Db } from "../Db.ts"
