@@ -89,6 +89,7 @@ export class Db extends Context.Service<
 
 /** Builds the service over an existing pool (tests, tools). */
 export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
+  assertIdentifier(schema)
   const run = <A extends Row>(client: pg.Pool | pg.PoolClient, sql: string, params?: ReadonlyArray<unknown>) =>
     Effect.tryPromise({
       try: () => client.query<A>(sql, params as Array<unknown> | undefined),
@@ -115,20 +116,18 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
   const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R> =>
     Effect.flatMap(currentTx, (existing) => {
       if (existing) return effect // nested: join the outer transaction
+      // The body's own failure is returned as a value after a clean ROLLBACK, so the connection goes back to the
+      // pool; only a failing BEGIN/COMMIT/ROLLBACK fails withConnection, which then destroys the connection.
       return withConnection((client) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
             yield* run(client, "BEGIN")
             const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, client)))
-            if (exit._tag === "Success") {
-              yield* run(client, "COMMIT")
-              return exit.value
-            }
-            yield* run(client, "ROLLBACK").pipe(Effect.ignore)
-            return yield* exit
+            yield* run(client, exit._tag === "Success" ? "COMMIT" : "ROLLBACK")
+            return exit
           }),
         ),
-      ).pipe(Effect.withSpan("Db.transaction"))
+      ).pipe(Effect.flatten, Effect.withSpan("Db.transaction"))
     })
 
   return Db.of({ schema, pool, query, transaction, withConnection })

@@ -44,15 +44,20 @@ describe("Migrator", () => {
     const program = Effect.gen(function* () {
       const db = yield* Db
       yield* db.transaction(db.query(`INSERT INTO ${db.schema}.t VALUES (1), (2)`))
+      const pidOf = db.transaction(db.query<{ pid: number }>("SELECT pg_backend_pid() AS pid"))
+      const [before] = yield* pidOf
       const failed = yield* Effect.exit(
         db.transaction(Effect.andThen(db.query(`INSERT INTO ${db.schema}.t VALUES (3)`), Effect.fail("boom" as const))),
       )
+      // A business failure rolls back cleanly and keeps the pooled connection (no reconnect per failure).
+      const [after] = yield* pidOf
       const duplicate = yield* Effect.exit(db.query(`INSERT INTO ${db.schema}.t VALUES (1)`))
       const rows = yield* db.query<{ id: number }>(`SELECT id FROM ${db.schema}.t ORDER BY id`)
-      return { failed, duplicate, ids: rows.map((r) => r.id) }
+      return { failed, duplicate, ids: rows.map((r) => r.id), samePid: before?.pid === after?.pid }
     })
     const result = await Effect.runPromise(program.pipe(Effect.provide(Layer.fresh(Db.layer(options))), Effect.scoped))
     expect(result.failed._tag).toBe("Failure")
+    expect(result.samePid).toBe(true)
     expect(result.duplicate._tag === "Failure" && JSON.stringify(result.duplicate.cause)).toMatch(/23505/)
     expect(result.ids).toEqual([1, 2])
   })

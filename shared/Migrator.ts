@@ -71,6 +71,9 @@ export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: Read
         done.push(migration.id)
       }
       return done
-    }).pipe(Effect.ensuring(Effect.ignore(exec("SELECT pg_advisory_unlock_all()"))))
+    }).pipe(
+      // A failed unlock must not return a locked session to the pool: dying makes withConnection destroy it.
+      Effect.ensuring(Effect.orDie(exec("SELECT pg_advisory_unlock_all()"))),
+    )
   })
 })

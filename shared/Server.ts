@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
-import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { ByteSize, type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
@@ -43,9 +43,22 @@ export const RequestId = Context.Reference<string>("shared/Server/RequestId", { 
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
 
+// True when reading the body hit MaxBodySize (a chunked body has no Content-Length to check up front).
+const exceededBodyLimit = (cause: Cause.Cause<unknown>): boolean => {
+  const seen = new Set<unknown>()
+  const visit = (value: unknown): boolean => {
+    if (value === null || typeof value !== "object" || seen.has(value)) return false
+    seen.add(value)
+    const v = value as { _tag?: unknown; cause?: unknown; reason?: unknown; error?: unknown; defect?: unknown }
+    return v._tag === "MaxBytesError" || [v.cause, v.reason, v.error, v.defect].some(visit)
+  }
+  return cause.reasons.some(visit)
+}
+
 // Turns a failure or defect that escaped the handlers into a response; defects are logged, never shown.
 const causeToResponse = (cause: Cause.Cause<unknown>) =>
   Effect.gen(function* () {
+    if (exceededBodyLimit(cause)) return Problem.response(413, "request body is too large")
     const [response] = yield* HttpServerError.causeResponse(cause)
     if (response.status >= 500) yield* Effect.logError("unhandled failure", cause)
     return response
@@ -110,6 +123,7 @@ export const requestMiddleware = (maxBodyBytes: number, routes: ReadonlyArray<Kn
             : yield* httpEffect.pipe(
                 Effect.provideService(RouteCell, cell),
                 Effect.provideService(RequestId, requestId),
+                Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
                 Effect.annotateLogs({ request_id: requestId }),
                 Effect.catchCause(causeToResponse),
               )

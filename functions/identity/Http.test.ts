@@ -124,6 +124,25 @@ describe("identity HTTP", () => {
     expect((await problem(res)).code).toBe("payload_too_large")
   })
 
+  it("a chunked body over the limit (no Content-Length) is a 413 problem too", async () => {
+    const chunk = new TextEncoder().encode(`{"name":"${"x".repeat(16 * 1024)}`)
+    let sent = 0
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 10) controller.enqueue(chunk)
+        else controller.close()
+      },
+    })
+    const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit)
+    expect(res.status).toBe(413)
+    expect((await problem(res)).code).toBe("payload_too_large")
+  })
+
   it("unknown path is 404; known path with a wrong method is 405 with Allow", async () => {
     const missing = await fetch(`${url}/api/v1/nothing`)
     expect(missing.status).toBe(404)
