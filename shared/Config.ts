@@ -48,7 +48,21 @@ export const loadDotEnv = (path = ".env"): void => {
 /** A secret read from the environment; its value never reaches logs or error messages. */
 export const secret = (name: string): Config.Config<Redacted.Redacted<string>> => Config.Redacted(name)
 
-/** Keys every function reads: environment, log level, ports. */
+/** A Postgres schema name: plain lower-case identifier (it is interpolated into SQL). */
+export const schemaName = (name: string) =>
+  Config.schema(
+    Schema.String.check(
+      Schema.isPattern(/^[a-z_][a-z0-9_]{0,62}$/, {
+        message: "Expected a lower-case SQL identifier ([a-z_][a-z0-9_]*)",
+      }),
+    ),
+    name,
+  )
+
+/** The default schema of a function: its name with `-` turned into `_`. */
+export const defaultSchema = (functionName: string) => functionName.replaceAll("-", "_")
+
+/** Keys every function reads: environment, log level, ports, trace export, event brokers. */
 export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
   env: Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
   logLevel: Config.Literals(["trace", "debug", "info", "warn", "error", "fatal"], "LOG_LEVEL").pipe(
@@ -58,6 +72,8 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
   grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  /** OTLP/HTTP collector; unset = spans stay in-process. */
+  otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
   kafkaBrokers: Config.option(
     Config.String("KAFKA_BROKERS").pipe(

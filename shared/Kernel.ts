@@ -29,8 +29,19 @@ export const database = (options: KernelOptions) =>
   ).pipe(Layer.provideMerge(Db.layer(options.db)))
 
 /** Logging, tracing/metrics export and the health registry: the base every function stands on. */
-export const base = (options: Pick<KernelOptions, "service" | "version" | "logLevel" | "logPretty">) =>
-  Layer.mergeAll(Health.layer, Telemetry.layer({ service: options.service, version: options.version })).pipe(
+export const base = (
+  options: Pick<KernelOptions, "service" | "version" | "logLevel" | "logPretty"> & {
+    readonly otelEndpoint?: Option.Option<URL>
+  },
+) =>
+  Layer.mergeAll(
+    Health.layer,
+    Telemetry.layer({
+      service: options.service,
+      version: options.version,
+      endpoint: options.otelEndpoint ?? Option.none(),
+    }),
+  ).pipe(
     Layer.provideMerge(
       Logging.layer({ service: options.service, level: options.logLevel, pretty: options.logPretty ?? false }),
     ),

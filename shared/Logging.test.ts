@@ -41,12 +41,20 @@ describe("Logging", () => {
     const { lines, destination } = capture()
     const log = Logging.fromPino(Logging.makePino({ service: "svc", level: "warn", destination }))
     await Effect.runPromise(
-      Effect.all([Effect.logInfo("quiet"), Effect.logWarning("loud", { password: "hunter2" })]).pipe(
-        Effect.provide(Logger.layer([log])),
-      ),
+      Effect.all([
+        Effect.logInfo("quiet"),
+        Effect.logWarning("loud", {
+          password: "hunter2",
+          body: { user: { newPassword: "hunter3" }, refresh_token: "rt-secret" },
+          headers: { authorization: "Bearer tok", cookie: "sid=abc" },
+        }),
+      ]).pipe(Effect.provide(Logger.layer([log]))),
     )
     expect(lines.map((l) => l.msg)).toEqual(["loud"])
-    expect(JSON.stringify(lines)).not.toContain("hunter2")
+    const text = JSON.stringify(lines)
+    for (const secret of ["hunter2", "hunter3", "rt-secret", "Bearer tok", "sid=abc"])
+      expect(text).not.toContain(secret)
+    expect(text).toContain("[redacted]")
   })
 })
 

@@ -30,6 +30,29 @@ const effectLevel: Record<LoggingOptions["level"], LogLevel.LogLevel> = {
   fatal: "Fatal",
 }
 
+const SECRET_KEYS = [
+  "password",
+  "currentPassword",
+  "newPassword",
+  "token",
+  "access_token",
+  "refresh_token",
+  "id_token",
+  "secret",
+  "client_secret",
+  "authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+]
+
+// Secret-looking keys at the top level and up to three objects deep (headers, bodies, nested payloads).
+const SECRET_PATHS = SECRET_KEYS.flatMap((key) => {
+  const k = /^[A-Za-z_$][\w$]*$/.test(key) ? key : `["${key}"]`
+  const at = (prefix: string) => (k.startsWith("[") ? `${prefix}${k}` : `${prefix}.${k}`)
+  return [k, at("*"), at("*.*"), at("*.*.*")]
+})
+
 /** Creates the pino instance every line of a process goes through (JSON, ISO time, `service` on each line). */
 export const makePino = (options: LoggingOptions): pino.Logger =>
   pino(
@@ -38,7 +61,7 @@ export const makePino = (options: LoggingOptions): pino.Logger =>
       base: { service: options.service },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: ["password", "*.password", "authorization", "*.authorization", "token", "*.token"] },
+      redact: { paths: SECRET_PATHS, censor: "[redacted]" },
     },
     options.destination ?? pino.destination({ sync: false }),
   )

@@ -61,8 +61,12 @@ export const validate = (m: ModuleManifest): Array<string> => {
     if (seen.has(key)) problems.push(`route ${key} is declared twice`)
     seen.add(key)
     if (!r.path.startsWith("/")) problems.push(`route ${key} must start with /`)
-    if (typeof r.auth === "object" && !defined.has(r.auth.permission) && !r.auth.permission.includes(".")) {
-      problems.push(`route ${key} requires unknown permission ${r.auth.permission}`)
+    if (typeof r.auth === "object") {
+      const permission = r.auth.permission
+      if (!PERMISSION.test(permission)) problems.push(`route ${key} requires a malformed permission "${permission}"`)
+      else if (permission.startsWith(`${m.name}.`) && !defined.has(permission)) {
+        problems.push(`route ${key} requires ${permission}, which this module does not define`)
+      }
     }
   }
   for (const t of [...m.events.publishes, ...m.events.consumes]) {

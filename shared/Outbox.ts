@@ -6,6 +6,9 @@ import { Db, type DbError } from "./Db.ts"
 /** Kernel tables for the outbox and the consumers' inbox (see KernelMigrations.ts). */
 export { outboxMigrations as migrations } from "./KernelMigrations.ts"
 
+/** Largest serialized event the outbox accepts: events carry ids and facts, not documents. */
+export const MAX_EVENT_BYTES = 256 * 1024
+
 /** What a service hands to the outbox: the event type, the aggregate it concerns, and the data. */
 export interface NewEvent {
   readonly type: string
@@ -33,11 +36,20 @@ export class Outbox extends Context.Service<
           const span = yield* Effect.option(Effect.currentSpan)
           const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
           const envelope = CloudEvent.make({ source: service, ...event, ...(traceparent ? { traceparent } : {}) })
+          const json = JSON.stringify(envelope)
+          // Kafka refuses messages over its limit (1 MiB by default) for good; such a row would stall the relay.
+          if (Buffer.byteLength(json) > MAX_EVENT_BYTES) {
+            return yield* Effect.die(
+              new Error(
+                `event ${event.type} is ${Buffer.byteLength(json)} bytes; events are limited to ${MAX_EVENT_BYTES}`,
+              ),
+            )
+          }
           yield* db.query(`INSERT INTO ${db.schema}.outbox (id, topic, key, event) VALUES ($1, $2, $3, $4)`, [
             envelope.id,
             topic,
             event.subject,
-            JSON.stringify(envelope),
+            json,
           ])
           return envelope
         })

@@ -6,7 +6,7 @@ import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
 
 /** Tuning of the relay; the defaults suit a service publishing a few hundred events a second. */
 export interface OutboxRelayOptions {
-  /** Rows published per transaction; default 100. */
+  /** Rows sent per Kafka batch; default 100. */
   readonly batchSize?: number
   /** Wait between polls when the outbox is drained; default 100 ms. */
   readonly pollInterval?: Duration.Input
@@ -44,8 +44,8 @@ export class OutboxRelay extends Context.Service<
         const batchSize = options.batchSize ?? 100
         const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "100 millis")
         const maxBackoffMs = Duration.toMillis(options.maxBackoff ?? "10 seconds")
-        // Bounded retries: a failed send rolls the batch back and the loop below retries it, rather than keeping the
-        // transaction open for as long as Kafka is away.
+        // Bounded retries: a failed send leaves the batch unmarked and the loop below retries it with its own backoff,
+        // rather than kafkajs retrying for as long as Kafka is away.
         const producer = yield* kafka.producer({
           idempotent: true,
           maxInFlightRequests: 1,

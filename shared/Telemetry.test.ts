@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage } from "node:http"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { describe, expect, it } from "vitest"
 import * as Kernel from "./Kernel.ts"
@@ -9,7 +9,7 @@ import { baseUrl, start } from "./testing/harness.ts"
 // In a file of its own: Effect caches the tracer per context root, so an app built earlier in the same module
 // graph without an exporter would keep later apps on the in-process tracer.
 describe("Telemetry", () => {
-  it("exports spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, continuing the caller's trace", async () => {
+  it("exports spans over OTLP/HTTP when an endpoint is configured, continuing the caller's trace", async () => {
     const bodies: Array<string> = []
     const collector = createServer((req: IncomingMessage, res) => {
       let body = ""
@@ -23,14 +23,18 @@ describe("Telemetry", () => {
     })
     await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r))
     const { port } = collector.address() as { port: number }
-    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${port}`
     try {
       const route = HttpRouter.add(
         "GET",
         "/traced",
         Effect.as(Effect.void.pipe(Effect.withSpan("Traced.work")), HttpServerResponse.text("ok")),
       )
-      const traced = Kernel.base({ service: "server-test", version: "test", logLevel: "fatal" })
+      const traced = Kernel.base({
+        service: "server-test",
+        version: "test",
+        logLevel: "fatal",
+        otelEndpoint: Option.some(new URL(`http://127.0.0.1:${port}`)),
+      })
       const app = await start(Server.serve(route, { port: 0 }).pipe(Layer.provide(traced)))
       const traceId = "0af7651916cd43dd8448eb211c80319c"
       await fetch(`${baseUrl(app as never)}/traced`, {
@@ -42,7 +46,6 @@ describe("Telemetry", () => {
       expect(exported).toContain(traceId)
       expect(exported).toContain("server-test")
     } finally {
-      delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT
       collector.close()
     }
   })

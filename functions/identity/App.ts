@@ -16,6 +16,7 @@ export const Infrastructure = (config: IdentityConfig) => {
     version: manifest.version,
     logLevel: config.logLevel,
     logPretty: config.logPretty,
+    otelEndpoint: config.otelEndpoint,
   }
   return Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }).pipe(
     Layer.provideMerge(

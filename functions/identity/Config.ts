@@ -6,7 +6,7 @@ import { manifest } from "./module.ts"
 export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
   databaseUrl: Cfg.secret("DATABASE_URL"),
-  dbSchema: Config.String("DB_SCHEMA").pipe(Config.withDefault(manifest.name)),
+  dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
   dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
 })

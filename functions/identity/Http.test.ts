@@ -3,7 +3,7 @@ import type { HttpServer } from "effect/http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Kernel from "../../shared/Kernel.ts"
 import * as Server from "../../shared/Server.ts"
-import { baseUrl, freshSchema, type Running, start } from "../../shared/testing/harness.ts"
+import { baseUrl, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { IdentityApi } from "./Api.ts"
 import { DomainLive } from "./App.ts"
 import { HttpLive } from "./Http.ts"
@@ -12,7 +12,8 @@ import { Users } from "./Users.ts"
 
 // Identity's HTTP app on a real server (port 0) over a fresh schema of the real Postgres.
 const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
-const database = Kernel.database({ ...kernel, db: freshSchema("identity"), migrations: manifest.migrations })
+const db = freshSchema("identity")
+const database = Kernel.database({ ...kernel, db, migrations: manifest.migrations })
 const AppLive = Server.serve(HttpLive, { port: 0, api: IdentityApi, maxBodyBytes: 64 * 1024 }).pipe(
   Layer.provideMerge(DomainLive),
   Layer.provideMerge(database),
@@ -78,6 +79,21 @@ describe("identity HTTP", () => {
     })
     expect(res.status).toBe(200)
     expect(await res.json()).toMatchObject({ id: user.id, name: "Grace", status: "disabled" })
+  })
+
+  it("an empty PATCH changes nothing and publishes no event; a deleted user is 404", async () => {
+    const user = await createUser(`noop-${Date.now()}@example.com`)
+    const res = await fetch(`${url}/api/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ id: user.id, updatedAt: user.updatedAt })
+    const events = await sql(`SELECT event->>'type' AS type FROM ${db.schema}.outbox WHERE key = $1`, [user.id])
+    expect(events.map((e) => e.type)).toEqual(["identity.user.created"])
+    await sql(`UPDATE ${db.schema}.users SET status = 'deleted' WHERE id = $1`, [user.id])
+    expect((await fetch(`${url}/api/v1/users/${user.id}`)).status).toBe(404)
   })
 
   it("malformed JSON is a 400 validation_failed, never a 5xx", async () => {

@@ -56,6 +56,8 @@ export class Users extends Context.Service<
       })
 
       const update = Effect.fn("Users.update")(function* (id: UserId, changes: UserChanges) {
+        // Nothing to change: answer with the user as it is, without a write or an event.
+        if (changes.name === undefined && changes.status === undefined) return yield* get(id)
         const updated = yield* db
           .transaction(
             Effect.gen(function* () {

@@ -51,7 +51,10 @@ export class UsersRepo extends Context.Service<
         return toUser(rows[0]!)
       })
       const findById = Effect.fn("UsersRepo.findById")(function* (id: UserId) {
-        const rows = yield* db.query<UserRow>(`SELECT * FROM ${db.schema}.users WHERE id = $1`, [id])
+        const rows = yield* db.query<UserRow>(
+          `SELECT * FROM ${db.schema}.users WHERE id = $1 AND status <> 'deleted'`,
+          [id],
+        )
         return Option.map(Option.fromNullishOr(rows[0]), toUser)
       })
       const update = Effect.fn("UsersRepo.update")(function* (id: UserId, changes: UserChanges) {
