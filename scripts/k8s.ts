@@ -50,8 +50,13 @@ ${ports.map((p) => `            - name: ${p.name}\n              containerPort: 
           env:
             - name: NODE_ENV
               value: production
+            # HTTP then gRPC drain, each within this budget: 2 × 10 s + the 5 s preStop pause < 30 s grace.
             - name: SHUTDOWN_TIMEOUT_MS
-              value: "20000"
+              value: "10000"
+          lifecycle:
+            # Keep serving while endpoints and load balancers drop the pod (Kubernetes >= 1.30 sleep action).
+            preStop:
+              sleep: { seconds: 5 }
           readinessProbe:
             httpGet: { path: /readyz, port: http }
             periodSeconds: 5

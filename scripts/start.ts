@@ -59,16 +59,32 @@ const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
     stdio: ["ignore", "pipe", "pipe"],
   })
   s.child = child
+  const startedAt = Date.now()
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix}${line}\n`))
   }
   child.on("exit", (code, signal) => {
     if (stopping) return
+    // A function that ran for a minute starts over with a short delay; a crash loop backs off up to 30 s.
+    if (Date.now() - startedAt > 60_000) s.restarts = 0
     const delay = Math.min(30_000, 1000 * 2 ** s.restarts++)
     say(`\x1b[31m${s.manifest.name} exited (${signal ?? code}); restarting in ${delay / 1000}s\x1b[0m`)
     setTimeout(() => !stopping && launch(s, env, color), delay)
   })
 }
+
+// SIGTERM, then SIGKILL if the function has not drained within the grace period.
+const stop = (s: Supervised, graceMs: number) =>
+  new Promise<void>((resolve) => {
+    const child = s.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve()
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs)
+    child.once("exit", () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.kill("SIGTERM")
+  })
 
 const main = async () => {
   const manifests = await discover()
@@ -85,16 +101,7 @@ const main = async () => {
     if (stopping) return
     stopping = true
     say(`${signal}: stopping…`)
-    await Promise.all(
-      supervised.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            if (!s.child || s.child.exitCode !== null) return resolve()
-            s.child.once("exit", () => resolve())
-            s.child.kill("SIGTERM")
-          }),
-      ),
-    )
+    await Promise.all(supervised.map((s) => stop(s, 15_000)))
     await postgres?.stop()
     say("stopped")
     process.exit(0)
@@ -102,17 +109,22 @@ const main = async () => {
   process.on("SIGINT", () => void shutdown("SIGINT"))
   process.on("SIGTERM", () => void shutdown("SIGTERM"))
 
+  // Dependencies first: a function starts once every function it depends on is ready.
+  const readiness = new Map<string, Promise<boolean>>()
   manifests.forEach((manifest, i) => {
     const s: Supervised = { manifest, restarts: 0 }
     supervised.push(s)
-    launch(s, env, colors[i % colors.length]!)
+    const ready = Promise.all(manifest.dependsOn.map((dep) => readiness.get(dep))).then(() => {
+      if (stopping) return false
+      launch(s, env, colors[i % colors.length]!)
+      return waitReady(`http://127.0.0.1:${manifest.ports.http}/readyz`, 60_000)
+    })
+    readiness.set(manifest.name, ready)
   })
-  const results = await Promise.all(
-    manifests.map((m) => waitReady(`http://127.0.0.1:${m.ports.http}/readyz`, 60_000).then((ok) => [m, ok] as const)),
-  )
-  for (const [m, ok] of results) {
+  for (const manifest of manifests) {
+    const ok = await readiness.get(manifest.name)
     say(
-      `${ok ? "\x1b[32mready\x1b[0m " : "\x1b[31mNOT READY\x1b[0m"} ${m.name.padEnd(10)} http://localhost:${m.ports.http}`,
+      `${ok ? "\x1b[32mready\x1b[0m " : "\x1b[31mNOT READY\x1b[0m"} ${manifest.name.padEnd(10)} http://localhost:${manifest.ports.http}`,
     )
   }
   say(`up in ${((performance.now() - started) / 1000).toFixed(1)}s — Ctrl-C stops everything`)

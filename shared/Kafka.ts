@@ -38,6 +38,8 @@ export class Kafka extends Context.Service<
     ensureTopics(topics: ReadonlyArray<string>): Effect.Effect<void, KafkaError>
     /** A producer, not yet connected, disconnected when the scope closes. */
     producer(config?: kafkajs.ProducerConfig): Effect.Effect<kafkajs.Producer, never, Scope.Scope>
+    /** Asks the cluster for its brokers over a long-lived admin connection: the readiness check. */
+    readonly ping: Effect.Effect<void, KafkaError>
   }
 >()("shared/Kafka") {
   /** A client for `options.brokers`; kafkajs logs (warn and above) go to the Effect logger of the layer. */
@@ -93,7 +95,27 @@ export class Kafka extends Context.Service<
             (p) => Effect.promise(() => p.disconnect().catch(() => undefined)),
           )
 
-        return Kafka.of({ client, ensureTopics, producer })
+        // One admin connection for readiness probes, opened on first use, reopened after a failure.
+        const probe = client.admin()
+        let probeConnected = false
+        yield* Effect.addFinalizer(() => Effect.promise(() => probe.disconnect().catch(() => undefined)))
+        const ping = Effect.gen(function* () {
+          if (!probeConnected) {
+            yield* tryKafka("connecting the admin client", () => probe.connect())
+            probeConnected = true
+          }
+          yield* tryKafka("describing the cluster", () => probe.describeCluster())
+        }).pipe(
+          Effect.tapError(() =>
+            Effect.promise(() => {
+              probeConnected = false
+              return probe.disconnect().catch(() => undefined)
+            }),
+          ),
+          Effect.asVoid,
+        )
+
+        return Kafka.of({ client, ensureTopics, producer, ping })
       }),
     )
 }

@@ -66,9 +66,14 @@ export const events = (options: {
             import("./KafkaEventBus.ts"),
             import("./OutboxRelay.ts"),
           ])
-          return Layer.mergeAll(OutboxRelay.layer({ topics: [topicOf(options.service)] }), KafkaEventBus.layer()).pipe(
-            Layer.provide(Kafka.layer({ brokers, clientId: options.service })),
+          const readiness = Layer.effectDiscard(
+            Effect.flatMap(Effect.service(Kafka), (kafka) => register("kafka", kafka.ping)),
           )
+          return Layer.mergeAll(
+            OutboxRelay.layer({ topics: [topicOf(options.service)] }),
+            KafkaEventBus.layer(),
+            readiness,
+          ).pipe(Layer.provide(Kafka.layer({ brokers, clientId: options.service })))
         }),
       ),
   })

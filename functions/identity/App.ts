@@ -9,8 +9,11 @@ import { UsersRepo } from "./UsersRepo.ts"
 /** Identity's domain services over the kernel's Db. */
 export const DomainLive = Users.layer.pipe(Layer.provide([UsersRepo.layer, Outbox.layer(manifest.name)]))
 
-/** The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations), from config. */
-export const Infrastructure = (config: IdentityConfig) => {
+/**
+ * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events), from
+ * config. Lambda leaves the event relay out (`events: false`): a background loop freezes between invocations.
+ */
+export const Infrastructure = (config: IdentityConfig, options: { readonly events?: boolean } = {}) => {
   const kernel = {
     service: manifest.name,
     version: manifest.version,
@@ -18,7 +21,11 @@ export const Infrastructure = (config: IdentityConfig) => {
     logPretty: config.logPretty,
     otelEndpoint: config.otelEndpoint,
   }
-  return Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }).pipe(
+  const events =
+    options.events === false
+      ? Layer.empty
+      : Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })
+  return events.pipe(
     Layer.provideMerge(
       Kernel.database({
         ...kernel,
