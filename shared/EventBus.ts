@@ -69,6 +69,30 @@ export interface Delivery<R> {
 // The handler failed (as opposed to the inbox bookkeeping around it): counts as an attempt.
 class HandlerFailed extends Schema.TaggedError<HandlerFailed>()("HandlerFailed", { cause: Schema.Defect() }) {}
 
+// SQLSTATE classes: 08 connection exception, 57P operator intervention (shutdown, crash recovery); node-level
+// socket errors carry no SQLSTATE. These mean "the database is away", not "this event is bad".
+const UNAVAILABLE = /^(08|57P)|^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT)$/
+
+const dbCodeOf = (value: unknown): string | undefined =>
+  Predicate.hasProperty(value, "_tag") && value._tag === "DbError" && Predicate.hasProperty(value, "code")
+    ? (value.code as string | undefined)
+    : undefined
+
+// A handler failure that is really the database being unreachable (a DbError with a connection-class code).
+const isUnavailable = (cause: unknown): boolean =>
+  Cause.isCause(cause) &&
+  cause.reasons.some((reason) => {
+    const error = reason._tag === "Fail" ? reason.error : reason._tag === "Die" ? reason.defect : undefined
+    const code = dbCodeOf(error)
+    return code !== undefined && UNAVAILABLE.test(code)
+  })
+
+// A COMMIT refused because of what the handler wrote: integrity (23) or serialization/deadlock (40).
+const isDataError = (error: unknown): boolean => {
+  const code = dbCodeOf(error)
+  return code !== undefined && /^(23|40)/.test(code)
+}
+
 const consumed = Metric.counter("eventbus_events_consumed_total", { description: "Events consumed, by outcome" })
 
 const decodeEnvelope = Schema.decodeUnknownEffect(CloudEvent.CloudEvent)
@@ -152,9 +176,18 @@ export const consume = <R>(delivery: Delivery<R>): Effect.Effect<Outcome, never,
         return outcome
       }
       const failure = Cause.findErrorOption(exit.cause)
-      if (Option.isSome(failure) && failure.value._tag === "HandlerFailed") {
+      // The handler's own fault (its failure, or a COMMIT refused for what it wrote) counts as an attempt; the
+      // database being unreachable does not, whether the handler or the bookkeeping met it.
+      const handlerFault =
+        Option.isSome(failure) &&
+        (failure.value._tag === "HandlerFailed"
+          ? !isUnavailable((failure.value as HandlerFailed).cause)
+          : isDataError(failure.value))
+      if (Option.isSome(failure) && handlerFault) {
         attempts++
-        const cause = failure.value.cause as Cause.Cause<unknown>
+        const cause = (
+          failure.value._tag === "HandlerFailed" ? failure.value.cause : Cause.fail(failure.value)
+        ) as Cause.Cause<unknown>
         const error = describeCause(cause)
         if (attempts >= delivery.retry.maxAttempts) {
           yield* Effect.logError("handler failed, dead-lettering", cause, { attempts })

@@ -102,12 +102,6 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
 
     const handleMessage = (payload: kafkajs.EachMessagePayload) =>
       Effect.gen(function* () {
-        // kafkajs heartbeats only between messages; a handler in its retry backoff must not lose the partition.
-        yield* Effect.forkChild(
-          Effect.promise(() => payload.heartbeat().catch(() => undefined)).pipe(
-            Effect.repeat(Schedule.spaced("2 seconds")),
-          ),
-        )
         const outcome = yield* consume({
           consumer: group,
           topic,
@@ -127,17 +121,30 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
 
     // A rejected eachMessage stops a kafkajs consumer for good, so only shutdown may reject; an unexpected defect
     // holds the partition and is retried, loudly, rather than skipping the message.
-    const guarded = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
+    const handleRetrying = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
       handleMessage(payload).pipe(
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.interrupt
             : Effect.logError("unexpected failure consuming a message, retrying", cause).pipe(
                 Effect.andThen(Effect.sleep(retry.maxDelay)),
-                Effect.andThen(Effect.suspend(() => guarded(payload))),
+                Effect.andThen(Effect.suspend(() => handleRetrying(payload))),
               ),
         ),
       )
+
+    // kafkajs heartbeats only between messages; a handler in its retry backoff must not lose the partition. One
+    // heartbeat loop per message (not per attempt), ended with the message. A heartbeat refused because the group
+    // is rebalancing is ignored here: the message finishes, and the inbox turns away its redelivery elsewhere.
+    const guarded = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
+      Effect.gen(function* () {
+        yield* Effect.forkChild(
+          Effect.promise(() => payload.heartbeat().catch(() => undefined)).pipe(
+            Effect.repeat(Schedule.spaced("2 seconds")),
+          ),
+        )
+        yield* handleRetrying(payload)
+      })
 
     return Effect.gen(function* () {
       const consumer = yield* Effect.acquireRelease(

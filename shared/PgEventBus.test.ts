@@ -4,7 +4,7 @@ import { Effect, Exit, Scope } from "effect"
 import pg from "pg"
 import type { CloudEvent } from "./CloudEvent.ts"
 import * as CloudEventModule from "./CloudEvent.ts"
-import { Db } from "./Db.ts"
+import { Db, DbError } from "./Db.ts"
 import * as PgEventBus from "./PgEventBus.ts"
 import { outboxOf, serviceDb, waitUntil } from "./testing/busHarness.ts"
 
@@ -163,6 +163,27 @@ describe("PgEventBus", () => {
       })
       yield* waitUntil("three events", () => seen.length >= 3)
       assert.deepStrictEqual(seen, [1, 2, 3])
+    }),
+  )
+
+  it.live("a database outage met by the handler stalls the event instead of dead-lettering it", () =>
+    Effect.gen(function* () {
+      const { consumer, bus, publish, topic } = yield* setup
+      let calls = 0
+      const seen: Array<number> = []
+      // More outage failures than the retry policy's attempts (3): counted as attempts, they would dead-letter it.
+      const handler = (event: CloudEvent) =>
+        ++calls <= 5
+          ? Effect.fail(new DbError({ message: "connection terminated", code: "08006", cause: null }))
+          : Effect.sync(() => void seen.push(numberOf(event)))
+      yield* bus.subscribe({ topic, group: "g5", handler })
+      yield* publish(7)
+      yield* waitUntil("the event after the outage", () => seen.length >= 1)
+      assert.deepStrictEqual(seen, [7])
+      const dead = yield* consumer.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ${consumer.schema}.dead_letters`,
+      )
+      assert.strictEqual(dead[0]?.n, "0")
     }),
   )
 })
