@@ -108,6 +108,13 @@ const makeIdentity = () => {
         if (!user) return yield* new NotFound({ detail: `user ${request.id} not found` })
         return { user } satisfies GetUserResponse
       }),
+    getUserByEmail: (request) =>
+      Effect.gen(function* () {
+        const user = [...users.values()].find((u) => u.email === request.email)
+        if (!user) return yield* new NotFound({ detail: "no user with this email" })
+        return { user }
+      }),
+    verifyCredentials: () => Effect.succeed({ valid: false }),
   })
   return {
     service,

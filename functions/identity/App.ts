@@ -3,11 +3,14 @@ import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { manifest } from "./module.ts"
+import { Passwords } from "./Passwords.ts"
 import { Users } from "./Users.ts"
 import { UsersRepo } from "./UsersRepo.ts"
 
-/** Identity's domain services over the kernel's Db. */
-export const DomainLive = Users.layer.pipe(Layer.provide([UsersRepo.layer, Outbox.layer(manifest.name)]))
+/** Identity's domain services over the kernel's Db (argon2id at OWASP's minimum cost unless configured). */
+export const DomainLive = Users.layer.pipe(
+  Layer.provide([UsersRepo.layer, Outbox.layer(manifest.name), Passwords.layer()]),
+)
 
 /**
  * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events), from

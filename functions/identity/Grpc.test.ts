@@ -63,4 +63,46 @@ layer(ServerLive, { timeout: 60_000 })("identity gRPC", (it) => {
       }
     }).pipe(Effect.scoped),
   )
+
+  it.effect("VerifyCredentials: right password valid; wrong password and unknown email answer alike", () =>
+    Effect.gen(function* () {
+      const identity = yield* client
+      const email = `cred-${Date.now()}@example.com`
+      const { user } = yield* identity.call("createUser", { email, name: "Cred", password: "correct horse battery" })
+      const ok = yield* identity.call("verifyCredentials", {
+        email: email.toUpperCase(),
+        password: "correct horse battery",
+      })
+      assert.strictEqual(ok.valid, true)
+      assert.strictEqual(ok.user?.id, user!.id)
+      const wrong = yield* identity.call("verifyCredentials", { email, password: "wrong horse battery" })
+      const unknown = yield* identity.call("verifyCredentials", { email: `nobody-${email}`, password: "x" })
+      assert.strictEqual(wrong.valid, false)
+      assert.strictEqual(wrong.user, undefined)
+      assert.deepStrictEqual(unknown, wrong)
+      const byEmail = yield* identity.call("getUserByEmail", { email: email.toUpperCase() }, { idempotent: true })
+      assert.strictEqual(byEmail.user?.id, user!.id)
+    }).pipe(Effect.scoped),
+  )
+
+  it.effect("passwords outside 8-128 characters are refused, naming the field", () =>
+    Effect.gen(function* () {
+      const identity = yield* client
+      for (const password of ["short", "x".repeat(129)]) {
+        const error = yield* Effect.flip(
+          identity.call("createUser", {
+            email: `pw-${Date.now()}-${password.length}@example.com`,
+            name: "P",
+            password,
+          }),
+        )
+        assert.strictEqual(error._tag, "ValidationFailed")
+        if (error._tag === "ValidationFailed")
+          assert.deepStrictEqual(
+            error.errors.map((e) => e.path),
+            ["password"],
+          )
+      }
+    }).pipe(Effect.scoped),
+  )
 })

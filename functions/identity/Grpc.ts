@@ -2,6 +2,7 @@ import { Effect, Schema } from "effect"
 import { IdentityServiceService, type User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
 import * as GrpcServer from "../../shared/GrpcServer.ts"
 import { decode } from "../../shared/Problem.ts"
+import { Password } from "./Passwords.ts"
 import { Email, Name, type User, UserId } from "./User.ts"
 import { Users } from "./Users.ts"
 
@@ -16,8 +17,11 @@ const toProto = (user: User): ProtoUser => ({
   updatedAt: user.updatedAt,
 })
 
-const CreateUserRequest = Schema.Struct({ email: Email, name: Name })
+const CreateUserRequest = Schema.Struct({ email: Email, name: Name, password: Schema.optional(Password) })
 const GetUserRequest = Schema.Struct({ id: UserId })
+const GetUserByEmailRequest = Schema.Struct({ email: Email })
+// No policy check here: a login attempt with a too-short password is simply a wrong one.
+const VerifyCredentialsRequest = Schema.Struct({ email: Schema.String, password: Schema.String })
 
 /** Identity's gRPC service (identity.v1.IdentityService) over the Users domain service. */
 export const IdentityGrpc = GrpcServer.service(IdentityServiceService, {
@@ -32,6 +36,19 @@ export const IdentityGrpc = GrpcServer.service(IdentityServiceService, {
       const { id } = yield* decode(GetUserRequest)(request)
       const users = yield* Users
       return { user: toProto(yield* users.get(id)) }
+    }),
+  getUserByEmail: (request) =>
+    Effect.gen(function* () {
+      const { email } = yield* decode(GetUserByEmailRequest)(request)
+      const users = yield* Users
+      return { user: toProto(yield* users.getByEmail(email)) }
+    }),
+  verifyCredentials: (request) =>
+    Effect.gen(function* () {
+      const { email, password } = yield* decode(VerifyCredentialsRequest)(request)
+      const users = yield* Users
+      const user = yield* users.verifyCredentials(email, password)
+      return user._tag === "Some" ? { valid: true, user: toProto(user.value) } : { valid: false }
     }),
 })
 

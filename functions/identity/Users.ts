@@ -1,7 +1,8 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { EmailTaken, NotFound, ServiceUnavailable } from "../../shared/Problem.ts"
+import { Passwords } from "./Passwords.ts"
 import type { User, UserChanges, UserId } from "./User.ts"
 import { UsersRepo } from "./UsersRepo.ts"
 
@@ -9,11 +10,16 @@ import { UsersRepo } from "./UsersRepo.ts"
 export class Users extends Context.Service<
   Users,
   {
+    /** Creates a user; a password, when given, is hashed before the transaction opens. */
     create(input: {
       readonly email: string
       readonly name: string
+      readonly password?: string | undefined
     }): Effect.Effect<User, EmailTaken | ServiceUnavailable>
     get(id: UserId): Effect.Effect<User, NotFound | ServiceUnavailable>
+    getByEmail(email: string): Effect.Effect<User, NotFound | ServiceUnavailable>
+    /** The account when `password` is right; `None` for an unknown email or a wrong password alike. */
+    verifyCredentials(email: string, password: string): Effect.Effect<Option.Option<User>, ServiceUnavailable>
     update(id: UserId, changes: UserChanges): Effect.Effect<User, NotFound | ServiceUnavailable>
   }
 >()("identity/Users") {
@@ -24,12 +30,18 @@ export class Users extends Context.Service<
       const db = yield* Db
       const repo = yield* UsersRepo
       const outbox = yield* Outbox
+      const passwords = yield* Passwords
 
-      const create = Effect.fn("Users.create")(function* (input: { readonly email: string; readonly name: string }) {
+      const create = Effect.fn("Users.create")(function* (input: {
+        readonly email: string
+        readonly name: string
+        readonly password?: string | undefined
+      }) {
+        const passwordHash = input.password === undefined ? undefined : yield* passwords.hash(input.password)
         return yield* db
           .transaction(
             Effect.gen(function* () {
-              const user = yield* repo.insert(input)
+              const user = yield* repo.insert({ email: input.email, name: input.name, passwordHash })
               yield* outbox.publish({
                 type: "identity.user.created",
                 subject: user.id,
@@ -77,7 +89,21 @@ export class Users extends Context.Service<
         return updated.value
       })
 
-      return Users.of({ create, get, update })
+      const getByEmail = Effect.fn("Users.getByEmail")(function* (email: string) {
+        const found = yield* repo.findCredentials(email).pipe(Effect.catchTag("DbError", unavailable))
+        if (found._tag === "None") return yield* new NotFound({ detail: "no user with this email" })
+        return found.value.user
+      })
+
+      const verifyCredentials = Effect.fn("Users.verifyCredentials")(function* (email: string, password: string) {
+        const found = yield* repo.findCredentials(email).pipe(Effect.catchTag("DbError", unavailable))
+        const account = Option.getOrUndefined(found)
+        // Always one argon2 verification: an unknown email costs what a wrong password costs.
+        const ok = yield* passwords.verify(account?.passwordHash, password)
+        return ok && account ? Option.some(account.user) : Option.none<User>()
+      })
+
+      return Users.of({ create, get, update, getByEmail, verifyCredentials })
     }),
   )
 }

@@ -29,7 +29,13 @@ export class UsersRepo extends Context.Service<
   UsersRepo,
   {
     /** Inserts a user; fails with the driver's unique violation when the email is taken. */
-    insert(input: { readonly email: string; readonly name: string }): Effect.Effect<User, DbError>
+    insert(input: {
+      readonly email: string
+      readonly name: string
+      readonly passwordHash?: string | undefined
+    }): Effect.Effect<User, DbError>
+    /** The active account with this email (case-insensitive) and its password hash, if any. */
+    findCredentials(email: string): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
     findById(id: UserId): Effect.Effect<Option.Option<User>, DbError>
     /** Applies the given changes; None when there is no such user. */
     update(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
@@ -43,10 +49,11 @@ export class UsersRepo extends Context.Service<
       const insert = Effect.fn("UsersRepo.insert")(function* (input: {
         readonly email: string
         readonly name: string
+        readonly passwordHash?: string | undefined
       }) {
         const rows = yield* db.query<UserRow>(
-          `INSERT INTO ${db.schema}.users (id, email, name) VALUES ($1, $2, $3) RETURNING *`,
-          [randomUUID(), input.email, input.name],
+          `INSERT INTO ${db.schema}.users (id, email, name, password_hash) VALUES ($1, $2, $3, $4) RETURNING *`,
+          [randomUUID(), input.email, input.name, input.passwordHash ?? null],
         )
         return toUser(rows[0]!)
       })
@@ -65,7 +72,17 @@ export class UsersRepo extends Context.Service<
         )
         return Option.map(Option.fromNullishOr(rows[0]), toUser)
       })
-      return UsersRepo.of({ insert, findById, update })
+      const findCredentials = Effect.fn("UsersRepo.findCredentials")(function* (email: string) {
+        const rows = yield* db.query<UserRow & { password_hash: string | null }>(
+          `SELECT * FROM ${db.schema}.users WHERE lower(email) = lower($1) AND status = 'active'`,
+          [email],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), (row) => ({
+          user: toUser(row),
+          passwordHash: row.password_hash,
+        }))
+      })
+      return UsersRepo.of({ insert, findById, update, findCredentials })
     }),
   )
 }

@@ -16,4 +16,10 @@ export const migrations: ReadonlyArray<Migration> = [
       );
       CREATE UNIQUE INDEX users_email_lower ON users (lower(email));`,
   },
+  {
+    id: "0101_credentials",
+    sql: `
+      -- argon2id PHC string; null for accounts that only sign in through an external identity provider.
+      ALTER TABLE users ADD COLUMN password_hash text;`,
+  },
 ]

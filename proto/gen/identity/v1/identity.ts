@@ -39,6 +39,8 @@ export interface User {
 export interface CreateUserRequest {
   email: string;
   name: string;
+  /** Optional: accounts created through an external identity provider have none. 8-128 characters. */
+  password?: string | undefined;
 }
 
 export interface CreateUserResponse {
@@ -50,6 +52,25 @@ export interface GetUserRequest {
 }
 
 export interface GetUserResponse {
+  user?: User | undefined;
+}
+
+export interface GetUserByEmailRequest {
+  email: string;
+}
+
+export interface GetUserByEmailResponse {
+  user?: User | undefined;
+}
+
+export interface VerifyCredentialsRequest {
+  email: string;
+  password: string;
+}
+
+/** Same shape whatever went wrong: an unknown email and a wrong password are indistinguishable. */
+export interface VerifyCredentialsResponse {
+  valid: boolean;
   user?: User | undefined;
 }
 
@@ -231,7 +252,7 @@ export const User: MessageFns<User> = {
 };
 
 function createBaseCreateUserRequest(): CreateUserRequest {
-  return { email: "", name: "" };
+  return { email: "", name: "", password: undefined };
 }
 
 export const CreateUserRequest: MessageFns<CreateUserRequest> = {
@@ -241,6 +262,9 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     }
     if (message.name !== "") {
       writer.uint32(18).string(message.name);
+    }
+    if (message.password !== undefined) {
+      writer.uint32(26).string(message.password);
     }
     return writer;
   },
@@ -274,6 +298,14 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
             message.name = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -290,6 +322,7 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     return {
       email: isSet(object.email) ? globalThis.String(object.email) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : undefined,
     };
   },
 
@@ -301,6 +334,9 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     if (message.name !== "") {
       obj.name = message.name;
     }
+    if (message.password !== undefined) {
+      obj.password = message.password;
+    }
     return obj;
   },
 
@@ -311,6 +347,7 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     const message = createBaseCreateUserRequest();
     message.email = object.email ?? "";
     message.name = object.name ?? "";
+    message.password = object.password ?? undefined;
     return message;
   },
 };
@@ -516,6 +553,310 @@ export const GetUserResponse: MessageFns<GetUserResponse> = {
   },
 };
 
+function createBaseGetUserByEmailRequest(): GetUserByEmailRequest {
+  return { email: "" };
+}
+
+export const GetUserByEmailRequest: MessageFns<GetUserByEmailRequest> = {
+  encode(message: GetUserByEmailRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.email !== "") {
+      writer.uint32(10).string(message.email);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUserByEmailRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUserByEmailRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUserByEmailRequest {
+    return { email: isSet(object.email) ? globalThis.String(object.email) : "" };
+  },
+
+  toJSON(message: GetUserByEmailRequest): unknown {
+    const obj: any = {};
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUserByEmailRequest>, I>>(base?: I): GetUserByEmailRequest {
+    return GetUserByEmailRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUserByEmailRequest>, I>>(object: I): GetUserByEmailRequest {
+    const message = createBaseGetUserByEmailRequest();
+    message.email = object.email ?? "";
+    return message;
+  },
+};
+
+function createBaseGetUserByEmailResponse(): GetUserByEmailResponse {
+  return { user: undefined };
+}
+
+export const GetUserByEmailResponse: MessageFns<GetUserByEmailResponse> = {
+  encode(message: GetUserByEmailResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.user !== undefined) {
+      User.encode(message.user, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUserByEmailResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUserByEmailResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.user = User.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUserByEmailResponse {
+    return { user: isSet(object.user) ? User.fromJSON(object.user) : undefined };
+  },
+
+  toJSON(message: GetUserByEmailResponse): unknown {
+    const obj: any = {};
+    if (message.user !== undefined) {
+      obj.user = User.toJSON(message.user);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUserByEmailResponse>, I>>(base?: I): GetUserByEmailResponse {
+    return GetUserByEmailResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUserByEmailResponse>, I>>(object: I): GetUserByEmailResponse {
+    const message = createBaseGetUserByEmailResponse();
+    message.user = (object.user !== undefined && object.user !== null) ? User.fromPartial(object.user) : undefined;
+    return message;
+  },
+};
+
+function createBaseVerifyCredentialsRequest(): VerifyCredentialsRequest {
+  return { email: "", password: "" };
+}
+
+export const VerifyCredentialsRequest: MessageFns<VerifyCredentialsRequest> = {
+  encode(message: VerifyCredentialsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.email !== "") {
+      writer.uint32(10).string(message.email);
+    }
+    if (message.password !== "") {
+      writer.uint32(18).string(message.password);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyCredentialsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyCredentialsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyCredentialsRequest {
+    return {
+      email: isSet(object.email) ? globalThis.String(object.email) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+    };
+  },
+
+  toJSON(message: VerifyCredentialsRequest): unknown {
+    const obj: any = {};
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyCredentialsRequest>, I>>(base?: I): VerifyCredentialsRequest {
+    return VerifyCredentialsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyCredentialsRequest>, I>>(object: I): VerifyCredentialsRequest {
+    const message = createBaseVerifyCredentialsRequest();
+    message.email = object.email ?? "";
+    message.password = object.password ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyCredentialsResponse(): VerifyCredentialsResponse {
+  return { valid: false, user: undefined };
+}
+
+export const VerifyCredentialsResponse: MessageFns<VerifyCredentialsResponse> = {
+  encode(message: VerifyCredentialsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.valid !== false) {
+      writer.uint32(8).bool(message.valid);
+    }
+    if (message.user !== undefined) {
+      User.encode(message.user, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyCredentialsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyCredentialsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.valid = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = User.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyCredentialsResponse {
+    return {
+      valid: isSet(object.valid) ? globalThis.Boolean(object.valid) : false,
+      user: isSet(object.user) ? User.fromJSON(object.user) : undefined,
+    };
+  },
+
+  toJSON(message: VerifyCredentialsResponse): unknown {
+    const obj: any = {};
+    if (message.valid !== false) {
+      obj.valid = message.valid;
+    }
+    if (message.user !== undefined) {
+      obj.user = User.toJSON(message.user);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VerifyCredentialsResponse>, I>>(base?: I): VerifyCredentialsResponse {
+    return VerifyCredentialsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VerifyCredentialsResponse>, I>>(object: I): VerifyCredentialsResponse {
+    const message = createBaseVerifyCredentialsResponse();
+    message.valid = object.valid ?? false;
+    message.user = (object.user !== undefined && object.user !== null) ? User.fromPartial(object.user) : undefined;
+    return message;
+  },
+};
+
 export type IdentityServiceService = typeof IdentityServiceService;
 export const IdentityServiceService = {
   /** Creates a user; ALREADY_EXISTS when the email is taken, INVALID_ARGUMENT on bad input. */
@@ -538,6 +879,30 @@ export const IdentityServiceService = {
     responseSerialize: (value: GetUserResponse): Buffer => Buffer.from(GetUserResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetUserResponse => GetUserResponse.decode(value),
   },
+  /** Reads a user by email (case-insensitive); NOT_FOUND when there is none. */
+  getUserByEmail: {
+    path: "/identity.v1.IdentityService/GetUserByEmail" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetUserByEmailRequest): Buffer =>
+      Buffer.from(GetUserByEmailRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetUserByEmailRequest => GetUserByEmailRequest.decode(value),
+    responseSerialize: (value: GetUserByEmailResponse): Buffer =>
+      Buffer.from(GetUserByEmailResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetUserByEmailResponse => GetUserByEmailResponse.decode(value),
+  },
+  /** Checks a password; the same work and the same answer shape for an unknown email as for a wrong password. */
+  verifyCredentials: {
+    path: "/identity.v1.IdentityService/VerifyCredentials" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyCredentialsRequest): Buffer =>
+      Buffer.from(VerifyCredentialsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyCredentialsRequest => VerifyCredentialsRequest.decode(value),
+    responseSerialize: (value: VerifyCredentialsResponse): Buffer =>
+      Buffer.from(VerifyCredentialsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyCredentialsResponse => VerifyCredentialsResponse.decode(value),
+  },
 } as const;
 
 export interface IdentityServiceServer extends UntypedServiceImplementation {
@@ -545,6 +910,10 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
   createUser: handleUnaryCall<CreateUserRequest, CreateUserResponse>;
   /** Reads a user by id; NOT_FOUND when there is none. */
   getUser: handleUnaryCall<GetUserRequest, GetUserResponse>;
+  /** Reads a user by email (case-insensitive); NOT_FOUND when there is none. */
+  getUserByEmail: handleUnaryCall<GetUserByEmailRequest, GetUserByEmailResponse>;
+  /** Checks a password; the same work and the same answer shape for an unknown email as for a wrong password. */
+  verifyCredentials: handleUnaryCall<VerifyCredentialsRequest, VerifyCredentialsResponse>;
 }
 
 export interface IdentityServiceClient extends Client {
@@ -579,6 +948,38 @@ export interface IdentityServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetUserResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads a user by email (case-insensitive); NOT_FOUND when there is none. */
+  getUserByEmail(
+    request: GetUserByEmailRequest,
+    callback: (error: ServiceError | null, response: GetUserByEmailResponse) => void,
+  ): ClientUnaryCall;
+  getUserByEmail(
+    request: GetUserByEmailRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetUserByEmailResponse) => void,
+  ): ClientUnaryCall;
+  getUserByEmail(
+    request: GetUserByEmailRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetUserByEmailResponse) => void,
+  ): ClientUnaryCall;
+  /** Checks a password; the same work and the same answer shape for an unknown email as for a wrong password. */
+  verifyCredentials(
+    request: VerifyCredentialsRequest,
+    callback: (error: ServiceError | null, response: VerifyCredentialsResponse) => void,
+  ): ClientUnaryCall;
+  verifyCredentials(
+    request: VerifyCredentialsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyCredentialsResponse) => void,
+  ): ClientUnaryCall;
+  verifyCredentials(
+    request: VerifyCredentialsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyCredentialsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,46 @@
+import { hash, verify } from "@node-rs/argon2"
+import { Context, Effect, Layer, Schema } from "effect"
+
+/** argon2id cost: OWASP's minimum (19 MiB, 2 passes, 1 lane) unless configured stronger. */
+export interface PasswordCost {
+  readonly memoryKib: number
+  readonly timeCost: number
+}
+
+/** The OWASP-recommended minimum argon2id parameters. */
+export const OWASP_MINIMUM: PasswordCost = { memoryKib: 19_456, timeCost: 2 }
+
+/** A password that breaks the policy (8–128 characters). */
+export const Password = Schema.String.check(
+  Schema.isMinLength(8, { message: "must be at least 8 characters" }),
+  Schema.isMaxLength(128, { message: "must be at most 128 characters" }),
+)
+
+/** Hashing and checking passwords with argon2id, on libuv's thread pool (never on the event loop). */
+export class Passwords extends Context.Service<
+  Passwords,
+  {
+    hash(password: string): Effect.Effect<string>
+    /** Checks `password` against `stored`; with no stored hash it still does the same work and answers false. */
+    verify(stored: string | null | undefined, password: string): Effect.Effect<boolean>
+  }
+>()("identity/Passwords") {
+  /** Passwords at the given cost; a dummy hash made at start keeps unknown accounts as slow as known ones. */
+  static readonly layer = (cost: PasswordCost = OWASP_MINIMUM) =>
+    Layer.effect(
+      Passwords,
+      Effect.gen(function* () {
+        const options = { memoryCost: cost.memoryKib, timeCost: cost.timeCost, parallelism: 1 } as const
+        const hashPassword = Effect.fn("Passwords.hash")((password: string) =>
+          Effect.promise(() => hash(password, options)),
+        )
+        const dummy = yield* hashPassword("dummy password for accounts without one")
+        const verifyPassword = Effect.fn("Passwords.verify")((stored: string | null | undefined, password: string) =>
+          Effect.promise(() => verify(stored ?? dummy, password).catch(() => false)).pipe(
+            Effect.map((ok) => ok && stored != null),
+          ),
+        )
+        return Passwords.of({ hash: hashPassword, verify: verifyPassword })
+      }),
+    )
+}
