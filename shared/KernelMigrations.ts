@@ -60,5 +60,34 @@ export const eventBusMigrations: ReadonlyArray<Migration> = [
   },
 ]
 
+/**
+ * Kernel table of the Notifier: mails written in the caller's transaction and delivered by the MailSender loop
+ * (`next_attempt_at` doubles as the claim lease and the retry time); sent rows are the dev mailbox.
+ */
+export const mailMigrations: ReadonlyArray<Migration> = [
+  {
+    id: "0002_kernel_mail",
+    sql: `
+      CREATE TABLE mail_outbox (
+        id              uuid PRIMARY KEY,
+        "to"            text NOT NULL,
+        subject         text NOT NULL,
+        text            text NOT NULL,
+        html            text NOT NULL,
+        created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+        attempts        integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        sent_at         timestamptz,
+        last_error      text
+      );
+      CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_at) WHERE sent_at IS NULL;
+      CREATE INDEX mail_outbox_sent ON mail_outbox (created_at DESC) WHERE sent_at IS NOT NULL;`,
+  },
+]
+
 /** Every kernel migration, in order; a function's manifest lists these before its own. */
-export const kernelMigrations: ReadonlyArray<Migration> = [...outboxMigrations, ...eventBusMigrations]
+export const kernelMigrations: ReadonlyArray<Migration> = [
+  ...outboxMigrations,
+  ...eventBusMigrations,
+  ...mailMigrations,
+]

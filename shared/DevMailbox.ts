@@ -1,0 +1,45 @@
+import { Context, Effect, Layer } from "effect"
+import { Db, type DbError } from "./Db.ts"
+
+/** A mail the dev mailbox "delivered", as `GET /_dev/mail` shows it. */
+export interface DevMail {
+  readonly to: string
+  readonly subject: string
+  readonly text: string
+  readonly html: string
+  readonly sentAt: string
+}
+
+/** The embedded default's mailbox: the sent rows of `mail_outbox`, so local users can follow verification links. */
+export class DevMailbox extends Context.Service<
+  DevMailbox,
+  {
+    /** The sent mails, most recently queued first (at most `limit`, default 50). */
+    list(limit?: number): Effect.Effect<{ readonly items: ReadonlyArray<DevMail> }, DbError>
+  }
+>()("shared/DevMailbox") {
+  /** The mailbox of the service owning `Db`. */
+  static readonly layer = Layer.effect(
+    DevMailbox,
+    Effect.gen(function* () {
+      const db = yield* Db
+      const list = Effect.fn("DevMailbox.list")(function* (limit = 50) {
+        const rows = yield* db.query<{ to: string; subject: string; text: string; html: string; sent_at: Date }>(
+          `SELECT "to", subject, text, html, sent_at FROM ${db.schema}.mail_outbox
+           WHERE sent_at IS NOT NULL ORDER BY created_at DESC LIMIT $1`,
+          [Math.max(1, Math.min(Math.trunc(limit), 500))],
+        )
+        return {
+          items: rows.map((row) => ({
+            to: row.to,
+            subject: row.subject,
+            text: row.text,
+            html: row.html,
+            sentAt: row.sent_at.toISOString(),
+          })),
+        }
+      })
+      return DevMailbox.of({ list })
+    }),
+  )
+}
