@@ -1,4 +1,5 @@
-// The bundle of a function runs on plain Node with nothing installed: no node_modules, only main.mjs.
+// The bundle of a function runs on plain Node with nothing installed: no node_modules, only main.mjs (and the
+// native addons it requires, copied next to it by the build).
 import { type ChildProcess, spawn } from "node:child_process"
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
@@ -72,7 +73,10 @@ describe("identity bundle", () => {
     buildDir = mkdtempSync(join(tmpdir(), "bundle-build-"))
     runDir = mkdtempSync(join(tmpdir(), "bundle-run-"))
     await build(["identity"], { outdir: buildDir })
-    copyFileSync(join(buildDir, "identity", "main.mjs"), join(runDir, "main.mjs"))
+    for (const file of readdirSync(join(buildDir, "identity"))) {
+      if (file === "main.mjs" || file.endsWith(".node"))
+        copyFileSync(join(buildDir, "identity", file), join(runDir, file))
+    }
   })
 
   afterAll(() => {
@@ -81,7 +85,7 @@ describe("identity bundle", () => {
   })
 
   it("runs alone in an empty folder: live, ready, and exits 0 on SIGTERM within the shutdown timeout", async () => {
-    expect(readdirSync(runDir)).toEqual(["main.mjs"])
+    expect(readdirSync(runDir).filter((f) => !f.endsWith(".node"))).toEqual(["main.mjs"])
     expect(hasNodeModulesAbove(runDir)).toBe(false)
     const databaseUrl = process.env.DATABASE_URL
     expect(databaseUrl, "DATABASE_URL (from .env.test via the global setup)").toBeTruthy()

@@ -117,6 +117,9 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
     external: ["pino-pretty", "@grpc/proto-loader"],
     plugins: [builtinsViaRequire],
     metafile: true,
+    // Native addons (argon2) cannot live inside a JS file: each .node file is copied next to the bundle and
+    // required from there, so the function still needs no node_modules.
+    loader: { ".node": "copy" },
     logLevel: "silent",
   })
   const metafile = result.metafile
