@@ -1,10 +1,17 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, OpenApi } from "effect/http-api"
+import { Schema } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { Page, pageQuery } from "../../shared/Pagination.ts"
 import { NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { User, UserChanges, UserId } from "./User.ts"
 
 /** Users endpoints of the public contract (served through the gateway). */
 export class UsersApi extends HttpApiGroup.make("users").add(
+  HttpApiEndpoint.get("list", "/api/v1/users", {
+    query: { ...pageQuery, email: Schema.optional(Schema.String.check(Schema.isMaxLength(254))) },
+    success: Page(User),
+    error: [ValidationFailed, ServiceUnavailable],
+  }),
   HttpApiEndpoint.get("get", "/api/v1/users/:id", {
     params: { id: UserId },
     success: User,
@@ -14,6 +21,11 @@ export class UsersApi extends HttpApiGroup.make("users").add(
     params: { id: UserId },
     payload: UserChanges,
     success: User,
+    error: [NotFound, ValidationFailed, ServiceUnavailable],
+  }),
+  HttpApiEndpoint.delete("delete", "/api/v1/users/:id", {
+    params: { id: UserId },
+    success: HttpApiSchema.NoContent,
     error: [NotFound, ValidationFailed, ServiceUnavailable],
   }),
 ) {}

@@ -96,6 +96,66 @@ describe("identity HTTP", () => {
     expect((await fetch(`${url}/api/v1/users/${user.id}`)).status).toBe(404)
   })
 
+  it("lists users newest first in pages that neither skip nor repeat, filtered by email", async () => {
+    const tag = `page-${Date.now()}`
+    const created: Array<string> = []
+    for (let i = 0; i < 5; i++) created.push((await createUser(`${tag}-${i}@example.com`)).id)
+    // Rows within one millisecond (the cursor's precision) must still page correctly.
+    for (const [i, micros] of [
+      [1, "456"],
+      [2, "300"],
+      [3, "100"],
+    ] as const) {
+      await sql(`UPDATE ${db.schema}.users SET created_at = $2 WHERE id = $1`, [
+        created[i],
+        `2026-01-01T00:00:00.123${micros}Z`,
+      ])
+    }
+    const seen: Array<string> = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const query: string = cursor ? `limit=2&cursor=${encodeURIComponent(cursor)}` : "limit=2"
+      const res = await fetch(`${url}/api/v1/users?${query}`)
+      expect(res.status).toBe(200)
+      const body = (await res.json()) as { items: Array<{ id: string }>; nextCursor: string | null }
+      expect(body.items.length).toBeLessThanOrEqual(2)
+      seen.push(...body.items.map((u) => u.id))
+      cursor = body.nextCursor
+      pages++
+    } while (cursor !== null && pages < 50)
+    expect(new Set(seen).size).toBe(seen.length)
+    for (const id of created) expect(seen).toContain(id)
+
+    const filtered = await fetch(`${url}/api/v1/users?email=${encodeURIComponent(`${tag}-3@EXAMPLE.com`)}`)
+    expect(((await filtered.json()) as { items: Array<{ id: string }> }).items.map((u) => u.id)).toEqual([created[3]])
+  })
+
+  it("bad list parameters are 400s naming them", async () => {
+    for (const [query, path] of [
+      ["limit=0", "query.limit"],
+      ["limit=101", "query.limit"],
+      ["limit=abc", "query.limit"],
+      ["cursor=not-a-cursor", "query.cursor"],
+    ] as const) {
+      const res = await fetch(`${url}/api/v1/users?${query}`)
+      expect(res.status, query).toBe(400)
+      const body = await problem(res)
+      expect(body.errors?.map((e) => e.path)).toContain(path)
+    }
+  })
+
+  it("DELETE marks the user deleted (204), publishes identity.user.deleted; again is 404", async () => {
+    const user = await createUser(`del-${Date.now()}@example.com`)
+    expect((await fetch(`${url}/api/v1/users/${user.id}`, { method: "DELETE" })).status).toBe(204)
+    expect((await fetch(`${url}/api/v1/users/${user.id}`)).status).toBe(404)
+    expect((await fetch(`${url}/api/v1/users/${user.id}`, { method: "DELETE" })).status).toBe(404)
+    const events = await sql(`SELECT event->>'type' AS type FROM ${db.schema}.outbox WHERE key = $1 ORDER BY seq`, [
+      user.id,
+    ])
+    expect(events.map((e) => e.type)).toEqual(["identity.user.created", "identity.user.deleted"])
+  })
+
   it("malformed JSON is a 400 validation_failed, never a 5xx", async () => {
     const user = await createUser(`mal-${Date.now()}@example.com`)
     const res = await fetch(`${url}/api/v1/users/${user.id}`, {
@@ -163,9 +223,9 @@ describe("identity HTTP", () => {
     const missing = await fetch(`${url}/api/v1/nothing`)
     expect(missing.status).toBe(404)
     expect((await problem(missing)).code).toBe("not_found")
-    const wrong = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, { method: "DELETE" })
+    const wrong = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, { method: "POST" })
     expect(wrong.status).toBe(405)
-    expect(wrong.headers.get("allow")).toBe("GET, PATCH")
+    expect(wrong.headers.get("allow")).toBe("GET, PATCH, DELETE")
     expect((await problem(wrong)).code).toBe("method_not_allowed")
   })
 

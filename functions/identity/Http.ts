@@ -11,7 +11,9 @@ export const UsersHttp = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const users = yield* Users
     return handlers
+      .handle("list", ({ query }) => users.list(query))
       .handle("get", ({ params }) => users.get(params.id))
+      .handle("delete", ({ params }) => users.remove(params.id))
       .handle("update", ({ params, payload }) => users.update(params.id, payload))
   }),
 )

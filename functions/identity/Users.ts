@@ -1,7 +1,8 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { EmailTaken, NotFound, ServiceUnavailable } from "../../shared/Problem.ts"
+import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
+import { EmailTaken, NotFound, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
 import { Passwords } from "./Passwords.ts"
 import type { User, UserChanges, UserId } from "./User.ts"
 import { UsersRepo } from "./UsersRepo.ts"
@@ -18,6 +19,14 @@ export class Users extends Context.Service<
     }): Effect.Effect<User, EmailTaken | ServiceUnavailable>
     get(id: UserId): Effect.Effect<User, NotFound | ServiceUnavailable>
     getByEmail(email: string): Effect.Effect<User, NotFound | ServiceUnavailable>
+    /** A page of users, newest first (`{items, nextCursor}`). */
+    list(options: {
+      readonly limit?: number | undefined
+      readonly cursor?: string | undefined
+      readonly email?: string | undefined
+    }): Effect.Effect<{ items: Array<User>; nextCursor: string | null }, ValidationFailed | ServiceUnavailable>
+    /** Deactivates the account for good (status `deleted`) and publishes identity.user.deleted. */
+    remove(id: UserId): Effect.Effect<void, NotFound | ServiceUnavailable>
     /** The account when `password` is right; `None` for an unknown email or a wrong password alike. */
     verifyCredentials(email: string, password: string): Effect.Effect<Option.Option<User>, ServiceUnavailable>
     update(id: UserId, changes: UserChanges): Effect.Effect<User, NotFound | ServiceUnavailable>
@@ -103,7 +112,33 @@ export class Users extends Context.Service<
         return ok && account ? Option.some(account.user) : Option.none<User>()
       })
 
-      return Users.of({ create, get, update, getByEmail, verifyCredentials })
+      const list = Effect.fn("Users.list")(function* (options: {
+        readonly limit?: number | undefined
+        readonly cursor?: string | undefined
+        readonly email?: string | undefined
+      }) {
+        const limit = options.limit ?? DEFAULT_LIMIT
+        const after = options.cursor === undefined ? undefined : yield* decodeCursor(options.cursor)
+        const rows = yield* repo
+          .list({ limit: limit + 1, after, email: options.email })
+          .pipe(Effect.catchTag("DbError", unavailable))
+        return pageOf(rows, limit, (user) => ({ at: user.createdAt, id: user.id }))
+      })
+
+      const remove = Effect.fn("Users.remove")(function* (id: UserId) {
+        const removed = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const done = yield* repo.markDeleted(id)
+              if (done) yield* outbox.publish({ type: "identity.user.deleted", subject: id, data: { userId: id } })
+              return done
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (!removed) return yield* new NotFound({ detail: `no user with id ${id}` })
+      })
+
+      return Users.of({ create, get, update, getByEmail, verifyCredentials, list, remove })
     }),
   )
 }

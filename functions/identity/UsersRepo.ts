@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer, Option } from "effect"
 import { Db, type DbError } from "../../shared/Db.ts"
+import type { Position } from "../../shared/Pagination.ts"
 import { User, type UserChanges, type UserId } from "./User.ts"
 
 interface UserRow extends Record<string, unknown> {
@@ -34,6 +35,14 @@ export class UsersRepo extends Context.Service<
       readonly name: string
       readonly passwordHash?: string | undefined
     }): Effect.Effect<User, DbError>
+    /** One page of users, newest first, after `after` (keyset: created_at, id); `email` filters case-insensitively. */
+    list(options: {
+      readonly limit: number
+      readonly after?: Position | undefined
+      readonly email?: string | undefined
+    }): Effect.Effect<Array<User>, DbError>
+    /** Marks a user deleted; false when there was no such (undeleted) user. */
+    markDeleted(id: UserId): Effect.Effect<boolean, DbError>
     /** The active account with this email (case-insensitive) and its password hash, if any. */
     findCredentials(email: string): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
     findById(id: UserId): Effect.Effect<Option.Option<User>, DbError>
@@ -82,7 +91,31 @@ export class UsersRepo extends Context.Service<
           passwordHash: row.password_hash,
         }))
       })
-      return UsersRepo.of({ insert, findById, update, findCredentials })
+      const list = Effect.fn("UsersRepo.list")(function* (options: {
+        readonly limit: number
+        readonly after?: Position | undefined
+        readonly email?: string | undefined
+      }) {
+        // Keyset on created_at at the millisecond precision the API (and so the cursor) shows.
+        const rows = yield* db.query<UserRow>(
+          `SELECT * FROM ${db.schema}.users
+           WHERE status <> 'deleted'
+             AND ($1::text IS NULL OR lower(email) = lower($1))
+             AND ($2::timestamptz IS NULL OR (date_trunc('milliseconds', created_at), id) < ($2::timestamptz, $3::uuid))
+           ORDER BY date_trunc('milliseconds', created_at) DESC, id DESC LIMIT $4`,
+          [options.email ?? null, options.after?.at ?? null, options.after?.id ?? null, options.limit],
+        )
+        return rows.map(toUser)
+      })
+      const markDeleted = Effect.fn("UsersRepo.markDeleted")(function* (id: UserId) {
+        const rows = yield* db.query(
+          `UPDATE ${db.schema}.users SET status = 'deleted', updated_at = now()
+           WHERE id = $1 AND status <> 'deleted' RETURNING id`,
+          [id],
+        )
+        return rows.length > 0
+      })
+      return UsersRepo.of({ insert, findById, update, findCredentials, list, markDeleted })
     }),
   )
 }

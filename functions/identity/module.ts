@@ -10,6 +10,8 @@ export const manifest = defineModule({
   ports: { http: 8082, grpc: 9082 },
   dependsOn: [],
   routes: [
+    { method: "GET", path: "/api/v1/users", auth: { permission: "identity.user.read" } },
+    { method: "DELETE", path: "/api/v1/users/{id}", auth: { permission: "identity.user.delete" } },
     { method: "GET", path: "/api/v1/users/{id}", auth: { permission: "identity.user.read" } },
     { method: "PATCH", path: "/api/v1/users/{id}", auth: { permission: "identity.user.update" } },
   ],
@@ -18,7 +20,7 @@ export const manifest = defineModule({
     { name: "identity.user.update", description: "Update any user's profile or status" },
     { name: "identity.user.delete", description: "Delete any user" },
   ],
-  events: { publishes: ["identity.user.created", "identity.user.updated"], consumes: [] },
+  events: { publishes: ["identity.user.created", "identity.user.updated", "identity.user.deleted"], consumes: [] },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
 })

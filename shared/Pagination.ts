@@ -1,0 +1,53 @@
+import { Effect, Schema } from "effect"
+import { ValidationFailed } from "./Problem.ts"
+
+/** `?limit=` of every list: an integer from 1 to 100 (default 20). */
+export const Limit = Schema.NumberFromString.check(
+  Schema.isInt({ message: "must be a whole number" }),
+  Schema.isGreaterThanOrEqualTo(1, { message: "must be at least 1" }),
+  Schema.isLessThanOrEqualTo(100, { message: "must be at most 100" }),
+)
+
+/** The default page size. */
+export const DEFAULT_LIMIT = 20
+
+/** Query fields every list accepts (`?limit=&cursor=`), to spread into an endpoint's query. */
+export const pageQuery = {
+  limit: Schema.optional(Limit),
+  cursor: Schema.optional(Schema.String.check(Schema.isMaxLength(512, { message: "is too long" }))),
+}
+
+/** A page of a list: `{items, nextCursor}`; `nextCursor` is null on the last page. */
+export const Page = <S extends Schema.Top>(item: S) =>
+  Schema.Struct({ items: Schema.Array(item), nextCursor: Schema.NullOr(Schema.String) })
+
+/** A keyset position: the sort value (e.g. created_at as ISO text) and the row id that breaks ties. */
+export interface Position {
+  readonly at: string
+  readonly id: string
+}
+
+const PositionJson = Schema.fromJsonString(Schema.Struct({ at: Schema.String, id: Schema.String }))
+
+/** An opaque cursor for a position (base64url JSON; clients must not build it). */
+export const encodeCursor = (position: Position): string =>
+  Buffer.from(JSON.stringify({ at: position.at, id: position.id })).toString("base64url")
+
+/** Reads a cursor back; anything that is not one of ours is a 400 naming `query.cursor`. */
+export const decodeCursor = (cursor: string): Effect.Effect<Position, ValidationFailed> =>
+  Schema.decodeUnknownEffect(PositionJson)(Buffer.from(cursor, "base64url").toString("utf8")).pipe(
+    Effect.mapError(
+      () =>
+        new ValidationFailed({
+          detail: "The request does not match the API contract",
+          errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
+        }),
+    ),
+  )
+
+/** Builds a page from `limit + 1` fetched rows: the extra row only tells that there is a next page. */
+export const pageOf = <A>(rows: ReadonlyArray<A>, limit: number, positionOf: (row: A) => Position) => {
+  const items = rows.slice(0, limit)
+  const last = items[items.length - 1]
+  return { items, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(positionOf(last)) : null }
+}
