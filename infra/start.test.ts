@@ -35,6 +35,9 @@ describe("npm start (embedded defaults)", () => {
       const missing = await fetch("http://127.0.0.1:8082/api/v1/users/0195a0a0-0000-7000-8000-000000000000")
       expect(missing.status).toBe(404)
       expect(missing.headers.get("content-type")).toBe("application/problem+json")
+      const mailbox = await fetch("http://127.0.0.1:8082/_dev/mail")
+      expect(mailbox.status).toBe(200)
+      expect(await mailbox.json()).toEqual({ items: [] })
     } finally {
       child.kill("SIGINT")
     }

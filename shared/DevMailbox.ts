@@ -1,4 +1,5 @@
 import { Context, Effect, Layer } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Db, type DbError } from "./Db.ts"
 
 /** A mail the dev mailbox "delivered", as `GET /_dev/mail` shows it. */
@@ -43,3 +44,17 @@ export class DevMailbox extends Context.Service<
     }),
   )
 }
+
+/** `GET /_dev/mail`: the dev mailbox as JSON (development only: mount it only when mail goes to the dev mailbox). */
+export const route = Layer.unwrap(
+  Effect.map(Effect.service(DevMailbox), (mailbox) =>
+    HttpRouter.add(
+      "GET",
+      "/_dev/mail",
+      mailbox.list().pipe(
+        Effect.map((page) => HttpServerResponse.jsonUnsafe(page)),
+        Effect.orDie,
+      ),
+    ),
+  ),
+).pipe(Layer.provide(DevMailbox.layer))

@@ -16,6 +16,13 @@ export class ValidationFailed extends HttpApiError.Problem<ValidationFailed>()(
   { code: Schema.tag("validation_failed"), errors: Schema.Array(FieldError) },
 ) {}
 
+/** 400 invalid_token: a mailed token that is unknown, already used or expired. */
+export class InvalidToken extends HttpApiError.Problem<InvalidToken>()(
+  "InvalidToken",
+  { type: typeOf("invalid_token"), status: 400, title: "Invalid or expired token" },
+  { code: Schema.tag("invalid_token") },
+) {}
+
 /** 401 unauthorized: missing or invalid credentials. */
 export class Unauthorized extends HttpApiError.Problem<Unauthorized>()(
   "Unauthorized",

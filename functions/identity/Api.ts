@@ -1,8 +1,9 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
-import { NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { InvalidToken, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
+import { Password } from "./Passwords.ts"
 import { User, UserChanges, UserId } from "./User.ts"
 
 /** Users endpoints of the public contract (served through the gateway). */
@@ -30,9 +31,29 @@ export class UsersApi extends HttpApiGroup.make("users").add(
   }),
 ) {}
 
+/** Account flows identity owns, under the public /auth prefix: email verification and password reset. */
+export class AccountApi extends HttpApiGroup.make("account").add(
+  HttpApiEndpoint.post("verifyEmail", "/api/v1/auth/verify-email", {
+    payload: Schema.Struct({ token: Schema.String.check(Schema.isMaxLength(256)) }),
+    success: HttpApiSchema.NoContent,
+    error: [InvalidToken, ValidationFailed, ServiceUnavailable],
+  }),
+  HttpApiEndpoint.post("requestPasswordReset", "/api/v1/auth/password-reset", {
+    payload: Schema.Struct({ email: Schema.String.check(Schema.isMaxLength(254)) }),
+    success: HttpApiSchema.Accepted,
+    error: [ValidationFailed, ServiceUnavailable],
+  }),
+  HttpApiEndpoint.post("confirmPasswordReset", "/api/v1/auth/password-reset/confirm", {
+    payload: Schema.Struct({ token: Schema.String.check(Schema.isMaxLength(256)), newPassword: Password }),
+    success: HttpApiSchema.NoContent,
+    error: [InvalidToken, ValidationFailed, ServiceUnavailable],
+  }),
+) {}
+
 /** Identity's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
 export class IdentityApi extends HttpApi.make("identity")
   .add(UsersApi)
+  .add(AccountApi)
   .middleware(HttpApiMiddleware.ProblemDetails)
   .annotate(HttpApi.ParseOptions, strictParsing)
   .annotate(HttpApi.HeadersParseOptions, headerParsing)

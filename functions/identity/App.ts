@@ -1,7 +1,11 @@
-import { Layer } from "effect"
+import { Layer, Option } from "effect"
 import * as Kernel from "../../shared/Kernel.ts"
+import { MailSender } from "../../shared/MailSender.ts"
+import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
+import { EmailTokens } from "./EmailTokens.ts"
 import { manifest } from "./module.ts"
 import { Passwords } from "./Passwords.ts"
 import { Users } from "./Users.ts"
@@ -9,14 +13,15 @@ import { UsersRepo } from "./UsersRepo.ts"
 
 /** Identity's domain services over the kernel's Db (argon2id at OWASP's minimum cost unless configured). */
 export const DomainLive = Users.layer.pipe(
-  Layer.provide([UsersRepo.layer, Outbox.layer(manifest.name), Passwords.layer()]),
+  Layer.provide([UsersRepo.layer, EmailTokens.layer, Notifier.layer, Outbox.layer(manifest.name), Passwords.layer()]),
 )
 
 /**
- * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events), from
- * config. Lambda leaves the event relay out (`events: false`): a background loop freezes between invocations.
+ * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events, mail),
+ * from config. Lambda leaves the background workers out (`background: false`: the event relay and the mail sender
+ * would freeze between invocations); their rows wait for the container instances.
  */
-export const Infrastructure = (config: IdentityConfig, options: { readonly events?: boolean } = {}) => {
+export const Infrastructure = (config: IdentityConfig, options: { readonly background?: boolean } = {}) => {
   const kernel = {
     service: manifest.name,
     version: manifest.version,
@@ -24,11 +29,18 @@ export const Infrastructure = (config: IdentityConfig, options: { readonly event
     logPretty: config.logPretty,
     otelEndpoint: config.otelEndpoint,
   }
-  const events =
-    options.events === false
+  const workers =
+    options.background === false
       ? Layer.empty
-      : Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })
-  return events.pipe(
+      : Layer.mergeAll(
+          Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }),
+          Option.match(config.smtpUrl, {
+            onNone: () => MailSender.layerDev(),
+            onSome: (url) => MailSender.layerSmtp({ url, from: Option.getOrUndefined(config.mailFrom) }),
+          }),
+        )
+  const appBaseUrl = Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, ""))
+  return Layer.mergeAll(workers, appBaseUrl).pipe(
     Layer.provideMerge(
       Kernel.database({
         ...kernel,

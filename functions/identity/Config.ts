@@ -9,6 +9,11 @@ export const loadConfig = Cfg.load({
   dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
   dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  /** Base of the links in verification and reset mails. */
+  appBaseUrl: Config.URL("APP_BASE_URL").pipe(Config.withDefault(new URL("http://localhost:8080"))),
+  /** SMTP server for mail; unset = the dev mailbox (served at GET /_dev/mail outside production). */
+  smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
+  mailFrom: Config.option(Config.String("MAIL_FROM")),
 })
 
 /** Identity's validated configuration. */

@@ -156,6 +156,80 @@ describe("identity HTTP", () => {
     expect(events.map((e) => e.type)).toEqual(["identity.user.created", "identity.user.deleted"])
   })
 
+  // The token of the newest mail to `to`, read from the mail outbox (no sender runs in this test).
+  const tokenMailedTo = async (to: string, path: string) => {
+    const [mail] = await sql(`SELECT text FROM ${db.schema}.mail_outbox WHERE "to" = $1 ORDER BY created_at DESC`, [to])
+    const match = new RegExp(`${path}\\?token=([A-Za-z0-9_-]+)`).exec(mail?.text ?? "")
+    expect(match, `a ${path} link in the mail to ${to}`).toBeTruthy()
+    return match![1]!
+  }
+  const post = (path: string, body: unknown) =>
+    fetch(`${url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    })
+
+  it("a new account is mailed a verification link; the token verifies once, then is invalid", async () => {
+    const email = `verify-${Date.now()}@example.com`
+    const user = await createUser(email)
+    const token = await tokenMailedTo(email, "/verify-email")
+    expect(
+      await sql(`SELECT count(*)::int AS n FROM ${db.schema}.email_tokens WHERE token_hash = $1`, [token]),
+    ).toEqual([{ n: 0 }]) // only the hash is stored
+    expect((await post("/api/v1/auth/verify-email", { token })).status).toBe(204)
+    expect(await (await fetch(`${url}/api/v1/users/${user.id}`)).json()).toMatchObject({ emailVerified: true })
+    const again = await post("/api/v1/auth/verify-email", { token })
+    expect(again.status).toBe(400)
+    expect((await problem(again)).code).toBe("invalid_token")
+    const events = await sql(`SELECT event->>'type' AS type FROM ${db.schema}.outbox WHERE key = $1 ORDER BY seq`, [
+      user.id,
+    ])
+    expect(events.map((e) => e.type)).toEqual(["identity.user.created", "identity.email.verified"])
+  })
+
+  it("an expired verification token is refused", async () => {
+    const email = `expired-${Date.now()}@example.com`
+    await createUser(email)
+    const token = await tokenMailedTo(email, "/verify-email")
+    await sql(`UPDATE ${db.schema}.email_tokens SET expires_at = now() - interval '1 second'`)
+    const res = await post("/api/v1/auth/verify-email", { token })
+    expect(res.status).toBe(400)
+    expect((await problem(res)).code).toBe("invalid_token")
+  })
+
+  it("password reset: 202 whether or not the account exists; the mailed token sets a new password once", async () => {
+    const email = `reset-${Date.now()}@example.com`
+    const user = await createUser(email)
+    const before = await sql(`SELECT count(*)::int AS n FROM ${db.schema}.mail_outbox`)
+    expect((await post("/api/v1/auth/password-reset", { email: `nobody-${email}` })).status).toBe(202)
+    expect(await sql(`SELECT count(*)::int AS n FROM ${db.schema}.mail_outbox`)).toEqual(before)
+
+    expect((await post("/api/v1/auth/password-reset", { email: email.toUpperCase() })).status).toBe(202)
+    const token = await tokenMailedTo(email, "/reset-password")
+    const short = await post("/api/v1/auth/password-reset/confirm", { token, newPassword: "short" })
+    expect(short.status).toBe(400)
+    expect((await problem(short)).errors?.map((e) => e.path)).toEqual(["newPassword"])
+    expect(
+      (await post("/api/v1/auth/password-reset/confirm", { token, newPassword: "a brand new secret" })).status,
+    ).toBe(204)
+    const reused = await post("/api/v1/auth/password-reset/confirm", { token, newPassword: "another new secret" })
+    expect((await problem(reused)).code).toBe("invalid_token")
+
+    const check = (password: string) =>
+      Effect.runPromise(
+        Effect.flatMap(Effect.service(Users), (users) => users.verifyCredentials(email, password)).pipe(
+          Effect.provideContext(app.context),
+        ),
+      )
+    expect((await check("a brand new secret"))._tag).toBe("Some")
+    expect((await check("another new secret"))._tag).toBe("None")
+    const events = await sql(`SELECT event->>'type' AS type FROM ${db.schema}.outbox WHERE key = $1 ORDER BY seq`, [
+      user.id,
+    ])
+    expect(events.map((e) => e.type)).toContain("identity.password.reset")
+  })
+
   it("malformed JSON is a 400 validation_failed, never a 5xx", async () => {
     const user = await createUser(`mal-${Date.now()}@example.com`)
     const res = await fetch(`${url}/api/v1/users/${user.id}`, {

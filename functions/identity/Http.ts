@@ -18,8 +18,21 @@ export const UsersHttp = HttpApiBuilder.group(
   }),
 )
 
+/** Handlers of the account group (verification and reset links). */
+export const AccountHttp = HttpApiBuilder.group(
+  IdentityApi,
+  "account",
+  Effect.fn(function* (handlers) {
+    const users = yield* Users
+    return handlers
+      .handle("verifyEmail", ({ payload }) => Effect.asVoid(users.verifyEmail(payload.token)))
+      .handle("requestPasswordReset", ({ payload }) => users.requestPasswordReset(payload.email))
+      .handle("confirmPasswordReset", ({ payload }) => users.confirmPasswordReset(payload.token, payload.newPassword))
+  }),
+)
+
 /** Identity's HTTP routes, ready to serve; needs `Users`. */
 export const HttpLive = HttpApiBuilder.layer(IdentityApi, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide(UsersHttp),
+  Layer.provide([UsersHttp, AccountHttp]),
   Layer.provide(validationProblems),
 )

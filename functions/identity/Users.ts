@@ -1,8 +1,12 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
+import * as MailTemplates from "../../shared/MailTemplates.ts"
+import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
-import { EmailTaken, NotFound, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+import { EmailTaken, InvalidToken, NotFound, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+import { AppBaseUrl } from "./AppBaseUrl.ts"
+import { EmailTokens, type TokenPurpose } from "./EmailTokens.ts"
 import { Passwords } from "./Passwords.ts"
 import type { User, UserChanges, UserId } from "./User.ts"
 import { UsersRepo } from "./UsersRepo.ts"
@@ -25,6 +29,12 @@ export class Users extends Context.Service<
       readonly cursor?: string | undefined
       readonly email?: string | undefined
     }): Effect.Effect<{ items: Array<User>; nextCursor: string | null }, ValidationFailed | ServiceUnavailable>
+    /** Spends a verification token: the email is verified (identity.email.verified). */
+    verifyEmail(token: string): Effect.Effect<User, InvalidToken | ServiceUnavailable>
+    /** Mails a reset link when an active account has this email; silent otherwise (no account enumeration). */
+    requestPasswordReset(email: string): Effect.Effect<void, ServiceUnavailable>
+    /** Spends a reset token and sets the new password (identity.password.reset: auth ends the sessions). */
+    confirmPasswordReset(token: string, newPassword: string): Effect.Effect<void, InvalidToken | ServiceUnavailable>
     /** Deactivates the account for good (status `deleted`) and publishes identity.user.deleted. */
     remove(id: UserId): Effect.Effect<void, NotFound | ServiceUnavailable>
     /** The account when `password` is right; `None` for an unknown email or a wrong password alike. */
@@ -40,6 +50,23 @@ export class Users extends Context.Service<
       const repo = yield* UsersRepo
       const outbox = yield* Outbox
       const passwords = yield* Passwords
+      const tokens = yield* EmailTokens
+      const notifier = yield* Notifier
+
+      // Inside the caller's transaction: the token, the mail and the change commit together or not at all.
+      const mailToken = (user: User, purpose: TokenPurpose) =>
+        Effect.gen(function* () {
+          const token = yield* tokens.issue(user.id, purpose)
+          const base = yield* AppBaseUrl
+          const content =
+            purpose === "verify_email"
+              ? MailTemplates.verification({ name: user.name, link: MailTemplates.link(base, "/verify-email", token) })
+              : MailTemplates.passwordReset({
+                  name: user.name,
+                  link: MailTemplates.link(base, "/reset-password", token),
+                })
+          yield* notifier.send({ to: user.email, ...content })
+        })
 
       const create = Effect.fn("Users.create")(function* (input: {
         readonly email: string
@@ -51,6 +78,7 @@ export class Users extends Context.Service<
           .transaction(
             Effect.gen(function* () {
               const user = yield* repo.insert({ email: input.email, name: input.name, passwordHash })
+              if (!user.emailVerified) yield* mailToken(user, "verify_email")
               yield* outbox.publish({
                 type: "identity.user.created",
                 subject: user.id,
@@ -138,7 +166,73 @@ export class Users extends Context.Service<
         if (!removed) return yield* new NotFound({ detail: `no user with id ${id}` })
       })
 
-      return Users.of({ create, get, update, getByEmail, verifyCredentials, list, remove })
+      const invalidToken = new InvalidToken({ detail: "the link is invalid, already used or expired" })
+
+      const verifyEmail = Effect.fn("Users.verifyEmail")(function* (token: string) {
+        const verified = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const userId = yield* tokens.consume(token, "verify_email")
+              if (userId._tag === "None") return Option.none<User>()
+              const user = yield* repo.markEmailVerified(userId.value)
+              if (user._tag === "Some") {
+                yield* outbox.publish({
+                  type: "identity.email.verified",
+                  subject: user.value.id,
+                  data: { userId: user.value.id, email: user.value.email },
+                })
+              }
+              return user
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (verified._tag === "None") return yield* invalidToken
+        return verified.value
+      })
+
+      const requestPasswordReset = Effect.fn("Users.requestPasswordReset")(function* (email: string) {
+        const account = yield* repo.findCredentials(email).pipe(Effect.catchTag("DbError", unavailable))
+        if (account._tag === "None") return
+        yield* db
+          .transaction(mailToken(account.value.user, "reset_password"))
+          .pipe(Effect.catchTag("DbError", unavailable))
+      })
+
+      const confirmPasswordReset = Effect.fn("Users.confirmPasswordReset")(function* (
+        token: string,
+        newPassword: string,
+      ) {
+        const passwordHash = yield* passwords.hash(newPassword)
+        const done = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const userId = yield* tokens.consume(token, "reset_password")
+              if (userId._tag === "None") return false
+              if (!(yield* repo.setPasswordHash(userId.value, passwordHash))) return false
+              yield* outbox.publish({
+                type: "identity.password.reset",
+                subject: userId.value,
+                data: { userId: userId.value },
+              })
+              return true
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (!done) return yield* invalidToken
+      })
+
+      return Users.of({
+        create,
+        get,
+        update,
+        getByEmail,
+        verifyCredentials,
+        list,
+        remove,
+        verifyEmail,
+        requestPasswordReset,
+        confirmPasswordReset,
+      })
     }),
   )
 }

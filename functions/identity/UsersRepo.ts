@@ -41,6 +41,10 @@ export class UsersRepo extends Context.Service<
       readonly after?: Position | undefined
       readonly email?: string | undefined
     }): Effect.Effect<Array<User>, DbError>
+    /** Marks the email verified; None when there is no such active user. */
+    markEmailVerified(id: UserId): Effect.Effect<Option.Option<User>, DbError>
+    /** Replaces the password hash of an active user; false when there is none. */
+    setPasswordHash(id: UserId, passwordHash: string): Effect.Effect<boolean, DbError>
     /** Marks a user deleted; false when there was no such (undeleted) user. */
     markDeleted(id: UserId): Effect.Effect<boolean, DbError>
     /** The active account with this email (case-insensitive) and its password hash, if any. */
@@ -115,7 +119,32 @@ export class UsersRepo extends Context.Service<
         )
         return rows.length > 0
       })
-      return UsersRepo.of({ insert, findById, update, findCredentials, list, markDeleted })
+      const markEmailVerified = Effect.fn("UsersRepo.markEmailVerified")(function* (id: UserId) {
+        const rows = yield* db.query<UserRow>(
+          `UPDATE ${db.schema}.users SET email_verified = true, updated_at = now()
+           WHERE id = $1 AND status = 'active' RETURNING *`,
+          [id],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      })
+      const setPasswordHash = Effect.fn("UsersRepo.setPasswordHash")(function* (id: UserId, passwordHash: string) {
+        const rows = yield* db.query(
+          `UPDATE ${db.schema}.users SET password_hash = $2, updated_at = now()
+           WHERE id = $1 AND status = 'active' RETURNING id`,
+          [id, passwordHash],
+        )
+        return rows.length > 0
+      })
+      return UsersRepo.of({
+        insert,
+        findById,
+        update,
+        findCredentials,
+        list,
+        markDeleted,
+        markEmailVerified,
+        setPasswordHash,
+      })
     }),
   )
 }

@@ -12,7 +12,7 @@ export const handler = Lambda.handler(
     Effect.map(loadConfig, (config) =>
       Server.app(HttpLive, { api: IdentityApi, maxBodyBytes: config.maxBodyBytes }).pipe(
         Layer.provide(DomainLive),
-        Layer.provide(Infrastructure(config, { events: false })),
+        Layer.provide(Infrastructure(config, { background: false })),
       ),
     ),
   ),

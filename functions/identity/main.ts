@@ -1,4 +1,5 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
+import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import { run } from "../../shared/Main.ts"
 import * as Server from "../../shared/Server.ts"
@@ -11,7 +12,9 @@ import { manifest } from "./module.ts"
 // Container entry: identity's HTTP server, then its gRPC server, on its kernel infrastructure.
 const Main = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
-    const http = Server.serve(HttpLive, {
+    // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
+    const devMail = Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty
+    const http = Server.serve(Layer.mergeAll(HttpLive, devMail), {
       api: IdentityApi,
       port: config.httpPort,
       maxBodyBytes: config.maxBodyBytes,

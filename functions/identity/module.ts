@@ -10,6 +10,9 @@ export const manifest = defineModule({
   ports: { http: 8082, grpc: 9082 },
   dependsOn: [],
   routes: [
+    { method: "POST", path: "/api/v1/auth/verify-email", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/password-reset", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/password-reset/confirm", auth: "public" },
     { method: "GET", path: "/api/v1/users", auth: { permission: "identity.user.read" } },
     { method: "DELETE", path: "/api/v1/users/{id}", auth: { permission: "identity.user.delete" } },
     { method: "GET", path: "/api/v1/users/{id}", auth: { permission: "identity.user.read" } },
@@ -20,7 +23,16 @@ export const manifest = defineModule({
     { name: "identity.user.update", description: "Update any user's profile or status" },
     { name: "identity.user.delete", description: "Delete any user" },
   ],
-  events: { publishes: ["identity.user.created", "identity.user.updated", "identity.user.deleted"], consumes: [] },
+  events: {
+    publishes: [
+      "identity.user.created",
+      "identity.user.updated",
+      "identity.user.deleted",
+      "identity.email.verified",
+      "identity.password.reset",
+    ],
+    consumes: [],
+  },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
 })

@@ -22,4 +22,18 @@ export const migrations: ReadonlyArray<Migration> = [
       -- argon2id PHC string; null for accounts that only sign in through an external identity provider.
       ALTER TABLE users ADD COLUMN password_hash text;`,
   },
+  {
+    id: "0102_email_tokens",
+    sql: `
+      -- Single-use tokens sent by mail; only their SHA-256 is stored.
+      CREATE TABLE email_tokens (
+        token_hash text PRIMARY KEY,
+        user_id    uuid NOT NULL REFERENCES users (id),
+        purpose    text NOT NULL CHECK (purpose IN ('verify_email', 'reset_password')),
+        expires_at timestamptz NOT NULL,
+        used_at    timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);`,
+  },
 ]
