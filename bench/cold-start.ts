@@ -1,6 +1,6 @@
 // Cold start of every function: bundled, bundled with a warm compile cache, and unbundled, against bare node:http.
 //   node bench/cold-start.ts [--runs N] [name...]
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs, parseEnv } from "node:util"
@@ -59,6 +59,8 @@ const cases: Array<Case> = [
 ]
 for (const name of names) {
   const bundle = join(ROOT, "dist", name, "main.mjs")
+  // Bytes a start loads: main.mjs and the chunks it imports statically (lazy chunks load only when used).
+  const startBytes = reports.find((r) => r.name === name)?.outputs.find((o) => o.entry === "main")?.bytes ?? 0
   const cacheDir = mkdtempSync(join(tmpdir(), `compile-cache-${name}-`))
   cacheDirs.push(cacheDir)
   const common = { url: "http://127.0.0.1:{port}/healthz", cwd: ROOT, warmups: 1 }
@@ -69,7 +71,7 @@ for (const name of names) {
       command: node,
       args: [bundle],
       env,
-      bytes: statSync(bundle).size,
+      bytes: startBytes,
       target: { label: `≤ ${MAX_RATIO}×`, ok: (median, base) => median <= MAX_RATIO * base },
     },
     {
@@ -78,7 +80,7 @@ for (const name of names) {
       command: node,
       args: [bundle],
       env: { ...env, NODE_COMPILE_CACHE: cacheDir },
-      bytes: statSync(bundle).size,
+      bytes: startBytes,
       target: { label: `≤ ${MAX_RATIO}×`, ok: (median, base) => median <= MAX_RATIO * base },
     },
     {
@@ -102,7 +104,9 @@ try {
   for (const r of reports) {
     for (const o of r.outputs) {
       const verdict = o.bytes <= MAX_BUNDLE_BYTES ? "ok" : "MISSED"
-      console.log(`  ${r.name}/${o.entry}.mjs  ${(o.bytes / 1024).toFixed(0)} KB  (target ≤ 1.5 MB: ${verdict})`)
+      console.log(
+        `  ${r.name}/${o.entry}.mjs  ${(o.bytes / 1024).toFixed(0)} KB at start + ${(o.lazyBytes / 1024).toFixed(0)} KB lazy chunks  (target ≤ 1.5 MB at start: ${verdict})`,
+      )
     }
   }
   for (const r of results) {

@@ -1,7 +1,7 @@
 // The bundle of a function runs on plain Node with nothing installed: no node_modules, only main.mjs (and the
 // native addons it requires, copied next to it by the build).
 import { type ChildProcess, spawn } from "node:child_process"
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -73,10 +73,11 @@ describe("identity bundle", () => {
     buildDir = mkdtempSync(join(tmpdir(), "bundle-build-"))
     runDir = mkdtempSync(join(tmpdir(), "bundle-run-"))
     await build(["identity"], { outdir: buildDir })
-    for (const file of readdirSync(join(buildDir, "identity"))) {
-      if (file === "main.mjs" || file.endsWith(".node"))
-        copyFileSync(join(buildDir, "identity", file), join(runDir, file))
-    }
+    // What the image ships: the entry, the chunks it loads on demand, its native addons.
+    cpSync(join(buildDir, "identity"), runDir, {
+      recursive: true,
+      filter: (source) => !/(\.map|meta\.json|lambda\.mjs)$/.test(source) && !source.includes("/chunks/lambda-"),
+    })
   })
 
   afterAll(() => {
@@ -85,7 +86,7 @@ describe("identity bundle", () => {
   })
 
   it("runs alone in an empty folder: live, ready, and exits 0 on SIGTERM within the shutdown timeout", async () => {
-    expect(readdirSync(runDir).filter((f) => !f.endsWith(".node"))).toEqual(["main.mjs"])
+    expect(readdirSync(runDir).filter((f) => !f.endsWith(".node"))).toEqual(["chunks", "main.mjs"])
     expect(hasNodeModulesAbove(runDir)).toBe(false)
     const databaseUrl = process.env.DATABASE_URL
     expect(databaseUrl, "DATABASE_URL (from .env.test via the global setup)").toBeTruthy()

@@ -50,7 +50,10 @@ export const discover = (root = ROOT): Array<string> =>
 export interface OutputReport {
   readonly entry: "main" | "lambda"
   readonly file: string
+  /** Bytes loaded at start: the entry file and the chunks it imports statically. */
   readonly bytes: number
+  /** Bytes of the chunks the entry loads only when it needs them (dynamic imports). */
+  readonly lazyBytes: number
   /** Bytes in the output by npm package (own code under `(own)`), largest first. */
   readonly packages: ReadonlyArray<{ readonly name: string; readonly bytes: number }>
 }
@@ -92,48 +95,76 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
   const root = options.root ?? ROOT
   const dir = join(root, "functions", name)
   const outdir = join(options.outdir ?? join(root, "dist"), name)
-  const entryPoints: Record<string, string> = { main: join(dir, "main.ts") }
-  if (existsSync(join(dir, "lambda.ts"))) entryPoints.lambda = join(dir, "lambda.ts")
+  const entries: Array<OutputReport["entry"]> = ["main"]
+  if (existsSync(join(dir, "lambda.ts"))) entries.push("lambda")
   await rm(outdir, { recursive: true, force: true })
   await mkdir(outdir, { recursive: true })
-  const result = await esbuild.build({
-    absWorkingDir: root,
-    entryPoints,
-    outdir,
-    outExtension: { ".js": ".mjs" },
-    platform: "node",
-    format: "esm",
-    target: "node24",
-    bundle: true,
-    minify: true,
-    sourcemap: "linked",
-    // Mappings only: stack traces (--enable-source-maps) need no embedded sources; the map drops from ~11 MB to ~1.5 MB.
-    sourcesContent: false,
-    treeShaking: true,
-    legalComments: "none",
-    banner: { js: BANNER },
-    // pino-pretty: development only, loaded lazily by shared/Logging.ts. @grpc/proto-loader (+ protobufjs, 140 KB):
-    // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
-    external: ["pino-pretty", "@grpc/proto-loader"],
-    plugins: [builtinsViaRequire],
-    metafile: true,
-    // Native addons (argon2) cannot live inside a JS file: each .node file is copied next to the bundle and
-    // required from there, so the function still needs no node_modules.
-    loader: { ".node": "copy" },
-    logLevel: "silent",
-  })
-  const metafile = result.metafile
+  // One build per entry with code splitting: what an entry imports statically stays in its file, and what it
+  // imports dynamically (grpc-js, kafkajs, nodemailer: loaded only when used) goes to chunks/ beside it.
+  const results = await Promise.all(
+    entries.map((entry) =>
+      esbuild.build({
+        absWorkingDir: root,
+        entryPoints: { [entry]: join(dir, `${entry}.ts`) },
+        outdir,
+        outExtension: { ".js": ".mjs" },
+        chunkNames: `chunks/${entry}-[name]-[hash]`,
+        splitting: true,
+        platform: "node",
+        format: "esm",
+        target: "node24",
+        bundle: true,
+        minify: true,
+        sourcemap: "linked",
+        // Mappings only: stack traces (--enable-source-maps) need no embedded sources; the map drops from ~11 MB to ~1.5 MB.
+        sourcesContent: false,
+        treeShaking: true,
+        legalComments: "none",
+        banner: { js: BANNER },
+        // pino-pretty: development only, loaded lazily by shared/Logging.ts. @grpc/proto-loader (+ protobufjs, 140 KB):
+        // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
+        external: ["pino-pretty", "@grpc/proto-loader"],
+        plugins: [builtinsViaRequire],
+        // Native addons (argon2) cannot live inside a JS file: each .node file is copied next to the bundle and
+        // required from there, so the function still needs no node_modules.
+        loader: { ".node": "copy" },
+        metafile: true,
+        logLevel: "silent",
+      }),
+    ),
+  )
+  const metafile: esbuild.Metafile = {
+    inputs: Object.assign({}, ...results.map((r) => r.metafile.inputs)),
+    outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)),
+  }
   await writeFile(join(outdir, "meta.json"), JSON.stringify(metafile))
-  const outputs = Object.entries(metafile.outputs)
-    .filter(([file]) => file.endsWith(".mjs"))
-    .map(([file, output]) => ({
-      entry: file.endsWith("lambda.mjs") ? ("lambda" as const) : ("main" as const),
+  const outputs = entries.map((entry) => {
+    const file = Object.keys(metafile.outputs).find((f) => f.endsWith(`/${entry}.mjs`))!
+    // What a start loads: the entry and the chunks it imports statically, transitively.
+    const atStart = new Set<string>()
+    const visit = (f: string) => {
+      if (atStart.has(f) || !metafile.outputs[f]) return
+      atStart.add(f)
+      for (const i of metafile.outputs[f]!.imports) if (i.kind === "import-statement") visit(i.path)
+    }
+    visit(file)
+    const all = Object.keys(metafile.outputs).filter(
+      (f) => (f === file || f.includes(`/chunks/${entry}-`)) && f.endsWith(".mjs"),
+    )
+    const sizeOf = (files: Iterable<string>) => [...files].reduce((sum, f) => sum + metafile.outputs[f]!.bytes, 0)
+    const merged = {
+      ...metafile.outputs[file]!,
+      inputs: Object.assign({}, ...[...atStart].map((f) => metafile.outputs[f]!.inputs)),
+    }
+    return {
+      entry,
       file: join(root, file),
-      bytes: output.bytes,
-      packages: byPackage(output),
-    }))
-    .sort((a, b) => a.entry.localeCompare(b.entry) * -1)
-  return { name, outdir, outputs, warnings: result.warnings }
+      bytes: sizeOf(atStart),
+      lazyBytes: sizeOf(all) - sizeOf(atStart),
+      packages: byPackage(merged),
+    }
+  })
+  return { name, outdir, outputs, warnings: results.flatMap((r) => r.warnings) }
 }
 
 /** Bundles the named functions (default: all discovered) in parallel; rejects if any build fails. */
@@ -163,6 +194,7 @@ export const formatReport = (reports: ReadonlyArray<BuildReport>, root = ROOT): 
       r.name,
       relative(root, o.file),
       `${o.bytes.toLocaleString("en-US")} B (${kb(o.bytes)})`,
+      kb(o.lazyBytes),
       o.packages
         .filter((p) => p.name !== "(own)")
         .slice(0, 5)
@@ -171,7 +203,7 @@ export const formatReport = (reports: ReadonlyArray<BuildReport>, root = ROOT): 
       kb(o.packages.find((p) => p.name === "(own)")?.bytes ?? 0),
     ]),
   )
-  const header = ["function", "bundle", "bytes", "top 5 packages", "own code"]
+  const header = ["function", "bundle", "bytes at start", "lazy chunks", "top 5 packages at start", "own code"]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)))
   const line = (cells: ReadonlyArray<string>) =>
     cells

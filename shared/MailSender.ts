@@ -1,5 +1,4 @@
 import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
-import nodemailer from "nodemailer"
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
 import type { Mail } from "./Notifier.ts"
@@ -202,6 +201,8 @@ const devTransport: MailTransport = {
 const smtpTransport = (options: SmtpOptions) =>
   Effect.gen(function* () {
     const settings = yield* parseSmtpUrl(options.url)
+    // Imported only when SMTP is configured (nodemailer is 240 KB; the dev mailbox needs none of it).
+    const { default: nodemailer } = yield* Effect.promise(() => import("nodemailer"))
     const scrub = scrubber(settings.secrets)
     const transporter = yield* Effect.acquireRelease(
       Effect.sync(() =>

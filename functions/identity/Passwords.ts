@@ -34,12 +34,17 @@ export class Passwords extends Context.Service<
         const hashPassword = Effect.fn("Passwords.hash")((password: string) =>
           Effect.promise(() => hash(password, options)),
         )
-        const dummy = yield* hashPassword("dummy password for accounts without one")
-        const verifyPassword = Effect.fn("Passwords.verify")((stored: string | null | undefined, password: string) =>
-          Effect.promise(() => verify(stored ?? dummy, password).catch(() => false)).pipe(
-            Effect.map((ok) => ok && stored != null),
-          ),
-        )
+        // Made once, in the background: start-up does not wait for it (the first check without a stored hash would).
+        const dummy = yield* Effect.cached(hashPassword("dummy password for accounts without one"))
+        yield* Effect.forkScoped(dummy)
+        const verifyPassword = Effect.fn("Passwords.verify")(function* (
+          stored: string | null | undefined,
+          password: string,
+        ) {
+          const against = stored ?? (yield* dummy)
+          const ok = yield* Effect.promise(() => verify(against, password).catch(() => false))
+          return ok && stored != null
+        })
         return Passwords.of({ hash: hashPassword, verify: verifyPassword })
       }),
     )
