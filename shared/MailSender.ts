@@ -2,6 +2,7 @@ import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Redact
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
 import type { Mail } from "./Notifier.ts"
+import { pollLoop } from "./PollLoop.ts"
 
 /** A failed delivery; message and cause are scrubbed of SMTP credentials. */
 export class MailError extends Schema.TaggedError<MailError>()("MailError", {
@@ -171,22 +172,10 @@ const make = (transport: MailTransport, options: MailSenderOptions) =>
         Effect.withTracerEnabled(false),
       )
 
-    const loop = Effect.gen(function* () {
-      let failures = 0
-      while (true) {
-        const exit = yield* Effect.exit(Effect.flatMap(due, (some) => (some ? sendDue() : Effect.succeed(0))))
-        if (exit._tag === "Success") {
-          failures = 0
-          if (exit.value < batchSize) yield* Effect.sleep(pollInterval)
-        } else {
-          if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-          failures++
-          const delay = Math.min(200 * 2 ** (failures - 1), maxBackoffMs)
-          yield* Effect.logWarning("mail sender failed, retrying", exit.cause, { retry: failures, delay })
-          yield* Effect.sleep(Duration.millis(delay))
-        }
-      }
-    }).pipe(Effect.annotateLogs({ component: "MailSender", schema, transport: transport.name }))
+    const loop = pollLoop(
+      Effect.flatMap(due, (some) => (some ? sendDue() : Effect.succeed(0))),
+      { what: "mail sender", batchSize, pollInterval, maxBackoff: Duration.millis(maxBackoffMs) },
+    ).pipe(Effect.annotateLogs({ component: "MailSender", schema, transport: transport.name }))
 
     yield* Effect.forkScoped(loop)
     return MailSender.of({ sendDue })

@@ -1,8 +1,9 @@
-import { Cause, Context, Duration, Effect, Layer, Metric } from "effect"
+import { Context, Duration, Effect, Layer, Metric } from "effect"
 import type kafkajs from "kafkajs"
 import * as CloudEvent from "./CloudEvent.ts"
 import { assertIdentifier, Db, DbError } from "./Db.ts"
 import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
+import { pollLoop } from "./PollLoop.ts"
 
 /** Tuning of the relay; the defaults suit a service publishing a few hundred events a second. */
 export interface OutboxRelayOptions {
@@ -43,7 +44,6 @@ export class OutboxRelay extends Context.Service<
         const schema = assertIdentifier(db.schema)
         const batchSize = options.batchSize ?? 100
         const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "100 millis")
-        const maxBackoffMs = Duration.toMillis(options.maxBackoff ?? "10 seconds")
         // Bounded retries: a failed send leaves the batch unmarked and the loop below retries it with its own backoff,
         // rather than kafkajs retrying for as long as Kafka is away.
         const producer = yield* kafka.producer({
@@ -126,24 +126,14 @@ export class OutboxRelay extends Context.Service<
             Effect.withTracerEnabled(false),
           )
 
-        const loop = Effect.gen(function* () {
-          let failures = 0
-          while (true) {
-            const exit = yield* Effect.exit(
-              Effect.flatMap(pending, (some) => (some ? publishBatch() : Effect.succeed(0))),
-            )
-            if (exit._tag === "Success") {
-              failures = 0
-              if (exit.value > 0) yield* Metric.update(published, exit.value)
-              if (exit.value < batchSize) yield* Effect.sleep(pollInterval)
-            } else {
-              if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-              failures++
-              const delay = Math.min(200 * 2 ** (failures - 1), maxBackoffMs)
-              yield* Effect.logWarning("outbox relay failed, retrying", exit.cause, { retry: failures, delay })
-              yield* Effect.sleep(Duration.millis(delay))
-            }
-          }
+        const round = Effect.flatMap(pending, (some) => (some ? publishBatch() : Effect.succeed(0))).pipe(
+          Effect.tap((count) => (count > 0 ? Metric.update(published, count) : Effect.void)),
+        )
+        const loop = pollLoop(round, {
+          what: "outbox relay",
+          batchSize,
+          pollInterval,
+          maxBackoff: options.maxBackoff ?? "10 seconds",
         }).pipe(Effect.annotateLogs({ component: "OutboxRelay", schema }))
 
         // In the background: a slow or absent broker must not hold the function's start (sends create topics anyway).

@@ -1,6 +1,7 @@
-import { Cause, Duration, Effect, Layer, type Scope } from "effect"
+import { Duration, Effect, Layer, type Scope } from "effect"
 import { assertIdentifier, Db } from "./Db.ts"
 import { consume, EventBus, EventBusError, type RetryPolicy, retryPolicy, type SubscribeOptions } from "./EventBus.ts"
+import { pollLoop } from "./PollLoop.ts"
 
 /** Kernel tables of the embedded bus (see KernelMigrations.ts). */
 export { eventBusMigrations as migrations } from "./KernelMigrations.ts"
@@ -124,20 +125,12 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
           [group, topic],
         )
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
-        let failures = 0
-        while (true) {
-          const exit = yield* Effect.exit(poll(source, cursor))
-          if (exit._tag === "Success") {
-            failures = 0
-            if (exit.value < batchSize) yield* Effect.sleep(pollInterval)
-          } else {
-            if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-            failures++
-            const delay = Math.min(200 * 2 ** (failures - 1), 10_000)
-            yield* Effect.logWarning("event bus poll failed, retrying", exit.cause, { retry: failures, delay })
-            yield* Effect.sleep(Duration.millis(delay))
-          }
-        }
+        return yield* pollLoop(poll(source, cursor), {
+          what: "event bus poll",
+          batchSize,
+          pollInterval,
+          maxBackoff: "10 seconds",
+        })
       }).pipe(Effect.provideService(Db, db), Effect.annotateLogs({ component: "PgEventBus", consumer: group, topic }))
 
     return Effect.gen(function* () {
