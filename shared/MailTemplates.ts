@@ -1,4 +1,3 @@
-import { Config } from "effect"
 import type { Mail } from "./Notifier.ts"
 
 /** Subject and bodies of a mail; the caller adds the recipient. */
@@ -7,9 +6,6 @@ export type MailContent = Omit<Mail, "to">
 /** Escapes text for HTML element content and attribute values. */
 export const escapeHtml = (value: string): string =>
   value.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c)
-
-/** The public base URL of the app the links in mails point to (`APP_BASE_URL`; default the local gateway). */
-export const appBaseUrl = Config.String("APP_BASE_URL").pipe(Config.withDefault("http://localhost:8080"))
 
 /** A link into the app (`APP_BASE_URL`) carrying a one-time token: `link(base, "/verify-email", t)`. */
 export const link = (baseUrl: string, path: string, token: string): string => {

@@ -97,9 +97,6 @@ export const response = (status: number, detail?: string, extra?: Record<string,
   )
 }
 
-/** Same as `response`, as an Effect. */
-export const respond = (status: number, detail?: string) => Effect.succeed(response(status, detail))
-
 const standard = SchemaIssue.makeFormatterStandardSchemaV1()
 
 /** A 400 validation_failed listing every issue of a schema failure; paths are dotted, under `prefix` if given. */

@@ -172,13 +172,17 @@ export class SigningKeys extends Context.Service<
         const rotateOlderThan = (age: Duration.Duration) =>
           Effect.gen(function* () {
             const now = yield* Clock.currentTimeMillis
+            const dueBefore = now - Duration.toMillis(age)
+            // The hourly check is one query while the active key is young: no key pair made, no reload.
+            const active = yield* repo.findActive()
+            if (Option.isSome(active) && active.value.activatedAt.getTime() > dueBefore) return Option.none<string>()
             const next = yield* generate(new Date(now))
             const rotated = yield* db.transaction(
               Effect.gen(function* () {
                 const retired = yield* repo.retireActive({
                   now: new Date(now),
                   expiresAt: new Date(now + Duration.toMillis(retention)),
-                  dueBefore: new Date(now - Duration.toMillis(age)),
+                  dueBefore: new Date(dueBefore),
                 })
                 if (Option.isNone(retired)) return Option.none<string>()
                 if (!(yield* repo.insertActive(next))) return yield* Effect.die(new Error("active key reappeared"))
@@ -186,7 +190,7 @@ export class SigningKeys extends Context.Service<
                 return Option.some(next.kid)
               }),
             )
-            yield* lock.withPermit(reload())
+            if (Option.isSome(rotated)) yield* lock.withPermit(reload())
             return rotated
           }).pipe(Effect.catchTag("DbError", toUnavailable))
 
