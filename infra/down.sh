@@ -24,6 +24,18 @@ select_services ${args[@]+"${args[@]}"}
 
 line() { printf '%-9s %s\n' "$1" "$2"; }
 
+# stop_service NAME PID PIDFILE GRACE: stop a process started by up.sh (and any orphan of it), report it.
+stop_service() {
+  if [ -n "$2" ]; then
+    stop_pid "$2" "$4"
+    rm -f "$3"
+    line "$1" "stopped (pid $2)"
+  else
+    line "$1" "not running"
+  fi
+  stop_orphans "$1"
+}
+
 [ -d "$INFRA_DIR" ] || { line infra "nothing to stop ($INFRA_DIR does not exist)"; exit 0; }
 exec 9>"$INFRA_DIR/.lock"
 flock -w 600 9 || die "timed out waiting for another infra/up.sh or infra/down.sh"
@@ -64,24 +76,10 @@ if wants redis; then
 fi
 
 if wants kafka; then
-  if [ -n "$kpid" ]; then
-    stop_pid "$kpid" 60
-    rm -f "$KAFKA_PID"
-    line kafka "stopped (pid $kpid)"
-  else
-    line kafka "not running"
-  fi
-  stop_orphans kafka
+  stop_service kafka "$kpid" "$KAFKA_PID" 60
   [ -z "$purge" ] || { rm -rf "$KAFKA_DATA" "$KAFKA_LOGS"; line kafka "data purged"; }
 fi
 
 if wants s3; then
-  if [ -n "$mpid" ]; then
-    stop_pid "$mpid" 20
-    rm -f "$MOTO_PID"
-    line s3 "stopped (pid $mpid)"
-  else
-    line s3 "not running"
-  fi
-  stop_orphans s3
+  stop_service s3 "$mpid" "$MOTO_PID" 20
 fi

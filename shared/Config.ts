@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
+import { SQL_IDENTIFIER } from "./Db.ts"
 
 /** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
 export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
@@ -52,7 +53,7 @@ export const secret = (name: string): Config.Config<Redacted.Redacted<string>> =
 export const schemaName = (name: string) =>
   Config.schema(
     Schema.String.check(
-      Schema.isPattern(/^[a-z_][a-z0-9_]{0,62}$/, {
+      Schema.isPattern(SQL_IDENTIFIER, {
         message: "Expected a lower-case SQL identifier ([a-z_][a-z0-9_]*)",
       }),
     ),

@@ -140,8 +140,11 @@ const toDbError = (cause: unknown) =>
     cause,
   })
 
+/** A plain lower-case SQL identifier, the only kind of name the platform interpolates into SQL (schemas). */
+export const SQL_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/
+
 /** Refuses anything but a plain lower-case SQL identifier (schema names are interpolated). */
 export const assertIdentifier = (name: string): string => {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`not a safe SQL identifier: ${name}`)
+  if (!SQL_IDENTIFIER.test(name)) throw new Error(`not a safe SQL identifier: ${name}`)
   return name
 }
