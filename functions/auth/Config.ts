@@ -1,7 +1,8 @@
 import { Config } from "effect"
 import * as Cfg from "../../shared/Config.ts"
 
-/** Config keys of signing and tokens; spread into auth's `Cfg.load` spec. */
+/** Auth's configuration keys for signing keys and tokens (the Config.ts of the function anatomy; the entry that
+ * loads them with `Cfg.load`, next to the ports and database keys, comes with auth's main.ts). */
 export const keysConfig = {
   keyEncryptionKey: Cfg.secret("KEY_ENCRYPTION_KEY"),
   signingKeyRotationDays: Config.Int("SIGNING_KEY_ROTATION_DAYS").pipe(Config.withDefault(30)),
