@@ -6,6 +6,10 @@ import * as Problem from "./Problem.ts"
 export const REQUEST_ID = "x-request-id"
 /** Metadata key naming the calling service. */
 export const CALLER = "x-caller"
+/** Metadata key carrying the original client's address (internal calls only; audit fields of events). */
+export const CLIENT_IP = "x-client-ip"
+/** Metadata key carrying the signed-in user the call is made for (internal calls only; audit fields of events). */
+export const ACTOR = "x-actor"
 /** Metadata key carrying the W3C trace context of the caller's span. */
 export const TRACEPARENT = "traceparent"
 /** Trailer carrying the platform's stable error code (`not_found`, `validation_failed`, ...). */

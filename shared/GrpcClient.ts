@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js"
 import { Duration, Effect, Exit, Metric, Predicate, References, Schedule, type Scope } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as Grpc from "./Grpc.ts"
-import { RequestId } from "./Server.ts"
+import { Actor, ClientIp, RequestId } from "./RequestContext.ts"
 
 /** A ts-proto generated grpc-js client constructor, such as `IdentityServiceClient`. */
 export interface ClientConstructor<D extends Grpc.ServiceDefinition> {
@@ -139,6 +139,9 @@ export const make = <D extends Grpc.ServiceDefinition>(
         const requestId = yield* currentRequestId
         if (requestId !== undefined) metadata.set(Grpc.REQUEST_ID, requestId)
         metadata.set(Grpc.CALLER, options.caller)
+        const [clientIp, actor] = [yield* ClientIp, yield* Actor]
+        if (clientIp !== "") metadata.set(Grpc.CLIENT_IP, clientIp)
+        if (actor !== "") metadata.set(Grpc.ACTOR, actor)
         const span = yield* Effect.option(Effect.currentSpan)
         if (span._tag === "Some") metadata.set(Grpc.TRACEPARENT, HttpTraceContext.toHeaders(span.value).traceparent!)
         const inherited = yield* Grpc.CallDeadline

@@ -9,7 +9,7 @@ import {
   HealthService,
 } from "../proto/gen/grpc/health/v1/health.ts"
 import * as Grpc from "./Grpc.ts"
-import { RequestId } from "./Server.ts"
+import { Actor, ClientIp, RequestId } from "./RequestContext.ts"
 
 /** What a handler knows about the call it serves, besides the request message. */
 export interface GrpcCall {
@@ -227,6 +227,8 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
           })
         }),
         Effect.provideService(RequestId, requestId),
+        Effect.provideService(ClientIp, sane(Grpc.metadataString(call.metadata, Grpc.CLIENT_IP)) ?? ""),
+        Effect.provideService(Actor, sane(Grpc.metadataString(call.metadata, Grpc.ACTOR)) ?? ""),
         Effect.provideService(Grpc.CallDeadline, deadline),
         Effect.annotateLogs({ request_id: requestId, ...(caller ? { caller } : {}), rpc: `${svc.name}/${method}` }),
       )

@@ -2,6 +2,7 @@ import { Context, Effect, Layer } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as CloudEvent from "./CloudEvent.ts"
 import { Db, type DbError } from "./Db.ts"
+import { auditFields } from "./RequestContext.ts"
 
 /** Kernel tables for the outbox and the consumers' inbox (see KernelMigrations.ts). */
 export { outboxMigrations as migrations } from "./KernelMigrations.ts"
@@ -9,7 +10,11 @@ export { outboxMigrations as migrations } from "./KernelMigrations.ts"
 /** Largest serialized event the outbox accepts: events carry ids and facts, not documents. */
 export const MAX_EVENT_BYTES = 256 * 1024
 
-/** What a service hands to the outbox: the event type, the aggregate it concerns, and the data. */
+/**
+ * What a service hands to the outbox: the event type, the aggregate it concerns, and the data. An object `data` gets
+ * the audit fields `actor`, `target` (default: the subject), `ip` and `requestId` of the work in progress added, unless
+ * it sets them itself.
+ */
 export interface NewEvent {
   readonly type: string
   /** Aggregate id: the Kafka key, so one aggregate's events stay in order. */
@@ -35,7 +40,15 @@ export class Outbox extends Context.Service<
         const publish = Effect.fn("Outbox.publish")(function* (event: NewEvent) {
           const span = yield* Effect.option(Effect.currentSpan)
           const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
-          const envelope = CloudEvent.make({ source: service, ...event, ...(traceparent ? { traceparent } : {}) })
+          const data = isRecord(event.data)
+            ? { ...(yield* auditFields), target: event.subject, ...event.data }
+            : event.data
+          const envelope = CloudEvent.make({
+            source: service,
+            ...event,
+            data,
+            ...(traceparent ? { traceparent } : {}),
+          })
           const json = JSON.stringify(envelope)
           // Kafka refuses messages over its limit (1 MiB by default) for good; such a row would stall the relay.
           if (Buffer.byteLength(json) > MAX_EVENT_BYTES) {
@@ -57,3 +70,6 @@ export class Outbox extends Context.Service<
       }),
     )
 }
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)

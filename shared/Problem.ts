@@ -30,6 +30,27 @@ export class Unauthorized extends HttpApiError.Problem<Unauthorized>()(
   { code: Schema.tag("unauthorized") },
 ) {}
 
+/** 401 invalid_credentials: wrong email or password (the same answer for both, in about the same time). */
+export class InvalidCredentials extends HttpApiError.Problem<InvalidCredentials>()(
+  "InvalidCredentials",
+  { type: typeOf("invalid_credentials"), status: 401, title: "Invalid credentials" },
+  { code: Schema.tag("invalid_credentials") },
+) {}
+
+/** 401 token_reused: a superseded refresh token came back; its whole session has been revoked. */
+export class TokenReused extends HttpApiError.Problem<TokenReused>()(
+  "TokenReused",
+  { type: typeOf("token_reused"), status: 401, title: "Refresh token reused" },
+  { code: Schema.tag("token_reused") },
+) {}
+
+/** 429 too_many_requests: slow down; `retryAfter` seconds (also sent as the `Retry-After` header). */
+export class TooManyRequests extends HttpApiError.Problem<TooManyRequests>()(
+  "TooManyRequests",
+  { type: typeOf("too_many_requests"), status: 429, title: "Too many requests" },
+  { code: Schema.tag("too_many_requests"), retryAfter: Schema.Int },
+) {}
+
 /** 403 forbidden: authenticated but not allowed. */
 export class Forbidden extends HttpApiError.Problem<Forbidden>()(
   "Forbidden",

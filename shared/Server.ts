@@ -7,6 +7,7 @@ import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
 import * as Problem from "./Problem.ts"
+import { ClientIp, RequestId } from "./RequestContext.ts"
 
 /** Any HttpApi definition (structurally: something with groups). */
 export type ApiLike = { readonly groups: object }
@@ -38,7 +39,11 @@ const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell"
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** The request id of the request being handled (annotated on every log line as request_id). */
-export const RequestId = Context.Reference<string>("shared/Server/RequestId", { defaultValue: () => "" })
+export { RequestId } from "./RequestContext.ts"
+
+// The peer address of the socket (behind the gateway, the gateway's; trusted forwarding comes with it).
+const clientIp = (request: HttpServerRequest.HttpServerRequest) =>
+  request.remoteAddress._tag === "Some" ? request.remoteAddress.value : ""
 
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
@@ -66,7 +71,22 @@ const causeToResponse = (cause: Cause.Cause<unknown>) =>
 
 // Every error response leaves as problem+json with a stable code, whatever produced it.
 const normalize = (response: HttpServerResponse.HttpServerResponse) =>
-  response.status < 400 || isProblem(response) ? response : Problem.response(response.status)
+  response.status < 400 ? response : isProblem(response) ? withRetryAfter(response) : Problem.response(response.status)
+
+// A 429/503 problem carrying `retryAfter` (seconds) also says it in the Retry-After header (RFC 9110).
+const withRetryAfter = (response: HttpServerResponse.HttpServerResponse) => {
+  if ((response.status !== 429 && response.status !== 503) || response.headers["retry-after"] !== undefined)
+    return response
+  if (response.body._tag !== "Uint8Array") return response
+  try {
+    const { retryAfter } = JSON.parse(new TextDecoder().decode(response.body.body)) as { retryAfter?: unknown }
+    return typeof retryAfter === "number" && Number.isInteger(retryAfter) && retryAfter >= 0
+      ? HttpServerResponse.setHeader(response, "retry-after", String(retryAfter))
+      : response
+  } catch {
+    return response
+  }
+}
 
 /** A route template (`/users/:id`) of an endpoint, as a matcher, with its method. */
 interface KnownRoute {
@@ -123,6 +143,7 @@ export const requestMiddleware = (maxBodyBytes: number, routes: ReadonlyArray<Kn
             : yield* httpEffect.pipe(
                 Effect.provideService(RouteCell, cell),
                 Effect.provideService(RequestId, requestId),
+                Effect.provideService(ClientIp, clientIp(request)),
                 Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
                 Effect.annotateLogs({ request_id: requestId }),
                 Effect.catchCause(causeToResponse),
