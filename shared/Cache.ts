@@ -1,5 +1,5 @@
 import { Clock, Config, Context, Deferred, Effect, Layer, Metric, Option, Redacted, Schema, type Scope } from "effect"
-import { Redis } from "ioredis"
+import type { Redis } from "ioredis"
 import { register } from "./Health.ts"
 
 /** A cache operation failed (Redis unreachable, bad TTL, non-integer counter); carries the driver error as cause. */
@@ -224,6 +224,8 @@ const connect = (options: RedisCacheOptions): Effect.Effect<Redis, CacheError, S
     const context = yield* Effect.context<never>()
     const log = (effect: Effect.Effect<void>) =>
       Effect.runForkWith(context)(Effect.annotateLogs(effect, { component: "redis", redis: where }))
+    // Loaded only when Redis is configured: the embedded default never pays for the client at start.
+    const { Redis } = yield* Effect.promise(() => import("ioredis"))
     let lastError: Error | undefined
     let started = false
     let connected = false

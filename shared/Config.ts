@@ -87,3 +87,13 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
     ),
   ),
 })
+
+/** Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS. */
+export const authentication = () => ({
+  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
+  jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
+  /** Where auth publishes its public signing keys. */
+  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(
+    Config.withDefault(new URL("http://localhost:8081/.well-known/jwks.json")),
+  ),
+})

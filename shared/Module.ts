@@ -1,6 +1,6 @@
 import type { Migration } from "./Migrator.ts"
 
-/** A public route a function exposes through the gateway; `permission` null means "signed in", "public" means open. */
+/** A public route a function exposes through the gateway: "public" is open, "user" needs a signed-in caller. */
 export interface RouteSpec {
   readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
   /** OpenAPI-style template, e.g. `/api/v1/users/{id}`. */

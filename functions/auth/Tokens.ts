@@ -1,44 +1,13 @@
 import { randomUUID } from "node:crypto"
-import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
-import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from "jose"
+import { Clock, Context, Effect, Layer } from "effect"
+import { SignJWT } from "jose"
+import type { AccessClaims, InvalidToken } from "../../shared/AccessToken.ts"
+import * as AccessToken from "../../shared/AccessToken.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
-import { SIGNING_ALG, SigningKeys } from "./SigningKeys.ts"
+import { SigningKeys } from "./SigningKeys.ts"
 
-/** Why an access token was refused; never echoes the token. */
-export const InvalidTokenReason = Schema.Literals([
-  "malformed",
-  "unsupported_alg",
-  "unknown_kid",
-  "bad_signature",
-  "expired",
-  "not_yet_valid",
-  "wrong_issuer",
-  "wrong_audience",
-  "invalid_claims",
-])
-
-/** Why an access token was refused. */
-export type InvalidTokenReason = typeof InvalidTokenReason.Type
-
-/** An access token that must not be accepted, with the reason (for logs and metrics, not for clients). */
-export class InvalidToken extends Schema.TaggedError<InvalidToken>()("InvalidToken", {
-  reason: InvalidTokenReason,
-}) {}
-
-/** The verified claims of an access token. */
-export const AccessClaims = Schema.Struct({
-  iss: Schema.String,
-  aud: Schema.String,
-  sub: Schema.String,
-  sid: Schema.String,
-  jti: Schema.String,
-  iat: Schema.Number,
-  exp: Schema.Number,
-  roles: Schema.optional(Schema.Array(Schema.String)),
-})
-
-/** The verified claims of an access token. */
-export type AccessClaims = typeof AccessClaims.Type
+/** Access-token claims, the refusal error and its reasons live in the kernel (every service verifies tokens). */
+export { AccessClaims, InvalidToken, InvalidTokenReason } from "../../shared/AccessToken.ts"
 
 /** A freshly signed access token; `expiresIn` in seconds (the OAuth `expires_in`). */
 export interface IssuedAccessToken {
@@ -55,8 +24,6 @@ export interface TokensOptions {
   /** Tolerated clock skew between instances when checking `exp` and `iat` (default 5 s). */
   readonly clockToleranceSeconds?: number
 }
-
-const decodeClaims = Schema.decodeUnknownEffect(AccessClaims)
 
 /** Issues and verifies access JWTs signed with the active asymmetric signing key. */
 export class Tokens extends Context.Service<
@@ -101,54 +68,12 @@ export class Tokens extends Context.Service<
           return { token, jti, expiresIn: options.ttlSeconds }
         })
 
-        const verifyAccessToken = Effect.fn("Tokens.verifyAccessToken")(function* (token: string) {
-          const header = yield* Effect.try({
-            try: () => decodeProtectedHeader(token),
-            catch: () => new InvalidToken({ reason: "malformed" }),
-          })
-          // Allow-list before any key lookup: `none`, HS256 (HMAC with the public key) and anything else are refused.
-          if (header.alg !== SIGNING_ALG) return yield* new InvalidToken({ reason: "unsupported_alg" })
-          if (typeof header.kid !== "string" || header.kid === "")
-            return yield* new InvalidToken({ reason: "unknown_kid" })
-          const key = yield* keys.verificationKey(header.kid)
-          if (Option.isNone(key) || key.value.alg !== header.alg)
-            return yield* new InvalidToken({ reason: "unknown_kid" })
-          const now = yield* Clock.currentTimeMillis
-          const { payload } = yield* Effect.tryPromise({
-            try: () =>
-              jwtVerify(token, key.value.publicKey, {
-                algorithms: [SIGNING_ALG],
-                issuer: options.issuer,
-                audience: options.audience,
-                typ: "JWT",
-                requiredClaims: ["iss", "aud", "sub", "sid", "jti", "iat", "exp"],
-                currentDate: new Date(now),
-                clockTolerance: tolerance,
-              }),
-            catch: (error) => new InvalidToken({ reason: reasonOf(error) }),
-          })
-          // jose does not check a future iat on its own: refuse tokens issued beyond the tolerated skew.
-          if (typeof payload.iat === "number" && payload.iat > now / 1000 + tolerance)
-            return yield* new InvalidToken({ reason: "not_yet_valid" })
-          return yield* decodeClaims(payload).pipe(
-            Effect.mapError(() => new InvalidToken({ reason: "invalid_claims" })),
-          )
-        })
+        const verifyOptions = { issuer: options.issuer, audience: options.audience, clockToleranceSeconds: tolerance }
+        const verifyAccessToken = Effect.fn("Tokens.verifyAccessToken")((token: string) =>
+          AccessToken.verify(token, keys.verificationKey, verifyOptions),
+        )
 
         return Tokens.of({ issueAccessToken, verifyAccessToken })
       }),
     )
-}
-
-const reasonOf = (error: unknown): InvalidTokenReason => {
-  if (error instanceof errors.JWTExpired) return "expired"
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === "aud") return "wrong_audience"
-    if (error.claim === "iss") return "wrong_issuer"
-    if (error.claim === "nbf" || error.claim === "iat") return "not_yet_valid"
-    return "invalid_claims"
-  }
-  if (error instanceof errors.JWSSignatureVerificationFailed) return "bad_signature"
-  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return "unsupported_alg"
-  return "malformed"
 }

@@ -1,10 +1,18 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { Authentication } from "../../shared/Authentication.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
-import { InvalidToken, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import {
+  Forbidden,
+  InvalidCredentials,
+  InvalidToken,
+  NotFound,
+  ServiceUnavailable,
+  ValidationFailed,
+} from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { Password } from "./Passwords.ts"
-import { User, UserChanges, UserId } from "./User.ts"
+import { Name, User, UserChanges, UserId } from "./User.ts"
 
 /** Users endpoints of the public contract (served through the gateway). */
 export class UsersApi extends HttpApiGroup.make("users").add(
@@ -50,8 +58,40 @@ export class AccountApi extends HttpApiGroup.make("account").add(
   }),
 ) {}
 
+/**
+ * The signed-in caller's own account (bearer access token). A token of an account that is no longer active (disabled
+ * or deleted) gets 403 forbidden until auth has ended its sessions (then 401).
+ */
+export class MeApi extends HttpApiGroup.make("me")
+  .add(
+    HttpApiEndpoint.get("get", "/api/v1/users/me", {
+      success: User,
+      error: [Forbidden, ServiceUnavailable],
+    }),
+    HttpApiEndpoint.patch("update", "/api/v1/users/me", {
+      payload: Schema.Struct({ name: Schema.optional(Name) }),
+      success: User,
+      error: [Forbidden, ValidationFailed, ServiceUnavailable],
+    }),
+    HttpApiEndpoint.post("changePassword", "/api/v1/users/me/password", {
+      payload: Schema.Struct({ currentPassword: Schema.String.check(Schema.isMaxLength(128)), newPassword: Password }),
+      success: HttpApiSchema.NoContent,
+      error: [InvalidCredentials, Forbidden, ValidationFailed, ServiceUnavailable],
+    }),
+    HttpApiEndpoint.delete("deactivate", "/api/v1/users/me", {
+      success: HttpApiSchema.NoContent,
+      error: [Forbidden, ServiceUnavailable],
+    }),
+    HttpApiEndpoint.post("resendVerification", "/api/v1/auth/resend-verification", {
+      success: HttpApiSchema.Accepted,
+      error: [Forbidden, ServiceUnavailable],
+    }),
+  )
+  .middleware(Authentication) {}
+
 /** Identity's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
 export class IdentityApi extends HttpApi.make("identity")
+  .add(MeApi)
   .add(UsersApi)
   .add(AccountApi)
   .middleware(HttpApiMiddleware.ProblemDetails)

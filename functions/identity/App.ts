@@ -1,8 +1,10 @@
 import { Layer, Option } from "effect"
+import * as Authentication from "../../shared/Authentication.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { EmailTokens } from "./EmailTokens.ts"
@@ -15,6 +17,14 @@ import { UsersRepo } from "./UsersRepo.ts"
 export const DomainLive = Users.layer.pipe(
   Layer.provide([UsersRepo.layer, EmailTokens.layer, Notifier.layer, Outbox.layer(manifest.name), Passwords.layer()]),
 )
+
+/** Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations. */
+export const AuthenticationLive = (config: IdentityConfig) =>
+  Authentication.layer({
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    jwks: { url: config.authJwksUrl },
+  }).pipe(Layer.provide(SessionRevocations.layer))
 
 /**
  * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events, mail),

@@ -14,6 +14,7 @@ export const loadConfig = Cfg.load({
   /** SMTP server for mail; unset = the dev mailbox (served at GET /_dev/mail outside production). */
   smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
   mailFrom: Config.option(Config.String("MAIL_FROM")),
+  ...Cfg.authentication(),
 })
 
 /** Identity's validated configuration. */

@@ -17,7 +17,12 @@ const toProto = (user: User): ProtoUser => ({
   updatedAt: user.updatedAt,
 })
 
-const CreateUserRequest = Schema.Struct({ email: Email, name: Name, password: Schema.optional(Password) })
+const CreateUserRequest = Schema.Struct({
+  email: Email,
+  name: Name,
+  password: Schema.optional(Password),
+  emailVerified: Schema.optional(Schema.Boolean),
+})
 const GetUserRequest = Schema.Struct({ id: UserId })
 const GetUserByEmailRequest = Schema.Struct({ email: Email })
 // No policy check here: a login attempt with a too-short password is simply a wrong one.

@@ -1,32 +1,19 @@
-import { Effect, Layer } from "effect"
-import type { HttpServer } from "effect/http"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as Kernel from "../../shared/Kernel.ts"
-import * as Server from "../../shared/Server.ts"
-import { baseUrl, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
-import { IdentityApi } from "./Api.ts"
-import { DomainLive } from "./App.ts"
-import { HttpLive } from "./Http.ts"
-import { manifest } from "./module.ts"
+import { sql } from "../../shared/testing/harness.ts"
+import { type IdentityUnderTest, startIdentity } from "./testing/identityHarness.ts"
 import { Users } from "./Users.ts"
 
 // Identity's HTTP app on a real server (port 0) over a fresh schema of the real Postgres.
-const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
-const db = freshSchema("identity")
-const database = Kernel.database({ ...kernel, db, migrations: manifest.migrations })
-const AppLive = Server.serve(HttpLive, { port: 0, api: IdentityApi, maxBodyBytes: 64 * 1024 }).pipe(
-  Layer.provideMerge(DomainLive),
-  Layer.provideMerge(database),
-  Layer.provideMerge(Kernel.base(kernel)),
-)
-
-let app: Running<HttpServer.HttpServer | Users>
+let identity: IdentityUnderTest
+let app: IdentityUnderTest["app"]
 let url: string
+let db: IdentityUnderTest["db"]
 beforeAll(async () => {
-  app = (await start(AppLive)) as never
-  url = baseUrl(app)
+  identity = await startIdentity()
+  ;({ app, url, db } = identity)
 })
-afterAll(() => app.close())
+afterAll(() => identity?.close())
 
 const createUser = (email: string) =>
   Effect.runPromise(

@@ -4,7 +4,15 @@ import * as MailTemplates from "../../shared/MailTemplates.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
-import { EmailTaken, InvalidToken, NotFound, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+import {
+  EmailTaken,
+  Forbidden,
+  InvalidCredentials,
+  InvalidToken,
+  NotFound,
+  ServiceUnavailable,
+  type ValidationFailed,
+} from "../../shared/Problem.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import { EmailTokens, type TokenPurpose } from "./EmailTokens.ts"
 import { Passwords } from "./Passwords.ts"
@@ -15,11 +23,15 @@ import { UsersRepo } from "./UsersRepo.ts"
 export class Users extends Context.Service<
   Users,
   {
-    /** Creates a user; a password, when given, is hashed before the transaction opens. */
+    /**
+     * Creates a user; a password, when given, is hashed before the transaction opens. A verification mail goes out
+     * unless `emailVerified` (an external identity provider has verified the address).
+     */
     create(input: {
       readonly email: string
       readonly name: string
       readonly password?: string | undefined
+      readonly emailVerified?: boolean | undefined
     }): Effect.Effect<User, EmailTaken | ServiceUnavailable>
     get(id: UserId): Effect.Effect<User, NotFound | ServiceUnavailable>
     getByEmail(email: string): Effect.Effect<User, NotFound | ServiceUnavailable>
@@ -40,6 +52,27 @@ export class Users extends Context.Service<
     /** The account when `password` is right; `None` for an unknown email or a wrong password alike. */
     verifyCredentials(email: string, password: string): Effect.Effect<Option.Option<User>, ServiceUnavailable>
     update(id: UserId, changes: UserChanges): Effect.Effect<User, NotFound | ServiceUnavailable>
+    /** The caller's own account; Forbidden when it is no longer active (disabled, deleted or unknown). */
+    me(id: UserId): Effect.Effect<User, Forbidden | ServiceUnavailable>
+    /** The caller changes their own profile (identity.user.updated). */
+    updateMe(
+      id: UserId,
+      changes: { readonly name?: string | undefined },
+    ): Effect.Effect<User, Forbidden | ServiceUnavailable>
+    /**
+     * The caller changes their password after proving the current one (identity.password.changed with
+     * `keepSessionId`: auth ends the caller's other sessions).
+     */
+    changePassword(input: {
+      readonly id: UserId
+      readonly currentPassword: string
+      readonly newPassword: string
+      readonly keepSessionId: string
+    }): Effect.Effect<void, InvalidCredentials | Forbidden | ServiceUnavailable>
+    /** The caller deactivates their own account: status `disabled`, identity.user.updated (auth ends every session). */
+    deactivate(id: UserId): Effect.Effect<void, Forbidden | ServiceUnavailable>
+    /** Mails the caller a new verification link (earlier ones stop working); nothing when already verified. */
+    resendVerification(id: UserId): Effect.Effect<void, Forbidden | ServiceUnavailable>
   }
 >()("identity/Users") {
   /** Users over the repository, the Db (transactions) and the outbox. */
@@ -72,12 +105,18 @@ export class Users extends Context.Service<
         readonly email: string
         readonly name: string
         readonly password?: string | undefined
+        readonly emailVerified?: boolean | undefined
       }) {
         const passwordHash = input.password === undefined ? undefined : yield* passwords.hash(input.password)
         return yield* db
           .transaction(
             Effect.gen(function* () {
-              const user = yield* repo.insert({ email: input.email, name: input.name, passwordHash })
+              const user = yield* repo.insert({
+                email: input.email,
+                name: input.name,
+                passwordHash,
+                emailVerified: input.emailVerified,
+              })
               if (!user.emailVerified) yield* mailToken(user, "verify_email")
               yield* outbox.publish({
                 type: "identity.user.created",
@@ -221,7 +260,82 @@ export class Users extends Context.Service<
         if (!done) return yield* invalidToken
       })
 
+      const inactive = new Forbidden({ detail: "this account is not active" })
+
+      const me = Effect.fn("Users.me")(function* (id: UserId) {
+        const user = yield* repo.findById(id).pipe(Effect.catchTag("DbError", unavailable))
+        if (user._tag === "None" || user.value.status !== "active") return yield* inactive
+        return user.value
+      })
+
+      const updateActive = (id: UserId, changes: UserChanges) =>
+        db
+          .transaction(
+            Effect.gen(function* () {
+              const user = yield* repo.updateActive(id, changes)
+              if (user._tag === "Some") {
+                yield* outbox.publish({ type: "identity.user.updated", subject: id, data: { userId: id, changes } })
+              }
+              return user
+            }),
+          )
+          .pipe(
+            Effect.catchTag("DbError", unavailable),
+            Effect.flatMap((user) => (user._tag === "Some" ? Effect.succeed(user.value) : Effect.fail(inactive))),
+          )
+
+      const updateMe = Effect.fn("Users.updateMe")(function* (
+        id: UserId,
+        changes: { readonly name?: string | undefined },
+      ) {
+        if (changes.name === undefined) return yield* me(id)
+        return yield* updateActive(id, { name: changes.name })
+      })
+
+      const changePassword = Effect.fn("Users.changePassword")(function* (input: {
+        readonly id: UserId
+        readonly currentPassword: string
+        readonly newPassword: string
+        readonly keepSessionId: string
+      }) {
+        const account = yield* repo.findActiveCredentials(input.id).pipe(Effect.catchTag("DbError", unavailable))
+        if (account._tag === "None") return yield* inactive
+        if (!(yield* passwords.verify(account.value.passwordHash, input.currentPassword))) {
+          return yield* new InvalidCredentials({ detail: "the current password is wrong" })
+        }
+        const passwordHash = yield* passwords.hash(input.newPassword)
+        const changed = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              if (!(yield* repo.setPasswordHash(input.id, passwordHash))) return false
+              yield* outbox.publish({
+                type: "identity.password.changed",
+                subject: input.id,
+                data: { userId: input.id, keepSessionId: input.keepSessionId },
+              })
+              return true
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (!changed) return yield* inactive
+      })
+
+      const deactivate = Effect.fn("Users.deactivate")(function* (id: UserId) {
+        yield* updateActive(id, { status: "disabled" })
+      })
+
+      const resendVerification = Effect.fn("Users.resendVerification")(function* (id: UserId) {
+        const user = yield* me(id)
+        if (user.emailVerified) return
+        yield* db.transaction(mailToken(user, "verify_email")).pipe(Effect.catchTag("DbError", unavailable))
+      })
+
       return Users.of({
+        me,
+        updateMe,
+        changePassword,
+        deactivate,
+        resendVerification,
         create,
         get,
         update,

@@ -34,6 +34,8 @@ export class UsersRepo extends Context.Service<
       readonly email: string
       readonly name: string
       readonly passwordHash?: string | undefined
+      /** Set for accounts an external identity provider vouches for. */
+      readonly emailVerified?: boolean | undefined
     }): Effect.Effect<User, DbError>
     /** One page of users, newest first, after `after` (keyset: created_at, id); `email` filters case-insensitively. */
     list(options: {
@@ -50,6 +52,12 @@ export class UsersRepo extends Context.Service<
     /** The active account with this email (case-insensitive) and its password hash, if any. */
     findCredentials(email: string): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
     findById(id: UserId): Effect.Effect<Option.Option<User>, DbError>
+    /** The active account with this id and its password hash, if any. */
+    findActiveCredentials(
+      id: UserId,
+    ): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
+    /** Applies the given changes to an active user; None when there is no such active user. */
+    updateActive(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
     /** Applies the given changes; None when there is no such user. */
     update(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
   }
@@ -63,10 +71,12 @@ export class UsersRepo extends Context.Service<
         readonly email: string
         readonly name: string
         readonly passwordHash?: string | undefined
+        readonly emailVerified?: boolean | undefined
       }) {
         const rows = yield* db.query<UserRow>(
-          `INSERT INTO ${db.schema}.users (id, email, name, password_hash) VALUES ($1, $2, $3, $4) RETURNING *`,
-          [randomUUID(), input.email, input.name, input.passwordHash ?? null],
+          `INSERT INTO ${db.schema}.users (id, email, name, password_hash, email_verified)
+           VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+          [randomUUID(), input.email, input.name, input.passwordHash ?? null, input.emailVerified ?? false],
         )
         return toUser(rows[0]!)
       })
@@ -84,6 +94,24 @@ export class UsersRepo extends Context.Service<
           [id, changes.name ?? null, changes.status ?? null],
         )
         return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      })
+      const updateActive = Effect.fn("UsersRepo.updateActive")(function* (id: UserId, changes: UserChanges) {
+        const rows = yield* db.query<UserRow>(
+          `UPDATE ${db.schema}.users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
+           WHERE id = $1 AND status = 'active' RETURNING *`,
+          [id, changes.name ?? null, changes.status ?? null],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      })
+      const findActiveCredentials = Effect.fn("UsersRepo.findActiveCredentials")(function* (id: UserId) {
+        const rows = yield* db.query<UserRow & { password_hash: string | null }>(
+          `SELECT * FROM ${db.schema}.users WHERE id = $1 AND status = 'active'`,
+          [id],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), (row) => ({
+          user: toUser(row),
+          passwordHash: row.password_hash,
+        }))
       })
       const findCredentials = Effect.fn("UsersRepo.findCredentials")(function* (email: string) {
         const rows = yield* db.query<UserRow & { password_hash: string | null }>(
@@ -139,6 +167,8 @@ export class UsersRepo extends Context.Service<
         insert,
         findById,
         update,
+        updateActive,
+        findActiveCredentials,
         findCredentials,
         list,
         markDeleted,

@@ -2,7 +2,7 @@ import { Effect, Layer } from "effect"
 import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
 import { IdentityApi } from "./Api.ts"
-import { DomainLive, Infrastructure } from "./App.ts"
+import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 
@@ -10,10 +10,10 @@ import { HttpLive } from "./Http.ts"
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpLive, { api: IdentityApi, maxBodyBytes: config.maxBodyBytes }).pipe(
-        Layer.provide(DomainLive),
-        Layer.provide(Infrastructure(config, { background: false })),
-      ),
+      Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), {
+        api: IdentityApi,
+        maxBodyBytes: config.maxBodyBytes,
+      }).pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config, { background: false }))),
     ),
   ),
 )

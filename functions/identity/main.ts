@@ -4,7 +4,7 @@ import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import { run } from "../../shared/Main.ts"
 import * as Server from "../../shared/Server.ts"
 import { IdentityApi } from "./Api.ts"
-import { DomainLive, Infrastructure } from "./App.ts"
+import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
@@ -14,7 +14,8 @@ const Main = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
     // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
     const devMail = Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty
-    const http = Server.serve(Layer.mergeAll(HttpLive, devMail), {
+    const routes = Layer.mergeAll(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), devMail)
+    const http = Server.serve(routes, {
       api: IdentityApi,
       port: config.httpPort,
       maxBodyBytes: config.maxBodyBytes,

@@ -1,0 +1,70 @@
+import { Effect, Layer } from "effect"
+import type { HttpServer } from "effect/http"
+import * as Authentication from "../../../shared/Authentication.ts"
+import type { DbOptions } from "../../../shared/Db.ts"
+import * as Kernel from "../../../shared/Kernel.ts"
+import * as Server from "../../../shared/Server.ts"
+import { SessionRevocations } from "../../../shared/SessionRevocations.ts"
+import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
+import { serveJwks } from "../../../shared/testing/jwksServer.ts"
+import { SigningKeys } from "../../auth/SigningKeys.ts"
+import type { Tokens } from "../../auth/Tokens.ts"
+import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
+import { IdentityApi } from "../Api.ts"
+import { DomainLive } from "../App.ts"
+import { HttpLive } from "../Http.ts"
+import { manifest } from "../module.ts"
+import type { Users } from "../Users.ts"
+
+/** Identity's HTTP app on a real server, with the real auth code issuing tokens and serving its JWKS. */
+export interface IdentityUnderTest {
+  readonly url: string
+  /** Identity's fresh schema. */
+  readonly db: DbOptions
+  readonly app: Running<HttpServer.HttpServer | Users | SessionRevocations>
+  /** Auth's signing keys and tokens on their own fresh schema. */
+  readonly auth: Running<Tokens | SigningKeys>
+  close(): Promise<void>
+}
+
+/** Starts auth's keys (fresh schema, JWKS on node:http) and identity (fresh schema, port 0) verifying against them. */
+export const startIdentity = async (): Promise<IdentityUnderTest> => {
+  const authDb = freshSchema("auth")
+  await migrateAuth(authDb)
+  const auth = (await start(authLayer(authDb, { kek: randomKek() }))) as Running<Tokens | SigningKeys>
+  const jwks = await serveJwks(() =>
+    Effect.runPromise(
+      Effect.flatMap(Effect.service(SigningKeys), (keys) => keys.jwks()).pipe(Effect.provideContext(auth.context)),
+    ),
+  )
+  const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
+  const db = freshSchema("identity")
+  const authentication = Authentication.layer({
+    issuer: tokenOptions.issuer,
+    audience: tokenOptions.audience,
+    jwks: { url: jwks.url },
+  })
+  const app = (await start(
+    Server.serve(HttpLive.pipe(Layer.provide(authentication)), {
+      port: 0,
+      api: IdentityApi,
+      maxBodyBytes: 64 * 1024,
+    }).pipe(
+      Layer.provideMerge(SessionRevocations.layer),
+      Layer.provideMerge(DomainLive),
+      Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: manifest.migrations })),
+      Layer.provideMerge(Kernel.base(kernel)),
+    ),
+  )) as never as IdentityUnderTest["app"]
+  return {
+    url: baseUrl(app),
+    db,
+    app,
+    auth,
+    close: async () => {
+      await app.close()
+      await jwks.close()
+      await auth.close()
+    },
+  }
+}

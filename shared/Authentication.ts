@@ -1,0 +1,142 @@
+import { Context, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
+import { createRemoteJWKSet, errors } from "jose"
+import * as AccessToken from "./AccessToken.ts"
+import * as Problem from "./Problem.ts"
+import { ServiceUnavailable, Unauthorized } from "./Problem.ts"
+import { Actor } from "./RequestContext.ts"
+import { SessionRevocations } from "./SessionRevocations.ts"
+
+/** The signed-in caller of the request being handled, from its verified access token. */
+export class CurrentUser extends Context.Service<
+  CurrentUser,
+  {
+    readonly userId: string
+    readonly sessionId: string
+    readonly claims: AccessToken.AccessClaims
+  }
+>()("shared/Authentication/CurrentUser") {}
+
+/**
+ * Bearer authentication of an HttpApi group or endpoint: verifies the caller's access JWT (signature against auth's
+ * keys, issuer, audience, lifetime) and that its session is not revoked, then provides `CurrentUser`, sets `Actor`
+ * and annotates logs with `user_id`. Refusals are 401 `unauthorized` with `WWW-Authenticate`; a key or revocation
+ * store that cannot answer is 503.
+ */
+export class Authentication extends HttpApiMiddleware.Service<Authentication, { provides: CurrentUser }>()(
+  "shared/Authentication",
+  { error: [Unauthorized, ServiceUnavailable], security: { bearer: HttpApiSecurity.bearer } },
+) {}
+
+/** Where auth's public keys are fetched from, and how the fetched set is cached. */
+export interface JwksOptions {
+  readonly url: URL
+  /** Least time between two fetches caused by unknown kids (default 10 s). */
+  readonly cooldownMs?: number
+  /** How long a fetched key set is used before it is fetched again (default 10 min). */
+  readonly cacheMaxAgeMs?: number
+  /** How long one fetch may take (default 3 s). */
+  readonly timeoutMs?: number
+}
+
+/** The settings of the middleware: what a token must carry, and where its keys are. */
+export interface AuthenticationOptions extends AccessToken.VerifyOptions {
+  readonly jwks: JwksOptions
+}
+
+/**
+ * Keys from auth's JWKS over HTTP (jose's remote key set): fetched on first use, cached, fetched again for an unknown
+ * kid at most once per cooldown. An unreachable or broken JWKS is ServiceUnavailable, never a refusal.
+ */
+export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
+  const keySet = createRemoteJWKSet(options.url, {
+    cooldownDuration: options.cooldownMs ?? 10_000,
+    cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
+    timeoutDuration: options.timeoutMs ?? 3_000,
+  })
+  return Effect.fn("Authentication.jwksKey")(function* (kid: string) {
+    return yield* Effect.tryPromise({
+      try: () => keySet({ alg: AccessToken.ACCESS_TOKEN_ALG, kid }),
+      catch: (error) => error,
+    }).pipe(
+      Effect.map((publicKey) => Option.some({ alg: AccessToken.ACCESS_TOKEN_ALG, publicKey })),
+      Effect.catch((error) =>
+        error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys
+          ? Effect.succeed(Option.none<AccessToken.AccessTokenKey>())
+          : Effect.andThen(
+              Effect.logError("auth's JWKS is unavailable", { error: String(error) }),
+              Effect.fail(new ServiceUnavailable({ detail: "sign-in state cannot be checked, retry later" })),
+            ),
+      ),
+    )
+  })
+}
+
+// A refused credential; `reason` goes to logs and metrics only, never to the client.
+class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+
+const refusals = Metric.counter("http_server_auth_refusals_total", {
+  description: "Requests refused for a missing, invalid or revoked access token",
+  incremental: true,
+})
+
+// RFC 6750 §3: no error code when no credential came, `invalid_token` when one was refused.
+const challenge = (reason: string) =>
+  reason === "missing"
+    ? HttpServerResponse.setHeader(
+        Problem.response(401, "a bearer access token is required"),
+        "www-authenticate",
+        "Bearer",
+      )
+    : HttpServerResponse.setHeader(
+        Problem.response(401, "the access token is invalid, expired or revoked"),
+        "www-authenticate",
+        'Bearer error="invalid_token"',
+      )
+
+/** The middleware over a key resolver (auth itself resolves from its own key ring); needs `SessionRevocations`. */
+export const layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: AccessToken.VerifyOptions) =>
+  Layer.effect(
+    Authentication,
+    Effect.gen(function* () {
+      const revocations = yield* SessionRevocations
+      const authenticate = Effect.fn("Authentication.authenticate")(function* (token: string) {
+        if (token === "") return yield* new Refused({ reason: "missing" })
+        const claims = yield* AccessToken.verify(token, resolveKey, options).pipe(
+          Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
+        )
+        if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
+        return claims
+      })
+      return Authentication.of({
+        bearer: (httpEffect, { credential }) =>
+          authenticate(Redacted.value(credential)).pipe(
+            Effect.matchEffect({
+              onFailure: (error) =>
+                error._tag === "Refused"
+                  ? Effect.as(
+                      Effect.andThen(
+                        Metric.update(Metric.withAttributes(refusals, { reason: error.reason }), 1),
+                        Effect.logInfo("access token refused", { reason: error.reason }),
+                      ),
+                      challenge(error.reason),
+                    )
+                  : Effect.fail(error),
+              onSuccess: (claims) =>
+                httpEffect.pipe(
+                  Effect.provideService(
+                    CurrentUser,
+                    CurrentUser.of({ userId: claims.sub, sessionId: claims.sid, claims }),
+                  ),
+                  Effect.provideService(Actor, claims.sub),
+                  Effect.annotateLogs({ user_id: claims.sub }),
+                ),
+            }),
+          ),
+      })
+    }),
+  )
+
+/** The middleware verifying against auth's JWKS (`AUTH_JWKS_URL`); needs `SessionRevocations`. */
+export const layer = (options: AuthenticationOptions) => layerWithKeys(remoteKeys(options.jwks), options)
