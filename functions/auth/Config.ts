@@ -1,14 +1,68 @@
-import { Config } from "effect"
+import { Config, type Effect, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { manifest } from "./module.ts"
 
-/** Auth's configuration keys for signing keys and tokens (the Config.ts of the function anatomy; the entry that
- * loads them with `Cfg.load`, next to the ports and database keys, comes with auth's main.ts). */
+/** Auth's configuration keys for signing keys and tokens. */
 export const keysConfig = {
   keyEncryptionKey: Cfg.secret("KEY_ENCRYPTION_KEY"),
   signingKeyRotationDays: Config.Int("SIGNING_KEY_ROTATION_DAYS").pipe(Config.withDefault(30)),
   /** Extra time a retired key stays published beyond the access-token lifetime (clock skew, JWKS caches). */
   signingKeyGraceSeconds: Config.Int("SIGNING_KEY_GRACE_SECONDS").pipe(Config.withDefault(600)),
-  jwtIssuer: Config.String("JWT_ISSUER"),
-  jwtAudience: Config.String("JWT_AUDIENCE"),
+  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
+  jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
   accessTokenTtlSeconds: Config.Int("ACCESS_TOKEN_TTL_SECONDS").pipe(Config.withDefault(900)),
 }
+
+/** Sessions (refresh-token families) and brute-force throttling. */
+export const sessionsConfig = {
+  refreshTokenTtlDays: Config.Int("REFRESH_TOKEN_TTL_DAYS").pipe(Config.withDefault(7)),
+  /** How long a just-superseded refresh token may still be used (parallel refreshes of one client). */
+  refreshReuseGraceSeconds: Config.Int("REFRESH_REUSE_GRACE_SECONDS").pipe(Config.withDefault(10)),
+  /** Failed logins per account before the growing delay starts. */
+  loginFreeAttempts: Config.Int("LOGIN_FREE_ATTEMPTS").pipe(Config.withDefault(5)),
+  /** Longest delay (lockout) a series of failed logins can cause; at most 15 minutes. */
+  loginMaxDelaySeconds: Config.Int("LOGIN_MAX_DELAY_SECONDS").pipe(Config.withDefault(900)),
+  /** Login and register attempts per client address per minute. */
+  loginIpLimitPerMinute: Config.Int("LOGIN_IP_LIMIT_PER_MINUTE").pipe(Config.withDefault(60)),
+}
+
+/** One external OpenID Provider users may sign in with (authorization code + PKCE). */
+export const OidcProvider = Schema.Struct({
+  /** The provider's name in the routes: /api/v1/auth/oidc/{name}/authorize. */
+  name: Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,32}$/, { message: "must be 1-32 of a-z, 0-9, -" })),
+  issuer: Schema.String.check(Schema.isPattern(/^https?:\/\//, { message: "must be an http(s) URL" })),
+  clientId: Schema.String.check(Schema.isMinLength(1)),
+  clientSecret: Schema.optional(Schema.String),
+  /** Where the provider sends the browser back: this platform's .../oidc/{name}/callback as the public sees it. */
+  redirectUri: Schema.String.check(Schema.isPattern(/^https?:\/\//, { message: "must be an http(s) URL" })),
+  scopes: Schema.optional(Schema.Array(Schema.String)),
+})
+
+/** One configured OpenID Provider. */
+export type OidcProvider = typeof OidcProvider.Type
+
+/** External OpenID Providers (`OIDC_PROVIDERS`, a JSON array; a secret: it holds client secrets). */
+export const oidcConfig = {
+  oidcProviders: Config.schema(Schema.fromJsonString(Schema.Array(OidcProvider)), "OIDC_PROVIDERS").pipe(
+    Config.withDefault([] as ReadonlyArray<OidcProvider>),
+  ),
+  /** Allows plain-http issuers (a provider on localhost in development and tests); never in production. */
+  oidcAllowHttp: Config.Boolean("OIDC_ALLOW_HTTP").pipe(Config.withDefault(false)),
+}
+
+/** Auth's configuration, read and validated once at start (every problem reported at once). */
+export const loadConfig = Cfg.load({
+  ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
+  databaseUrl: Cfg.secret("DATABASE_URL"),
+  dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
+  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  /** identity's gRPC address (`host:port`). */
+  identityGrpcUrl: Config.String("IDENTITY_GRPC_URL").pipe(Config.withDefault("localhost:9082")),
+  ...keysConfig,
+  ...sessionsConfig,
+  ...oidcConfig,
+})
+
+/** Auth's validated configuration. */
+export type AuthConfig = Effect.Success<typeof loadConfig>

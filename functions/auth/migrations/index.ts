@@ -22,4 +22,46 @@ export const migrations: ReadonlyArray<Migration> = [
       CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((true)) WHERE retired_at IS NULL;
       CREATE INDEX signing_keys_expires_at ON signing_keys (expires_at);`,
   },
+  {
+    id: "0101_sessions",
+    sql: `
+      CREATE TABLE sessions (
+        id             uuid PRIMARY KEY,
+        user_id        uuid NOT NULL,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        last_used_at   timestamptz NOT NULL DEFAULT now(),
+        expires_at     timestamptz NOT NULL,
+        revoked_at     timestamptz,
+        revoked_reason text,
+        ip             text,
+        user_agent     text
+      );
+      COMMENT ON TABLE sessions IS 'one refresh-token family: a sign-in on one device';
+      CREATE INDEX sessions_live_by_user ON sessions (user_id) WHERE revoked_at IS NULL;
+      CREATE TABLE refresh_tokens (
+        token_hash    bytea PRIMARY KEY,
+        session_id    uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        expires_at    timestamptz NOT NULL,
+        superseded_at timestamptz
+      );
+      COMMENT ON COLUMN refresh_tokens.token_hash IS 'SHA-256 of the opaque token; the token itself is never stored';
+      COMMENT ON COLUMN refresh_tokens.superseded_at IS 'rotated away; a use after the grace window revokes the session';
+      CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);`,
+  },
+  {
+    id: "0102_oidc_identities",
+    sql: `
+      CREATE TABLE oidc_identities (
+        provider      text NOT NULL,
+        subject       text NOT NULL,
+        user_id       uuid NOT NULL,
+        email         text NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        last_login_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (provider, subject)
+      );
+      COMMENT ON TABLE oidc_identities IS 'accounts at external OpenID Providers linked to users (by verified email)';
+      CREATE INDEX oidc_identities_user ON oidc_identities (user_id);`,
+  },
 ]

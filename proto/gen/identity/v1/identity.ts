@@ -40,7 +40,11 @@ export interface CreateUserRequest {
   email: string;
   name: string;
   /** Optional: accounts created through an external identity provider have none. 8-128 characters. */
-  password?: string | undefined;
+  password?:
+    | string
+    | undefined;
+  /** Set by auth for accounts an external identity provider vouches for (no verification mail is sent). */
+  emailVerified?: boolean | undefined;
 }
 
 export interface CreateUserResponse {
@@ -252,7 +256,7 @@ export const User: MessageFns<User> = {
 };
 
 function createBaseCreateUserRequest(): CreateUserRequest {
-  return { email: "", name: "", password: undefined };
+  return { email: "", name: "", password: undefined, emailVerified: undefined };
 }
 
 export const CreateUserRequest: MessageFns<CreateUserRequest> = {
@@ -265,6 +269,9 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     }
     if (message.password !== undefined) {
       writer.uint32(26).string(message.password);
+    }
+    if (message.emailVerified !== undefined) {
+      writer.uint32(32).bool(message.emailVerified);
     }
     return writer;
   },
@@ -306,6 +313,14 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
             message.password = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.emailVerified = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -323,6 +338,11 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
       email: isSet(object.email) ? globalThis.String(object.email) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       password: isSet(object.password) ? globalThis.String(object.password) : undefined,
+      emailVerified: isSet(object.emailVerified)
+        ? globalThis.Boolean(object.emailVerified)
+        : isSet(object.email_verified)
+        ? globalThis.Boolean(object.email_verified)
+        : undefined,
     };
   },
 
@@ -337,6 +357,9 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     if (message.password !== undefined) {
       obj.password = message.password;
     }
+    if (message.emailVerified !== undefined) {
+      obj.emailVerified = message.emailVerified;
+    }
     return obj;
   },
 
@@ -348,6 +371,7 @@ export const CreateUserRequest: MessageFns<CreateUserRequest> = {
     message.email = object.email ?? "";
     message.name = object.name ?? "";
     message.password = object.password ?? undefined;
+    message.emailVerified = object.emailVerified ?? undefined;
     return message;
   },
 };

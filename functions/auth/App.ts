@@ -1,0 +1,93 @@
+import { Effect, Layer } from "effect"
+import * as Authentication from "../../shared/Authentication.ts"
+import { Cache } from "../../shared/Cache.ts"
+import * as Kernel from "../../shared/Kernel.ts"
+import { Outbox } from "../../shared/Outbox.ts"
+import { SessionRevocations } from "../../shared/SessionRevocations.ts"
+import type { AuthConfig } from "./Config.ts"
+import { IdentityClient } from "./IdentityClient.ts"
+import { IdentityEventsLive } from "./IdentityEvents.ts"
+import { KeyCipher } from "./KeyCipher.ts"
+import { LoginThrottle } from "./LoginThrottle.ts"
+import { manifest } from "./module.ts"
+import { OidcLinksRepo } from "./OidcLinksRepo.ts"
+import { OidcLogin } from "./OidcLogin.ts"
+import { Sessions } from "./Sessions.ts"
+import { SessionsRepo } from "./SessionsRepo.ts"
+import { SignIn } from "./SignIn.ts"
+import { SigningKeys } from "./SigningKeys.ts"
+import { SigningKeysRepo } from "./SigningKeysRepo.ts"
+import { Tokens } from "./Tokens.ts"
+
+/** Signing keys and access tokens (keys rotate on schedule; retired keys stay published for a token's lifetime). */
+export const TokensLive = (config: AuthConfig) =>
+  Tokens.layer({
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    ttlSeconds: config.accessTokenTtlSeconds,
+  }).pipe(
+    Layer.provideMerge(
+      SigningKeys.layer({
+        rotationInterval: `${config.signingKeyRotationDays} days`,
+        retention: `${config.accessTokenTtlSeconds + config.signingKeyGraceSeconds} seconds`,
+      }),
+    ),
+    Layer.provide([SigningKeysRepo.layer, KeyCipher.layer(config.keyEncryptionKey)]),
+  )
+
+/** Auth's domain services: sign-in, sessions, throttling and tokens, over identity's gRPC and the kernel. */
+export const DomainLive = (config: AuthConfig) =>
+  OidcLogin.layer({ providers: config.oidcProviders, allowHttp: config.oidcAllowHttp }).pipe(
+    Layer.provide([OidcLinksRepo.layer, Cache.layer({ prefix: "auth-oidc" })]),
+    Layer.provideMerge(SignIn.layer),
+    Layer.provideMerge(
+      Sessions.layer({
+        refreshTtlSeconds: config.refreshTokenTtlDays * 86_400,
+        reuseGraceSeconds: config.refreshReuseGraceSeconds,
+        accessTtlSeconds: config.accessTokenTtlSeconds,
+      }),
+    ),
+    Layer.provideMerge(TokensLive(config)),
+    Layer.provide([
+      IdentityClient.layer({ address: config.identityGrpcUrl }),
+      LoginThrottle.layer({
+        freeAttempts: config.loginFreeAttempts,
+        maxDelaySeconds: config.loginMaxDelaySeconds,
+        ipLimitPerMinute: config.loginIpLimitPerMinute,
+      }).pipe(Layer.provide(Cache.layer({ prefix: "auth-login" }))),
+      Outbox.layer(manifest.name),
+      SessionsRepo.layer,
+    ]),
+    Layer.provideMerge(SessionRevocations.layer),
+  )
+
+/** Bearer authentication of auth's own signed-in routes, against its own key ring (no JWKS round trip). */
+export const AuthenticationLive = (config: AuthConfig) =>
+  Layer.unwrap(
+    Effect.map(Effect.service(SigningKeys), (keys) =>
+      Authentication.layerWithKeys(keys.verificationKey, { issuer: config.jwtIssuer, audience: config.jwtAudience }),
+    ),
+  )
+
+/** The kernel infrastructure auth runs on (logging, telemetry, health, Postgres + migrations), from config. */
+export const Infrastructure = (config: AuthConfig) => {
+  const kernel = {
+    service: manifest.name,
+    version: manifest.version,
+    logLevel: config.logLevel,
+    logPretty: config.logPretty,
+    otelEndpoint: config.otelEndpoint,
+  }
+  return Kernel.database({
+    ...kernel,
+    db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
+    migrations: manifest.migrations,
+  }).pipe(Layer.provideMerge(Kernel.base(kernel)))
+}
+
+/**
+ * The event side of the container (the relay of auth's outbox, the consumer of identity's events). Lambda leaves it
+ * out: background work would freeze between invocations; the rows wait for the containers.
+ */
+export const Events = (config: AuthConfig) =>
+  IdentityEventsLive.pipe(Layer.provide(Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })))

@@ -1,0 +1,78 @@
+import { Effect, Layer } from "effect"
+import { type HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { CurrentUser } from "../../shared/Authentication.ts"
+import { ClientIp } from "../../shared/RequestContext.ts"
+import { validationProblems } from "../../shared/Server.ts"
+import { AuthApi } from "./Api.ts"
+import { OidcLogin } from "./OidcLogin.ts"
+import { Sessions } from "./Sessions.ts"
+import { type ClientInfo, SignIn } from "./SignIn.ts"
+import { SigningKeys } from "./SigningKeys.ts"
+
+// The caller as sign-in sees it: the client address and its user agent.
+const clientOf = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.map(
+    Effect.service(ClientIp),
+    (ip): ClientInfo => ({ ip: ip === "" ? null : ip, userAgent: request.headers["user-agent"] ?? null }),
+  )
+
+/** Handlers of registration, sign-in and sessions. */
+export const SessionsHttp = HttpApiBuilder.group(
+  AuthApi,
+  "sessions",
+  Effect.fn(function* (handlers) {
+    const signIn = yield* SignIn
+    const sessions = yield* Sessions
+    return handlers
+      .handle("register", ({ payload, request }) =>
+        Effect.flatMap(clientOf(request), (client) => signIn.register(payload, client)),
+      )
+      .handle("login", ({ payload, request }) =>
+        Effect.flatMap(clientOf(request), (client) => signIn.login(payload, client)),
+      )
+      .handle("refresh", ({ payload }) => sessions.refresh(payload.refresh_token))
+      .handle("logout", ({ payload }) => sessions.logout(payload.refresh_token))
+      .handle("logoutAll", () =>
+        Effect.flatMap(Effect.service(CurrentUser), (user) =>
+          Effect.asVoid(sessions.revokeUser(user.userId, "logout_all")),
+        ),
+      )
+  }),
+)
+
+/** Handlers of the OIDC sign-in (redirect to the provider, then its redirect back). */
+export const OidcHttp = HttpApiBuilder.group(
+  AuthApi,
+  "oidc",
+  Effect.fn(function* (handlers) {
+    const oidc = yield* OidcLogin
+    return handlers
+      .handle("authorize", ({ params }) =>
+        Effect.map(oidc.authorize(params.provider), (location) =>
+          HttpServerResponse.redirect(location, { status: 302, headers: { "cache-control": "no-store" } }),
+        ),
+      )
+      .handle("callback", ({ params, request }) =>
+        Effect.flatMap(clientOf(request), (client) =>
+          oidc.callback(params.provider, new URL(request.url, "http://callback").searchParams, client),
+        ),
+      )
+  }),
+)
+
+/** Handler of the JWKS. */
+export const KeysHttp = HttpApiBuilder.group(
+  AuthApi,
+  "keys",
+  Effect.fn(function* (handlers) {
+    const keys = yield* SigningKeys
+    return handlers.handle("jwks", () => keys.jwks())
+  }),
+)
+
+/** Auth's HTTP routes, ready to serve; needs the domain services and the Authentication middleware. */
+export const HttpLive = HttpApiBuilder.layer(AuthApi, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide([SessionsHttp, OidcHttp, KeysHttp]),
+  Layer.provide(validationProblems),
+)

@@ -1,0 +1,110 @@
+import { Context, Effect, Layer, Option } from "effect"
+import { IdentityServiceClient, type User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
+import type { GrpcFailure } from "../../shared/Grpc.ts"
+import * as GrpcClient from "../../shared/GrpcClient.ts"
+import { type EmailTaken, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+
+/** A user as auth sees it (identity owns the record). */
+export interface IdentityUser {
+  readonly id: string
+  readonly email: string
+  readonly name: string
+  readonly emailVerified: boolean
+  readonly status: string
+  readonly createdAt: string
+  readonly updatedAt: string
+}
+
+/** The port auth needs from identity: accounts and credential checks (gRPC to identity.v1.IdentityService). */
+export class IdentityClient extends Context.Service<
+  IdentityClient,
+  {
+    /** The user when the password is right (identity does the same work for an unknown email). */
+    verifyCredentials(email: string, password: string): Effect.Effect<Option.Option<IdentityUser>, ServiceUnavailable>
+    /** Creates an account (a verification mail goes out unless `emailVerified`). */
+    createUser(input: {
+      readonly email: string
+      readonly name: string
+      readonly password?: string
+      readonly emailVerified?: boolean
+    }): Effect.Effect<IdentityUser, EmailTaken | ValidationFailed | ServiceUnavailable>
+    /** The account with this email (case-insensitive), if any. */
+    findByEmail(email: string): Effect.Effect<Option.Option<IdentityUser>, ServiceUnavailable>
+    /** The account with this id, if any. */
+    findById(id: string): Effect.Effect<Option.Option<IdentityUser>, ServiceUnavailable>
+  }
+>()("auth/IdentityClient") {
+  /** The client over a gRPC channel to identity (`IDENTITY_GRPC_URL`), closed with the layer. */
+  static readonly layer = (options: { readonly address: string }) =>
+    Layer.effect(
+      IdentityClient,
+      Effect.gen(function* () {
+        const client = yield* GrpcClient.make(IdentityServiceClient, { address: options.address, caller: "auth" })
+
+        const verifyCredentials = Effect.fn("IdentityClient.verifyCredentials")(function* (
+          email: string,
+          password: string,
+        ) {
+          const response = yield* client
+            .call("verifyCredentials", { email, password }, { idempotent: true })
+            .pipe(Effect.catch(unavailable))
+          return response.valid && response.user ? Option.some(toUser(response.user)) : Option.none<IdentityUser>()
+        })
+
+        const createUser = Effect.fn("IdentityClient.createUser")(function* (input: {
+          readonly email: string
+          readonly name: string
+          readonly password?: string
+          readonly emailVerified?: boolean
+        }) {
+          const response = yield* client
+            .call("createUser", input)
+            .pipe(
+              Effect.catch(
+                (error): Effect.Effect<never, EmailTaken | ValidationFailed | ServiceUnavailable> =>
+                  error._tag === "EmailTaken" || error._tag === "ValidationFailed"
+                    ? Effect.fail(error)
+                    : unavailable(error),
+              ),
+            )
+          if (!response.user) return yield* unavailable(new Error("CreateUser answered without a user"))
+          return toUser(response.user)
+        })
+
+        const lookup = (call: Effect.Effect<{ readonly user?: ProtoUser | undefined }, GrpcFailure>) =>
+          call.pipe(
+            Effect.map((response) => Option.map(Option.fromUndefinedOr(response.user), toUser)),
+            Effect.catch((error) =>
+              error._tag === "NotFound" ? Effect.succeed(Option.none<IdentityUser>()) : unavailable(error),
+            ),
+          )
+
+        const findByEmail = Effect.fn("IdentityClient.findByEmail")(function* (email: string) {
+          return yield* lookup(client.call("getUserByEmail", { email }, { idempotent: true }))
+        })
+
+        const findById = Effect.fn("IdentityClient.findById")(function* (id: string) {
+          return yield* lookup(client.call("getUser", { id }, { idempotent: true }))
+        })
+
+        return IdentityClient.of({ verifyCredentials, createUser, findByEmail, findById })
+      }),
+    )
+}
+
+const toUser = (user: ProtoUser): IdentityUser => ({
+  id: user.id,
+  email: user.email,
+  name: user.name,
+  emailVerified: user.emailVerified,
+  status: user.status,
+  createdAt: user.createdAt,
+  updatedAt: user.updatedAt,
+})
+
+// Anything but the expected answers means identity cannot serve now: the caller gets a 503, the log the reason.
+const unavailable = (error: { readonly message: string }) =>
+  Effect.andThen(
+    Effect.logError("identity unavailable", { error: error.message }),
+    Effect.fail(new ServiceUnavailable({ detail: "accounts are unavailable, retry later" })),
+  )

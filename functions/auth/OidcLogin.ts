@@ -1,0 +1,228 @@
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import * as oidc from "openid-client"
+import { Cache } from "../../shared/Cache.ts"
+import {
+  Forbidden,
+  type InvalidCredentials,
+  NotFound,
+  ServiceUnavailable,
+  Unauthorized,
+  type ValidationFailed,
+} from "../../shared/Problem.ts"
+import type { OidcProvider } from "./Config.ts"
+import { IdentityClient, type IdentityUser } from "./IdentityClient.ts"
+import { OidcLinksRepo } from "./OidcLinksRepo.ts"
+import type { TokenResponse } from "./Sessions.ts"
+import { type ClientInfo, SignIn } from "./SignIn.ts"
+
+/** OIDC settings: the providers, and whether plain-http issuers are allowed (development and tests only). */
+export interface OidcOptions {
+  readonly providers: ReadonlyArray<OidcProvider>
+  readonly allowHttp: boolean
+  /** How long a started sign-in may take to come back (default 10 minutes). */
+  readonly attemptTtlSeconds?: number
+}
+
+// What the authorize step remembers for the callback, keyed by `state` (single use).
+const Attempt = Schema.Struct({ provider: Schema.String, verifier: Schema.String, nonce: Schema.String })
+const decodeAttempt = Schema.decodeUnknownOption(Schema.fromJsonString(Attempt))
+
+const unknownAttempt = () =>
+  new Unauthorized({ detail: "this sign-in attempt is unknown, used or expired; start again" })
+
+/**
+ * Sign-in with external OpenID Providers: authorization code flow with PKCE (S256), `state` and `nonce` checked,
+ * accounts linked to users by (provider, subject), and on first sign-in by the email the provider has verified.
+ */
+export class OidcLogin extends Context.Service<
+  OidcLogin,
+  {
+    /** The provider URL to send the browser to, with a fresh state, nonce and PKCE challenge. */
+    authorize(provider: string): Effect.Effect<URL, NotFound | ServiceUnavailable>
+    /** Completes a sign-in from the provider's redirect (its query string) and starts a session. */
+    callback(
+      provider: string,
+      query: URLSearchParams,
+      client: ClientInfo,
+    ): Effect.Effect<
+      TokenResponse,
+      NotFound | Unauthorized | Forbidden | InvalidCredentials | ValidationFailed | ServiceUnavailable
+    >
+  }
+>()("auth/OidcLogin") {
+  /** OIDC sign-in; attempts are kept in the cache (Redis when configured, so any instance can take the callback). */
+  static readonly layer = (options: OidcOptions) =>
+    Layer.effect(
+      OidcLogin,
+      Effect.gen(function* () {
+        const cache = yield* Cache
+        const identity = yield* IdentityClient
+        const links = yield* OidcLinksRepo
+        const signIn = yield* SignIn
+        const ttl = options.attemptTtlSeconds ?? 600
+        const discovered = new Map<string, Promise<oidc.Configuration>>()
+
+        const providerOf = (name: string) => {
+          const provider = options.providers.find((p) => p.name === name)
+          return provider
+            ? Effect.succeed(provider)
+            : Effect.fail(new NotFound({ detail: `no identity provider named ${JSON.stringify(name)}` }))
+        }
+
+        // Discovery once per provider; a failed one is forgotten so the next sign-in tries again.
+        const configurationOf = (provider: OidcProvider) =>
+          Effect.tryPromise({
+            try: () => {
+              let pending = discovered.get(provider.name)
+              if (!pending) {
+                pending = oidc.discovery(
+                  new URL(provider.issuer),
+                  provider.clientId,
+                  undefined,
+                  provider.clientSecret === undefined ? oidc.None() : oidc.ClientSecretPost(provider.clientSecret),
+                  options.allowHttp ? { execute: [oidc.allowInsecureRequests] } : undefined,
+                )
+                pending.catch(() => discovered.delete(provider.name))
+                discovered.set(provider.name, pending)
+              }
+              return pending
+            },
+            catch: (error) => error,
+          }).pipe(
+            Effect.catch((error) =>
+              Effect.andThen(
+                Effect.logError("identity provider unreachable", { provider: provider.name, error: String(error) }),
+                Effect.fail(new ServiceUnavailable({ detail: `${provider.name} cannot be reached, retry later` })),
+              ),
+            ),
+          )
+
+        const cacheDown = (error: { readonly message: string }) =>
+          Effect.andThen(
+            Effect.logError("sign-in attempts store unavailable", { error: error.message }),
+            Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
+          )
+
+        const authorize = Effect.fn("OidcLogin.authorize")(function* (name: string) {
+          const provider = yield* providerOf(name)
+          const config = yield* configurationOf(provider)
+          const verifier = oidc.randomPKCECodeVerifier()
+          const [state, nonce] = [oidc.randomState(), oidc.randomNonce()]
+          const challenge = yield* Effect.promise(() => oidc.calculatePKCECodeChallenge(verifier))
+          yield* cache
+            .set(`state:${state}`, JSON.stringify({ provider: name, verifier, nonce }), { ttlSeconds: ttl })
+            .pipe(Effect.catchTag("CacheError", cacheDown))
+          return oidc.buildAuthorizationUrl(config, {
+            redirect_uri: provider.redirectUri,
+            scope: (provider.scopes ?? ["openid", "email", "profile"]).join(" "),
+            state,
+            nonce,
+            code_challenge: challenge,
+            code_challenge_method: "S256",
+          })
+        })
+
+        // The account behind a provider identity: linked before, or found (or created) by the verified email.
+        const accountOf = (provider: string, claims: oidc.IDToken) =>
+          Effect.gen(function* () {
+            const linked = yield* links.findUser(provider, claims.sub)
+            if (Option.isSome(linked)) {
+              const user = yield* identity.findById(linked.value)
+              if (Option.isSome(user)) return user.value
+            }
+            const email = typeof claims.email === "string" ? claims.email : undefined
+            if (email === undefined || claims.email_verified !== true) {
+              return yield* new Forbidden({
+                detail: "the identity provider has not verified an email for this account",
+              })
+            }
+            const name = typeof claims.name === "string" && claims.name.trim() !== "" ? claims.name.trim() : email
+            const existing = yield* identity.findByEmail(email)
+            const user: IdentityUser = Option.isSome(existing)
+              ? existing.value
+              : yield* identity
+                  .createUser({ email, name: name.slice(0, 100), emailVerified: true })
+                  .pipe(
+                    Effect.catchTag("EmailTaken", () =>
+                      Effect.flatMap(identity.findByEmail(email), (raced) =>
+                        Option.isSome(raced) ? Effect.succeed(raced.value) : Effect.fail(unknownAttempt()),
+                      ),
+                    ),
+                  )
+            yield* links.link({ provider, subject: claims.sub, userId: user.id, email })
+            return user
+          }).pipe(Effect.catchTag("DbError", cacheDown))
+
+        const callback = Effect.fn("OidcLogin.callback")(function* (
+          name: string,
+          query: URLSearchParams,
+          client: ClientInfo,
+        ) {
+          const provider = yield* providerOf(name)
+          const error = query.get("error")
+          if (error !== null) {
+            return yield* new Unauthorized({
+              detail: `the identity provider refused the sign-in (${error.replace(/[^\w.-]/g, "").slice(0, 64)})`,
+            })
+          }
+          const state = query.get("state") ?? ""
+          const stored =
+            state === ""
+              ? Option.none()
+              : yield* cache.get(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
+          const attempt = Option.flatMap(stored, decodeAttempt)
+          if (Option.isNone(attempt) || attempt.value.provider !== name) return yield* unknownAttempt()
+          yield* cache.delete(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
+          const config = yield* configurationOf(provider)
+          const currentUrl = new URL(provider.redirectUri)
+          currentUrl.search = query.toString()
+          const tokens = yield* Effect.tryPromise({
+            try: () =>
+              oidc.authorizationCodeGrant(config, currentUrl, {
+                pkceCodeVerifier: attempt.value.verifier,
+                expectedState: state,
+                expectedNonce: attempt.value.nonce,
+                idTokenExpected: true,
+              }),
+            catch: (cause) => cause,
+          }).pipe(
+            Effect.catch((cause) =>
+              Effect.andThen(
+                Effect.logWarning("OIDC code exchange refused", { provider: name, error: String(cause) }),
+                Effect.fail(
+                  new Unauthorized({ detail: "the sign-in could not be completed with the identity provider" }),
+                ),
+              ),
+            ),
+          )
+          const idToken = tokens.claims()
+          if (!idToken) return yield* new Unauthorized({ detail: "the identity provider sent no ID token" })
+          // Providers that keep email out of the ID token serve it at the userinfo endpoint (same subject enforced).
+          const claims =
+            typeof idToken.email === "string"
+              ? idToken
+              : {
+                  ...idToken,
+                  ...(yield* Effect.tryPromise({
+                    try: () => oidc.fetchUserInfo(config, tokens.access_token, idToken.sub),
+                    catch: (cause) => cause,
+                  }).pipe(
+                    Effect.catch((cause) =>
+                      Effect.andThen(
+                        Effect.logWarning("OIDC userinfo refused", { provider: name, error: String(cause) }),
+                        Effect.fail(
+                          new Unauthorized({ detail: "the identity provider did not share the account's email" }),
+                        ),
+                      ),
+                    ),
+                  )),
+                  sub: idToken.sub,
+                }
+          const user = yield* accountOf(name, claims)
+          return yield* signIn.startSession(user, client, `oidc:${name}`)
+        })
+
+        return OidcLogin.of({ authorize, callback })
+      }),
+    )
+}

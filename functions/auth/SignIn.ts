@@ -1,0 +1,123 @@
+import { Context, Effect, Layer, Option } from "effect"
+import { Db } from "../../shared/Db.ts"
+import { Outbox } from "../../shared/Outbox.ts"
+import {
+  type EmailTaken,
+  InvalidCredentials,
+  ServiceUnavailable,
+  type TooManyRequests,
+  type ValidationFailed,
+} from "../../shared/Problem.ts"
+import { IdentityClient, type IdentityUser } from "./IdentityClient.ts"
+import { LoginThrottle } from "./LoginThrottle.ts"
+import { Sessions, type TokenResponse } from "./Sessions.ts"
+
+/** Where a sign-in comes from (the client address is throttled and audited). */
+export interface ClientInfo {
+  readonly ip: string | null
+  readonly userAgent: string | null
+}
+
+const invalidCredentials = () => new InvalidCredentials({ detail: "wrong email or password" })
+
+/** Registration and password sign-in: throttled, audited, answered the same for unknown email and wrong password. */
+export class SignIn extends Context.Service<
+  SignIn,
+  {
+    /** Creates an account through identity (which mails the verification link). */
+    register(
+      input: { readonly email: string; readonly password: string; readonly name: string },
+      client: ClientInfo,
+    ): Effect.Effect<IdentityUser, EmailTaken | ValidationFailed | TooManyRequests | ServiceUnavailable>
+    /** Checks the password through identity and starts a session. */
+    login(
+      input: { readonly email: string; readonly password: string },
+      client: ClientInfo,
+    ): Effect.Effect<TokenResponse, InvalidCredentials | TooManyRequests | ServiceUnavailable>
+    /** Starts a session for a user another flow has authenticated (OIDC), with the same audit event. */
+    startSession(
+      user: IdentityUser,
+      client: ClientInfo,
+      method: string,
+    ): Effect.Effect<TokenResponse, InvalidCredentials | ServiceUnavailable>
+  }
+>()("auth/SignIn") {
+  /** Sign-in over identity, the throttle, sessions and the outbox. */
+  static readonly layer = Layer.effect(
+    SignIn,
+    Effect.gen(function* () {
+      const identity = yield* IdentityClient
+      const throttle = yield* LoginThrottle
+      const sessions = yield* Sessions
+      const outbox = yield* Outbox
+      const db = yield* Db
+
+      // Audit events of sign-in attempts; nothing else is written, so each is its own small transaction.
+      const record = (type: string, subject: string, data: Record<string, unknown>) =>
+        db.transaction(outbox.publish({ type, subject, data })).pipe(
+          Effect.asVoid,
+          Effect.catchTag("DbError", (error) =>
+            Effect.andThen(
+              Effect.logError("could not record a sign-in event", { type, error: error.message }),
+              Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
+            ),
+          ),
+        )
+
+      const register = Effect.fn("SignIn.register")(function* (
+        input: { readonly email: string; readonly password: string; readonly name: string },
+        client: ClientInfo,
+      ) {
+        yield* throttle.admit({ ip: client.ip })
+        return yield* identity.createUser(input)
+      })
+
+      const startSession = Effect.fn("SignIn.startSession")(function* (
+        user: IdentityUser,
+        client: ClientInfo,
+        method: string,
+      ) {
+        if (user.status !== "active") return yield* invalidCredentials()
+        const session = yield* sessions.start({ userId: user.id, ip: client.ip, userAgent: client.userAgent })
+        yield* record("auth.login.succeeded", user.id, {
+          actor: user.id,
+          userId: user.id,
+          sessionId: session.sessionId,
+          method,
+          ...(client.ip === null ? {} : { ip: client.ip }),
+        })
+        const { sessionId: _, ...tokens } = session
+        return tokens
+      })
+
+      const login = Effect.fn("SignIn.login")(function* (
+        input: { readonly email: string; readonly password: string },
+        client: ClientInfo,
+      ) {
+        yield* throttle.admit({ email: input.email, ip: client.ip })
+        const user = yield* identity.verifyCredentials(input.email, input.password)
+        // A disabled account with the right password is refused like a wrong password (nothing to enumerate).
+        if (Option.isNone(user) || user.value.status !== "active") {
+          const delay = yield* throttle.failed(input.email)
+          // The audit trail names the targeted account when there is one (looked up on every failure alike).
+          const target = Option.isSome(user)
+            ? user
+            : yield* identity.findByEmail(input.email).pipe(Effect.orElseSucceed(() => Option.none<IdentityUser>()))
+          yield* record("auth.login.failed", Option.match(target, { onNone: () => "unknown", onSome: (u) => u.id }), {
+            actor: null,
+            userId: Option.match(target, { onNone: () => null, onSome: (u) => u.id }),
+            email: input.email.trim().toLowerCase().slice(0, 254),
+            reason: Option.isSome(user) ? "account_inactive" : "invalid_credentials",
+            throttledForSeconds: delay,
+            ...(client.ip === null ? {} : { ip: client.ip }),
+          })
+          return yield* invalidCredentials()
+        }
+        yield* throttle.succeeded(input.email)
+        return yield* startSession(user.value, client, "password")
+      })
+
+      return SignIn.of({ register, login, startSession })
+    }),
+  )
+}

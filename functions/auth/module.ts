@@ -1,0 +1,32 @@
+import { kernelMigrations } from "../../shared/KernelMigrations.ts"
+import { defineModule } from "../../shared/Module.ts"
+import { migrations } from "./migrations/index.ts"
+
+/** Auth: sign-in, sessions (refresh-token families), signing keys and JWKS. */
+export const manifest = defineModule({
+  name: "auth",
+  version: "0.1.0",
+  description: "Registration, sign-in, sessions, signing keys and the JWKS",
+  ports: { http: 8081, grpc: 9081 },
+  dependsOn: ["identity"],
+  routes: [
+    { method: "POST", path: "/api/v1/auth/register", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/login", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/refresh", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/logout", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/logout-all", auth: "user" },
+    { method: "GET", path: "/.well-known/jwks.json", auth: "public" },
+  ],
+  permissions: [],
+  events: {
+    publishes: ["auth.login.succeeded", "auth.login.failed", "auth.session.revoked", "auth.token.reused"],
+    consumes: [
+      "identity.password.changed",
+      "identity.password.reset",
+      "identity.user.updated",
+      "identity.user.deleted",
+    ],
+  },
+  jobs: [],
+  migrations: [...kernelMigrations, ...migrations],
+})

@@ -1,0 +1,100 @@
+import { ConfigProvider, Effect, Layer, Redacted } from "effect"
+import type { HttpServer } from "effect/http"
+import type { DbOptions } from "../../../shared/Db.ts"
+import { GrpcServer } from "../../../shared/GrpcServer.ts"
+import * as Kernel from "../../../shared/Kernel.ts"
+import * as PgEventBus from "../../../shared/PgEventBus.ts"
+import * as Server from "../../../shared/Server.ts"
+import type { SessionRevocations } from "../../../shared/SessionRevocations.ts"
+import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
+import { DomainLive as IdentityDomain } from "../../identity/App.ts"
+import { IdentityGrpc } from "../../identity/Grpc.ts"
+import { manifest as identityManifest } from "../../identity/module.ts"
+import type { Users } from "../../identity/Users.ts"
+import { AuthApi } from "../Api.ts"
+import { AuthenticationLive, DomainLive, Infrastructure } from "../App.ts"
+import { type AuthConfig, loadConfig } from "../Config.ts"
+import { AuthGrpc } from "../Grpc.ts"
+import { HttpLive } from "../Http.ts"
+import { IdentityEventsLive } from "../IdentityEvents.ts"
+import type { Sessions } from "../Sessions.ts"
+import { randomKek } from "./authHarness.ts"
+
+/** Identity's gRPC server on a fresh schema (what auth signs users in against). */
+export interface IdentityUnderTest {
+  readonly db: DbOptions
+  readonly address: string
+  readonly running: Running<GrpcServer | Users>
+}
+
+/** Starts identity's domain and gRPC server (port 0) on a fresh schema of the real Postgres. */
+export const startIdentityGrpc = async (): Promise<IdentityUnderTest> => {
+  const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
+  const db = freshSchema("identity")
+  const running = (await start(
+    GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }).pipe(
+      Layer.provideMerge(IdentityDomain),
+      Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: identityManifest.migrations })),
+      Layer.provideMerge(Kernel.base(kernel)),
+    ),
+  )) as never as Running<GrpcServer | Users>
+  const server = await Effect.runPromise(Effect.service(GrpcServer).pipe(Effect.provideContext(running.context)))
+  return { db, address: `127.0.0.1:${server.port}`, running }
+}
+
+/** Auth's HTTP app (port 0) and gRPC server (port 0) on a fresh schema, signing in against `identity`. */
+export interface AuthUnderTest {
+  readonly url: string
+  readonly grpcAddress: string
+  readonly config: AuthConfig
+  readonly running: Running<HttpServer.HttpServer | Sessions | SessionRevocations | GrpcServer>
+  close(): Promise<void>
+}
+
+/**
+ * Starts auth as main.ts does, with configuration read from `env` over the test environment (real Postgres and
+ * Redis), and the consumer of identity's events reading identity's outbox through the embedded bus.
+ */
+export const startAuth = async (
+  identity: IdentityUnderTest,
+  env: Record<string, string> = {},
+): Promise<AuthUnderTest> => {
+  const db = freshSchema("auth")
+  const config = await Effect.runPromise(
+    loadConfig.pipe(
+      Effect.provide(
+        ConfigProvider.layer(
+          ConfigProvider.fromEnv({
+            env: {
+              ...(process.env as Record<string, string>),
+              KEY_ENCRYPTION_KEY: Redacted.value(randomKek()),
+              DB_SCHEMA: db.schema,
+              DB_POOL_MAX: "5",
+              IDENTITY_GRPC_URL: identity.address,
+              LOG_LEVEL: "warn",
+              LOGIN_IP_LIMIT_PER_MINUTE: "100000",
+              ...env,
+            },
+          }),
+        ),
+      ),
+    ),
+  )
+  const http = Server.serve(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), {
+    api: AuthApi,
+    port: 0,
+    maxBodyBytes: config.maxBodyBytes,
+  })
+  const grpc = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuthGrpc] })
+  const events = IdentityEventsLive.pipe(
+    Layer.provide(PgEventBus.layer({ schemaOf: () => identity.db.schema, pollInterval: "50 millis" })),
+  )
+  const running = (await start(
+    Layer.mergeAll(http, grpc, events).pipe(
+      Layer.provideMerge(DomainLive(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+  )) as never as AuthUnderTest["running"]
+  const server = await Effect.runPromise(Effect.service(GrpcServer).pipe(Effect.provideContext(running.context)))
+  return { url: baseUrl(running), grpcAddress: `127.0.0.1:${server.port}`, config, running, close: running.close }
+}
