@@ -225,7 +225,9 @@ const connect = (options: RedisCacheOptions): Effect.Effect<Redis, CacheError, S
     const log = (effect: Effect.Effect<void>) =>
       Effect.runForkWith(context)(Effect.annotateLogs(effect, { component: "redis", redis: where }))
     // Loaded only when Redis is configured: the embedded default never pays for the client at start.
-    const { Redis } = yield* Effect.promise(() => import("ioredis"))
+    // ioredis is CommonJS: bundled, its exports sit on `default`; run from source, Node also names them.
+    const ioredis = yield* Effect.promise(() => import("ioredis"))
+    const Redis = ioredis.Redis ?? (ioredis as unknown as { default: typeof ioredis }).default.Redis
     let lastError: Error | undefined
     let started = false
     let connected = false
