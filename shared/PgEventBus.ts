@@ -6,6 +6,9 @@ import { pollLoop } from "./PollLoop.ts"
 /** Kernel tables of the embedded bus (see KernelMigrations.ts). */
 export { eventBusMigrations as migrations } from "./KernelMigrations.ts"
 
+// SQLSTATE of a missing relation.
+const UNDEFINED_TABLE = "42P01"
+
 /** Tuning of the embedded bus; every field has a default. */
 export interface PgEventBusOptions {
   /** Default retry policy of this bus's subscriptions. */
@@ -125,7 +128,25 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
           [group, topic],
         )
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
-        return yield* pollLoop(poll(source, cursor), {
+        // A producer that has not started yet has no outbox: nothing to read, not a failure (npm start's order).
+        let waiting = false
+        const round = poll(source, cursor).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => {
+              waiting = false
+            }),
+          ),
+          Effect.catchIf(
+            (error) => (error as { code?: unknown }).code === UNDEFINED_TABLE,
+            () =>
+              Effect.gen(function* () {
+                if (!waiting) yield* Effect.logInfo(`waiting for ${source}'s outbox to exist`)
+                waiting = true
+                return 0
+              }),
+          ),
+        )
+        return yield* pollLoop(round, {
           what: "event bus poll",
           batchSize,
           pollInterval,

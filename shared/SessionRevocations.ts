@@ -1,5 +1,7 @@
-import { Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import { Cache } from "./Cache.ts"
+import { topicOf } from "./CloudEvent.ts"
+import { EventBus } from "./EventBus.ts"
 import { ServiceUnavailable } from "./Problem.ts"
 
 /**
@@ -8,7 +10,8 @@ import { ServiceUnavailable } from "./Problem.ts"
  * as the longest access token of that session could: after that the token is refused as expired anyway.
  *
  * Backed by Redis when `REDIS_URL` is set (one key per revoked sid: `revoked-session:<sid>`, TTL = access-token
- * lifetime), otherwise by the process's memory (the embedded default: only that process sees the revocation).
+ * lifetime), otherwise by the process's memory; `following` then keeps that memory in step with auth's
+ * `auth.session.revoked` events (the embedded default: one instance per function, the bus polled every 100 ms).
  */
 export class SessionRevocations extends Context.Service<
   SessionRevocations,
@@ -45,3 +48,35 @@ export class SessionRevocations extends Context.Service<
     }),
   ).pipe(Layer.provide(Cache.layer({ prefix: "revoked-session" })))
 }
+
+const Revoked = Schema.Struct({ sessionId: Schema.String, ttlSeconds: Schema.optional(Schema.Int) })
+const decodeRevoked = Schema.decodeUnknownEffect(Revoked)
+
+/**
+ * Revocations for a verifier in another process than auth: the shared Redis list when `REDIS_URL` is set; otherwise
+ * process memory fed by auth's `auth.session.revoked` events (consumer group `<service>_session_revocations`).
+ * Without Redis every instance must see every event, so run one instance per function (as `npm start` does).
+ */
+export const following = (options: { readonly service: string; readonly defaultTtlSeconds?: number }) =>
+  Layer.unwrap(
+    Effect.map(Config.option(Config.Redacted("REDIS_URL")), (redis) =>
+      Option.isSome(redis)
+        ? SessionRevocations.layer
+        : Layer.effectDiscard(
+            Effect.gen(function* () {
+              const bus = yield* EventBus
+              const revocations = yield* SessionRevocations
+              yield* bus.subscribe({
+                topic: topicOf("auth"),
+                group: `${options.service.replaceAll("-", "_")}_session_revocations`,
+                handler: (event) =>
+                  event.type !== "auth.session.revoked"
+                    ? Effect.void
+                    : Effect.flatMap(decodeRevoked(event.data), (data) =>
+                        revocations.revoke([data.sessionId], data.ttlSeconds ?? options.defaultTtlSeconds ?? 900),
+                      ),
+              })
+            }),
+          ).pipe(Layer.provideMerge(SessionRevocations.layer)),
+    ),
+  )

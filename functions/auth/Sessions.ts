@@ -101,7 +101,13 @@ export class Sessions extends Context.Service<
                 outbox.publish({
                   type: "auth.session.revoked",
                   subject: session.userId,
-                  data: { sessionId: session.id, userId: session.userId, reason: input.reason },
+                  data: {
+                    sessionId: session.id,
+                    userId: session.userId,
+                    reason: input.reason,
+                    // How long verifiers must remember it: the longest access token of the session lives this long.
+                    ttlSeconds: options.accessTtlSeconds,
+                  },
                 }),
               { discard: true },
             )

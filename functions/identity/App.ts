@@ -4,7 +4,6 @@ import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { EmailTokens } from "./EmailTokens.ts"
@@ -18,13 +17,12 @@ export const DomainLive = Users.layer.pipe(
   Layer.provide([UsersRepo.layer, EmailTokens.layer, Notifier.layer, Outbox.layer(manifest.name), Passwords.layer()]),
 )
 
-/** Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations. */
+/**
+ * Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations
+ * (`SessionRevocations`: the shared list in Lambda and tests, `following` in containers).
+ */
 export const AuthenticationLive = (config: IdentityConfig) =>
-  Authentication.layer({
-    issuer: config.jwtIssuer,
-    audience: config.jwtAudience,
-    jwks: { url: config.authJwksUrl },
-  }).pipe(Layer.provide(SessionRevocations.layer))
+  Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
 
 /**
  * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events, mail),

@@ -1,6 +1,7 @@
 import { Effect, Layer } from "effect"
 import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
+import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
 import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -10,7 +11,7 @@ import { HttpLive } from "./Http.ts"
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), {
+      Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config)), Layer.provide(SessionRevocations.layer)), {
         api: IdentityApi,
         maxBodyBytes: config.maxBodyBytes,
       }).pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config, { background: false }))),

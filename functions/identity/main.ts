@@ -3,6 +3,7 @@ import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import { run } from "../../shared/Main.ts"
 import * as Server from "../../shared/Server.ts"
+import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
 import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -14,7 +15,10 @@ const Main = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
     // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
     const devMail = Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty
-    const routes = Layer.mergeAll(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), devMail)
+    const routes = Layer.mergeAll(HttpLive.pipe(
+        Layer.provide(AuthenticationLive(config)),
+        Layer.provide(SessionRevocations.following({ service: manifest.name })),
+      ), devMail)
     const http = Server.serve(routes, {
       api: IdentityApi,
       port: config.httpPort,
