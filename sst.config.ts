@@ -22,12 +22,33 @@ export default $config({
     })
     const redis = new sst.aws.Redis("Redis", { vpc, dev: { host: "127.0.0.1", port: 56379 } })
     const bucket = new sst.aws.Bucket("Blobs")
+    // Encrypts auth's signing keys at rest: `sst secret set KeyEncryptionKey "$(openssl rand -base64 32)"`.
+    const keyEncryptionKey = new sst.Secret("KeyEncryptionKey")
 
     const names = readdirSync("functions").filter((name) => existsSync(`functions/${name}/main.ts`))
-    for (const name of names) {
-      const { manifest } = await import(`./functions/${name}/module.ts`)
+    const manifests = []
+    for (const name of names) manifests.push((await import(`./functions/${name}/module.ts`)).manifest)
+    // Dependencies first, so a function can be told where the services it calls live (<DEP>_GRPC_URL).
+    const ordered = []
+    const visit = (m) => {
+      if (ordered.includes(m)) return
+      for (const dep of m.dependsOn) visit(manifests.find((other) => other.name === dep) ?? m)
+      if (!ordered.includes(m)) ordered.push(m)
+    }
+    manifests.forEach(visit)
+    const services = {}
+    for (const manifest of ordered) {
+      const name = manifest.name
       const isGateway = name === "gateway"
-      new sst.aws.Service(name, {
+      const peers = Object.fromEntries(
+        manifest.dependsOn
+          .filter((dep) => services[dep] && manifests.find((m) => m.name === dep)?.ports.grpc)
+          .map((dep) => [
+            `${dep.toUpperCase().replaceAll("-", "_")}_GRPC_URL`,
+            $interpolate`${services[dep].service}:${manifests.find((m) => m.name === dep).ports.grpc}`,
+          ]),
+      )
+      services[name] = new sst.aws.Service(name, {
         cluster,
         image: { context: ".", dockerfile: "infra/Dockerfile", args: { FUNCTION: name } },
         link: [postgres, redis, bucket],
@@ -38,6 +59,8 @@ export default $config({
           DATABASE_URL: $interpolate`postgres://${postgres.username}:${postgres.password}@${postgres.host}:${postgres.port}/${postgres.database}`,
           REDIS_URL: $interpolate`redis://${redis.host}:${redis.port}`,
           S3_BUCKET: bucket.name,
+          ...(name === "auth" ? { KEY_ENCRYPTION_KEY: keyEncryptionKey.value } : {}),
+          ...peers,
         },
         serviceRegistry: isGateway ? undefined : { port: manifest.ports.http },
         loadBalancer: isGateway

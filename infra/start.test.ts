@@ -38,6 +38,30 @@ describe("npm start (embedded defaults)", () => {
       const mailbox = await fetch("http://127.0.0.1:8082/_dev/mail")
       expect(mailbox.status).toBe(200)
       expect(await mailbox.json()).toEqual({ items: [] })
+
+      // Sign-up to sign-out across the auth and identity processes, on the embedded bus and memory caches.
+      const json = (body: unknown, token?: string) => ({
+        method: "POST",
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+      })
+      const email = "newcomer@example.com"
+      const password = "correct horse battery"
+      const registered = await fetch("http://127.0.0.1:8081/api/v1/auth/register", json({ email, password, name: "N" }))
+      expect(registered.status).toBe(201)
+      const login = await fetch("http://127.0.0.1:8081/api/v1/auth/login", json({ email, password }))
+      expect(login.status).toBe(200)
+      const tokens = (await login.json()) as { access_token: string; refresh_token: string }
+      const me = () =>
+        fetch("http://127.0.0.1:8082/api/v1/users/me", { headers: { authorization: `Bearer ${tokens.access_token}` } })
+      expect(((await (await me()).json()) as { email: string }).email).toBe(email)
+      const out = await fetch("http://127.0.0.1:8081/api/v1/auth/logout", json({ refresh_token: tokens.refresh_token }))
+      expect(out.status).toBe(204)
+      const loggedOut = Date.now()
+      while ((await me()).status !== 401) {
+        if (Date.now() - loggedOut > 1_000) throw new Error("identity still accepts the token 1 s after logout")
+        await new Promise((r) => setTimeout(r, 50))
+      }
     } finally {
       child.kill("SIGINT")
     }

@@ -13,8 +13,23 @@ const { values } = parseArgs({
   },
 })
 
+/** `<DEP>_GRPC_URL` for each dependency with a gRPC port: where a function finds the services it calls. */
+export const peerAddresses = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
+  m.dependsOn.flatMap((dep) => {
+    const peer = all.find((other) => other.name === dep)
+    return peer?.ports.grpc
+      ? [{ name: `${dep.toUpperCase().replaceAll("-", "_")}_GRPC_URL`, value: `${host(dep)}:${peer.ports.grpc}` }]
+      : []
+  })
+
 /** The YAML documents for one function. */
-export const render = (m: ModuleManifest, image: string, namespace: string): string => {
+export const render = (
+  m: ModuleManifest,
+  image: string,
+  namespace: string,
+  all: ReadonlyArray<ModuleManifest> = [],
+): string => {
+  const peers = peerAddresses(m, all, (name) => `${name}.${namespace}.svc`)
   const ports = [{ name: "http", port: m.ports.http }, ...(m.ports.grpc ? [{ name: "grpc", port: m.ports.grpc }] : [])]
   const labels = `app.kubernetes.io/name: ${m.name}\n        app.kubernetes.io/part-of: platform`
   return `apiVersion: apps/v1
@@ -53,7 +68,7 @@ ${ports.map((p) => `            - name: ${p.name}\n              containerPort: 
             # HTTP then gRPC drain, each within this budget: 2 × 10 s + the 5 s preStop pause < 30 s grace.
             - name: SHUTDOWN_TIMEOUT_MS
               value: "10000"
-          lifecycle:
+${peers.map((p) => `            - name: ${p.name}\n              value: ${p.value}\n`).join("")}          lifecycle:
             # Keep serving while endpoints and load balancers drop the pod (Kubernetes >= 1.30 sleep action).
             preStop:
               sleep: { seconds: 5 }
@@ -91,9 +106,11 @@ ${ports.map((p) => `    - name: ${p.name}\n      port: ${p.port}\n      targetPo
 }
 
 const names = readdirSync("functions").filter((n) => existsSync(`functions/${n}/module.ts`))
-const docs: Array<string> = []
+const manifests: Array<ModuleManifest> = []
 for (const name of names) {
-  const { manifest } = (await import(`../functions/${name}/module.ts`)) as { manifest: ModuleManifest }
-  docs.push(render(manifest, `${values["image-prefix"]}/${name}:${values.tag}`, values.namespace!))
+  manifests.push(((await import(`../functions/${name}/module.ts`)) as { manifest: ModuleManifest }).manifest)
 }
+const docs = manifests.map((manifest) =>
+  render(manifest, `${values["image-prefix"]}/${manifest.name}:${values.tag}`, values.namespace!, manifests),
+)
 process.stdout.write(docs.join("---\n"))

@@ -1,7 +1,8 @@
 // `npm start`: the whole platform on one machine, every function its own process (as in production), with
 // embedded infrastructure for whatever is not configured (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...).
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readdirSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import type { ModuleManifest } from "../shared/Module.ts"
@@ -86,6 +87,17 @@ const stop = (s: Supervised, graceMs: number) =>
     child.kill("SIGTERM")
   })
 
+// Auth encrypts its signing keys with KEY_ENCRYPTION_KEY; locally a random one is made once and kept with the data
+// (owner-only file), so keys survive restarts. Production must set its own (auth refuses to start without it).
+const devKeyEncryptionKey = () => {
+  const file = `${dataDir}/key-encryption-key`
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true })
+    writeFileSync(file, randomBytes(32).toString("base64"), { mode: 0o600 })
+  }
+  return readFileSync(file, "utf8").trim()
+}
+
 const main = async () => {
   const manifests = await discover()
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
@@ -96,6 +108,11 @@ const main = async () => {
     env.DATABASE_URL = postgres.url
     say(`embedded Postgres (PGlite) on ${postgres.url}, data in ${dataDir}/pglite`)
   } else say("Postgres from DATABASE_URL")
+  if (!env.KEY_ENCRYPTION_KEY) {
+    if (env.NODE_ENV === "production") throw new Error("KEY_ENCRYPTION_KEY must be set in production")
+    env.KEY_ENCRYPTION_KEY = devKeyEncryptionKey()
+    say(`development KEY_ENCRYPTION_KEY from ${dataDir}/key-encryption-key`)
+  }
 
   const shutdown = async (signal: string) => {
     if (stopping) return
