@@ -1,4 +1,4 @@
-import { ConfigProvider, Effect, Layer, Redacted } from "effect"
+import { ConfigProvider, Effect, Layer, Option, Redacted } from "effect"
 import type { HttpServer } from "effect/http"
 import type { DbOptions } from "../../../shared/Db.ts"
 import { GrpcServer } from "../../../shared/GrpcServer.ts"
@@ -12,7 +12,7 @@ import { IdentityGrpc } from "../../identity/Grpc.ts"
 import { manifest as identityManifest } from "../../identity/module.ts"
 import type { Users } from "../../identity/Users.ts"
 import { AuthApi } from "../Api.ts"
-import { AuthenticationLive, DomainLive, Infrastructure } from "../App.ts"
+import { AuthenticationLive, DomainLive, Events, Infrastructure } from "../App.ts"
 import { type AuthConfig, loadConfig } from "../Config.ts"
 import { AuthGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
@@ -27,12 +27,18 @@ export interface IdentityUnderTest {
   readonly running: Running<GrpcServer | Users>
 }
 
-/** Starts identity's domain and gRPC server (port 0) on a fresh schema of the real Postgres. */
-export const startIdentityGrpc = async (): Promise<IdentityUnderTest> => {
+/**
+ * Starts identity's domain and gRPC server (port 0) on a fresh schema of the real Postgres; with `kafka`, also the
+ * relay publishing its outbox to the real Kafka (`KAFKA_BROKERS`).
+ */
+export const startIdentityGrpc = async (options: { readonly kafka?: boolean } = {}): Promise<IdentityUnderTest> => {
   const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
   const db = freshSchema("identity")
+  const relay = options.kafka
+    ? Kernel.events({ service: "identity", kafkaBrokers: Option.some(kafkaBrokers()) })
+    : Layer.empty
   const running = (await start(
-    GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }).pipe(
+    Layer.mergeAll(GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }), relay).pipe(
       Layer.provideMerge(IdentityDomain),
       Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: identityManifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
@@ -51,13 +57,21 @@ export interface AuthUnderTest {
   close(): Promise<void>
 }
 
+const kafkaBrokers = () => {
+  const brokers = process.env.KAFKA_BROKERS
+  if (!brokers) throw new Error("KAFKA_BROKERS is not set: run the tests through `npm test` (it starts the servers)")
+  return brokers.split(",")
+}
+
 /**
  * Starts auth as main.ts does, with configuration read from `env` over the test environment (real Postgres and
- * Redis), and the consumer of identity's events reading identity's outbox through the embedded bus.
+ * Redis). Events: the embedded bus reading identity's outbox, or with `kafka` main.ts's wiring on the real Kafka
+ * (relay of auth's outbox, consumer of identity.events).
  */
 export const startAuth = async (
   identity: IdentityUnderTest,
   env: Record<string, string> = {},
+  options: { readonly kafka?: boolean } = {},
 ): Promise<AuthUnderTest> => {
   const db = freshSchema("auth")
   const config = await Effect.runPromise(
@@ -86,9 +100,11 @@ export const startAuth = async (
     maxBodyBytes: config.maxBodyBytes,
   })
   const grpc = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuthGrpc] })
-  const events = IdentityEventsLive.pipe(
-    Layer.provide(PgEventBus.layer({ schemaOf: () => identity.db.schema, pollInterval: "50 millis" })),
-  )
+  const events = options.kafka
+    ? Events({ ...config, kafkaBrokers: Option.some(kafkaBrokers()) })
+    : IdentityEventsLive.pipe(
+        Layer.provide(PgEventBus.layer({ schemaOf: () => identity.db.schema, pollInterval: "50 millis" })),
+      )
   const running = (await start(
     Layer.mergeAll(http, grpc, events).pipe(
       Layer.provideMerge(DomainLive(config)),
