@@ -73,6 +73,8 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
   grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  /** Larger request bodies get 413. */
+  maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
   /** OTLP/HTTP collector; unset = spans stay in-process. */
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
@@ -86,6 +88,13 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
       ),
     ),
   ),
+})
+
+/** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool size. */
+export const database = (functionName: string) => ({
+  databaseUrl: secret("DATABASE_URL"),
+  dbSchema: schemaName("DB_SCHEMA").pipe(Config.withDefault(defaultSchema(functionName))),
+  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
 })
 
 /** Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS. */

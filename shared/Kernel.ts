@@ -77,3 +77,32 @@ export const events = (options: {
         }),
       ),
   })
+
+/** What `foundation` reads from a function's validated config (`Config.base` + `Config.database`). */
+export interface FoundationConfig {
+  readonly logLevel: Logging.LoggingOptions["level"]
+  readonly logPretty: boolean
+  readonly otelEndpoint: Option.Option<URL>
+  readonly databaseUrl: DbOptions["url"]
+  readonly dbSchema: string
+  readonly dbPoolMax: number
+}
+
+/** A function's foundation from its manifest and config: `base` plus `database` with its migrations applied. */
+export const foundation = (
+  manifest: { readonly name: string; readonly version: string; readonly migrations: ReadonlyArray<Migration> },
+  config: FoundationConfig,
+) => {
+  const kernel = {
+    service: manifest.name,
+    version: manifest.version,
+    logLevel: config.logLevel,
+    logPretty: config.logPretty,
+    otelEndpoint: config.otelEndpoint,
+  }
+  return database({
+    ...kernel,
+    db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
+    migrations: manifest.migrations,
+  }).pipe(Layer.provideMerge(base(kernel)))
+}

@@ -70,20 +70,7 @@ export const AuthenticationLive = (config: AuthConfig) =>
   )
 
 /** The kernel infrastructure auth runs on (logging, telemetry, health, Postgres + migrations), from config. */
-export const Infrastructure = (config: AuthConfig) => {
-  const kernel = {
-    service: manifest.name,
-    version: manifest.version,
-    logLevel: config.logLevel,
-    logPretty: config.logPretty,
-    otelEndpoint: config.otelEndpoint,
-  }
-  return Kernel.database({
-    ...kernel,
-    db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
-    migrations: manifest.migrations,
-  }).pipe(Layer.provideMerge(Kernel.base(kernel)))
-}
+export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest, config)
 
 /**
  * The event side of the container (the relay of auth's outbox, the consumer of identity's events). Lambda leaves it

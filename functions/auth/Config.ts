@@ -53,10 +53,7 @@ export const oidcConfig = {
 /** Auth's configuration, read and validated once at start (every problem reported at once). */
 export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
-  databaseUrl: Cfg.secret("DATABASE_URL"),
-  dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
-  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
-  maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  ...Cfg.database(manifest.name),
   /** identity's gRPC address (`host:port`). */
   identityGrpcUrl: Config.String("IDENTITY_GRPC_URL").pipe(Config.withDefault("localhost:9082")),
   ...keysConfig,

@@ -30,13 +30,6 @@ export const AuthenticationLive = (config: IdentityConfig) =>
  * would freeze between invocations); their rows wait for the container instances.
  */
 export const Infrastructure = (config: IdentityConfig, options: { readonly background?: boolean } = {}) => {
-  const kernel = {
-    service: manifest.name,
-    version: manifest.version,
-    logLevel: config.logLevel,
-    logPretty: config.logPretty,
-    otelEndpoint: config.otelEndpoint,
-  }
   const workers =
     options.background === false
       ? Layer.empty
@@ -48,14 +41,5 @@ export const Infrastructure = (config: IdentityConfig, options: { readonly backg
           }),
         )
   const appBaseUrl = Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, ""))
-  return Layer.mergeAll(workers, appBaseUrl).pipe(
-    Layer.provideMerge(
-      Kernel.database({
-        ...kernel,
-        db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
-        migrations: manifest.migrations,
-      }),
-    ),
-    Layer.provideMerge(Kernel.base(kernel)),
-  )
+  return Layer.mergeAll(workers, appBaseUrl).pipe(Layer.provideMerge(Kernel.foundation(manifest, config)))
 }

@@ -5,10 +5,7 @@ import { manifest } from "./module.ts"
 /** Identity's configuration, read and validated once at start (every problem reported at once). */
 export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
-  databaseUrl: Cfg.secret("DATABASE_URL"),
-  dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
-  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
-  maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  ...Cfg.database(manifest.name),
   /** Base of the links in verification and reset mails. */
   appBaseUrl: Config.URL("APP_BASE_URL").pipe(Config.withDefault(new URL("http://localhost:8080"))),
   /** SMTP server for mail; unset = the dev mailbox (served at GET /_dev/mail outside production). */
