@@ -15,10 +15,13 @@ const Main = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
     // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
     const devMail = Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty
-    const routes = Layer.mergeAll(HttpLive.pipe(
+    const routes = Layer.mergeAll(
+      HttpLive.pipe(
         Layer.provide(AuthenticationLive(config)),
         Layer.provide(SessionRevocations.following({ service: manifest.name })),
-      ), devMail)
+      ),
+      devMail,
+    )
     const http = Server.serve(routes, {
       api: IdentityApi,
       port: config.httpPort,
