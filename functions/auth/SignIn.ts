@@ -52,17 +52,16 @@ export class SignIn extends Context.Service<
       const outbox = yield* Outbox
       const db = yield* Db
 
-      // Audit events of sign-in attempts; nothing else is written, so each is its own small transaction.
-      const record = (type: string, subject: string, data: Record<string, unknown>) =>
-        db.transaction(outbox.publish({ type, subject, data })).pipe(
-          Effect.asVoid,
-          Effect.catchTag("DbError", (error) =>
-            Effect.andThen(
-              Effect.logError("could not record a sign-in event", { type, error: error.message }),
-              Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
-            ),
-          ),
+      const unavailable = (error: { readonly message: string }) =>
+        Effect.andThen(
+          Effect.logError("could not record a sign-in", { error: error.message }),
+          Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
         )
+      // A failed attempt writes nothing but its audit event.
+      const record = (type: string, subject: string, data: Record<string, unknown>) =>
+        db
+          .transaction(outbox.publish({ type, subject, data }))
+          .pipe(Effect.asVoid, Effect.catchTag("DbError", unavailable))
 
       const register = Effect.fn("SignIn.register")(function* (
         input: { readonly email: string; readonly password: string; readonly name: string },
@@ -78,14 +77,26 @@ export class SignIn extends Context.Service<
         method: string,
       ) {
         if (user.status !== "active") return yield* invalidCredentials()
-        const session = yield* sessions.start({ userId: user.id, ip: client.ip, userAgent: client.userAgent })
-        yield* record("auth.login.succeeded", user.id, {
-          actor: user.id,
-          userId: user.id,
-          sessionId: session.sessionId,
-          method,
-          ...(client.ip === null ? {} : { ip: client.ip }),
-        })
+        // The session and its audit event commit together (one round trip less per login).
+        const session = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const started = yield* sessions.start({ userId: user.id, ip: client.ip, userAgent: client.userAgent })
+              yield* outbox.publish({
+                type: "auth.login.succeeded",
+                subject: user.id,
+                data: {
+                  actor: user.id,
+                  userId: user.id,
+                  sessionId: started.sessionId,
+                  method,
+                  ...(client.ip === null ? {} : { ip: client.ip }),
+                },
+              })
+              return started
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
         const { sessionId: _, ...tokens } = session
         return tokens
       })

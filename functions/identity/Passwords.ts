@@ -1,5 +1,6 @@
+import { availableParallelism } from "node:os"
 import { hash, verify } from "@node-rs/argon2"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema, Semaphore } from "effect"
 
 /** argon2id cost: OWASP's minimum (19 MiB, 2 passes, 1 lane) unless configured stronger. */
 export interface PasswordCost {
@@ -16,7 +17,11 @@ export const Password = Schema.String.check(
   Schema.isMaxLength(128, { message: "must be at most 128 characters" }),
 )
 
-/** Hashing and checking passwords with argon2id, on libuv's thread pool (never on the event loop). */
+/**
+ * Hashing and checking passwords with argon2id, on libuv's thread pool (never on the event loop), at most
+ * `concurrency` at a time (default: the cores): more would only queue inside the pool while each 19 MiB hash takes
+ * the cores from the event loop (the login bench: /healthz p99 4-12x idle with 4 at once on 2 cores).
+ */
 export class Passwords extends Context.Service<
   Passwords,
   {
@@ -26,13 +31,14 @@ export class Passwords extends Context.Service<
   }
 >()("identity/Passwords") {
   /** Passwords at the given cost; a dummy hash made at start keeps unknown accounts as slow as known ones. */
-  static readonly layer = (cost: PasswordCost = OWASP_MINIMUM) =>
+  static readonly layer = (cost: PasswordCost = OWASP_MINIMUM, concurrency = availableParallelism()) =>
     Layer.effect(
       Passwords,
       Effect.gen(function* () {
         const options = { memoryCost: cost.memoryKib, timeCost: cost.timeCost, parallelism: 1 } as const
+        const slots = yield* Semaphore.make(Math.max(1, concurrency))
         const hashPassword = Effect.fn("Passwords.hash")((password: string) =>
-          Effect.promise(() => hash(password, options)),
+          slots.withPermit(Effect.promise(() => hash(password, options))),
         )
         // Made once, in the background: start-up does not wait for it (the first check without a stored hash would).
         const dummy = yield* Effect.cached(hashPassword("dummy password for accounts without one"))
@@ -42,7 +48,7 @@ export class Passwords extends Context.Service<
           password: string,
         ) {
           const against = stored ?? (yield* dummy)
-          const ok = yield* Effect.promise(() => verify(against, password).catch(() => false))
+          const ok = yield* slots.withPermit(Effect.promise(() => verify(against, password).catch(() => false)))
           return ok && stored != null
         })
         return Passwords.of({ hash: hashPassword, verify: verifyPassword })
