@@ -1,8 +1,11 @@
-import { Context, Effect, Layer, Option } from "effect"
-import { IdentityServiceClient, type User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
+import { Context, Effect, Layer, Option, Scope } from "effect"
+import type { IdentityServiceService, User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
+import type * as Grpc from "../../shared/Grpc.ts"
 import type { GrpcFailure } from "../../shared/Grpc.ts"
-import * as GrpcClient from "../../shared/GrpcClient.ts"
+import type { CallOptions } from "../../shared/GrpcClient.ts"
 import { type EmailTaken, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+
+type IdentityService = typeof IdentityServiceService
 
 /** A user as auth sees it (identity owns the record). */
 export interface IdentityUser {
@@ -34,12 +37,33 @@ export class IdentityClient extends Context.Service<
     findById(id: string): Effect.Effect<Option.Option<IdentityUser>, ServiceUnavailable>
   }
 >()("auth/IdentityClient") {
-  /** The client over a gRPC channel to identity (`IDENTITY_GRPC_URL`), closed with the layer. */
+  /**
+   * The client over a gRPC channel to identity (`IDENTITY_GRPC_URL`), closed with the layer. grpc-js is loaded and
+   * the channel opened on the first call, not at start (auth answers /healthz sooner; 270 KB less to load first).
+   */
   static readonly layer = (options: { readonly address: string }) =>
     Layer.effect(
       IdentityClient,
       Effect.gen(function* () {
-        const client = yield* GrpcClient.make(IdentityServiceClient, { address: options.address, caller: "auth" })
+        const scope = yield* Effect.scope
+        const connect = yield* Effect.cached(
+          Effect.promise(() =>
+            Promise.all([import("../../proto/gen/identity/v1/identity.ts"), import("../../shared/GrpcClient.ts")]),
+          ).pipe(
+            Effect.flatMap(([proto, GrpcClient]) =>
+              GrpcClient.make(proto.IdentityServiceClient, { address: options.address, caller: "auth" }),
+            ),
+            Scope.provide(scope),
+          ),
+        )
+        // Every call waits for the channel (opened once) and goes through it.
+        const client = {
+          call: <M extends Grpc.UnaryMethod<IdentityService>>(
+            method: M,
+            request: Grpc.RequestOf<IdentityService[M]>,
+            callOptions?: CallOptions,
+          ) => Effect.flatMap(connect, (channel) => channel.call(method, request, callOptions)),
+        }
 
         const verifyCredentials = Effect.fn("IdentityClient.verifyCredentials")(function* (
           email: string,
