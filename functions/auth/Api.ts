@@ -2,6 +2,7 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Authentication } from "../../shared/Authentication.ts"
 import {
+  Conflict,
   EmailTaken,
   Forbidden,
   InvalidCredentials,
@@ -109,7 +110,7 @@ export class OidcApi extends HttpApiGroup.make("oidc").add(
   HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
     params: { provider: ProviderName },
     success: TokenResponse,
-    error: [NotFound, Unauthorized, Forbidden, InvalidCredentials, ValidationFailed, ServiceUnavailable],
+    error: [NotFound, Unauthorized, Forbidden, Conflict, InvalidCredentials, ValidationFailed, ServiceUnavailable],
   }),
 ) {}
 

@@ -6,7 +6,7 @@ import { ClientIp } from "../../shared/RequestContext.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AuthApi } from "./Api.ts"
 import { OidcLogin } from "./OidcLogin.ts"
-import { Sessions } from "./Sessions.ts"
+import { Sessions, type TokenResponse } from "./Sessions.ts"
 import { type ClientInfo, SignIn } from "./SignIn.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 
@@ -16,6 +16,17 @@ const clientOf = (request: HttpServerRequest.HttpServerRequest) =>
     Effect.service(ClientIp),
     (ip): ClientInfo => ({ ip: ip === "" ? null : ip, userAgent: request.headers["user-agent"] ?? null }),
   )
+
+const BINDING_COOKIE = "oidc_attempt"
+
+// The OIDC attempt's browser binding: HttpOnly, only sent back to the OIDC routes, Lax so the provider's redirect
+// (a top-level GET) carries it; Secure whenever the public URL is https.
+const bindingCookie = (value: string, secure: boolean, maxAge = 600) =>
+  `${BINDING_COOKIE}=${value}; Path=/api/v1/auth/oidc; Max-Age=${maxAge}; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`
+
+// Token responses are never stored by browsers or proxies (RFC 6749 §5.1).
+const tokenResponse = (tokens: TokenResponse) =>
+  HttpServerResponse.jsonUnsafe(tokens, { headers: { "cache-control": "no-store", pragma: "no-cache" } })
 
 /** Handlers of registration, sign-in and sessions. */
 export const SessionsHttp = HttpApiBuilder.group(
@@ -29,9 +40,9 @@ export const SessionsHttp = HttpApiBuilder.group(
         Effect.flatMap(clientOf(request), (client) => signIn.register(payload, client)),
       )
       .handle("login", ({ payload, request }) =>
-        Effect.flatMap(clientOf(request), (client) => signIn.login(payload, client)),
+        Effect.flatMap(clientOf(request), (client) => Effect.map(signIn.login(payload, client), tokenResponse)),
       )
-      .handle("refresh", ({ payload }) => sessions.refresh(payload.refresh_token))
+      .handle("refresh", ({ payload }) => Effect.map(sessions.refresh(payload.refresh_token), tokenResponse))
       .handle("logout", ({ payload }) => sessions.logout(payload.refresh_token))
       .handle("logoutAll", () =>
         Effect.flatMap(Effect.service(CurrentUser), (user) =>
@@ -49,13 +60,30 @@ export const OidcHttp = HttpApiBuilder.group(
     const oidc = yield* OidcLogin
     return handlers
       .handle("authorize", ({ params }) =>
-        Effect.map(oidc.authorize(params.provider), (location) =>
-          HttpServerResponse.redirect(location, { status: 302, headers: { "cache-control": "no-store" } }),
+        Effect.map(oidc.authorize(params.provider), ({ url, binding }) =>
+          HttpServerResponse.redirect(url, { status: 302, headers: { "cache-control": "no-store" } }).pipe(
+            HttpServerResponse.setHeader("set-cookie", bindingCookie(binding, oidc.secureCookies)),
+          ),
         ),
       )
       .handle("callback", ({ params, request }) =>
         Effect.flatMap(clientOf(request), (client) =>
-          oidc.callback(params.provider, new URL(request.url, "http://callback").searchParams, client),
+          oidc
+            .callback(
+              params.provider,
+              new URL(request.url, "http://callback").searchParams,
+              request.cookies[BINDING_COOKIE],
+              client,
+            )
+            .pipe(
+              Effect.map((tokens) =>
+                HttpServerResponse.setHeader(
+                  tokenResponse(tokens),
+                  "set-cookie",
+                  bindingCookie("", oidc.secureCookies, 0),
+                ),
+              ),
+            ),
         ),
       )
   }),

@@ -1,7 +1,10 @@
+import { Effect } from "effect"
 import { decodeJwt } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { sql } from "../../shared/testing/harness.ts"
+import { Users } from "../identity/Users.ts"
 import { type AuthUnderTest, type IdentityUnderTest, startAuth, startIdentityGrpc } from "./testing/authApp.ts"
-import { followToRedirect, startOpenIdProvider } from "./testing/openIdProvider.ts"
+import { followToRedirect, type Redirected, startOpenIdProvider } from "./testing/openIdProvider.ts"
 
 // OIDC sign-in against a real OpenID Provider (oidc-provider) on 127.0.0.1, auth and identity on fresh schemas.
 const redirectUri = "http://app.test/api/v1/auth/oidc/test/callback"
@@ -31,7 +34,18 @@ const signInAs = (account: { sub: string; email: string; emailVerified?: boolean
   return followToRedirect(`${auth.url}/api/v1/auth/oidc/test/authorize`, redirectUri)
 }
 
-const callback = (back: URL) => fetch(`${auth.url}/api/v1/auth/oidc/test/callback${back.search}`)
+const registerAs = async (email: string) => {
+  const res = await fetch(`${auth.url}/api/v1/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: "correct horse battery", name: "Ada" }),
+  })
+  expect(res.status).toBe(201)
+  return (await res.json()) as { id: string }
+}
+
+const callback = (back: Redirected, cookie = back.cookie) =>
+  fetch(`${auth.url}/api/v1/auth/oidc/test/callback${back.url.search}`, { headers: { cookie } })
 
 describe("auth: OIDC sign-in", () => {
   it("authorize redirects with PKCE (S256), state and nonce", async () => {
@@ -63,17 +77,47 @@ describe("auth: OIDC sign-in", () => {
     expect(refreshed.status).toBe(200)
   })
 
-  it("links to an existing password account by the provider-verified email", async () => {
+  it("links to an existing verified account by the provider-verified email", async () => {
     const email = unique("linked")
-    const registered = await fetch(`${auth.url}/api/v1/auth/register`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ email, password: "correct horse battery", name: "Ada" }),
-    })
-    const user = (await registered.json()) as { id: string }
+    const user = await registerAs(email)
+    const [mail] = await sql(`SELECT text FROM ${identity.db.schema}.mail_outbox WHERE "to" = $1`, [email])
+    const token = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(String(mail?.text))?.[1]
+    await Effect.runPromise(
+      Effect.flatMap(Effect.service(Users), (users) => users.verifyEmail(token!)).pipe(
+        Effect.provideContext(identity.running.context),
+      ),
+    )
     const res = await callback(await signInAs({ sub: `sub-${email}`, email: email.toUpperCase() }))
     expect(res.status).toBe(200)
     expect(decodeJwt(((await res.json()) as { access_token: string }).access_token).sub).toBe(user.id)
+  })
+
+  it("refuses to link an account whose email its owner never verified (409), so it cannot be taken over", async () => {
+    // Someone registered the address first; its real owner now arrives through the provider.
+    const email = unique("squatted")
+    await registerAs(email)
+    const res = await callback(await signInAs({ sub: `sub-${email}`, email }))
+    expect(res.status).toBe(409)
+    expect(((await res.json()) as { code: string }).code).toBe("conflict")
+  })
+
+  it("a callback from another browser (without the attempt's cookie) is refused with 401", async () => {
+    const email = unique("elsewhere")
+    const back = await signInAs({ sub: `sub-${email}`, email })
+    expect((await callback(back, "")).status).toBe(401)
+    expect((await callback(back, back.cookie.replace(/oidc_attempt=[^;]+/, "oidc_attempt=forged"))).status).toBe(401)
+  })
+
+  it("token responses are not cacheable; the attempt cookie is HttpOnly, Lax and scoped to the OIDC routes", async () => {
+    const start = await fetch(`${auth.url}/api/v1/auth/oidc/test/authorize`, { redirect: "manual" })
+    const cookie = start.headers.get("set-cookie") ?? ""
+    expect(cookie).toMatch(/^oidc_attempt=[A-Za-z0-9_-]{43};/)
+    expect(cookie).toContain("HttpOnly")
+    expect(cookie).toContain("SameSite=Lax")
+    expect(cookie).toContain("Path=/api/v1/auth/oidc")
+    const email = unique("nostore")
+    const res = await callback(await signInAs({ sub: `sub-${email}`, email }))
+    expect(res.headers.get("cache-control")).toBe("no-store")
   })
 
   it("an email the provider has not verified is refused with 403", async () => {
@@ -88,9 +132,9 @@ describe("auth: OIDC sign-in", () => {
     const back = await signInAs({ sub: `sub-${email}`, email })
     expect((await callback(back)).status).toBe(200)
     expect((await callback(back)).status).toBe(401)
-    const forged = new URL(back)
+    const forged = new URL(back.url)
     forged.searchParams.set("state", "forged-state")
-    expect((await callback(forged)).status).toBe(401)
+    expect((await callback({ url: forged, cookie: back.cookie })).status).toBe(401)
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/test/callback?code=abc`)).status).toBe(401)
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/test/callback?error=access_denied`)).status).toBe(401)
   })
@@ -99,9 +143,9 @@ describe("auth: OIDC sign-in", () => {
     const email = unique("swap")
     const first = await signInAs({ sub: `sub-${email}`, email })
     const second = await signInAs({ sub: `sub-${email}`, email })
-    const swapped = new URL(first)
-    swapped.searchParams.set("state", second.searchParams.get("state")!)
-    expect((await callback(swapped)).status).toBe(401)
+    const swapped = new URL(first.url)
+    swapped.searchParams.set("state", second.url.searchParams.get("state")!)
+    expect((await callback({ url: swapped, cookie: second.cookie })).status).toBe(401)
   })
 
   it("an unknown provider is 404, a malformed name 400", async () => {

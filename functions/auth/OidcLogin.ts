@@ -1,7 +1,9 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as oidc from "openid-client"
 import { Cache } from "../../shared/Cache.ts"
 import {
+  Conflict,
   Forbidden,
   type InvalidCredentials,
   NotFound,
@@ -24,8 +26,17 @@ export interface OidcOptions {
 }
 
 // What the authorize step remembers for the callback, keyed by `state` (single use).
-const Attempt = Schema.Struct({ provider: Schema.String, verifier: Schema.String, nonce: Schema.String })
+const Attempt = Schema.Struct({
+  provider: Schema.String,
+  verifier: Schema.String,
+  nonce: Schema.String,
+  /** SHA-256 of the browser binding (a cookie set by `authorize`): the callback must come from the same browser. */
+  binding: Schema.String,
+})
 const decodeAttempt = Schema.decodeUnknownOption(Schema.fromJsonString(Attempt))
+
+const digest = (value: string) => createHash("sha256").update(value).digest("base64url")
+const sameDigest = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
 
 const unknownAttempt = () =>
   new Unauthorized({ detail: "this sign-in attempt is unknown, used or expired; start again" })
@@ -37,16 +48,25 @@ const unknownAttempt = () =>
 export class OidcLogin extends Context.Service<
   OidcLogin,
   {
-    /** The provider URL to send the browser to, with a fresh state, nonce and PKCE challenge. */
-    authorize(provider: string): Effect.Effect<URL, NotFound | ServiceUnavailable>
+    /**
+     * The provider URL to send the browser to, with a fresh state, nonce and PKCE challenge, and the binding the
+     * browser must present on the callback (sent as an HttpOnly cookie): a redirect URL that leaks, or one an attacker
+     * hands to a victim, cannot be redeemed by another browser.
+     */
+    authorize(
+      provider: string,
+    ): Effect.Effect<{ readonly url: URL; readonly binding: string }, NotFound | ServiceUnavailable>
+    /** Whether the binding cookie must be `Secure` (always, unless plain-http development is allowed). */
+    readonly secureCookies: boolean
     /** Completes a sign-in from the provider's redirect (its query string) and starts a session. */
     callback(
       provider: string,
       query: URLSearchParams,
+      binding: string | undefined,
       client: ClientInfo,
     ): Effect.Effect<
       TokenResponse,
-      NotFound | Unauthorized | Forbidden | InvalidCredentials | ValidationFailed | ServiceUnavailable
+      NotFound | Unauthorized | Forbidden | Conflict | InvalidCredentials | ValidationFailed | ServiceUnavailable
     >
   }
 >()("auth/OidcLogin") {
@@ -109,10 +129,12 @@ export class OidcLogin extends Context.Service<
           const verifier = oidc.randomPKCECodeVerifier()
           const [state, nonce] = [oidc.randomState(), oidc.randomNonce()]
           const challenge = yield* Effect.promise(() => oidc.calculatePKCECodeChallenge(verifier))
+          const binding = randomBytes(32).toString("base64url")
+          const attempt = { provider: name, verifier, nonce, binding: digest(binding) }
           yield* cache
-            .set(`state:${state}`, JSON.stringify({ provider: name, verifier, nonce }), { ttlSeconds: ttl })
+            .set(`state:${state}`, JSON.stringify(attempt), { ttlSeconds: ttl })
             .pipe(Effect.catchTag("CacheError", cacheDown))
-          return oidc.buildAuthorizationUrl(config, {
+          const url = oidc.buildAuthorizationUrl(config, {
             redirect_uri: provider.redirectUri,
             scope: (provider.scopes ?? ["openid", "email", "profile"]).join(" "),
             state,
@@ -120,6 +142,7 @@ export class OidcLogin extends Context.Service<
             code_challenge: challenge,
             code_challenge_method: "S256",
           })
+          return { url, binding }
         })
 
         // The account behind a provider identity: linked before, or found (or created) by the verified email.
@@ -136,12 +159,21 @@ export class OidcLogin extends Context.Service<
                 detail: "the identity provider has not verified an email for this account",
               })
             }
-            const name = typeof claims.name === "string" && claims.name.trim() !== "" ? claims.name.trim() : email
+            // Cut by code point, then trim: identity refuses names with edge spaces or over 100 characters.
+            const given = typeof claims.name === "string" ? [...claims.name].slice(0, 100).join("").trim() : ""
+            const name = given !== "" ? given : [...email].slice(0, 100).join("")
             const existing = yield* identity.findByEmail(email)
+            // Linking to an account whose owner never proved the address would hand it to whoever registered it first
+            // (its password would keep working): such an account must be verified, or signed into with its password.
+            if (Option.isSome(existing) && !existing.value.emailVerified) {
+              return yield* new Conflict({
+                detail: "an account with this email exists but its address is not verified; sign in with its password",
+              })
+            }
             const user: IdentityUser = Option.isSome(existing)
               ? existing.value
               : yield* identity
-                  .createUser({ email, name: name.slice(0, 100), emailVerified: true })
+                  .createUser({ email, name, emailVerified: true })
                   .pipe(
                     Effect.catchTag("EmailTaken", () =>
                       Effect.flatMap(identity.findByEmail(email), (raced) =>
@@ -156,6 +188,7 @@ export class OidcLogin extends Context.Service<
         const callback = Effect.fn("OidcLogin.callback")(function* (
           name: string,
           query: URLSearchParams,
+          binding: string | undefined,
           client: ClientInfo,
         ) {
           const provider = yield* providerOf(name)
@@ -172,6 +205,9 @@ export class OidcLogin extends Context.Service<
               : yield* cache.get(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
           const attempt = Option.flatMap(stored, decodeAttempt)
           if (Option.isNone(attempt) || attempt.value.provider !== name) return yield* unknownAttempt()
+          if (binding === undefined || !sameDigest(digest(binding), attempt.value.binding)) {
+            return yield* new Unauthorized({ detail: "this sign-in was started in another browser; start again here" })
+          }
           yield* cache.delete(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
           const config = yield* configurationOf(provider)
           const currentUrl = new URL(provider.redirectUri)
@@ -222,7 +258,7 @@ export class OidcLogin extends Context.Service<
           return yield* signIn.startSession(user, client, `oidc:${name}`)
         })
 
-        return OidcLogin.of({ authorize, callback })
+        return OidcLogin.of({ authorize, callback, secureCookies: !options.allowHttp })
       }),
     )
 }

@@ -56,15 +56,23 @@ export const startOpenIdProvider = async (client: { clientId: string; clientSecr
   return { issuer, account, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
 }
 
+/** Where the provider sent the browser back (with `code` and `state`), and the browser's cookies at that point. */
+export interface Redirected {
+  readonly url: URL
+  readonly cookie: string
+}
+
 /**
- * Plays the browser: follows redirects from `start` through the provider (keeping its cookies) until it is sent to
- * `redirectUri`, and returns that URL (with `code` and `state`) without requesting it.
+ * Plays the browser: follows redirects from `start` through the provider (keeping every cookie it is given) until it
+ * is sent to `redirectUri`, and returns that URL without requesting it, with the cookies to send there.
  */
-export const followToRedirect = async (start: string, redirectUri: string): Promise<URL> => {
+export const followToRedirect = async (start: string, redirectUri: string): Promise<Redirected> => {
   const cookies = new Map<string, string>()
   let next = start
   for (let hop = 0; hop < 10; hop++) {
-    if (next.startsWith(redirectUri)) return new URL(next)
+    if (next.startsWith(redirectUri)) {
+      return { url: new URL(next), cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join("; ") }
+    }
     const res = await fetch(next, {
       redirect: "manual",
       headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join("; ") },
