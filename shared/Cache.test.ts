@@ -80,6 +80,20 @@ for (const [name, makeLayer] of implementations) {
       }),
     )
 
+    it.effect("setIfAbsent: of 50 concurrent callers exactly one gets the lease; it frees with its TTL", () =>
+      Effect.gen(function* () {
+        const cache = yield* Cache
+        const won = yield* Effect.forEach(
+          Array.from({ length: 50 }),
+          () => cache.setIfAbsent("lease", "1", { ttlSeconds: 0.3 }),
+          { concurrency: "unbounded" },
+        )
+        assert.strictEqual(won.filter(Boolean).length, 1)
+        yield* Effect.sleep("400 millis")
+        assert.isTrue(yield* cache.setIfAbsent("lease", "2", { ttlSeconds: 10 }))
+      }),
+    )
+
     it.effect("200 concurrent increments count to 200", () =>
       Effect.gen(function* () {
         const cache = yield* Cache

@@ -45,6 +45,12 @@ export class Cache extends Context.Service<
     getOrSet<E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>): Effect.Effect<string, E, R>
     /** Atomically adds one and returns the new count; the TTL starts at the first increment (a fixed window). */
     increment(key: string, ttlSeconds: number): Effect.Effect<number, CacheError>
+    /** Atomically sets the key only when it is absent (a short lease); true when this call set it. */
+    setIfAbsent(
+      key: string,
+      value: string,
+      options: { readonly ttlSeconds: number },
+    ): Effect.Effect<boolean, CacheError>
   }
 >()("shared/Cache") {
   /**
@@ -94,6 +100,7 @@ interface Backend {
   set(key: string, value: string, ttlMs: number | undefined): Effect.Effect<void, CacheError>
   delete(key: string): Effect.Effect<void, CacheError>
   increment(key: string, ttlMs: number): Effect.Effect<number, CacheError>
+  setIfAbsent(key: string, value: string, ttlMs: number): Effect.Effect<boolean, CacheError>
 }
 
 const lookups = Metric.counter("cache_lookups_total", { description: "Cache lookups by result", incremental: true })
@@ -140,6 +147,13 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
       return yield* counted(impl.increment(full(key), yield* toMillis(ttlSeconds)))
     })
 
+    const setIfAbsent = Effect.fn(
+      "Cache.setIfAbsent",
+      span,
+    )(function* (key: string, value: string, options: { readonly ttlSeconds: number }) {
+      return yield* counted(impl.setIfAbsent(full(key), value, yield* toMillis(options.ttlSeconds)))
+    })
+
     const inflight = new Map<string, Deferred.Deferred<string, unknown>>()
 
     const lookupOrCompute = <E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>) =>
@@ -169,7 +183,7 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
         return Effect.uninterruptible(Effect.forkIn(leader, scope)).pipe(Effect.andThen(Deferred.await(deferred)))
       }).pipe(Effect.withSpan("Cache.getOrSet", span))
 
-    return Cache.of({ get, set, delete: del, getOrSet, increment })
+    return Cache.of({ get, set, delete: del, getOrSet, increment, setIfAbsent })
   })
 
 const degraded =
@@ -214,6 +228,10 @@ const redisBackend = (redis: Redis): Backend => ({
   increment: (key, ttlMs) =>
     Effect.tryPromise({ try: () => redis.eval(INCREMENT, 1, key, ttlMs), catch: redisFailure("INCR") }).pipe(
       Effect.map(Number),
+    ),
+  setIfAbsent: (key, value, ttlMs) =>
+    Effect.tryPromise({ try: () => redis.set(key, value, "PX", ttlMs, "NX"), catch: redisFailure("SET NX") }).pipe(
+      Effect.map((reply) => reply === "OK"),
     ),
 })
 
@@ -332,6 +350,12 @@ const memoryBackend = (maxEntries: number): Backend => {
         }
         store(key, { value: String(count + 1), expiresAt: entry?.expiresAt ?? now + ttlMs })
         return Effect.succeed(count + 1)
+      }),
+    setIfAbsent: (key, value, ttlMs) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        if (live(key, now) !== undefined) return false
+        store(key, { value, expiresAt: now + ttlMs })
+        return true
       }),
   }
 }

@@ -17,11 +17,11 @@ export const keysConfig = {
 export const sessionsConfig = {
   refreshTokenTtlDays: Config.Int("REFRESH_TOKEN_TTL_DAYS").pipe(Config.withDefault(7)),
   /** How long a just-superseded refresh token may still be used (parallel refreshes of one client). */
-  refreshReuseGraceSeconds: Config.Int("REFRESH_REUSE_GRACE_SECONDS").pipe(Config.withDefault(10)),
+  refreshReuseGraceSeconds: Cfg.intBetween("REFRESH_REUSE_GRACE_SECONDS", 0, 60).pipe(Config.withDefault(10)),
   /** Failed logins per account before the growing delay starts. */
-  loginFreeAttempts: Config.Int("LOGIN_FREE_ATTEMPTS").pipe(Config.withDefault(5)),
-  /** Longest delay (lockout) a series of failed logins can cause; at most 15 minutes. */
-  loginMaxDelaySeconds: Config.Int("LOGIN_MAX_DELAY_SECONDS").pipe(Config.withDefault(900)),
+  loginFreeAttempts: Cfg.intBetween("LOGIN_FREE_ATTEMPTS", 1, 20).pipe(Config.withDefault(5)),
+  /** Longest delay a series of failed logins can cause: 15 minutes at most, 60 s at least (≤ 100 failures/hour). */
+  loginMaxDelaySeconds: Cfg.intBetween("LOGIN_MAX_DELAY_SECONDS", 60, 900).pipe(Config.withDefault(900)),
   /** Login and register attempts per client address per minute. */
   loginIpLimitPerMinute: Config.Int("LOGIN_IP_LIMIT_PER_MINUTE").pipe(Config.withDefault(60)),
 }

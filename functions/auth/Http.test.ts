@@ -256,24 +256,57 @@ describe("auth: brute-force throttling", () => {
   })
 
   it("after the free attempts even the right password gets 429 with Retry-After until the delay ends", async () => {
-    const strict = await startAuth(identity, { LOGIN_FREE_ATTEMPTS: "2", LOGIN_MAX_DELAY_SECONDS: "2" })
+    const strict = await startAuth(identity, { LOGIN_FREE_ATTEMPTS: "2" })
     try {
       const { email } = await register(unique("locked"), strict.url)
       for (let i = 0; i < 2; i++) {
         const res = await post("/api/v1/auth/login", { email, password: "wrong horse battery" }, {}, strict.url)
         expect(res.status).toBe(401)
       }
+      // The second failure starts a 1 s delay (doubling with each further failure, capped at 15 minutes).
       const throttled = await post("/api/v1/auth/login", { email, password: PASSWORD }, {}, strict.url)
       expect(throttled.status).toBe(429)
-      expect(throttled.headers.get("retry-after")).toMatch(/^[12]$/)
+      expect(throttled.headers.get("retry-after")).toBe("1")
       expect((await problem(throttled)).code).toBe("too_many_requests")
-      // Another account is not affected; the owner gets in once the (capped) delay is over.
+      // Another account is not affected; the owner gets in once the delay is over.
       await login((await register(unique("other"), strict.url)).email, PASSWORD, strict.url)
-      await new Promise((resolve) => setTimeout(resolve, 2_100))
+      await new Promise((resolve) => setTimeout(resolve, 1_100))
       await login(email, PASSWORD, strict.url)
     } finally {
       await strict.close()
     }
+  })
+
+  it("a burst of parallel guesses gets one password check at a time: the rest are 429 at once", async () => {
+    const strict = await startAuth(identity, { LOGIN_FREE_ATTEMPTS: "2" })
+    try {
+      const { email } = await register(unique("burst"), strict.url)
+      const statuses = await Promise.all(
+        Array.from({ length: 40 }, () =>
+          post("/api/v1/auth/login", { email, password: "wrong horse battery" }, {}, strict.url).then((r) => r.status),
+        ),
+      )
+      const checked = statuses.filter((status) => status === 401).length
+      expect(statuses.filter((status) => status !== 401 && status !== 429)).toEqual([])
+      // Every guess that reached identity was counted before the next one ran: the free attempts and at most one more.
+      expect(checked).toBeGreaterThanOrEqual(1)
+      expect(checked).toBeLessThanOrEqual(3)
+    } finally {
+      await strict.close()
+    }
+  })
+
+  it("refuses throttle settings that would break the contract, listing each at start", async () => {
+    const error = await startAuth(identity, {
+      LOGIN_MAX_DELAY_SECONDS: "5",
+      LOGIN_FREE_ATTEMPTS: "0",
+      REFRESH_REUSE_GRACE_SECONDS: "x",
+    }).then(
+      () => undefined,
+      (e: unknown) => String(e instanceof Error ? e.message : e) + String((e as { cause?: unknown }).cause ?? ""),
+    )
+    for (const key of ["LOGIN_MAX_DELAY_SECONDS", "LOGIN_FREE_ATTEMPTS", "REFRESH_REUSE_GRACE_SECONDS"])
+      expect(error).toContain(key)
   })
 
   it("one address over its per-minute limit gets 429 with Retry-After", async () => {
@@ -281,14 +314,23 @@ describe("auth: brute-force throttling", () => {
     try {
       const statuses: Array<number> = []
       let retryAfter: string | null = null
+      let limitHeaders: Record<string, string | null> = {}
       for (let i = 0; i < 5; i++) {
         const res = await post("/api/v1/auth/login", { email: unique("ip"), password: PASSWORD }, {}, limited.url)
         statuses.push(res.status)
-        if (res.status === 429) retryAfter = res.headers.get("retry-after")
+        if (res.status === 429) {
+          retryAfter = res.headers.get("retry-after")
+          limitHeaders = {
+            limit: res.headers.get("ratelimit-limit"),
+            remaining: res.headers.get("ratelimit-remaining"),
+            reset: res.headers.get("ratelimit-reset"),
+          }
+        }
       }
       expect(statuses).toContain(429)
       expect(Number(retryAfter)).toBeGreaterThan(0)
       expect(Number(retryAfter)).toBeLessThanOrEqual(60)
+      expect(limitHeaders).toEqual({ limit: "3", remaining: "0", reset: retryAfter })
     } finally {
       await limited.close()
     }

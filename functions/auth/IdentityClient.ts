@@ -98,8 +98,11 @@ export class IdentityClient extends Context.Service<
         const lookup = (call: Effect.Effect<{ readonly user?: ProtoUser | undefined }, GrpcFailure>) =>
           call.pipe(
             Effect.map((response) => Option.map(Option.fromUndefinedOr(response.user), toUser)),
+            // Not found, or not even a well-formed email: there is no such account.
             Effect.catch((error) =>
-              error._tag === "NotFound" ? Effect.succeed(Option.none<IdentityUser>()) : unavailable(error),
+              error._tag === "NotFound" || error._tag === "ValidationFailed"
+                ? Effect.succeed(Option.none<IdentityUser>())
+                : unavailable(error),
             ),
           )
 

@@ -7,7 +7,7 @@ import { TooManyRequests } from "../../shared/Problem.ts"
 export interface LoginThrottleOptions {
   /** Failed attempts per account before delays start. */
   readonly freeAttempts: number
-  /** The longest delay; never more than 15 minutes, so the real owner is never locked out for longer. */
+  /** The longest delay (60 s to 15 minutes: shorter caps would let more than 100 failures an hour through). */
   readonly maxDelaySeconds: number
   /** Attempts (login or register) per client address per minute. */
   readonly ipLimitPerMinute: number
@@ -34,16 +34,24 @@ export const delayAfter = (failures: number, options: LoginThrottleOptions): num
 // Accounts are keyed by a hash of the normalised email: no addresses in Redis, unknown emails behave the same.
 const accountKey = (email: string) => createHash("sha256").update(email.trim().toLowerCase()).digest("base64url")
 
+/** How long one account's attempt may hold its lease (a password check takes well under a second). */
+const LEASE_SECONDS = 10
+
 /** Brute-force protection for sign-in: a per-account growing, capped delay and a per-address rate limit. */
 export class LoginThrottle extends Context.Service<
   LoginThrottle,
   {
-    /** Counts an attempt from `ip` and refuses it (429) when the address is over its limit or the account is waiting. */
-    admit(input: { readonly email?: string; readonly ip: string | null }): Effect.Effect<void, TooManyRequests>
-    /** Records a failed login for the account; returns the delay (seconds) it now has to wait. */
-    failed(email: string): Effect.Effect<number>
-    /** Clears the account's failures after a successful login. */
-    succeeded(email: string): Effect.Effect<void>
+    /** Counts an attempt from `ip` and refuses it (429) when the address is over its per-minute limit. */
+    admitAddress(ip: string | null): Effect.Effect<void, TooManyRequests>
+    /**
+     * Runs one password check for the account, unless it is waiting out a delay or another check for it is in flight
+     * (429 either way: a burst gets one guess at a time, and every failure is counted before the next guess runs).
+     * `check` answers whether the password was right; a failure starts or grows the delay, a success clears it.
+     */
+    guard<A, E, R>(
+      email: string,
+      check: Effect.Effect<{ readonly ok: boolean; readonly value: A }, E, R>,
+    ): Effect.Effect<{ readonly value: A; readonly delaySeconds: number }, E | TooManyRequests, R>
   }
 >()("auth/LoginThrottle") {
   /** The throttle over the cache (Redis when configured: shared by all instances; memory otherwise). */
@@ -57,53 +65,61 @@ export class LoginThrottle extends Context.Service<
           <A>(fallback: A) =>
           (error: CacheError) =>
             Effect.as(Effect.logWarning("login throttle unavailable", { error: error.message }), fallback)
+        const tooMany = (detail: string, retryAfter: number, limit?: number) =>
+          new TooManyRequests({
+            detail,
+            retryAfter: Math.max(1, Math.ceil(retryAfter)),
+            ...(limit === undefined ? {} : { limit }),
+          })
 
-        const admit = Effect.fn("LoginThrottle.admit")(function* (input: {
-          readonly email?: string
-          readonly ip: string | null
-        }) {
+        const admitAddress = Effect.fn("LoginThrottle.admitAddress")(function* (ip: string | null) {
+          if (ip === null || ip === "") return
           const now = yield* Clock.currentTimeMillis
-          if (input.ip !== null && input.ip !== "") {
-            const minute = Math.floor(now / 60_000)
-            const attempts = yield* cache.increment(`ip:${input.ip}:${minute}`, 60).pipe(Effect.catch(failOpen(0)))
-            if (attempts > options.ipLimitPerMinute) {
-              return yield* new TooManyRequests({
-                detail: "too many sign-in attempts from this address; retry later",
-                retryAfter: Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000)),
-              })
-            }
-          }
-          if (input.email === undefined) return
-          const until = yield* cache
-            .get(`wait:${accountKey(input.email)}`)
-            .pipe(Effect.catch(failOpen(Option.none<string>())))
-          const waitMs = Option.isSome(until) ? Number(until.value) - now : 0
-          if (waitMs > 0) {
-            return yield* new TooManyRequests({
-              detail: "too many failed sign-ins for this account; retry later",
-              retryAfter: Math.ceil(waitMs / 1000),
-            })
+          const minute = Math.floor(now / 60_000)
+          const attempts = yield* cache.increment(`ip:${ip}:${minute}`, 60).pipe(Effect.catch(failOpen(0)))
+          if (attempts > options.ipLimitPerMinute) {
+            return yield* tooMany(
+              "too many sign-in attempts from this address; retry later",
+              ((minute + 1) * 60_000 - now) / 1000,
+              options.ipLimitPerMinute,
+            )
           }
         })
 
-        const failed = Effect.fn("LoginThrottle.failed")(function* (email: string) {
-          const key = accountKey(email)
-          const failures = yield* cache.increment(`fail:${key}`, WINDOW_SECONDS).pipe(Effect.catch(failOpen(0)))
-          const delay = delayAfter(failures, options)
-          if (delay > 0) {
-            const until = (yield* Clock.currentTimeMillis) + delay * 1000
-            yield* cache
-              .set(`wait:${key}`, String(until), { ttlSeconds: delay })
-              .pipe(Effect.catch(failOpen(undefined)))
-          }
-          return delay
-        })
+        const guard = <A, E, R>(
+          email: string,
+          check: Effect.Effect<{ readonly ok: boolean; readonly value: A }, E, R>,
+        ) =>
+          Effect.gen(function* () {
+            const key = accountKey(email)
+            const now = yield* Clock.currentTimeMillis
+            const until = yield* cache.get(`wait:${key}`).pipe(Effect.catch(failOpen(Option.none<string>())))
+            const waitMs = Option.isSome(until) ? Number(until.value) - now : 0
+            if (waitMs > 0)
+              return yield* tooMany("too many failed sign-ins for this account; retry later", waitMs / 1000)
+            const leased = yield* cache
+              .setIfAbsent(`lease:${key}`, "1", { ttlSeconds: LEASE_SECONDS })
+              .pipe(Effect.catch(failOpen(true)))
+            if (!leased) return yield* tooMany("a sign-in for this account is already in progress; retry", 1)
+            return yield* Effect.gen(function* () {
+              const result = yield* check
+              if (result.ok) {
+                yield* cache.delete(`fail:${key}`).pipe(Effect.catch(failOpen(undefined)))
+                return { value: result.value, delaySeconds: 0 }
+              }
+              const failures = yield* cache.increment(`fail:${key}`, WINDOW_SECONDS).pipe(Effect.catch(failOpen(0)))
+              const delay = delayAfter(failures, options)
+              if (delay > 0) {
+                const waitUntil = (yield* Clock.currentTimeMillis) + delay * 1000
+                yield* cache
+                  .set(`wait:${key}`, String(waitUntil), { ttlSeconds: delay })
+                  .pipe(Effect.catch(failOpen(undefined)))
+              }
+              return { value: result.value, delaySeconds: delay }
+            }).pipe(Effect.ensuring(cache.delete(`lease:${key}`).pipe(Effect.catch(failOpen(undefined)))))
+          }).pipe(Effect.withSpan("LoginThrottle.guard"))
 
-        const succeeded = Effect.fn("LoginThrottle.succeeded")(function* (email: string) {
-          yield* cache.delete(`fail:${accountKey(email)}`).pipe(Effect.catch(failOpen(undefined)))
-        })
-
-        return LoginThrottle.of({ admit, failed, succeeded })
+        return LoginThrottle.of({ admitAddress, guard })
       }),
     )
 }

@@ -67,7 +67,7 @@ export class SignIn extends Context.Service<
         input: { readonly email: string; readonly password: string; readonly name: string },
         client: ClientInfo,
       ) {
-        yield* throttle.admit({ ip: client.ip })
+        yield* throttle.admitAddress(client.ip)
         return yield* identity.createUser(input)
       })
 
@@ -105,11 +105,16 @@ export class SignIn extends Context.Service<
         input: { readonly email: string; readonly password: string },
         client: ClientInfo,
       ) {
-        yield* throttle.admit({ email: input.email, ip: client.ip })
-        const user = yield* identity.verifyCredentials(input.email, input.password)
+        yield* throttle.admitAddress(client.ip)
         // A disabled account with the right password is refused like a wrong password (nothing to enumerate).
+        const { value: user, delaySeconds } = yield* throttle.guard(
+          input.email,
+          Effect.map(identity.verifyCredentials(input.email, input.password), (found) => ({
+            ok: Option.isSome(found) && found.value.status === "active",
+            value: found,
+          })),
+        )
         if (Option.isNone(user) || user.value.status !== "active") {
-          const delay = yield* throttle.failed(input.email)
           // The audit trail names the targeted account when there is one (looked up on every failure alike).
           const target = Option.isSome(user)
             ? user
@@ -119,12 +124,11 @@ export class SignIn extends Context.Service<
             userId: Option.match(target, { onNone: () => null, onSome: (u) => u.id }),
             email: input.email.trim().toLowerCase().slice(0, 254),
             reason: Option.isSome(user) ? "account_inactive" : "invalid_credentials",
-            throttledForSeconds: delay,
+            throttledForSeconds: delaySeconds,
             ...(client.ip === null ? {} : { ip: client.ip }),
           })
           return yield* invalidCredentials()
         }
-        yield* throttle.succeeded(input.email)
         return yield* startSession(user.value, client, "password")
       })
 
