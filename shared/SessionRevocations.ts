@@ -46,7 +46,9 @@ export class SessionRevocations extends Context.Service<
       )
       return SessionRevocations.of({ revoke, isRevoked })
     }),
-  ).pipe(Layer.provide(Cache.layer({ prefix: "revoked-session" })))
+    // Memory: entries expire on their own; the bound only guards the process (a million sids ≈ 150 MB), far above what
+    // one token lifetime of logouts reaches, so live revocations are not evicted.
+  ).pipe(Layer.provide(Cache.layer({ prefix: "revoked-session", maxEntries: 1_000_000 })))
 }
 
 const Revoked = Schema.Struct({ sessionId: Schema.String, ttlSeconds: Schema.optional(Schema.Int) })

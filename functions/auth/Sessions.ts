@@ -38,6 +38,9 @@ export interface SessionsOptions {
 const newRefreshToken = () => randomBytes(32).toString("base64url")
 const hashOf = (token: string) => createHash("sha256").update(token).digest()
 
+/** Verifiers accept tokens up to 5 s past `exp`; clocks of machines differ too. */
+const REVOCATION_MARGIN_SECONDS = 60
+
 const invalidRefresh = () => new Unauthorized({ detail: "the refresh token is invalid, expired or revoked" })
 
 /** Sessions as refresh-token families: start, rotate with reuse detection, and end (revocation reaches the edge). */
@@ -89,10 +92,19 @@ export class Sessions extends Context.Service<
             }),
           )
 
-        // Revokes in the caller's transaction and records why; the edge hears of it after the commit (`announce`).
+        // How long verifiers must remember a revoked session: the longest access token of it, plus the clock skew they
+        // tolerate and a margin for skew between machines.
+        const rememberSeconds = options.accessTtlSeconds + REVOCATION_MARGIN_SECONDS
+
+        // Tells every verifier, inside the caller's transaction: if the announcement fails, nothing is revoked and the
+        // retry does it all again; if the commit fails after it, sessions are refused early (the safe side).
+        const announce = (sessionIds: ReadonlyArray<string>) =>
+          sessionIds.length === 0 ? Effect.void : revocations.revoke(sessionIds, rememberSeconds)
+
+        // Revokes in the caller's transaction, records why (auth.session.revoked) and announces it.
         const revokeRows = (
           input: Parameters<typeof repo.revoke>[0] & { readonly reason: RevokeReason },
-        ): Effect.Effect<ReadonlyArray<string>, DbError> =>
+        ): Effect.Effect<ReadonlyArray<string>, DbError | ServiceUnavailable> =>
           Effect.gen(function* () {
             const revoked = yield* repo.revoke(input)
             yield* Effect.forEach(
@@ -105,17 +117,23 @@ export class Sessions extends Context.Service<
                     sessionId: session.id,
                     userId: session.userId,
                     reason: input.reason,
-                    // How long verifiers must remember it: the longest access token of the session lives this long.
-                    ttlSeconds: options.accessTtlSeconds,
+                    ttlSeconds: rememberSeconds,
                   },
                 }),
               { discard: true },
             )
+            yield* announce(revoked.map((session) => session.id))
             return revoked.map((session) => session.id)
           })
 
-        const announce = (sessionIds: ReadonlyArray<string>) =>
-          sessionIds.length === 0 ? Effect.void : revocations.revoke(sessionIds, options.accessTtlSeconds)
+        // Revocations survive a restart of an instance that keeps them in memory (no Redis): the recent ones are told
+        // again at start (with Redis this repeats what is there).
+        yield* repo.revokedSince(new Date((yield* Clock.currentTimeMillis) - rememberSeconds * 1000)).pipe(
+          Effect.flatMap(announce),
+          Effect.catch((error) =>
+            Effect.logWarning("could not re-announce recent revocations", { error: error.message }),
+          ),
+        )
 
         const start = Effect.fn("Sessions.start")(function* (input: {
           readonly userId: string
@@ -188,7 +206,6 @@ export class Sessions extends Context.Service<
               yield* Effect.logWarning("refresh token reused after rotation; session revoked", {
                 sessions: decision.revoked,
               })
-              yield* announce(decision.revoked)
               return yield* new TokenReused({ detail: "this refresh token was already used; the session has ended" })
             case "Rotated":
               return yield* pair(decision.userId, decision.sessionId, decision.token)
@@ -197,18 +214,17 @@ export class Sessions extends Context.Service<
 
         const logout = Effect.fn("Sessions.logout")(function* (token: string) {
           const at = yield* now
-          const sessionId = yield* db
+          yield* db
             .transaction(
               Effect.gen(function* () {
                 const found = yield* repo.findTokenForUpdate(hashOf(token))
-                if (Option.isNone(found)) return Option.none<string>()
+                if (Option.isNone(found)) return
                 yield* revokeRows({ sessionIds: [found.value.sessionId], reason: "logout", now: at })
-                return Option.some(found.value.sessionId)
+                // Announced even when it was revoked already: logging out again repairs a lost announcement.
+                yield* announce([found.value.sessionId])
               }),
             )
             .pipe(Effect.catchTag("DbError", unavailable))
-          // Announced even when already revoked: a retried logout repairs a lost announcement.
-          if (Option.isSome(sessionId)) yield* announce([sessionId.value])
         })
 
         const revokeUser = Effect.fn("Sessions.revokeUser")(function* (
@@ -227,7 +243,6 @@ export class Sessions extends Context.Service<
               }),
             )
             .pipe(Effect.catchTag("DbError", unavailable))
-          yield* announce(revoked)
           return revoked.length
         })
 

@@ -34,6 +34,8 @@ export class SessionsRepo extends Context.Service<
       readonly now: Date
       readonly expiresAt: Date
     }): Effect.Effect<void, DbError>
+    /** Ids of the sessions revoked after `since`. */
+    revokedSince(since: Date): Effect.Effect<ReadonlyArray<string>, DbError>
     /** Marks sessions revoked (those not revoked yet); returns the ones it revoked with their users. */
     revoke(input: {
       readonly sessionIds?: ReadonlyArray<string>
@@ -140,7 +142,12 @@ export class SessionsRepo extends Context.Service<
         return rows.map((row) => ({ id: row.id, userId: row.user_id }))
       })
 
-      return SessionsRepo.of({ insert, findTokenForUpdate, rotate, revoke })
+      const revokedSince = Effect.fn("SessionsRepo.revokedSince")(function* (since: Date) {
+        const rows = yield* db.query<{ id: string }>(`SELECT id FROM ${sessions} WHERE revoked_at > $1`, [since])
+        return rows.map((row) => row.id)
+      })
+
+      return SessionsRepo.of({ insert, findTokenForUpdate, rotate, revoke, revokedSince })
     }),
   )
 }

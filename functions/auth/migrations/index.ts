@@ -64,4 +64,8 @@ export const migrations: ReadonlyArray<Migration> = [
       COMMENT ON TABLE oidc_identities IS 'accounts at external OpenID Providers linked to users (by verified email)';
       CREATE INDEX oidc_identities_user ON oidc_identities (user_id);`,
   },
+  {
+    id: "0103_sessions_revoked_at",
+    sql: `CREATE INDEX sessions_recently_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;`,
+  },
 ]
