@@ -49,6 +49,16 @@ export const loadDotEnv = (path = ".env"): void => {
 /** A secret read from the environment; its value never reaches logs or error messages. */
 export const secret = (name: string): Config.Config<Redacted.Redacted<string>> => Config.Redacted(name)
 
+/** An integer setting that must lie within [minimum, maximum] (a bad value is reported with the others at start). */
+export const intBetween = (name: string, minimum: number, maximum: number) =>
+  Config.schema(
+    Schema.NumberFromString.check(
+      Schema.isInt({ message: "Expected an integer" }),
+      Schema.isBetween({ minimum, maximum }, { message: `Expected an integer from ${minimum} to ${maximum}` }),
+    ),
+    name,
+  )
+
 /** A Postgres schema name: plain lower-case identifier (it is interpolated into SQL). */
 export const schemaName = (name: string) =>
   Config.schema(
@@ -75,6 +85,16 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
   /** Larger request bodies get 413. */
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
+  /** Comma-separated proxy addresses whose X-Forwarded-For names the client (the gateway); none by default. */
+  trustedProxies: Config.String("TRUSTED_PROXIES").pipe(
+    Config.map((list) =>
+      list
+        .split(",")
+        .map((address) => address.trim())
+        .filter((address) => address.length > 0),
+    ),
+    Config.withDefault([] as ReadonlyArray<string>),
+  ),
   /** OTLP/HTTP collector; unset = spans stay in-process. */
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */

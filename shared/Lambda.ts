@@ -1,7 +1,8 @@
 import middy from "@middy/core"
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda"
-import { identity, Layer } from "effect"
+import { Context, identity, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import { ClientIp } from "./RequestContext.ts"
 
 // Content types whose bodies travel as text; everything else is base64 in the Lambda result.
 const TEXTUAL = /^(text\/|application\/(json|problem\+json|xml|javascript)|[^;]*\+json)/
@@ -49,8 +50,17 @@ export const handler = <A, E, R>(app: Layer.Layer<A, E, R>) => {
   const web = HttpRouter.toWebHandler(app.pipe(Layer.provide(HttpServer.layerServices)) as never, {
     disableLogger: true,
     middleware: identity,
-  }) as { readonly handler: (request: Request) => Promise<Response>; readonly dispose: () => Promise<void> }
+  }) as {
+    readonly handler: (request: Request, context: Context.Context<never>) => Promise<Response>
+    readonly dispose: () => Promise<void>
+  }
+  // API Gateway has no socket to the client: its address comes from the event (throttles and audit need it).
   return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(async (event) =>
-    toResult(await web.handler(toRequest(event))),
+    toResult(
+      await web.handler(
+        toRequest(event),
+        Context.make(ClientIp, event.requestContext.http.sourceIp ?? "") as Context.Context<never>,
+      ),
+    ),
   )
 }

@@ -44,11 +44,14 @@ export class TokenReused extends HttpApiError.Problem<TokenReused>()(
   { code: Schema.tag("token_reused") },
 ) {}
 
-/** 429 too_many_requests: slow down; `retryAfter` seconds (also sent as the `Retry-After` header). */
+/**
+ * 429 too_many_requests: slow down; `retryAfter` seconds, and the `limit` of the window when there is one (sent as
+ * `Retry-After` and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` headers too).
+ */
 export class TooManyRequests extends HttpApiError.Problem<TooManyRequests>()(
   "TooManyRequests",
   { type: typeOf("too_many_requests"), status: 429, title: "Too many requests" },
-  { code: Schema.tag("too_many_requests"), retryAfter: Schema.Int },
+  { code: Schema.tag("too_many_requests"), retryAfter: Schema.Int, limit: Schema.optional(Schema.Int) },
 ) {}
 
 /** 403 forbidden: authenticated but not allowed. */

@@ -3,6 +3,7 @@ import { HttpRouter, HttpServerResponse } from "effect/http"
 import { describe, expect, it } from "vitest"
 import { Health, register } from "./Health.ts"
 import * as Kernel from "./Kernel.ts"
+import { ClientIp } from "./RequestContext.ts"
 import * as Server from "./Server.ts"
 import { baseUrl, start } from "./testing/harness.ts"
 
@@ -29,6 +30,31 @@ describe("Server", () => {
     } finally {
       await app.close()
     }
+  })
+
+  it("takes the client address from X-Forwarded-For only when the peer is a trusted proxy", async () => {
+    const echo = HttpRouter.add(
+      "GET",
+      "/ip",
+      Effect.map(Effect.service(ClientIp), (ip) => HttpServerResponse.text(ip)),
+    )
+    const ipFrom = async (trustedProxies: ReadonlyArray<string>, forwarded?: string) => {
+      const app = await start(Server.serve(echo, { port: 0, trustedProxies }).pipe(Layer.provide(base)))
+      try {
+        const res = await fetch(`${baseUrl(app as never)}/ip`, {
+          headers: forwarded === undefined ? {} : { "x-forwarded-for": forwarded },
+        })
+        return await res.text()
+      } finally {
+        await app.close()
+      }
+    }
+    expect(await ipFrom([], "203.0.113.7")).toMatch(/127\.0\.0\.1/)
+    expect(await ipFrom(["127.0.0.1", "::ffff:127.0.0.1"], "203.0.113.7")).toBe("203.0.113.7")
+    // A client's own spoofed entry stays left of what the trusted proxy appended: the rightmost untrusted wins.
+    expect(await ipFrom(["127.0.0.1", "::ffff:127.0.0.1", "10.0.0.2"], "6.6.6.6, 203.0.113.7, 10.0.0.2")).toBe(
+      "203.0.113.7",
+    )
   })
 
   it("on shutdown stops accepting and lets an in-flight request finish", async () => {

@@ -21,6 +21,8 @@ export interface ServerOptions {
   readonly maxBodyBytes?: number
   /** How long shutdown waits for in-flight requests. */
   readonly shutdownTimeoutMs?: number
+  /** Addresses of proxies (the gateway, a load balancer) whose X-Forwarded-For is believed (`TRUSTED_PROXIES`). */
+  readonly trustedProxies?: ReadonlyArray<string>
 }
 
 const requests = Metric.counter("http_server_requests_total", { description: "HTTP requests served" })
@@ -41,9 +43,18 @@ const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
 /** The request id of the request being handled (annotated on every log line as request_id). */
 export { RequestId } from "./RequestContext.ts"
 
-// The peer address of the socket (behind the gateway, the gateway's; trusted forwarding comes with it).
-const clientIp = (request: HttpServerRequest.HttpServerRequest) =>
-  request.remoteAddress._tag === "Some" ? request.remoteAddress.value : ""
+// The client's address: the socket's peer, or the one a trusted proxy forwarded (X-Forwarded-For, read right to left,
+// skipping trusted proxies); without a socket (Lambda) the one the entry provided.
+const clientIp = (request: HttpServerRequest.HttpServerRequest, trustedProxies: ReadonlySet<string>) =>
+  Effect.gen(function* () {
+    if (request.remoteAddress._tag === "None") return yield* ClientIp
+    const peer = request.remoteAddress.value
+    const forwarded = request.headers["x-forwarded-for"]
+    if (!trustedProxies.has(peer) || forwarded === undefined) return peer
+    const hops = forwarded.split(",").map((hop) => hop.trim())
+    for (let i = hops.length - 1; i >= 0; i--) if (!trustedProxies.has(hops[i]!)) return hops[i]!.slice(0, 64)
+    return peer
+  })
 
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
@@ -73,16 +84,25 @@ const causeToResponse = (cause: Cause.Cause<unknown>) =>
 const normalize = (response: HttpServerResponse.HttpServerResponse) =>
   response.status < 400 ? response : isProblem(response) ? withRetryAfter(response) : Problem.response(response.status)
 
-// A 429/503 problem carrying `retryAfter` (seconds) also says it in the Retry-After header (RFC 9110).
+// A 429/503 problem carrying `retryAfter` (seconds) also says it in the Retry-After header (RFC 9110); a 429 in the
+// RateLimit-* headers as well (with `limit` when the problem names the window's limit).
 const withRetryAfter = (response: HttpServerResponse.HttpServerResponse) => {
   if ((response.status !== 429 && response.status !== 503) || response.headers["retry-after"] !== undefined)
     return response
   if (response.body._tag !== "Uint8Array") return response
   try {
-    const { retryAfter } = JSON.parse(new TextDecoder().decode(response.body.body)) as { retryAfter?: unknown }
-    return typeof retryAfter === "number" && Number.isInteger(retryAfter) && retryAfter >= 0
-      ? HttpServerResponse.setHeader(response, "retry-after", String(retryAfter))
-      : response
+    const { retryAfter, limit } = JSON.parse(new TextDecoder().decode(response.body.body)) as {
+      retryAfter?: unknown
+      limit?: unknown
+    }
+    if (typeof retryAfter !== "number" || !Number.isInteger(retryAfter) || retryAfter < 0) return response
+    const headers: Record<string, string> = { "retry-after": String(retryAfter) }
+    if (response.status === 429) {
+      headers["ratelimit-remaining"] = "0"
+      headers["ratelimit-reset"] = String(retryAfter)
+      if (typeof limit === "number" && Number.isInteger(limit)) headers["ratelimit-limit"] = String(limit)
+    }
+    return HttpServerResponse.setHeaders(response, headers)
   } catch {
     return response
   }
@@ -125,7 +145,11 @@ const methodNotAllowed = (routes: ReadonlyArray<KnownRoute>, method: string, url
 }
 
 /** Global middleware: request id, log annotation, body limit, problem+json for every error, RED metrics. */
-export const requestMiddleware = (maxBodyBytes: number, routes: ReadonlyArray<KnownRoute> = []) =>
+export const requestMiddleware = (
+  maxBodyBytes: number,
+  routes: ReadonlyArray<KnownRoute> = [],
+  trustedProxies: ReadonlySet<string> = new Set(),
+) =>
   HttpRouter.middleware<{ handles: unknown }>()(
     (
       httpEffect,
@@ -143,7 +167,7 @@ export const requestMiddleware = (maxBodyBytes: number, routes: ReadonlyArray<Kn
             : yield* httpEffect.pipe(
                 Effect.provideService(RouteCell, cell),
                 Effect.provideService(RequestId, requestId),
-                Effect.provideService(ClientIp, clientIp(request)),
+                Effect.provideService(ClientIp, yield* clientIp(request, trustedProxies)),
                 Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
                 Effect.annotateLogs({ request_id: requestId }),
                 Effect.catchCause(causeToResponse),
@@ -233,7 +257,11 @@ export const app = <A, E, R>(
   Layer.mergeAll(
     routes.pipe(Layer.provide(routeLabel)),
     systemRoutes,
-    requestMiddleware(options.maxBodyBytes ?? 1024 * 1024, options.api ? knownRoutes(options.api) : []),
+    requestMiddleware(
+      options.maxBodyBytes ?? 1024 * 1024,
+      options.api ? knownRoutes(options.api) : [],
+      new Set(options.trustedProxies ?? []),
+    ),
   )
 
 /** Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown. */

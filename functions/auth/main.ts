@@ -16,6 +16,7 @@ const Main = Layer.unwrap(
       port: config.httpPort,
       maxBodyBytes: config.maxBodyBytes,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      trustedProxies: config.trustedProxies,
     })
     const grpc = GrpcDeferred.afterHttp(() => import("./Grpc.ts"), {
       port: config.grpcPort,
