@@ -8,6 +8,7 @@ import {
   InvalidToken,
   NotFound,
   ServiceUnavailable,
+  TooManyRequests,
   ValidationFailed,
 } from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
@@ -76,7 +77,7 @@ export class MeApi extends HttpApiGroup.make("me")
     HttpApiEndpoint.post("changePassword", "/api/v1/users/me/password", {
       payload: Schema.Struct({ currentPassword: Schema.String.check(Schema.isMaxLength(128)), newPassword: Password }),
       success: HttpApiSchema.NoContent,
-      error: [InvalidCredentials, Forbidden, ValidationFailed, ServiceUnavailable],
+      error: [InvalidCredentials, Forbidden, TooManyRequests, ValidationFailed, ServiceUnavailable],
     }),
     HttpApiEndpoint.delete("deactivate", "/api/v1/users/me", {
       success: HttpApiSchema.NoContent,

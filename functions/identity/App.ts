@@ -1,5 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
+import { Cache } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
@@ -14,7 +15,14 @@ import { UsersRepo } from "./UsersRepo.ts"
 
 /** Identity's domain services over the kernel's Db (argon2id at OWASP's minimum cost unless configured). */
 export const DomainLive = Users.layer.pipe(
-  Layer.provide([UsersRepo.layer, EmailTokens.layer, Notifier.layer, Outbox.layer(manifest.name), Passwords.layer()]),
+  Layer.provide([
+    UsersRepo.layer,
+    EmailTokens.layer,
+    Notifier.layer,
+    Outbox.layer(manifest.name),
+    Passwords.layer(),
+    Cache.layer({ prefix: manifest.name }),
+  ]),
 )
 
 /**

@@ -22,6 +22,8 @@ export class EmailTokens extends Context.Service<
     issue(userId: UserId, purpose: TokenPurpose): Effect.Effect<string, DbError>
     /** Spends a token: the user it was for, once, before it expires; None otherwise. */
     consume(token: string, purpose: TokenPurpose): Effect.Effect<Option.Option<UserId>, DbError>
+    /** Whether a token could be spent now (unused, unexpired); spends nothing. */
+    isUsable(token: string, purpose: TokenPurpose): Effect.Effect<boolean, DbError>
   }
 >()("identity/EmailTokens") {
   /** The token store in identity's schema. */
@@ -53,7 +55,15 @@ export class EmailTokens extends Context.Service<
         )
         return Option.map(Option.fromNullishOr(rows[0]), (row) => row.user_id as UserId)
       })
-      return EmailTokens.of({ issue, consume })
+      const isUsable = Effect.fn("EmailTokens.isUsable")(function* (token: string, purpose: TokenPurpose) {
+        const rows = yield* db.query(
+          `SELECT 1 FROM ${db.schema}.email_tokens
+           WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()`,
+          [sha256(token), purpose],
+        )
+        return rows.length > 0
+      })
+      return EmailTokens.of({ issue, consume, isUsable })
     }),
   )
 }

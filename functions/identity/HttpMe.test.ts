@@ -187,6 +187,17 @@ describe("identity signed-in routes", () => {
     expect((await check("the current secret"))._tag).toBe("None")
   })
 
+  it("five wrong current passwords in an hour, then 429 with Retry-After even for the right one", async () => {
+    const { token } = await signedIn()
+    const change = (currentPassword: string) =>
+      call("POST", "/api/v1/users/me/password", token, { currentPassword, newPassword: "a brand new secret" })
+    for (let i = 0; i < 5; i++) expect((await change(`guess number ${i}`)).status).toBe(401)
+    const blocked = await change("the current secret")
+    expect(blocked.status).toBe(429)
+    expect(Number(blocked.headers.get("retry-after"))).toBeGreaterThan(0)
+    expect((await problem(blocked)).code).toBe("too_many_requests")
+  })
+
   it("an account without a password cannot change it here (401 invalid_credentials)", async () => {
     const { token } = await signedIn({ password: null })
     const res = await call("POST", "/api/v1/users/me/password", token, {

@@ -1,4 +1,5 @@
-import { Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Cache } from "../../shared/Cache.ts"
 import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import * as MailTemplates from "../../shared/MailTemplates.ts"
 import { Notifier } from "../../shared/Notifier.ts"
@@ -11,6 +12,7 @@ import {
   InvalidToken,
   NotFound,
   ServiceUnavailable,
+  TooManyRequests,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
@@ -18,6 +20,9 @@ import { EmailTokens, type TokenPurpose } from "./EmailTokens.ts"
 import { Passwords } from "./Passwords.ts"
 import type { User, UserChanges, UserId } from "./User.ts"
 import { UsersRepo } from "./UsersRepo.ts"
+
+/** Wrong current passwords accepted per account per hour on a password change. */
+const PASSWORD_CHANGE_FAILURES_PER_HOUR = 5
 
 /** The identity domain service: creates and reads users, publishing events through the outbox. */
 export class Users extends Context.Service<
@@ -68,7 +73,7 @@ export class Users extends Context.Service<
       readonly currentPassword: string
       readonly newPassword: string
       readonly keepSessionId: string
-    }): Effect.Effect<void, InvalidCredentials | Forbidden | ServiceUnavailable>
+    }): Effect.Effect<void, InvalidCredentials | Forbidden | TooManyRequests | ServiceUnavailable>
     /** The caller deactivates their own account: status `disabled`, identity.user.updated (auth ends every session). */
     deactivate(id: UserId): Effect.Effect<void, Forbidden | ServiceUnavailable>
     /** Mails the caller a new verification link (earlier ones stop working); nothing when already verified. */
@@ -85,6 +90,7 @@ export class Users extends Context.Service<
       const passwords = yield* Passwords
       const tokens = yield* EmailTokens
       const notifier = yield* Notifier
+      const cache = yield* Cache
 
       // Inside the caller's transaction: the token, the mail and the change commit together or not at all.
       const mailToken = (user: User, purpose: TokenPurpose) =>
@@ -241,6 +247,10 @@ export class Users extends Context.Service<
         token: string,
         newPassword: string,
       ) {
+        // Hashing is the costly part: a made-up token must not get to queue for it.
+        if (!(yield* tokens.isUsable(token, "reset_password").pipe(Effect.catchTag("DbError", unavailable)))) {
+          return yield* invalidToken
+        }
         const passwordHash = yield* passwords.hash(newPassword)
         const done = yield* db
           .transaction(
@@ -300,7 +310,19 @@ export class Users extends Context.Service<
       }) {
         const account = yield* repo.findActiveCredentials(input.id).pipe(Effect.catchTag("DbError", unavailable))
         if (account._tag === "None") return yield* inactive
+        // A stolen access token must not become a password oracle: a few wrong guesses per hour, then 429.
+        const now = yield* Clock.currentTimeMillis
+        const hour = Math.floor(now / 3_600_000)
+        const failuresKey = `password-change-failures:${input.id}:${hour}`
+        const failures = yield* cache.get(failuresKey).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+        if (Option.isSome(failures) && Number(failures.value) >= PASSWORD_CHANGE_FAILURES_PER_HOUR) {
+          return yield* new TooManyRequests({
+            detail: "too many wrong current passwords; retry later",
+            retryAfter: Math.max(1, Math.ceil(((hour + 1) * 3_600_000 - now) / 1000)),
+          })
+        }
         if (!(yield* passwords.verify(account.value.passwordHash, input.currentPassword))) {
+          yield* cache.increment(failuresKey, 3600).pipe(Effect.ignore)
           return yield* new InvalidCredentials({ detail: "the current password is wrong" })
         }
         const passwordHash = yield* passwords.hash(input.newPassword)
