@@ -6,8 +6,8 @@ import { pollLoop } from "./PollLoop.ts"
 /** Kernel tables of the embedded bus (see KernelMigrations.ts). */
 export { eventBusMigrations as migrations } from "./KernelMigrations.ts"
 
-// SQLSTATE of a missing relation.
-const UNDEFINED_TABLE = "42P01"
+// SQLSTATEs of a missing relation and column: the producer's outbox is not there (or not migrated) yet.
+const NOT_MIGRATED = new Set(["42P01", "42703"])
 
 /** Tuning of the embedded bus; every field has a default. */
 export interface PgEventBusOptions {
@@ -128,7 +128,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
           [group, topic],
         )
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
-        // A producer that has not started yet has no outbox: nothing to read, not a failure (npm start's order).
+        // A producer that has not started (or migrated) yet has no outbox: nothing to read, not a failure.
         let waiting = false
         const round = poll(source, cursor).pipe(
           Effect.tap(() =>
@@ -137,7 +137,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
             }),
           ),
           Effect.catchIf(
-            (error) => (error as { code?: unknown }).code === UNDEFINED_TABLE,
+            (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
             () =>
               Effect.gen(function* () {
                 if (!waiting) yield* Effect.logInfo(`waiting for ${source}'s outbox to exist`)

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs"
 import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
+import { PgliteServer } from "./pgliteServer.ts"
 
 /** A running embedded Postgres (PGlite behind its wire-protocol socket server). */
 export interface EmbeddedPostgres {
@@ -10,12 +10,13 @@ export interface EmbeddedPostgres {
 
 /**
  * Starts PGlite with its data in `dataDir`, served on 127.0.0.1:`port` to many pg clients (multiplexed onto one
- * session: transactions are serialised, so never hold one across a call to another service).
+ * session, a client's extended-query cycle at a time: transactions are serialised, so never hold one across a call
+ * to another service).
  */
 export const startEmbeddedPostgres = async (dataDir: string, port: number): Promise<EmbeddedPostgres> => {
   mkdirSync(dataDir, { recursive: true })
   const db = await PGlite.create({ dataDir })
-  const server = new PGLiteSocketServer({ db, port, host: "127.0.0.1", maxConnections: 64 })
+  const server = new PgliteServer(db, { port, host: "127.0.0.1" })
   await server.start()
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
