@@ -36,14 +36,27 @@ export const encodeCursor = (position: Position): string =>
 /** Reads a cursor back; anything that is not one of ours is a 400 naming `query.cursor`. */
 export const decodeCursor = (cursor: string): Effect.Effect<Position, ValidationFailed> =>
   Schema.decodeUnknownEffect(PositionJson)(Buffer.from(cursor, "base64url").toString("utf8")).pipe(
-    Effect.mapError(
-      () =>
-        new ValidationFailed({
-          detail: "The request does not match the API contract",
-          errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
-        }),
-    ),
+    Effect.mapError(() => notOurs),
   )
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/
+
+/**
+ * Reads a cursor of a (time, uuid) keyset, the usual one (created_at, id): a well-formed cursor holding anything else
+ * is a 400 too, so it never reaches SQL as a bad timestamp.
+ */
+export const decodeTimeCursor = (cursor: string): Effect.Effect<Position, ValidationFailed> =>
+  Effect.flatMap(decodeCursor(cursor), (position) =>
+    UUID.test(position.id) && ISO_TIME.test(position.at) && !Number.isNaN(Date.parse(position.at))
+      ? Effect.succeed(position)
+      : Effect.fail(notOurs),
+  )
+
+const notOurs = new ValidationFailed({
+  detail: "The request does not match the API contract",
+  errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
+})
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only tells that there is a next page. */
 export const pageOf = <A>(rows: ReadonlyArray<A>, limit: number, positionOf: (row: A) => Position) => {
