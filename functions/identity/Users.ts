@@ -4,7 +4,7 @@ import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import * as MailTemplates from "../../shared/MailTemplates.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
+import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
 import {
   EmailTaken,
   Forbidden,
@@ -127,7 +127,7 @@ export class Users extends Context.Service<
               yield* outbox.publish({
                 type: "identity.user.created",
                 subject: user.id,
-                data: { userId: user.id, email: user.email, name: user.name },
+                data: { userId: user.id, email: user.email, name: user.name, emailVerified: user.emailVerified },
               })
               return user
             }),
@@ -191,7 +191,7 @@ export class Users extends Context.Service<
         readonly email?: string | undefined
       }) {
         const limit = options.limit ?? DEFAULT_LIMIT
-        const after = options.cursor === undefined ? undefined : yield* decodeCursor(options.cursor)
+        const after = options.cursor === undefined ? undefined : yield* decodeTimeCursor(options.cursor)
         const rows = yield* repo
           .list({ limit: limit + 1, after, email: options.email })
           .pipe(Effect.catchTag("DbError", unavailable))

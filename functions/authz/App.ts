@@ -1,0 +1,60 @@
+import { Layer, Option } from "effect"
+import * as Authentication from "../../shared/Authentication.ts"
+import { Cache } from "../../shared/Cache.ts"
+import * as Kernel from "../../shared/Kernel.ts"
+import { Outbox } from "../../shared/Outbox.ts"
+import { AssignmentsRepo } from "./AssignmentsRepo.ts"
+import { Authorizer } from "./Authorizer.ts"
+import { BootstrapAdminLive } from "./BootstrapAdmin.ts"
+import type { AuthzConfig } from "./Config.ts"
+import { manifest } from "./module.ts"
+import { PermissionRegistry } from "./PermissionRegistry.ts"
+import { Roles } from "./Roles.ts"
+import { RolesRepo } from "./RolesRepo.ts"
+
+/**
+ * How long a user's effective grants are cached: with Redis every instance shares the entries and a change reaches
+ * all of them at once, so they may live 60 s; in memory another process only notices a change when its entry
+ * expires, so entries live 0.5 s (a grant or a revocation still holds everywhere within 1 s).
+ */
+export const cacheTtlSeconds = (config: AuthzConfig) =>
+  Option.getOrElse(config.cacheTtlSeconds, () => (Option.isSome(config.redisUrl) ? 60 : 0.5))
+
+/**
+ * The cache of effective permissions: Redis when `REDIS_URL` is set, else this process's memory. Keys are prefixed
+ * `authz.<schema>`: deployments (or tests) on other schemas sharing one Redis never see each other's entries.
+ */
+export const CacheLive = (config: AuthzConfig) => {
+  const prefix = `${manifest.name}.${config.dbSchema}`
+  return Option.match(config.redisUrl, {
+    onNone: () => Cache.layerMemory({ prefix }),
+    onSome: (url) => Cache.layerRedis({ url, prefix }),
+  })
+}
+
+/**
+ * Authz's domain services (roles, assignments, checks, the permission registry) over the kernel's Db; the registry is
+ * every function's manifest unless given (tests).
+ */
+export const DomainLive = (config: AuthzConfig, registry: Layer.Layer<PermissionRegistry> = PermissionRegistry.layer) =>
+  Roles.layer.pipe(
+    Layer.provideMerge(Authorizer.layer({ ttlSeconds: cacheTtlSeconds(config) })),
+    Layer.provideMerge(registry),
+    Layer.provide([RolesRepo.layer, AssignmentsRepo.layer, Outbox.layer(manifest.name), CacheLive(config)]),
+  )
+
+/** Bearer authentication of the signed-in route: tokens checked against auth's JWKS and the session revocations. */
+export const AuthenticationLive = (config: AuthzConfig) =>
+  Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
+
+/** The kernel infrastructure authz runs on (logging, telemetry, health, Postgres + migrations), from config. */
+export const Infrastructure = (config: AuthzConfig) => Kernel.foundation(manifest, config)
+
+/**
+ * The event side of the container: the relay of authz's outbox (with Kafka) and the bus that the bootstrap consumer
+ * and the session revocations follow. Lambda leaves it out: background work would freeze between invocations.
+ */
+export const Bus = (config: AuthzConfig) => Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })
+
+/** The consumer of identity's account events that makes `BOOTSTRAP_ADMIN_EMAIL` the first administrator. */
+export const Events = (config: AuthzConfig) => BootstrapAdminLive({ email: config.bootstrapAdminEmail })

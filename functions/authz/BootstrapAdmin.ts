@@ -1,0 +1,59 @@
+import { Effect, Layer, Option, Schema } from "effect"
+import { topicOf } from "../../shared/CloudEvent.ts"
+import { EventBus } from "../../shared/EventBus.ts"
+import { Authorizer } from "./Authorizer.ts"
+import { UserId } from "./Role.ts"
+import { Roles } from "./Roles.ts"
+
+const AccountEvent = Schema.Struct({
+  userId: Schema.String,
+  email: Schema.optional(Schema.String),
+  emailVerified: Schema.optional(Schema.Boolean),
+})
+const decodeAccountEvent = Schema.decodeUnknownEffect(AccountEvent)
+const decodeUserId = Schema.decodeUnknownOption(UserId)
+
+// After the inbox transaction commits, the cache generation is replaced once more: a reader that took the first
+// replacement but read the database before the commit would otherwise keep the old grants until their TTL.
+const AFTER_COMMIT = "250 millis"
+
+/**
+ * The first administrator: the account whose email equals `BOOTSTRAP_ADMIN_EMAIL` (case-insensitively) gets the
+ * built-in admin role once the address is proven: when identity reports it verified (`identity.email.verified`), or
+ * created already verified (`identity.user.created` with `emailVerified`, e.g. through an OpenID Provider). Granting
+ * it to an unverified registration would hand the platform to whoever registers the address first. Consumed from `identity.events` (group `authz_bootstrap_admin`, idempotent through
+ * the inbox); nothing is subscribed when no email is configured.
+ */
+export const BootstrapAdminLive = (options: { readonly email: Option.Option<string> }) =>
+  Option.match(options.email, {
+    onNone: () => Layer.empty,
+    onSome: (configured) =>
+      Layer.effectDiscard(
+        Effect.gen(function* () {
+          const bus = yield* EventBus
+          const roles = yield* Roles
+          const authorizer = yield* Authorizer
+          const scope = yield* Effect.scope
+          const wanted = configured.trim().toLowerCase()
+          yield* bus.subscribe({
+            topic: topicOf("identity"),
+            group: "authz_bootstrap_admin",
+            handler: (event) =>
+              Effect.gen(function* () {
+                if (event.type !== "identity.user.created" && event.type !== "identity.email.verified") return
+                const data = yield* decodeAccountEvent(event.data)
+                if (data.email?.trim().toLowerCase() !== wanted) return
+                if (event.type === "identity.user.created" && data.emailVerified !== true) return
+                const userId = decodeUserId(data.userId)
+                if (Option.isNone(userId)) {
+                  return yield* Effect.logWarning("bootstrap administrator has no valid user id", { event: event.id })
+                }
+                if (!(yield* roles.grantAdmin(userId.value))) return
+                yield* Effect.logInfo("bootstrap administrator granted the admin role", { userId: userId.value })
+                yield* authorizer.invalidate()
+                yield* Effect.forkIn(Effect.delay(authorizer.invalidate(), AFTER_COMMIT), scope)
+              }),
+          })
+        }),
+      ),
+  })

@@ -1,0 +1,36 @@
+import { Schema } from "effect"
+
+/** The shape of a permission: `{module}.{resource}.{action}`, lower-case segments of a-z and 0-9. */
+export const PERMISSION_PATTERN = /^[a-z0-9]+(\.[a-z0-9]+)*$/
+
+/** A concrete permission, e.g. `blog.post.create` (what routes require and checks ask about). */
+export const PermissionName = Schema.String.check(
+  Schema.isMaxLength(200, { message: "must be at most 200 characters" }),
+  Schema.isPattern(PERMISSION_PATTERN, { message: "must look like module.resource.action (a-z, 0-9, dots)" }),
+)
+
+/** A grant a role holds: a concrete permission, a trailing wildcard (`blog.*`, `blog.post.*`) or `*` (everything). */
+export const Grant = Schema.String.check(
+  Schema.isMaxLength(200, { message: "must be at most 200 characters" }),
+  Schema.makeFilter((value: string) => isGrant(value) || "must be a permission, a trailing wildcard (blog.*) or *"),
+)
+
+/** True for a syntactically valid grant (see `Grant`). */
+export const isGrant = (value: string): boolean =>
+  value === "*" || PERMISSION_PATTERN.test(value.endsWith(".*") ? value.slice(0, -2) : value)
+
+/**
+ * Whether `grant` covers `permission`: equal, `*`, or a trailing wildcard matching whole segments (`blog.*` covers
+ * `blog.post.create`, but neither `blogx.a` nor `blog` itself).
+ */
+export const covers = (grant: string, permission: string): boolean => {
+  if (grant === "*" || grant === permission) return true
+  return grant.endsWith(".*") && permission.startsWith(grant.slice(0, -1))
+}
+
+/** The first grant that covers `permission`, if any. */
+export const matchingGrant = (grants: ReadonlyArray<string>, permission: string): string | undefined =>
+  grants.find((grant) => covers(grant, permission))
+
+/** Sorted, without duplicates: the canonical form of a set of grants. */
+export const normalize = (grants: Iterable<string>): Array<string> => [...new Set(grants)].sort()

@@ -1,0 +1,50 @@
+import { kernelMigrations } from "../../shared/KernelMigrations.ts"
+import { defineModule } from "../../shared/Module.ts"
+import { migrations } from "./migrations/index.ts"
+
+/** Authz: roles, permissions, user-role assignments and permission checks. */
+export const manifest = defineModule({
+  name: "authz",
+  version: "0.1.0",
+  description: "Roles, permissions, user-role assignments and permission checks",
+  ports: { http: 8083, grpc: 9083 },
+  dependsOn: [],
+  routes: [
+    { method: "GET", path: "/api/v1/permissions", auth: { permission: "authz.permission.read" } },
+    { method: "POST", path: "/api/v1/roles", auth: { permission: "authz.role.create" } },
+    { method: "GET", path: "/api/v1/roles", auth: { permission: "authz.role.read" } },
+    { method: "GET", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.read" } },
+    { method: "PATCH", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.update" } },
+    { method: "DELETE", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.delete" } },
+    { method: "GET", path: "/api/v1/users/me/permissions", auth: "user" },
+    { method: "GET", path: "/api/v1/users/{userId}/roles", auth: { permission: "authz.assignment.read" } },
+    { method: "PUT", path: "/api/v1/users/{userId}/roles/{roleId}", auth: { permission: "authz.assignment.create" } },
+    {
+      method: "DELETE",
+      path: "/api/v1/users/{userId}/roles/{roleId}",
+      auth: { permission: "authz.assignment.delete" },
+    },
+  ],
+  permissions: [
+    { name: "authz.permission.read", description: "List the permissions every function defines" },
+    { name: "authz.role.create", description: "Create roles" },
+    { name: "authz.role.read", description: "Read roles" },
+    { name: "authz.role.update", description: "Change roles' names, descriptions and grants" },
+    { name: "authz.role.delete", description: "Delete roles" },
+    { name: "authz.assignment.create", description: "Give users roles" },
+    { name: "authz.assignment.read", description: "Read users' roles" },
+    { name: "authz.assignment.delete", description: "Take roles from users" },
+  ],
+  events: {
+    publishes: [
+      "authz.role.created",
+      "authz.role.updated",
+      "authz.role.deleted",
+      "authz.assignment.created",
+      "authz.assignment.deleted",
+    ],
+    consumes: ["identity.user.created", "identity.email.verified"],
+  },
+  jobs: [],
+  migrations: [...kernelMigrations, ...migrations],
+})
