@@ -1,0 +1,110 @@
+import { Context, Effect, Layer } from "effect"
+import type { CloudEvent } from "../../shared/CloudEvent.ts"
+import type { DbError } from "../../shared/Db.ts"
+import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
+import { ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { type AuditRecord, GENESIS_HASH, hashOf, type NewRecord } from "./AuditRecord.ts"
+import { AuditRepo } from "./AuditRepo.ts"
+import { fromEvent } from "./FromEvent.ts"
+
+/** Filters and page of `GET /api/v1/audit/events` (validated by the HTTP contract). */
+export interface ListQuery {
+  readonly actorId?: string | undefined
+  readonly action?: string | undefined
+  readonly targetId?: string | undefined
+  readonly from?: string | undefined
+  readonly to?: string | undefined
+  readonly limit?: number | undefined
+  readonly cursor?: string | undefined
+}
+
+/** The answer of a chain verification: intact up to `head`, or broken at the first record that does not check. */
+export type Verification =
+  | { readonly ok: true; readonly checked: number; readonly head: string | null }
+  | { readonly ok: false; readonly brokenAt: string }
+
+const VERIFY_BATCH = 1000
+
+// A cursor that decodes but was not made by this list (its position is not a time and a chain position).
+const badCursor = new ValidationFailed({
+  detail: "The request does not match the API contract",
+  errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
+})
+
+const unavailable = (error: DbError) =>
+  Effect.andThen(
+    Effect.logError("database unavailable", error),
+    Effect.fail(new ServiceUnavailable({ detail: "the audit log is unavailable, retry later" })),
+  )
+
+/** The audit log: appends (events and direct writes), filtered reads and verification of the hash chain. */
+export class AuditLog extends Context.Service<
+  AuditLog,
+  {
+    /** Appends a record; the same id twice keeps the first (idempotent). */
+    record(record: NewRecord): Effect.Effect<AuditRecord, DbError>
+    /** Appends the record of a consumed event (inside the consumer's inbox transaction). */
+    recordEvent(event: CloudEvent): Effect.Effect<AuditRecord, DbError>
+    /** A page of records, newest first. */
+    list(
+      query: ListQuery,
+    ): Effect.Effect<
+      { readonly items: ReadonlyArray<AuditRecord>; readonly nextCursor: string | null },
+      ValidationFailed | ServiceUnavailable
+    >
+    /** Walks the whole chain in order, recomputing every hash and link. */
+    verify(): Effect.Effect<Verification, ServiceUnavailable>
+  }
+>()("audit/AuditLog") {
+  /** The audit log over its repository. */
+  static readonly layer = Layer.effect(
+    AuditLog,
+    Effect.gen(function* () {
+      const repo = yield* AuditRepo
+
+      const record = Effect.fn("AuditLog.record")(function* (input: NewRecord) {
+        return yield* repo.append(input)
+      })
+
+      const recordEvent = Effect.fn("AuditLog.recordEvent")(function* (event: CloudEvent) {
+        return yield* repo.append(fromEvent(event))
+      })
+
+      const list = Effect.fn("AuditLog.list")(function* (query: ListQuery) {
+        const limit = query.limit ?? DEFAULT_LIMIT
+        const position = query.cursor === undefined ? undefined : yield* decodeCursor(query.cursor)
+        const before = position === undefined ? undefined : { at: position.at, seq: position.id }
+        if (before !== undefined && (!/^\d{1,19}$/.test(before.seq) || Number.isNaN(Date.parse(before.at)))) {
+          return yield* badCursor
+        }
+        const rows = yield* repo.list({ ...query, before, limit }).pipe(Effect.catchTag("DbError", unavailable))
+        const page = pageOf(rows, limit, (row) => ({ at: row.record.occurredAt, id: row.seq }))
+        return { items: page.items.map((row) => row.record), nextCursor: page.nextCursor }
+      })
+
+      const verify = Effect.fn("AuditLog.verify")(function* () {
+        let expectedPrev = GENESIS_HASH
+        let checked = 0
+        let after = "0"
+        while (true) {
+          const batch = yield* repo.chain(after, VERIFY_BATCH).pipe(Effect.catchTag("DbError", unavailable))
+          for (const { seq, record } of batch) {
+            if (record.prevHash !== expectedPrev || hashOf(record, record.prevHash) !== record.hash) {
+              const broken: Verification = { ok: false, brokenAt: record.id }
+              yield* Effect.logWarning("audit chain broken", { brokenAt: record.id, seq })
+              return broken
+            }
+            expectedPrev = record.hash
+            checked++
+            after = seq
+          }
+          if (batch.length < VERIFY_BATCH) break
+        }
+        const intact: Verification = { ok: true, checked, head: checked === 0 ? null : expectedPrev }
+        return intact
+      })
+
+      return AuditLog.of({ record, recordEvent, list, verify })
+    }),
+  )
+}

@@ -1,0 +1,95 @@
+import { randomBytes } from "node:crypto"
+import * as grpc from "@grpc/grpc-js"
+import { ConfigProvider, Effect, Layer } from "effect"
+import type { HttpServer } from "effect/http"
+import { AuditServiceClient, type RecordRequest, type RecordResponse } from "../../../proto/gen/audit/v1/audit.ts"
+import { GrpcServer } from "../../../shared/GrpcServer.ts"
+import * as Server from "../../../shared/Server.ts"
+import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
+import { AuditApi } from "../Api.ts"
+import { DomainLive, Events, Infrastructure, WorkingDb } from "../App.ts"
+import type { AuditLog } from "../AuditLog.ts"
+import { type AuditConfig, loadConfig } from "../Config.ts"
+import { AuditGrpc } from "../Grpc.ts"
+import { HttpLive } from "../Http.ts"
+
+/** Audit as main.ts runs it (HTTP and gRPC on port 0, the event consumer) on the real Postgres. */
+export interface AuditUnderTest {
+  readonly url: string
+  readonly grpcAddress: string
+  readonly config: AuditConfig
+  readonly running: Running<HttpServer.HttpServer | GrpcServer | AuditLog>
+  close(): Promise<void>
+}
+
+/** Settings of one start; pass the same `schema` and `group` again to restart the same audit log. */
+export interface AuditOptions {
+  /** The audit schema; default a fresh one. */
+  readonly schema?: string
+  /** Consume from the real Kafka (`KAFKA_BROKERS`); else the Postgres-backed bus. */
+  readonly kafka?: boolean
+  /** Extra environment (AUDIT_TOPICS, AUDIT_CONSUMER_GROUP, AUDIT_DB_ROLE, ...). */
+  readonly env?: Record<string, string>
+}
+
+/** A fresh audit schema name. */
+export const freshAuditSchema = () => freshSchema("audit").schema
+
+/** Starts audit with its configuration read from the test environment and `options.env`. */
+export const startAudit = async (options: AuditOptions = {}): Promise<AuditUnderTest> => {
+  const schema = options.schema ?? freshAuditSchema()
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DB_SCHEMA: schema,
+    DB_POOL_MAX: "8",
+    LOG_LEVEL: "warn",
+    AUDIT_CONSUMER_GROUP: schema,
+    ...options.env,
+  }
+  if (!options.kafka) delete env.KAFKA_BROKERS
+  const config = await Effect.runPromise(
+    loadConfig.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))),
+  )
+  const http = Server.serve(HttpLive, { api: AuditApi, port: 0, maxBodyBytes: config.maxBodyBytes })
+  const grpcServer = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuditGrpc] })
+  const running = (await start(
+    Layer.mergeAll(http, grpcServer, Events(config)).pipe(
+      Layer.provideMerge(DomainLive),
+      Layer.provideMerge(WorkingDb(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+  )) as never as AuditUnderTest["running"]
+  const server = await Effect.runPromise(Effect.service(GrpcServer).pipe(Effect.provideContext(running.context)))
+  return { url: baseUrl(running), grpcAddress: `127.0.0.1:${server.port}`, config, running, close: running.close }
+}
+
+/** A plain grpc-js client of audit's Record, with optional call metadata. */
+export const recordClient = (address: string) => {
+  const client = new AuditServiceClient(address, grpc.credentials.createInsecure())
+  const record = (request: Partial<RecordRequest>, metadata: Record<string, string> = {}) =>
+    new Promise<RecordResponse>((resolve, reject) => {
+      const md = new grpc.Metadata()
+      for (const [k, v] of Object.entries(metadata)) md.set(k, v)
+      client.record(
+        {
+          id: "",
+          occurredAt: "",
+          actorId: "",
+          action: "",
+          targetType: "",
+          targetId: "",
+          outcome: "",
+          requestId: "",
+          ip: "",
+          metadataJson: "",
+          ...request,
+        },
+        md,
+        (error, response) => (error ? reject(error) : resolve(response)),
+      )
+    })
+  return { record, close: () => client.close() }
+}
+
+/** A random suffix for names in a test. */
+export const suffix = () => randomBytes(4).toString("hex")
