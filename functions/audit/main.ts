@@ -1,7 +1,5 @@
 import { Effect, Layer } from "effect"
-import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
-import { run } from "../../shared/Main.ts"
-import * as Server from "../../shared/Server.ts"
+import * as Main from "../../shared/Main.ts"
 import { AuditApi } from "./Api.ts"
 import { DomainLive, Events, Infrastructure, WorkingDb } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -9,19 +7,10 @@ import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 
 // Container entry: audit's HTTP server, then its gRPC server, and the consumer recording every producer's events.
-const Main = Layer.unwrap(
+const App = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
-    const http = Server.serve(HttpLive, {
-      api: AuditApi,
-      port: config.httpPort,
-      maxBodyBytes: config.maxBodyBytes,
-      shutdownTimeoutMs: config.shutdownTimeoutMs,
-    })
-    const grpc = GrpcDeferred.afterHttp(() => import("./Grpc.ts"), {
-      port: config.grpcPort,
-      shutdownTimeoutMs: config.shutdownTimeoutMs,
-    })
-    return Layer.mergeAll(http, grpc.pipe(Layer.provide(http)), Events(config)).pipe(
+    const servers = Main.servers(HttpLive, { api: AuditApi, grpc: () => import("./Grpc.ts"), config })
+    return Layer.mergeAll(servers, Events(config)).pipe(
       Layer.provide(DomainLive),
       Layer.provide(WorkingDb(config)),
       Layer.provide(Infrastructure(config)),
@@ -29,4 +18,4 @@ const Main = Layer.unwrap(
   }),
 )
 
-run(manifest.name, Main)
+Main.run(manifest.name, App)
