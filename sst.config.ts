@@ -40,13 +40,20 @@ export default $config({
     for (const manifest of ordered) {
       const name = manifest.name
       const isGateway = name === "gateway"
+      // Where it finds each dependency: <DEP>_URL over HTTP (the gateway's upstreams), <DEP>_GRPC_URL over gRPC.
       const peers = Object.fromEntries(
         manifest.dependsOn
-          .filter((dep) => services[dep] && manifests.find((m) => m.name === dep)?.ports.grpc)
-          .map((dep) => [
-            `${dep.toUpperCase().replaceAll("-", "_")}_GRPC_URL`,
-            $interpolate`${services[dep].service}:${manifests.find((m) => m.name === dep).ports.grpc}`,
-          ]),
+          .filter((dep) => services[dep])
+          .flatMap((dep) => {
+            const peer = manifests.find((m) => m.name === dep)
+            const key = dep.toUpperCase().replaceAll("-", "_")
+            return [
+              [`${key}_URL`, $interpolate`http://${services[dep].service}:${peer.ports.http}`],
+              ...(peer.ports.grpc
+                ? [[`${key}_GRPC_URL`, $interpolate`${services[dep].service}:${peer.ports.grpc}`]]
+                : []),
+            ]
+          }),
       )
       services[name] = new sst.aws.Service(name, {
         cluster,

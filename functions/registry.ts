@@ -4,7 +4,14 @@ import type { ModuleManifest } from "../shared/Module.ts"
 import { manifest as auditManifest } from "./audit/module.ts"
 import { manifest as authManifest } from "./auth/module.ts"
 import { manifest as authzManifest } from "./authz/module.ts"
+import { manifest as gatewayManifest } from "./gateway/module.ts"
 import { manifest as identityManifest } from "./identity/module.ts"
 
 /** Every function's manifest, by function name: authz's permission registry, audit's topics. */
-export const manifests: ReadonlyArray<ModuleManifest> = [auditManifest, authManifest, authzManifest, identityManifest]
+export const manifests: ReadonlyArray<ModuleManifest> = [
+  auditManifest,
+  authManifest,
+  authzManifest,
+  gatewayManifest,
+  identityManifest,
+]

@@ -13,13 +13,16 @@ const { values } = parseArgs({
   },
 })
 
-/** `<DEP>_GRPC_URL` for each dependency with a gRPC port: where a function finds the services it calls. */
+/** Where a function finds each dependency: `<DEP>_URL` (HTTP, the gateway's upstreams) and `<DEP>_GRPC_URL`. */
 export const peerAddresses = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
   m.dependsOn.flatMap((dep) => {
     const peer = all.find((other) => other.name === dep)
-    return peer?.ports.grpc
-      ? [{ name: `${dep.toUpperCase().replaceAll("-", "_")}_GRPC_URL`, value: `${host(dep)}:${peer.ports.grpc}` }]
-      : []
+    if (!peer) return []
+    const key = dep.toUpperCase().replaceAll("-", "_")
+    return [
+      { name: `${key}_URL`, value: `http://${host(dep)}:${peer.ports.http}` },
+      ...(peer.ports.grpc ? [{ name: `${key}_GRPC_URL`, value: `${host(dep)}:${peer.ports.grpc}` }] : []),
+    ]
   })
 
 /** The YAML documents for one function. */

@@ -15,6 +15,8 @@ export const manifest = defineModule({
     { method: "POST", path: "/api/v1/auth/refresh", auth: "public" },
     { method: "POST", path: "/api/v1/auth/logout", auth: "public" },
     { method: "POST", path: "/api/v1/auth/logout-all", auth: "user" },
+    { method: "GET", path: "/api/v1/auth/oidc/{provider}/authorize", auth: "public" },
+    { method: "GET", path: "/api/v1/auth/oidc/{provider}/callback", auth: "public" },
     { method: "GET", path: "/.well-known/jwks.json", auth: "public" },
   ],
   permissions: [],

@@ -1,0 +1,122 @@
+import { Effect, Layer, Option } from "effect"
+import { topicOf } from "../../shared/CloudEvent.ts"
+import type { Db } from "../../shared/Db.ts"
+import { EventBus } from "../../shared/EventBus.ts"
+import * as Kernel from "../../shared/Kernel.ts"
+import * as PgEventBus from "../../shared/PgEventBus.ts"
+import * as SessionRevocations from "../../shared/SessionRevocations.ts"
+import type { GatewayConfig } from "./Config.ts"
+import { EdgeAuth } from "./EdgeAuth.ts"
+import type { ProxyOptions } from "./Http.ts"
+import { manifest } from "./module.ts"
+import { OpenApiDocument } from "./OpenApi.ts"
+import { Permissions } from "./Permissions.ts"
+import { RateLimits } from "./RateLimits.ts"
+import type { RouteTable } from "./RouteTable.ts"
+import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { Upstreams } from "./Upstreams.ts"
+
+/** What the proxy reads from the config, with the route table it serves. */
+export const proxyOptions = (config: GatewayConfig, table: RouteTable): ProxyOptions => ({
+  table,
+  maxBodyBytes: config.maxBodyBytes,
+  timeoutMs: config.timeoutMs,
+  ipPerMinute: config.ipPerMinute,
+  userPerMinute: config.userPerMinute,
+  overrides: config.routeOverrides,
+  cors: { origins: config.corsOrigins },
+  trustedProxies: config.trustedProxies,
+  devMail: config.env !== "production",
+})
+
+const kernelOf = (config: GatewayConfig) => ({
+  service: manifest.name,
+  version: manifest.version,
+  logLevel: config.logLevel,
+  logPretty: config.logPretty,
+  otelEndpoint: config.otelEndpoint,
+})
+
+/** Logging, telemetry and the health registry. */
+export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(config))
+
+/**
+ * The bus the gateway follows events with (consumer only, no relay: it publishes nothing): Kafka with
+ * `KAFKA_BROKERS`, else the Postgres-backed bus.
+ */
+export const Bus = (config: GatewayConfig) =>
+  Option.match(config.kafkaBrokers, {
+    onNone: () => PgEventBus.layer(),
+    onSome: (brokers) =>
+      Layer.unwrap(
+        Effect.promise(async () => {
+          const [{ Kafka }, KafkaEventBus] = await Promise.all([
+            import("../../shared/Kafka.ts"),
+            import("../../shared/KafkaEventBus.ts"),
+          ])
+          return KafkaEventBus.layer().pipe(Layer.provide(Kafka.layer({ brokers, clientId: manifest.name })))
+        }),
+      ),
+  })
+
+/** Clears the permission cache on every authz change event. */
+export const PermissionEvents = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const bus = yield* EventBus
+    const permissions = yield* Permissions
+    yield* bus.subscribe({
+      topic: topicOf("authz"),
+      group: `${manifest.name}_permission_cache`,
+      handler: (event) =>
+        event.type.startsWith("authz.role.") || event.type.startsWith("authz.assignment.")
+          ? permissions.invalidate
+          : Effect.void,
+    })
+  }),
+)
+
+/**
+ * What the gateway learns from events. Revoked sessions: Redis's shared list with `REDIS_URL`, else process memory
+ * fed by auth's `auth.session.revoked` events. Authz changes clear the permission cache. Following events needs a
+ * database (`DATABASE_URL`): the gateway's own small schema holds only the kernel's inbox and bus positions, no
+ * data. Without one (Redis must be set then, `loadConfig` checks) the permission cache relies on its short TTL.
+ */
+export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, never, Db> = Bus(config)) =>
+  Option.match(config.databaseUrl, {
+    onNone: () => SessionRevocations.SessionRevocations.layer,
+    onSome: (url) =>
+      Layer.merge(SessionRevocations.following({ service: manifest.name }), PermissionEvents).pipe(
+        Layer.provide(bus),
+        Layer.provide(
+          Kernel.database({
+            ...kernelOf(config),
+            db: { url, schema: config.dbSchema, poolMax: config.dbPoolMax },
+            migrations: manifest.migrations,
+          }),
+        ),
+      ),
+  })
+
+/** The gateway's services: registry, upstream pools, edge authentication, permissions, rate limits, OpenAPI. */
+export const ServicesLive = (config: GatewayConfig, table: RouteTable, bus?: Layer.Layer<EventBus, never, Db>) =>
+  Layer.mergeAll(
+    Upstreams.layer({
+      connections: config.upstreamConnections,
+      retries: config.retries,
+      breakerFailures: config.breakerFailures,
+      breakerCooldownMs: config.breakerCooldownMs,
+    }),
+    OpenApiDocument.layer({ table, version: manifest.version }),
+  ).pipe(
+    Layer.provideMerge(ServiceRegistry.layerStatic(config.upstreamUrls)),
+    Layer.merge(
+      EdgeAuth.layer({
+        issuer: config.jwtIssuer,
+        audience: config.jwtAudience,
+        jwks: { url: config.authJwksUrl },
+      }),
+    ),
+    Layer.merge(RateLimits.layer({ redisUrl: config.redisUrl, prefix: config.rateLimitPrefix })),
+    Layer.provideMerge(Following(config, bus)),
+    Layer.provideMerge(Permissions.layer({ address: config.authzGrpcUrl, ttlMs: config.permissionCacheMs })),
+  )

@@ -1,0 +1,103 @@
+import { Config, Effect, Option, Schema } from "effect"
+import * as Cfg from "../../shared/Config.ts"
+import type { ModuleManifest } from "../../shared/Module.ts"
+import { manifests } from "../registry.ts"
+import { manifest } from "./module.ts"
+
+/** Per-route settings over the defaults (`GATEWAY_ROUTES`, JSON): a route is `METHOD /template` or every method. */
+export const RouteOverride = Schema.Struct({
+  method: Schema.optional(Schema.Literals(["GET", "POST", "PUT", "PATCH", "DELETE"])),
+  path: Schema.String,
+  timeoutMs: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 600_000 }))),
+  ipPerMinute: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  userPerMinute: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+})
+
+/** Per-route settings over the defaults. */
+export type RouteOverride = typeof RouteOverride.Type
+
+/** The environment key of an upstream's base URL: `identity` → `IDENTITY_URL`, `user-prefs` → `USER_PREFS_URL`. */
+export const upstreamUrlKey = (name: string) => `${name.toUpperCase().replaceAll("-", "_")}_URL`
+
+/** The functions the gateway routes to: every manifest with public routes. */
+export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) =>
+  all.filter((m) => m.name !== manifest.name && m.routes.length > 0)
+
+const commaList = (name: string) =>
+  Config.String(name).pipe(
+    Config.map((list) =>
+      list
+        .split(",")
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0),
+    ),
+    Config.withDefault([] as ReadonlyArray<string>),
+  )
+
+/** The gateway's configuration keys (the upstream URLs depend on the manifests it routes). */
+export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) => ({
+  ...Cfg.base({ httpPort: manifest.ports.http }),
+  ...Cfg.authentication(),
+  /** Redis: rate limits and session revocations shared by every instance; unset = memory (one instance). */
+  redisUrl: Config.option(Cfg.secret("REDIS_URL")),
+  /** Postgres for the gateway's inbox when it follows events (no Redis): revocations and permission changes. */
+  databaseUrl: Config.option(Cfg.secret("DATABASE_URL")),
+  dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
+  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(3)),
+  /** Authz's gRPC address, for per-route permission checks. */
+  authzGrpcUrl: Config.String("AUTHZ_GRPC_URL").pipe(Config.withDefault("127.0.0.1:9083")),
+  /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
+  corsOrigins: commaList("CORS_ORIGINS"),
+  /** How long an upstream may take to answer (headers) unless the route says otherwise. */
+  timeoutMs: Cfg.intBetween("GATEWAY_TIMEOUT_MS", 1, 600_000).pipe(Config.withDefault(10_000)),
+  /** Retries of an idempotent request whose upstream connection failed. */
+  retries: Cfg.intBetween("GATEWAY_RETRIES", 0, 5).pipe(Config.withDefault(2)),
+  /** Consecutive failures (connection errors, timeouts) after which an upstream's circuit opens. */
+  breakerFailures: Cfg.intBetween("CIRCUIT_BREAKER_FAILURES", 1, 1000).pipe(Config.withDefault(5)),
+  /** How long an open circuit answers 503 before one probe request is let through. */
+  breakerCooldownMs: Cfg.intBetween("CIRCUIT_BREAKER_COOLDOWN_MS", 100, 600_000).pipe(Config.withDefault(5_000)),
+  /** Keep-alive connections per upstream. */
+  upstreamConnections: Cfg.intBetween("UPSTREAM_CONNECTIONS", 1, 10_000).pipe(Config.withDefault(128)),
+  /** Requests per minute per client address on every route (0 = unlimited) unless the route says otherwise. */
+  ipPerMinute: Cfg.intBetween("RATE_LIMIT_IP_PER_MINUTE", 0, 100_000_000).pipe(Config.withDefault(1_200)),
+  /** Requests per minute per signed-in user on every route (0 = unlimited) unless the route says otherwise. */
+  userPerMinute: Cfg.intBetween("RATE_LIMIT_USER_PER_MINUTE", 0, 100_000_000).pipe(Config.withDefault(1_200)),
+  /** Namespace of the rate-limit keys in Redis. */
+  rateLimitPrefix: Config.String("RATE_LIMIT_PREFIX").pipe(Config.withDefault("gateway-rl")),
+  /** Per-route timeouts and limits (JSON array of `{method?, path, timeoutMs?, ipPerMinute?, userPerMinute?}`). */
+  routeOverrides: Config.schema(Schema.fromJsonString(Schema.Array(RouteOverride)), "GATEWAY_ROUTES").pipe(
+    Config.withDefault([] as ReadonlyArray<RouteOverride>),
+  ),
+  /** How long an authz answer is reused (authz's change events clear it sooner when the gateway follows them). */
+  permissionCacheMs: Cfg.intBetween("PERMISSION_CACHE_TTL_MS", 0, 1_000).pipe(Config.withDefault(500)),
+  /** Base URL of each upstream (`<NAME>_URL`), default the manifest's HTTP port on this host. */
+  upstreamUrls: Config.all(
+    Object.fromEntries(
+      upstreams.map((m) => [
+        m.name,
+        Config.URL(upstreamUrlKey(m.name)).pipe(Config.withDefault(new URL(`http://127.0.0.1:${m.ports.http}`))),
+      ]),
+    ),
+  ),
+})
+
+/**
+ * The gateway's configuration, read and validated once at start (every problem reported at once). Revoked sessions
+ * must reach the edge: that needs Redis (the shared list) or a database (the gateway's inbox for auth's events).
+ */
+export const load = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) =>
+  Effect.flatMap(Cfg.load(spec(upstreams)), (config) =>
+    Option.isNone(config.redisUrl) && Option.isNone(config.databaseUrl)
+      ? Effect.fail(
+          new Cfg.ConfigInvalid({
+            problems: ["REDIS_URL or DATABASE_URL: one of them is needed to learn of revoked sessions"],
+          }),
+        )
+      : Effect.succeed(config),
+  )
+
+/** The gateway's configuration for the functions of the registry. */
+export const loadConfig = load()
+
+/** The gateway's validated configuration. */
+export type GatewayConfig = Effect.Success<typeof loadConfig>

@@ -1,0 +1,343 @@
+import type { Readable } from "node:stream"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { Effect, Layer, Option } from "effect"
+import { Cookies, HttpRouter, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "effect/http"
+import * as Problem from "../../shared/Problem.ts"
+import { ClientIp, RequestId } from "../../shared/RequestContext.ts"
+import type { RouteOverride } from "./Config.ts"
+import * as Cors from "./Cors.ts"
+import * as Docs from "./Docs.ts"
+import { challenge, EdgeAuth } from "./EdgeAuth.ts"
+import { OpenApiDocument } from "./OpenApi.ts"
+import { Permissions } from "./Permissions.ts"
+import { type Quota, RateLimits } from "./RateLimits.ts"
+import type { Route, RouteTable } from "./RouteTable.ts"
+import { Upstreams } from "./Upstreams.ts"
+
+/** What the proxy needs besides its services: the table, limits, timeouts, CORS and the trusted proxies. */
+export interface ProxyOptions {
+  readonly table: RouteTable
+  readonly maxBodyBytes: number
+  readonly timeoutMs: number
+  readonly ipPerMinute: number
+  readonly userPerMinute: number
+  readonly overrides: ReadonlyArray<RouteOverride>
+  readonly cors: Cors.CorsOptions
+  readonly trustedProxies: ReadonlyArray<string>
+  /** Proxy `GET /_dev/mail` to identity (never in production). */
+  readonly devMail: boolean
+}
+
+/** Stricter limits and longer timeouts the platform ships with; `GATEWAY_ROUTES` entries override them. */
+export const defaultOverrides: ReadonlyArray<RouteOverride> = [
+  { method: "POST", path: "/api/v1/auth/login", ipPerMinute: 30 },
+  { method: "POST", path: "/api/v1/auth/register", ipPerMinute: 10 },
+  { method: "POST", path: "/api/v1/auth/refresh", ipPerMinute: 60 },
+  { method: "POST", path: "/api/v1/auth/password-reset", ipPerMinute: 10 },
+  { method: "POST", path: "/api/v1/auth/password-reset/confirm", ipPerMinute: 10 },
+  { method: "POST", path: "/api/v1/auth/verify-email", ipPerMinute: 30 },
+  { method: "POST", path: "/api/v1/auth/resend-verification", userPerMinute: 5 },
+  { method: "GET", path: "/api/v1/audit/verify", timeoutMs: 60_000 },
+]
+
+/** The effective settings of one route. */
+export interface RouteSettings {
+  readonly timeoutMs: number
+  readonly ip: { readonly bucket: string; readonly perMinute: number }
+  readonly user: { readonly bucket: string; readonly perMinute: number }
+}
+
+/** The settings of a route: the defaults, then the built-in overrides, then the configured ones (later wins). */
+export const settingsOf = (
+  route: Route,
+  options: Omit<ProxyOptions, "table" | "cors" | "trustedProxies" | "devMail">,
+) => {
+  const own = [...defaultOverrides, ...options.overrides].filter(
+    (o) => o.path === route.template && (o.method === undefined || o.method === route.method),
+  )
+  const pick = <K extends "timeoutMs" | "ipPerMinute" | "userPerMinute">(key: K) =>
+    own.reduce<number | undefined>((value, o) => o[key] ?? value, undefined)
+  const name = `${route.method} ${route.template}`
+  const ip = pick("ipPerMinute")
+  const user = pick("userPerMinute")
+  return {
+    timeoutMs: pick("timeoutMs") ?? options.timeoutMs,
+    ip: ip === undefined ? { bucket: "default", perMinute: options.ipPerMinute } : { bucket: name, perMinute: ip },
+    user:
+      user === undefined ? { bucket: "default", perMinute: options.userPerMinute } : { bucket: name, perMinute: user },
+  } satisfies RouteSettings
+}
+
+// RFC 9110 §7.6.1 hop-by-hop headers, plus those the gateway sets itself.
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+])
+const SET_BY_GATEWAY = new Set([
+  "host",
+  "expect",
+  "x-request-id",
+  "traceparent",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "forwarded",
+])
+
+const connectionTokens = (value: string | Array<string> | undefined) =>
+  new Set(
+    (Array.isArray(value) ? value.join(",") : (value ?? ""))
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter((t) => t.length > 0),
+  )
+
+/** The headers sent upstream: the client's end-to-end headers (Authorization unchanged) plus the forwarding ones. */
+export const upstreamHeaders = (
+  incoming: Readonly<Record<string, string | Array<string> | undefined>>,
+  context: {
+    readonly requestId: string
+    readonly traceparent: string | undefined
+    readonly peer: string | undefined
+    readonly trustedPeer: boolean
+  },
+): Record<string, string | Array<string>> => {
+  const listed = connectionTokens(incoming.connection)
+  const out: Record<string, string | Array<string>> = {}
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || SET_BY_GATEWAY.has(name) || listed.has(name)) continue
+    out[name] = value
+  }
+  const single = (value: string | Array<string> | undefined) => (Array.isArray(value) ? value.join(", ") : value)
+  const priorFor = context.trustedPeer ? single(incoming["x-forwarded-for"]) : undefined
+  if (context.peer !== undefined) out["x-forwarded-for"] = priorFor ? `${priorFor}, ${context.peer}` : context.peer
+  out["x-forwarded-proto"] = (context.trustedPeer ? single(incoming["x-forwarded-proto"]) : undefined) ?? "http"
+  const host = (context.trustedPeer ? single(incoming["x-forwarded-host"]) : undefined) ?? single(incoming.host)
+  if (host !== undefined) out["x-forwarded-host"] = host
+  out["x-request-id"] = context.requestId
+  if (context.traceparent !== undefined) out.traceparent = context.traceparent
+  return out
+}
+
+// The upstream's headers without hop-by-hop ones; Set-Cookie goes through the cookie jar (it cannot be comma-joined).
+const downstream = (headers: Readonly<Record<string, string | Array<string> | undefined>>) => {
+  const listed = connectionTokens(headers.connection)
+  const out: Record<string, string> = {}
+  let cookies = Cookies.empty
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === "x-request-id") continue
+    if (name === "set-cookie") cookies = Cookies.fromSetCookie(value)
+    else out[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return { headers: out, cookies }
+}
+
+const rateLimitHeaders = (quota: Quota) => ({
+  "ratelimit-limit": String(quota.limit),
+  "ratelimit-remaining": String(quota.remaining),
+  "ratelimit-reset": String(quota.resetSeconds),
+})
+
+const tooMany = (limit: number, retryAfter: number) =>
+  HttpServerResponse.setHeaders(Problem.response(429, "too many requests, slow down", { retryAfter, limit }), {
+    "retry-after": String(retryAfter),
+    "ratelimit-limit": String(limit),
+    "ratelimit-remaining": "0",
+    "ratelimit-reset": String(retryAfter),
+  })
+
+const unavailable = (detail: string, retryAfter: number) =>
+  HttpServerResponse.setHeader(Problem.response(503, detail, { retryAfter }), "retry-after", String(retryAfter))
+
+const isProblem = (contentType: string | Array<string> | undefined) =>
+  typeof contentType === "string" && contentType.startsWith("application/problem+json")
+
+const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "identity", auth: "public" }
+
+/**
+ * The proxy: every path not served by the gateway itself is resolved against the route table (404, 405 with
+ * `Allow`), rate limited per address, authenticated and authorised at the edge when the route needs it, then
+ * forwarded with its body streamed; the answer streams back. Every error the gateway produces is problem+json.
+ */
+export const proxy = (options: ProxyOptions) =>
+  Effect.gen(function* () {
+    const upstreams = yield* Upstreams
+    const auth = yield* EdgeAuth
+    const permissions = yield* Permissions
+    const limits = yield* RateLimits
+    const trusted = new Set(options.trustedProxies)
+    const settings = new Map<Route, RouteSettings>()
+    const settingsFor = (route: Route) => {
+      let found = settings.get(route)
+      if (found === undefined) {
+        found = settingsOf(route, options)
+        settings.set(route, found)
+      }
+      return found
+    }
+
+    const handle = Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const url = request.url
+      const q = url.indexOf("?")
+      const path = q === -1 ? url : url.slice(0, q)
+      const method = request.method
+      const headers = request.headers
+
+      const resolved =
+        options.devMail && path === DEV_MAIL.template
+          ? method === "GET" || method === "HEAD"
+            ? ({ _tag: "Match", route: DEV_MAIL } as const)
+            : ({ _tag: "MethodNotAllowed", allow: ["GET", "HEAD"] } as const)
+          : options.table.resolve(method, path)
+      if (Cors.isPreflight(method, headers)) {
+        if (resolved._tag === "NotFound") return Problem.response(404, "no such route")
+        const allow = resolved._tag === "Match" ? options.table.allowed(path) : resolved.allow
+        return Cors.preflight(options.cors, headers.origin!, allow.length > 0 ? allow : ["GET", "HEAD"])
+      }
+      if (resolved._tag === "NotFound") return Problem.response(404, "no such route")
+      if (resolved._tag === "MethodNotAllowed") {
+        if (method === "OPTIONS")
+          return HttpServerResponse.empty({ status: 204, headers: { allow: resolved.allow.join(", ") } })
+        return HttpServerResponse.setHeader(
+          Problem.response(405, `${method} is not allowed here; use ${resolved.allow.join(", ")}`),
+          "allow",
+          resolved.allow.join(", "),
+        )
+      }
+      const route = resolved.route
+      const own = settingsFor(route)
+      const quotas: Array<Quota> = []
+
+      const clientIp = yield* ClientIp
+      if (own.ip.perMinute > 0) {
+        const quota = yield* Effect.result(limits.consume("ip", own.ip.bucket, clientIp, own.ip.perMinute))
+        if (quota._tag === "Failure") return tooMany(quota.failure.limit, quota.failure.retryAfter)
+        quotas.push(quota.success)
+      }
+
+      if (route.auth !== "public") {
+        const verified = yield* Effect.result(auth.authenticate(headers.authorization))
+        if (verified._tag === "Failure") {
+          const error = verified.failure
+          if (error._tag === "Refused") {
+            yield* Effect.logInfo("access token refused at the edge", { reason: error.reason })
+            return challenge(error.reason)
+          }
+          return unavailable(error.detail ?? "sign-in state cannot be checked, retry later", 1)
+        }
+        const claims = verified.success
+        yield* Effect.annotateLogsScoped({ user_id: claims.sub })
+        if (own.user.perMinute > 0) {
+          const quota = yield* Effect.result(limits.consume("user", own.user.bucket, claims.sub, own.user.perMinute))
+          if (quota._tag === "Failure") return tooMany(quota.failure.limit, quota.failure.retryAfter)
+          quotas.push(quota.success)
+        }
+        if (typeof route.auth === "object") {
+          const allowed = yield* Effect.result(permissions.check(claims.sub, route.auth.permission))
+          if (allowed._tag === "Failure") return unavailable("permissions cannot be checked, retry later", 1)
+          if (!allowed.success) return Problem.response(403, `this needs the permission ${route.auth.permission}`)
+        }
+      }
+
+      const span = yield* Effect.option(Effect.currentSpan)
+      const traceparent = Option.isSome(span)
+        ? HttpTraceContext.toHeaders(span.value).traceparent
+        : (headers.traceparent ?? undefined)
+      const peer = Option.getOrUndefined(request.remoteAddress)
+      const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+      const hasBody =
+        incoming.headers["transfer-encoding"] !== undefined ||
+        (incoming.headers["content-length"] !== undefined && incoming.headers["content-length"] !== "0")
+      const forwarded = yield* Effect.result(
+        upstreams.forward({
+          upstream: route.upstream,
+          method,
+          path: url,
+          headers: upstreamHeaders(incoming.headers, {
+            requestId: yield* RequestId,
+            traceparent,
+            peer,
+            trustedPeer: peer !== undefined && trusted.has(peer),
+          }),
+          body: hasBody ? (incoming as Readable) : undefined,
+          maxBodyBytes: options.maxBodyBytes,
+          timeoutMs: own.timeoutMs,
+        }),
+      )
+      if (forwarded._tag === "Failure") {
+        const error = forwarded.failure
+        switch (error._tag) {
+          case "BodyTooLarge":
+            return Problem.response(413, `request body is larger than ${error.limit} bytes`)
+          case "UpstreamTimeout":
+            return Problem.response(504, `the ${error.upstream} service did not answer in time`)
+          case "UpstreamUnavailable":
+            // An open circuit is logged at debug: under load that is one line per refused request.
+            yield* (error.reason === "circuit open" ? Effect.logDebug : Effect.logWarning)("upstream unavailable", {
+              upstream: error.upstream,
+              reason: error.reason,
+            })
+            return unavailable(`the ${error.upstream} service is unavailable, retry later`, error.retryAfter)
+        }
+      }
+      const answer = forwarded.success
+      // A bare error from upstream (not problem+json) is replaced by the platform's problem for its status.
+      if (answer.status >= 400 && !isProblem(answer.headers["content-type"])) {
+        answer.body.resume()
+        return Problem.response(answer.status)
+      }
+      const { headers: out, cookies } = downstream(answer.headers)
+      // No body to send (204, 205, 304, HEAD): drain the upstream's so its connection goes back to the pool.
+      const bodyless = method === "HEAD" || answer.status === 204 || answer.status === 205 || answer.status === 304
+      const tightest = quotas.reduce<Quota | undefined>(
+        (a, b) => (a === undefined || b.remaining < a.remaining ? b : a),
+        undefined,
+      )
+      if (bodyless) answer.body.resume()
+      return HttpServerResponse.raw(bodyless ? undefined : answer.body, {
+        status: answer.status,
+        headers: tightest === undefined ? out : { ...out, ...rateLimitHeaders(tightest) },
+        cookies,
+      })
+    }).pipe(Effect.scoped)
+
+    return Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const response = yield* handle
+      return Cors.decorate(response, options.cors, request.headers.origin)
+    })
+  })
+
+/** The gateway's routes: `/openapi.json`, `/docs`, `/readyz/upstreams`, and the proxy for everything else. */
+export const HttpLive = (options: ProxyOptions) =>
+  Layer.mergeAll(
+    Layer.unwrap(Effect.map(proxy(options), (handler) => HttpRouter.add("*", "/*", handler))),
+    Layer.unwrap(
+      Effect.map(Effect.service(OpenApiDocument), (document) =>
+        HttpRouter.add(
+          "GET",
+          "/openapi.json",
+          Effect.map(document.get, (doc) => HttpServerResponse.jsonUnsafe(doc)),
+        ),
+      ),
+    ),
+    Layer.unwrap(
+      Effect.map(Effect.service(Upstreams), (upstreams) =>
+        HttpRouter.add(
+          "GET",
+          "/readyz/upstreams",
+          Effect.map(upstreams.circuits, (circuits) => HttpServerResponse.jsonUnsafe({ circuits })),
+        ),
+      ),
+    ),
+    Docs.routes,
+  )

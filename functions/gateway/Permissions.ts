@@ -1,0 +1,113 @@
+import { Context, Deferred, Effect, Layer, Scope } from "effect"
+import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
+import type * as Grpc from "../../shared/Grpc.ts"
+import type { CallOptions } from "../../shared/GrpcClient.ts"
+import { ServiceUnavailable } from "../../shared/Problem.ts"
+
+type AuthzService = typeof AuthzServiceService
+
+/** How permission checks reach authz and how long an answer is reused. */
+export interface PermissionsOptions {
+  /** Authz's gRPC `host:port`. */
+  readonly address: string
+  /** How long an answer is reused (0 = ask every time); authz's change events clear it sooner. */
+  readonly ttlMs: number
+  /** Bound on cached answers; the cache is dropped whole when it is reached. */
+  readonly maxEntries?: number
+}
+
+/**
+ * Per-route permission checks through authz's `Authorize` (gRPC), with a short local cache: one answer per
+ * (user, permission) reused for at most `ttlMs` (≤ 1 s), concurrent misses of one key share one call, and `invalidate`
+ * (fed by authz's `authz.role.*` / `authz.assignment.*` events when the gateway follows them) drops it all at once.
+ */
+export class Permissions extends Context.Service<
+  Permissions,
+  {
+    /** Whether the user holds the permission; ServiceUnavailable when authz cannot answer (fail closed). */
+    check(userId: string, permission: string): Effect.Effect<boolean, ServiceUnavailable>
+    /** Forgets every cached answer (a role or an assignment changed). */
+    readonly invalidate: Effect.Effect<void>
+  }
+>()("gateway/Permissions") {
+  /** Checks over a gRPC channel to authz, opened on the first check and closed with the layer. */
+  static readonly layer = (options: PermissionsOptions) =>
+    Layer.effect(
+      Permissions,
+      Effect.gen(function* () {
+        const scope = yield* Effect.scope
+        const connect = yield* Effect.cached(
+          Effect.promise(() =>
+            Promise.all([import("../../proto/gen/authz/v1/authz.ts"), import("../../shared/GrpcClient.ts")]),
+          ).pipe(
+            Effect.flatMap(([proto, GrpcClient]) =>
+              GrpcClient.make(proto.AuthzServiceClient, {
+                address: options.address,
+                caller: "gateway",
+                timeoutMs: 2_000,
+              }),
+            ),
+            Scope.provide(scope),
+          ),
+        )
+        const call = <M extends Grpc.UnaryMethod<AuthzService>>(
+          method: M,
+          request: Grpc.RequestOf<AuthzService[M]>,
+          callOptions?: CallOptions,
+        ) => Effect.flatMap(connect, (channel) => channel.call(method, request, callOptions))
+
+        const maxEntries = options.maxEntries ?? 100_000
+        const answers = new Map<string, { readonly allowed: boolean; readonly expiresAt: number }>()
+        const inflight = new Map<string, Deferred.Deferred<boolean, ServiceUnavailable>>()
+        // Bumped by every invalidation: an answer fetched before a change is not stored after it.
+        let generation = 0
+
+        const ask = (userId: string, permission: string) =>
+          call("authorize", { userId, permission }, { idempotent: true }).pipe(
+            Effect.map((response) => response.allowed),
+            Effect.catch((error) =>
+              // A malformed user id or permission: not allowed, whatever authz thinks of it.
+              error._tag === "ValidationFailed"
+                ? Effect.succeed(false)
+                : Effect.andThen(
+                    Effect.logError("authz unavailable", { error: error.message }),
+                    Effect.fail(new ServiceUnavailable({ detail: "permissions cannot be checked, retry later" })),
+                  ),
+            ),
+          )
+
+        const check = Effect.fn("Permissions.check")(function* (userId: string, permission: string) {
+          if (options.ttlMs <= 0) return yield* ask(userId, permission)
+          const key = `${userId} ${permission}`
+          const cached = answers.get(key)
+          if (cached !== undefined && cached.expiresAt > Date.now()) return cached.allowed
+          const waiting = inflight.get(key)
+          if (waiting !== undefined) return yield* Deferred.await(waiting)
+          const deferred = Deferred.makeUnsafe<boolean, ServiceUnavailable>()
+          inflight.set(key, deferred)
+          const started = generation
+          return yield* ask(userId, permission).pipe(
+            Effect.tap((allowed) =>
+              Effect.sync(() => {
+                if (started !== generation) return
+                if (answers.size >= maxEntries) answers.clear()
+                answers.set(key, { allowed, expiresAt: Date.now() + options.ttlMs })
+              }),
+            ),
+            Effect.onExit((exit) =>
+              Effect.andThen(
+                Effect.sync(() => inflight.delete(key)),
+                Deferred.done(deferred, exit),
+              ),
+            ),
+          )
+        })
+
+        const invalidate = Effect.sync(() => {
+          generation++
+          answers.clear()
+        })
+        return Permissions.of({ check, invalidate })
+      }),
+    )
+}

@@ -1,0 +1,129 @@
+import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import type { Redis } from "ioredis"
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible"
+import { register } from "../../shared/Health.ts"
+
+/** Who a limit counts: the client address or the signed-in user. */
+export type Subject = "ip" | "user"
+
+/** The state of one window after a request counted: what the RateLimit-* headers say. */
+export interface Quota {
+  readonly limit: number
+  readonly remaining: number
+  /** Seconds until the window resets. */
+  readonly resetSeconds: number
+}
+
+/** Over the limit: `retryAfter` seconds until a request is accepted again. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  limit: Schema.Int,
+  retryAfter: Schema.Int,
+}) {}
+
+/** Where the counters live and how their keys are named. */
+export interface RateLimitsOptions {
+  /** Redis (shared by every gateway instance); None = this process's memory. */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /** Namespace of the keys in Redis. */
+  readonly prefix: string
+}
+
+/**
+ * Fixed one-minute windows per client address and per user with `rate-limiter-flexible` (a well-kept library: atomic
+ * Redis scripts, an in-memory insurance limiter while Redis is unreachable, so a Redis outage never closes the
+ * gateway). `bucket` names the counter: the shared default, or a route with its own limit.
+ */
+export class RateLimits extends Context.Service<
+  RateLimits,
+  {
+    /** Counts one request of `key` against `perMinute` in the bucket; fails with RateLimited when over. */
+    consume(subject: Subject, bucket: string, key: string, perMinute: number): Effect.Effect<Quota, RateLimited>
+  }
+>()("gateway/RateLimits") {
+  /** Counters in Redis when configured (checked at start), otherwise in memory. */
+  static readonly layer = (options: RateLimitsOptions) =>
+    Layer.effect(
+      RateLimits,
+      Effect.gen(function* () {
+        const redis = Option.isSome(options.redisUrl) ? yield* connect(options.redisUrl.value) : undefined
+        const limiters = new Map<string, RateLimiterAbstract>()
+        const limiterOf = (subject: Subject, bucket: string, points: number) => {
+          const name = `${subject}:${bucket}:${points}`
+          let limiter = limiters.get(name)
+          if (limiter === undefined) {
+            const settings = { keyPrefix: `${options.prefix}:${name}`, points, duration: 60 }
+            limiter =
+              redis === undefined
+                ? new RateLimiterMemory(settings)
+                : new RateLimiterRedis({
+                    ...settings,
+                    storeClient: redis,
+                    insuranceLimiter: new RateLimiterMemory(settings),
+                  })
+            limiters.set(name, limiter)
+          }
+          return limiter
+        }
+        const consume = (subject: Subject, bucket: string, key: string, perMinute: number) =>
+          Effect.tryPromise({
+            try: () => limiterOf(subject, bucket, perMinute).consume(key),
+            catch: (rejection) => rejection,
+          }).pipe(
+            Effect.map(
+              (res): Quota => ({
+                limit: perMinute,
+                remaining: Math.max(0, res.remainingPoints),
+                resetSeconds: Math.ceil(res.msBeforeNext / 1000),
+              }),
+            ),
+            Effect.catch((rejection) =>
+              rejection instanceof RateLimiterRes
+                ? Effect.fail(
+                    new RateLimited({
+                      limit: perMinute,
+                      retryAfter: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)),
+                    }),
+                  )
+                : // Neither Redis nor the insurance limiter answered: let the request through (logged).
+                  Effect.as(Effect.logWarning("rate limiter unavailable", { error: String(rejection) }), {
+                    limit: perMinute,
+                    remaining: perMinute,
+                    resetSeconds: 60,
+                  }),
+            ),
+          )
+        return RateLimits.of({ consume })
+      }),
+    )
+}
+
+// A Redis connection for the counters, checked at start, closed with the layer; its PING is the "redis" readiness check.
+const connect = (url: Redacted.Redacted<string>) =>
+  Effect.gen(function* () {
+    const ioredis = yield* Effect.promise(() => import("ioredis"))
+    const Redis = ioredis.Redis ?? (ioredis as unknown as { default: typeof ioredis }).default.Redis
+    const redis: Redis = yield* Effect.acquireRelease(
+      Effect.sync(
+        () =>
+          new Redis(Redacted.value(url), {
+            lazyConnect: true,
+            connectTimeout: 5_000,
+            commandTimeout: 1_000,
+            maxRetriesPerRequest: 1,
+            enableOfflineQueue: false,
+            connectionName: "gateway-rate-limits",
+          }),
+      ),
+      (redis) => Effect.sync(() => redis.disconnect()),
+    )
+    redis.on("error", () => {})
+    yield* Effect.tryPromise(() => redis.connect()).pipe(
+      Effect.mapError(() => new Error("Redis (rate limits) is unreachable")),
+      Effect.orDie,
+    )
+    yield* register(
+      "redis",
+      Effect.tryPromise(() => redis.ping()),
+    )
+    return redis
+  })

@@ -1,0 +1,31 @@
+import { kernelMigrations } from "../../shared/KernelMigrations.ts"
+import { defineModule } from "../../shared/Module.ts"
+
+/**
+ * Gateway: the public HTTP edge. Its routes are every other function's manifest routes (none of its own are proxied);
+ * it depends on every function it routes to, so `npm start` brings it up last.
+ */
+export const manifest = defineModule({
+  name: "gateway",
+  version: "0.1.0",
+  description: "Public HTTP edge: routing from manifests, JWT at the edge, permissions, rate limits, CORS",
+  ports: { http: 8080 },
+  dependsOn: ["audit", "auth", "authz", "identity"],
+  routes: [],
+  permissions: [],
+  events: {
+    publishes: [],
+    // Without Redis: revoked sessions (SessionRevocations.following) and authz changes (permission cache).
+    consumes: [
+      "auth.session.revoked",
+      "authz.role.created",
+      "authz.role.updated",
+      "authz.role.deleted",
+      "authz.assignment.created",
+      "authz.assignment.deleted",
+    ],
+  },
+  jobs: [],
+  // Only the kernel's inbox and bus positions (used when the gateway follows events through the embedded bus).
+  migrations: kernelMigrations,
+})
