@@ -3,14 +3,22 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { runPlatformFlow } from "../shared/testing/platformFlow.ts"
 
 // The README's promise: `npm start` brings the platform up with embedded defaults and no external servers.
 const dataDir = mkdtempSync(join(tmpdir(), "platform-start-"))
+const adminEmail = "first-admin@example.com"
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
 describe("npm start (embedded defaults)", () => {
   it("starts every function on PGlite, serves it, and stops cleanly on SIGINT", async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, EMBEDDED_PG_PORT: "54391", LOG_PRETTY: "false" }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATA_DIR: dataDir,
+      EMBEDDED_PG_PORT: "54391",
+      LOG_PRETTY: "false",
+      BOOTSTRAP_ADMIN_EMAIL: adminEmail,
+    }
     for (const key of ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "S3_ENDPOINT", "S3_BUCKET", "SMTP_URL"])
       delete env[key]
     const child = spawn(process.execPath, ["scripts/start.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
@@ -39,33 +47,27 @@ describe("npm start (embedded defaults)", () => {
       expect(mailbox.status).toBe(200)
       expect(await mailbox.json()).toEqual({ items: [] })
 
-      // Sign-up to sign-out across the auth and identity processes, on the embedded bus and memory caches.
-      const json = (body: unknown, token?: string) => ({
-        method: "POST",
-        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify(body),
-      })
-      const email = "newcomer@example.com"
-      const password = "correct horse battery"
-      const registered = await fetch("http://127.0.0.1:8081/api/v1/auth/register", json({ email, password, name: "N" }))
-      expect(registered.status).toBe(201)
-      const login = await fetch("http://127.0.0.1:8081/api/v1/auth/login", json({ email, password }))
-      expect(login.status).toBe(200)
-      const tokens = (await login.json()) as { access_token: string; refresh_token: string }
-      const me = () =>
-        fetch("http://127.0.0.1:8082/api/v1/users/me", { headers: { authorization: `Bearer ${tokens.access_token}` } })
-      expect(((await (await me()).json()) as { email: string }).email).toBe(email)
-      const out = await fetch("http://127.0.0.1:8081/api/v1/auth/logout", json({ refresh_token: tokens.refresh_token }))
-      expect(out.status).toBe(204)
-      const loggedOut = Date.now()
-      while ((await me()).status !== 401) {
-        if (Date.now() - loggedOut > 1_000) throw new Error("identity still accepts the token 1 s after logout")
-        await new Promise((r) => setTimeout(r, 50))
+      // The platform's main story through the gateway, on the embedded defaults (PGlite, memory caches, the
+      // Postgres-backed bus, the dev mailbox).
+      const mailText = async (email: string) => {
+        const deadline = Date.now() + 20_000
+        while (Date.now() < deadline) {
+          const { items } = (await (await fetch("http://127.0.0.1:8080/_dev/mail")).json()) as {
+            items: Array<{ to: string; text: string }>
+          }
+          const mail = items.filter((m) => m.to.includes(email)).at(-1)
+          if (mail) return mail.text
+          await new Promise((r) => setTimeout(r, 50))
+        }
+        throw new Error(`no mail to ${email} in the dev mailbox`)
       }
+      await runPlatformFlow({ url: "http://127.0.0.1:8080", adminEmail, mailText })
     } finally {
       child.kill("SIGINT")
     }
     expect(await exited).toBe(0)
+    const upIn = /up in ([\d.]+)s/.exec(output)?.[1]
+    console.log(`npm start: ready in ${upIn} s`)
     expect(output).toMatch(/stopped/)
-  }, 90_000)
+  }, 150_000)
 })

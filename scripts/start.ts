@@ -56,7 +56,11 @@ const supervised: Array<Supervised> = []
 const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
   const prefix = `\x1b[${color}m${s.manifest.name.padEnd(10)}\x1b[0m│ `
   const child = spawn(process.execPath, [`functions/${s.manifest.name}/main.ts`], {
-    env: { ...env, HTTP_PORT: String(s.manifest.ports.http), GRPC_PORT: String(s.manifest.ports.grpc ?? 0) },
+    env: {
+      ...env,
+      HTTP_PORT: String(s.manifest.ports.http),
+      ...(s.manifest.ports.grpc ? { GRPC_PORT: String(s.manifest.ports.grpc) } : {}),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   })
   s.child = child

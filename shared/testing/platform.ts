@@ -1,0 +1,191 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { existsSync } from "node:fs"
+import { createServer } from "node:net"
+import { join } from "node:path"
+import pg from "pg"
+import { manifests } from "../../functions/registry.ts"
+import type { ModuleManifest } from "../Module.ts"
+import { type SmtpCapture, startSmtpCapture } from "./smtpCapture.ts"
+
+const ROOT = join(import.meta.dirname, "..", "..")
+
+/** One function running as its own process. */
+export interface RunningFunction {
+  readonly name: string
+  readonly url: string
+  readonly grpcPort: number
+  readonly child: ChildProcess
+  /** The last lines it printed (for failure messages). */
+  output: string
+}
+
+/** The whole platform as separate processes on the real servers, with an SMTP capture for its mail. */
+export interface Platform {
+  /** Each function by name. */
+  readonly functions: ReadonlyMap<string, RunningFunction>
+  /** The gateway's URL (the public entry). */
+  readonly url: string
+  readonly smtp: SmtpCapture
+  /** The run's own database (dropped by `stop`). */
+  readonly database: string
+  /** Stops one function (SIGTERM) and waits for it to exit. */
+  kill(name: string): Promise<void>
+  /** Starts a stopped function again on the same ports and waits until it is ready. */
+  restart(name: string): Promise<void>
+  stop(): Promise<void>
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// Dependencies first, as npm start does.
+const ordered = (all: ReadonlyArray<ModuleManifest>) => {
+  const out: Array<ModuleManifest> = []
+  const visit = (m: ModuleManifest) => {
+    if (out.includes(m)) return
+    for (const dep of m.dependsOn) {
+      const d = all.find((other) => other.name === dep)
+      if (d) visit(d)
+    }
+    out.push(m)
+  }
+  all.forEach(visit)
+  return out
+}
+
+/**
+ * Starts every function that has a main.ts (the gateway last) as a child process, as in production: its own database
+ * on the real Postgres (each function in its own schema there, the embedded bus reading their outboxes), the real
+ * Redis, mail to a real SMTP server in the test, a random key-encryption key, and every address wired through the
+ * environment. `env` adds to (or overrides) what every function gets.
+ */
+export const startPlatform = async (options: { readonly env?: Record<string, string> } = {}): Promise<Platform> => {
+  const adminUrl = process.env.DATABASE_URL
+  if (!adminUrl) throw new Error("DATABASE_URL is not set: run the tests through `npm test` (it starts the servers)")
+  const database = `e2e_${randomBytes(5).toString("hex")}`
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${database}`)
+  await admin.end()
+  const databaseUrl = new URL(adminUrl)
+  databaseUrl.pathname = `/${database}`
+
+  const smtp = await startSmtpCapture()
+  const runnable = ordered(manifests.filter((m) => existsSync(join(ROOT, "functions", m.name, "main.ts"))))
+  const ports = new Map<string, { http: number; grpc: number }>()
+  for (const m of runnable) ports.set(m.name, { http: await freePort(), grpc: await freePort() })
+  const httpUrl = (name: string) => `http://127.0.0.1:${ports.get(name)?.http}`
+
+  // Where each function finds the others: <NAME>_GRPC_URL for gRPC peers, <NAME>_URL for the gateway's upstreams.
+  const addresses: Record<string, string> = {}
+  for (const m of runnable) {
+    const key = m.name.toUpperCase().replaceAll("-", "_")
+    addresses[`${key}_GRPC_URL`] = `127.0.0.1:${ports.get(m.name)?.grpc}`
+    addresses[`${key}_URL`] = httpUrl(m.name)
+  }
+  const base: Record<string, string | undefined> = {
+    ...process.env,
+    ...addresses,
+    NODE_OPTIONS: undefined,
+    KAFKA_BROKERS: undefined,
+    NODE_ENV: "test",
+    LOG_LEVEL: "warn",
+    LOG_PRETTY: "false",
+    DATABASE_URL: databaseUrl.toString(),
+    DB_SCHEMA: undefined,
+    SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
+    MAIL_FROM: "Platform <no-reply@example.com>",
+    KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+    AUTH_JWKS_URL: `${httpUrl("auth")}/.well-known/jwks.json`,
+    // The gateway runs on this host: services believe its X-Forwarded-For.
+    TRUSTED_PROXIES: "127.0.0.1,::ffff:127.0.0.1,::1",
+    ...options.env,
+  }
+
+  const functions = new Map<string, RunningFunction>()
+  const launch = (name: string) => {
+    const port = ports.get(name)!
+    const child = spawn(process.execPath, [join(ROOT, "functions", name, "main.ts")], {
+      cwd: ROOT,
+      env: Object.fromEntries(
+        Object.entries({ ...base, HTTP_PORT: String(port.http), GRPC_PORT: String(port.grpc) }).filter(
+          (entry): entry is [string, string] => entry[1] !== undefined,
+        ),
+      ),
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    const running: RunningFunction = { name, url: httpUrl(name), grpcPort: port.grpc, child, output: "" }
+    const keep = (chunk: Buffer) => {
+      running.output = (running.output + chunk.toString()).slice(-8_000)
+    }
+    child.stdout?.on("data", keep)
+    child.stderr?.on("data", keep)
+    functions.set(name, running)
+    return running
+  }
+  const ready = async (running: RunningFunction, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      if (running.child.exitCode !== null) throw new Error(`${running.name} exited:\n${running.output}`)
+      const status = await fetch(`${running.url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then(
+        (r) => r.status,
+        () => 0,
+      )
+      if (status === 200) return
+      await sleep(100)
+    }
+    throw new Error(`${running.name} not ready after ${timeoutMs} ms:\n${running.output}`)
+  }
+  const exited = (running: RunningFunction) =>
+    running.child.exitCode !== null || running.child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => running.child.once("exit", () => resolve()))
+
+  const stopAll = async () => {
+    for (const running of [...functions.values()].reverse()) {
+      if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGTERM")
+    }
+    await Promise.all(
+      [...functions.values()].map((running) =>
+        Promise.race([exited(running), sleep(15_000).then(() => running.child.kill("SIGKILL"))]),
+      ),
+    )
+    await smtp.close()
+    const cleanup = new pg.Client({ connectionString: adminUrl })
+    await cleanup.connect()
+    await cleanup.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
+    await cleanup.end()
+  }
+
+  try {
+    for (const m of runnable) await ready(launch(m.name))
+  } catch (error) {
+    await stopAll()
+    throw error
+  }
+
+  return {
+    functions,
+    url: httpUrl("gateway"),
+    smtp,
+    database,
+    kill: async (name) => {
+      const running = functions.get(name)
+      if (!running) return
+      running.child.kill("SIGTERM")
+      await exited(running)
+    },
+    restart: async (name) => ready(launch(name)),
+    stop: stopAll,
+  }
+}
