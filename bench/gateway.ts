@@ -1,0 +1,165 @@
+// Gateway tax: the same authenticated GET (JWT verified, permission checked, rate limited) straight to the service
+// and through the gateway, in one run. Prints the max-rate ratio and the latency the gateway adds at half of the
+// direct path's max rate (open loop, fixed rate). Targets (reported, never enforced): ratio ≥ 0.5, added p99 ≤ 1 ms.
+//   node bench/gateway.ts [--seconds 10] [--concurrency 16]
+import { randomUUID } from "node:crypto"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { parseArgs, parseEnv } from "node:util"
+import { Agent, request } from "undici"
+import { startPlatform } from "../shared/testing/platform.ts"
+
+const ROOT = join(import.meta.dirname, "..")
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "10" },
+    concurrency: { type: "string", default: "16" },
+  },
+})
+const seconds = Number(values.seconds)
+const concurrency = Number(values.concurrency)
+
+// The real servers of `npm run infra:up` (.env.test), unless the environment names them.
+if (!process.env.DATABASE_URL && existsSync(join(ROOT, ".env.test"))) {
+  Object.assign(process.env, parseEnv(readFileSync(join(ROOT, ".env.test"), "utf8")))
+}
+
+const adminEmail = `bench-admin-${randomUUID().slice(0, 8)}@example.com`
+const platform = await startPlatform({
+  env: {
+    BOOTSTRAP_ADMIN_EMAIL: adminEmail,
+    // The bench is one client hammering one route: lift the limits (0 = unlimited; the checks still run).
+    RATE_LIMIT_IP_PER_MINUTE: "0",
+    RATE_LIMIT_USER_PER_MINUTE: "0",
+    LOGIN_IP_LIMIT_PER_MINUTE: "100000000",
+  },
+})
+const stop = async () => {
+  await platform.stop()
+}
+process.on("SIGINT", () => void stop().then(() => process.exit(130)))
+
+const agent = new Agent({ connections: concurrency * 2, pipelining: 1, keepAliveTimeout: 30_000 })
+const call = async (url: string, token?: string, body?: unknown) => {
+  const res = await request(url, {
+    dispatcher: agent,
+    method: body === undefined ? "GET" : "POST",
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
+  const text = await res.body.text()
+  return { status: res.statusCode, body: text ? JSON.parse(text) : undefined }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const quantile = (sorted: ReadonlyArray<number>, q: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+
+try {
+  // An administrator (the bootstrap account) with a token: the request carries a real JWT and needs a permission.
+  const password = "correct horse battery"
+  const registered = await call(`${platform.url}/api/v1/auth/register`, undefined, {
+    email: adminEmail,
+    password,
+    name: "Bench",
+  })
+  if (registered.status !== 201) throw new Error(`register: ${registered.status} ${JSON.stringify(registered.body)}`)
+  const userId = registered.body.id as string
+  while (!platform.smtp.mails.some((m) => m.to.includes(adminEmail))) await sleep(50)
+  const mail = platform.smtp.mails.find((m) => m.to.includes(adminEmail))!
+  const verifyToken = /verify-email\?token=([A-Za-z0-9_-]+)/.exec(mail.text)?.[1]
+  await call(`${platform.url}/api/v1/auth/verify-email`, undefined, { token: verifyToken })
+  const login = await call(`${platform.url}/api/v1/auth/login`, undefined, { email: adminEmail, password })
+  const token = login.body.access_token as string
+  const path = `/api/v1/users/${userId}`
+  const direct = `${platform.functions.get("identity")!.url}${path}`
+  const through = `${platform.url}${path}`
+  while ((await call(through, token)).status !== 200) await sleep(100)
+
+  // Closed loop: as fast as `concurrency` clients go.
+  const maxRate = async (url: string) => {
+    for (let i = 0; i < 200; i++) await call(url, token)
+    let done = 0
+    let failed = 0
+    const end = performance.now() + seconds * 1000
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < end) {
+          const res = await call(url, token)
+          if (res.status === 200) done++
+          else failed++
+        }
+      }),
+    )
+    return { rps: done / seconds, failed }
+  }
+
+  // Open loop: requests started on a fixed schedule, whatever the answers' pace; latency per request.
+  const atRate = async (url: string, rps: number) => {
+    const latencies: Array<number> = []
+    let failed = 0
+    const interval = 1000 / rps
+    const started = performance.now()
+    const total = Math.floor(rps * seconds)
+    const inflight: Array<Promise<void>> = []
+    for (let i = 0; i < total; i++) {
+      const due = started + i * interval
+      const wait = due - performance.now()
+      if (wait > 1) await sleep(wait)
+      inflight.push(
+        (async () => {
+          const t = performance.now()
+          const res = await call(url, token)
+          if (res.status === 200) latencies.push(performance.now() - t)
+          else failed++
+        })(),
+      )
+    }
+    await Promise.all(inflight)
+    latencies.sort((a, b) => a - b)
+    return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), failed }
+  }
+
+  const directMax = await maxRate(direct)
+  const gatewayMax = await maxRate(through)
+  const half = Math.max(1, Math.floor(directMax.rps / 2))
+  const directAt = await atRate(direct, half)
+  const gatewayAt = await atRate(through, half)
+  const ratio = gatewayMax.rps / directMax.rps
+  const added = { p50: gatewayAt.p50 - directAt.p50, p99: gatewayAt.p99 - directAt.p99 }
+  const ms = (n: number) => `${n.toFixed(2)} ms`
+  console.log(`\ngateway tax: GET ${path.replace(userId, "{id}")} (JWT + permission + rate limit), ${seconds} s each`)
+  console.log(
+    `max rate, ${concurrency} clients: direct ${directMax.rps.toFixed(0)} rps, gateway ${gatewayMax.rps.toFixed(0)} rps`,
+  )
+  console.log(`  ratio ${ratio.toFixed(2)} (target ≥ 0.5: ${ratio >= 0.5 ? "ok" : "MISSED"})`)
+  console.log(`at ${half} rps (half the direct max), open loop:`)
+  console.log(`  direct  p50 ${ms(directAt.p50)} p99 ${ms(directAt.p99)}`)
+  console.log(`  gateway p50 ${ms(gatewayAt.p50)} p99 ${ms(gatewayAt.p99)}`)
+  console.log(
+    `  added   p50 ${ms(added.p50)} p99 ${ms(added.p99)} (target p99 ≤ 1 ms: ${added.p99 <= 1 ? "ok" : "MISSED"})`,
+  )
+  const failures = directMax.failed + gatewayMax.failed + directAt.failed + gatewayAt.failed
+  if (failures > 0) console.log(`non-200 answers: ${failures}`)
+  console.log(
+    JSON.stringify({
+      bench: "gateway",
+      seconds,
+      concurrency,
+      directRps: directMax.rps,
+      gatewayRps: gatewayMax.rps,
+      ratio,
+      rate: half,
+      direct: directAt,
+      gateway: gatewayAt,
+      added,
+      failures,
+    }),
+  )
+} finally {
+  await agent.close()
+  await stop()
+}
