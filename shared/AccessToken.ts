@@ -110,3 +110,26 @@ const reasonOf = (error: unknown): InvalidTokenReason => {
   if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return "unsupported_alg"
   return "malformed"
 }
+
+/**
+ * `verify` with a memory of the tokens it accepted: the same token string (signature included) is not verified again
+ * until its `exp` (gateways and services see one token many times; an Ed25519 check and the claim checks cost more
+ * than the rest of a proxied request). Bounded (`maxEntries`, oldest first out); refusals are never remembered, and
+ * revocation is checked by callers on every request regardless.
+ */
+export const cachedVerifier = (resolveKey: KeyResolver, options: VerifyOptions & { readonly maxEntries?: number }) => {
+  const accepted = new Map<string, AccessClaims>()
+  const maxEntries = options.maxEntries ?? 10_000
+  return (token: string): Effect.Effect<AccessClaims, InvalidToken | ServiceUnavailable> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const known = accepted.get(token)
+      if (known !== undefined && known.exp * 1000 > now) return Effect.succeed(known)
+      if (known !== undefined) accepted.delete(token)
+      return Effect.tap(verify(token, resolveKey, options), (claims) =>
+        Effect.sync(() => {
+          if (accepted.size >= maxEntries) accepted.delete(accepted.keys().next().value!)
+          accepted.set(token, claims)
+        }),
+      )
+    })
+}

@@ -101,9 +101,10 @@ export const layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: Acce
     Authentication,
     Effect.gen(function* () {
       const revocations = yield* SessionRevocations
+      const verify = AccessToken.cachedVerifier(resolveKey, options)
       const authenticate = Effect.fn("Authentication.authenticate")(function* (token: string) {
         if (token === "") return yield* new Refused({ reason: "missing" })
-        const claims = yield* AccessToken.verify(token, resolveKey, options).pipe(
+        const claims = yield* verify(token).pipe(
           Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
         )
         if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })

@@ -51,13 +51,13 @@ export class EdgeAuth extends Context.Service<
       EdgeAuth,
       Effect.gen(function* () {
         const revocations = yield* SessionRevocations
-        const resolveKey = remoteKeys(options.jwks)
+        const verify = AccessToken.cachedVerifier(remoteKeys(options.jwks), options)
         const authenticate = Effect.fn("EdgeAuth.authenticate")(
           function* (authorization: string | undefined) {
             if (authorization === undefined || authorization === "") return yield* new Refused({ reason: "missing" })
             const token = BEARER.exec(authorization)?.[1]
             if (token === undefined) return yield* new Refused({ reason: "malformed" })
-            const claims = yield* AccessToken.verify(token, resolveKey, options).pipe(
+            const claims = yield* verify(token).pipe(
               Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
             )
             if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
