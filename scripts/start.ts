@@ -106,6 +106,8 @@ const main = async () => {
   const manifests = await discover()
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
   env.LOG_PRETTY ??= process.stdout.isTTY ? "true" : "false"
+  // Node's compile cache with the data: every start after the first skips most of the TypeScript/JS compilation.
+  env.NODE_COMPILE_CACHE ??= `${dataDir}/compile-cache`
   let postgres: EmbeddedPostgres | undefined
   if (!env.DATABASE_URL) {
     postgres = await startEmbeddedPostgres(`${dataDir}/pglite`, Number(env.EMBEDDED_PG_PORT ?? 54329))
