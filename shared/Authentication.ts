@@ -73,16 +73,36 @@ export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
   })
 }
 
-// A refused credential; `reason` goes to logs and metrics only, never to the client.
-class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+/** A refused credential; `reason` goes to logs and metrics only, never to the client. */
+export class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+
+/**
+ * Checks a bearer token as every verifier does: the kernel's verifier (tokens it accepted are remembered until their
+ * `exp`) and the session not revoked. Needs `SessionRevocations`; the gateway and the middleware both use it.
+ */
+export const authenticator = (resolveKey: AccessToken.KeyResolver, options: AccessToken.VerifyOptions) =>
+  Effect.map(Effect.service(SessionRevocations), (revocations) => {
+    const verify = AccessToken.cachedVerifier(resolveKey, options)
+    return Effect.fn("Authentication.authenticate")(function* (token: string) {
+      if (token === "") return yield* new Refused({ reason: "missing" })
+      const claims = yield* verify(token).pipe(
+        Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
+      )
+      if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
+      return claims
+    })
+  })
 
 const refusals = Metric.counter("http_server_auth_refusals_total", {
   description: "Requests refused for a missing, invalid or revoked access token",
   incremental: true,
 })
 
-// RFC 6750 §3: no error code when no credential came, `invalid_token` when one was refused.
-const challenge = (reason: string) =>
+/**
+ * The 401 problem of a refusal (RFC 6750 §3): `WWW-Authenticate: Bearer` when no credential came,
+ * `error="invalid_token"` when one was refused. The gateway answers its edge refusals with it too.
+ */
+export const challenge = (reason: string) =>
   reason === "missing"
     ? HttpServerResponse.setHeader(
         Problem.response(401, "a bearer access token is required"),
@@ -100,16 +120,7 @@ export const layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: Acce
   Layer.effect(
     Authentication,
     Effect.gen(function* () {
-      const revocations = yield* SessionRevocations
-      const verify = AccessToken.cachedVerifier(resolveKey, options)
-      const authenticate = Effect.fn("Authentication.authenticate")(function* (token: string) {
-        if (token === "") return yield* new Refused({ reason: "missing" })
-        const claims = yield* verify(token).pipe(
-          Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
-        )
-        if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
-        return claims
-      })
+      const authenticate = yield* authenticator(resolveKey, options)
       return Authentication.of({
         bearer: (httpEffect, { credential }) =>
           authenticate(Redacted.value(credential)).pipe(

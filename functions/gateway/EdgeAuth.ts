@@ -1,14 +1,7 @@
-import { Context, Effect, Layer, Metric, Schema } from "effect"
-import { HttpServerResponse } from "effect/http"
-import * as AccessToken from "../../shared/AccessToken.ts"
-import type { JwksOptions } from "../../shared/Authentication.ts"
-import { remoteKeys } from "../../shared/Authentication.ts"
+import { Context, Effect, Layer, Metric } from "effect"
+import type * as AccessToken from "../../shared/AccessToken.ts"
+import { authenticator, type JwksOptions, Refused, remoteKeys } from "../../shared/Authentication.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
-import * as Problem from "../../shared/Problem.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
-
-/** A request refused at the edge for its credential; `reason` is for logs and metrics, never for the client. */
-export class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
 
 const refusals = Metric.counter("gateway_auth_refusals_total", {
   description: "Requests refused at the gateway for a missing, invalid or revoked access token",
@@ -16,20 +9,6 @@ const refusals = Metric.counter("gateway_auth_refusals_total", {
 })
 
 const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i
-
-/** The 401 problem of a refusal: `WWW-Authenticate: Bearer` without a credential, `error="invalid_token"` with one. */
-export const challenge = (reason: string) =>
-  reason === "missing"
-    ? HttpServerResponse.setHeader(
-        Problem.response(401, "a bearer access token is required"),
-        "www-authenticate",
-        "Bearer",
-      )
-    : HttpServerResponse.setHeader(
-        Problem.response(401, "the access token is invalid, expired or revoked"),
-        "www-authenticate",
-        'Bearer error="invalid_token"',
-      )
 
 /**
  * Verification of the caller's access token at the edge, with the kernel's verifier (EdDSA only, kid, issuer,
@@ -50,18 +29,13 @@ export class EdgeAuth extends Context.Service<
     Layer.effect(
       EdgeAuth,
       Effect.gen(function* () {
-        const revocations = yield* SessionRevocations
-        const verify = AccessToken.cachedVerifier(remoteKeys(options.jwks), options)
+        const check = yield* authenticator(remoteKeys(options.jwks), options)
         const authenticate = Effect.fn("EdgeAuth.authenticate")(
           function* (authorization: string | undefined) {
             if (authorization === undefined || authorization === "") return yield* new Refused({ reason: "missing" })
             const token = BEARER.exec(authorization)?.[1]
             if (token === undefined) return yield* new Refused({ reason: "malformed" })
-            const claims = yield* verify(token).pipe(
-              Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
-            )
-            if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
-            return claims
+            return yield* check(token)
           },
           Effect.tapError((error) =>
             error._tag === "Refused"
