@@ -2,6 +2,7 @@ import { Cause, Context, Duration, Effect, Metric, Option, Predicate, Schema, ty
 import { Headers, HttpTraceContext } from "effect/http"
 import * as CloudEvent from "./CloudEvent.ts"
 import { assertIdentifier, Db } from "./Db.ts"
+import { doublingMs } from "./PollLoop.ts"
 
 /** How a failing handler is retried before its event is dead-lettered: `maxAttempts` runs, doubling delays. */
 export interface RetryPolicy {
@@ -15,9 +16,7 @@ export const defaultRetry: RetryPolicy = { maxAttempts: 5, baseDelay: "200 milli
 
 /** The wait after failed attempt `attempt` (1-based): `baseDelay * 2^(attempt-1)`, at most `maxDelay`. */
 export const backoff = (policy: RetryPolicy, attempt: number): Duration.Duration =>
-  Duration.millis(
-    Math.min(Duration.toMillis(policy.baseDelay) * 2 ** Math.max(0, attempt - 1), Duration.toMillis(policy.maxDelay)),
-  )
+  Duration.millis(doublingMs(Duration.toMillis(policy.baseDelay), attempt, Duration.toMillis(policy.maxDelay)))
 
 /** What a consumer asks for: the topic, its consumer group (also its inbox name) and the handler. */
 export interface SubscribeOptions<R = never> {
@@ -50,6 +49,16 @@ export type Outcome =
   | { readonly _tag: "Duplicate" }
   | { readonly _tag: "Failed"; readonly attempts: number; readonly error: string }
   | { readonly _tag: "Undecodable"; readonly error: string }
+
+/** What a bus stores with a dead letter: why, the last error, and how many attempts were made (none when undecodable). */
+export const deadLetterOf = (
+  outcome: Outcome,
+): { readonly reason: string; readonly error: string; readonly attempts: number } | undefined =>
+  outcome._tag === "Failed"
+    ? { reason: "handler-failed", error: outcome.error, attempts: outcome.attempts }
+    : outcome._tag === "Undecodable"
+      ? { reason: "undecodable", error: outcome.error, attempts: 0 }
+      : undefined
 
 /** One message as a bus implementation hands it to `consume`. */
 export interface Delivery<R> {

@@ -4,6 +4,7 @@ import * as CloudEvent from "./CloudEvent.ts"
 import { Db } from "./Db.ts"
 import {
   consume,
+  deadLetterOf,
   EventBus,
   EventBusError,
   type Outcome,
@@ -57,7 +58,8 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
     )
 
   const deadLetter = (group: string, payload: kafkajs.EachMessagePayload, outcome: Outcome, retry: RetryPolicy) => {
-    if (outcome._tag !== "Failed" && outcome._tag !== "Undecodable") return Effect.void
+    const dead = deadLetterOf(outcome)
+    if (dead === undefined) return Effect.void
     const { topic, partition, message } = payload
     const record: kafkajs.ProducerRecord = {
       topic: CloudEvent.dlqOf(topic),
@@ -68,12 +70,12 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
           value: message.value,
           headers: {
             ...message.headers,
-            [DlqHeaders.error]: outcome.error,
-            [DlqHeaders.reason]: outcome._tag === "Failed" ? "handler-failed" : "undecodable",
+            [DlqHeaders.error]: dead.error,
+            [DlqHeaders.reason]: dead.reason,
             [DlqHeaders.topic]: topic,
             [DlqHeaders.partition]: String(partition),
             [DlqHeaders.offset]: message.offset,
-            [DlqHeaders.attempts]: String(outcome._tag === "Failed" ? outcome.attempts : 0),
+            [DlqHeaders.attempts]: String(dead.attempts),
             [DlqHeaders.group]: group,
           },
         },

@@ -2,7 +2,7 @@ import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Redact
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
 import type { Mail } from "./Notifier.ts"
-import { pollLoop } from "./PollLoop.ts"
+import { doublingMs, pollLoop } from "./PollLoop.ts"
 
 /** A failed delivery; message and cause are scrubbed of SMTP credentials. */
 export class MailError extends Schema.TaggedError<MailError>()("MailError", {
@@ -104,7 +104,7 @@ const make = (transport: MailTransport, options: MailSenderOptions) =>
     const maxBackoffMs = Duration.toMillis(options.maxBackoff ?? "1 minute")
     const maxAttempts = options.maxAttempts ?? 10
     const leaseMs = Duration.toMillis(options.claimLease ?? "2 minutes")
-    const backoffMs = (attempts: number) => Math.min(baseBackoffMs * 2 ** Math.max(0, attempts - 1), maxBackoffMs)
+    const backoffMs = (attempts: number) => doublingMs(baseBackoffMs, attempts, maxBackoffMs)
 
     // One short autocommit statement claims the rows: bumping next_attempt_at hides them from other senders for the
     // lease; a sender dying mid-delivery leaves them to be retried when it expires (at-least-once).

@@ -1,6 +1,14 @@
 import { Duration, Effect, Layer, type Scope } from "effect"
 import { assertIdentifier, Db } from "./Db.ts"
-import { consume, EventBus, EventBusError, type RetryPolicy, retryPolicy, type SubscribeOptions } from "./EventBus.ts"
+import {
+  consume,
+  deadLetterOf,
+  EventBus,
+  EventBusError,
+  type RetryPolicy,
+  retryPolicy,
+  type SubscribeOptions,
+} from "./EventBus.ts"
 import { pollLoop } from "./PollLoop.ts"
 
 /** Kernel tables of the embedded bus (see KernelMigrations.ts). */
@@ -81,40 +89,31 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
             system: "postgresql",
             attributes: { "eventbus.source_schema": source, "eventbus.seq": row.seq },
           })
-          const dead = outcome._tag === "Failed" || outcome._tag === "Undecodable"
-          yield* db
-            .transaction(
-              Effect.gen(function* () {
-                if (dead) {
-                  yield* db.query(
-                    `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
-                   VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
-                    [
-                      group,
-                      topic,
-                      row.id,
-                      row.seq,
-                      row.event,
-                      outcome._tag === "Failed" ? "handler-failed" : "undecodable",
-                      outcome.error,
-                      outcome._tag === "Failed" ? outcome.attempts : 0,
-                    ],
-                  )
-                }
-                yield* db.query(
-                  `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
-                 WHERE group_id = $1 AND topic = $2`,
-                  [group, topic, row.txid, row.seq],
+          const dead = deadLetterOf(outcome)
+          const advance = db.query(
+            `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
+             WHERE group_id = $1 AND topic = $2`,
+            [group, topic, row.txid, row.seq],
+          )
+          // A handled row only moves the offset (one statement); a dead letter and the offset commit together.
+          yield* dead === undefined
+            ? advance.pipe(Effect.withTracerEnabled(false))
+            : db
+                .transaction(
+                  Effect.andThen(
+                    db.query(
+                      `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
+                       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
+                      [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
+                    ),
+                    advance,
+                  ),
                 )
-              }),
-            )
-            .pipe(
-              dead
-                ? Effect.withSpan("EventBus.deadLetter", {
+                .pipe(
+                  Effect.withSpan("EventBus.deadLetter", {
                     attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
-                  })
-                : Effect.withTracerEnabled(false),
-            )
+                  }),
+                )
           cursor.position = { txid: row.txid, seq: row.seq }
         }
         return rows.length

@@ -1,5 +1,9 @@
 import { Cause, Duration, Effect } from "effect"
 
+/** The wait before retry `attempt` (1-based): `baseMs` doubling with each attempt, at most `maxMs`. */
+export const doublingMs = (baseMs: number, attempt: number, maxMs: number): number =>
+  Math.min(baseMs * 2 ** Math.max(0, attempt - 1), maxMs)
+
 /** How a background worker polls: rounds of work, a pause when idle, backoff while failing. */
 export interface PollLoopOptions {
   /** Named in the warning logged when a round fails. */
@@ -28,7 +32,7 @@ export const pollLoop = <E, R>(round: Effect.Effect<number, E, R>, options: Poll
       } else {
         if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
         failures++
-        const delay = Math.min(200 * 2 ** (failures - 1), maxBackoffMs)
+        const delay = doublingMs(200, failures, maxBackoffMs)
         yield* Effect.logWarning(`${options.what} failed, retrying`, exit.cause, { retry: failures, delay })
         yield* Effect.sleep(Duration.millis(delay))
       }
