@@ -21,8 +21,13 @@ export interface DbOptions {
 
 type Row = Record<string, unknown>
 
-// The client of the transaction the current fiber runs in, if any; queries join it automatically.
-const CurrentTx = Context.Reference<pg.PoolClient | undefined>("shared/Db/CurrentTx", {
+// The transaction the current fiber runs in, if any: its client (queries join it automatically) and what is to run
+// once it has committed.
+interface Tx {
+  readonly client: pg.PoolClient
+  readonly afterCommit: Array<Effect.Effect<void>>
+}
+const CurrentTx = Context.Reference<Tx | undefined>("shared/Db/CurrentTx", {
   defaultValue: () => undefined,
 })
 
@@ -52,6 +57,11 @@ export class Db extends Context.Service<
     readonly pool: pg.Pool
     query<A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>): Effect.Effect<Array<A>, DbError>
     transaction<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
+    /**
+     * Runs `effect` once the current transaction has committed (never if it rolls back), or at once outside one:
+     * for what others must only see after the commit (cache invalidation, announcements). Its failures are logged.
+     */
+    afterCommit(effect: Effect.Effect<void>): Effect.Effect<void>
     /** Runs `f` on a dedicated connection (advisory locks, LISTEN); released afterwards. */
     withConnection<A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
   }
@@ -106,7 +116,7 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
     )
 
   const query = <A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>) =>
-    Effect.flatMap(currentTx, (tx) => run<A>(tx ?? pool, sql, params))
+    Effect.flatMap(currentTx, (tx) => run<A>(tx?.client ?? pool, sql, params))
 
   const withConnection = <A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>) =>
     Effect.acquireUseRelease(Effect.tryPromise({ try: () => pool.connect(), catch: toDbError }), f, (client, exit) =>
@@ -118,19 +128,30 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       if (existing) return effect // nested: join the outer transaction
       // The body's own failure is returned as a value after a clean ROLLBACK, so the connection goes back to the
       // pool; only a failing BEGIN/COMMIT/ROLLBACK fails withConnection, which then destroys the connection.
+      const afterCommit: Array<Effect.Effect<void>> = []
       return withConnection((client) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
             yield* run(client, "BEGIN")
-            const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, client)))
+            const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, { client, afterCommit })))
             yield* run(client, exit._tag === "Success" ? "COMMIT" : "ROLLBACK")
             return exit
           }),
         ),
-      ).pipe(Effect.flatten, Effect.withSpan("Db.transaction"))
+      ).pipe(
+        Effect.flatten,
+        Effect.tap(() => Effect.forEach(afterCommit, (next) => next, { discard: true })),
+        Effect.withSpan("Db.transaction"),
+      )
     })
 
-  return Db.of({ schema, pool, query, transaction, withConnection })
+  const afterCommit = (effect: Effect.Effect<void>) =>
+    Effect.flatMap(currentTx, (tx) => {
+      const logged = Effect.catchCause(effect, (cause) => Effect.logError("after-commit work failed", cause))
+      return tx ? Effect.sync(() => void tx.afterCommit.push(logged)) : logged
+    })
+
+  return Db.of({ schema, pool, query, transaction, afterCommit, withConnection })
 }
 
 const toDbError = (cause: unknown) =>

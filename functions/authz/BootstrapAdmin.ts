@@ -1,7 +1,6 @@
 import { Effect, Layer, Option, Schema } from "effect"
 import { topicOf } from "../../shared/CloudEvent.ts"
 import { EventBus } from "../../shared/EventBus.ts"
-import { Authorizer } from "./Authorizer.ts"
 import { UserId } from "./Role.ts"
 import { Roles } from "./Roles.ts"
 
@@ -12,10 +11,6 @@ const AccountEvent = Schema.Struct({
 })
 const decodeAccountEvent = Schema.decodeUnknownEffect(AccountEvent)
 const decodeUserId = Schema.decodeUnknownOption(UserId)
-
-// After the inbox transaction commits, the cache generation is replaced once more: a reader that took the first
-// replacement but read the database before the commit would otherwise keep the old grants until their TTL.
-const AFTER_COMMIT = "250 millis"
 
 /**
  * The first administrator: the account whose email equals `BOOTSTRAP_ADMIN_EMAIL` (case-insensitively) gets the
@@ -32,8 +27,6 @@ export const BootstrapAdminLive = (options: { readonly email: Option.Option<stri
         Effect.gen(function* () {
           const bus = yield* EventBus
           const roles = yield* Roles
-          const authorizer = yield* Authorizer
-          const scope = yield* Effect.scope
           const wanted = configured.trim().toLowerCase()
           yield* bus.subscribe({
             topic: topicOf("identity"),
@@ -50,8 +43,7 @@ export const BootstrapAdminLive = (options: { readonly email: Option.Option<stri
                 }
                 if (!(yield* roles.grantAdmin(userId.value))) return
                 yield* Effect.logInfo("bootstrap administrator granted the admin role", { userId: userId.value })
-                yield* authorizer.invalidate()
-                yield* Effect.forkIn(Effect.delay(authorizer.invalidate(), AFTER_COMMIT), scope)
+                // The caches go when the inbox transaction commits (Roles.grantAdmin registers it).
               }),
           })
         }),

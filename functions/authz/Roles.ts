@@ -49,7 +49,7 @@ export class Roles extends Context.Service<
     rolesOf(userId: UserId, page: PageRequest): Effect.Effect<Page<Role>, ValidationFailed | ServiceUnavailable>
     /**
      * Gives the user the built-in admin role inside the caller's transaction (the bootstrap consumer's inbox
-     * transaction); true when it is new. The caller invalidates the cache once committed.
+     * transaction); true when it is new. The caches go once that transaction commits.
      */
     grantAdmin(userId: UserId): Effect.Effect<boolean, DbError>
   }
@@ -148,11 +148,11 @@ export class Roles extends Context.Service<
                   ...(regranted ? { previousPermissions: before.value.permissions } : {}),
                 },
               })
+              yield* db.afterCommit(authorizer.invalidate())
               return after.value
             }),
           )
           .pipe(Effect.catchTag("DbError", orConflict))
-        yield* authorizer.invalidate()
         return updated
       })
 
@@ -174,21 +174,25 @@ export class Roles extends Context.Service<
                   unassignedUsers: unassigned._tag === "Some" ? unassigned.value : 0,
                 },
               })
+              yield* db.afterCommit(authorizer.invalidate())
             }),
           )
           .pipe(Effect.catchTag("DbError", unavailable))
-        yield* authorizer.invalidate()
       })
 
+      // The assignment's event; every instance's cached permissions go once the transaction has committed.
       const assignment = (kind: "created" | "deleted", userId: UserId, role: Role) =>
-        outbox.publish({
-          type: `authz.assignment.${kind}`,
-          subject: userId,
-          data: { userId, roleId: role.id, roleName: role.name },
-        })
+        Effect.andThen(
+          outbox.publish({
+            type: `authz.assignment.${kind}`,
+            subject: userId,
+            data: { userId, roleId: role.id, roleName: role.name },
+          }),
+          db.afterCommit(authorizer.invalidate()),
+        )
 
       const assign = Effect.fn("Roles.assign")(function* (userId: UserId, roleId: RoleId) {
-        const changed = yield* db
+        yield* db
           .transaction(
             Effect.gen(function* () {
               const role = yield* roles.findById(roleId)
@@ -199,11 +203,10 @@ export class Roles extends Context.Service<
             }),
           )
           .pipe(Effect.catchTag("DbError", unavailable))
-        if (changed) yield* authorizer.invalidate()
       })
 
       const unassign = Effect.fn("Roles.unassign")(function* (userId: UserId, roleId: RoleId) {
-        const changed = yield* db
+        yield* db
           .transaction(
             Effect.gen(function* () {
               const role = yield* roles.findById(roleId)
@@ -214,7 +217,6 @@ export class Roles extends Context.Service<
             }),
           )
           .pipe(Effect.catchTag("DbError", unavailable))
-        if (changed) yield* authorizer.invalidate()
       })
 
       const rolesOf = Effect.fn("Roles.rolesOf")(function* (userId: UserId, page: PageRequest) {
