@@ -119,10 +119,15 @@ export const database = (functionName: string) => ({
 
 /** Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS. */
 export const authentication = () => ({
-  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
-  jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
+  ...tokenClaims(),
   /** Where auth publishes its public signing keys. */
   authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(
     Config.withDefault(new URL("http://localhost:8081/.well-known/jwks.json")),
   ),
+})
+
+/** What every access token carries and every verifier expects: its issuer and audience (auth signs with them). */
+export const tokenClaims = () => ({
+  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
+  jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
 })

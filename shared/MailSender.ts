@@ -81,17 +81,14 @@ export class MailSender extends Context.Service<
   /** The dev mailbox (embedded default): "delivers" by marking the row sent; `DevMailbox.list` shows it. */
   static readonly layerDev = (options: MailSenderOptions = {}) => Layer.effect(MailSender, make(devTransport, options))
 
-  /** SMTP when `SMTP_URL` is set (From: `MAIL_FROM`), otherwise the dev mailbox. */
-  static readonly layer = (options: MailSenderOptions = {}) =>
-    Layer.unwrap(
-      Effect.gen(function* () {
-        const url = yield* Config.option(Config.Redacted("SMTP_URL"))
-        const from = yield* Config.option(Config.String("MAIL_FROM"))
-        return Option.isSome(url) && Redacted.value(url.value) !== ""
-          ? MailSender.layerSmtp({ url: url.value, from: Option.getOrUndefined(from) }, options)
-          : MailSender.layerDev(options)
-      }),
-    )
+  /** SMTP when `SMTP_URL` (from the function's validated config) is set and not empty, otherwise the dev mailbox. */
+  static readonly fromConfig = (
+    config: { readonly smtpUrl: Option.Option<Redacted.Redacted<string>>; readonly mailFrom: Option.Option<string> },
+    options: MailSenderOptions = {},
+  ) =>
+    Option.isSome(config.smtpUrl) && Redacted.value(config.smtpUrl.value) !== ""
+      ? MailSender.layerSmtp({ url: config.smtpUrl.value, from: Option.getOrUndefined(config.mailFrom) }, options)
+      : MailSender.layerDev(options)
 }
 
 const make = (transport: MailTransport, options: MailSenderOptions) =>

@@ -5,17 +5,16 @@ import { manifest } from "./module.ts"
 /** Auth's configuration keys for signing keys and tokens. */
 export const keysConfig = {
   keyEncryptionKey: Cfg.secret("KEY_ENCRYPTION_KEY"),
-  signingKeyRotationDays: Config.Int("SIGNING_KEY_ROTATION_DAYS").pipe(Config.withDefault(30)),
+  signingKeyRotationDays: Cfg.intBetween("SIGNING_KEY_ROTATION_DAYS", 1, 365).pipe(Config.withDefault(30)),
   /** Extra time a retired key stays published beyond the access-token lifetime (clock skew, JWKS caches). */
-  signingKeyGraceSeconds: Config.Int("SIGNING_KEY_GRACE_SECONDS").pipe(Config.withDefault(600)),
-  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
-  jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
-  accessTokenTtlSeconds: Config.Int("ACCESS_TOKEN_TTL_SECONDS").pipe(Config.withDefault(900)),
+  signingKeyGraceSeconds: Cfg.intBetween("SIGNING_KEY_GRACE_SECONDS", 0, 86_400).pipe(Config.withDefault(600)),
+  ...Cfg.tokenClaims(),
+  accessTokenTtlSeconds: Cfg.intBetween("ACCESS_TOKEN_TTL_SECONDS", 60, 86_400).pipe(Config.withDefault(900)),
 }
 
 /** Sessions (refresh-token families) and brute-force throttling. */
 export const sessionsConfig = {
-  refreshTokenTtlDays: Config.Int("REFRESH_TOKEN_TTL_DAYS").pipe(Config.withDefault(7)),
+  refreshTokenTtlDays: Cfg.intBetween("REFRESH_TOKEN_TTL_DAYS", 1, 365).pipe(Config.withDefault(7)),
   /** How long a just-superseded refresh token may still be used (parallel refreshes of one client). */
   refreshReuseGraceSeconds: Cfg.intBetween("REFRESH_REUSE_GRACE_SECONDS", 0, 60).pipe(Config.withDefault(10)),
   /** Failed logins per account before the growing delay starts. */
@@ -23,7 +22,7 @@ export const sessionsConfig = {
   /** Longest delay a series of failed logins can cause: 15 minutes at most, 60 s at least (≤ 100 failures/hour). */
   loginMaxDelaySeconds: Cfg.intBetween("LOGIN_MAX_DELAY_SECONDS", 60, 900).pipe(Config.withDefault(900)),
   /** Login and register attempts per client address per minute. */
-  loginIpLimitPerMinute: Config.Int("LOGIN_IP_LIMIT_PER_MINUTE").pipe(Config.withDefault(60)),
+  loginIpLimitPerMinute: Cfg.intBetween("LOGIN_IP_LIMIT_PER_MINUTE", 1, 1_000_000_000).pipe(Config.withDefault(60)),
 }
 
 /** One external OpenID Provider users may sign in with (authorization code + PKCE). */

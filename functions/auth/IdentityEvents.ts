@@ -23,24 +23,28 @@ export const IdentityEventsLive = Layer.effectDiscard(
       group: "auth_sessions",
       handler: (event) =>
         Effect.gen(function* () {
-          const end = (reason: Parameters<typeof sessions.revokeUser>[1], keep?: string | null) =>
+          const end = (
+            reason: Parameters<typeof sessions.revokeUser>[1],
+            data: typeof UserEvent.Type,
+            keep?: string | null,
+          ) =>
             Effect.gen(function* () {
-              const { userId } = yield* decodeUserEvent(event.data)
-              const ended = yield* sessions.revokeUser(userId, reason, keep ? { keep } : undefined)
-              if (ended > 0) yield* Effect.logInfo("sessions ended", { userId, reason, ended })
+              const ended = yield* sessions.revokeUser(data.userId, reason, keep ? { keep } : undefined)
+              if (ended > 0) yield* Effect.logInfo("sessions ended", { userId: data.userId, reason, ended })
             })
           switch (event.type) {
             case "identity.password.changed": {
-              const { keepSessionId } = yield* decodeUserEvent(event.data)
-              return yield* end("password_changed", keepSessionId)
+              const data = yield* decodeUserEvent(event.data)
+              return yield* end("password_changed", data, data.keepSessionId)
             }
             case "identity.password.reset":
-              return yield* end("password_reset")
+              return yield* end("password_reset", yield* decodeUserEvent(event.data))
             case "identity.user.deleted":
-              return yield* end("account_deleted")
+              return yield* end("account_deleted", yield* decodeUserEvent(event.data))
             case "identity.user.updated": {
-              const status = (yield* decodeUserEvent(event.data)).changes?.status
-              if (status === "disabled" || status === "deleted") return yield* end("account_disabled")
+              const data = yield* decodeUserEvent(event.data)
+              const status = data.changes?.status
+              if (status === "disabled" || status === "deleted") return yield* end("account_disabled", data)
               return
             }
           }

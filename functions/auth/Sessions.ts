@@ -219,9 +219,9 @@ export class Sessions extends Context.Service<
               Effect.gen(function* () {
                 const found = yield* repo.findTokenForUpdate(hashOf(token))
                 if (Option.isNone(found)) return
-                yield* revokeRows({ sessionIds: [found.value.sessionId], reason: "logout", now: at })
-                // Announced even when it was revoked already: logging out again repairs a lost announcement.
-                yield* announce([found.value.sessionId])
+                const revoked = yield* revokeRows({ sessionIds: [found.value.sessionId], reason: "logout", now: at })
+                // Announced again when it was revoked already: logging out again repairs a lost announcement.
+                if (revoked.length === 0) yield* announce([found.value.sessionId])
               }),
             )
             .pipe(Effect.catchTag("DbError", unavailable))

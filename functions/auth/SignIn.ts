@@ -90,7 +90,6 @@ export class SignIn extends Context.Service<
                   userId: user.id,
                   sessionId: started.sessionId,
                   method,
-                  ...(client.ip === null ? {} : { ip: client.ip }),
                 },
               })
               return started
@@ -125,7 +124,6 @@ export class SignIn extends Context.Service<
             email: input.email.trim().toLowerCase().slice(0, 254),
             reason: Option.isSome(user) ? "account_inactive" : "invalid_credentials",
             throttledForSeconds: delaySeconds,
-            ...(client.ip === null ? {} : { ip: client.ip }),
           })
           return yield* invalidCredentials()
         }

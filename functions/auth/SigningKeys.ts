@@ -1,12 +1,10 @@
 import { Clock, Context, Duration, Effect, Layer, Option, Redacted, Ref, Schedule, Semaphore } from "effect"
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from "jose"
+import { ACCESS_TOKEN_ALG } from "../../shared/AccessToken.ts"
 import { Db, type DbError } from "../../shared/Db.ts"
 import { ServiceUnavailable } from "../../shared/Problem.ts"
 import { KeyCipher, type KeyDecryptionFailed } from "./KeyCipher.ts"
 import { type SigningKeyRow, SigningKeysRepo } from "./SigningKeysRepo.ts"
-
-/** The asymmetric algorithm access tokens are signed with (Ed25519). */
-export const SIGNING_ALG = "EdDSA"
 
 /** The key that signs new tokens; the private key never leaves the process and is never logged. */
 export interface ActiveSigningKey {
@@ -90,13 +88,13 @@ export class SigningKeys extends Context.Service<
         )
 
         const generate = Effect.fn("SigningKeys.generate")(function* (activatedAt: Date) {
-          const pair = yield* Effect.promise(() => generateKeyPair(SIGNING_ALG, { extractable: true }))
+          const pair = yield* Effect.promise(() => generateKeyPair(ACCESS_TOKEN_ALG, { extractable: true }))
           const exported = yield* Effect.promise(() => exportJWK(pair.publicKey))
           const kid = yield* Effect.promise(() => calculateJwkThumbprint(exported))
-          const publicJwk: PublicJwk = { ...exported, kid, alg: SIGNING_ALG, use: "sig" }
+          const publicJwk: PublicJwk = { ...exported, kid, alg: ACCESS_TOKEN_ALG, use: "sig" }
           const pem = Redacted.make(yield* Effect.promise(() => exportPKCS8(pair.privateKey)))
           const privateKeyEnc = yield* cipher.seal(pem, kid)
-          return { kid, alg: SIGNING_ALG, publicJwk, privateKeyEnc, activatedAt }
+          return { kid, alg: ACCESS_TOKEN_ALG, publicJwk, privateKeyEnc, activatedAt }
         })
 
         const load = Effect.fn("SigningKeys.load")(function* () {

@@ -43,10 +43,7 @@ export const Infrastructure = (config: IdentityConfig, options: { readonly backg
       ? Layer.empty
       : Layer.mergeAll(
           Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }),
-          Option.match(config.smtpUrl, {
-            onNone: () => MailSender.layerDev(),
-            onSome: (url) => MailSender.layerSmtp({ url, from: Option.getOrUndefined(config.mailFrom) }),
-          }),
+          MailSender.fromConfig(config),
         )
   const appBaseUrl = Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, ""))
   return Layer.mergeAll(workers, appBaseUrl).pipe(Layer.provideMerge(Kernel.foundation(manifest, config)))
