@@ -73,6 +73,18 @@ export const schemaName = (name: string) =>
 /** The default schema of a function: its name with `-` turned into `_`. */
 export const defaultSchema = (functionName: string) => functionName.replaceAll("-", "_")
 
+/** A comma-separated list setting: items trimmed, empty ones dropped. */
+export const commaList = (name: string) =>
+  Config.String(name).pipe(
+    Config.map(
+      (list): ReadonlyArray<string> =>
+        list
+          .split(",")
+          .map((item) => item.trim())
+          .filter((item) => item.length > 0),
+    ),
+  )
+
 /** Keys every function reads: environment, log level, ports, trace export, event brokers. */
 export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
   env: Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
@@ -86,28 +98,11 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   /** Larger request bodies get 413. */
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
   /** Comma-separated proxy addresses whose X-Forwarded-For names the client (the gateway); none by default. */
-  trustedProxies: Config.String("TRUSTED_PROXIES").pipe(
-    Config.map((list) =>
-      list
-        .split(",")
-        .map((address) => address.trim())
-        .filter((address) => address.length > 0),
-    ),
-    Config.withDefault([] as ReadonlyArray<string>),
-  ),
+  trustedProxies: commaList("TRUSTED_PROXIES").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   /** OTLP/HTTP collector; unset = spans stay in-process. */
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
-  kafkaBrokers: Config.option(
-    Config.String("KAFKA_BROKERS").pipe(
-      Config.map((list) =>
-        list
-          .split(",")
-          .map((b) => b.trim())
-          .filter((b) => b.length > 0),
-      ),
-    ),
-  ),
+  kafkaBrokers: Config.option(commaList("KAFKA_BROKERS")),
 })
 
 /** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool size. */

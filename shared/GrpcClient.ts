@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js"
-import { Duration, Effect, Exit, Metric, Predicate, References, Schedule, type Scope } from "effect"
+import { Duration, Effect, Exit, Metric, Schedule, type Scope } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as Grpc from "./Grpc.ts"
-import { Actor, ClientIp, RequestId } from "./RequestContext.ts"
+import { auditFields } from "./RequestContext.ts"
 
 /** A ts-proto generated grpc-js client constructor, such as `IdentityServiceClient`. */
 export interface ClientConstructor<D extends Grpc.ServiceDefinition> {
@@ -70,14 +70,6 @@ const codeOf = (exit: Exit.Exit<unknown, grpc.ServiceError>): grpc.status => {
   return error._tag === "Some" ? error.value.code : grpc.status.CANCELLED
 }
 
-// The request id of the work in progress: the RequestId reference, else the request_id log annotation.
-const currentRequestId = Effect.gen(function* () {
-  const id = yield* RequestId
-  if (id !== "") return id
-  const annotations = yield* References.CurrentLogAnnotations
-  return Predicate.isString(annotations.request_id) ? annotations.request_id : undefined
-})
-
 /** Opens a channel to a service (closed with the scope) and returns Effect calls over its unary methods. */
 export const make = <D extends Grpc.ServiceDefinition>(
   ctor: ClientConstructor<D>,
@@ -136,12 +128,12 @@ export const make = <D extends Grpc.ServiceDefinition>(
 
       return Effect.gen(function* () {
         const metadata = new grpc.Metadata()
-        const requestId = yield* currentRequestId
-        if (requestId !== undefined) metadata.set(Grpc.REQUEST_ID, requestId)
+        // Who, from where, in which request: the work in progress's audit fields travel with the call.
+        const { requestId, ip, actor } = yield* auditFields
+        if (requestId !== null) metadata.set(Grpc.REQUEST_ID, requestId)
         metadata.set(Grpc.CALLER, options.caller)
-        const [clientIp, actor] = [yield* ClientIp, yield* Actor]
-        if (clientIp !== "") metadata.set(Grpc.CLIENT_IP, clientIp)
-        if (actor !== "") metadata.set(Grpc.ACTOR, actor)
+        if (ip !== null) metadata.set(Grpc.CLIENT_IP, ip)
+        if (actor !== null) metadata.set(Grpc.ACTOR, actor)
         const span = yield* Effect.option(Effect.currentSpan)
         if (span._tag === "Some") metadata.set(Grpc.TRACEPARENT, HttpTraceContext.toHeaders(span.value).traceparent!)
         const inherited = yield* Grpc.CallDeadline

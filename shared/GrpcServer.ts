@@ -9,7 +9,7 @@ import {
   HealthService,
 } from "../proto/gen/grpc/health/v1/health.ts"
 import * as Grpc from "./Grpc.ts"
-import { Actor, ClientIp, RequestId } from "./RequestContext.ts"
+import { Actor, ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 
 /** What a handler knows about the call it serves, besides the request message. */
 export interface GrpcCall {
@@ -87,10 +87,8 @@ const duration = Metric.histogram("grpc_server_request_duration_seconds", {
   boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
 })
 
-// Same rule as HTTP: a caller's id is kept only when it is a short, plain token.
-const SANE = /^[A-Za-z0-9._:-]{1,128}$/
-
-const sane = (value: string | undefined) => (value !== undefined && SANE.test(value) ? value : undefined)
+// Same rule as HTTP: a caller's id (and the forwarded address, actor) is kept only when it is a short, plain token.
+const sane = (value: string | undefined) => (isSaneId(value) ? value : undefined)
 
 const deadlineOf = (deadline: grpc.Deadline): number | undefined => {
   const ms = deadline instanceof Date ? deadline.getTime() : deadline

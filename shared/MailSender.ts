@@ -1,4 +1,4 @@
-import { Cause, Config, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
 import type { Mail } from "./Notifier.ts"

@@ -36,7 +36,8 @@ export interface ModuleManifest {
 }
 
 const NAME = /^[a-z][a-z0-9-]*$/
-const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
+/** A permission string: `{module}.{resource}.{action}` segments (authz's grants use the same rule, plus wildcards). */
+export const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
 const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
 
 /** Checks a manifest and returns it; a broken manifest fails at import time, before anything starts. */

@@ -1,5 +1,9 @@
 import { Context, Effect } from "effect"
 
+/** A caller's request id is kept only when it is a short, plain token (HTTP header or gRPC metadata alike). */
+export const isSaneId = (value: string | undefined): value is string =>
+  value !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(value)
+
 /** The request id of the request being handled (annotated on every log line as request_id). */
 export const RequestId = Context.Reference<string>("shared/RequestContext/RequestId", { defaultValue: () => "" })
 

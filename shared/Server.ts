@@ -7,7 +7,7 @@ import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
 import * as Problem from "./Problem.ts"
-import { ClientIp, RequestId } from "./RequestContext.ts"
+import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 
 /** Any HttpApi definition (structurally: something with groups). */
 export type ApiLike = { readonly groups: object }
@@ -36,9 +36,6 @@ const duration = Metric.histogram("http_server_request_duration_seconds", {
 const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell", {
   defaultValue: () => ({ route: "unmatched" }),
 })
-
-// A caller's X-Request-Id is kept only when it is a short, plain token; anything else is replaced.
-const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** The request id of the request being handled (annotated on every log line as request_id). */
 export { RequestId } from "./RequestContext.ts"
@@ -157,7 +154,7 @@ export const requestMiddleware = (
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
         const header = request.headers["x-request-id"]
-        const requestId = header !== undefined && SANE_ID.test(header) ? header : randomUUID()
+        const requestId = isSaneId(header) ? header : randomUUID()
         const cell = { route: "unmatched" }
         const started = performance.now()
         const declared = Number(request.headers["content-length"] ?? 0)

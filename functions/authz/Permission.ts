@@ -1,7 +1,8 @@
 import { Schema } from "effect"
+import { PERMISSION } from "../../shared/Module.ts"
 
-/** The shape of a permission: `{module}.{resource}.{action}`, lower-case segments of a-z and 0-9. */
-export const PERMISSION_PATTERN = /^[a-z0-9]+(\.[a-z0-9]+)*$/
+/** The shape of a permission: `{module}.{resource}.{action}`, the manifests' rule (shared/Module.ts). */
+const PERMISSION_PATTERN = PERMISSION
 
 /** A concrete permission, e.g. `blog.post.create` (what routes require and checks ask about). */
 export const PermissionName = Schema.String.check(

@@ -23,16 +23,7 @@ export const upstreamUrlKey = (name: string) => `${name.toUpperCase().replaceAll
 export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) =>
   all.filter((m) => m.name !== manifest.name && m.routes.length > 0)
 
-const commaList = (name: string) =>
-  Config.String(name).pipe(
-    Config.map((list) =>
-      list
-        .split(",")
-        .map((item) => item.trim())
-        .filter((item) => item.length > 0),
-    ),
-    Config.withDefault([] as ReadonlyArray<string>),
-  )
+const commaList = (name: string) => Cfg.commaList(name).pipe(Config.withDefault([] as ReadonlyArray<string>))
 
 /** The gateway's configuration keys (the upstream URLs depend on the manifests it routes). */
 export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) => ({

@@ -1,4 +1,4 @@
-import { Layer, Option } from "effect"
+import { Layer } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
 import { Cache } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
