@@ -311,6 +311,8 @@ export const proxy = (options: ProxyOptions) =>
       })
     }).pipe(Effect.scoped)
 
+    // Without configured origins nothing is decorated: no wrapper on the request path.
+    if (options.cors.origins.length === 0) return handle
     return Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const response = yield* handle
