@@ -1,5 +1,5 @@
 import * as net from "node:net"
-import { type Duration, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as CloudEvent from "../../shared/CloudEvent.ts"
 import { Db } from "../../shared/Db.ts"
@@ -8,13 +8,11 @@ import { migrate } from "../../shared/Migrator.ts"
 import * as Outbox from "../../shared/Outbox.ts"
 import { OutboxRelay } from "../../shared/OutboxRelay.ts"
 import * as PgEventBus from "../../shared/PgEventBus.ts"
-import { waitUntil } from "../../shared/testing/busHarness.ts"
-import { freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
+import { freshSchema, type Running, sql, start, eventually as waitFor } from "../../shared/testing/harness.ts"
 import { type AuthUnderTest, type IdentityUnderTest, startAuth, startIdentityGrpc } from "../auth/testing/authApp.ts"
 import { type AuditUnderTest, freshAuditSchema, startAudit } from "./testing/auditApp.ts"
 
-const eventually = (what: string, check: () => Promise<boolean>, timeout: Duration.Input = "60 seconds") =>
-  Effect.runPromise(waitUntil(what, Effect.promise(check), timeout))
+const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what, check, 60_000)
 
 type Item = { id: string; action: string; actorId: string | null; targetId: string | null; outcome: string }
 const list = async (audit: AuditUnderTest, query: string) => {

@@ -3,7 +3,7 @@ import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as CloudEvent from "../../shared/CloudEvent.ts"
 import * as Kernel from "../../shared/Kernel.ts"
-import { freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
+import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { DomainLive as IdentityDomain } from "../identity/App.ts"
 import { manifest as identityManifest } from "../identity/module.ts"
 import { Users } from "../identity/Users.ts"
@@ -73,14 +73,6 @@ const isAdmin = (authz: AuthzUnderTest, userId: string) =>
       Effect.provideContext(authz.running.context),
     ),
   ).then((decision) => decision.grant === "*")
-
-const eventually = async (what: string, check: () => Promise<boolean>) => {
-  const deadline = Date.now() + 15_000
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 const assignmentEvents = (authz: AuthzUnderTest, userId: string) =>
   sql(`SELECT event->>'type' AS type, event->'data' AS data FROM ${authz.db.schema}.outbox WHERE key = $1`, [userId])

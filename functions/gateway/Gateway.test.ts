@@ -7,7 +7,7 @@ import { Health } from "../../shared/Health.ts"
 import { defineModule } from "../../shared/Module.ts"
 import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
-import { sql } from "../../shared/testing/harness.ts"
+import { eventually, sql } from "../../shared/testing/harness.ts"
 import { type JwksServer, serveJwks } from "../../shared/testing/jwksServer.ts"
 import { manifest as authzManifest } from "../authz/module.ts"
 import { ADMIN_ROLE_ID } from "../authz/Role.ts"
@@ -193,15 +193,6 @@ const sign = (
 const get = (path: string, headers: Record<string, string> = {}) => fetch(`${gateway.url}${path}`, { headers })
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url")
-
-const eventually = async (check: () => Promise<boolean>, withinMs: number) => {
-  const started = Date.now()
-  while (Date.now() - started < withinMs) {
-    if (await check()) return Date.now() - started
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  throw new Error(`not within ${withinMs} ms`)
-}
 
 describe("routing from the manifests", () => {
   it("proxies a public route and forwards request id, traceparent, forwarding headers and Authorization", async () => {
@@ -412,7 +403,11 @@ describe("JWT at the edge", () => {
           Effect.provide(Layer.fresh(SessionRevocations.layer).pipe(Layer.provide(Health.layer))),
         ),
       )
-      await eventually(async () => (await get("/api/v1/echo/me", bearer(token))).status === 401, 1_000)
+      await eventually(
+        "the expected answer",
+        async () => (await get("/api/v1/echo/me", bearer(token))).status === 401,
+        1_000,
+      )
     },
   )
 })
@@ -434,9 +429,17 @@ describe("permissions through authz", () => {
       await authzHttp("POST", "/api/v1/roles", { name: `gw-${randomUUID().slice(0, 8)}`, permissions: ["blog.*"] })
     ).json()) as { id: string }
     expect((await authzHttp("PUT", `/api/v1/users/${user}/roles/${role.id}`)).status).toBe(204)
-    await eventually(async () => (await get("/api/v1/echo/items/7", bearer(token))).status === 200, 1_000)
+    await eventually(
+      "the expected answer",
+      async () => (await get("/api/v1/echo/items/7", bearer(token))).status === 200,
+      1_000,
+    )
     expect((await authzHttp("DELETE", `/api/v1/users/${user}/roles/${role.id}`)).status).toBe(204)
-    await eventually(async () => (await get("/api/v1/echo/items/7", bearer(token))).status === 403, 1_000)
+    await eventually(
+      "the expected answer",
+      async () => (await get("/api/v1/echo/items/7", bearer(token))).status === 403,
+      1_000,
+    )
   })
 
   it("lets the service answer bad input itself: malformed JSON and a wrong content type are 4xx, never 5xx", async () => {
@@ -450,6 +453,7 @@ describe("permissions through authz", () => {
         body,
       })
     await eventually(
+      "the expected answer",
       async () => (await post('{"name": "x", "permissions": []}', "application/json")).status === 201,
       1_000,
     )
@@ -554,7 +558,7 @@ describe("upstream failures", () => {
       return true
     }, downPort)
     try {
-      await eventually(async () => (await get("/api/v1/down/thing")).status === 200, 3_000)
+      await eventually("the expected answer", async () => (await get("/api/v1/down/thing")).status === 200, 3_000)
     } finally {
       await back.close()
     }

@@ -42,3 +42,13 @@ export const baseUrl = (running: Running<never> | Running<unknown>): string => {
   if (address._tag === "UnixPathAddress") throw new Error("not a TCP server")
   return `http://127.0.0.1:${address.port}`
 }
+
+/** Polls `check` every 25 ms until it holds; resolves with how long that took (ms), rejects naming `what` after `timeoutMs`. */
+export const eventually = async (what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<number> => {
+  const started = Date.now()
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  return Date.now() - started
+}

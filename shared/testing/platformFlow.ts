@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
+import { eventually } from "./harness.ts"
 
 /** Where the flow runs: the gateway's URL, the bootstrap admin's address, and how to read a mail's text. */
 export interface FlowTarget {
@@ -106,15 +107,7 @@ export const platformClient = (target: FlowTarget) => {
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined }
   }
 
-  // Polls until `check` holds; returns how long it took (ms).
-  const within = async (what: string, check: () => Promise<boolean>, timeoutMs = 5_000) => {
-    const started = Date.now()
-    while (!(await check())) {
-      if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-      await new Promise((r) => setTimeout(r, 25))
-    }
-    return Date.now() - started
-  }
+  const within = (what: string, check: () => Promise<boolean>, timeoutMs = 5_000) => eventually(what, check, timeoutMs)
 
   // Register, follow the verification link from the mail, sign in: an access token.
   const signUp = async (email: string) => {
