@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer, type Scope } from "effect"
 
 /** A named readiness check: succeeds when the dependency answers. */
 export interface Check {
@@ -16,13 +16,17 @@ export interface Readiness {
 export class Health extends Context.Service<
   Health,
   {
-    register(check: Check): Effect.Effect<void>
+    /**
+     * Adds a check until the caller's scope closes. Several checks may share a name (two Redis connections, say):
+     * the name is "ok" only when every one of them is.
+     */
+    register(check: Check): Effect.Effect<void, never, Scope.Scope>
     readonly readiness: Effect.Effect<Readiness>
   }
 >()("shared/Health") {
   /** An empty registry. */
   static readonly layer = Layer.sync(Health, () => {
-    const checks = new Map<string, Check>()
+    const checks = new Set<Check>()
     const runOne = (check: Check) =>
       check.run.pipe(
         Effect.timeout(Duration.seconds(2)),
@@ -30,16 +34,21 @@ export class Health extends Context.Service<
         Effect.catchCause(() => Effect.succeed("failing")),
       )
     return Health.of({
-      register: (check) => Effect.sync(() => void checks.set(check.name, check)),
+      register: (check) =>
+        Effect.acquireRelease(
+          Effect.sync(() => void checks.add(check)),
+          () => Effect.sync(() => void checks.delete(check)),
+        ),
       readiness: Effect.suspend(() =>
-        Effect.forEach([...checks.values()], (c) => Effect.map(runOne(c), (r) => [c.name, r] as const), {
+        Effect.forEach([...checks], (c) => Effect.map(runOne(c), (r) => [c.name, r] as const), {
           concurrency: "unbounded",
         }),
       ).pipe(
-        Effect.map((results) => ({
-          ok: results.every(([, r]) => r === "ok"),
-          checks: Object.fromEntries(results),
-        })),
+        Effect.map((results) => {
+          const byName: Record<string, string> = {}
+          for (const [name, result] of results) byName[name] = byName[name] === "failing" ? "failing" : result
+          return { ok: results.every(([, r]) => r === "ok"), checks: byName }
+        }),
         Effect.withSpan("Health.readiness"),
       ),
     })
