@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:http"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ByteSize, type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -32,6 +32,34 @@ const duration = Metric.histogram("http_server_request_duration_seconds", {
   boundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
 })
 
+// The metrics with their attributes, made once per method, route and status (not per request).
+const labelled = new Map<
+  string,
+  {
+    readonly requests: Metric.Counter<number>
+    readonly errors?: Metric.Counter<number>
+    readonly duration: Metric.Histogram<number>
+  }
+>()
+
+/** Counts one answered request in the RED metrics (`route` is the route template, never the raw path). */
+export const recordRequest = (method: string, route: string, status: number, seconds: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const key = `${method} ${route} ${status}`
+    let metrics = labelled.get(key)
+    if (metrics === undefined) {
+      const attributes = { method, route, status: String(status) }
+      metrics = {
+        requests: Metric.withAttributes(requests, attributes),
+        ...(status >= 500 ? { errors: Metric.withAttributes(errors, attributes) } : {}),
+        duration: Metric.withAttributes(duration, { method, route }),
+      }
+      if (labelled.size < 10_000) labelled.set(key, metrics)
+    }
+    const counted = Effect.andThen(Metric.update(metrics.requests, 1), Metric.update(metrics.duration, seconds))
+    return metrics.errors === undefined ? counted : Effect.andThen(counted, Metric.update(metrics.errors, 1))
+  })
+
 // Per-request cell the route middleware fills with the matched route template (low-cardinality metric label).
 const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell", {
   defaultValue: () => ({ route: "unmatched" }),
@@ -40,18 +68,29 @@ const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell"
 /** The request id of the request being handled (annotated on every log line as request_id). */
 export { RequestId } from "./RequestContext.ts"
 
-// The client's address: the socket's peer, or the one a trusted proxy forwarded (X-Forwarded-For, read right to left,
-// skipping trusted proxies); without a socket (Lambda) the one the entry provided.
+/**
+ * The client's address: the socket's peer, or the one a trusted proxy forwarded (`X-Forwarded-For`, read right to
+ * left, skipping trusted proxies).
+ */
+export const clientAddress = (
+  peer: string,
+  forwardedFor: string | undefined,
+  trustedProxies: ReadonlySet<string>,
+): string => {
+  if (forwardedFor === undefined || !trustedProxies.has(peer)) return peer
+  const hops = forwardedFor.split(",")
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i]!.trim()
+    if (!trustedProxies.has(hop)) return hop.slice(0, 64)
+  }
+  return peer
+}
+
+// Without a socket (Lambda) the address is the one the entry provided.
 const clientIp = (request: HttpServerRequest.HttpServerRequest, trustedProxies: ReadonlySet<string>) =>
-  Effect.gen(function* () {
-    if (request.remoteAddress._tag === "None") return yield* ClientIp
-    const peer = request.remoteAddress.value
-    const forwarded = request.headers["x-forwarded-for"]
-    if (!trustedProxies.has(peer) || forwarded === undefined) return peer
-    const hops = forwarded.split(",").map((hop) => hop.trim())
-    for (let i = hops.length - 1; i >= 0; i--) if (!trustedProxies.has(hops[i]!)) return hops[i]!.slice(0, 64)
-    return peer
-  })
+  request.remoteAddress._tag === "None"
+    ? ClientIp
+    : Effect.succeed(clientAddress(request.remoteAddress.value, request.headers["x-forwarded-for"], trustedProxies))
 
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
@@ -174,13 +213,7 @@ export const requestMiddleware = (
             ? methodNotAllowed(routes, request.method, request.url)
             : undefined) ?? handled,
         )
-        const attributes = { method: request.method, route: cell.route, status: String(response.status) }
-        yield* Metric.update(Metric.withAttributes(requests, attributes), 1)
-        if (response.status >= 500) yield* Metric.update(Metric.withAttributes(errors, attributes), 1)
-        yield* Metric.update(
-          Metric.withAttributes(duration, { method: request.method, route: cell.route }),
-          (performance.now() - started) / 1000,
-        )
+        yield* recordRequest(request.method, cell.route, response.status, (performance.now() - started) / 1000)
         return HttpServerResponse.setHeader(response, "x-request-id", requestId)
       }),
     { global: true },
@@ -231,9 +264,16 @@ export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
   },
 )
 
+/**
+ * A handler that may take a request before the router: true when it answers it itself, false to pass it on. The
+ * gateway's proxy is one: it streams bodies both ways and does the middleware's work (request id, client address,
+ * problems, metrics) on its own, without a router, a server span or a response object per request.
+ */
+export type Front = (request: IncomingMessage, response: ServerResponse) => boolean
+
 // Node's server.close() closes the connections idle at that moment only; a keep-alive socket whose request is still
 // in flight would linger after its response until the client's idle timeout. Sweep idle sockets until closed.
-const drainingServer = () => {
+const drainingServer = (front: Front | undefined) => {
   const server = createServer({ requestTimeout: 30_000 })
   const close = server.close.bind(server)
   server.close = (callback) => {
@@ -242,6 +282,20 @@ const drainingServer = () => {
       clearInterval(sweep)
       callback?.(error)
     })
+  }
+  if (front !== undefined) {
+    // Requests (and `Expect: 100-continue` ones) reach the front first; the router's listeners get the rest.
+    const emit = server.emit.bind(server) as (event: string, ...args: Array<unknown>) => boolean
+    server.emit = ((event: string, ...args: Array<unknown>) => {
+      if (event === "request" || event === "checkContinue") {
+        const [request, response] = args as [IncomingMessage, ServerResponse]
+        if (front(request, response)) {
+          if (event === "checkContinue" && !response.headersSent) response.writeContinue()
+          return true
+        }
+      }
+      return emit(event, ...args)
+    }) as typeof server.emit
   }
   return server
 }
@@ -261,18 +315,28 @@ export const app = <A, E, R>(
     ),
   )
 
-/** Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown. */
-export const serve = <A, E, R>(routes: Layer.Layer<A, E, R>, options: ServerOptions) =>
-  HttpRouter.serve(app(routes, options), {
-    disableLogger: true,
-    disableListenLog: true,
-    // Any server middleware turns on Effect's HTTP tracer: a server span per request, continuing `traceparent`.
-    middleware: identity,
-  }).pipe(
-    Layer.provideMerge(
-      NodeHttpServer.layer(drainingServer, {
-        port: options.port,
-        gracefulShutdownTimeout: Duration.millis(options.shutdownTimeoutMs ?? 10_000),
-      }),
+/**
+ * Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown.
+ * `front`, when given, is built first and sees every request before the router (see `Front`).
+ */
+export const serve = <A, E, R, RF = never>(
+  routes: Layer.Layer<A, E, R>,
+  options: ServerOptions & { readonly front?: Effect.Effect<Front, never, RF> },
+) =>
+  Layer.unwrap(
+    Effect.map(options.front ?? Effect.succeed(undefined), (front) =>
+      HttpRouter.serve(app(routes, options), {
+        disableLogger: true,
+        disableListenLog: true,
+        // Any server middleware turns on Effect's HTTP tracer: a server span per request, continuing `traceparent`.
+        middleware: identity,
+      }).pipe(
+        Layer.provideMerge(
+          NodeHttpServer.layer(() => drainingServer(front), {
+            port: options.port,
+            gracefulShutdownTimeout: Duration.millis(options.shutdownTimeoutMs ?? 10_000),
+          }),
+        ),
+      ),
     ),
   )

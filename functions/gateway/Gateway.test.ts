@@ -315,6 +315,31 @@ describe("streaming and body limits", () => {
     expect(((await res.json()) as { bytes: number }).bytes).toBe(640 * 1024)
   })
 
+  it("answers Expect: 100-continue and forwards the body that follows", async () => {
+    const answer = await new Promise<{ continued: boolean; status: number; body: string }>((resolve, reject) => {
+      let continued = false
+      const req = httpRequest(`${gateway.url}/api/v1/echo/upload`, {
+        method: "POST",
+        headers: { expect: "100-continue", "content-type": "application/octet-stream", "content-length": "5" },
+      })
+      req.on("continue", () => {
+        continued = true
+        req.end("hello")
+      })
+      req.on("response", (res) => {
+        let body = ""
+        res.on("data", (chunk) => {
+          body += chunk
+        })
+        res.on("end", () => resolve({ continued, status: res.statusCode ?? 0, body }))
+      })
+      req.on("error", reject)
+    })
+    expect(answer.continued).toBe(true)
+    expect(answer.status).toBe(200)
+    expect((JSON.parse(answer.body) as { bytes: number }).bytes).toBe(5)
+  })
+
   it("answers 413 for a declared 2 MiB body and for a chunked body over the limit", async () => {
     const declared = await fetch(`${gateway.url}/api/v1/echo/upload`, {
       method: "POST",
@@ -593,6 +618,12 @@ describe("OpenAPI and docs", () => {
   it("serves its own health and metrics", async () => {
     expect((await get("/healthz")).status).toBe(200)
     expect((await get("/readyz")).status).toBe(200)
-    expect(await (await get("/metrics")).text()).toContain("gateway_upstream_requests_total")
+    expect((await get("/api/v1/echo/public")).status).toBe(200)
+    const metrics = await (await get("/metrics")).text()
+    expect(metrics).toContain("gateway_upstream_requests_total")
+    // Proxied requests are counted by route template, never by raw path.
+    expect(metrics).toMatch(/http_server_requests_total\{[^}]*route="\/api\/v1\/echo\/public"/)
+    expect(metrics).toMatch(/http_server_requests_total\{[^}]*route="\/api\/v1\/echo\/items\/\{id\}"/)
+    expect(metrics).not.toContain('route="/api/v1/echo/items/42"')
   })
 })

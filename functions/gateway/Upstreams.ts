@@ -243,13 +243,21 @@ export class Upstreams extends Context.Service<
             }
             return yield* send(request.upstream, origin.value, request)
           }).pipe(
-            Effect.tap(() =>
-              Metric.update(Metric.withAttributes(forwarded, { upstream: request.upstream, outcome: "ok" }), 1),
-            ),
-            Effect.tapError((error) =>
-              Metric.update(Metric.withAttributes(forwarded, { upstream: request.upstream, outcome: error._tag }), 1),
-            ),
+            Effect.tap(() => Metric.update(counterOf(request.upstream, "ok"), 1)),
+            Effect.tapError((error) => Metric.update(counterOf(request.upstream, error._tag), 1)),
           )
+
+        // The counter with its attributes, made once per upstream and outcome (not per request).
+        const counters = new Map<string, Metric.Counter<number>>()
+        const counterOf = (upstream: string, outcome: string) => {
+          const key = `${upstream} ${outcome}`
+          let counter = counters.get(key)
+          if (counter === undefined) {
+            counter = Metric.withAttributes(forwarded, { upstream, outcome })
+            counters.set(key, counter)
+          }
+          return counter
+        }
 
         const circuits = Effect.sync(() =>
           Object.fromEntries(registry.names.map((name) => [name, breakerOf(name).state] as const)),

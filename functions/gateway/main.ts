@@ -1,10 +1,9 @@
 import { Effect, Layer } from "effect"
 import * as Main from "../../shared/Main.ts"
-import * as Server from "../../shared/Server.ts"
 import { manifests } from "../registry.ts"
 import { Infrastructure, proxyOptions, ServicesLive } from "./App.ts"
 import { loadConfig, upstreamManifests } from "./Config.ts"
-import { HttpLive } from "./Http.ts"
+import * as Http from "./Http.ts"
 import { manifest } from "./module.ts"
 import * as RouteTable from "./RouteTable.ts"
 
@@ -12,11 +11,9 @@ import * as RouteTable from "./RouteTable.ts"
 const App = Layer.unwrap(
   Effect.map(loadConfig, (config) => {
     const table = RouteTable.fromManifests(upstreamManifests(manifests))
-    return Server.serve(HttpLive(proxyOptions(config, table)), {
+    return Http.serve(proxyOptions(config, table), {
       port: config.httpPort,
-      maxBodyBytes: config.maxBodyBytes,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
-      trustedProxies: config.trustedProxies,
     }).pipe(Layer.provide(ServicesLive(config, table)), Layer.provide(Infrastructure(config)))
   }),
 )

@@ -3,11 +3,10 @@ import type { HttpServer } from "effect/http"
 import type { Db } from "../../../shared/Db.ts"
 import type { EventBus } from "../../../shared/EventBus.ts"
 import type { ModuleManifest } from "../../../shared/Module.ts"
-import * as Server from "../../../shared/Server.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
 import { Infrastructure, proxyOptions, ServicesLive } from "../App.ts"
 import { type GatewayConfig, load, upstreamManifests } from "../Config.ts"
-import { HttpLive } from "../Http.ts"
+import * as Http from "../Http.ts"
 import * as RouteTable from "../RouteTable.ts"
 import type { Upstreams } from "../Upstreams.ts"
 
@@ -49,12 +48,7 @@ export const startGateway = async (
   )
   const table = RouteTable.fromManifests(upstreams)
   const running = (await start(
-    Server.serve(HttpLive(proxyOptions(config, table)), {
-      port: 0,
-      maxBodyBytes: config.maxBodyBytes,
-      shutdownTimeoutMs: 1_000,
-      trustedProxies: config.trustedProxies,
-    }).pipe(
+    Http.serve(proxyOptions(config, table), { port: 0, shutdownTimeoutMs: 1_000 }).pipe(
       Layer.provideMerge(ServicesLive(config, table, options.bus)),
       Layer.provide(Layer.fresh(Infrastructure(config))),
       // Following events through SessionRevocations reads REDIS_URL through the config provider as well.
