@@ -167,3 +167,29 @@ describe("Authentication middleware", () => {
     }
   })
 })
+
+describe("authenticator", () => {
+  it("reuses a session's 'not revoked' answer for at most unrevokedMemoMs; without it asks every time", async () => {
+    const sid = randomUUID()
+    const token = await sign(published[0]!, { sid })
+    const keys = Authentication.remoteKeys({ url: jwks.url, cooldownMs: 0 })
+    const outcome = await Effect.runPromise(
+      Effect.gen(function* () {
+        const revocations = yield* SessionRevocations
+        const exact = yield* Authentication.authenticator(keys, { issuer, audience })
+        const remembering = yield* Authentication.authenticator(keys, { issuer, audience, unrevokedMemoMs: 300 })
+        yield* exact(token)
+        yield* remembering(token)
+        yield* revocations.revoke([sid], 60)
+        const refusedAtOnce = yield* Effect.flip(exact(token))
+        const stillRemembered = yield* remembering(token)
+        yield* Effect.sleep("350 millis")
+        const refusedAfter = yield* Effect.flip(remembering(token))
+        return { refusedAtOnce, stillRemembered, refusedAfter }
+      }).pipe(Effect.provide(SessionRevocations.layer.pipe(Layer.provide(Health.layer)))),
+    )
+    expect(outcome.refusedAtOnce).toMatchObject({ _tag: "Refused", reason: "revoked" })
+    expect(outcome.stillRemembered.sid).toBe(sid)
+    expect(outcome.refusedAfter).toMatchObject({ _tag: "Refused", reason: "revoked" })
+  })
+})

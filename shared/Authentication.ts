@@ -76,19 +76,44 @@ export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
 /** A refused credential; `reason` goes to logs and metrics only, never to the client. */
 export class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
 
+/** How `authenticator` treats revocations. */
+export interface AuthenticatorOptions extends AccessToken.VerifyOptions {
+  /**
+   * How long a "not revoked" answer for a session is reused (default 0: the revocation store is asked every time).
+   * The gateway reuses it briefly so that a busy session costs one Redis read per interval, not one per request;
+   * a revocation still applies within this interval.
+   */
+  readonly unrevokedMemoMs?: number
+}
+
 /**
  * Checks a bearer token as every verifier does: the kernel's verifier (tokens it accepted are remembered until their
  * `exp`) and the session not revoked. Needs `SessionRevocations`; the gateway and the middleware both use it.
+ * Untraced: it runs inside the request's span on every request, and its store read has a span of its own.
  */
-export const authenticator = (resolveKey: AccessToken.KeyResolver, options: AccessToken.VerifyOptions) =>
+export const authenticator = (resolveKey: AccessToken.KeyResolver, options: AuthenticatorOptions) =>
   Effect.map(Effect.service(SessionRevocations), (revocations) => {
     const verify = AccessToken.cachedVerifier(resolveKey, options)
-    return Effect.fn("Authentication.authenticate")(function* (token: string) {
+    const memoMs = options.unrevokedMemoMs ?? 0
+    const unrevoked = new Map<string, number>()
+    const isRevoked = (sid: string) => {
+      if (memoMs <= 0) return revocations.isRevoked(sid)
+      const until = unrevoked.get(sid)
+      if (until !== undefined && until > performance.now()) return Effect.succeed(false)
+      return Effect.tap(revocations.isRevoked(sid), (revoked) =>
+        Effect.sync(() => {
+          if (revoked) return unrevoked.delete(sid)
+          if (unrevoked.size >= 100_000) unrevoked.clear()
+          unrevoked.set(sid, performance.now() + memoMs)
+        }),
+      )
+    }
+    return Effect.fnUntraced(function* (token: string) {
       if (token === "") return yield* new Refused({ reason: "missing" })
       const claims = yield* verify(token).pipe(
         Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
       )
-      if (yield* revocations.isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
+      if (yield* isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
       return claims
     })
   })

@@ -113,6 +113,7 @@ export const ServicesLive = (config: GatewayConfig, table: RouteTable, bus?: Lay
       EdgeAuth.layer({
         issuer: config.jwtIssuer,
         audience: config.jwtAudience,
+        unrevokedMemoMs: config.revocationCheckMs,
         jwks: { url: config.authJwksUrl },
       }),
     ),

@@ -61,6 +61,8 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   ),
   /** How long an authz answer is reused (authz's change events clear it sooner when the gateway follows them). */
   permissionCacheMs: Cfg.intBetween("PERMISSION_CACHE_TTL_MS", 0, 1_000).pipe(Config.withDefault(500)),
+  /** How long a "session not revoked" answer is reused at the edge (the services behind check on every request). */
+  revocationCheckMs: Cfg.intBetween("REVOCATION_CHECK_MS", 0, 1_000).pipe(Config.withDefault(250)),
   /** Base URL of each upstream (`<NAME>_URL`), default the manifest's HTTP port on this host. */
   upstreamUrls: Config.all(
     Object.fromEntries(

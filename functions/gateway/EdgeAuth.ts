@@ -1,6 +1,12 @@
 import { Context, Effect, Layer, Metric } from "effect"
 import type * as AccessToken from "../../shared/AccessToken.ts"
-import { authenticator, type JwksOptions, Refused, remoteKeys } from "../../shared/Authentication.ts"
+import {
+  type AuthenticatorOptions,
+  authenticator,
+  type JwksOptions,
+  Refused,
+  remoteKeys,
+} from "../../shared/Authentication.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 
 const refusals = Metric.counter("gateway_auth_refusals_total", {
@@ -25,12 +31,12 @@ export class EdgeAuth extends Context.Service<
   }
 >()("gateway/EdgeAuth") {
   /** Verifies against auth's JWKS over HTTP; needs `SessionRevocations`. */
-  static readonly layer = (options: AccessToken.VerifyOptions & { readonly jwks: JwksOptions }) =>
+  static readonly layer = (options: AuthenticatorOptions & { readonly jwks: JwksOptions }) =>
     Layer.effect(
       EdgeAuth,
       Effect.gen(function* () {
         const check = yield* authenticator(remoteKeys(options.jwks), options)
-        const authenticate = Effect.fn("EdgeAuth.authenticate")(
+        const authenticate = Effect.fnUntraced(
           function* (authorization: string | undefined) {
             if (authorization === undefined || authorization === "") return yield* new Refused({ reason: "missing" })
             const token = BEARER.exec(authorization)?.[1]

@@ -76,7 +76,8 @@ export class Permissions extends Context.Service<
             ),
           )
 
-        const check = Effect.fn("Permissions.check")(function* (userId: string, permission: string) {
+        // Untraced: a cached answer is most requests; a call to authz has its gRPC client span.
+        const check = Effect.fnUntraced(function* (userId: string, permission: string) {
           if (options.ttlMs <= 0) return yield* ask(userId, permission)
           const key = `${userId} ${permission}`
           const cached = answers.get(key)
