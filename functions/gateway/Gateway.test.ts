@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { request as httpRequest } from "node:http"
+import { Agent, request as httpRequest } from "node:http"
 import { Effect, Layer } from "effect"
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -254,6 +254,26 @@ describe("routing from the manifests", () => {
     expect(((await wrong.json()) as { code: string }).code).toBe("method_not_allowed")
     // Dot segments and encoded slashes are never routed.
     expect((await get("/api/v1/echo/items/..%2Fpublic")).status).toBe(404)
+  })
+
+  it("keeps the connection open after answering a bodyless request itself (404, 401)", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const send = (path: string) =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = httpRequest(`${gateway.url}${path}`, { agent }, (res) => {
+          res.resume()
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }))
+        })
+        req.on("error", reject)
+        req.end()
+      })
+    try {
+      expect((await send("/api/v1/nowhere")).status).toBe(404)
+      expect(await send("/api/v1/echo/me")).toEqual({ status: 401, reused: true })
+      expect(await send("/api/v1/echo/public")).toEqual({ status: 200, reused: true })
+    } finally {
+      agent.destroy()
+    }
   })
 
   it("prefers literal segments: /items/special is public while /items/{id} needs a permission", async () => {

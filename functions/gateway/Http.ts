@@ -169,6 +169,11 @@ const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "iden
 const OWN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json", "/readyz/upstreams", "/docs"])
 const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/")
 
+const hasBody = (request: IncomingMessage) => {
+  const length = request.headers["content-length"]
+  return request.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")
+}
+
 // Writes a response the gateway produced (problems, preflights, the upstream's streamed answer) to the client.
 const send = (
   request: IncomingMessage,
@@ -183,7 +188,7 @@ const send = (
   const headers: Record<string, string | Array<string>> = { ...answer.headers, "x-request-id": requestId }
   if (!Cookies.isEmpty(answer.cookies)) headers["set-cookie"] = Cookies.toSetCookieHeaders(answer.cookies)
   // Answered before the client's body was read (refused, too large): the connection cannot carry another request.
-  if (!request.complete) headers.connection = "close"
+  if (hasBody(request) && !request.complete) headers.connection = "close"
   const body = answer.body
   if (body._tag === "Raw") {
     const stream = body.body as Readable | undefined
@@ -320,9 +325,6 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
           ? HttpTraceContext.toHeaders(span.value).traceparent
           : (headers.traceparent ?? undefined)
         const peer = request.socket.remoteAddress
-        const hasBody =
-          headers["transfer-encoding"] !== undefined ||
-          (headers["content-length"] !== undefined && headers["content-length"] !== "0")
         const forwarded = yield* Effect.result(
           upstreams.forward({
             upstream: route.upstream,
@@ -334,7 +336,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
               peer,
               trustedPeer: peer !== undefined && trusted.has(peer),
             }),
-            body: hasBody ? request : undefined,
+            body: hasBody(request) ? request : undefined,
             maxBodyBytes: options.maxBodyBytes,
             timeoutMs: own.timeoutMs,
           }),
