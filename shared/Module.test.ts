@@ -48,4 +48,21 @@ describe("Module manifests", () => {
     expect(problems.join("\n")).toMatch(/must start with "blog."/)
     expect(problems.join("\n")).toMatch(/event type "created"/)
   })
+
+  it("refuses a route timeout or rate limit that is not a sensible whole number", () => {
+    const problems = validate(
+      manifest({
+        routes: [
+          { method: "GET", path: "/a", auth: "public", timeoutMs: 0 },
+          { method: "GET", path: "/b", auth: "public", ipPerMinute: -1 },
+          { method: "GET", path: "/c", auth: "user", userPerMinute: 1.5 },
+          { method: "GET", path: "/d", auth: "user", timeoutMs: 30_000, ipPerMinute: 0, userPerMinute: 5 },
+        ],
+      }),
+    ).join("\n")
+    expect(problems).toMatch(/GET \/a: timeoutMs/)
+    expect(problems).toMatch(/GET \/b: ipPerMinute/)
+    expect(problems).toMatch(/GET \/c: userPerMinute/)
+    expect(problems).not.toMatch(/GET \/d/)
+  })
 })

@@ -6,6 +6,12 @@ export interface RouteSpec {
   /** OpenAPI-style template, e.g. `/api/v1/users/{id}`. */
   readonly path: string
   readonly auth: "public" | "user" | { readonly permission: string }
+  /** How long the gateway waits for this route's answer, when not its default (`GATEWAY_TIMEOUT_MS`). */
+  readonly timeoutMs?: number
+  /** Requests per minute per client address at the gateway, when not its default (0 = unlimited). */
+  readonly ipPerMinute?: number
+  /** Requests per minute per signed-in user at the gateway, when not its default (0 = unlimited). */
+  readonly userPerMinute?: number
 }
 
 /** A permission a function defines: `{module}.{resource}.{action}`. */
@@ -62,6 +68,15 @@ export const validate = (m: ModuleManifest): Array<string> => {
     if (seen.has(key)) problems.push(`route ${key} is declared twice`)
     seen.add(key)
     if (!r.path.startsWith("/")) problems.push(`route ${key} must start with /`)
+    if (r.timeoutMs !== undefined && !(Number.isInteger(r.timeoutMs) && r.timeoutMs >= 1 && r.timeoutMs <= 600_000)) {
+      problems.push(`route ${key}: timeoutMs must be an integer from 1 to 600000`)
+    }
+    for (const limit of ["ipPerMinute", "userPerMinute"] as const) {
+      const value = r[limit]
+      if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
+        problems.push(`route ${key}: ${limit} must be a whole number (0 = unlimited)`)
+      }
+    }
     if (typeof r.auth === "object") {
       const permission = r.auth.permission
       if (!PERMISSION.test(permission)) problems.push(`route ${key} requires a malformed permission "${permission}"`)

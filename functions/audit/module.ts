@@ -11,7 +11,7 @@ export const manifest = defineModule({
   dependsOn: [],
   routes: [
     { method: "GET", path: "/api/v1/audit/events", auth: { permission: "audit.event.read" } },
-    { method: "GET", path: "/api/v1/audit/verify", auth: { permission: "audit.event.verify" } },
+    { method: "GET", path: "/api/v1/audit/verify", auth: { permission: "audit.event.verify" }, timeoutMs: 60_000 },
   ],
   permissions: [
     { name: "audit.event.read", description: "Read the audit log" },

@@ -10,9 +10,9 @@ export const manifest = defineModule({
   ports: { http: 8081, grpc: 9081 },
   dependsOn: ["identity"],
   routes: [
-    { method: "POST", path: "/api/v1/auth/register", auth: "public" },
-    { method: "POST", path: "/api/v1/auth/login", auth: "public" },
-    { method: "POST", path: "/api/v1/auth/refresh", auth: "public" },
+    { method: "POST", path: "/api/v1/auth/register", auth: "public", ipPerMinute: 10 },
+    { method: "POST", path: "/api/v1/auth/login", auth: "public", ipPerMinute: 30 },
+    { method: "POST", path: "/api/v1/auth/refresh", auth: "public", ipPerMinute: 60 },
     { method: "POST", path: "/api/v1/auth/logout", auth: "public" },
     { method: "POST", path: "/api/v1/auth/logout-all", auth: "user" },
     { method: "GET", path: "/api/v1/auth/oidc/{provider}/authorize", auth: "public" },

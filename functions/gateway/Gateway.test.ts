@@ -39,12 +39,13 @@ const echoManifest = defineModule({
     { method: "GET", path: "/api/v1/echo/public", auth: "public" },
     { method: "POST", path: "/api/v1/echo/upload", auth: "public" },
     { method: "GET", path: "/api/v1/echo/stream", auth: "public" },
-    { method: "GET", path: "/api/v1/echo/slow", auth: "public" },
-    { method: "GET", path: "/api/v1/echo/limited", auth: "public" },
+    // The manifest's own timeout (GATEWAY_ROUTES shortens it below) and limits.
+    { method: "GET", path: "/api/v1/echo/slow", auth: "public", timeoutMs: 5_000 },
+    { method: "GET", path: "/api/v1/echo/limited", auth: "public", ipPerMinute: 3 },
     { method: "GET", path: "/api/v1/echo/bare-error", auth: "public" },
     { method: "POST", path: "/api/v1/echo/nothing", auth: "public" },
     { method: "GET", path: "/api/v1/echo/me", auth: "user" },
-    { method: "GET", path: "/api/v1/echo/user-limited", auth: "user" },
+    { method: "GET", path: "/api/v1/echo/user-limited", auth: "user", userPerMinute: 2 },
     { method: "GET", path: "/api/v1/echo/items/{id}", auth: { permission: "blog.post.create" } },
     { method: "GET", path: "/api/v1/echo/items/special", auth: "public" },
   ],
@@ -153,11 +154,8 @@ beforeAll(async () => {
       RATE_LIMIT_USER_PER_MINUTE: "0",
       CIRCUIT_BREAKER_FAILURES: "3",
       CIRCUIT_BREAKER_COOLDOWN_MS: "500",
-      GATEWAY_ROUTES: JSON.stringify([
-        { method: "GET", path: "/api/v1/echo/slow", timeoutMs: 300 },
-        { method: "GET", path: "/api/v1/echo/limited", ipPerMinute: 3 },
-        { path: "/api/v1/echo/user-limited", userPerMinute: 2 },
-      ]),
+      // Configuration beats the manifest.
+      GATEWAY_ROUTES: JSON.stringify([{ method: "GET", path: "/api/v1/echo/slow", timeoutMs: 300 }]),
     },
   })
 })

@@ -31,18 +31,6 @@ export interface ProxyOptions {
   readonly devMail: boolean
 }
 
-/** Stricter limits and longer timeouts the platform ships with; `GATEWAY_ROUTES` entries override them. */
-export const defaultOverrides: ReadonlyArray<RouteOverride> = [
-  { method: "POST", path: "/api/v1/auth/login", ipPerMinute: 30 },
-  { method: "POST", path: "/api/v1/auth/register", ipPerMinute: 10 },
-  { method: "POST", path: "/api/v1/auth/refresh", ipPerMinute: 60 },
-  { method: "POST", path: "/api/v1/auth/password-reset", ipPerMinute: 10 },
-  { method: "POST", path: "/api/v1/auth/password-reset/confirm", ipPerMinute: 10 },
-  { method: "POST", path: "/api/v1/auth/verify-email", ipPerMinute: 30 },
-  { method: "POST", path: "/api/v1/auth/resend-verification", userPerMinute: 5 },
-  { method: "GET", path: "/api/v1/audit/verify", timeoutMs: 60_000 },
-]
-
 /** The effective settings of one route. */
 export interface RouteSettings {
   readonly timeoutMs: number
@@ -50,14 +38,17 @@ export interface RouteSettings {
   readonly user: { readonly bucket: string; readonly perMinute: number }
 }
 
-/** The settings of a route: the defaults, then the built-in overrides, then the configured ones (later wins). */
+/** The settings of a route: the gateway's defaults, then the route's manifest, then `GATEWAY_ROUTES` (later wins). */
 export const settingsOf = (
   route: Route,
   options: Omit<ProxyOptions, "table" | "cors" | "trustedProxies" | "devMail">,
 ) => {
-  const own = [...defaultOverrides, ...options.overrides].filter(
-    (o) => o.path === route.template && (o.method === undefined || o.method === route.method),
-  )
+  const own = [
+    route,
+    ...options.overrides.filter(
+      (o) => o.path === route.template && (o.method === undefined || o.method === route.method),
+    ),
+  ]
   const pick = <K extends "timeoutMs" | "ipPerMinute" | "userPerMinute">(key: K) =>
     own.reduce<number | undefined>((value, o) => o[key] ?? value, undefined)
   const name = `${route.method} ${route.template}`

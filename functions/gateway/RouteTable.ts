@@ -11,6 +11,10 @@ export interface Route {
   /** The function (upstream) serving it. */
   readonly upstream: string
   readonly auth: RouteAuth
+  /** The manifest's own timeout and limits for the route, if it sets them. */
+  readonly timeoutMs?: number
+  readonly ipPerMinute?: number
+  readonly userPerMinute?: number
 }
 
 /** How a request path and method resolve against the table. */
@@ -67,7 +71,15 @@ export const routesOf = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | 
       const other = seen.get(key)
       if (other !== undefined) throw new Error(`route ${key} is declared by both ${other} and ${m.name}`)
       seen.set(key, m.name)
-      routes.push({ method: r.method, template: r.path, upstream: m.name, auth: r.auth })
+      routes.push({
+        method: r.method,
+        template: r.path,
+        upstream: m.name,
+        auth: r.auth,
+        ...(r.timeoutMs === undefined ? {} : { timeoutMs: r.timeoutMs }),
+        ...(r.ipPerMinute === undefined ? {} : { ipPerMinute: r.ipPerMinute }),
+        ...(r.userPerMinute === undefined ? {} : { userPerMinute: r.userPerMinute }),
+      })
     }
   }
   return routes
