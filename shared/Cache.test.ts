@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto"
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
 import { Redis } from "ioredis"
-import { Cache, type CacheError } from "./Cache.ts"
+import { Cache, type CacheError, RedisConnection } from "./Cache.ts"
 import { Health } from "./Health.ts"
 
 // Real Redis (REDIS_URL from the global setup) and the in-process cache run the same behaviour suite.
@@ -270,6 +270,29 @@ describe("Cache.layerRedis lifecycle", () => {
       )
       yield* Effect.sleep("50 millis")
       assert.strictEqual(yield* clients, 0)
+    }),
+  )
+
+  it.live("caches over one RedisConnection value share its one connection", () =>
+    Effect.gen(function* () {
+      const name = `t-${run}-shared`
+      const raw = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(Redacted.value(redisUrl()))),
+        (redis) => Effect.promise(() => redis.quit()),
+      )
+      const clients = Effect.promise(() => raw.client("LIST") as Promise<string>).pipe(
+        Effect.map((list) => list.split("\n").filter((line) => line.includes(` name=${name} `)).length),
+      )
+      // As Cache.layer does with RedisConnection.fromEnvironment: one layer value, provided to every cache.
+      const connection = RedisConnection.layer({ url: redisUrl(), connectionName: name })
+      const cacheOf = (prefix: string) => Cache.layerOn(`${name}-${prefix}`).pipe(Layer.provide(connection))
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const context = yield* Layer.build(withHealth(Layer.mergeAll(cacheOf("a"), cacheOf("b"), cacheOf("c"))))
+          yield* Context.get(context, Cache).set("k", "v")
+          assert.strictEqual(yield* clients, 1)
+        }),
+      )
     }),
   )
 

@@ -1,6 +1,6 @@
 import { Clock, Config, Context, Deferred, Effect, Layer, Metric, Option, Redacted, Schema, type Scope } from "effect"
 import type { Redis } from "ioredis"
-import { register } from "./Health.ts"
+import { type Health, register } from "./Health.ts"
 
 /** A cache operation failed (Redis unreachable, bad TTL, non-integer counter); carries the driver error as cause. */
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
@@ -54,21 +54,23 @@ export class Cache extends Context.Service<
   }
 >()("shared/Cache") {
   /**
-   * A Redis cache. Fails fast: the layer connects and fails with a `CacheError` naming host and port when Redis
-   * cannot be reached at start; afterwards ioredis reconnects on its own, commands fail after `commandTimeoutMs`
-   * and the "redis" readiness check (PING) reports it. The connection is closed (QUIT) with the layer.
+   * A Redis cache with a connection of its own. Fails fast: the layer connects and fails with a `CacheError` naming
+   * host and port when Redis cannot be reached at start; afterwards ioredis reconnects on its own, commands fail
+   * after `commandTimeoutMs` and the "redis" readiness check (PING) reports it. The connection is closed (QUIT) with
+   * the layer.
    */
   static readonly layerRedis = (options: RedisCacheOptions) =>
+    Cache.layerOn(options.prefix).pipe(
+      Layer.provide(RedisConnection.layer({ ...options, connectionName: options.prefix })),
+    )
+
+  /** A Redis cache over the process's `RedisConnection`. */
+  static readonly layerOn = (prefix: string) =>
     Layer.effect(
       Cache,
       Effect.gen(function* () {
-        const prefix = yield* checkPrefix(options.prefix)
-        const redis = yield* connect(options)
-        yield* register(
-          "redis",
-          Effect.tryPromise(() => redis.ping()),
-        )
-        return yield* make(prefix, "redis", redisBackend(redis))
+        const checked = yield* checkPrefix(prefix)
+        return yield* make(checked, "redis", redisBackend(yield* RedisConnection))
       }),
     )
 
@@ -82,16 +84,48 @@ export class Cache extends Context.Service<
       }),
     )
 
-  /** Redis when `REDIS_URL` is set (an empty value counts as unset), otherwise the in-process cache. */
+  /**
+   * Redis when `REDIS_URL` is set (an empty value counts as unset), otherwise the in-process cache. Every cache made
+   * this way in one application shares the one connection of `RedisConnection.fromEnvironment`.
+   */
   static readonly layer = (options: MemoryCacheOptions) =>
     Layer.unwrap(
       Effect.gen(function* () {
         const url = yield* Config.option(Config.Redacted("REDIS_URL"))
         return Option.isSome(url)
-          ? Cache.layerRedis({ url: url.value, prefix: options.prefix })
+          ? Cache.layerOn(options.prefix).pipe(Layer.provide(RedisConnection.fromEnvironment))
           : Cache.layerMemory(options)
       }),
     )
+}
+
+/**
+ * A process's connection to Redis, for the caches and anything else that needs the raw client (the gateway's rate
+ * limiter). Connected (and checked) at start, "redis" readiness check (PING), closed with the layer; commands issued
+ * in one event-loop turn go out in one write (auto-pipelining) and fail at once while disconnected (no offline queue:
+ * a cache or limiter degrades instead of waiting).
+ */
+export class RedisConnection extends Context.Service<RedisConnection, Redis>()("shared/RedisConnection") {
+  static readonly layer = (options: Omit<RedisCacheOptions, "prefix"> & { readonly connectionName?: string }) =>
+    Layer.effect(
+      RedisConnection,
+      Effect.gen(function* () {
+        const redis = yield* connect(options)
+        yield* register(
+          "redis",
+          Effect.tryPromise(() => redis.ping()),
+        )
+        return redis
+      }),
+    )
+
+  /**
+   * The connection to `REDIS_URL` (required here). One value: the caches and services of an application that all use
+   * it share one connection, as layers are built once per application.
+   */
+  static readonly fromEnvironment: Layer.Layer<RedisConnection, CacheError | Config.ConfigError, Health> = Layer.unwrap(
+    Effect.map(Config.Redacted("REDIS_URL"), (url) => RedisConnection.layer({ url, connectionName: "platform" })),
+  )
 }
 
 // What an implementation provides: full (prefixed) keys, TTLs in milliseconds, already validated.
@@ -235,7 +269,9 @@ const redisBackend = (redis: Redis): Backend => ({
     ),
 })
 
-const connect = (options: RedisCacheOptions): Effect.Effect<Redis, CacheError, Scope.Scope> =>
+const connect = (
+  options: Omit<RedisCacheOptions, "prefix"> & { readonly connectionName?: string },
+): Effect.Effect<Redis, CacheError, Scope.Scope> =>
   Effect.gen(function* () {
     const url = Redacted.value(options.url)
     const where = describeUrl(url)
@@ -257,7 +293,9 @@ const connect = (options: RedisCacheOptions): Effect.Effect<Redis, CacheError, S
           connectTimeout: options.connectTimeoutMs ?? 5_000,
           commandTimeout: options.commandTimeoutMs ?? 2_000,
           maxRetriesPerRequest: 1,
-          connectionName: options.prefix,
+          enableOfflineQueue: false,
+          enableAutoPipelining: true,
+          ...(options.connectionName ? { connectionName: options.connectionName } : {}),
         })
         // Logged once per outage, not once per reconnect attempt.
         redis.on("error", (error: Error) => {

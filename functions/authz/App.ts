@@ -1,6 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
-import { Cache } from "../../shared/Cache.ts"
+import { Cache, RedisConnection } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
@@ -28,7 +28,8 @@ export const CacheLive = (config: AuthzConfig) => {
   const prefix = `${manifest.name}.${config.dbSchema}`
   return Option.match(config.redisUrl, {
     onNone: () => Cache.layerMemory({ prefix }),
-    onSome: (url) => Cache.layerRedis({ url, prefix }),
+    // The connection is the process's one (shared with the session revocations of its signed-in routes).
+    onSome: () => Cache.layerOn(prefix).pipe(Layer.provide(RedisConnection.fromEnvironment)),
   })
 }
 

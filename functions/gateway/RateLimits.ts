@@ -1,7 +1,7 @@
-import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Redis } from "ioredis"
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible"
-import { register } from "../../shared/Health.ts"
+import { RedisConnection } from "../../shared/Cache.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"
@@ -50,105 +50,78 @@ export class RateLimits extends Context.Service<
     ): Effect.Effect<Effect.Effect<Quota, RateLimited>>
   }
 >()("gateway/RateLimits") {
-  /** Counters in Redis when configured (checked at start), otherwise in memory. */
+  /**
+   * Counters in Redis when configured (over the process's shared `RedisConnection`, checked at start), otherwise in
+   * memory.
+   */
   static readonly layer = (options: RateLimitsOptions) =>
-    Layer.effect(
-      RateLimits,
-      Effect.gen(function* () {
-        const redis = Option.isSome(options.redisUrl) ? yield* connect(options.redisUrl.value) : undefined
-        const limiters = new Map<string, RateLimiterAbstract>()
-        const limiterOf = (subject: Subject, bucket: string, points: number) => {
-          const name = `${subject}:${bucket}:${points}`
-          let limiter = limiters.get(name)
-          if (limiter === undefined) {
-            const settings = { keyPrefix: `${options.prefix}:${name}`, points, duration: 60 }
-            limiter =
-              redis === undefined
-                ? new RateLimiterMemory(settings)
-                : new RateLimiterRedis({
-                    ...settings,
-                    storeClient: redis,
-                    insuranceLimiter: new RateLimiterMemory(settings),
-                  })
-            limiters.set(name, limiter)
-          }
-          return limiter
-        }
-        const answer = (perMinute: number, outcome: Outcome): Effect.Effect<Quota, RateLimited> => {
-          if (outcome.ok) {
-            return Effect.succeed({
-              limit: perMinute,
-              remaining: Math.max(0, outcome.res.remainingPoints),
-              resetSeconds: Math.ceil(outcome.res.msBeforeNext / 1000),
-            })
-          }
-          const rejection = outcome.rejection
-          return rejection instanceof RateLimiterRes
-            ? Effect.fail(
-                new RateLimited({
-                  limit: perMinute,
-                  retryAfter: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)),
-                }),
-              )
-            : // Neither Redis nor the insurance limiter answered: let the request through (logged).
-              Effect.as(Effect.logWarning("rate limiter unavailable", { error: String(rejection) }), {
-                limit: perMinute,
-                remaining: perMinute,
-                resetSeconds: 60,
-              })
-        }
-        const start = (subject: Subject, bucket: string, key: string, perMinute: number) =>
-          Effect.sync(() => {
-            const pending: Promise<Outcome> = limiterOf(subject, bucket, perMinute)
-              .consume(key)
-              .then(
-                (res) => ({ ok: true, res }),
-                (rejection: unknown) => ({ ok: false, rejection }),
-              )
-            return Effect.flatMap(
-              Effect.promise(() => pending),
-              (outcome) => answer(perMinute, outcome),
-            )
-          })
-        const consume = (subject: Subject, bucket: string, key: string, perMinute: number) =>
-          Effect.flatten(start(subject, bucket, key, perMinute))
-        return RateLimits.of({ consume, start })
-      }),
-    )
+    Option.isSome(options.redisUrl)
+      ? Layer.effect(
+          RateLimits,
+          Effect.flatMap(RedisConnection, (redis: Redis) => make(options.prefix, redis)),
+        ).pipe(Layer.provide(RedisConnection.fromEnvironment))
+      : Layer.effect(RateLimits, make(options.prefix, undefined))
 }
 
-type Outcome = { readonly ok: true; readonly res: RateLimiterRes } | { readonly ok: false; readonly rejection: unknown }
-
-// A Redis connection for the counters, checked at start, closed with the layer; its PING is the "redis" readiness check.
-const connect = (url: Redacted.Redacted<string>) =>
-  Effect.gen(function* () {
-    const ioredis = yield* Effect.promise(() => import("ioredis"))
-    const Redis = ioredis.Redis ?? (ioredis as unknown as { default: typeof ioredis }).default.Redis
-    const redis: Redis = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(Redacted.value(url), {
-            lazyConnect: true,
-            connectTimeout: 5_000,
-            commandTimeout: 1_000,
-            maxRetriesPerRequest: 1,
-            enableOfflineQueue: false,
-            // Counts of concurrent requests issued in one event-loop turn go out in one write (one syscall, not one
-            // per request): under load most of the limiter's cost.
-            enableAutoPipelining: true,
-            connectionName: "gateway-rate-limits",
-          }),
-      ),
-      (redis) => Effect.sync(() => redis.disconnect()),
-    )
-    redis.on("error", () => {})
-    yield* Effect.tryPromise(() => redis.connect()).pipe(
-      Effect.mapError(() => new Error("Redis (rate limits) is unreachable")),
-      Effect.orDie,
-    )
-    yield* register(
-      "redis",
-      Effect.tryPromise(() => redis.ping()),
-    )
-    return redis
+const make = (prefix: string, redis: Redis | undefined) =>
+  Effect.sync(() => {
+    const limiters = new Map<string, RateLimiterAbstract>()
+    const limiterOf = (subject: Subject, bucket: string, points: number) => {
+      const name = `${subject}:${bucket}:${points}`
+      let limiter = limiters.get(name)
+      if (limiter === undefined) {
+        const settings = { keyPrefix: `${prefix}:${name}`, points, duration: 60 }
+        limiter =
+          redis === undefined
+            ? new RateLimiterMemory(settings)
+            : new RateLimiterRedis({
+                ...settings,
+                storeClient: redis,
+                insuranceLimiter: new RateLimiterMemory(settings),
+              })
+        limiters.set(name, limiter)
+      }
+      return limiter
+    }
+    const answer = (perMinute: number, outcome: Outcome): Effect.Effect<Quota, RateLimited> => {
+      if (outcome.ok) {
+        return Effect.succeed({
+          limit: perMinute,
+          remaining: Math.max(0, outcome.res.remainingPoints),
+          resetSeconds: Math.ceil(outcome.res.msBeforeNext / 1000),
+        })
+      }
+      const rejection = outcome.rejection
+      return rejection instanceof RateLimiterRes
+        ? Effect.fail(
+            new RateLimited({
+              limit: perMinute,
+              retryAfter: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)),
+            }),
+          )
+        : // Neither Redis nor the insurance limiter answered: let the request through (logged).
+          Effect.as(Effect.logWarning("rate limiter unavailable", { error: String(rejection) }), {
+            limit: perMinute,
+            remaining: perMinute,
+            resetSeconds: 60,
+          })
+    }
+    const start = (subject: Subject, bucket: string, key: string, perMinute: number) =>
+      Effect.sync(() => {
+        const pending: Promise<Outcome> = limiterOf(subject, bucket, perMinute)
+          .consume(key)
+          .then(
+            (res) => ({ ok: true, res }),
+            (rejection: unknown) => ({ ok: false, rejection }),
+          )
+        return Effect.flatMap(
+          Effect.promise(() => pending),
+          (outcome) => answer(perMinute, outcome),
+        )
+      })
+    const consume = (subject: Subject, bucket: string, key: string, perMinute: number) =>
+      Effect.flatten(start(subject, bucket, key, perMinute))
+    return RateLimits.of({ consume, start })
   })
+
+type Outcome = { readonly ok: true; readonly res: RateLimiterRes } | { readonly ok: false; readonly rejection: unknown }
