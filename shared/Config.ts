@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
 import { SQL_IDENTIFIER } from "./Db.ts"
+import { entryProblem } from "./TrustedProxies.ts"
 
 /** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
 export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
@@ -74,16 +75,13 @@ export const schemaName = (name: string) =>
 export const defaultSchema = (functionName: string) => functionName.replaceAll("-", "_")
 
 /** A comma-separated list setting: items trimmed, empty ones dropped. */
-export const commaList = (name: string) =>
-  Config.String(name).pipe(
-    Config.map(
-      (list): ReadonlyArray<string> =>
-        list
-          .split(",")
-          .map((item) => item.trim())
-          .filter((item) => item.length > 0),
-    ),
-  )
+export const commaList = (name: string) => Config.String(name).pipe(Config.map(splitList))
+
+const splitList = (list: string): ReadonlyArray<string> =>
+  list
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0)
 
 /** Keys every function reads: environment, log level, ports, trace export, event brokers. */
 export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
@@ -97,8 +95,18 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
   /** Larger request bodies get 413. */
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
-  /** Comma-separated proxy addresses whose X-Forwarded-For names the client (the gateway); none by default. */
-  trustedProxies: commaList("TRUSTED_PROXIES").pipe(Config.withDefault([] as ReadonlyArray<string>)),
+  /** Proxies whose X-Forwarded-For names the client (the gateway): addresses or CIDR ranges; none by default. */
+  trustedProxies: Config.schema(
+    Schema.String.check(
+      Schema.makeFilter(
+        (list: string) =>
+          splitList(list)
+            .map(entryProblem)
+            .find((p) => p !== undefined) ?? true,
+      ),
+    ),
+    "TRUSTED_PROXIES",
+  ).pipe(Config.map(splitList), Config.withDefault([] as ReadonlyArray<string>)),
   /** OTLP/HTTP collector; unset = spans stay in-process. */
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */

@@ -8,6 +8,7 @@ import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
 import * as Problem from "./Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
+import { type TrustedProxies, trustedProxies } from "./TrustedProxies.ts"
 
 /** Any HttpApi definition (structurally: something with groups). */
 export type ApiLike = { readonly groups: object }
@@ -21,7 +22,7 @@ export interface ServerOptions {
   readonly maxBodyBytes?: number
   /** How long shutdown waits for in-flight requests. */
   readonly shutdownTimeoutMs?: number
-  /** Addresses of proxies (the gateway, a load balancer) whose X-Forwarded-For is believed (`TRUSTED_PROXIES`). */
+  /** Proxies (the gateway, a load balancer; addresses or CIDR ranges) whose X-Forwarded-For is believed. */
   readonly trustedProxies?: ReadonlyArray<string>
 }
 
@@ -72,25 +73,21 @@ export { RequestId } from "./RequestContext.ts"
  * The client's address: the socket's peer, or the one a trusted proxy forwarded (`X-Forwarded-For`, read right to
  * left, skipping trusted proxies).
  */
-export const clientAddress = (
-  peer: string,
-  forwardedFor: string | undefined,
-  trustedProxies: ReadonlySet<string>,
-): string => {
-  if (forwardedFor === undefined || !trustedProxies.has(peer)) return peer
+export const clientAddress = (peer: string, forwardedFor: string | undefined, trusted: TrustedProxies): string => {
+  if (forwardedFor === undefined || !trusted(peer)) return peer
   const hops = forwardedFor.split(",")
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = hops[i]!.trim()
-    if (!trustedProxies.has(hop)) return hop.slice(0, 64)
+    if (!trusted(hop)) return hop.slice(0, 64)
   }
   return peer
 }
 
 // Without a socket (Lambda) the address is the one the entry provided.
-const clientIp = (request: HttpServerRequest.HttpServerRequest, trustedProxies: ReadonlySet<string>) =>
+const clientIp = (request: HttpServerRequest.HttpServerRequest, trusted: TrustedProxies) =>
   request.remoteAddress._tag === "None"
     ? ClientIp
-    : Effect.succeed(clientAddress(request.remoteAddress.value, request.headers["x-forwarded-for"], trustedProxies))
+    : Effect.succeed(clientAddress(request.remoteAddress.value, request.headers["x-forwarded-for"], trusted))
 
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
@@ -184,7 +181,7 @@ const methodNotAllowed = (routes: ReadonlyArray<KnownRoute>, method: string, url
 export const requestMiddleware = (
   maxBodyBytes: number,
   routes: ReadonlyArray<KnownRoute> = [],
-  trustedProxies: ReadonlySet<string> = new Set(),
+  trusted: TrustedProxies = () => false,
 ) =>
   HttpRouter.middleware<{ handles: unknown }>()(
     (
@@ -203,7 +200,7 @@ export const requestMiddleware = (
             : yield* httpEffect.pipe(
                 Effect.provideService(RouteCell, cell),
                 Effect.provideService(RequestId, requestId),
-                Effect.provideService(ClientIp, yield* clientIp(request, trustedProxies)),
+                Effect.provideService(ClientIp, yield* clientIp(request, trusted)),
                 Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
                 Effect.annotateLogs({ request_id: requestId }),
                 Effect.catchCause(causeToResponse),
@@ -311,7 +308,7 @@ export const app = <A, E, R>(
     requestMiddleware(
       options.maxBodyBytes ?? 1024 * 1024,
       options.api ? knownRoutes(options.api) : [],
-      new Set(options.trustedProxies ?? []),
+      trustedProxies(options.trustedProxies ?? []),
     ),
   )
 

@@ -7,6 +7,7 @@ import { challenge } from "../../shared/Authentication.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "../../shared/RequestContext.ts"
 import * as Server from "../../shared/Server.ts"
+import { trustedProxies } from "../../shared/TrustedProxies.ts"
 import type { RouteOverride } from "./Config.ts"
 import * as Cors from "./Cors.ts"
 import * as Docs from "./Docs.ts"
@@ -224,7 +225,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
     const permissions = yield* Permissions
     const limits = yield* RateLimits
     const context = yield* Effect.context<ProxyServices>()
-    const trusted = new Set(options.trustedProxies)
+    const trusted = trustedProxies(options.trustedProxies)
     const settings = new Map<Route, RouteSettings>()
     const settingsFor = (route: Route) => {
       let found = settings.get(route)
@@ -325,7 +326,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
               requestId,
               traceparent,
               peer,
-              trustedPeer: peer !== undefined && trusted.has(peer),
+              trustedPeer: peer !== undefined && trusted(peer),
             }),
             body: hasBody(request) ? request : undefined,
             maxBodyBytes: options.maxBodyBytes,
