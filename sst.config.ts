@@ -14,6 +14,7 @@ export default $config({
   },
   async run() {
     const { readdirSync, existsSync } = await import("node:fs")
+    const { peerAddresses, startOrder } = await import("./shared/Module.ts")
     const vpc = new sst.aws.Vpc("Vpc", { bastion: true, nat: "ec2" })
     const cluster = new sst.aws.Cluster("Cluster", { vpc })
     const postgres = new sst.aws.Postgres("Postgres", {
@@ -28,32 +29,23 @@ export default $config({
     const names = readdirSync("functions").filter((name) => existsSync(`functions/${name}/main.ts`))
     const manifests = []
     for (const name of names) manifests.push((await import(`./functions/${name}/module.ts`)).manifest)
-    // Dependencies first, so a function can be told where the services it calls live (<DEP>_GRPC_URL).
-    const ordered = []
-    const visit = (m) => {
-      if (ordered.includes(m)) return
-      for (const dep of m.dependsOn) visit(manifests.find((other) => other.name === dep) ?? m)
-      if (!ordered.includes(m)) ordered.push(m)
-    }
-    manifests.forEach(visit)
+    // Dependencies first, so a function can be told where the services it calls live (<DEP>_GRPC_URL); auth as early
+    // as its own dependencies allow, so the functions after it get its AUTH_JWKS_URL. Identity comes before auth
+    // (auth calls it), so it cannot be given auth's address from here: set AUTH_JWKS_URL for it by hand.
+    const ordered = startOrder([...manifests.filter((m) => m.name === "auth"), ...manifests])
     const services = {}
     for (const manifest of ordered) {
       const name = manifest.name
       const isGateway = name === "gateway"
-      // Where it finds each dependency: <DEP>_URL over HTTP (the gateway's upstreams), <DEP>_GRPC_URL over gRPC.
+      // Where it finds the others: <DEP>_URL over HTTP (the gateway's upstreams), <DEP>_GRPC_URL over gRPC, and
+      // AUTH_JWKS_URL (auth's keys; every function but auth verifies access tokens).
       const peers = Object.fromEntries(
-        manifest.dependsOn
-          .filter((dep) => services[dep])
-          .flatMap((dep) => {
-            const peer = manifests.find((m) => m.name === dep)
-            const key = dep.toUpperCase().replaceAll("-", "_")
-            return [
-              [`${key}_URL`, $interpolate`http://${services[dep].service}:${peer.ports.http}`],
-              ...(peer.ports.grpc
-                ? [[`${key}_GRPC_URL`, $interpolate`${services[dep].service}:${peer.ports.grpc}`]]
-                : []),
-            ]
-          }),
+        peerAddresses(manifest, manifests)
+          .filter((peer) => services[peer.dependency])
+          .map((peer) => [
+            peer.key,
+            $interpolate`${peer.http ? "http://" : ""}${services[peer.dependency].service}:${peer.port}${peer.path}`,
+          ]),
       )
       services[name] = new sst.aws.Service(name, {
         cluster,

@@ -3,7 +3,7 @@
 // Service exposing the HTTP and gRPC ports. `node scripts/k8s.ts [--image-prefix registry/platform] > k8s.yaml`
 import { existsSync, readdirSync } from "node:fs"
 import { parseArgs } from "node:util"
-import type { ModuleManifest } from "../shared/Module.ts"
+import { type ModuleManifest, peerAddresses } from "../shared/Module.ts"
 
 const { values } = parseArgs({
   options: {
@@ -13,17 +13,12 @@ const { values } = parseArgs({
   },
 })
 
-/** Where a function finds each dependency: `<DEP>_URL` (HTTP, the gateway's upstreams) and `<DEP>_GRPC_URL`. */
-export const peerAddresses = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
-  m.dependsOn.flatMap((dep) => {
-    const peer = all.find((other) => other.name === dep)
-    if (!peer) return []
-    const key = dep.toUpperCase().replaceAll("-", "_")
-    return [
-      { name: `${key}_URL`, value: `http://${host(dep)}:${peer.ports.http}` },
-      ...(peer.ports.grpc ? [{ name: `${key}_GRPC_URL`, value: `${host(dep)}:${peer.ports.grpc}` }] : []),
-    ]
-  })
+/** Where a function finds the others: `<DEP>_URL`, `<DEP>_GRPC_URL` and `AUTH_JWKS_URL` (see `peerAddresses`). */
+export const peerEnv = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
+  peerAddresses(m, all).map((peer) => ({
+    name: peer.key,
+    value: `${peer.http ? "http://" : ""}${host(peer.dependency)}:${peer.port}${peer.path}`,
+  }))
 
 /** The YAML documents for one function. */
 export const render = (
@@ -32,7 +27,7 @@ export const render = (
   namespace: string,
   all: ReadonlyArray<ModuleManifest> = [],
 ): string => {
-  const peers = peerAddresses(m, all, (name) => `${name}.${namespace}.svc`)
+  const peers = peerEnv(m, all, (name) => `${name}.${namespace}.svc`)
   const ports = [{ name: "http", port: m.ports.http }, ...(m.ports.grpc ? [{ name: "grpc", port: m.ports.grpc }] : [])]
   const labels = `app.kubernetes.io/name: ${m.name}\n        app.kubernetes.io/part-of: platform`
   return `apiVersion: apps/v1

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
-import type { ModuleManifest } from "../shared/Module.ts"
+import { type ModuleManifest, startOrder } from "../shared/Module.ts"
 
 const started = performance.now()
 const dataDir = process.env.DATA_DIR ?? ".data"
@@ -18,19 +18,7 @@ const discover = async (): Promise<Array<ModuleManifest>> => {
   const manifests = await Promise.all(
     names.map(async (n) => (await import(`../functions/${n}/module.ts`)).manifest as ModuleManifest),
   )
-  const ordered: Array<ModuleManifest> = []
-  const visit = (m: ModuleManifest, path: Array<string>) => {
-    if (ordered.includes(m)) return
-    if (path.includes(m.name)) throw new Error(`dependency cycle: ${[...path, m.name].join(" -> ")}`)
-    for (const dep of m.dependsOn) {
-      const d = manifests.find((x) => x.name === dep)
-      if (!d) throw new Error(`${m.name} depends on unknown function ${dep}`)
-      visit(d, [...path, m.name])
-    }
-    ordered.push(m)
-  }
-  for (const m of manifests) visit(m, [])
-  return ordered
+  return startOrder(manifests)
 }
 
 const waitReady = async (url: string, timeoutMs: number) => {

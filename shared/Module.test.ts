@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { type ModuleManifest, validate } from "./Module.ts"
+import { grpcUrlKey, httpUrlKey, type ModuleManifest, peerAddresses, startOrder, validate } from "./Module.ts"
 
 const manifest = (overrides: Partial<ModuleManifest>): ModuleManifest => ({
   name: "blog",
@@ -64,5 +64,45 @@ describe("Module manifests", () => {
     expect(problems).toMatch(/GET \/b: ipPerMinute/)
     expect(problems).toMatch(/GET \/c: userPerMinute/)
     expect(problems).not.toMatch(/GET \/d/)
+  })
+})
+
+describe("wiring from the manifests", () => {
+  const fn = (name: string, dependsOn: Array<string>, grpc?: number) => ({
+    name,
+    dependsOn,
+    ports: { http: 8000 + name.length, ...(grpc ? { grpc } : {}) },
+  })
+  const auth = fn("auth", ["identity"], 9081)
+  const identity = fn("identity", [], 9082)
+  const gateway = fn("gateway", ["auth", "identity"])
+  const blog = fn("user-blog", [])
+
+  it("orders dependencies first, and names a cycle or an unknown dependency", () => {
+    expect(startOrder([gateway, auth, blog, identity]).map((m) => m.name)).toEqual([
+      "identity",
+      "auth",
+      "gateway",
+      "user-blog",
+    ])
+    expect(() => startOrder([fn("a", ["b"]), fn("b", ["a"])])).toThrow("dependency cycle: a -> b -> a")
+    expect(() => startOrder([fn("a", ["ghost"])])).toThrow("a depends on unknown function ghost")
+  })
+
+  it("gives each function its dependencies' HTTP and gRPC keys, and auth's JWKS to all but auth", () => {
+    const all = [auth, identity, gateway, blog]
+    expect(peerAddresses(auth, all).map((p) => p.key)).toEqual(["IDENTITY_URL", "IDENTITY_GRPC_URL"])
+    expect(
+      peerAddresses(gateway, all).map((p) => `${p.key}=${p.http ? "http://" : ""}${p.dependency}:${p.port}${p.path}`),
+    ).toEqual([
+      `AUTH_URL=http://auth:${auth.ports.http}`,
+      "AUTH_GRPC_URL=auth:9081",
+      `IDENTITY_URL=http://identity:${identity.ports.http}`,
+      "IDENTITY_GRPC_URL=identity:9082",
+      `AUTH_JWKS_URL=http://auth:${auth.ports.http}/.well-known/jwks.json`,
+    ])
+    expect(peerAddresses(blog, all).map((p) => p.key)).toEqual(["AUTH_JWKS_URL"])
+    expect(httpUrlKey("user-blog")).toBe("USER_BLOG_URL")
+    expect(grpcUrlKey("user-blog")).toBe("USER_BLOG_GRPC_URL")
   })
 })

@@ -92,3 +92,68 @@ export const validate = (m: ModuleManifest): Array<string> => {
   if (new Set(ids).size !== ids.length) problems.push("migration ids must be unique")
   return problems
 }
+
+/** The environment key prefix of a function: `identity` → `IDENTITY`, `user-prefs` → `USER_PREFS`. */
+const envKey = (name: string) => name.toUpperCase().replaceAll("-", "_")
+
+/** Where a function's HTTP API is found: `<NAME>_URL` (the gateway's upstreams). */
+export const httpUrlKey = (name: string) => `${envKey(name)}_URL`
+
+/** Where a function's gRPC server is found: `<NAME>_GRPC_URL` (its callers). */
+export const grpcUrlKey = (name: string) => `${envKey(name)}_GRPC_URL`
+
+/**
+ * Manifests in start order: every function after the functions it depends on (npm start, the test platform and the
+ * deployments wire them in this order). An unknown dependency or a cycle is an error naming it.
+ */
+export const startOrder = <M extends Pick<ModuleManifest, "name" | "dependsOn">>(manifests: ReadonlyArray<M>) => {
+  const ordered: Array<M> = []
+  const visit = (m: M, path: ReadonlyArray<string>) => {
+    if (ordered.includes(m)) return
+    if (path.includes(m.name)) throw new Error(`dependency cycle: ${[...path, m.name].join(" -> ")}`)
+    for (const dep of m.dependsOn) {
+      const d = manifests.find((other) => other.name === dep)
+      if (!d) throw new Error(`${m.name} depends on unknown function ${dep}`)
+      visit(d, [...path, m.name])
+    }
+    ordered.push(m)
+  }
+  for (const m of manifests) visit(m, [])
+  return ordered
+}
+
+/** Where auth publishes its signing keys (every other function verifies access tokens with them). */
+export const JWKS_PATH = "/.well-known/jwks.json"
+
+/**
+ * What a deployed function is told about the others: `<DEP>_URL` (HTTP, `http://host:port`) and, when the dependency
+ * serves gRPC, `<DEP>_GRPC_URL` (`host:port`) for each function it depends on, and `AUTH_JWKS_URL` (auth's keys) for
+ * every function but auth; the caller names the host (a Kubernetes service, an ECS service, localhost).
+ */
+export const peerAddresses = (
+  m: Pick<ModuleManifest, "name" | "dependsOn">,
+  all: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>,
+): Array<PeerAddress> => {
+  const peers = m.dependsOn.flatMap((dep): Array<PeerAddress> => {
+    const peer = all.find((other) => other.name === dep)
+    if (!peer) return []
+    return [
+      { key: httpUrlKey(dep), dependency: dep, port: peer.ports.http, http: true, path: "" },
+      ...(peer.ports.grpc
+        ? [{ key: grpcUrlKey(dep), dependency: dep, port: peer.ports.grpc, http: false, path: "" }]
+        : []),
+    ]
+  })
+  const auth = all.find((other) => other.name === "auth")
+  if (auth === undefined || m.name === "auth") return peers
+  return [...peers, { key: "AUTH_JWKS_URL", dependency: "auth", port: auth.ports.http, http: true, path: JWKS_PATH }]
+}
+
+/** One address a deployed function is given (see `peerAddresses`); its value is `[http://]host:port path`. */
+export interface PeerAddress {
+  readonly key: string
+  readonly dependency: string
+  readonly port: number
+  readonly http: boolean
+  readonly path: string
+}

@@ -1,6 +1,6 @@
 import { Config, Effect, Option, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
-import type { ModuleManifest } from "../../shared/Module.ts"
+import { httpUrlKey, type ModuleManifest } from "../../shared/Module.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -15,9 +15,6 @@ export const RouteOverride = Schema.Struct({
 
 /** Per-route settings over the defaults. */
 export type RouteOverride = typeof RouteOverride.Type
-
-/** The environment key of an upstream's base URL: `identity` → `IDENTITY_URL`, `user-prefs` → `USER_PREFS_URL`. */
-export const upstreamUrlKey = (name: string) => `${name.toUpperCase().replaceAll("-", "_")}_URL`
 
 /** The functions the gateway routes to: every manifest with public routes. */
 export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) =>
@@ -68,7 +65,7 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
     Object.fromEntries(
       upstreams.map((m) => [
         m.name,
-        Config.URL(upstreamUrlKey(m.name)).pipe(Config.withDefault(new URL(`http://127.0.0.1:${m.ports.http}`))),
+        Config.URL(httpUrlKey(m.name)).pipe(Config.withDefault(new URL(`http://127.0.0.1:${m.ports.http}`))),
       ]),
     ),
   ),

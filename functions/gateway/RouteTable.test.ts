@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest"
+import { httpUrlKey } from "../../shared/Module.ts"
 import { manifests } from "../registry.ts"
 import { CircuitBreaker } from "./CircuitBreaker.ts"
-import { upstreamManifests, upstreamUrlKey } from "./Config.ts"
+import { upstreamManifests } from "./Config.ts"
 import { manifest } from "./module.ts"
 import * as RouteTable from "./RouteTable.ts"
 
@@ -59,7 +60,7 @@ describe("the route table from the manifests", () => {
     const routed = upstreamManifests(manifests).map((m) => m.name)
     const dependsOn: ReadonlyArray<string> = manifest.dependsOn
     expect(routed.filter((name) => !dependsOn.includes(name))).toEqual([])
-    expect(upstreamUrlKey("user-prefs")).toBe("USER_PREFS_URL")
+    expect(httpUrlKey("user-prefs")).toBe("USER_PREFS_URL")
   })
 })
 

@@ -5,7 +5,7 @@ import { createServer } from "node:net"
 import { join } from "node:path"
 import pg from "pg"
 import { manifests } from "../../functions/registry.ts"
-import type { ModuleManifest } from "../Module.ts"
+import { grpcUrlKey, httpUrlKey, startOrder } from "../Module.ts"
 import { type SmtpCapture, startSmtpCapture } from "./smtpCapture.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -48,21 +48,6 @@ const freePort = () =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-// Dependencies first, as npm start does.
-const ordered = (all: ReadonlyArray<ModuleManifest>) => {
-  const out: Array<ModuleManifest> = []
-  const visit = (m: ModuleManifest) => {
-    if (out.includes(m)) return
-    for (const dep of m.dependsOn) {
-      const d = all.find((other) => other.name === dep)
-      if (d) visit(d)
-    }
-    out.push(m)
-  }
-  all.forEach(visit)
-  return out
-}
-
 /**
  * Starts every function that has a main.ts (the gateway last) as a child process, as in production: its own database
  * on the real Postgres (each function in its own schema there, the embedded bus reading their outboxes), the real
@@ -81,7 +66,7 @@ export const startPlatform = async (options: { readonly env?: Record<string, str
   databaseUrl.pathname = `/${database}`
 
   const smtp = await startSmtpCapture()
-  const runnable = ordered(manifests.filter((m) => existsSync(join(ROOT, "functions", m.name, "main.ts"))))
+  const runnable = startOrder(manifests.filter((m) => existsSync(join(ROOT, "functions", m.name, "main.ts"))))
   const ports = new Map<string, { http: number; grpc: number }>()
   for (const m of runnable) ports.set(m.name, { http: await freePort(), grpc: await freePort() })
   const httpUrl = (name: string) => `http://127.0.0.1:${ports.get(name)?.http}`
@@ -89,9 +74,8 @@ export const startPlatform = async (options: { readonly env?: Record<string, str
   // Where each function finds the others: <NAME>_GRPC_URL for gRPC peers, <NAME>_URL for the gateway's upstreams.
   const addresses: Record<string, string> = {}
   for (const m of runnable) {
-    const key = m.name.toUpperCase().replaceAll("-", "_")
-    addresses[`${key}_GRPC_URL`] = `127.0.0.1:${ports.get(m.name)?.grpc}`
-    addresses[`${key}_URL`] = httpUrl(m.name)
+    addresses[grpcUrlKey(m.name)] = `127.0.0.1:${ports.get(m.name)?.grpc}`
+    addresses[httpUrlKey(m.name)] = httpUrl(m.name)
   }
   const base: Record<string, string | undefined> = {
     ...process.env,
