@@ -15,7 +15,7 @@ import { EdgeAuth } from "./EdgeAuth.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import { Permissions } from "./Permissions.ts"
 import { type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
-import type { Route, RouteTable } from "./RouteTable.ts"
+import { isOwnPath, type Route, type RouteTable } from "./RouteTable.ts"
 import { Upstreams } from "./Upstreams.ts"
 
 /** What the proxy needs besides its services: the table, limits, timeouts, CORS and the trusted proxies. */
@@ -156,10 +156,6 @@ const isProblem = (contentType: string | Array<string> | undefined) =>
   typeof contentType === "string" && contentType.startsWith("application/problem+json")
 
 const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "identity", auth: "public" }
-
-// Paths the gateway answers itself (through the kernel's router); everything else is proxied.
-const OWN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json", "/readyz/upstreams", "/docs"])
-const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/")
 
 const hasBody = (request: IncomingMessage) => {
   const length = request.headers["content-length"]

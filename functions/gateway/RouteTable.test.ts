@@ -55,6 +55,15 @@ describe("the route table from the manifests", () => {
     ).toThrow(/declared by both a and b/)
   })
 
+  it("refuses a route on one of the gateway's own paths (it would never be reached)", () => {
+    for (const path of ["/metrics", "/docs/guide", "/openapi.json"]) {
+      expect(() => RouteTable.routesOf([{ name: "blog", routes: [{ method: "GET", path, auth: "public" }] }])).toThrow(
+        `route GET ${path} of blog is a path the gateway serves itself`,
+      )
+    }
+    expect(RouteTable.isOwnPath("/docsx")).toBe(false)
+  })
+
   it("routes nothing of the gateway itself, depends on every function it routes to, and names their URL keys", () => {
     expect(table.routes.some((r) => r.upstream === manifest.name)).toBe(false)
     const routed = upstreamManifests(manifests).map((m) => m.name)

@@ -61,7 +61,16 @@ export interface RouteTable {
   allowed(path: string): ReadonlyArray<string>
 }
 
-/** Every manifest's public routes, each with its upstream; the same method and template twice is an error. */
+// Paths the gateway answers itself (through the kernel's router); everything else is proxied.
+const OWN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json", "/readyz/upstreams", "/docs"])
+
+/** True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference). */
+export const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/")
+
+/**
+ * Every manifest's public routes, each with its upstream; the same method and template twice, or a template on one of
+ * the gateway's own paths (it would never be reached), is an error.
+ */
 export const routesOf = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "routes">>): Array<Route> => {
   const seen = new Map<string, string>()
   const routes: Array<Route> = []
@@ -70,6 +79,7 @@ export const routesOf = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | 
       const key = `${r.method} ${r.path}`
       const other = seen.get(key)
       if (other !== undefined) throw new Error(`route ${key} is declared by both ${other} and ${m.name}`)
+      if (isOwnPath(r.path)) throw new Error(`route ${key} of ${m.name} is a path the gateway serves itself`)
       seen.set(key, m.name)
       routes.push({
         method: r.method,
