@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ByteSize, type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -270,8 +270,13 @@ export type Front = (request: IncomingMessage, response: ServerResponse) => bool
 
 // Node's server.close() closes the connections idle at that moment only; a keep-alive socket whose request is still
 // in flight would linger after its response until the client's idle timeout. Sweep idle sockets until closed.
-const drainingServer = (front: Front | undefined) => {
-  const server = createServer({ requestTimeout: 30_000 })
+const drainingServer = (front: Front | undefined, taken: Set<ServerResponse>) => {
+  // No upgrades with a front: an `Upgrade: h2c` or `websocket` request is an ordinary request (the front proxies it
+  // with the hop-by-hop header dropped) instead of reaching the router's upgrade handler.
+  const server = createServer({
+    requestTimeout: 30_000,
+    ...(front === undefined ? {} : { shouldUpgradeCallback: () => false }),
+  })
   const close = server.close.bind(server)
   server.close = (callback) => {
     const sweep = setInterval(() => server.closeIdleConnections(), 50)
@@ -281,13 +286,15 @@ const drainingServer = (front: Front | undefined) => {
     })
   }
   if (front !== undefined) {
-    // Requests (and `Expect: 100-continue` ones) reach the front first; the router's listeners get the rest.
+    // Requests (and `Expect: 100-continue` ones: the front sends the 100 when it wants the body) reach the front
+    // first; the router's listeners get the rest. What the front takes is tracked until its response closes.
     const emit = server.emit.bind(server) as (event: string, ...args: Array<unknown>) => boolean
     server.emit = ((event: string, ...args: Array<unknown>) => {
       if (event === "request" || event === "checkContinue") {
         const [request, response] = args as [IncomingMessage, ServerResponse]
         if (front(request, response)) {
-          if (event === "checkContinue" && !response.headersSent) response.writeContinue()
+          taken.add(response)
+          response.once("close", () => taken.delete(response))
           return true
         }
       }
@@ -296,6 +303,27 @@ const drainingServer = (front: Front | undefined) => {
   }
   return server
 }
+
+// Shutdown with a front: stop accepting, give what the front has in flight the grace period, then answer 503 to those
+// still waiting for an answer and cut the streams still flowing (the front stops their work when they close).
+const drainFront = (server: Server, taken: Set<ServerResponse>, graceMs: number) =>
+  Effect.gen(function* () {
+    server.close()
+    yield* Effect.callback<void>((resume) => {
+      const check = setInterval(() => taken.size === 0 && resume(Effect.void), 20)
+      if (taken.size === 0) resume(Effect.void)
+      return Effect.sync(() => clearInterval(check))
+    }).pipe(Effect.timeoutOrElse({ duration: Duration.millis(graceMs), orElse: () => Effect.void }))
+    for (const response of taken) {
+      if (response.headersSent) response.destroy()
+      else {
+        const answer = Problem.response(503, "the service is shutting down, retry", { retryAfter: 1 })
+        const body = answer.body as { readonly body: Uint8Array; readonly contentType: string }
+        response.writeHead(503, { "content-type": body.contentType, "retry-after": "1", connection: "close" })
+        response.end(body.body)
+      }
+    }
+  })
 
 /** A function's routes with the system routes and the request middleware: the app any transport serves. */
 export const app = <A, E, R>(
@@ -321,19 +349,24 @@ export const serve = <A, E, R, RF = never>(
   options: ServerOptions & { readonly front?: Effect.Effect<Front, never, RF> },
 ) =>
   Layer.unwrap(
-    Effect.map(options.front ?? Effect.succeed(undefined), (front) =>
-      HttpRouter.serve(app(routes, options), {
+    Effect.map(options.front ?? Effect.succeed(undefined), (front) => {
+      const graceMs = options.shutdownTimeoutMs ?? 10_000
+      const taken = new Set<ServerResponse>()
+      const server = drainingServer(front, taken)
+      const served = HttpRouter.serve(app(routes, options), {
         disableLogger: true,
         disableListenLog: true,
         // Any server middleware turns on Effect's HTTP tracer: a server span per request, continuing `traceparent`.
         middleware: identity,
       }).pipe(
         Layer.provideMerge(
-          NodeHttpServer.layer(() => drainingServer(front), {
-            port: options.port,
-            gracefulShutdownTimeout: Duration.millis(options.shutdownTimeoutMs ?? 10_000),
-          }),
+          NodeHttpServer.layer(() => server, { port: options.port, gracefulShutdownTimeout: Duration.millis(graceMs) }),
         ),
-      ),
-    ),
+      )
+      if (front === undefined) return served
+      // Built after the server, so released before it: the front's requests are drained first.
+      return Layer.effectDiscard(Effect.addFinalizer(() => drainFront(server, taken, graceMs))).pipe(
+        Layer.provideMerge(served),
+      )
+    }),
   )

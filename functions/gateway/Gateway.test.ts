@@ -44,6 +44,7 @@ const echoManifest = defineModule({
     { method: "GET", path: "/api/v1/echo/limited", auth: "public", ipPerMinute: 3 },
     { method: "GET", path: "/api/v1/echo/bare-error", auth: "public" },
     { method: "POST", path: "/api/v1/echo/nothing", auth: "public" },
+    { method: "POST", path: "/api/v1/echo/notes", auth: "user" },
     { method: "GET", path: "/api/v1/echo/me", auth: "user" },
     { method: "GET", path: "/api/v1/echo/user-limited", auth: "user", userPerMinute: 2 },
     { method: "GET", path: "/api/v1/echo/items/{id}", auth: { permission: "blog.post.create" } },
@@ -109,7 +110,9 @@ beforeAll(async () => {
       return true
     }
     if (url.startsWith("/api/v1/echo/slow")) {
-      setTimeout(() => response.writeHead(200).end("late"), 1_500)
+      const ms = Number(new URL(url, "http://x").searchParams.get("ms") ?? 1_500)
+      const timer = setTimeout(() => response.writeHead(200).end("late"), ms)
+      response.once("close", () => clearTimeout(timer))
       return true
     }
     if (url.startsWith("/api/v1/echo/nothing")) {
@@ -643,5 +646,87 @@ describe("OpenAPI and docs", () => {
     expect(metrics).toMatch(/http_server_requests_total\{[^}]*route="\/api\/v1\/echo\/public"/)
     expect(metrics).toMatch(/http_server_requests_total\{[^}]*route="\/api\/v1\/echo\/items\/\{id\}"/)
     expect(metrics).not.toContain('route="/api/v1/echo/items/42"')
+  })
+})
+
+describe("connection handling", () => {
+  const raw = (
+    path: string,
+    options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  ): Promise<{ status: number; continued: boolean; body: string }> =>
+    new Promise((resolve, reject) => {
+      let continued = false
+      const req = httpRequest(`${gateway.url}${path}`, { method: options.method ?? "GET", headers: options.headers })
+      req.on("continue", () => {
+        continued = true
+        req.end(options.body)
+      })
+      req.on("response", (res) => {
+        let body = ""
+        res.on("data", (chunk) => {
+          body += chunk
+        })
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, continued, body }))
+      })
+      req.on("error", reject)
+      if (options.headers?.expect === undefined) req.end(options.body)
+    })
+
+  it("proxies a request carrying an Upgrade header as an ordinary one (no upgrade, header not forwarded)", async () => {
+    const answer = await raw("/api/v1/echo/public", {
+      headers: { connection: "Upgrade, HTTP2-Settings", upgrade: "h2c" },
+    })
+    expect(answer.status).toBe(200)
+    const seen = (JSON.parse(answer.body) as { headers: Record<string, string> }).headers
+    expect(seen.upgrade).toBeUndefined()
+  })
+
+  it("refuses before asking for the body: no 100 Continue when the answer is a refusal", async () => {
+    // A well-formed token for another audience: refused only after its signature was checked (asynchronously).
+    const token = await sign({}, { aud: "someone-else" })
+    const answer = await raw("/api/v1/echo/notes", {
+      method: "POST",
+      headers: {
+        expect: "100-continue",
+        authorization: `Bearer ${token}`,
+        "content-type": "text/plain",
+        "content-length": "5",
+      },
+      body: "hello",
+    })
+    expect(answer.status).toBe(401)
+    expect(answer.continued).toBe(false)
+  })
+
+  it("on shutdown answers what is still waiting with 503 within the grace period, then stops", async () => {
+    const own = await startGateway({
+      manifests: [echoManifest],
+      env: {
+        ECHO_URL: echo.url,
+        JWT_ISSUER: ISSUER,
+        JWT_AUDIENCE: AUDIENCE,
+        AUTH_JWKS_URL: jwks.url.toString(),
+        AUTHZ_GRPC_URL: authz.grpcAddress,
+        RATE_LIMIT_IP_PER_MINUTE: "0",
+        GATEWAY_ROUTES: JSON.stringify([{ method: "GET", path: "/api/v1/echo/slow", timeoutMs: 10_000 }]),
+      },
+    })
+    try {
+      const started = performance.now()
+      const pending = fetch(`${own.url}/api/v1/echo/slow?ms=8000`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const closed = own.close().then(() => performance.now() - started)
+      const res = await pending
+      const answeredAfter = performance.now() - started
+      expect(res.status).toBe(503)
+      expect(((await res.json()) as { code: string }).code).toBe("service_unavailable")
+      // The harness's grace period is 1 s; the upstream would have answered after 8 s.
+      expect(answeredAfter).toBeGreaterThan(1_000)
+      expect(answeredAfter).toBeLessThan(3_000)
+      expect(await closed).toBeLessThan(5_000)
+    } finally {
+      await own.close().catch(() => {})
+      await sql(`DROP SCHEMA IF EXISTS ${own.schema} CASCADE`)
+    }
   })
 })

@@ -163,14 +163,14 @@ const hasBody = (request: IncomingMessage) => {
 }
 
 // Writes a response the gateway produced (problems, preflights, the upstream's streamed answer) to the client.
-const send = (
+const write = (
   request: IncomingMessage,
   response: ServerResponse,
   answer: HttpServerResponse.HttpServerResponse,
   requestId: string,
 ) => {
   if (response.destroyed) {
-    if (answer.body._tag === "Raw") (answer.body.body as Readable).resume()
+    if (answer.body._tag === "Raw") (answer.body.body as Readable | undefined)?.resume()
     return
   }
   const headers: Record<string, string | Array<string>> = { ...answer.headers, "x-request-id": requestId }
@@ -206,6 +206,25 @@ const send = (
   response.end()
 }
 
+// `write`, never throwing: a header Node refuses (or any other surprise) ends the connection and is logged, instead of
+// leaving the client waiting and the upstream's body unread.
+const send = (
+  request: IncomingMessage,
+  response: ServerResponse,
+  answer: HttpServerResponse.HttpServerResponse,
+  requestId: string,
+) =>
+  Effect.suspend(() => {
+    try {
+      write(request, response, answer, requestId)
+      return Effect.void
+    } catch (error) {
+      if (answer.body._tag === "Raw") (answer.body.body as Readable | undefined)?.destroy()
+      response.destroy()
+      return Effect.logError("answer could not be written", { error: String(error), status: answer.status })
+    }
+  })
+
 /**
  * The proxy, in front of the gateway's router: every path that is not the gateway's own is resolved against the
  * route table (404, 405 with `Allow`), rate limited per address, authenticated and authorised at the edge when the
@@ -233,7 +252,14 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
     }
 
     // What the gateway answers for one request: its own problem or the upstream's answer; `route` labels metrics.
-    const decide = (request: IncomingMessage, path: string, clientIp: string, requestId: string, cell: RouteCell) =>
+    const decide = (
+      request: IncomingMessage,
+      response: ServerResponse,
+      path: string,
+      clientIp: string,
+      requestId: string,
+      cell: RouteCell,
+    ) =>
       Effect.gen(function* () {
         const method = request.method ?? "GET"
         const headers = request.headers as Record<string, string | undefined>
@@ -313,6 +339,10 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
           ? HttpTraceContext.toHeaders(span.value).traceparent
           : (headers.traceparent ?? undefined)
         const peer = request.socket.remoteAddress
+        // A client that sent `Expect: 100-continue` waits for it before its body: now that the body will be forwarded.
+        if (hasBody(request) && request.headers.expect?.toLowerCase() === "100-continue" && !response.headersSent) {
+          response.writeContinue()
+        }
         const forwarded = yield* Effect.result(
           upstreams.forward({
             upstream: route.upstream,
@@ -376,20 +406,27 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
       const cell: RouteCell = { route: "unmatched" }
       const method = request.method ?? "GET"
       const parent = HttpTraceContext.fromHeaders(request.headers as unknown as Headers.Headers)
-      return decide(request, path, clientIp, requestId, cell).pipe(
+      return decide(request, response, path, clientIp, requestId, cell).pipe(
         Effect.map((answer) =>
           options.cors.origins.length === 0 ? answer : Cors.decorate(answer, options.cors, request.headers.origin),
         ),
         Effect.catchCause((cause) => Effect.as(Effect.logError("unhandled failure", cause), Problem.response(500))),
         Effect.tap((answer) =>
           Effect.andThen(
-            Effect.sync(() => send(request, response, answer, requestId)),
+            send(request, response, answer, requestId),
             Server.recordRequest(method, cell.route, answer.status, (performance.now() - started) / 1000),
           ),
         ),
+        Effect.tap((answer) =>
+          Effect.annotateCurrentSpan({ "http.route": cell.route, "http.response.status_code": answer.status }),
+        ),
         Effect.withSpan(
           `http.server ${method}`,
-          { kind: "server", parent: Option.getOrUndefined(parent) },
+          {
+            kind: "server",
+            parent: Option.getOrUndefined(parent),
+            attributes: { "http.request.method": method, "url.path": path },
+          },
           { captureStackTrace: false },
         ),
         Effect.provideService(RequestId, requestId),
@@ -404,10 +441,9 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
       const path = q === -1 ? url : url.slice(0, q)
       if (isOwnPath(path)) return false
       const fiber = Effect.runForkWith(context)(handle(request, response, path))
-      // The client went away before its answer: stop the work (and the upstream request with it).
-      response.once("close", () => {
-        if (!response.writableEnded) fiber.interruptUnsafe()
-      })
+      // The response closed before the work ended (the client went away, or shutdown answered it): stop the work, and
+      // the upstream request with it. A fiber that already ended is not affected.
+      response.once("close", () => fiber.interruptUnsafe())
       return true
     }
   })
