@@ -23,6 +23,12 @@ describe("TrustedProxies", () => {
     expect(entryProblem("10.0.0.0/x")).toMatch(/prefix length/)
     expect(entryProblem("gateway.local")).toMatch(/not an IP address or a CIDR range/)
     expect(entryProblem("10.0.0.0/8/8")).toMatch(/not an IP address/)
+    // An IPv4-mapped range is an IPv4 range: below /96 it would cover every IPv4 client.
+    expect(entryProblem("::ffff:10.0.0.1/24")).toMatch(/prefix length must be 96-128/)
+    expect(entryProblem("::ffff:10.0.0.0/104")).toBeUndefined()
+    const mapped = trustedProxies(["::ffff:10.0.0.0/104"])
+    expect(mapped("10.1.2.3")).toBe(true)
+    expect(mapped("1.2.3.4")).toBe(false)
   })
 
   it("refuses a bad TRUSTED_PROXIES at start, naming the key", async () => {
