@@ -100,11 +100,13 @@ export const authenticator = (resolveKey: AccessToken.KeyResolver, options: Auth
       if (memoMs <= 0) return revocations.isRevoked(sid)
       const until = unrevoked.get(sid)
       if (until !== undefined && until > performance.now()) return Effect.succeed(false)
+      // Valid from when the store was asked, not when it answered: a slow answer is not remembered for longer.
+      const asked = performance.now()
       return Effect.tap(revocations.isRevoked(sid), (revoked) =>
         Effect.sync(() => {
           if (revoked) return unrevoked.delete(sid)
           if (unrevoked.size >= 100_000) unrevoked.clear()
-          unrevoked.set(sid, performance.now() + memoMs)
+          unrevoked.set(sid, asked + memoMs)
         }),
       )
     }
