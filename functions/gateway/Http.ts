@@ -478,12 +478,19 @@ export const HttpLive = Layer.mergeAll(
   Docs.routes,
 )
 
-/** The gateway's HTTP server: the proxy in front, its own routes and the system routes behind it. */
+/**
+ * The gateway's HTTP server: the proxy in front, its own routes and the system routes behind it; the HTTP client is
+ * loaded once it listens.
+ */
 export const serve = (options: ProxyOptions, server: { readonly port: number; readonly shutdownTimeoutMs: number }) =>
-  Server.serve(HttpLive, {
-    port: server.port,
-    maxBodyBytes: options.maxBodyBytes,
-    shutdownTimeoutMs: server.shutdownTimeoutMs,
-    trustedProxies: options.trustedProxies,
-    front: front(options),
-  })
+  Layer.effectDiscard(Effect.flatMap(Upstreams, (upstreams) => upstreams.warm)).pipe(
+    Layer.provideMerge(
+      Server.serve(HttpLive, {
+        port: server.port,
+        maxBodyBytes: options.maxBodyBytes,
+        shutdownTimeoutMs: server.shutdownTimeoutMs,
+        trustedProxies: options.trustedProxies,
+        front: front(options),
+      }),
+    ),
+  )

@@ -1,6 +1,6 @@
 import { type Readable, Transform } from "node:stream"
 import { Context, Effect, Layer, Metric, Option, Schema } from "effect"
-import { Pool } from "undici"
+import type { Pool } from "undici"
 import { CircuitBreaker, type CircuitState } from "./CircuitBreaker.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 
@@ -117,6 +117,8 @@ export class Upstreams extends Context.Service<
     ): Effect.Effect<UpstreamResponse, UpstreamUnavailable | UpstreamTimeout | BodyTooLarge>
     /** Each upstream's circuit state (for `/readyz/upstreams` and tests). */
     readonly circuits: Effect.Effect<Record<string, CircuitState>>
+    /** Loads the HTTP client (undici, ≈ 720 KB): run once the server listens, so it stays off the way to `/healthz`. */
+    readonly warm: Effect.Effect<void>
   }
 >()("gateway/Upstreams") {
   /** Pools and breakers for every upstream of the registry; pools close with the layer. */
@@ -125,6 +127,8 @@ export class Upstreams extends Context.Service<
       Upstreams,
       Effect.gen(function* () {
         const registry = yield* ServiceRegistry
+        // A request that comes before `warm` finished waits for the same import.
+        const undici = yield* Effect.cached(Effect.promise(() => import("undici")))
         const pools = new Map<string, Pool>()
         const breakers = new Map<string, CircuitBreaker>()
         yield* Effect.addFinalizer(() =>
@@ -141,7 +145,7 @@ export class Upstreams extends Context.Service<
           }
           return breaker
         }
-        const poolOf = (name: string, origin: URL) => {
+        const poolOf = (Pool: typeof import("undici").Pool, name: string, origin: URL) => {
           let pool = pools.get(name)
           if (pool === undefined) {
             pool = new Pool(origin.origin, {
@@ -166,10 +170,10 @@ export class Upstreams extends Context.Service<
             bodyTimeout: request.timeoutMs,
           })
 
-        const send = (name: string, origin: URL, request: ForwardRequest) =>
+        const send = (Pool: typeof import("undici").Pool, name: string, origin: URL, request: ForwardRequest) =>
           Effect.callback<UpstreamResponse, UpstreamUnavailable | UpstreamTimeout | BodyTooLarge>((resume) => {
             const breaker = breakerOf(name)
-            const pool = poolOf(name, origin)
+            const pool = poolOf(Pool, name, origin)
             const body = request.body ? limited(request.body, request.maxBodyBytes) : undefined
             const controller = new AbortController()
             const timer = setTimeout(() => controller.abort(new Timeout()), request.timeoutMs)
@@ -241,7 +245,8 @@ export class Upstreams extends Context.Service<
             if (Option.isNone(origin)) {
               return yield* new UpstreamUnavailable({ upstream: request.upstream, retryAfter: 5, reason: "unknown" })
             }
-            return yield* send(request.upstream, origin.value, request)
+            const { Pool } = yield* undici
+            return yield* send(Pool, request.upstream, origin.value, request)
           }).pipe(
             Effect.tap(() => Metric.update(counterOf(request.upstream, "ok"), 1)),
             Effect.tapError((error) => Metric.update(counterOf(request.upstream, error._tag), 1)),
@@ -262,7 +267,7 @@ export class Upstreams extends Context.Service<
         const circuits = Effect.sync(() =>
           Object.fromEntries(registry.names.map((name) => [name, breakerOf(name).state] as const)),
         )
-        return Upstreams.of({ forward, circuits })
+        return Upstreams.of({ forward, circuits, warm: Effect.asVoid(undici) })
       }),
     )
 }
