@@ -267,8 +267,12 @@ EOF
 kafka_format() {
   [ -f "$KAFKA_DATA/meta.properties" ] && return 0
   local cluster_id
-  # A Kafka cluster id is 16 random bytes, base64url without padding.
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # A Kafka cluster id is 16 random bytes, base64url without padding. One starting with "-" would be read as an
+  # option by the tool's argument parser (it failed 1 start in 64): draw again.
+  cluster_id="-"
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   # shellcheck disable=SC2086
   kafka_java -Xmx256m $KAFKA_JVM_OPTS -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$INFRA_SRC/kafka/log4j2.xml" \
     -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format --ignore-formatted \
