@@ -64,10 +64,10 @@ export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
       Effect.catch((error) =>
         error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys
           ? Effect.succeed(Option.none<AccessToken.AccessTokenKey>())
-          : Effect.andThen(
-              Effect.logError("auth's JWKS is unavailable", { error: String(error) }),
-              Effect.fail(new ServiceUnavailable({ detail: "sign-in state cannot be checked, retry later" })),
-            ),
+          : Problem.unavailable(
+              "auth's JWKS is unavailable",
+              "sign-in state cannot be checked, retry later",
+            )(String(error)),
       ),
     )
   })

@@ -123,6 +123,18 @@ export const response = (status: number, detail?: string, extra?: Record<string,
 
 const standard = SchemaIssue.makeFormatterStandardSchemaV1()
 
+/**
+ * An infrastructure failure as a retryable 503 without internals: the log line says what failed (`log`) and why (the
+ * error's message), the client reads `detail`.
+ */
+export const unavailable =
+  (log: string, detail: string) =>
+  (error: { readonly message: string } | string): Effect.Effect<never, ServiceUnavailable> =>
+    Effect.andThen(
+      Effect.logError(log, { error: typeof error === "string" ? error : error.message }),
+      Effect.fail(new ServiceUnavailable({ detail })),
+    )
+
 /** A 400 validation_failed listing every issue of a schema failure; paths are dotted, under `prefix` if given. */
 export const validationFailed = (issue: SchemaIssue.Issue, prefix = ""): ValidationFailed =>
   new ValidationFailed({

@@ -2,7 +2,8 @@ import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import { Cache } from "./Cache.ts"
 import { topicOf } from "./CloudEvent.ts"
 import { EventBus } from "./EventBus.ts"
-import { ServiceUnavailable } from "./Problem.ts"
+import type { ServiceUnavailable } from "./Problem.ts"
+import * as Problem from "./Problem.ts"
 
 /**
  * Revoked session ids, shared by auth (which writes them) and every verifier of access tokens (the gateway and the
@@ -27,11 +28,10 @@ export class SessionRevocations extends Context.Service<
     SessionRevocations,
     Effect.gen(function* () {
       const cache = yield* Cache
-      const unavailable = (error: { readonly message: string }) =>
-        Effect.andThen(
-          Effect.logError("session revocations unavailable", { error: error.message }),
-          Effect.fail(new ServiceUnavailable({ detail: "session state is unavailable, retry later" })),
-        )
+      const unavailable = Problem.unavailable(
+        "session revocations unavailable",
+        "session state is unavailable, retry later",
+      )
       const revoke = Effect.fn("SessionRevocations.revoke")(
         function* (sids: ReadonlyArray<string>, ttlSeconds: number) {
           yield* Effect.forEach(sids, (sid) => cache.set(sid, "1", { ttlSeconds }), { concurrency: 8, discard: true })

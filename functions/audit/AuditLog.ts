@@ -2,7 +2,8 @@ import { Context, Effect, Layer } from "effect"
 import type { CloudEvent } from "../../shared/CloudEvent.ts"
 import type { DbError } from "../../shared/Db.ts"
 import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
-import { ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
+import { type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { type AuditRecord, GENESIS_HASH, hashOf, type NewRecord } from "./AuditRecord.ts"
 import { AuditRepo } from "./AuditRepo.ts"
 import { fromEvent } from "./FromEvent.ts"
@@ -31,11 +32,7 @@ const badCursor = new ValidationFailed({
   errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
 })
 
-const unavailable = (error: DbError) =>
-  Effect.andThen(
-    Effect.logError("database unavailable", error),
-    Effect.fail(new ServiceUnavailable({ detail: "the audit log is unavailable, retry later" })),
-  )
+const unavailable = Problem.unavailable("database unavailable", "the audit log is unavailable, retry later")
 
 /** The audit log: appends (events and direct writes), filtered reads and verification of the hash chain. */
 export class AuditLog extends Context.Service<

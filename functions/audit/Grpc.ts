@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto"
 import { Effect, Schema } from "effect"
 import { AuditServiceService, type AuditRecord as ProtoRecord } from "../../proto/gen/audit/v1/audit.ts"
 import * as GrpcServer from "../../shared/GrpcServer.ts"
-import { decode, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
+import { decode, ValidationFailed } from "../../shared/Problem.ts"
 import { auditFields } from "../../shared/RequestContext.ts"
 import { Action, Instant } from "./Api.ts"
 import { AuditLog } from "./AuditLog.ts"
@@ -83,11 +84,9 @@ export const AuditGrpc = GrpcServer.service(AuditServiceService, {
           metadata,
         })
         .pipe(
-          Effect.catchTag("DbError", (error) =>
-            Effect.andThen(
-              Effect.logError("recording failed", error),
-              Effect.fail(new ServiceUnavailable({ detail: "the audit log is unavailable, retry later" })),
-            ),
+          Effect.catchTag(
+            "DbError",
+            Problem.unavailable("recording failed", "the audit log is unavailable, retry later"),
           ),
         )
       return { record: toProto(record) }

@@ -3,7 +3,8 @@ import type { IdentityServiceService, User as ProtoUser } from "../../proto/gen/
 import type * as Grpc from "../../shared/Grpc.ts"
 import type { GrpcFailure } from "../../shared/Grpc.ts"
 import type { CallOptions } from "../../shared/GrpcClient.ts"
-import { type EmailTaken, ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+import type { EmailTaken, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
 
 type IdentityService = typeof IdentityServiceService
 
@@ -130,8 +131,4 @@ const toUser = (user: ProtoUser): IdentityUser => ({
 })
 
 // Anything but the expected answers means identity cannot serve now: the caller gets a 503, the log the reason.
-const unavailable = (error: { readonly message: string }) =>
-  Effect.andThen(
-    Effect.logError("identity unavailable", { error: error.message }),
-    Effect.fail(new ServiceUnavailable({ detail: "accounts are unavailable, retry later" })),
-  )
+const unavailable = Problem.unavailable("identity unavailable", "accounts are unavailable, retry later")

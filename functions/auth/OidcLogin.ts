@@ -2,12 +2,13 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as oidc from "openid-client"
 import { Cache } from "../../shared/Cache.ts"
+import * as Problem from "../../shared/Problem.ts"
 import {
   Conflict,
   Forbidden,
   type InvalidCredentials,
   NotFound,
-  ServiceUnavailable,
+  type ServiceUnavailable,
   Unauthorized,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
@@ -110,18 +111,18 @@ export class OidcLogin extends Context.Service<
             catch: (error) => error,
           }).pipe(
             Effect.catch((error) =>
-              Effect.andThen(
-                Effect.logError("identity provider unreachable", { provider: provider.name, error: String(error) }),
-                Effect.fail(new ServiceUnavailable({ detail: `${provider.name} cannot be reached, retry later` })),
-              ),
+              Problem.unavailable(
+                `identity provider ${provider.name} unreachable`,
+                `${provider.name} cannot be reached, retry later`,
+              )(String(error)),
             ),
           )
 
-        const cacheDown = (error: { readonly message: string }) =>
-          Effect.andThen(
-            Effect.logError("sign-in attempts store unavailable", { error: error.message }),
-            Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
-          )
+        const cacheDown = Problem.unavailable(
+          "sign-in attempts store unavailable",
+          "sign-in is unavailable, retry later",
+        )
+        const linksDown = Problem.unavailable("account links unavailable", "sign-in is unavailable, retry later")
 
         const authorize = Effect.fn("OidcLogin.authorize")(function* (name: string) {
           const provider = yield* providerOf(name)
@@ -183,7 +184,7 @@ export class OidcLogin extends Context.Service<
                   )
             yield* links.link({ provider, subject: claims.sub, userId: user.id, email })
             return user
-          }).pipe(Effect.catchTag("DbError", cacheDown))
+          }).pipe(Effect.catchTag("DbError", linksDown))
 
         const callback = Effect.fn("OidcLogin.callback")(function* (
           name: string,

@@ -2,7 +2,8 @@ import { createHash, randomBytes, randomUUID } from "node:crypto"
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import { Db, type DbError } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { ServiceUnavailable, TokenReused, Unauthorized } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
+import { type ServiceUnavailable, TokenReused, Unauthorized } from "../../shared/Problem.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { SessionsRepo } from "./SessionsRepo.ts"
 import { Tokens } from "./Tokens.ts"
@@ -251,8 +252,4 @@ export class Sessions extends Context.Service<
     )
 }
 
-const unavailable = (error: DbError) =>
-  Effect.andThen(
-    Effect.logError("sessions unavailable", { error: error.message }),
-    Effect.fail(new ServiceUnavailable({ detail: "sessions are unavailable, retry later" })),
-  )
+const unavailable = Problem.unavailable("sessions unavailable", "sessions are unavailable, retry later")

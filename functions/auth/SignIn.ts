@@ -1,10 +1,11 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { Db } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import * as Problem from "../../shared/Problem.ts"
 import {
   type EmailTaken,
   InvalidCredentials,
-  ServiceUnavailable,
+  type ServiceUnavailable,
   type TooManyRequests,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
@@ -52,11 +53,7 @@ export class SignIn extends Context.Service<
       const outbox = yield* Outbox
       const db = yield* Db
 
-      const unavailable = (error: { readonly message: string }) =>
-        Effect.andThen(
-          Effect.logError("could not record a sign-in", { error: error.message }),
-          Effect.fail(new ServiceUnavailable({ detail: "sign-in is unavailable, retry later" })),
-        )
+      const unavailable = Problem.unavailable("could not record a sign-in", "sign-in is unavailable, retry later")
       // A failed attempt writes nothing but its audit event.
       const record = (type: string, subject: string, data: Record<string, unknown>) =>
         db

@@ -2,7 +2,8 @@ import { Clock, Context, Duration, Effect, Layer, Option, Redacted, Ref, Schedul
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from "jose"
 import { ACCESS_TOKEN_ALG } from "../../shared/AccessToken.ts"
 import { Db, type DbError } from "../../shared/Db.ts"
-import { ServiceUnavailable } from "../../shared/Problem.ts"
+import type { ServiceUnavailable } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
 import { KeyCipher, type KeyDecryptionFailed } from "./KeyCipher.ts"
 import { type SigningKeyRow, SigningKeysRepo } from "./SigningKeysRepo.ts"
 
@@ -220,7 +221,7 @@ const toPublished = (row: SigningKeyRow) =>
   })
 
 const toUnavailable = (error: DbError | KeyDecryptionFailed): Effect.Effect<never, ServiceUnavailable> =>
-  Effect.andThen(
-    Effect.logError("signing keys unavailable", error._tag === "DbError" ? error.message : error.reason),
-    Effect.fail(new ServiceUnavailable({ detail: "signing keys are unavailable, retry later" })),
-  )
+  Problem.unavailable(
+    "signing keys unavailable",
+    "signing keys are unavailable, retry later",
+  )(error._tag === "DbError" ? error.message : error.reason)

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { Cache } from "../../shared/Cache.ts"
-import { ServiceUnavailable } from "../../shared/Problem.ts"
+import type { ServiceUnavailable } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { matchingGrant, normalize } from "./Permission.ts"
 import type { UserId } from "./Role.ts"
@@ -56,15 +57,15 @@ export class Authorizer extends Context.Service<
         const repo = yield* AssignmentsRepo
 
         const load = (userId: UserId) =>
-          repo.grantsOf(userId).pipe(
-            Effect.map(normalize),
-            Effect.catchTag("DbError", (error) =>
-              Effect.andThen(
-                Effect.logError("database unavailable", error.message),
-                Effect.fail(new ServiceUnavailable({ detail: "permissions cannot be checked, retry later" })),
+          repo
+            .grantsOf(userId)
+            .pipe(
+              Effect.map(normalize),
+              Effect.catchTag(
+                "DbError",
+                Problem.unavailable("database unavailable", "permissions cannot be checked, retry later"),
               ),
-            ),
-          )
+            )
 
         // The current generation; a missing one (fresh or flushed cache) is started. None: the cache is down.
         const generation = cache.get(GENERATION).pipe(

@@ -2,7 +2,8 @@ import { Context, Effect, Layer } from "effect"
 import { Db, type DbError, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
-import { Conflict, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
+import { Conflict, NotFound, type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { normalize } from "./Permission.ts"
@@ -242,9 +243,4 @@ export class Roles extends Context.Service<
   )
 }
 
-// Infrastructure failures are logged with their cause and surface as a retryable 503 without internals.
-const unavailable = (error: { readonly message: string }): Effect.Effect<never, ServiceUnavailable> =>
-  Effect.andThen(
-    Effect.logError("database unavailable", error.message),
-    Effect.fail(new ServiceUnavailable({ detail: "the role store is unavailable, retry later" })),
-  )
+const unavailable = Problem.unavailable("database unavailable", "the role store is unavailable, retry later")

@@ -2,7 +2,8 @@ import { Context, Deferred, Effect, Layer, Scope } from "effect"
 import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
 import type * as Grpc from "../../shared/Grpc.ts"
 import type { CallOptions } from "../../shared/GrpcClient.ts"
-import { ServiceUnavailable } from "../../shared/Problem.ts"
+import type { ServiceUnavailable } from "../../shared/Problem.ts"
+import * as Problem from "../../shared/Problem.ts"
 
 type AuthzService = typeof AuthzServiceService
 
@@ -69,10 +70,7 @@ export class Permissions extends Context.Service<
               // A malformed user id or permission: not allowed, whatever authz thinks of it.
               error._tag === "ValidationFailed"
                 ? Effect.succeed(false)
-                : Effect.andThen(
-                    Effect.logError("authz unavailable", { error: error.message }),
-                    Effect.fail(new ServiceUnavailable({ detail: "permissions cannot be checked, retry later" })),
-                  ),
+                : Problem.unavailable("authz unavailable", "permissions cannot be checked, retry later")(error),
             ),
           )
 

@@ -5,13 +5,14 @@ import * as MailTemplates from "../../shared/MailTemplates.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
+import * as Problem from "../../shared/Problem.ts"
 import {
   EmailTaken,
   Forbidden,
   InvalidCredentials,
   InvalidToken,
   NotFound,
-  ServiceUnavailable,
+  type ServiceUnavailable,
   TooManyRequests,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
@@ -373,9 +374,4 @@ export class Users extends Context.Service<
   )
 }
 
-// Infrastructure failures are logged with their cause and surface as a retryable 503 without internals.
-const unavailable = (error: { readonly message: string }): Effect.Effect<never, ServiceUnavailable> =>
-  Effect.andThen(
-    Effect.logError("database unavailable", error.message),
-    Effect.fail(new ServiceUnavailable({ detail: "the user store is unavailable, retry later" })),
-  )
+const unavailable = Problem.unavailable("database unavailable", "the user store is unavailable, retry later")
