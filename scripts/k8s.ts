@@ -14,7 +14,7 @@ const { values } = parseArgs({
 })
 
 /** Where a function finds the others: `<DEP>_URL`, `<DEP>_GRPC_URL` and `AUTH_JWKS_URL` (see `peerAddresses`). */
-export const peerEnv = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
+const peerEnv = (m: ModuleManifest, all: ReadonlyArray<ModuleManifest>, host: (name: string) => string) =>
   peerAddresses(m, all).map((peer) => ({
     name: peer.key,
     value: `${peer.http ? "http://" : ""}${host(peer.dependency)}:${peer.port}${peer.path}`,

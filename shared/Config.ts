@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
 import { SQL_IDENTIFIER } from "./Db.ts"
+import { JWKS_PATH } from "./Module.ts"
 import { entryProblem } from "./TrustedProxies.ts"
 
 /** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
@@ -124,9 +125,7 @@ export const database = (functionName: string) => ({
 export const authentication = () => ({
   ...tokenClaims(),
   /** Where auth publishes its public signing keys. */
-  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(
-    Config.withDefault(new URL("http://localhost:8081/.well-known/jwks.json")),
-  ),
+  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(Config.withDefault(new URL(`http://localhost:8081${JWKS_PATH}`))),
 })
 
 /** What every access token carries and every verifier expects: its issuer and audience (auth signs with them). */

@@ -32,7 +32,7 @@ import * as Grpc from "./Grpc.ts"
 import * as GrpcClient from "./GrpcClient.ts"
 import * as GrpcServer from "./GrpcServer.ts"
 import { EmailTaken, NotFound, ServiceUnavailable, ValidationFailed } from "./Problem.ts"
-import { RequestId } from "./Server.ts"
+import { RequestId } from "./RequestContext.ts"
 
 // ---- a small in-test IdentityService -----------------------------------------------------------------------------
 

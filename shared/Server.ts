@@ -66,9 +66,6 @@ const RouteCell = Context.Reference<{ route: string }>("shared/Server/RouteCell"
   defaultValue: () => ({ route: "unmatched" }),
 })
 
-/** The request id of the request being handled (annotated on every log line as request_id). */
-export { RequestId } from "./RequestContext.ts"
-
 /**
  * The client's address: the socket's peer, or the one a trusted proxy forwarded (`X-Forwarded-For`, read right to
  * left, skipping trusted proxies).

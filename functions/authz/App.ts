@@ -1,6 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
-import { Cache, RedisConnection } from "../../shared/Cache.ts"
+import { Cache } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
@@ -24,14 +24,7 @@ export const cacheTtlSeconds = (config: AuthzConfig) =>
  * The cache of effective permissions: Redis when `REDIS_URL` is set, else this process's memory. Keys are prefixed
  * `authz.<schema>`: deployments (or tests) on other schemas sharing one Redis never see each other's entries.
  */
-export const CacheLive = (config: AuthzConfig) => {
-  const prefix = `${manifest.name}.${config.dbSchema}`
-  return Option.match(config.redisUrl, {
-    onNone: () => Cache.layerMemory({ prefix }),
-    // The connection is the process's one (shared with the session revocations of its signed-in routes).
-    onSome: () => Cache.layerOn(prefix).pipe(Layer.provide(RedisConnection.fromEnvironment)),
-  })
-}
+export const CacheLive = (config: AuthzConfig) => Cache.layer({ prefix: `${manifest.name}.${config.dbSchema}` })
 
 /**
  * Authz's domain services (roles, assignments, checks, the permission registry) over the kernel's Db; the registry is

@@ -20,8 +20,6 @@ export type RouteOverride = typeof RouteOverride.Type
 export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) =>
   all.filter((m) => m.name !== manifest.name && m.routes.length > 0)
 
-const commaList = (name: string) => Cfg.commaList(name).pipe(Config.withDefault([] as ReadonlyArray<string>))
-
 /** The gateway's configuration keys (the upstream URLs depend on the manifests it routes). */
 export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) => ({
   ...Cfg.base({ httpPort: manifest.ports.http }),
@@ -35,7 +33,7 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   /** Authz's gRPC address, for per-route permission checks. */
   authzGrpcUrl: Config.String("AUTHZ_GRPC_URL").pipe(Config.withDefault("127.0.0.1:9083")),
   /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
-  corsOrigins: commaList("CORS_ORIGINS"),
+  corsOrigins: Cfg.commaList("CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   /** How long an upstream may take to answer (headers) unless the route says otherwise. */
   timeoutMs: Cfg.intBetween("GATEWAY_TIMEOUT_MS", 1, 600_000).pipe(Config.withDefault(10_000)),
   /** Retries of an idempotent request whose upstream connection failed. */

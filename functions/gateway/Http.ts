@@ -144,9 +144,7 @@ const rateLimitHeaders = (quota: Quota) => ({
 const tooMany = (limit: number, retryAfter: number) =>
   HttpServerResponse.setHeaders(Problem.response(429, "too many requests, slow down", { retryAfter, limit }), {
     "retry-after": String(retryAfter),
-    "ratelimit-limit": String(limit),
-    "ratelimit-remaining": "0",
-    "ratelimit-reset": String(retryAfter),
+    ...rateLimitHeaders({ limit, remaining: 0, resetSeconds: retryAfter }),
   })
 
 const unavailable = (detail: string, retryAfter: number) =>
@@ -407,9 +405,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
       const method = request.method ?? "GET"
       const parent = HttpTraceContext.fromHeaders(request.headers as unknown as Headers.Headers)
       return decide(request, response, path, clientIp, requestId, cell).pipe(
-        Effect.map((answer) =>
-          options.cors.origins.length === 0 ? answer : Cors.decorate(answer, options.cors, request.headers.origin),
-        ),
+        Effect.map((answer) => Cors.decorate(answer, options.cors, request.headers.origin)),
         Effect.catchCause((cause) => Effect.as(Effect.logError("unhandled failure", cause), Problem.response(500))),
         Effect.tap((answer) =>
           Effect.andThen(

@@ -36,10 +36,9 @@ export interface RateLimitsOptions {
 export class RateLimits extends Context.Service<
   RateLimits,
   {
-    /** Counts one request of `key` against `perMinute` in the bucket; fails with RateLimited when over. */
-    consume(subject: Subject, bucket: string, key: string, perMinute: number): Effect.Effect<Quota, RateLimited>
     /**
-     * Sends the count at once and returns the wait for its answer: counts started in the same event-loop turn go to
+     * Counts one request of `key` against `perMinute` in the bucket: sends the count at once and returns the wait for
+     * its answer (RateLimited when over): counts started in the same event-loop turn go to
      * Redis in one write (the gateway starts the address's count, checks the token, then starts the user's).
      */
     start(
@@ -119,9 +118,7 @@ const make = (prefix: string, redis: Redis | undefined) =>
           (outcome) => answer(perMinute, outcome),
         )
       })
-    const consume = (subject: Subject, bucket: string, key: string, perMinute: number) =>
-      Effect.flatten(start(subject, bucket, key, perMinute))
-    return RateLimits.of({ consume, start })
+    return RateLimits.of({ start })
   })
 
 type Outcome = { readonly ok: true; readonly res: RateLimiterRes } | { readonly ok: false; readonly rejection: unknown }

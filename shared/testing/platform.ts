@@ -5,7 +5,7 @@ import { createServer } from "node:net"
 import { join } from "node:path"
 import pg from "pg"
 import { manifests } from "../../functions/registry.ts"
-import { grpcUrlKey, httpUrlKey, startOrder } from "../Module.ts"
+import { grpcUrlKey, httpUrlKey, JWKS_PATH, startOrder } from "../Module.ts"
 import { type SmtpCapture, startSmtpCapture } from "./smtpCapture.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -90,7 +90,7 @@ export const startPlatform = async (options: { readonly env?: Record<string, str
     SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
     MAIL_FROM: "Platform <no-reply@example.com>",
     KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-    AUTH_JWKS_URL: `${httpUrl("auth")}/.well-known/jwks.json`,
+    AUTH_JWKS_URL: `${httpUrl("auth")}${JWKS_PATH}`,
     // The gateway runs on this host: services believe its X-Forwarded-For.
     TRUSTED_PROXIES: "127.0.0.1,::ffff:127.0.0.1,::1",
     ...options.env,
