@@ -4,6 +4,7 @@ import { Db, type DbOptions } from "./Db.ts"
 import { Health, register } from "./Health.ts"
 import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
+import type { ModuleManifest } from "./Module.ts"
 import * as PgEventBus from "./PgEventBus.ts"
 import * as Telemetry from "./Telemetry.ts"
 
@@ -48,12 +49,12 @@ export const base = (
   )
 
 /**
- * The event side of a function. With Kafka brokers: the outbox relay publishing `<service>.events` and the Kafka
- * bus for subscriptions, imported only then (kafkajs is heavy). Without (the embedded default): the
- * Postgres-backed bus reading producers' outboxes.
+ * The event side of a function. With Kafka brokers: the Kafka bus for subscriptions and, when the manifest publishes
+ * anything, the outbox relay publishing `<service>.events`, imported only then (kafkajs is heavy). Without (the
+ * embedded default): the Postgres-backed bus reading producers' outboxes.
  */
 export const events = (options: {
-  readonly service: string
+  readonly manifest: Pick<ModuleManifest, "name" | "events">
   readonly kafkaBrokers: Option.Option<ReadonlyArray<string>>
 }) =>
   Option.match(options.kafkaBrokers, {
@@ -69,11 +70,14 @@ export const events = (options: {
           const readiness = Layer.effectDiscard(
             Effect.flatMap(Effect.service(Kafka), (kafka) => register("kafka", kafka.ping)),
           )
-          return Layer.mergeAll(
-            OutboxRelay.layer({ topics: [topicOf(options.service)] }),
-            KafkaEventBus.layer(),
-            readiness,
-          ).pipe(Layer.provide(Kafka.layer({ brokers, clientId: options.service })))
+          const service = options.manifest.name
+          const relay =
+            options.manifest.events.publishes.length > 0
+              ? OutboxRelay.layer({ topics: [topicOf(service)] })
+              : Layer.empty
+          return Layer.mergeAll(relay, KafkaEventBus.layer(), readiness).pipe(
+            Layer.provide(Kafka.layer({ brokers, clientId: service })),
+          )
         }),
       ),
   })

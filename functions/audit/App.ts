@@ -38,5 +38,5 @@ export const Infrastructure = (config: AuditConfig) => Kernel.foundation(manifes
  */
 export const Events = (config: AuditConfig) =>
   AuditEvents.layer({ topics: config.auditTopics, group: config.auditGroup }).pipe(
-    Layer.provide(Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })),
+    Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })),
   )

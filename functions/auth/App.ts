@@ -77,4 +77,4 @@ export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest
  * out: background work would freeze between invocations; the rows wait for the containers.
  */
 export const Events = (config: AuthConfig) =>
-  IdentityEventsLive.pipe(Layer.provide(Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers })))
+  IdentityEventsLive.pipe(Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })))

@@ -2,8 +2,8 @@ import { Effect, Layer, Option } from "effect"
 import { topicOf } from "../../shared/CloudEvent.ts"
 import type { Db } from "../../shared/Db.ts"
 import { EventBus } from "../../shared/EventBus.ts"
+import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
-import * as PgEventBus from "../../shared/PgEventBus.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import type { GatewayConfig } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
@@ -41,23 +41,10 @@ const kernelOf = (config: GatewayConfig) => ({
 export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(config))
 
 /**
- * The bus the gateway follows events with (consumer only, no relay: it publishes nothing): Kafka with
+ * The bus the gateway follows events with (consumer only: it publishes nothing, so no relay): Kafka with
  * `KAFKA_BROKERS`, else the Postgres-backed bus.
  */
-export const Bus = (config: GatewayConfig) =>
-  Option.match(config.kafkaBrokers, {
-    onNone: () => PgEventBus.layer(),
-    onSome: (brokers) =>
-      Layer.unwrap(
-        Effect.promise(async () => {
-          const [{ Kafka }, KafkaEventBus] = await Promise.all([
-            import("../../shared/Kafka.ts"),
-            import("../../shared/KafkaEventBus.ts"),
-          ])
-          return KafkaEventBus.layer().pipe(Layer.provide(Kafka.layer({ brokers, clientId: manifest.name })))
-        }),
-      ),
-  })
+export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
 /** Clears the permission cache on every authz change event. */
 export const PermissionEvents = Layer.effectDiscard(
@@ -81,7 +68,7 @@ export const PermissionEvents = Layer.effectDiscard(
  * database (`DATABASE_URL`): the gateway's own small schema holds only the kernel's inbox and bus positions, no
  * data. Without one (Redis must be set then, `loadConfig` checks) the permission cache relies on its short TTL.
  */
-export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, never, Db> = Bus(config)) =>
+export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, never, Db | Health> = Bus(config)) =>
   Option.match(config.databaseUrl, {
     onNone: () => SessionRevocations.SessionRevocations.layer,
     onSome: (url) =>
@@ -98,7 +85,11 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
   })
 
 /** The gateway's services: registry, upstream pools, edge authentication, permissions, rate limits, OpenAPI. */
-export const ServicesLive = (config: GatewayConfig, table: RouteTable, bus?: Layer.Layer<EventBus, never, Db>) =>
+export const ServicesLive = (
+  config: GatewayConfig,
+  table: RouteTable,
+  bus?: Layer.Layer<EventBus, never, Db | Health>,
+) =>
   Layer.mergeAll(
     Upstreams.layer({
       connections: config.upstreamConnections,

@@ -41,10 +41,7 @@ export const Infrastructure = (config: IdentityConfig, options: { readonly backg
   const workers =
     options.background === false
       ? Layer.empty
-      : Layer.mergeAll(
-          Kernel.events({ service: manifest.name, kafkaBrokers: config.kafkaBrokers }),
-          MailSender.fromConfig(config),
-        )
+      : Layer.mergeAll(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers }), MailSender.fromConfig(config))
   const appBaseUrl = Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, ""))
   return Layer.mergeAll(workers, appBaseUrl).pipe(Layer.provideMerge(Kernel.foundation(manifest, config)))
 }

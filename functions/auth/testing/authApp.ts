@@ -35,7 +35,7 @@ export const startIdentityGrpc = async (options: { readonly kafka?: boolean } = 
   const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
   const db = freshSchema("identity")
   const relay = options.kafka
-    ? Kernel.events({ service: "identity", kafkaBrokers: Option.some(kafkaBrokers()) })
+    ? Kernel.events({ manifest: identityManifest, kafkaBrokers: Option.some(kafkaBrokers()) })
     : Layer.empty
   const running = (await start(
     Layer.mergeAll(GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }), relay).pipe(
