@@ -43,14 +43,22 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/
 
 /**
- * Reads a cursor of a (time, uuid) keyset, the usual one (created_at, id): a well-formed cursor holding anything else
- * is a 400 too, so it never reaches SQL as a bad timestamp.
+ * Reads a cursor whose position must also pass `valid` (the list's own keyset): a well-formed cursor holding anything
+ * else is the same 400, so it never reaches SQL as a bad value.
  */
-export const decodeTimeCursor = (cursor: string): Effect.Effect<Position, ValidationFailed> =>
+export const decodeCursorWhere = (
+  cursor: string,
+  valid: (position: Position) => boolean,
+): Effect.Effect<Position, ValidationFailed> =>
   Effect.flatMap(decodeCursor(cursor), (position) =>
-    UUID.test(position.id) && ISO_TIME.test(position.at) && !Number.isNaN(Date.parse(position.at))
-      ? Effect.succeed(position)
-      : Effect.fail(notOurs),
+    valid(position) ? Effect.succeed(position) : Effect.fail(notOurs),
+  )
+
+/** Reads a cursor of a (time, uuid) keyset, the usual one (created_at, id). */
+export const decodeTimeCursor = (cursor: string): Effect.Effect<Position, ValidationFailed> =>
+  decodeCursorWhere(
+    cursor,
+    (position) => UUID.test(position.id) && ISO_TIME.test(position.at) && !Number.isNaN(Date.parse(position.at)),
   )
 
 const notOurs = new ValidationFailed({

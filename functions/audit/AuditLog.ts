@@ -1,9 +1,9 @@
 import { Context, Effect, Layer } from "effect"
 import type { CloudEvent } from "../../shared/CloudEvent.ts"
 import type { DbError } from "../../shared/Db.ts"
-import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
+import { DEFAULT_LIMIT, decodeCursorWhere, pageOf } from "../../shared/Pagination.ts"
+import type { ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
-import { type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { type AuditRecord, GENESIS_HASH, hashOf, type NewRecord } from "./AuditRecord.ts"
 import { AuditRepo } from "./AuditRepo.ts"
 import { fromEvent } from "./FromEvent.ts"
@@ -25,12 +25,6 @@ export type Verification =
   | { readonly ok: false; readonly brokenAt: string }
 
 const VERIFY_BATCH = 1000
-
-// A cursor that decodes but was not made by this list (its position is not a time and a chain position).
-const badCursor = new ValidationFailed({
-  detail: "The request does not match the API contract",
-  errors: [{ path: "query.cursor", message: "is not a cursor this list handed out" }],
-})
 
 const unavailable = Problem.unavailable("database unavailable", "the audit log is unavailable, retry later")
 
@@ -69,11 +63,12 @@ export class AuditLog extends Context.Service<
 
       const list = Effect.fn("AuditLog.list")(function* (query: ListQuery) {
         const limit = query.limit ?? DEFAULT_LIMIT
-        const position = query.cursor === undefined ? undefined : yield* decodeCursor(query.cursor)
+        // The audit log's keyset is (occurred_at, seq): a cursor holding anything else is not one of its own.
+        const position =
+          query.cursor === undefined
+            ? undefined
+            : yield* decodeCursorWhere(query.cursor, (p) => /^\d{1,19}$/.test(p.id) && !Number.isNaN(Date.parse(p.at)))
         const before = position === undefined ? undefined : { at: position.at, seq: position.id }
-        if (before !== undefined && (!/^\d{1,19}$/.test(before.seq) || Number.isNaN(Date.parse(before.at)))) {
-          return yield* badCursor
-        }
         const rows = yield* repo.list({ ...query, before, limit }).pipe(Effect.catchTag("DbError", unavailable))
         const page = pageOf(rows, limit, (row) => ({ at: row.record.occurredAt, id: row.seq }))
         return { items: page.items.map((row) => row.record), nextCursor: page.nextCursor }

@@ -192,32 +192,24 @@ export class Roles extends Context.Service<
           db.afterCommit(authorizer.invalidate()),
         )
 
+      // Gives or takes a user's role, with its event when anything changed; runs in the caller's transaction.
+      const change = (kind: "created" | "deleted", userId: UserId, roleId: RoleId) =>
+        Effect.gen(function* () {
+          const role = yield* roles.findById(roleId)
+          if (role._tag === "None") return yield* notFound(roleId)
+          const changed = yield* kind === "created"
+            ? assignments.assign(userId, roleId)
+            : assignments.unassign(userId, roleId)
+          if (changed) yield* assignment(kind, userId, role.value)
+          return changed
+        })
+
       const assign = Effect.fn("Roles.assign")(function* (userId: UserId, roleId: RoleId) {
-        yield* db
-          .transaction(
-            Effect.gen(function* () {
-              const role = yield* roles.findById(roleId)
-              if (role._tag === "None") return yield* notFound(roleId)
-              const added = yield* assignments.assign(userId, roleId)
-              if (added) yield* assignment("created", userId, role.value)
-              return added
-            }),
-          )
-          .pipe(Effect.catchTag("DbError", unavailable))
+        yield* db.transaction(change("created", userId, roleId)).pipe(Effect.catchTag("DbError", unavailable))
       })
 
       const unassign = Effect.fn("Roles.unassign")(function* (userId: UserId, roleId: RoleId) {
-        yield* db
-          .transaction(
-            Effect.gen(function* () {
-              const role = yield* roles.findById(roleId)
-              if (role._tag === "None") return yield* notFound(roleId)
-              const removed = yield* assignments.unassign(userId, roleId)
-              if (removed) yield* assignment("deleted", userId, role.value)
-              return removed
-            }),
-          )
-          .pipe(Effect.catchTag("DbError", unavailable))
+        yield* db.transaction(change("deleted", userId, roleId)).pipe(Effect.catchTag("DbError", unavailable))
       })
 
       const rolesOf = Effect.fn("Roles.rolesOf")(function* (userId: UserId, page: PageRequest) {
@@ -231,11 +223,9 @@ export class Roles extends Context.Service<
       })
 
       const grantAdmin = Effect.fn("Roles.grantAdmin")(function* (userId: UserId) {
-        const admin = yield* roles.findById(ADMIN_ROLE_ID)
-        if (admin._tag === "None") return yield* Effect.die(new Error("the built-in admin role is missing"))
-        const added = yield* assignments.assign(userId, ADMIN_ROLE_ID)
-        if (added) yield* assignment("created", userId, admin.value)
-        return added
+        return yield* change("created", userId, ADMIN_ROLE_ID).pipe(
+          Effect.catchTag("NotFound", () => Effect.die(new Error("the built-in admin role is missing"))),
+        )
       })
 
       return Roles.of({ create, get, list, update, remove, assign, unassign, rolesOf, grantAdmin })
