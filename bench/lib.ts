@@ -1,8 +1,8 @@
 // A small cold-start harness: spawn a command, time spawn -> first HTTP 200, repeat, summarise.
 import { type ChildProcess, spawn } from "node:child_process"
 import { get } from "node:http"
-import { createServer } from "node:net"
 import { setTimeout as sleep } from "node:timers/promises"
+import { freePort } from "../shared/testing/ports.ts"
 
 /**
  * One thing to start and time. Every spawn gets free ports in HTTP_PORT and GRPC_PORT; `{port}` in `url` is the
@@ -33,19 +33,6 @@ export interface Result {
 }
 
 /** A TCP port nobody listens on right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      )
-    })
-  })
-
 // One GET with a short timeout; resolves the status code, or 0 when nothing answered.
 const probe = (url: string, timeoutMs: number): Promise<number> =>
   new Promise((resolve) => {

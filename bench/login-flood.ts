@@ -13,7 +13,8 @@ import { parseArgs, parseEnv } from "node:util"
 import { hash, verify } from "@node-rs/argon2"
 import pg from "pg"
 import { OWASP_MINIMUM } from "../functions/identity/Passwords.ts"
-import { freePort, quantile, stop } from "./lib.ts"
+import { freePort } from "../shared/testing/ports.ts"
+import { quantile, stop } from "./lib.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const RATIO_TARGET = 0.8

@@ -2,26 +2,14 @@
 // native addons it requires, copied next to it by the build).
 import { type ChildProcess, spawn } from "node:child_process"
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { build } from "../scripts/build.ts"
+import { freePort } from "../shared/testing/ports.ts"
 
 const SHUTDOWN_TIMEOUT_MS = 5_000
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      )
-    })
-  })
 
 // Resolves the status of GET url, or 0 when nothing answers yet.
 const status = async (url: string): Promise<number> => {

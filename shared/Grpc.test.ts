@@ -1,4 +1,3 @@
-import { createServer } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import {
@@ -33,6 +32,7 @@ import * as GrpcClient from "./GrpcClient.ts"
 import * as GrpcServer from "./GrpcServer.ts"
 import { EmailTaken, NotFound, ServiceUnavailable, ValidationFailed } from "./Problem.ts"
 import { RequestId } from "./RequestContext.ts"
+import { freePort as newPort } from "./testing/ports.ts"
 
 // ---- a small in-test IdentityService -----------------------------------------------------------------------------
 
@@ -164,18 +164,7 @@ const startServer = (
 const identityClient = (port: number, options?: Partial<GrpcClient.GrpcClientOptions>) =>
   GrpcClient.make(IdentityServiceClient, { address: `127.0.0.1:${port}`, caller: "test-caller", ...options })
 
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve, reject) => {
-      const probe = createServer()
-      probe.once("error", reject)
-      probe.listen(0, "127.0.0.1", () => {
-        const address = probe.address()
-        const port = typeof address === "object" && address ? address.port : 0
-        probe.close(() => resolve(port))
-      })
-    }),
-)
+const freePort = Effect.promise(newPort)
 
 // Attempts the client made for one method, by status name (from the grpc_client_requests_total counter).
 const clientAttempts = (method: string, code: string) =>

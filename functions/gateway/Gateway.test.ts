@@ -9,11 +9,12 @@ import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { eventually, sql } from "../../shared/testing/harness.ts"
 import { type JwksServer, serveJwks } from "../../shared/testing/jwksServer.ts"
+import { freePort } from "../../shared/testing/ports.ts"
 import { manifest as authzManifest } from "../authz/module.ts"
 import { ADMIN_ROLE_ID } from "../authz/Role.ts"
 import { type AuthzUnderTest, startAuthz } from "../authz/testing/authzHarness.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
-import { freePort, startUpstream, type TestUpstream } from "./testing/upstream.ts"
+import { startUpstream, type TestUpstream } from "./testing/upstream.ts"
 
 // The gateway in-process in front of the real authz (HTTP + gRPC on real Postgres and Redis) and small real HTTP
 // upstreams for the proxy mechanics; access tokens signed by a test Ed25519 key served as a JWKS.

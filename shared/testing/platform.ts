@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
-import { createServer } from "node:net"
 import { join } from "node:path"
 import pg from "pg"
 import { manifests } from "../../functions/registry.ts"
 import { grpcUrlKey, httpUrlKey, JWKS_PATH, startOrder } from "../Module.ts"
+import { freePort } from "./ports.ts"
 import { type SmtpCapture, startSmtpCapture } from "./smtpCapture.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
@@ -35,16 +35,6 @@ export interface Platform {
   restart(name: string): Promise<void>
   stop(): Promise<void>
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -55,10 +55,3 @@ export const startUpstream = async (handler: Handler, port = 0): Promise<TestUps
 }
 
 /** A port nothing listens on (taken from the OS, then released). */
-export const freePort = async (): Promise<number> => {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
