@@ -17,6 +17,8 @@ export interface DbOptions {
   readonly schema: string
   readonly poolMax?: number
   readonly statementTimeoutMs?: number
+  /** A role every session of the pool runs as (`SET ROLE` at connect): least privilege for a second pool. */
+  readonly role?: string
 }
 
 type Row = Record<string, unknown>
@@ -37,11 +39,12 @@ const poolConnections = Metric.gauge("db_pool_connections", { description: "Conn
 const poolWaiting = Metric.gauge("db_pool_waiting", { description: "Queries waiting for a pooled connection" })
 
 // Pool gauges are refreshed from pg.Pool's counters every few seconds while the layer lives.
-const trackPool = (schema: string, pool: pg.Pool) =>
+// A pool with a role of its own is labelled with it, so two pools of one schema do not overwrite each other's gauges.
+const trackPool = (labels: { readonly schema: string; readonly role?: string }, pool: pg.Pool) =>
   Effect.gen(function* () {
-    yield* Metric.update(Metric.withAttributes(poolConnections, { schema, state: "total" }), pool.totalCount)
-    yield* Metric.update(Metric.withAttributes(poolConnections, { schema, state: "idle" }), pool.idleCount)
-    yield* Metric.update(Metric.withAttributes(poolWaiting, { schema }), pool.waitingCount)
+    yield* Metric.update(Metric.withAttributes(poolConnections, { ...labels, state: "total" }), pool.totalCount)
+    yield* Metric.update(Metric.withAttributes(poolConnections, { ...labels, state: "idle" }), pool.idleCount)
+    yield* Metric.update(Metric.withAttributes(poolWaiting, labels), pool.waitingCount)
   }).pipe(Effect.repeat(Schedule.spaced("2 seconds")), Effect.forkScoped)
 
 const queryDuration = Metric.histogram("db_query_duration_seconds", {
@@ -84,6 +87,7 @@ export class Db extends Context.Service<
               connectionTimeoutMillis: 5_000,
               statement_timeout: options.statementTimeoutMs ?? 15_000,
               application_name: options.schema,
+              ...(options.role === undefined ? {} : { options: `-c role=${options.role}` }),
             })
             // An idle client's error (server restart) must not crash the process; the pool replaces it.
             pool.on("error", () => {})
@@ -91,7 +95,11 @@ export class Db extends Context.Service<
           }),
           (pool) => Effect.promise(() => pool.end()),
         )
-        yield* trackPool(options.schema, pool)
+        assertIdentifier(options.role ?? options.schema)
+        yield* trackPool(
+          options.role === undefined ? { schema: options.schema } : { schema: options.schema, role: options.role },
+          pool,
+        )
         return make(options.schema, pool)
       }),
     )

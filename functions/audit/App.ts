@@ -1,4 +1,4 @@
-import { Layer, Option, Redacted } from "effect"
+import { Layer, Option } from "effect"
 import { Db } from "../../shared/Db.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import * as AuditEvents from "./AuditEvents.ts"
@@ -10,14 +10,6 @@ import { manifest } from "./module.ts"
 /** Audit's domain: the log over its repository. */
 export const DomainLive = AuditLog.layer.pipe(Layer.provide(AuditRepo.layer))
 
-/** The connection URL with `role` set at connect (libpq `options=-c role=...`: the session runs `SET ROLE`). */
-export const withRole = (url: Redacted.Redacted<string>, role: string): Redacted.Redacted<string> => {
-  const parsed = new URL(Redacted.value(url))
-  const existing = parsed.searchParams.get("options")
-  parsed.searchParams.set("options", `${existing ? `${existing} ` : ""}-c role=${role}`)
-  return Redacted.make(parsed.toString())
-}
-
 /**
  * The database the service works with once migrations are applied: with `AUDIT_DB_ROLE`, a pool whose sessions run
  * as that least-privilege role (no UPDATE/DELETE/TRUNCATE on the log); without it, the foundation's pool.
@@ -25,8 +17,7 @@ export const withRole = (url: Redacted.Redacted<string>, role: string): Redacted
 export const WorkingDb = (config: AuditConfig) =>
   Option.match(config.auditDbRole, {
     onNone: () => Layer.empty,
-    onSome: (role) =>
-      Db.layer({ url: withRole(config.databaseUrl, role), schema: config.dbSchema, poolMax: config.dbPoolMax }),
+    onSome: (role) => Db.layer({ url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax, role }),
   })
 
 /** The kernel infrastructure audit runs on (logging, telemetry, health, Postgres + migrations), from config. */
