@@ -32,16 +32,17 @@ export const DomainLive = Users.layer.pipe(
 export const AuthenticationLive = (config: IdentityConfig) =>
   Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
 
+/** The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations), from config. */
+export const Infrastructure = (config: IdentityConfig) =>
+  Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, "")).pipe(
+    Layer.provideMerge(Kernel.foundation(manifest, config)),
+  )
+
 /**
- * The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations, events, mail),
- * from config. Lambda leaves the background workers out (`background: false`: the event relay and the mail sender
- * would freeze between invocations); their rows wait for the container instances.
+ * The event side of the container: the relay of identity's outbox (with Kafka) and the bus the session revocations
+ * follow. Lambda leaves it out: background work would freeze between invocations; its rows wait for the containers.
  */
-export const Infrastructure = (config: IdentityConfig, options: { readonly background?: boolean } = {}) => {
-  const workers =
-    options.background === false
-      ? Layer.empty
-      : Layer.mergeAll(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers }), MailSender.fromConfig(config))
-  const appBaseUrl = Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, ""))
-  return Layer.mergeAll(workers, appBaseUrl).pipe(Layer.provideMerge(Kernel.foundation(manifest, config)))
-}
+export const Bus = (config: IdentityConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+
+/** The container's background mail sender: the notifier's queued mails go out over SMTP (or to the dev mailbox). */
+export const Events = (config: IdentityConfig) => MailSender.fromConfig(config)

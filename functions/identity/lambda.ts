@@ -14,7 +14,7 @@ export const handler = Lambda.handler(
       Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config)), Layer.provide(SessionRevocations.layer)), {
         api: IdentityApi,
         maxBodyBytes: config.maxBodyBytes,
-      }).pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config, { background: false }))),
+      }).pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config))),
     ),
   ),
 )

@@ -3,7 +3,7 @@ import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as Main from "../../shared/Main.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
-import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
+import { AuthenticationLive, Bus, DomainLive, Events, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
@@ -21,7 +21,11 @@ const App = Layer.unwrap(
       devMail,
     )
     const servers = Main.servers(routes, { api: IdentityApi, grpc: () => import("./Grpc.ts"), config })
-    return servers.pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config)))
+    return Layer.mergeAll(servers, Events(config)).pipe(
+      Layer.provide(DomainLive),
+      Layer.provide(Bus(config)),
+      Layer.provide(Infrastructure(config)),
+    )
   }),
 )
 
