@@ -1,7 +1,7 @@
 import { Effect, Layer, Schema } from "effect"
 import { topicOf } from "../../shared/CloudEvent.ts"
 import { EventBus } from "../../shared/EventBus.ts"
-import { Sessions } from "./Sessions.ts"
+import { type RevokeReason, Sessions } from "./Sessions.ts"
 
 const UserEvent = Schema.Struct({
   userId: Schema.String,
@@ -9,6 +9,15 @@ const UserEvent = Schema.Struct({
   changes: Schema.optional(Schema.Struct({ status: Schema.optional(Schema.String) })),
 })
 const decodeUserEvent = Schema.decodeUnknownEffect(UserEvent)
+
+// Why each of identity's events ends the user's sessions: all of them, or for a password change all but the one it
+// came from (`keepSessionId`); a profile update only when it disabled the account.
+const REASONS: Readonly<Record<string, RevokeReason>> = {
+  "identity.password.changed": "password_changed",
+  "identity.password.reset": "password_reset",
+  "identity.user.deleted": "account_deleted",
+  "identity.user.updated": "account_disabled",
+}
 
 /**
  * Ends sessions when identity says the account changed under them: a password change ends the other sessions, a
@@ -23,31 +32,13 @@ export const IdentityEventsLive = Layer.effectDiscard(
       group: "auth_sessions",
       handler: (event) =>
         Effect.gen(function* () {
-          const end = (
-            reason: Parameters<typeof sessions.revokeUser>[1],
-            data: typeof UserEvent.Type,
-            keep?: string | null,
-          ) =>
-            Effect.gen(function* () {
-              const ended = yield* sessions.revokeUser(data.userId, reason, keep ? { keep } : undefined)
-              if (ended > 0) yield* Effect.logInfo("sessions ended", { userId: data.userId, reason, ended })
-            })
-          switch (event.type) {
-            case "identity.password.changed": {
-              const data = yield* decodeUserEvent(event.data)
-              return yield* end("password_changed", data, data.keepSessionId)
-            }
-            case "identity.password.reset":
-              return yield* end("password_reset", yield* decodeUserEvent(event.data))
-            case "identity.user.deleted":
-              return yield* end("account_deleted", yield* decodeUserEvent(event.data))
-            case "identity.user.updated": {
-              const data = yield* decodeUserEvent(event.data)
-              const status = data.changes?.status
-              if (status === "disabled" || status === "deleted") return yield* end("account_disabled", data)
-              return
-            }
-          }
+          const reason = REASONS[event.type]
+          if (reason === undefined) return
+          const data = yield* decodeUserEvent(event.data)
+          if (event.type === "identity.user.updated" && data.changes?.status !== "disabled") return
+          const keep = data.keepSessionId ?? undefined
+          const ended = yield* sessions.revokeUser(data.userId, reason, keep ? { keep } : undefined)
+          if (ended > 0) yield* Effect.logInfo("sessions ended", { userId: data.userId, reason, ended })
         }),
     })
   }),
