@@ -40,9 +40,10 @@ describe("npm start (embedded defaults)", () => {
       expect(output).not.toMatch(/NOT READY/)
       const ready = await fetch("http://127.0.0.1:8082/readyz")
       expect(ready.status).toBe(200)
-      const missing = await fetch("http://127.0.0.1:8082/api/v1/users/0195a0a0-0000-7000-8000-000000000000")
-      expect(missing.status).toBe(404)
-      expect(missing.headers.get("content-type")).toBe("application/problem+json")
+      // Zero trust: the service itself refuses an admin route without a token, gateway or not.
+      const refused = await fetch("http://127.0.0.1:8082/api/v1/users/0195a0a0-0000-7000-8000-000000000000")
+      expect(refused.status).toBe(401)
+      expect(refused.headers.get("content-type")).toBe("application/problem+json")
       const mailbox = await fetch("http://127.0.0.1:8082/_dev/mail")
       expect(mailbox.status).toBe(200)
       expect(await mailbox.json()).toEqual({ items: [] })

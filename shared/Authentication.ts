@@ -142,40 +142,76 @@ export const challenge = (reason: string) =>
         'Bearer error="invalid_token"',
       )
 
-/** The middleware over a key resolver (auth itself resolves from its own key ring); needs `SessionRevocations`. */
-export const layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: AccessToken.VerifyOptions) =>
-  Layer.effect(
-    Authentication,
-    Effect.gen(function* () {
-      const authenticate = yield* authenticator(resolveKey, options)
-      return Authentication.of({
-        bearer: (httpEffect, { credential }) =>
-          authenticate(Redacted.value(credential)).pipe(
-            Effect.matchEffect({
-              onFailure: (error) =>
-                error._tag === "Refused"
-                  ? Effect.as(
-                      Effect.andThen(
-                        Metric.update(Metric.withAttributes(refusals, { reason: error.reason }), 1),
-                        Effect.logInfo("access token refused", { reason: error.reason }),
-                      ),
-                      challenge(error.reason),
-                    )
-                  : Effect.fail(error),
-              onSuccess: (claims) =>
-                httpEffect.pipe(
-                  Effect.provideService(
-                    CurrentUser,
-                    CurrentUser.of({ userId: claims.sub, sessionId: claims.sid, claims }),
-                  ),
-                  Effect.provideService(Actor, claims.sub),
-                  Effect.annotateLogs({ user_id: claims.sub }),
-                ),
-            }),
-          ),
-      })
-    }),
+const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i
+
+/** The token of an `Authorization: Bearer` header: "" when there is none, undefined when the header is malformed. */
+export const bearerToken = (authorization: string | undefined): string | undefined =>
+  authorization === undefined || authorization === "" ? "" : BEARER.exec(authorization)?.[1]
+
+/**
+ * The access-token verifier of a process (see `authenticator`), shared by the route guard, the bearer middleware and
+ * the gateway's edge: a token verified once is remembered until its `exp` by all of them.
+ */
+export class Verifier extends Context.Service<
+  Verifier,
+  {
+    authenticate(token: string): Effect.Effect<AccessToken.AccessClaims, Refused | ServiceUnavailable>
+  }
+>()("shared/Authentication/Verifier") {
+  /** A verifier over a key resolver (auth resolves from its own key ring); needs `SessionRevocations`. */
+  static readonly layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: AuthenticatorOptions) =>
+    Layer.effect(
+      Verifier,
+      Effect.map(authenticator(resolveKey, options), (authenticate) => Verifier.of({ authenticate })),
+    )
+}
+
+/** Counts a refusal and answers it with its 401 challenge. */
+export const refuse = (reason: string) =>
+  Effect.as(
+    Effect.andThen(
+      Metric.update(Metric.withAttributes(refusals, { reason }), 1),
+      Effect.logInfo("access token refused", { reason }),
+    ),
+    challenge(reason),
   )
 
-/** The middleware verifying against auth's JWKS (`AUTH_JWKS_URL`); needs `SessionRevocations`. */
-export const layer = (options: AuthenticationOptions) => layerWithKeys(remoteKeys(options.jwks), options)
+/** What a handler runs with once its caller is verified: `CurrentUser`, the `Actor` of its events, `user_id` in logs. */
+export const asCaller = <A, E, R>(effect: Effect.Effect<A, E, R>, claims: AccessToken.AccessClaims) =>
+  effect.pipe(
+    Effect.provideService(CurrentUser, CurrentUser.of({ userId: claims.sub, sessionId: claims.sid, claims })),
+    Effect.provideService(Actor, claims.sub),
+    Effect.annotateLogs({ user_id: claims.sub }),
+  )
+
+/**
+ * The bearer middleware over the process's `Verifier`. When the route guard already verified the caller (it runs
+ * first on every declared route), its `CurrentUser` is used as it is: one verification per request.
+ */
+export const middleware = Layer.effect(
+  Authentication,
+  Effect.gen(function* () {
+    const verifier = yield* Verifier
+    return Authentication.of({
+      bearer: (httpEffect, { credential }) =>
+        Effect.flatMap(Effect.serviceOption(CurrentUser), (verified) =>
+          Option.isSome(verified)
+            ? Effect.provideService(httpEffect, CurrentUser, verified.value)
+            : verifier.authenticate(Redacted.value(credential)).pipe(
+                Effect.matchEffect({
+                  onFailure: (error) => (error._tag === "Refused" ? refuse(error.reason) : Effect.fail(error)),
+                  onSuccess: (claims) => asCaller(httpEffect, claims),
+                }),
+              ),
+        ),
+    })
+  }),
+)
+
+/** The middleware and the verifier over a key resolver (auth itself resolves from its own key ring). */
+export const layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: AuthenticatorOptions) =>
+  middleware.pipe(Layer.provideMerge(Verifier.layerWithKeys(resolveKey, options)))
+
+/** The middleware and the verifier against auth's JWKS (`AUTH_JWKS_URL`); needs `SessionRevocations`. */
+export const layer = (options: AuthenticationOptions & Pick<AuthenticatorOptions, "unrevokedMemoMs">) =>
+  layerWithKeys(remoteKeys(options.jwks), options)

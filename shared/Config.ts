@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
 import { SQL_IDENTIFIER } from "./Db.ts"
-import { JWKS_PATH } from "./Module.ts"
+import { grpcUrlKey, JWKS_PATH, type ModuleManifest } from "./Module.ts"
+import * as ServiceIdentity from "./ServiceIdentity.ts"
 import { entryProblem } from "./TrustedProxies.ts"
 
 /** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
@@ -112,7 +113,18 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
   kafkaBrokers: Config.option(commaList("KAFKA_BROKERS")),
+  ...ServiceIdentity.config(),
 })
+
+/**
+ * The gRPC address of a function this one depends on: `<NAME>_GRPC_URL`, default `localhost:<its manifest port>`
+ * (the port is said once, in that function's manifest).
+ */
+export const grpcAddress = (name: string, manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>) => {
+  const port = manifests.find((m) => m.name === name)?.ports.grpc
+  if (port === undefined) throw new Error(`no function ${name} with a gRPC port in the registry`)
+  return Config.String(grpcUrlKey(name)).pipe(Config.withDefault(`localhost:${port}`))
+}
 
 /** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool size. */
 export const database = (functionName: string) => ({

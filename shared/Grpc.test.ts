@@ -32,7 +32,11 @@ import * as GrpcClient from "./GrpcClient.ts"
 import * as GrpcServer from "./GrpcServer.ts"
 import { EmailTaken, NotFound, ServiceUnavailable, ValidationFailed } from "./Problem.ts"
 import { RequestId } from "./RequestContext.ts"
+import * as ServiceIdentityModule from "./ServiceIdentity.ts"
+import { ServiceIdentity } from "./ServiceIdentity.ts"
 import { freePort as newPort } from "./testing/ports.ts"
+
+const devKeys = { serviceKey: Option.none(), servicePublicKeys: Option.none() }
 
 // ---- a small in-test IdentityService -----------------------------------------------------------------------------
 
@@ -158,11 +162,16 @@ const startServer = (
       host: "127.0.0.1",
       services,
       ...(options?.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: options.shutdownTimeoutMs } : {}),
-    }).pipe(Layer.provide(collectLogs(options?.logs ?? []))),
+    }).pipe(
+      Layer.provide(collectLogs(options?.logs ?? [])),
+      Layer.provide(ServiceIdentity.layerDev("identity", ["test-caller"])),
+    ),
   ).pipe(Effect.map((context) => Context.get(context, GrpcServer.GrpcServer)))
 
 const identityClient = (port: number, options?: Partial<GrpcClient.GrpcClientOptions>) =>
-  GrpcClient.make(IdentityServiceClient, { address: `127.0.0.1:${port}`, caller: "test-caller", ...options })
+  GrpcClient.make(IdentityServiceClient, { address: `127.0.0.1:${port}`, ...options }).pipe(
+    Effect.provide(ServiceIdentity.layerDev("test-caller")),
+  )
 
 const freePort = Effect.promise(newPort)
 
@@ -176,15 +185,24 @@ const clientAttempts = (method: string, code: string) =>
       .reduce((n, s) => n + Number((s.state as { count: number | bigint }).count), 0),
   )
 
+// A service token of "test-caller" for identity, as GrpcClient sends it.
+const callerToken = Effect.suspend(() =>
+  ServiceIdentityModule.make({ name: "test-caller", callers: [], functions: [], config: devKeys }).token("identity"),
+)
+
 // A raw grpc-js call, to look at exactly what is on the wire.
-const rawGetUser = (port: number, id: string) =>
-  Effect.callback<grpc.ServiceError | GetUserResponse>((resume) => {
-    const client = new IdentityServiceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
-    client.getUser({ id }, (error, response) => {
-      client.close()
-      resume(Effect.succeed(error ?? response))
-    })
-  })
+const rawGetUser = (port: number, id: string, token: Effect.Effect<string | undefined> = callerToken) =>
+  Effect.flatMap(token, (bearer) =>
+    Effect.callback<grpc.ServiceError | GetUserResponse>((resume) => {
+      const client = new IdentityServiceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+      const metadata = new grpc.Metadata()
+      if (bearer !== undefined) metadata.set("authorization", `Bearer ${bearer}`)
+      client.getUser({ id }, metadata, (error, response) => {
+        client.close()
+        resume(Effect.succeed(error ?? response))
+      })
+    }),
+  )
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")
@@ -379,7 +397,9 @@ describe("Grpc", () => {
     Effect.gen(function* () {
       const identity = makeIdentity()
       const server = yield* startServer([identity.service])
-      const health = yield* GrpcClient.make(HealthClient, { address: `127.0.0.1:${server.port}`, caller: "probe" })
+      const health = yield* GrpcClient.make(HealthClient, { address: `127.0.0.1:${server.port}` }).pipe(
+        Effect.provide(ServiceIdentity.layerDev("probe")),
+      )
       const { SERVING, NOT_SERVING } = HealthCheckResponse_ServingStatus
       expect((yield* health.call("check", { service: "" })).status).toBe(SERVING)
       expect((yield* health.call("check", { service: "identity.v1.IdentityService" })).status).toBe(SERVING)

@@ -6,6 +6,8 @@ import * as Problem from "./Problem.ts"
 export const REQUEST_ID = "x-request-id"
 /** Metadata key naming the calling service. */
 export const CALLER = "x-caller"
+/** Metadata key of the caller's service token (`Bearer <jwt>`, see `ServiceIdentity`). */
+export const AUTHORIZATION = "authorization"
 /** Metadata key carrying the original client's address (internal calls only; audit fields of events). */
 export const CLIENT_IP = "x-client-ip"
 /** Metadata key carrying the signed-in user the call is made for (internal calls only; audit fields of events). */

@@ -3,6 +3,7 @@ import { Duration, Effect, Exit, Metric, Schedule, type Scope } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as Grpc from "./Grpc.ts"
 import { auditFields } from "./RequestContext.ts"
+import { ServiceIdentity } from "./ServiceIdentity.ts"
 
 /** A ts-proto generated grpc-js client constructor, such as `IdentityServiceClient`. */
 export interface ClientConstructor<D extends Grpc.ServiceDefinition> {
@@ -15,8 +16,8 @@ export interface ClientConstructor<D extends Grpc.ServiceDefinition> {
 export interface GrpcClientOptions {
   /** `host:port` of the service (from the service registry). */
   readonly address: string
-  /** This service's name, sent as `x-caller`. */
-  readonly caller: string
+  /** The function serving it (the audience of the service token); default: the proto package's first segment. */
+  readonly callee?: string
   /** Deadline of each attempt unless the call says otherwise. Default 5 s. */
   readonly timeoutMs?: number
   /** Retries of an idempotent call on UNAVAILABLE / DEADLINE_EXCEEDED. Default 3. */
@@ -70,12 +71,16 @@ const codeOf = (exit: Exit.Exit<unknown, grpc.ServiceError>): grpc.status => {
   return error._tag === "Some" ? error.value.code : grpc.status.CANCELLED
 }
 
-/** Opens a channel to a service (closed with the scope) and returns Effect calls over its unary methods. */
+/**
+ * Opens a channel to a service (closed with the scope) and returns Effect calls over its unary methods. Every call
+ * carries this function's service token for the callee (`ServiceIdentity`).
+ */
 export const make = <D extends Grpc.ServiceDefinition>(
   ctor: ClientConstructor<D>,
   options: GrpcClientOptions,
-): Effect.Effect<GrpcClient<D>, never, Scope.Scope> =>
+): Effect.Effect<GrpcClient<D>, never, Scope.Scope | ServiceIdentity> =>
   Effect.gen(function* () {
+    const identity = yield* ServiceIdentity
     const client = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
@@ -87,6 +92,7 @@ export const make = <D extends Grpc.ServiceDefinition>(
       (client) => Effect.sync(() => client.close()),
     )
     const service = Grpc.serviceName(ctor.service)
+    const callee = options.callee ?? service.split(".")[0]!
     const schedule = Schedule.exponential(Duration.millis(options.retryDelayMs ?? 100), 2).pipe(Schedule.jittered)
 
     const call = <M extends Grpc.UnaryMethod<D>>(
@@ -131,7 +137,8 @@ export const make = <D extends Grpc.ServiceDefinition>(
         // Who, from where, in which request: the work in progress's audit fields travel with the call.
         const { requestId, ip, actor } = yield* auditFields
         if (requestId !== null) metadata.set(Grpc.REQUEST_ID, requestId)
-        metadata.set(Grpc.CALLER, options.caller)
+        metadata.set(Grpc.CALLER, identity.name)
+        metadata.set(Grpc.AUTHORIZATION, `Bearer ${yield* identity.token(callee)}`)
         if (ip !== null) metadata.set(Grpc.CLIENT_IP, ip)
         if (actor !== null) metadata.set(Grpc.ACTOR, actor)
         const span = yield* Effect.option(Effect.currentSpan)

@@ -10,6 +10,7 @@ import {
 } from "../proto/gen/grpc/health/v1/health.ts"
 import * as Grpc from "./Grpc.ts"
 import { Actor, ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
+import { ServiceIdentity } from "./ServiceIdentity.ts"
 
 /** What a handler knows about the call it serves, besides the request message. */
 export interface GrpcCall {
@@ -19,8 +20,8 @@ export interface GrpcCall {
   readonly method: string
   /** The caller's `x-request-id`, or a fresh one; also annotated on every log line as request_id. */
   readonly requestId: string
-  /** The calling service (`x-caller`), when it said. */
-  readonly caller: string | undefined
+  /** The calling function, verified from its service token (see `ServiceIdentity`). */
+  readonly caller: string
   /** The call's deadline (epoch ms), when the client set one. */
   readonly deadline: number | undefined
   /** The raw request metadata. */
@@ -105,14 +106,23 @@ export class GrpcServer extends Context.Service<
     setStatus(service: string, status: ServingStatus): Effect.Effect<void>
   }
 >()("shared/GrpcServer") {
-  /** Starts the server with the given services plus grpc.health.v1; drains in-flight calls when the scope closes. */
-  static readonly layer = <R>(options: GrpcServerOptions<R>): Layer.Layer<GrpcServer, GrpcServerError, R> =>
-    Layer.effect(GrpcServer, make(options))
+  /**
+   * Starts the server with the given services plus grpc.health.v1; drains in-flight calls when the scope closes.
+   * Every call to the services must carry a service token of a function allowed to call this one (`ServiceIdentity`):
+   * none or a bad one is UNAUTHENTICATED, a genuine function that does not depend on this one PERMISSION_DENIED.
+   * The health service stays open (probes carry no identity).
+   */
+  static readonly layer = <R>(
+    options: GrpcServerOptions<R>,
+  ): Layer.Layer<GrpcServer, GrpcServerError, R | ServiceIdentity> => Layer.effect(GrpcServer, make(options))
 }
+
+const BEARER = /^Bearer[ ]+(\S+)$/i
 
 /** Builds and starts the server in the current scope (see `GrpcServer.layer`). */
 export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R>) {
   const context = yield* Effect.context<R>()
+  const identity = yield* ServiceIdentity
   const run = Effect.runForkWith(context)
   const inFlight = new Set<Fiber.Fiber<void>>()
   const statuses = new Map<string, ServingStatus>([["", "SERVING"]])
@@ -163,28 +173,34 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
     return (call, callback) => {
       const started = performance.now()
       const requestId = sane(Grpc.metadataString(call.metadata, Grpc.REQUEST_ID)) ?? randomUUID()
-      const caller = sane(Grpc.metadataString(call.metadata, Grpc.CALLER))
+      const declared = sane(Grpc.metadataString(call.metadata, Grpc.CALLER))
       const deadline = deadlineOf(call.getDeadline())
       const traceparent = Grpc.metadataString(call.metadata, Grpc.TRACEPARENT)
       const parent = traceparent
         ? Option.getOrUndefined(HttpTraceContext.fromHeaders(Headers.fromRecordUnsafe({ traceparent })))
         : undefined
-      const ctx: GrpcCall = {
-        service: svc.name,
-        method,
-        requestId,
-        caller,
-        deadline,
-        metadata: call.metadata,
-        peer: call.getPeer(),
-      }
+      const token = BEARER.exec(Grpc.metadataString(call.metadata, Grpc.AUTHORIZATION) ?? "")?.[1]
       let responded = false
       const record = (code: grpc.status) =>
         Effect.andThen(
           Metric.update(Metric.withAttributes(requests, { ...labels, code: Grpc.statusName(code) }), 1),
           Metric.update(Metric.withAttributes(duration, labels), (performance.now() - started) / 1000),
         )
-      const program = Effect.suspend(() => handler(call.request, ctx)).pipe(
+      // Zero trust: the caller proves who it is before any handler runs.
+      const program = Effect.flatMap(identity.verify(token), (caller) =>
+        Effect.annotateLogs(
+          handler(call.request, {
+            service: svc.name,
+            method,
+            requestId,
+            caller,
+            deadline,
+            metadata: call.metadata,
+            peer: call.getPeer(),
+          }),
+          { caller },
+        ),
+      ).pipe(
         Effect.onExit((exit) =>
           Effect.annotateCurrentSpan(
             "rpc.grpc.status_code",
@@ -198,7 +214,7 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
             "rpc.system": "grpc",
             "rpc.service": svc.name,
             "rpc.method": method,
-            ...(caller ? { "rpc.caller": caller } : {}),
+            ...(declared ? { "rpc.caller": declared } : {}),
           },
         }),
         Effect.exit,
@@ -228,7 +244,7 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
         Effect.provideService(ClientIp, sane(Grpc.metadataString(call.metadata, Grpc.CLIENT_IP)) ?? ""),
         Effect.provideService(Actor, sane(Grpc.metadataString(call.metadata, Grpc.ACTOR)) ?? ""),
         Effect.provideService(Grpc.CallDeadline, deadline),
-        Effect.annotateLogs({ request_id: requestId, ...(caller ? { caller } : {}), rpc: `${svc.name}/${method}` }),
+        Effect.annotateLogs({ request_id: requestId, rpc: `${svc.name}/${method}` }),
       )
       const fiber = run(program)
       inFlight.add(fiber)

@@ -6,6 +6,7 @@ import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
 import type { ModuleManifest } from "./Module.ts"
 import * as PgEventBus from "./PgEventBus.ts"
+import { callersOf, ServiceIdentity, type ServiceIdentityConfig } from "./ServiceIdentity.ts"
 import * as Telemetry from "./Telemetry.ts"
 
 /** What the kernel needs to know to stand up a function's infrastructure. */
@@ -110,3 +111,19 @@ export const foundation = (
     migrations: manifest.migrations,
   }).pipe(Layer.provideMerge(base(kernel)))
 }
+
+/**
+ * A function's identity on internal calls (`ServiceIdentity`): its key from config, and whom it serves: the functions
+ * of the registry whose manifests list it in `dependsOn`.
+ */
+export const identity = (
+  manifest: Pick<ModuleManifest, "name">,
+  registry: ReadonlyArray<Pick<ModuleManifest, "name" | "dependsOn">>,
+  config: ServiceIdentityConfig,
+) =>
+  ServiceIdentity.layer({
+    name: manifest.name,
+    callers: callersOf(manifest.name, registry),
+    functions: registry.map((m) => m.name),
+    config,
+  })

@@ -2,6 +2,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer, Runtime } from "effect"
 import { ConfigInvalid, loadDotEnv } from "./Config.ts"
 import * as GrpcDeferred from "./GrpcDeferred.ts"
+import type { RouteSpec } from "./Module.ts"
 import * as Server from "./Server.ts"
 
 /**
@@ -42,17 +43,20 @@ export interface ServersConfig {
  * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, then gRPC on
  * `GRPC_PORT` with the services of the function's Grpc.ts module, imported only once HTTP listens.
  */
-export const servers = <A, E, R, G>(
+export const servers = <A, E, R, G, RU = never>(
   routes: Layer.Layer<A, E, R>,
   options: {
     readonly api: Server.ApiLike
     readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>>
     readonly config: ServersConfig
-  },
+    /** The manifest's routes: each route is enforced as declared there (`Server.guarded`). */
+    readonly declared: ReadonlyArray<RouteSpec>
+  } & Server.Unguarded<RU>,
 ) => {
   const { config } = options
-  const http = Server.serve(routes, {
+  const http = Server.serve(Server.guarded(routes, options.declared), {
     api: options.api,
+    ...(options.unguarded ? { unguarded: options.unguarded } : {}),
     port: config.httpPort,
     maxBodyBytes: config.maxBodyBytes,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

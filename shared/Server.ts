@@ -6,8 +6,10 @@ import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, Ht
 import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
+import type { RouteSpec } from "./Module.ts"
 import * as Problem from "./Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
+import * as RouteGuard from "./RouteGuard.ts"
 import { type TrustedProxies, trustedProxies } from "./TrustedProxies.ts"
 
 /** Any HttpApi definition (structurally: something with groups). */
@@ -322,13 +324,26 @@ const drainFront = (server: Server, taken: Set<ServerResponse>, graceMs: number)
     }
   })
 
+/** Routes outside a function's contract that stay unguarded (development tools such as the dev mailbox). */
+export interface Unguarded<RU = never> {
+  readonly unguarded?: Layer.Layer<never, never, RU>
+}
+
+/**
+ * A function's routes, each enforced by the function itself as its manifest declares it (zero trust, see
+ * `RouteGuard`): what the container and Lambda entries serve. Needs `Verifier`, and `Permissions` for permission routes.
+ */
+export const guarded = <A, E, R>(routes: Layer.Layer<A, E, R>, declared: ReadonlyArray<RouteSpec>) =>
+  routes.pipe(Layer.provide(RouteGuard.layer(declared)))
+
 /** A function's routes with the system routes and the request middleware: the app any transport serves. */
-export const app = <A, E, R>(
+export const app = <A, E, R, RU = never>(
   routes: Layer.Layer<A, E, R>,
-  options: Omit<ServerOptions, "port" | "shutdownTimeoutMs">,
+  options: Omit<ServerOptions, "port" | "shutdownTimeoutMs"> & Unguarded<RU>,
 ) =>
   Layer.mergeAll(
     routes.pipe(Layer.provide(routeLabel)),
+    options.unguarded ?? Layer.empty,
     systemRoutes,
     requestMiddleware(
       options.maxBodyBytes ?? 1024 * 1024,
@@ -341,9 +356,9 @@ export const app = <A, E, R>(
  * Serves an app's routes plus the system routes over Node's HTTP server; drains in-flight requests on shutdown.
  * `front`, when given, is built first and sees every request before the router (see `Front`).
  */
-export const serve = <A, E, R, RF = never>(
+export const serve = <A, E, R, RF = never, RU = never>(
   routes: Layer.Layer<A, E, R>,
-  options: ServerOptions & { readonly front?: Effect.Effect<Front, never, RF> },
+  options: ServerOptions & Unguarded<RU> & { readonly front?: Effect.Effect<Front, never, RF> },
 ) =>
   Layer.unwrap(
     Effect.map(options.front ?? Effect.succeed(undefined), (front) => {

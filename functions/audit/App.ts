@@ -1,6 +1,9 @@
 import { Layer, Option } from "effect"
+import * as Authentication from "../../shared/Authentication.ts"
 import { Db } from "../../shared/Db.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { Permissions } from "../../shared/Permissions.ts"
+import { manifests } from "../registry.ts"
 import * as AuditEvents from "./AuditEvents.ts"
 import { AuditLog } from "./AuditLog.ts"
 import { AuditRepo } from "./AuditRepo.ts"
@@ -20,6 +23,20 @@ export const WorkingDb = (config: AuditConfig) =>
     onSome: (role) => Db.layer({ url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax, role }),
   })
 
+/**
+ * How audit enforces its own routes (zero trust): bearer tokens against auth's JWKS and the session revocations, and
+ * every route's permission through authz's `Authorize` (answers reused ≤ 500 ms). Needs `SessionRevocations` and
+ * `ServiceIdentity`.
+ */
+export const AccessLive = (config: AuditConfig) =>
+  Layer.merge(
+    Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } }),
+    Permissions.layer({ address: config.authzGrpcUrl, ttlMs: 500 }),
+  )
+
+/** Audit's identity on internal calls; it serves the functions that depend on it (the gateway). */
+export const Identity = (config: AuditConfig) => Kernel.identity(manifest, manifests, config)
+
 /** The kernel infrastructure audit runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: AuditConfig) => Kernel.foundation(manifest, config)
 
@@ -29,5 +46,8 @@ export const Infrastructure = (config: AuditConfig) => Kernel.foundation(manifes
  */
 export const Events = (config: AuditConfig) =>
   AuditEvents.layer({ topics: config.auditTopics, group: config.auditGroup }).pipe(
-    Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })),
+    Layer.merge(Permissions.following(manifest.name)),
   )
+
+/** The bus audit's consumers follow (Kafka with `KAFKA_BROKERS`, else the Postgres-backed bus). */
+export const Bus = (config: AuditConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })

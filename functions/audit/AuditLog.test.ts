@@ -169,7 +169,7 @@ describe("audit verification", () => {
         `SET session_replication_role = replica; UPDATE ${table} SET metadata = '{"i": 99}' WHERE id = '${ids[2]}'`,
       )
       expect(await verify(tampered)).toEqual({ ok: false, brokenAt: ids[2] })
-      const res = await fetch(`${tampered.url}/api/v1/audit/verify`)
+      const res = await fetch(`${tampered.url}/api/v1/audit/verify`, { headers: tampered.admin })
       expect(res.status).toBe(200)
       expect(await res.json()).toEqual({ ok: false, brokenAt: ids[2] })
     } finally {

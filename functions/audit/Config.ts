@@ -34,6 +34,9 @@ export const loadConfig = Cfg.load({
   ),
   /** Prefix of the consumer groups (one per topic: `<group>:<topic>`). */
   auditGroup: Config.String("AUDIT_CONSUMER_GROUP").pipe(Config.withDefault(manifest.name)),
+  ...Cfg.authentication(),
+  /** authz's gRPC address (`host:port`): the permission checks of every route. */
+  authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })
 
 /** Audit's validated configuration. */

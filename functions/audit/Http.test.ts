@@ -51,6 +51,10 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(() => audit?.close())
 
+// audit enforces its own routes: they are called as the harness's administrator (refusals are in ZeroTrust.test.ts).
+const fetch = (input: string, init: RequestInit = {}) =>
+  globalThis.fetch(input, { ...init, headers: { ...audit.admin, ...(init.headers as Record<string, string>) } })
+
 type Page = {
   items: Array<{ id: string; occurredAt: string; actorId: string; action: string }>
   nextCursor: string | null

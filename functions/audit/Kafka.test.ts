@@ -16,7 +16,7 @@ const eventually = (what: string, check: () => Promise<boolean>) => waitFor(what
 
 type Item = { id: string; action: string; actorId: string | null; targetId: string | null; outcome: string }
 const list = async (audit: AuditUnderTest, query: string) => {
-  const res = await fetch(`${audit.url}/api/v1/audit/events?limit=100&${query}`)
+  const res = await fetch(`${audit.url}/api/v1/audit/events?limit=100&${query}`, { headers: audit.admin })
   return ((await res.json()) as { items: Array<Item> }).items
 }
 
@@ -72,7 +72,7 @@ describe("audit over the real Kafka", () => {
       targetType: "user",
     })
     expect(items.find((i) => i.action === "auth.login.failed")).toMatchObject({ outcome: "failure" })
-    const verify = await (await fetch(`${audit.url}/api/v1/audit/verify`)).json()
+    const verify = await (await fetch(`${audit.url}/api/v1/audit/verify`, { headers: audit.admin })).json()
     expect(verify).toMatchObject({ ok: true })
   }, 120_000)
 })
@@ -160,7 +160,7 @@ describe("a Kafka outage", () => {
       expect(await recorded()).toBe(30)
       const ns = await sql(`SELECT (metadata->>'n')::int AS n FROM ${schema}.audit_events ORDER BY 1`)
       expect(ns.map((r) => r.n)).toEqual(Array.from({ length: 30 }, (_, i) => i))
-      expect(await (await fetch(`${audit.url}/api/v1/audit/verify`)).json()).toEqual({
+      expect(await (await fetch(`${audit.url}/api/v1/audit/verify`, { headers: audit.admin })).json()).toEqual({
         ok: true,
         checked: 30,
         head: expect.stringMatching(/^[0-9a-f]{64}$/),

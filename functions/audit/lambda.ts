@@ -1,18 +1,23 @@
 import { Effect, Layer } from "effect"
 import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
+import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AuditApi } from "./Api.ts"
-import { DomainLive, Infrastructure, WorkingDb } from "./App.ts"
+import { AccessLive, DomainLive, Identity, Infrastructure, WorkingDb } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
+import { manifest } from "./module.ts"
 
 /** AWS Lambda entry (API Gateway HTTP API, payload v2): the same HTTP app as the container, without the consumer. */
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpLive, { api: AuditApi, maxBodyBytes: config.maxBodyBytes }).pipe(
+      Server.app(Server.guarded(HttpLive, manifest.routes), { api: AuditApi, maxBodyBytes: config.maxBodyBytes }).pipe(
+        Layer.provide(AccessLive(config)),
+        Layer.provide(SessionRevocations.layer),
         Layer.provide(DomainLive),
         Layer.provide(WorkingDb(config)),
+        Layer.provide(Identity(config)),
         Layer.provide(Infrastructure(config)),
       ),
     ),

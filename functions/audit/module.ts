@@ -8,7 +8,8 @@ export const manifest = defineModule({
   version: "0.1.0",
   description: "Append-only, hash-chained audit log fed by every service's events; query and verify",
   ports: { http: 8084, grpc: 9084 },
-  dependsOn: [],
+  // authz answers the permission checks of its routes.
+  dependsOn: ["authz"],
   routes: [
     { method: "GET", path: "/api/v1/audit/events", auth: { permission: "audit.event.read" } },
     { method: "GET", path: "/api/v1/audit/verify", auth: { permission: "audit.event.verify" }, timeoutMs: 60_000 },

@@ -4,6 +4,7 @@ import { Cache } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
+import { manifests } from "../registry.ts"
 import type { AuthConfig } from "./Config.ts"
 import { IdentityClient } from "./IdentityClient.ts"
 import { IdentityEventsLive } from "./IdentityEvents.ts"
@@ -68,6 +69,9 @@ export const AuthenticationLive = (config: AuthConfig) =>
       Authentication.layerWithKeys(keys.verificationKey, { issuer: config.jwtIssuer, audience: config.jwtAudience }),
     ),
   )
+
+/** Auth's identity on internal calls (to identity; it serves the gateway). */
+export const Identity = (config: AuthConfig) => Kernel.identity(manifest, manifests, config)
 
 /** The kernel infrastructure auth runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest, config)

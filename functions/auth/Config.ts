@@ -1,5 +1,6 @@
 import { Config, type Effect, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
 /** Auth's configuration keys for signing keys and tokens. */
@@ -54,7 +55,7 @@ export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
   ...Cfg.database(manifest.name),
   /** identity's gRPC address (`host:port`). */
-  identityGrpcUrl: Config.String("IDENTITY_GRPC_URL").pipe(Config.withDefault("localhost:9082")),
+  identityGrpcUrl: Cfg.grpcAddress("identity", manifests),
   ...keysConfig,
   ...sessionsConfig,
   ...oidcConfig,

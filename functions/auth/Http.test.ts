@@ -3,6 +3,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AuthServiceClient } from "../../proto/gen/auth/v1/auth.ts"
 import * as GrpcClient from "../../shared/GrpcClient.ts"
+import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { waitUntil } from "../../shared/testing/busHarness.ts"
 import { sql } from "../../shared/testing/harness.ts"
@@ -69,9 +70,9 @@ const isRevoked = (sid: string) =>
 const validate = (token: string) =>
   Effect.runPromise(
     Effect.gen(function* () {
-      const client = yield* GrpcClient.make(AuthServiceClient, { address: auth.grpcAddress, caller: "test" })
+      const client = yield* GrpcClient.make(AuthServiceClient, { address: auth.grpcAddress })
       return yield* client.call("validateToken", { token })
-    }).pipe(Effect.scoped),
+    }).pipe(Effect.scoped, Effect.provide(ServiceIdentity.layerDev("gateway"))),
   )
 
 describe("auth: register and login", () => {

@@ -5,6 +5,7 @@ import type { GrpcFailure } from "../../shared/Grpc.ts"
 import type { CallOptions } from "../../shared/GrpcClient.ts"
 import type { EmailTaken, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
+import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 
 type IdentityService = typeof IdentityServiceService
 
@@ -47,14 +48,16 @@ export class IdentityClient extends Context.Service<
       IdentityClient,
       Effect.gen(function* () {
         const scope = yield* Effect.scope
+        const identity = yield* ServiceIdentity
         const connect = yield* Effect.cached(
           Effect.promise(() =>
             Promise.all([import("../../proto/gen/identity/v1/identity.ts"), import("../../shared/GrpcClient.ts")]),
           ).pipe(
             Effect.flatMap(([proto, GrpcClient]) =>
-              GrpcClient.make(proto.IdentityServiceClient, { address: options.address, caller: "auth" }),
+              GrpcClient.make(proto.IdentityServiceClient, { address: options.address }),
             ),
             Scope.provide(scope),
+            Effect.provideService(ServiceIdentity, identity),
           ),
         )
         // Every call waits for the channel (opened once) and goes through it.

@@ -1,16 +1,21 @@
-import { Layer, Option } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
 import { Cache } from "../../shared/Cache.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { Permissions } from "../../shared/Permissions.ts"
+import { manifests } from "../registry.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { BootstrapAdminLive } from "./BootstrapAdmin.ts"
 import type { AuthzConfig } from "./Config.ts"
 import { manifest } from "./module.ts"
 import { PermissionRegistry } from "./PermissionRegistry.ts"
+import { UserId } from "./Role.ts"
 import { Roles } from "./Roles.ts"
 import { RolesRepo } from "./RolesRepo.ts"
+
+const decodeUserId = Schema.decodeUnknownOption(UserId)
 
 /**
  * How long a user's effective grants are cached: with Redis every instance shares the entries and a change reaches
@@ -40,6 +45,29 @@ export const DomainLive = (config: AuthzConfig, registry: Layer.Layer<Permission
 /** Bearer authentication of the signed-in route: tokens checked against auth's JWKS and the session revocations. */
 export const AuthenticationLive = (config: AuthzConfig) =>
   Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
+
+/**
+ * How authz enforces its own routes (zero trust): bearer tokens as above, and permissions answered by its own
+ * `Authorizer` (no call to itself). Needs `SessionRevocations` and the domain.
+ */
+export const AccessLive = (config: AuthzConfig) =>
+  Layer.merge(
+    AuthenticationLive(config),
+    Layer.unwrap(
+      Effect.map(Effect.service(Authorizer), (authorizer) =>
+        Permissions.local((subject, permission) =>
+          Option.match(decodeUserId(subject), {
+            // A subject that is no user id here cannot hold roles.
+            onNone: () => Effect.succeed(false),
+            onSome: (userId) => Effect.map(authorizer.check(userId, permission), (decision) => decision.allowed),
+          }),
+        ),
+      ),
+    ),
+  )
+
+/** Authz's identity on internal calls; it serves the functions that depend on it (the gateway, the services). */
+export const Identity = (config: AuthzConfig) => Kernel.identity(manifest, manifests, config)
 
 /** The kernel infrastructure authz runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: AuthzConfig) => Kernel.foundation(manifest, config)

@@ -4,6 +4,7 @@ import { Redis } from "ioredis"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AuthzServiceClient, type AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
 import * as GrpcClient from "../../shared/GrpcClient.ts"
+import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { sql } from "../../shared/testing/harness.ts"
 import { type AuthzUnderTest, startAuthz } from "./testing/authzHarness.ts"
 
@@ -16,18 +17,18 @@ const hasPermission = (instance: AuthzUnderTest, userId: string, permission: str
       Effect.flatMap(
         GrpcClient.make<typeof AuthzServiceService>(AuthzServiceClient, {
           address: instance.grpcAddress,
-          caller: "test",
           retries: 0,
         }),
         (client) => client.call("hasPermission", { userId, permission }),
       ),
-    ),
+    ).pipe(Effect.provide(ServiceIdentity.layerDev("gateway"))),
   ).then((response) => response.allowed)
 
 const http = async (instance: AuthzUnderTest, method: string, path: string, body?: unknown) => {
   const res = await fetch(`${instance.url}${path}`, {
     method,
-    ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    headers: { ...instance.admin, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   })
   expect(res.status, await res.clone().text()).toBeLessThan(300)
   return res.status === 204 ? undefined : ((await res.json()) as { id: string })

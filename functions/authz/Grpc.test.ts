@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AuthzServiceClient, type AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
 import * as GrpcClient from "../../shared/GrpcClient.ts"
+import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { sql } from "../../shared/testing/harness.ts"
 import { ADMIN_ROLE_ID } from "./Role.ts"
 import { type AuthzUnderTest, startAuthz } from "./testing/authzHarness.ts"
@@ -20,17 +21,15 @@ afterAll(async () => {
 const grpc = <A, E>(f: (client: GrpcClient.GrpcClient<typeof AuthzServiceService>) => Effect.Effect<A, E>) =>
   Effect.runPromise(
     Effect.scoped(
-      Effect.flatMap(
-        GrpcClient.make(AuthzServiceClient, { address: authz.grpcAddress, caller: "test", retries: 0 }),
-        f,
-      ),
-    ),
+      Effect.flatMap(GrpcClient.make(AuthzServiceClient, { address: authz.grpcAddress, retries: 0 }), f),
+    ).pipe(Effect.provide(ServiceIdentity.layerDev("gateway"))),
   )
 
 const http = (method: string, path: string, body?: unknown) =>
   fetch(`${authz.url}${path}`, {
+    headers: { ...authz.admin, ...(body === undefined ? {} : { "content-type": "application/json" }) },
     method,
-    ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   })
 
 const userWith = async (permissions: Array<string>) => {

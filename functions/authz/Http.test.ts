@@ -17,7 +17,14 @@ afterAll(async () => {
   if (authz) await sql(`DROP SCHEMA IF EXISTS ${authz.db.schema} CASCADE`)
 })
 
-const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+// authz enforces its own routes: the permission routes are called as the harness's administrator (refusals are in
+// ZeroTrust.test.ts); the signed-in caller's routes and explicit headers go as given.
+const call = (
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = path.startsWith("/api/v1/users/me/") ? {} : authz.admin,
+) =>
   fetch(`${authz.url}${path}`, {
     method,
     headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
@@ -69,7 +76,7 @@ describe("roles", () => {
     expect(await eventsOf(role.id)).toEqual([
       {
         type: "authz.role.created",
-        data: expect.objectContaining({ roleId: role.id, name, target: role.id, actor: null }),
+        data: expect.objectContaining({ roleId: role.id, name, target: role.id, actor: authz.adminId }),
       },
     ])
   })

@@ -3,18 +3,21 @@ import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AuthzApi } from "./Api.ts"
-import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
+import { AccessLive, DomainLive, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
+import { manifest } from "./module.ts"
 
 /** AWS Lambda entry (API Gateway HTTP API, payload v2): the same HTTP app as the container, through middy. */
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config)), Layer.provide(SessionRevocations.layer)), {
-        api: AuthzApi,
-        maxBodyBytes: config.maxBodyBytes,
-      }).pipe(Layer.provide(DomainLive(config)), Layer.provide(Infrastructure(config))),
+      Server.app(Server.guarded(HttpLive, manifest.routes), { api: AuthzApi, maxBodyBytes: config.maxBodyBytes }).pipe(
+        Layer.provide(AccessLive(config)),
+        Layer.provide(SessionRevocations.layer),
+        Layer.provide(DomainLive(config)),
+        Layer.provide(Infrastructure(config)),
+      ),
     ),
   ),
 )

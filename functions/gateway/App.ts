@@ -1,16 +1,16 @@
-import { Effect, Layer, Option } from "effect"
-import { topicOf } from "../../shared/CloudEvent.ts"
+import { Layer, Option } from "effect"
 import type { Db } from "../../shared/Db.ts"
-import { EventBus } from "../../shared/EventBus.ts"
+import type { EventBus } from "../../shared/EventBus.ts"
 import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { Permissions } from "../../shared/Permissions.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
+import { manifests } from "../registry.ts"
 import type { GatewayConfig } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
 import type { ProxyOptions } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
-import { Permissions } from "./Permissions.ts"
 import { RateLimits } from "./RateLimits.ts"
 import type { RouteTable } from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
@@ -37,6 +37,9 @@ const kernelOf = (config: GatewayConfig) => ({
   otelEndpoint: config.otelEndpoint,
 })
 
+/** The gateway's identity on internal calls (authz's `Authorize`); nothing calls the gateway. */
+export const Identity = (config: GatewayConfig) => Kernel.identity(manifest, manifests, config)
+
 /** Logging, telemetry and the health registry. */
 export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(config))
 
@@ -45,22 +48,6 @@ export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(co
  * `KAFKA_BROKERS`, else the Postgres-backed bus.
  */
 export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
-
-/** Clears the permission cache on every authz change event. */
-export const PermissionEvents = Layer.effectDiscard(
-  Effect.gen(function* () {
-    const bus = yield* EventBus
-    const permissions = yield* Permissions
-    yield* bus.subscribe({
-      topic: topicOf("authz"),
-      group: `${manifest.name}_permission_cache`,
-      handler: (event) =>
-        event.type.startsWith("authz.role.") || event.type.startsWith("authz.assignment.")
-          ? permissions.invalidate
-          : Effect.void,
-    })
-  }),
-)
 
 /**
  * What the gateway learns from events. Revoked sessions: Redis's shared list with `REDIS_URL`, else process memory
@@ -72,7 +59,7 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
   Option.match(config.databaseUrl, {
     onNone: () => SessionRevocations.SessionRevocations.layer,
     onSome: (url) =>
-      Layer.merge(SessionRevocations.following({ service: manifest.name }), PermissionEvents).pipe(
+      Layer.merge(SessionRevocations.following({ service: manifest.name }), Permissions.following(manifest.name)).pipe(
         Layer.provide(bus),
         Layer.provide(
           Kernel.database({
@@ -101,12 +88,16 @@ export const ServicesLive = (
   ).pipe(
     Layer.provideMerge(ServiceRegistry.layerStatic(config.upstreamUrls)),
     Layer.merge(
-      EdgeAuth.layer({
-        issuer: config.jwtIssuer,
-        audience: config.jwtAudience,
-        unrevokedMemoMs: config.revocationCheckMs,
-        jwks: { url: config.authJwksUrl },
-      }),
+      EdgeAuth.layer.pipe(
+        Layer.provideMerge(
+          EdgeAuth.verifier({
+            issuer: config.jwtIssuer,
+            audience: config.jwtAudience,
+            unrevokedMemoMs: config.revocationCheckMs,
+            jwks: { url: config.authJwksUrl },
+          }),
+        ),
+      ),
     ),
     Layer.merge(RateLimits.layer({ redisUrl: config.redisUrl, prefix: config.rateLimitPrefix })),
     Layer.provideMerge(Following(config, bus)),

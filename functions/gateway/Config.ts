@@ -31,7 +31,7 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
   dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(3)),
   /** Authz's gRPC address, for per-route permission checks. */
-  authzGrpcUrl: Config.String("AUTHZ_GRPC_URL").pipe(Config.withDefault("127.0.0.1:9083")),
+  authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
   /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
   corsOrigins: Cfg.commaList("CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   /** How long an upstream may take to answer (headers) unless the route says otherwise. */

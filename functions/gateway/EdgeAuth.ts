@@ -2,10 +2,11 @@ import { Context, Effect, Layer, Metric } from "effect"
 import type * as AccessToken from "../../shared/AccessToken.ts"
 import {
   type AuthenticatorOptions,
-  authenticator,
+  bearerToken,
   type JwksOptions,
   Refused,
   remoteKeys,
+  Verifier,
 } from "../../shared/Authentication.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 
@@ -13,8 +14,6 @@ const refusals = Metric.counter("gateway_auth_refusals_total", {
   description: "Requests refused at the gateway for a missing, invalid or revoked access token",
   incremental: true,
 })
-
-const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i
 
 /**
  * Verification of the caller's access token at the edge, with the kernel's verifier (EdDSA only, kid, issuer,
@@ -30,26 +29,29 @@ export class EdgeAuth extends Context.Service<
     ): Effect.Effect<AccessToken.AccessClaims, Refused | ServiceUnavailable>
   }
 >()("gateway/EdgeAuth") {
-  /** Verifies against auth's JWKS over HTTP; needs `SessionRevocations`. */
-  static readonly layer = (options: AuthenticatorOptions & { readonly jwks: JwksOptions }) =>
-    Layer.effect(
-      EdgeAuth,
-      Effect.gen(function* () {
-        const check = yield* authenticator(remoteKeys(options.jwks), options)
-        const authenticate = Effect.fnUntraced(
-          function* (authorization: string | undefined) {
-            if (authorization === undefined || authorization === "") return yield* new Refused({ reason: "missing" })
-            const token = BEARER.exec(authorization)?.[1]
-            if (token === undefined) return yield* new Refused({ reason: "malformed" })
-            return yield* check(token)
-          },
-          Effect.tapError((error) =>
-            error._tag === "Refused"
-              ? Metric.update(Metric.withAttributes(refusals, { reason: error.reason }), 1)
-              : Effect.void,
-          ),
-        )
-        return EdgeAuth.of({ authenticate })
-      }),
-    )
+  /** Verifies with the process's `Verifier` (see `verifier` for the gateway's). */
+  static readonly layer = Layer.effect(
+    EdgeAuth,
+    Effect.gen(function* () {
+      const verifier = yield* Verifier
+      const authenticate = Effect.fnUntraced(
+        function* (authorization: string | undefined) {
+          const token = bearerToken(authorization)
+          if (token === undefined) return yield* new Refused({ reason: "malformed" })
+          if (token === "") return yield* new Refused({ reason: "missing" })
+          return yield* verifier.authenticate(token)
+        },
+        Effect.tapError((error) =>
+          error._tag === "Refused"
+            ? Metric.update(Metric.withAttributes(refusals, { reason: error.reason }), 1)
+            : Effect.void,
+        ),
+      )
+      return EdgeAuth.of({ authenticate })
+    }),
+  )
+
+  /** The gateway's verifier: auth's JWKS over HTTP, a "not revoked" answer reused briefly; needs `SessionRevocations`. */
+  static readonly verifier = (options: AuthenticatorOptions & { readonly jwks: JwksOptions }) =>
+    Verifier.layerWithKeys(remoteKeys(options.jwks), options)
 }

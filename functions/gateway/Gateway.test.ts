@@ -87,7 +87,10 @@ beforeAll(async () => {
   privateKey = pair.privateKey as CryptoKey
   const jwk = { ...(await exportJWK(pair.publicKey)), kid: KID, alg: "EdDSA", use: "sig" }
   jwks = await serveJwks(async () => ({ keys: [jwk] }))
-  authz = await startAuthz()
+  // authz verifies the tokens these tests sign, as it verifies auth's.
+  authz = await startAuthz({
+    issuer: { jwksUrl: jwks.url, issue: (sub) => sign({}, { sub }), close: async () => {} },
+  })
   echo = await startUpstream((request, response, body) => {
     const url = request.url ?? ""
     if (url.startsWith("/openapi.json")) {
@@ -463,7 +466,8 @@ describe("permissions through authz", () => {
   const authzHttp = (method: string, path: string, body?: unknown) =>
     fetch(`${authz.url}${path}`, {
       method,
-      ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+      headers: { ...authz.admin, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     })
 
   it("answers 403 without the permission, then follows a grant and a revocation within 1 s", async () => {

@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
 import * as Main from "../../shared/Main.ts"
 import { manifests } from "../registry.ts"
-import { Infrastructure, proxyOptions, ServicesLive } from "./App.ts"
+import { Identity, Infrastructure, proxyOptions, ServicesLive } from "./App.ts"
 import { loadConfig, upstreamManifests } from "./Config.ts"
 import * as Http from "./Http.ts"
 import { manifest } from "./module.ts"
@@ -14,7 +14,11 @@ const App = Layer.unwrap(
     return Http.serve(proxyOptions(config, table), {
       port: config.httpPort,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
-    }).pipe(Layer.provide(ServicesLive(config, table)), Layer.provide(Infrastructure(config)))
+    }).pipe(
+      Layer.provide(ServicesLive(config, table)),
+      Layer.provide(Identity(config)),
+      Layer.provide(Infrastructure(config)),
+    )
   }),
 )
 

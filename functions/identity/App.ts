@@ -5,6 +5,8 @@ import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { Permissions } from "../../shared/Permissions.ts"
+import { manifests } from "../registry.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { EmailTokens } from "./EmailTokens.ts"
@@ -32,6 +34,16 @@ export const DomainLive = Users.layer.pipe(
 export const AuthenticationLive = (config: IdentityConfig) =>
   Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
 
+/**
+ * How identity enforces its own routes (zero trust): bearer tokens as above, and the admin routes' permissions through
+ * authz's `Authorize` (answers reused ≤ 500 ms). Needs `SessionRevocations` and `ServiceIdentity`.
+ */
+export const AccessLive = (config: IdentityConfig) =>
+  Layer.merge(AuthenticationLive(config), Permissions.layer({ address: config.authzGrpcUrl, ttlMs: 500 }))
+
+/** Identity's identity on internal calls; it serves the functions that depend on it (auth, the gateway). */
+export const Identity = (config: IdentityConfig) => Kernel.identity(manifest, manifests, config)
+
 /** The kernel infrastructure identity runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: IdentityConfig) =>
   Layer.succeed(AppBaseUrl, config.appBaseUrl.toString().replace(/\/$/, "")).pipe(
@@ -44,5 +56,9 @@ export const Infrastructure = (config: IdentityConfig) =>
  */
 export const Bus = (config: IdentityConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
-/** The container's background mail sender: the notifier's queued mails go out over SMTP (or to the dev mailbox). */
-export const Events = (config: IdentityConfig) => MailSender.fromConfig(config)
+/**
+ * The container's background work: the notifier's queued mails go out over SMTP (or to the dev mailbox), and authz's
+ * changes clear the permission cache.
+ */
+export const Events = (config: IdentityConfig) =>
+  Layer.merge(MailSender.fromConfig(config), Permissions.following(manifest.name))

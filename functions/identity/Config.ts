@@ -1,5 +1,6 @@
 import { Config, type Effect } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
 /** Identity's configuration, read and validated once at start (every problem reported at once). */
@@ -12,6 +13,8 @@ export const loadConfig = Cfg.load({
   smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
   mailFrom: Config.option(Config.String("MAIL_FROM")),
   ...Cfg.authentication(),
+  /** authz's gRPC address (`host:port`): the permission checks of the admin routes. */
+  authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })
 
 /** Identity's validated configuration. */

@@ -4,6 +4,7 @@ import { IdentityServiceClient } from "../../proto/gen/identity/v1/identity.ts"
 import * as GrpcClient from "../../shared/GrpcClient.ts"
 import { GrpcServer } from "../../shared/GrpcServer.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { freshSchema } from "../../shared/testing/harness.ts"
 import { DomainLive } from "./App.ts"
 import { IdentityGrpc } from "./Grpc.ts"
@@ -12,13 +13,16 @@ import { manifest } from "./module.ts"
 // Identity's gRPC server on an ephemeral port over a fresh schema of the real Postgres, called through the kernel client.
 const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
 const ServerLive = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }).pipe(
+  Layer.provide(ServiceIdentity.layerDev("identity", ["auth"])),
   Layer.provide(DomainLive),
   Layer.provide(Kernel.database({ ...kernel, db: freshSchema("identity_grpc"), migrations: manifest.migrations })),
   Layer.provide(Kernel.base(kernel)),
 )
 
 const client = Effect.flatMap(Effect.service(GrpcServer), (server) =>
-  GrpcClient.make(IdentityServiceClient, { address: `127.0.0.1:${server.port}`, caller: "test", retries: 0 }),
+  GrpcClient.make(IdentityServiceClient, { address: `127.0.0.1:${server.port}`, retries: 0 }).pipe(
+    Effect.provide(ServiceIdentity.layerDev("auth")),
+  ),
 )
 
 layer(ServerLive, { timeout: 60_000 })("identity gRPC", (it) => {

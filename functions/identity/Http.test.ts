@@ -15,6 +15,11 @@ beforeAll(async () => {
 })
 afterAll(() => identity?.close())
 
+// Identity enforces its own routes: the admin routes are called as the harness's administrator (refusals are in
+// ZeroTrust.test.ts); a request that brings its own Authorization keeps it.
+const fetch = (input: string, init: RequestInit = {}) =>
+  globalThis.fetch(input, { ...init, headers: { ...identity.admin, ...(init.headers as Record<string, string>) } })
+
 const createUser = (email: string) =>
   Effect.runPromise(
     Effect.flatMap(Effect.service(Users), (users) => users.create({ email, name: "Ada" })).pipe(

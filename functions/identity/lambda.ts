@@ -3,18 +3,25 @@ import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
-import { AuthenticationLive, DomainLive, Infrastructure } from "./App.ts"
+import { AccessLive, DomainLive, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
+import { manifest } from "./module.ts"
 
 /** AWS Lambda entry (API Gateway HTTP API, payload v2): the same app as the container, through middy. */
 export const handler = Lambda.handler(
   Layer.unwrap(
     Effect.map(loadConfig, (config) =>
-      Server.app(HttpLive.pipe(Layer.provide(AuthenticationLive(config)), Layer.provide(SessionRevocations.layer)), {
+      Server.app(Server.guarded(HttpLive, manifest.routes), {
         api: IdentityApi,
         maxBodyBytes: config.maxBodyBytes,
-      }).pipe(Layer.provide(DomainLive), Layer.provide(Infrastructure(config))),
+      }).pipe(
+        Layer.provide(AccessLive(config)),
+        Layer.provide(SessionRevocations.layer),
+        Layer.provide(DomainLive),
+        Layer.provide(Identity(config)),
+        Layer.provide(Infrastructure(config)),
+      ),
     ),
   ),
 )

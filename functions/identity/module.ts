@@ -8,7 +8,8 @@ export const manifest = defineModule({
   version: "0.1.0",
   description: "Users, profiles, email verification and credentials",
   ports: { http: 8082, grpc: 9082 },
-  dependsOn: [],
+  // authz answers the permission checks of its admin routes.
+  dependsOn: ["authz"],
   routes: [
     { method: "POST", path: "/api/v1/auth/verify-email", auth: "public", ipPerMinute: 30 },
     { method: "POST", path: "/api/v1/auth/password-reset", auth: "public", ipPerMinute: 10 },

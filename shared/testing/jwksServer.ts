@@ -9,7 +9,7 @@ export interface JwksServer {
 }
 
 /** Serves whatever `jwks` returns at `/.well-known/jwks.json` (any other path is 404). */
-export const serveJwks = async (jwks: () => Promise<unknown>): Promise<JwksServer> => {
+export const serveJwks = async (jwks: () => Promise<unknown>, listenPort = 0): Promise<JwksServer> => {
   let fetches = 0
   const server = createServer((request, response) => {
     if (request.url !== "/.well-known/jwks.json") {
@@ -22,7 +22,7 @@ export const serveJwks = async (jwks: () => Promise<unknown>): Promise<JwksServe
       () => response.writeHead(500).end(),
     )
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  await new Promise<void>((resolve) => server.listen(listenPort, "127.0.0.1", resolve))
   const { port } = server.address() as AddressInfo
   return {
     url: new URL(`http://127.0.0.1:${port}/.well-known/jwks.json`),

@@ -1,17 +1,25 @@
-import { randomBytes } from "node:crypto"
+import { randomBytes, randomUUID } from "node:crypto"
 import * as grpc from "@grpc/grpc-js"
 import { ConfigProvider, Effect, Layer } from "effect"
 import type { HttpServer } from "effect/http"
 import { AuditServiceClient, type RecordRequest, type RecordResponse } from "../../../proto/gen/audit/v1/audit.ts"
+import * as Authentication from "../../../shared/Authentication.ts"
 import { GrpcServer } from "../../../shared/GrpcServer.ts"
+import { Permissions } from "../../../shared/Permissions.ts"
 import * as Server from "../../../shared/Server.ts"
+import { SessionRevocations } from "../../../shared/SessionRevocations.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
+import { serviceToken } from "../../../shared/testing/serviceToken.ts"
+import { tokenOptions } from "../../auth/testing/authHarness.ts"
+import { startIssuer } from "../../authz/testing/authzHarness.ts"
 import { AuditApi } from "../Api.ts"
-import { DomainLive, Events, Infrastructure, WorkingDb } from "../App.ts"
+import { Bus, DomainLive, Identity, Infrastructure, WorkingDb } from "../App.ts"
+import * as AuditEvents from "../AuditEvents.ts"
 import type { AuditLog } from "../AuditLog.ts"
 import { type AuditConfig, loadConfig } from "../Config.ts"
 import { AuditGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
+import { manifest } from "../module.ts"
 
 /** Audit as main.ts runs it (HTTP and gRPC on port 0, the event consumer) on the real Postgres. */
 export interface AuditUnderTest {
@@ -19,6 +27,8 @@ export interface AuditUnderTest {
   readonly grpcAddress: string
   readonly config: AuditConfig
   readonly running: Running<HttpServer.HttpServer | GrpcServer | AuditLog>
+  /** Headers of an administrator: a real access token of a user the harness's authz stand-in grants everything. */
+  readonly admin: Record<string, string>
   close(): Promise<void>
 }
 
@@ -44,50 +54,81 @@ export const startAudit = async (options: AuditOptions = {}): Promise<AuditUnder
     DB_POOL_MAX: "8",
     LOG_LEVEL: "warn",
     AUDIT_CONSUMER_GROUP: schema,
+    JWT_ISSUER: tokenOptions.issuer,
+    JWT_AUDIENCE: tokenOptions.audience,
     ...options.env,
   }
   if (!options.kafka) delete env.KAFKA_BROKERS
+  const issuer = await startIssuer()
   const config = await Effect.runPromise(
     loadConfig.pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))),
   )
-  const http = Server.serve(HttpLive, { api: AuditApi, port: 0, maxBodyBytes: config.maxBodyBytes })
+  // authz's answers (tested in authz and through the platform) stand in here: only the administrator holds anything.
+  const adminId = randomUUID()
+  const access = Layer.merge(
+    Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: issuer.jwksUrl } }),
+    Permissions.local((userId) => Effect.succeed(userId === adminId)),
+  ).pipe(Layer.provide(SessionRevocations.layer))
+  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
+    api: AuditApi,
+    port: 0,
+    maxBodyBytes: config.maxBodyBytes,
+  }).pipe(Layer.provide(access))
   const grpcServer = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuditGrpc] })
   const running = (await start(
-    Layer.mergeAll(http, grpcServer, Events(config)).pipe(
+    Layer.mergeAll(http, grpcServer, AuditEvents.layer({ topics: config.auditTopics, group: config.auditGroup })).pipe(
+      Layer.provide(Bus(config)),
+      Layer.provide(Identity(config)),
       Layer.provideMerge(DomainLive),
       Layer.provideMerge(WorkingDb(config)),
       Layer.provideMerge(Infrastructure(config)),
     ),
   )) as never as AuditUnderTest["running"]
   const server = await Effect.runPromise(Effect.service(GrpcServer).pipe(Effect.provideContext(running.context)))
-  return { url: baseUrl(running), grpcAddress: `127.0.0.1:${server.port}`, config, running, close: running.close }
+  return {
+    url: baseUrl(running),
+    grpcAddress: `127.0.0.1:${server.port}`,
+    config,
+    running,
+    admin: { authorization: `Bearer ${await issuer.issue(adminId)}` },
+    close: async () => {
+      await running.close()
+      await issuer.close()
+    },
+  }
 }
 
 /** A plain grpc-js client of audit's Record, with optional call metadata. */
 export const recordClient = (address: string) => {
   const client = new AuditServiceClient(address, grpc.credentials.createInsecure())
+  // The gateway is the function that depends on audit: its service token goes with every call unless one is given.
+  const token = serviceToken("gateway", "audit")
   const record = (request: Partial<RecordRequest>, metadata: Record<string, string> = {}) =>
-    new Promise<RecordResponse>((resolve, reject) => {
-      const md = new grpc.Metadata()
-      for (const [k, v] of Object.entries(metadata)) md.set(k, v)
-      client.record(
-        {
-          id: "",
-          occurredAt: "",
-          actorId: "",
-          action: "",
-          targetType: "",
-          targetId: "",
-          outcome: "",
-          requestId: "",
-          ip: "",
-          metadataJson: "",
-          ...request,
-        },
-        md,
-        (error, response) => (error ? reject(error) : resolve(response)),
-      )
-    })
+    token.then(
+      (bearer) =>
+        new Promise<RecordResponse>((resolve, reject) => {
+          const md = new grpc.Metadata()
+          md.set("authorization", `Bearer ${bearer}`)
+          for (const [k, v] of Object.entries(metadata)) md.set(k, v)
+          client.record(
+            {
+              id: "",
+              occurredAt: "",
+              actorId: "",
+              action: "",
+              targetType: "",
+              targetId: "",
+              outcome: "",
+              requestId: "",
+              ip: "",
+              metadataJson: "",
+              ...request,
+            },
+            md,
+            (error, response) => (error ? reject(error) : resolve(response)),
+          )
+        }),
+    )
   return { record, close: () => client.close() }
 }
 

@@ -5,18 +5,21 @@ import { GrpcServer } from "../../../shared/GrpcServer.ts"
 import * as Kernel from "../../../shared/Kernel.ts"
 import * as PgEventBus from "../../../shared/PgEventBus.ts"
 import * as Server from "../../../shared/Server.ts"
+import { callersOf, ServiceIdentity } from "../../../shared/ServiceIdentity.ts"
 import type { SessionRevocations } from "../../../shared/SessionRevocations.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
 import { DomainLive as IdentityDomain } from "../../identity/App.ts"
 import { IdentityGrpc } from "../../identity/Grpc.ts"
 import { manifest as identityManifest } from "../../identity/module.ts"
 import type { Users } from "../../identity/Users.ts"
+import { manifests } from "../../registry.ts"
 import { AuthApi } from "../Api.ts"
-import { AuthenticationLive, DomainLive, Events, Infrastructure } from "../App.ts"
+import { AuthenticationLive, DomainLive, Events, Identity, Infrastructure } from "../App.ts"
 import { type AuthConfig, loadConfig } from "../Config.ts"
 import { AuthGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
 import { IdentityEventsLive } from "../IdentityEvents.ts"
+import { manifest } from "../module.ts"
 import type { Sessions } from "../Sessions.ts"
 import { randomKek } from "./authHarness.ts"
 
@@ -38,7 +41,12 @@ export const startIdentityGrpc = async (options: { readonly kafka?: boolean } = 
     ? Kernel.events({ manifest: identityManifest, kafkaBrokers: Option.some(kafkaBrokers()) })
     : Layer.empty
   const running = (await start(
-    Layer.mergeAll(GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }), relay).pipe(
+    Layer.mergeAll(
+      GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }).pipe(
+        Layer.provide(ServiceIdentity.layerDev("identity", callersOf("identity", manifests))),
+      ),
+      relay,
+    ).pipe(
       Layer.provideMerge(IdentityDomain),
       Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: identityManifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
@@ -94,11 +102,11 @@ export const startAuth = async (
       ),
     ),
   )
-  const http = Server.serve(HttpLive.pipe(Layer.provide(AuthenticationLive(config))), {
+  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
     api: AuthApi,
     port: 0,
     maxBodyBytes: config.maxBodyBytes,
-  })
+  }).pipe(Layer.provide(AuthenticationLive(config)))
   const grpc = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuthGrpc] })
   const events = options.kafka
     ? Events({ ...config, kafkaBrokers: Option.some(kafkaBrokers()) })
@@ -108,6 +116,7 @@ export const startAuth = async (
   const running = (await start(
     Layer.mergeAll(http, grpc, events).pipe(
       Layer.provideMerge(DomainLive(config)),
+      Layer.provide(Identity(config)),
       Layer.provideMerge(Infrastructure(config)),
     ),
   )) as never as AuthUnderTest["running"]

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto"
 import { ConfigProvider, Effect, Layer } from "effect"
 import type { HttpServer } from "effect/http"
 import type { DbOptions } from "../../../shared/Db.ts"
@@ -13,13 +14,15 @@ import { Tokens } from "../../auth/Tokens.ts"
 import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
 import { manifests } from "../../registry.ts"
 import { AuthzApi } from "../Api.ts"
-import { AuthenticationLive, DomainLive, Events, Infrastructure } from "../App.ts"
+import { AccessLive, DomainLive, Events, Identity, Infrastructure } from "../App.ts"
 import type { Authorizer } from "../Authorizer.ts"
 import { type AuthzConfig, loadConfig } from "../Config.ts"
 import { AuthzGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
+import { manifest } from "../module.ts"
 import { PermissionRegistry } from "../PermissionRegistry.ts"
-import type { Roles } from "../Roles.ts"
+import { ADMIN_ROLE_ID, type RoleId, type UserId } from "../Role.ts"
+import { Roles } from "../Roles.ts"
 
 /** A made-up feature function's manifest, so that tests can grant `blog.*` before blog exists. */
 export const blogManifest: Pick<ModuleManifest, "name" | "permissions"> = {
@@ -43,13 +46,13 @@ export interface TokenIssuer {
 }
 
 /** Starts auth's key ring on a fresh schema and serves its JWKS on a free port. */
-export const startIssuer = async (): Promise<TokenIssuer> => {
+export const startIssuer = async (port = 0): Promise<TokenIssuer> => {
   const db = freshSchema("auth")
   await migrateAuth(db)
   const auth = (await start(authLayer(db, { kek: randomKek() }))) as Running<Tokens | SigningKeys>
   const inAuth = <A, E>(effect: Effect.Effect<A, E, Tokens | SigningKeys>) =>
     Effect.runPromise(effect.pipe(Effect.provideContext(auth.context)))
-  const jwks = await serveJwks(() => inAuth(Effect.flatMap(Effect.service(SigningKeys), (keys) => keys.jwks())))
+  const jwks = await serveJwks(() => inAuth(Effect.flatMap(Effect.service(SigningKeys), (keys) => keys.jwks())), port)
   return {
     jwksUrl: jwks.url,
     issue: (sub) =>
@@ -70,6 +73,10 @@ export interface AuthzUnderTest {
   readonly db: DbOptions
   readonly config: AuthzConfig
   readonly running: Running<HttpServer.HttpServer | GrpcServer | Roles | Authorizer>
+  /** Headers of an administrator: a real access token of a user holding the built-in admin role. */
+  readonly admin: Record<string, string>
+  /** The administrator's user id (the actor of what the tests change through HTTP). */
+  readonly adminId: string
   close(): Promise<void>
 }
 
@@ -84,9 +91,14 @@ export const startAuthz = async (
     readonly issuer?: TokenIssuer
     readonly identitySchema?: string
     readonly env?: Record<string, string | undefined>
+    /** The gRPC port; default a free one. */
+    readonly grpcPort?: number
   } = {},
 ): Promise<AuthzUnderTest> => {
   const db = { ...freshSchema("authz"), ...(options.schema ? { schema: options.schema } : {}) }
+  // authz verifies bearer tokens itself: without an issuer from the test, it gets one of its own.
+  const ownIssuer = options.issuer === undefined ? await startIssuer() : undefined
+  const issuer = options.issuer ?? ownIssuer!
   const env: Record<string, string | undefined> = {
     ...process.env,
     DB_SCHEMA: db.schema,
@@ -94,7 +106,7 @@ export const startAuthz = async (
     LOG_LEVEL: "warn",
     JWT_ISSUER: tokenOptions.issuer,
     JWT_AUDIENCE: tokenOptions.audience,
-    ...(options.issuer ? { AUTH_JWKS_URL: options.issuer.jwksUrl.toString() } : {}),
+    AUTH_JWKS_URL: issuer.jwksUrl.toString(),
     ...options.env,
   }
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key]
@@ -103,11 +115,15 @@ export const startAuthz = async (
       Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: env as Record<string, string> }))),
     ),
   )
-  const http = Server.serve(
-    HttpLive.pipe(Layer.provide(AuthenticationLive(config)), Layer.provide(SessionRevocations.layer)),
-    { api: AuthzApi, port: 0, maxBodyBytes: 64 * 1024 },
+  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
+    api: AuthzApi,
+    port: 0,
+    maxBodyBytes: 64 * 1024,
+  }).pipe(Layer.provide(AccessLive(config)), Layer.provide(SessionRevocations.layer))
+  // Served as main.ts serves it: to the functions that depend on authz, with their development keys.
+  const grpc = GrpcServer.layer({ port: options.grpcPort ?? 0, host: "127.0.0.1", services: [AuthzGrpc] }).pipe(
+    Layer.provide(Identity(config)),
   )
-  const grpc = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuthzGrpc] })
   const identitySchema = options.identitySchema
   const events =
     identitySchema === undefined
@@ -122,5 +138,23 @@ export const startAuthz = async (
     ),
   )) as never as AuthzUnderTest["running"]
   const server = await Effect.runPromise(Effect.service(GrpcServer).pipe(Effect.provideContext(running.context)))
-  return { url: baseUrl(running), grpcAddress: `127.0.0.1:${server.port}`, db, config, running, close: running.close }
+  const adminId = randomUUID()
+  await Effect.runPromise(
+    Effect.flatMap(Effect.service(Roles), (roles) => roles.assign(adminId as UserId, ADMIN_ROLE_ID as RoleId)).pipe(
+      Effect.provideContext(running.context),
+    ),
+  )
+  return {
+    url: baseUrl(running),
+    grpcAddress: `127.0.0.1:${server.port}`,
+    db,
+    config,
+    running,
+    admin: { authorization: `Bearer ${await issuer.issue(adminId)}` },
+    adminId,
+    close: async () => {
+      await running.close()
+      await ownIssuer?.close()
+    },
+  }
 }

@@ -3,6 +3,7 @@ import type { HttpServer } from "effect/http"
 import type { Db } from "../../../shared/Db.ts"
 import type { EventBus } from "../../../shared/EventBus.ts"
 import type { ModuleManifest } from "../../../shared/Module.ts"
+import { ServiceIdentity } from "../../../shared/ServiceIdentity.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
 import { Infrastructure, proxyOptions, ServicesLive } from "../App.ts"
 import { type GatewayConfig, load, upstreamManifests } from "../Config.ts"
@@ -50,6 +51,7 @@ export const startGateway = async (
   const running = (await start(
     Http.serve(proxyOptions(config, table), { port: 0, shutdownTimeoutMs: 1_000 }).pipe(
       Layer.provideMerge(ServicesLive(config, table, options.bus)),
+      Layer.provide(ServiceIdentity.layerDev("gateway")),
       Layer.provide(Layer.fresh(Infrastructure(config))),
       // Following events through SessionRevocations reads REDIS_URL through the config provider as well.
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: env as Record<string, string> }))),

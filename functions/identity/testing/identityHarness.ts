@@ -1,14 +1,16 @@
+import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import type { HttpServer } from "effect/http"
 import * as Authentication from "../../../shared/Authentication.ts"
 import type { DbOptions } from "../../../shared/Db.ts"
 import * as Kernel from "../../../shared/Kernel.ts"
+import { Permissions } from "../../../shared/Permissions.ts"
 import * as Server from "../../../shared/Server.ts"
 import { SessionRevocations } from "../../../shared/SessionRevocations.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
 import { serveJwks } from "../../../shared/testing/jwksServer.ts"
 import { SigningKeys } from "../../auth/SigningKeys.ts"
-import type { Tokens } from "../../auth/Tokens.ts"
+import { Tokens } from "../../auth/Tokens.ts"
 import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
 import { IdentityApi } from "../Api.ts"
 import { DomainLive } from "../App.ts"
@@ -24,6 +26,8 @@ export interface IdentityUnderTest {
   readonly app: Running<HttpServer.HttpServer | Users | SessionRevocations>
   /** Auth's signing keys and tokens on their own fresh schema. */
   readonly auth: Running<Tokens | SigningKeys>
+  /** Headers of an administrator: a real access token of a user the harness's authz stand-in grants everything. */
+  readonly admin: Record<string, string>
   close(): Promise<void>
 }
 
@@ -44,23 +48,33 @@ export const startIdentity = async (): Promise<IdentityUnderTest> => {
     audience: tokenOptions.audience,
     jwks: { url: jwks.url },
   })
+  // authz's answers (tested in authz and through the platform) stand in here: only the administrator holds anything.
+  const adminId = randomUUID()
+  const permissions = Permissions.local((userId) => Effect.succeed(userId === adminId))
   const app = (await start(
-    Server.serve(HttpLive.pipe(Layer.provide(authentication)), {
+    Server.serve(Server.guarded(HttpLive, manifest.routes), {
       port: 0,
       api: IdentityApi,
       maxBodyBytes: 64 * 1024,
     }).pipe(
+      Layer.provide([authentication, permissions]),
       Layer.provideMerge(SessionRevocations.layer),
       Layer.provideMerge(DomainLive),
       Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: manifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
     ),
   )) as never as IdentityUnderTest["app"]
+  const adminToken = await Effect.runPromise(
+    Effect.flatMap(Effect.service(Tokens), (tokens) =>
+      tokens.issueAccessToken({ sub: adminId, sid: randomUUID() }),
+    ).pipe(Effect.provideContext(auth.context)),
+  )
   return {
     url: baseUrl(app),
     db,
     app,
     auth,
+    admin: { authorization: `Bearer ${adminToken.token}` },
     close: async () => {
       await app.close()
       await jwks.close()

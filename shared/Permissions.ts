@@ -1,9 +1,12 @@
 import { Context, Deferred, Effect, Layer, Scope } from "effect"
-import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
-import type * as Grpc from "../../shared/Grpc.ts"
-import type { CallOptions } from "../../shared/GrpcClient.ts"
-import type { ServiceUnavailable } from "../../shared/Problem.ts"
-import * as Problem from "../../shared/Problem.ts"
+import type { AuthzServiceService } from "../proto/gen/authz/v1/authz.ts"
+import { topicOf } from "./CloudEvent.ts"
+import { EventBus } from "./EventBus.ts"
+import type * as Grpc from "./Grpc.ts"
+import type { CallOptions } from "./GrpcClient.ts"
+import type { ServiceUnavailable } from "./Problem.ts"
+import * as Problem from "./Problem.ts"
+import { ServiceIdentity } from "./ServiceIdentity.ts"
 
 type AuthzService = typeof AuthzServiceService
 
@@ -18,9 +21,11 @@ export interface PermissionsOptions {
 }
 
 /**
- * Per-route permission checks through authz's `Authorize` (gRPC), with a short local cache: one answer per
- * (user, permission) reused for at most `ttlMs` (≤ 1 s), concurrent misses of one key share one call, and `invalidate`
- * (fed by authz's `authz.role.*` / `authz.assignment.*` events when the gateway follows them) drops it all at once.
+ * Permission checks of signed-in callers: the gateway's early rejection and every function's own enforcement of its
+ * routes (`RouteGuard`). Through authz's `Authorize` (gRPC, with this function's service identity) with a short local
+ * cache: one answer per (user, permission) reused for at most `ttlMs` (≤ 1 s), concurrent misses of one key share one
+ * call, and `invalidate` (fed by authz's `authz.role.*` / `authz.assignment.*` events, see `following`) drops it all
+ * at once. authz itself checks locally (`Permissions.local`).
  */
 export class Permissions extends Context.Service<
   Permissions,
@@ -30,25 +35,48 @@ export class Permissions extends Context.Service<
     /** Forgets every cached answer (a role or an assignment changed). */
     readonly invalidate: Effect.Effect<void>
   }
->()("gateway/Permissions") {
+>()("shared/Permissions") {
+  /** Checks answered by a local function (authz checks its own routes against its own database). */
+  static readonly local = (check: (userId: string, permission: string) => Effect.Effect<boolean, ServiceUnavailable>) =>
+    Layer.succeed(Permissions, Permissions.of({ check, invalidate: Effect.void }))
+
+  /**
+   * Clears the cache on every authz change event, consuming `authz.events` in the group `<service>_permission_cache`.
+   * The TTL is what bounds staleness ("within 1 s") when several instances share the group.
+   */
+  static readonly following = (service: string) =>
+    Layer.effectDiscard(
+      Effect.gen(function* () {
+        const bus = yield* EventBus
+        const permissions = yield* Permissions
+        yield* bus.subscribe({
+          topic: topicOf("authz"),
+          group: `${service}_permission_cache`,
+          handler: (event) =>
+            event.type.startsWith("authz.role.") || event.type.startsWith("authz.assignment.")
+              ? permissions.invalidate
+              : Effect.void,
+        })
+      }),
+    )
+
   /** Checks over a gRPC channel to authz, opened on the first check and closed with the layer. */
   static readonly layer = (options: PermissionsOptions) =>
     Layer.effect(
       Permissions,
       Effect.gen(function* () {
         const scope = yield* Effect.scope
+        const identity = yield* ServiceIdentity
         const connect = yield* Effect.cached(
-          Effect.promise(() =>
-            Promise.all([import("../../proto/gen/authz/v1/authz.ts"), import("../../shared/GrpcClient.ts")]),
-          ).pipe(
+          Effect.promise(() => Promise.all([import("../proto/gen/authz/v1/authz.ts"), import("./GrpcClient.ts")])).pipe(
             Effect.flatMap(([proto, GrpcClient]) =>
               GrpcClient.make(proto.AuthzServiceClient, {
                 address: options.address,
-                caller: "gateway",
                 timeoutMs: 2_000,
               }),
             ),
             Scope.provide(scope),
+            Effect.provideService(ServiceIdentity, identity),
           ),
         )
         const call = <M extends Grpc.UnaryMethod<AuthzService>>(
