@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs"
-import { Config, ConfigProvider, Effect, type Redacted, Schema } from "effect"
+import { Config, ConfigProvider, Effect, Option, Redacted, Schema } from "effect"
 import { SQL_IDENTIFIER } from "./Db.ts"
 import { grpcUrlKey, JWKS_PATH, type ModuleManifest } from "./Module.ts"
 import * as ServiceIdentity from "./ServiceIdentity.ts"
@@ -28,9 +28,35 @@ export const load = <S extends Spec>(spec: S): Effect.Effect<Loaded<S>, ConfigIn
       if (result._tag === "Success") values[key] = result.success
       else problems.push(describe(result.failure))
     }
+    if (problems.length === 0) problems.push(...developmentDefaults(values))
     if (problems.length > 0) return yield* new ConfigInvalid({ problems })
     return values as Loaded<S>
   })
+
+const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0"])
+
+/**
+ * With `NODE_ENV=production`, the development defaults a loaded configuration would fall back to, as problems naming
+ * their keys: the development service key (public knowledge), the in-process event bus where Kafka is expected (a
+ * function with a database), the dev mailbox instead of SMTP, a localhost `APP_BASE_URL` in mails.
+ */
+export const developmentDefaults = (values: Record<string, unknown>): Array<string> => {
+  if (values.env !== "production") return []
+  const unset = (key: string) => key in values && Option.isOption(values[key]) && Option.isNone(values[key])
+  const problems: Array<string> = []
+  if (unset("serviceKey")) problems.push("SERVICE_KEY: required in production (the development key is public)")
+  if (unset("servicePublicKeys")) {
+    problems.push("SERVICE_PUBLIC_KEYS: required in production (callers would be checked against development keys)")
+  }
+  if (Redacted.isRedacted(values.databaseUrl) && unset("kafkaBrokers")) {
+    problems.push("KAFKA_BROKERS: required in production (the Postgres-backed event bus is the development default)")
+  }
+  if (unset("smtpUrl")) problems.push("SMTP_URL: required in production (mail would go to the dev mailbox)")
+  if (values.appBaseUrl instanceof URL && LOCAL_HOSTS.has(values.appBaseUrl.hostname)) {
+    problems.push("APP_BASE_URL: must be the platform's public URL in production, not localhost")
+  }
+  return problems
+}
 
 // "SchemaError(Expected string at ["DATABASE_URL"])" -> "DATABASE_URL: missing"; values are never echoed (secrets).
 const describe = (error: Config.ConfigError): string => {
