@@ -29,7 +29,11 @@ export interface FunctionPlan {
 
 /** Secrets every function gets. */
 const common: ReadonlyArray<SecretSpec> = [
-  { key: "SERVICE_KEY", required: true, description: "the function's own Ed25519 service key (`npm run keys:generate`)" },
+  {
+    key: "SERVICE_KEY",
+    required: true,
+    description: "the function's own Ed25519 service key (`npm run keys:generate`)",
+  },
   { key: "REDIS_URL", required: true, description: "Redis (`rediss://:token@host:6379` with TLS and auth)" },
 ]
 
@@ -37,7 +41,8 @@ const common: ReadonlyArray<SecretSpec> = [
 const database: SecretSpec = {
   key: "DATABASE_URL",
   required: true,
-  description: "Postgres (`postgres://user:password@host:5432/db?sslmode=require`); each function uses its own schema",
+  description:
+    "Postgres (`postgres://user:password@host:5432/db`, with `?sslmode=no-verify` for TLS without a CA bundle); each function uses its own schema",
 }
 
 /**
@@ -55,7 +60,10 @@ export const functionSecrets: Readonly<Record<string, ReadonlyArray<SecretSpec>>
 /** Plain settings every function is given by the deploy target (values the operator provides). */
 export const plainSettings = [
   { key: "KAFKA_BROKERS", description: "comma-separated Kafka brokers (`host:9092,...`)" },
-  { key: "SERVICE_PUBLIC_KEYS", description: "JSON map of every function's public service key (`npm run keys:generate`)" },
+  {
+    key: "SERVICE_PUBLIC_KEYS",
+    description: "JSON map of every function's public service key (`npm run keys:generate`)",
+  },
   { key: "TRUSTED_PROXIES", description: "the gateway's and load balancers' addresses or CIDR ranges" },
 ] as const
 

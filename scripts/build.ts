@@ -1,8 +1,8 @@
 // Bundles every function's container entry (main.ts) and Lambda entry (lambda.ts) into dist/<name>/ with esbuild.
-import { existsSync, readdirSync } from "node:fs"
-import { mkdir, rm, writeFile } from "node:fs/promises"
-import { builtinModules } from "node:module"
-import { join, relative, resolve } from "node:path"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { copyFile, mkdir, rm, writeFile } from "node:fs/promises"
+import { builtinModules, createRequire } from "node:module"
+import { basename, dirname, join, relative, resolve } from "node:path"
 import * as esbuild from "esbuild"
 
 /** Repository root (this file lives in scripts/). */
@@ -38,6 +38,49 @@ export const builtinsViaRequire: esbuild.Plugin = {
     }))
   },
 }
+
+/**
+ * effect's HttpApiScalar and HttpApiSwagger import their UIs (3.2 MB and 1.9 MB of JavaScript) lazily from the
+ * `effect/http-api` barrel; no function serves them (the gateway serves Swagger UI's own static files), so their
+ * chunks would only be dead weight in every bundle. They resolve to a module that says so if it is ever loaded.
+ */
+export const withoutApiDocUis: esbuild.Plugin = {
+  name: "without-api-doc-uis",
+  setup(build) {
+    build.onResolve({ filter: /internal\/httpApi(Scalar|Swagger)\.js$/ }, (args) => ({
+      path: args.path,
+      namespace: "api-doc-ui",
+    }))
+    build.onLoad({ filter: /.*/, namespace: "api-doc-ui" }, () => ({
+      contents: `throw new Error("effect's API documentation UIs are not bundled (scripts/build.ts)")`,
+      loader: "js",
+    }))
+  },
+}
+
+/**
+ * Native addons (argon2) cannot live inside a JS file: each .node file is copied to the function's folder and
+ * required by an absolute path from there. A relative require would resolve against the file whose `require` runs it
+ * (esbuild's shared `__require` shim sits in a chunk under chunks/), not against the entry, and fail in Lambda.
+ */
+const nativeAddons = (outdir: string): esbuild.Plugin => ({
+  name: "native-addons",
+  setup(build) {
+    build.onLoad({ filter: /\.node$/ }, async (args) => {
+      const file = basename(args.path)
+      await mkdir(outdir, { recursive: true })
+      await copyFile(args.path, join(outdir, file))
+      return {
+        contents: [
+          'const { basename, dirname, join } = require("node:path");',
+          'const root = basename(__dirname) === "chunks" ? dirname(__dirname) : __dirname;',
+          `module.exports = require(join(root, ${JSON.stringify(file)}));`,
+        ].join("\n"),
+        loader: "js",
+      }
+    })
+  },
+})
 
 /** The functions that have a container entry, found on disk (functions/<name>/main.ts), sorted. */
 export const discover = (root = ROOT): Array<string> =>
@@ -124,10 +167,7 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
         // pino-pretty: development only, loaded lazily by shared/Logging.ts. @grpc/proto-loader (+ protobufjs, 140 KB):
         // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
         external: ["pino-pretty", "@grpc/proto-loader"],
-        plugins: [builtinsViaRequire],
-        // Native addons (argon2) cannot live inside a JS file: each .node file is copied next to the bundle and
-        // required from there, so the function still needs no node_modules.
-        loader: { ".node": "copy" },
+        plugins: [builtinsViaRequire, withoutApiDocUis, nativeAddons(outdir)],
         metafile: true,
         logLevel: "silent",
       }),
@@ -165,6 +205,62 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
     }
   })
   return { name, outdir, outputs, warnings: results.flatMap((r) => r.warnings) }
+}
+
+/** The container's health check script (exec form, absolute path: no shell in the image). */
+export const HEALTHCHECK = "healthcheck.mjs"
+
+/**
+ * Lays out exactly what one entry of a built function needs at run time into `dest`, and nothing else: the entry, the
+ * chunks it loads (statically or lazily), its native addons, and the docs UI's files when the entry serves them. The
+ * container image (`main`, infra/Dockerfile) and the Lambda package (`lambda`) are made by this; tests run from it.
+ */
+export const assemble = async (
+  report: BuildReport,
+  entry: OutputReport["entry"],
+  dest: string,
+): Promise<Array<string>> => {
+  await rm(dest, { recursive: true, force: true })
+  await mkdir(join(dest, "chunks"), { recursive: true })
+  const files = readdirSync(report.outdir, { withFileTypes: true })
+  const copied: Array<string> = []
+  const copy = async (from: string, to: string) => {
+    await copyFile(from, join(dest, to))
+    copied.push(to)
+  }
+  for (const f of files) {
+    if (f.isFile() && (f.name === `${entry}.mjs` || f.name.endsWith(".node")))
+      await copy(join(report.outdir, f.name), f.name)
+  }
+  for (const chunk of readdirSync(join(report.outdir, "chunks"))) {
+    if (chunk.startsWith(`${entry}-`) && chunk.endsWith(".mjs"))
+      await copy(join(report.outdir, "chunks", chunk), `chunks/${chunk}`)
+  }
+  const meta = JSON.parse(readFileSync(join(report.outdir, "meta.json"), "utf8")) as esbuild.Metafile
+  const servesDocs = Object.entries(meta.outputs).some(
+    ([file, output]) =>
+      (file.endsWith(`/${entry}.mjs`) || file.includes(`/chunks/${entry}-`)) &&
+      Object.keys(output.inputs).some((input) => input.endsWith("functions/gateway/Docs.ts")),
+  )
+  if (entry === "main") {
+    // The container's health check, with the manifest's port as default: no port is passed to the image by hand.
+    const { manifests } = await import("../functions/registry.ts")
+    const port = manifests.find((m) => m.name === report.name)?.ports.http
+    if (port === undefined) throw new Error(`${report.name} is not in functions/registry.ts`)
+    await writeFile(
+      join(dest, HEALTHCHECK),
+      `fetch(\`http://127.0.0.1:\${process.env.HTTP_PORT || ${port}}/healthz\`, { signal: AbortSignal.timeout(2500) })` +
+        ".then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))\n",
+    )
+    copied.push(HEALTHCHECK)
+  }
+  if (servesDocs) {
+    const { ASSETS, BUNDLED_ASSETS_DIR } = await import("../functions/gateway/Docs.ts")
+    const ui = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"))
+    await mkdir(join(dest, BUNDLED_ASSETS_DIR), { recursive: true })
+    for (const name of Object.keys(ASSETS)) await copy(join(ui, name), `${BUNDLED_ASSETS_DIR}/${name}`)
+  }
+  return copied.sort()
 }
 
 /** Bundles the named functions (default: all discovered) in parallel; rejects if any build fails. */
@@ -219,6 +315,15 @@ const formatMessages = async (messages: Array<esbuild.Message>, kind: "error" | 
 if (import.meta.main) {
   const started = performance.now()
   try {
+    // `--image <name> <dir>`: build one function and lay out its container image's files in <dir> (infra/Dockerfile).
+    if (process.argv[2] === "--image") {
+      const [name, dest] = process.argv.slice(3)
+      if (!name || !dest) throw new Error("usage: node scripts/build.ts --image <function> <dir>")
+      const [report] = await build([name])
+      const files = await assemble(report!, "main", dest)
+      console.log(`image files of ${name} in ${dest}: ${files.join(", ")}`)
+      process.exit(0)
+    }
     const reports = await build(process.argv.slice(2))
     for (const r of reports) {
       if (r.warnings.length > 0) process.stderr.write(await formatMessages([...r.warnings], "warning"))

@@ -257,7 +257,13 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
   }
 
   const host = options.host ?? "0.0.0.0"
-  const server = new grpc.Server(options.serverOptions)
+  // Connections are recycled every 5 minutes (after a 30 s grace for calls in flight): clients balancing over a headless
+  // Service's addresses (round_robin) only look the name up again when a connection changes, so new pods get calls.
+  const server = new grpc.Server({
+    "grpc.max_connection_age_ms": 300_000,
+    "grpc.max_connection_age_grace_ms": 30_000,
+    ...options.serverOptions,
+  })
   server.addService(HealthService, health)
   for (const svc of options.services) {
     const implementation: grpc.UntypedServiceImplementation = {}

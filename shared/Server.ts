@@ -228,18 +228,23 @@ export const routeLabel = HttpRouter.middleware((httpEffect) =>
 /** `/healthz` (the process is alive), `/readyz` (each dependency answers; 503 names the failing ones), `/metrics`. */
 export const systemRoutes = Layer.mergeAll(
   HttpRouter.add("GET", "/healthz", Effect.succeed(HttpServerResponse.jsonUnsafe({ status: "ok" }))),
-  HttpRouter.add(
-    "GET",
-    "/readyz",
-    Effect.gen(function* () {
-      const health = yield* Health
-      const readiness = yield* health.readiness
-      if (readiness.ok) return HttpServerResponse.jsonUnsafe({ status: "ok", checks: readiness.checks })
-      const failing = Object.entries(readiness.checks)
-        .filter(([, r]) => r !== "ok")
-        .map(([name]) => name)
-      return Problem.response(503, `not ready: ${failing.join(", ")}`, { checks: readiness.checks })
-    }),
+  // The registry is taken when the routes are built, not per request: a Lambda's web handler runs requests with the
+  // router's outputs only, not with what the app's layers were provided.
+  Layer.unwrap(
+    Effect.map(Effect.service(Health), (health) =>
+      HttpRouter.add(
+        "GET",
+        "/readyz",
+        Effect.gen(function* () {
+          const readiness = yield* health.readiness
+          if (readiness.ok) return HttpServerResponse.jsonUnsafe({ status: "ok", checks: readiness.checks })
+          const failing = Object.entries(readiness.checks)
+            .filter(([, r]) => r !== "ok")
+            .map(([name]) => name)
+          return Problem.response(503, `not ready: ${failing.join(", ")}`, { checks: readiness.checks })
+        }),
+      ),
+    ),
   ),
   PrometheusMetrics.layerHttp({ path: "/metrics" }),
 ).pipe(Layer.provide(routeLabel))

@@ -1,14 +1,19 @@
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Problem from "../../shared/Problem.ts"
 
+/** Where a bundle finds Swagger UI's files when there is no node_modules: `docs-assets/` beside it (the build puts them there). */
+export const BUNDLED_ASSETS_DIR = "docs-assets"
+
 // swagger-ui-dist ships the built UI; it is served from this process (no CDN). A bundle without node_modules finds
-// it under DOCS_ASSETS_DIR (copy node_modules/swagger-ui-dist there).
+// it under DOCS_ASSETS_DIR, else in `docs-assets/` next to the bundle (scripts/build.ts copies it there).
 const assetsDir = (): string | undefined => {
   if (process.env.DOCS_ASSETS_DIR) return process.env.DOCS_ASSETS_DIR
+  const bundled = join(import.meta.dirname, BUNDLED_ASSETS_DIR)
+  if (existsSync(bundled)) return bundled
   try {
     return dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"))
   } catch {
@@ -16,7 +21,8 @@ const assetsDir = (): string | undefined => {
   }
 }
 
-const ASSETS: Record<string, string> = {
+/** Swagger UI's files the docs page serves, with their content types. */
+export const ASSETS: Record<string, string> = {
   "swagger-ui.css": "text/css; charset=utf-8",
   "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
   "favicon-32x32.png": "image/png",
