@@ -7,7 +7,7 @@ import { AuthServiceClient } from "../proto/gen/auth/v1/auth.ts"
 import { AuthzServiceClient } from "../proto/gen/authz/v1/authz.ts"
 import { IdentityServiceClient } from "../proto/gen/identity/v1/identity.ts"
 import { callersOf } from "../shared/ServiceIdentity.ts"
-import { type Platform, startPlatform } from "../shared/testing/platform.ts"
+import { mailText as mailTextOf, type Platform, startPlatform } from "../shared/testing/platform.ts"
 import { platformClient } from "../shared/testing/platformFlow.ts"
 import { serviceToken } from "../shared/testing/serviceToken.ts"
 import { manifests } from "./registry.ts"
@@ -21,14 +21,7 @@ let client: ReturnType<typeof platformClient>
 let admin: { userId: string; access_token: string }
 let user: { userId: string; access_token: string; refresh_token: string }
 
-const mailText = async (email: string) => {
-  const deadline = Date.now() + 20_000
-  while (!platform.smtp.mails.some((m) => m.to.includes(email))) {
-    if (Date.now() > deadline) throw new Error(`no mail to ${email}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return platform.smtp.mails.filter((m) => m.to.includes(email)).at(-1)!.text
-}
+const mailText = (email: string) => mailTextOf(platform, email)
 
 beforeAll(async () => {
   platform = await startPlatform({ env: { BOOTSTRAP_ADMIN_EMAIL: adminEmail } })

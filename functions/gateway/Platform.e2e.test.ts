@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Platform, startPlatform } from "../../shared/testing/platform.ts"
+import { mailText as mailTextOf, type Platform, startPlatform } from "../../shared/testing/platform.ts"
 import { platformClient, runPlatformFlow } from "../../shared/testing/platformFlow.ts"
 
 // The whole platform as separate processes on the real Postgres, Redis and an SMTP server, used only through the
@@ -16,14 +16,7 @@ beforeAll(async () => {
 afterAll(() => platform?.stop(), 60_000)
 
 // The newest mail to `email` the SMTP server received.
-const mailText = async (email: string) => {
-  const deadline = Date.now() + 20_000
-  while (!platform.smtp.mails.some((m) => m.to.includes(email))) {
-    if (Date.now() > deadline) throw new Error(`no mail to ${email}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return platform.smtp.mails.filter((m) => m.to.includes(email)).at(-1)!.text
-}
+const mailText = (email: string) => mailTextOf(platform, email)
 
 describe("the platform end to end, through the gateway", () => {
   it("sign-up to sign-out: roles granted and revoked within 1 s, logout refused at once, all of it audited", async () => {

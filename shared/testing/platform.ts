@@ -38,6 +38,16 @@ export interface Platform {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The text of the newest mail to `email` the platform's SMTP server received, waiting up to 20 s for one. */
+export const mailText = async (platform: Pick<Platform, "smtp">, email: string): Promise<string> => {
+  const deadline = Date.now() + 20_000
+  while (!platform.smtp.mails.some((m) => m.to.includes(email))) {
+    if (Date.now() > deadline) throw new Error(`no mail to ${email}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return platform.smtp.mails.filter((m) => m.to.includes(email)).at(-1)!.text
+}
+
 /**
  * Starts every function that has a main.ts (the gateway last) as a child process, as in production: its own database
  * on the real Postgres (each function in its own schema there, the embedded bus reading their outboxes), the real
