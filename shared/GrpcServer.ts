@@ -9,6 +9,8 @@ import {
   HealthService,
 } from "../proto/gen/grpc/health/v1/health.ts"
 import * as Grpc from "./Grpc.ts"
+import { NUL_MESSAGE, nulField } from "./NulText.ts"
+import * as Problem from "./Problem.ts"
 import { Actor, ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 import { ServiceIdentity } from "./ServiceIdentity.ts"
 
@@ -119,6 +121,18 @@ export class GrpcServer extends Context.Service<
 
 const BEARER = /^Bearer[ ]+(\S+)$/i
 
+const refuseNul = (request: unknown) => {
+  const field = nulField(request)
+  return field === undefined
+    ? Effect.void
+    : Effect.fail(
+        new Problem.ValidationFailed({
+          detail: "The request does not match the API contract",
+          errors: [{ path: field, message: NUL_MESSAGE }],
+        }),
+      )
+}
+
 /** Builds and starts the server in the current scope (see `GrpcServer.layer`). */
 export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R>) {
   const context = yield* Effect.context<R>()
@@ -188,17 +202,20 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
         )
       // Zero trust: the caller proves who it is before any handler runs.
       const program = Effect.flatMap(identity.verify(token), (caller) =>
-        Effect.annotateLogs(
-          handler(call.request, {
-            service: svc.name,
-            method,
-            requestId,
-            caller,
-            deadline,
-            metadata: call.metadata,
-            peer: call.getPeer(),
-          }),
-          { caller },
+        // No NUL characters in any text (see NulText): INVALID_ARGUMENT before any handler.
+        Effect.andThen(refuseNul(call.request), () =>
+          Effect.annotateLogs(
+            handler(call.request, {
+              service: svc.name,
+              method,
+              requestId,
+              caller,
+              deadline,
+              metadata: call.metadata,
+              peer: call.getPeer(),
+            }),
+            { caller },
+          ),
         ),
       ).pipe(
         Effect.onExit((exit) =>

@@ -7,6 +7,7 @@ import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
 import type { RouteSpec } from "./Module.ts"
+import { NUL_MESSAGE, nulIn } from "./NulText.ts"
 import * as Problem from "./Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 import * as RouteGuard from "./RouteGuard.ts"
@@ -176,6 +177,24 @@ const methodNotAllowed = (routes: ReadonlyArray<KnownRoute>, method: string, url
   )
 }
 
+const BODYLESS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"])
+
+// NUL characters in the path, the query or a JSON body: 400 before any handler (see NulText). The body read here is
+// the one the handler decodes (the request caches it); one that cannot be read is left to the handler's own error.
+const refuseNul = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function* () {
+    const json = !BODYLESS.has(request.method) && /json/i.test(request.headers["content-type"] ?? "")
+    const body = json ? yield* Effect.orElseSucceed(request.text, () => undefined) : undefined
+    const where = nulIn(request.url, body)
+    if (where === undefined) return undefined
+    return Problem.response(400, "The request does not match the API contract", {
+      code: "validation_failed",
+      type: "urn:problem:validation_failed",
+      title: "Validation failed",
+      errors: [{ path: where, message: NUL_MESSAGE }],
+    })
+  })
+
 /** Global middleware: request id, log annotation, body limit, problem+json for every error, RED metrics. */
 export const requestMiddleware = (
   maxBodyBytes: number,
@@ -196,7 +215,9 @@ export const requestMiddleware = (
         const handled =
           declared > maxBodyBytes
             ? Problem.response(413, `request body is larger than ${maxBodyBytes} bytes`)
-            : yield* httpEffect.pipe(
+            : yield* Effect.flatMap(refuseNul(request), (refused) =>
+                refused === undefined ? httpEffect : Effect.succeed(refused),
+              ).pipe(
                 Effect.provideService(RouteCell, cell),
                 Effect.provideService(RequestId, requestId),
                 Effect.provideService(ClientIp, yield* clientIp(request, trusted)),

@@ -106,6 +106,17 @@ describe("auth: register and login", () => {
     expect((await problem(taken)).code).toBe("email_taken")
   })
 
+  it("a NUL character in sign-in or registration input is a 400 at auth's edge, never a 503", async () => {
+    for (const [path, body] of [
+      ["/api/v1/auth/login", { email: "a\u0000@example.com", password: PASSWORD }],
+      ["/api/v1/auth/register", { email: unique("nul"), password: PASSWORD, name: "Ad\u0000min" }],
+    ] as const) {
+      const res = await post(path, body)
+      expect(res.status, path).toBe(400)
+      expect(await problem(res)).toMatchObject({ code: "validation_failed", errors: [{ path: "body" }] })
+    }
+  })
+
   it("wrong password and unknown email get the same 401 invalid_credentials", async () => {
     const { email } = await register()
     const wrong = await post("/api/v1/auth/login", { email, password: "wrong horse battery" })

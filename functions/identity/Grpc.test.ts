@@ -47,6 +47,19 @@ layer(ServerLive, { timeout: 60_000 })("identity gRPC", (it) => {
     }).pipe(Effect.scoped),
   )
 
+  it.effect("a NUL character in any text is ValidationFailed naming the field, before the database", () =>
+    Effect.gen(function* () {
+      const identity = yield* client
+      const error = yield* Effect.flip(
+        identity.call("verifyCredentials", { email: "a\u0000@example.com", password: "correct horse battery" }),
+      )
+      assert.strictEqual(error._tag, "ValidationFailed")
+      assert.deepStrictEqual((error as { errors?: unknown }).errors, [
+        { path: "email", message: "must not contain NUL characters (U+0000)" },
+      ])
+    }).pipe(Effect.scoped),
+  )
+
   it.effect("an unknown id is NotFound; a malformed one is ValidationFailed", () =>
     Effect.gen(function* () {
       const identity = yield* client

@@ -258,6 +258,32 @@ describe("identity HTTP", () => {
     expect((await problem(res)).code).toBe("unsupported_media_type")
   })
 
+  it("a NUL character anywhere (body, query, path) is a 400 validation_failed naming where, never a 503", async () => {
+    const user = await createUser(`nul-${Date.now()}@example.com`)
+    const json = { "content-type": "application/json" }
+    const cases: Array<[string, RequestInit, string]> = [
+      ["/api/v1/auth/password-reset", { method: "POST", headers: json, body: '{"email":"a\\u0000@x.com"}' }, "body"],
+      [`/api/v1/users/${user.id}`, { method: "PATCH", headers: json, body: '{"name":"Ad\\u0000min"}' }, "body"],
+      ["/api/v1/users?email=a%00b", {}, "query"],
+      ["/api/v1/users/a%00b", {}, "path"],
+    ]
+    for (const [path, init, where] of cases) {
+      const res = await fetch(`${url}${path}`, init)
+      expect(res.status, path).toBe(400)
+      expect(await problem(res)).toMatchObject({
+        code: "validation_failed",
+        errors: [{ path: where, message: "must not contain NUL characters (U+0000)" }],
+      })
+    }
+    // An escaped backslash before "u0000" is ordinary text.
+    const res = await fetch(`${url}/api/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: json,
+      body: '{"name":"C:\\\\u0000"}',
+    })
+    expect(res.status).toBe(200)
+  })
+
   it("a body over the limit is a 413 problem", async () => {
     const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, {
       method: "PATCH",
