@@ -106,6 +106,7 @@ const statusCodes: Record<number, { code: string; title: string }> = {
   415: { code: "unsupported_media_type", title: "Unsupported media type" },
   422: { code: "unprocessable_entity", title: "Unprocessable entity" },
   429: { code: "too_many_requests", title: "Too many requests" },
+  431: { code: "request_header_fields_too_large", title: "Request header fields too large" },
   500: { code: "internal_error", title: "Internal server error" },
   502: { code: "bad_gateway", title: "Bad gateway" },
   503: { code: "service_unavailable", title: "Service unavailable" },

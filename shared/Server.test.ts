@@ -1,3 +1,4 @@
+import { connect } from "node:net"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { describe, expect, it } from "vitest"
@@ -9,7 +10,36 @@ import { baseUrl, start } from "./testing/harness.ts"
 
 const base = Kernel.base({ service: "server-test", version: "test", logLevel: "fatal" })
 
+// What the server writes back on a raw connection (to send what no HTTP client would).
+const raw = (port: number, request: string) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => socket.write(request))
+    let answer = ""
+    socket.on("data", (chunk) => (answer += chunk.toString()))
+    socket.on("close", () => resolve(answer))
+    socket.on("error", reject)
+  })
+
 describe("Server", () => {
+  it("answers requests Node refuses before any handler as problem+json: 431 for huge headers, 400 for bad HTTP", async () => {
+    const app = await start(Server.serve(Layer.empty, { port: 0 }).pipe(Layer.provide(base)))
+    try {
+      const port = Number(new URL(baseUrl(app as never)).port)
+      const big = await raw(port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(70_000)}\r\n\r\n`)
+      expect(big).toMatch(/^HTTP\/1.1 431 /)
+      expect(big).toContain("content-type: application/problem+json")
+      expect(JSON.parse(big.slice(big.indexOf("\r\n\r\n") + 4))).toMatchObject({
+        status: 431,
+        code: "request_header_fields_too_large",
+      })
+      const bad = await raw(port, "NOT HTTP AT ALL\r\n\r\n")
+      expect(bad).toMatch(/^HTTP\/1.1 400 /)
+      expect(JSON.parse(bad.slice(bad.indexOf("\r\n\r\n") + 4))).toMatchObject({ status: 400, code: "bad_request" })
+    } finally {
+      await app.close()
+    }
+  })
+
   it("/readyz answers 503 naming the failing checks, /healthz stays 200", async () => {
     const checks = Layer.effectDiscard(
       Effect.all([register("postgres", Effect.void), register("redis", Effect.fail("down"))]),

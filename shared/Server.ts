@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ByteSize, type Cause, Context, Duration, Effect, identity, Layer, Metric, type Types } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -293,6 +294,28 @@ export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
  */
 export type Front = (request: IncomingMessage, response: ServerResponse) => boolean
 
+// Requests Node refuses before any handler (headers too large, malformed HTTP, a request timeout) are answered as
+// every other error, problem+json with a stable code, instead of Node's bare status line with an empty body.
+const answerClientError = (error: Error & { code?: string }, socket: Duplex) => {
+  if (!socket.writable || error.code === "ECONNRESET") {
+    socket.destroy()
+    return
+  }
+  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400
+  const { code, title } = Problem.forStatus(status)
+  const detail =
+    status === 431
+      ? "the request's header fields are too large"
+      : status === 408
+        ? "the request took too long to arrive"
+        : "the request is not valid HTTP"
+  const body = JSON.stringify({ type: `urn:problem:${code}`, title, status, detail, code })
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  )
+}
+
 // Node's server.close() closes the connections idle at that moment only; a keep-alive socket whose request is still
 // in flight would linger after its response until the client's idle timeout. Sweep idle sockets until closed.
 const drainingServer = (front: Front | undefined, taken: Set<ServerResponse>) => {
@@ -302,6 +325,7 @@ const drainingServer = (front: Front | undefined, taken: Set<ServerResponse>) =>
     requestTimeout: 30_000,
     ...(front === undefined ? {} : { shouldUpgradeCallback: () => false }),
   })
+  server.on("clientError", answerClientError)
   const close = server.close.bind(server)
   server.close = (callback) => {
     const sweep = setInterval(() => server.closeIdleConnections(), 50)
