@@ -136,17 +136,25 @@ export const unavailable =
       Effect.fail(new ServiceUnavailable({ detail })),
     )
 
-/** A 400 validation_failed listing every issue of a schema failure; paths are dotted, under `prefix` if given. */
-export const validationFailed = (issue: SchemaIssue.Issue, prefix = ""): ValidationFailed =>
-  new ValidationFailed({
-    detail: "The request does not match the API contract",
-    errors: standard(issue).issues.map((i) => ({
+/** A 400 validation_failed listing the issues of a schema failure (at most `MAX_FIELD_ERRORS`); paths are dotted, under `prefix` if given. */
+export const validationFailed = (issue: SchemaIssue.Issue, prefix = ""): ValidationFailed => {
+  const all = standard(issue).issues
+  return new ValidationFailed({
+    detail:
+      all.length > MAX_FIELD_ERRORS
+        ? `The request does not match the API contract (the first ${MAX_FIELD_ERRORS} of ${all.length} problems)`
+        : "The request does not match the API contract",
+    errors: all.slice(0, MAX_FIELD_ERRORS).map((i) => ({
       path:
         [prefix, ...(i.path ?? []).map((s) => String(typeof s === "object" ? s.key : s))].filter(Boolean).join(".") ||
         "body",
       message: i.message,
     })),
   })
+}
+
+/** The most field errors a 400 lists: 1,000 bad fields must not make a 60 KB answer. */
+export const MAX_FIELD_ERRORS = 20
 
 /** Decodes untrusted input (a gRPC request, an event) with a schema; failures become validation_failed. */
 export const decode =

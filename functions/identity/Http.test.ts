@@ -284,6 +284,18 @@ describe("identity HTTP", () => {
     expect(res.status).toBe(200)
   })
 
+  it("1,000 unknown query parameters get a short 400: the first 20 problems and how many there were", async () => {
+    const query = Array.from({ length: 1_000 }, (_, i) => `p${i}=x`).join("&")
+    const res = await fetch(`${url}/api/v1/users?${query}`)
+    expect(res.status).toBe(400)
+    const text = await res.text()
+    expect(text.length).toBeLessThan(4_096)
+    const body = JSON.parse(text) as { code: string; detail: string; errors: Array<unknown> }
+    expect(body.code).toBe("validation_failed")
+    expect(body.errors).toHaveLength(20)
+    expect(body.detail).toMatch(/first 20 of 1000 problems/)
+  })
+
   it("a body over the limit is a 413 problem", async () => {
     const res = await fetch(`${url}/api/v1/users/0195a0a0-0000-7000-8000-000000000000`, {
       method: "PATCH",
