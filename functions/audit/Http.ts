@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
+import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AuditApi } from "./Api.ts"
 import { AuditLog } from "./AuditLog.ts"
@@ -20,7 +21,7 @@ export const AuditHttp = HttpApiBuilder.group(
 )
 
 /** Audit's HTTP routes, ready to serve; needs `AuditLog`. */
-export const HttpLive = HttpApiBuilder.layer(AuditApi, { openapiPath: "/openapi.json" }).pipe(
+export const HttpLive = HttpApiBuilder.layer(AuditApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide(AuditHttp),
   Layer.provide(validationProblems),
 )

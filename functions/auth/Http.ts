@@ -3,6 +3,7 @@ import { type HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { CurrentUser } from "../../shared/Authentication.ts"
 import { ClientIp } from "../../shared/RequestContext.ts"
+import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AuthApi } from "./Api.ts"
 import { OidcLogin } from "./OidcLogin.ts"
@@ -100,7 +101,7 @@ export const KeysHttp = HttpApiBuilder.group(
 )
 
 /** Auth's HTTP routes, ready to serve; needs the domain services and the Authentication middleware. */
-export const HttpLive = HttpApiBuilder.layer(AuthApi, { openapiPath: "/openapi.json" }).pipe(
+export const HttpLive = HttpApiBuilder.layer(AuthApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide([SessionsHttp, OidcHttp, KeysHttp]),
   Layer.provide(validationProblems),
 )

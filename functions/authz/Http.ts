@@ -2,6 +2,7 @@ import { Effect, Layer, Option, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { CurrentUser } from "../../shared/Authentication.ts"
 import { DEFAULT_LIMIT, decodeCursor, pageOf } from "../../shared/Pagination.ts"
+import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AuthzApi } from "./Api.ts"
 import { Authorizer } from "./Authorizer.ts"
@@ -74,7 +75,7 @@ export const AssignmentsHttp = HttpApiBuilder.group(
 )
 
 /** Authz's HTTP routes, ready to serve; needs `Roles`, `Authorizer`, the registry and `Authentication`. */
-export const HttpLive = HttpApiBuilder.layer(AuthzApi, { openapiPath: "/openapi.json" }).pipe(
+export const HttpLive = HttpApiBuilder.layer(AuthzApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide([MeHttp, PermissionsHttp, RolesHttp, AssignmentsHttp]),
   Layer.provide(validationProblems),
 )

@@ -1,4 +1,5 @@
 import { Context, Effect, Layer, Option } from "effect"
+import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import type { RouteTable } from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 
@@ -118,7 +119,7 @@ export class OpenApiDocument extends Context.Service<
             const origin = yield* registry.resolve(upstream)
             if (Option.isNone(origin)) return Option.none<unknown>()
             return yield* Effect.tryPromise(async () => {
-              const response = await fetch(new URL("/openapi.json", origin.value), {
+              const response = await fetch(new URL(OPENAPI_PATH, origin.value), {
                 signal: AbortSignal.timeout(2_000),
               })
               if (!response.ok) throw new Error(`status ${response.status}`)

@@ -2,6 +2,7 @@ import { Effect, Layer, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { CurrentUser } from "../../shared/Authentication.ts"
 import { Forbidden } from "../../shared/Problem.ts"
+import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { IdentityApi } from "./Api.ts"
 import { UserId } from "./User.ts"
@@ -65,7 +66,7 @@ export const AccountHttp = HttpApiBuilder.group(
 )
 
 /** Identity's HTTP routes, ready to serve; needs `Users` and the `Authentication` middleware. */
-export const HttpLive = HttpApiBuilder.layer(IdentityApi, { openapiPath: "/openapi.json" }).pipe(
+export const HttpLive = HttpApiBuilder.layer(IdentityApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide([MeHttp, UsersHttp, AccountHttp]),
   Layer.provide(validationProblems),
 )
