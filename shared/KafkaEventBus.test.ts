@@ -1,4 +1,7 @@
+import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as CloudEvent from "./CloudEvent.ts"
@@ -110,6 +113,24 @@ describe("KafkaEventBus", () => {
           [group],
         )
         assert.strictEqual(inbox?.count, 3)
+      }),
+    60_000,
+  )
+
+  it.live(
+    "kafkajs neither warns about negative timeouts nor spins a timer on an idle connection (patches/kafkajs)",
+    () =>
+      Effect.gen(function* () {
+        // A fresh process: Node warns once per process, and this one's kafkajs has already been busy.
+        const probe = fileURLToPath(new URL("./testing/kafkaIdleProbe.ts", import.meta.url))
+        const { stdout, stderr } = yield* Effect.promise(() =>
+          promisify(execFile)(process.execPath, [probe], { env: process.env, timeout: 30_000 }),
+        )
+        const { warnings, idleChecks } = JSON.parse(stdout) as { warnings: Array<string>; idleChecks: number }
+        assert.deepStrictEqual(warnings, [])
+        assert.notInclude(stderr, "TimeoutNegativeWarning")
+        // Unpatched, every idle connection re-armed a 1 ms timer: about a thousand checks a second each.
+        assert.isBelow(idleChecks, 20)
       }),
     60_000,
   )
