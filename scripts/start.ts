@@ -100,6 +100,10 @@ const main = async () => {
   if (!env.DATABASE_URL) {
     postgres = await startEmbeddedPostgres(`${dataDir}/pglite`, Number(env.EMBEDDED_PG_PORT ?? 54329))
     env.DATABASE_URL = postgres.url
+    // PGlite runs one query at a time for every function: a query queues behind the others' (a migration, a burst),
+    // so the 1 s bound meant for a dedicated server would refuse work that is merely waiting its turn.
+    env.DB_QUERY_TIMEOUT_MS ??= "5000"
+    env.DB_CONNECT_TIMEOUT_MS ??= "5000"
     say(`embedded Postgres (PGlite) on ${postgres.url}, data in ${dataDir}/pglite`)
   } else say("Postgres from DATABASE_URL")
   if (!env.KEY_ENCRYPTION_KEY) {

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Option, Redacted, Schema } from "effect"
-import { SQL_IDENTIFIER } from "./Db.ts"
+import { type DbOptions, DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, SQL_IDENTIFIER } from "./Db.ts"
 import { grpcUrlKey, JWKS_PATH, type ModuleManifest } from "./Module.ts"
 import * as ServiceIdentity from "./ServiceIdentity.ts"
 import { entryProblem } from "./TrustedProxies.ts"
@@ -152,11 +152,55 @@ export const grpcAddress = (name: string, manifests: ReadonlyArray<Pick<ModuleMa
   return Config.String(grpcUrlKey(name)).pipe(Config.withDefault(`localhost:${port}`))
 }
 
-/** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool size. */
-export const database = (functionName: string) => ({
+/** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool. */
+export const database = (functionName: string, defaults: PoolDefaults = {}) => ({
   databaseUrl: secret("DATABASE_URL"),
   dbSchema: schemaName("DB_SCHEMA").pipe(Config.withDefault(defaultSchema(functionName))),
-  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  ...pool(defaults),
+})
+
+/** A function's own defaults for its pool's keys (the environment still overrides them). */
+export interface PoolDefaults {
+  readonly max?: number
+  readonly queryTimeoutMs?: number
+  readonly connectTimeoutMs?: number
+  readonly acquireTimeoutMs?: number
+}
+
+/**
+ * Keys of a Postgres pool: its size, and the client-side bounds of each query and each wait for a connection (by
+ * default a hung database answers 503 in about a second, well under the gateway's route timeout).
+ */
+export const pool = (defaults: PoolDefaults = {}) => ({
+  dbPoolMax: intBetween("DB_POOL_MAX", 1, 1000).pipe(Config.withDefault(defaults.max ?? 10)),
+  dbQueryTimeoutMs: intBetween("DB_QUERY_TIMEOUT_MS", 50, 3_600_000).pipe(
+    Config.withDefault(defaults.queryTimeoutMs ?? DEFAULT_TIMEOUT_MS),
+  ),
+  dbConnectTimeoutMs: intBetween("DB_CONNECT_TIMEOUT_MS", 50, 600_000).pipe(
+    Config.withDefault(defaults.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS),
+  ),
+  dbAcquireTimeoutMs: intBetween("DB_ACQUIRE_TIMEOUT_MS", 50, 600_000).pipe(
+    Config.withDefault(defaults.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS),
+  ),
+})
+
+/** What a pool's keys say, as the options of `Db.layer`. */
+export const dbOptions = (
+  url: Redacted.Redacted<string>,
+  config: {
+    readonly dbSchema: string
+    readonly dbPoolMax: number
+    readonly dbQueryTimeoutMs: number
+    readonly dbConnectTimeoutMs: number
+    readonly dbAcquireTimeoutMs: number
+  },
+): DbOptions => ({
+  url,
+  schema: config.dbSchema,
+  poolMax: config.dbPoolMax,
+  queryTimeoutMs: config.dbQueryTimeoutMs,
+  connectTimeoutMs: config.dbConnectTimeoutMs,
+  acquireTimeoutMs: config.dbAcquireTimeoutMs,
 })
 
 /** Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS. */

@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import { CLIENT_TIMEOUT, Db, type DbError } from "./Db.ts"
 import { serviceDb } from "./testing/busHarness.ts"
+import { faultProxy } from "./testing/faultProxy.ts"
+import { freshSchema } from "./testing/harness.ts"
 
 describe("Db.afterCommit", () => {
   it.live("runs after COMMIT (seeing the committed row), never after a rollback, at once outside a transaction", () =>
@@ -28,6 +31,73 @@ describe("Db.afterCommit", () => {
       )
       yield* db.afterCommit(seen("outside"))
       assert.deepStrictEqual(ran, ["committed:1", "outside:1"])
+    }).pipe(Effect.scoped),
+  )
+})
+
+describe("Db timeouts (a hung Postgres, through a fault proxy)", () => {
+  const hungDb = Effect.gen(function* () {
+    const options = freshSchema("t_hung")
+    const target = new URL(Redacted.value(options.url))
+    const proxy = yield* Effect.acquireRelease(
+      Effect.promise(() => faultProxy({ host: target.hostname, port: Number(target.port) })),
+      (p) => Effect.promise(() => p.close()),
+    )
+    const db = Context.get(
+      yield* Layer.build(
+        Db.layer({
+          ...options,
+          url: Redacted.make(proxy.via(target.toString())),
+          queryTimeoutMs: 500,
+          connectTimeoutMs: 500,
+        }),
+      ),
+      Db,
+    )
+    return { db, proxy }
+  })
+
+  // Elapsed milliseconds and the DbError of an effect that must fail.
+  const failure = <A>(effect: Effect.Effect<A, DbError>) =>
+    Effect.timed(Effect.flip(effect)).pipe(Effect.map(([d, error]) => ({ ms: Duration.toMillis(d), error })))
+
+  it.live("a query, a transaction and a new connection give up after their bounds, then work when it answers", () =>
+    Effect.gen(function* () {
+      const { db, proxy } = yield* hungDb
+      assert.deepStrictEqual(yield* db.query("SELECT 1 AS one"), [{ one: 1 }])
+
+      yield* Effect.promise(() => proxy.set("hang"))
+      // Without client-side bounds each of these waits forever (the vitest timeout).
+      const query = yield* failure(db.query("SELECT 1"))
+      assert.strictEqual(query.error.code, CLIENT_TIMEOUT)
+      assert.isBelow(query.ms, 3_000)
+      // The pool's connection was destroyed with its query: the next one connects anew and hangs in the handshake.
+      const connect = yield* failure(db.query("SELECT 1"))
+      assert.strictEqual(connect.error.code, CLIENT_TIMEOUT, connect.error.message)
+      assert.isBelow(connect.ms, 3_000)
+
+      yield* Effect.promise(() => proxy.set("pass"))
+      assert.deepStrictEqual(yield* db.query("SELECT 2 AS two"), [{ two: 2 }])
+      yield* Effect.promise(() => proxy.set("hang"))
+      // In a transaction the hung query fails it at once: no ROLLBACK sent to a server that does not answer.
+      const tx = yield* failure(db.transaction(db.query("SELECT 1")))
+      assert.strictEqual(tx.error.code, CLIENT_TIMEOUT)
+      assert.isBelow(tx.ms, 1_400) // one bound (750 ms), not two
+
+      yield* Effect.promise(() => proxy.set("pass"))
+      assert.deepStrictEqual(yield* db.transaction(db.query("SELECT 3 AS three")), [{ three: 3 }])
+      assert.strictEqual(db.pool.waitingCount, 0)
+    }).pipe(Effect.scoped),
+  )
+
+  it.live("a slow statement is cancelled by the server at the query bound, and the connection stays usable", () =>
+    Effect.gen(function* () {
+      const { db } = yield* hungDb
+      const slow = yield* failure(db.query("SELECT pg_sleep(5)"))
+      assert.strictEqual(slow.error.code, "57014") // query_canceled: statement_timeout
+      assert.isBelow(slow.ms, 3_000)
+      assert.deepStrictEqual(yield* db.query("SELECT 1 AS one"), [{ one: 1 }])
+      assert.strictEqual(db.pool.totalCount, 1)
     }).pipe(Effect.scoped),
   )
 })

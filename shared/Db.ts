@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, Metric, Redacted, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Metric, Option, Redacted, Schedule, Schema } from "effect"
 import pg from "pg"
 
 /** A database failure; carries the driver error as cause and never reaches a client as-is. */
@@ -16,12 +16,44 @@ export interface DbOptions {
   readonly url: Redacted.Redacted<string>
   readonly schema: string
   readonly poolMax?: number
-  readonly statementTimeoutMs?: number
+  /**
+   * How long one query may take: the server cancels it then (`statement_timeout`), and the client gives up shortly
+   * after if the server does not answer at all (a hung database), destroying that connection. Default 1 s.
+   */
+  readonly queryTimeoutMs?: number
+  /** How long opening a connection may take (a hung server never completes the handshake). Default 1 s. */
+  readonly connectTimeoutMs?: number
+  /**
+   * How long a query may wait for its turn at a busy pool (every connection in use): load, not an outage, so it is
+   * longer. Default 5 s, still under the gateway's route timeout.
+   */
+  readonly acquireTimeoutMs?: number
   /** A role every session of the pool runs as (`SET ROLE` at connect): least privilege for a second pool. */
   readonly role?: string
 }
 
 type Row = Record<string, unknown>
+
+/**
+ * Default bound of a query and of a pool acquisition: well under the gateway's route timeout (10 s), so a stuck
+ * database answers 503 in about a second instead of holding every caller. Functions with slower queries raise it.
+ */
+export const DEFAULT_TIMEOUT_MS = 1_000
+const CLIENT_TIMEOUT_MARGIN_MS = 250
+/** Default bound of the wait for a busy pool's next free connection. */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS = 5_000
+
+// pg.Pool gives its clients the pool's own `connectionTimeoutMillis` (the wait for a free connection): a client class
+// with a shorter handshake bound of its own tells a hung server from a busy pool.
+const clientWithConnectTimeout = (connectTimeoutMs: number) =>
+  class extends pg.Client {
+    constructor(config?: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: connectTimeoutMs })
+    }
+  }
+
+/** `DbError.code` of a query the client gave up on because the server did not answer in time (a hung server). */
+export const CLIENT_TIMEOUT = "client_timeout"
 
 // The transaction the current fiber runs in, if any: its client (queries join it automatically) and what is to run
 // once it has committed.
@@ -78,14 +110,19 @@ export class Db extends Context.Service<
       Db,
       Effect.gen(function* () {
         assertIdentifier(options.schema)
+        const queryTimeout = options.queryTimeoutMs ?? DEFAULT_TIMEOUT_MS
         const pool = yield* Effect.acquireRelease(
           Effect.sync(() => {
             const pool = new pg.Pool({
               connectionString: Redacted.value(options.url),
               max: options.poolMax ?? 10,
               idleTimeoutMillis: 30_000,
-              connectionTimeoutMillis: 5_000,
-              statement_timeout: options.statementTimeoutMs ?? 15_000,
+              // The pool bounds the wait for a connection with this; each new client its own handshake (below).
+              connectionTimeoutMillis: options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS,
+              Client: clientWithConnectTimeout(options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS),
+              statement_timeout: queryTimeout,
+              // The server's own cancel comes first and keeps the connection; this one is for a server that is gone.
+              query_timeout: queryTimeout + CLIENT_TIMEOUT_MARGIN_MS,
               application_name: options.schema,
               ...(options.role === undefined ? {} : { options: `-c role=${options.role}` }),
             })
@@ -142,6 +179,10 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
           Effect.gen(function* () {
             yield* run(client, "BEGIN")
             const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, { client, afterCommit })))
+            // A server that did not answer will not answer a ROLLBACK either: fail at once, and the connection is
+            // destroyed (the server rolls back when it sees it close) instead of waiting out a second timeout.
+            const error: unknown = Option.getOrUndefined(Exit.findErrorOption(exit))
+            if (error instanceof DbError && error.code === CLIENT_TIMEOUT) return yield* Effect.fail(error)
             yield* run(client, exit._tag === "Success" ? "COMMIT" : "ROLLBACK")
             return exit
           }),
@@ -162,12 +203,22 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
   return Db.of({ schema, pool, query, transaction, afterCommit, withConnection })
 }
 
-const toDbError = (cause: unknown) =>
-  new DbError({
-    message: cause instanceof Error ? cause.message : String(cause),
-    code: (cause as { code?: string } | undefined)?.code,
+// pg's own messages for the two client-side timeouts (it gives them no code).
+const clientTimeouts = new Set([
+  "Query read timeout", // query_timeout
+  "timeout expired", // a new connection's handshake
+  "timeout exceeded when trying to connect", // the wait for a busy pool
+  "Connection terminated due to connection timeout",
+])
+
+const toDbError = (cause: unknown) => {
+  const message = cause instanceof Error ? cause.message : String(cause)
+  return new DbError({
+    message,
+    code: clientTimeouts.has(message) ? CLIENT_TIMEOUT : (cause as { code?: string } | undefined)?.code,
     cause,
   })
+}
 
 /** A plain lower-case SQL identifier, the only kind of name the platform interpolates into SQL (schemas). */
 export const SQL_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/

@@ -1,5 +1,6 @@
 import { Effect, Layer, Option } from "effect"
 import { topicOf } from "./CloudEvent.ts"
+import * as Cfg from "./Config.ts"
 import { Db, type DbOptions } from "./Db.ts"
 import { Health, register } from "./Health.ts"
 import * as Logging from "./Logging.ts"
@@ -91,6 +92,9 @@ export interface FoundationConfig {
   readonly databaseUrl: DbOptions["url"]
   readonly dbSchema: string
   readonly dbPoolMax: number
+  readonly dbQueryTimeoutMs: number
+  readonly dbConnectTimeoutMs: number
+  readonly dbAcquireTimeoutMs: number
 }
 
 /** A function's foundation from its manifest and config: `base` plus `database` with its migrations applied. */
@@ -107,7 +111,7 @@ export const foundation = (
   }
   return database({
     ...kernel,
-    db: { url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax },
+    db: Cfg.dbOptions(config.databaseUrl, config),
     migrations: manifest.migrations,
   }).pipe(Layer.provideMerge(base(kernel)))
 }

@@ -31,6 +31,23 @@ describe("Migrator", () => {
     expect(tables.map((t) => t.table_name).sort()).toEqual(["a", "b", "schema_migrations"])
   })
 
+  it("a migration, and waiting for another instance's, may outlast the pool's query bound; requests may not", async () => {
+    const db = { ...freshSchema("mig"), queryTimeoutMs: 200, poolMax: 1 }
+    const slow = [{ id: "0001_slow", sql: "CREATE TABLE a (id int); SELECT pg_sleep(0.6);" }]
+    // One connection: the request after the migration runs on the session the migration used.
+    const migrateThenQuery = Effect.runPromise(
+      Effect.gen(function* () {
+        const applied = yield* migrate(slow)
+        const error = yield* Effect.flip((yield* Db).query("SELECT pg_sleep(0.6)"))
+        return { applied, error: error.message }
+      }).pipe(Effect.provide(Db.layer(db)), Effect.scoped),
+    )
+    const [mine, other] = await Promise.all([migrateThenQuery, runOn(db, slow)])
+    expect([...mine.applied, ...other]).toEqual(["0001_slow"])
+    // The migration's unbounded statement_timeout was reset before its connection went back to the pool.
+    expect(mine.error).toMatch(/statement timeout/)
+  })
+
   it("refuses to start when an applied migration was edited", async () => {
     const db = freshSchema("mig")
     await runOn(db, migrations)

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
+import type pg from "pg"
 import { assertIdentifier, Db, DbError } from "./Db.ts"
 
 /** One forward-only migration: an ordered id and the SQL that applies it. Never edit one that has shipped. */
@@ -7,6 +8,8 @@ export interface Migration {
   readonly id: string
   readonly sql: string
 }
+
+const MIGRATION_TIMEOUT_MS = 30 * 60_000
 
 const checksumOf = (migration: Migration) => createHash("sha256").update(migration.sql).digest("hex")
 
@@ -29,12 +32,15 @@ export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: Read
     )
   if (upToDate) return []
   return yield* db.withConnection((client) => {
+    // A migration may rewrite a large table and may wait for another instance's: no per-query bounds here (the
+    // pool's are for requests). `query_timeout` per query is read by pg though its types omit it.
     const exec = (sql: string, params?: Array<unknown>) =>
       Effect.tryPromise({
-        try: () => client.query(sql, params),
+        try: () => client.query({ text: sql, values: params, query_timeout: MIGRATION_TIMEOUT_MS } as pg.QueryConfig),
         catch: (cause) => new DbError({ message: `migration failed: ${String(cause)}`, cause }),
       })
     return Effect.gen(function* () {
+      yield* exec("SET statement_timeout = 0")
       // Session-level lock keyed by schema: a second instance waits here until the first is done.
       yield* exec("SELECT pg_advisory_lock(hashtext($1))", [`migrations:${schema}`])
       yield* exec(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
@@ -73,7 +79,7 @@ export const migrate = Effect.fn("Migrator.migrate")(function* (migrations: Read
       return done
     }).pipe(
       // A failed unlock must not return a locked session to the pool: dying makes withConnection destroy it.
-      Effect.ensuring(Effect.orDie(exec("SELECT pg_advisory_unlock_all()"))),
+      Effect.ensuring(Effect.orDie(exec("SELECT pg_advisory_unlock_all(); RESET statement_timeout"))),
     )
   })
 })

@@ -1,5 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
+import * as Cfg from "../../shared/Config.ts"
 import { Db } from "../../shared/Db.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Permissions } from "../../shared/Permissions.ts"
@@ -20,7 +21,7 @@ export const DomainLive = AuditLog.layer.pipe(Layer.provide(AuditRepo.layer))
 export const WorkingDb = (config: AuditConfig) =>
   Option.match(config.auditDbRole, {
     onNone: () => Layer.empty,
-    onSome: (role) => Db.layer({ url: config.databaseUrl, schema: config.dbSchema, poolMax: config.dbPoolMax, role }),
+    onSome: (role) => Db.layer({ ...Cfg.dbOptions(config.databaseUrl, config), role }),
   })
 
 /**

@@ -2,6 +2,7 @@ import { Layer, Option } from "effect"
 import type { Db } from "../../shared/Db.ts"
 import type { EventBus } from "../../shared/EventBus.ts"
 import type { Health } from "../../shared/Health.ts"
+import * as Cfg from "../../shared/Config.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Permissions } from "../../shared/Permissions.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
@@ -64,7 +65,7 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
         Layer.provide(
           Kernel.database({
             ...kernelOf(config),
-            db: { url, schema: config.dbSchema, poolMax: config.dbPoolMax },
+            db: Cfg.dbOptions(url, config),
             migrations: manifest.migrations,
           }),
         ),

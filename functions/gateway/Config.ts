@@ -29,7 +29,7 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   /** Postgres for the gateway's inbox when it follows events (no Redis): revocations and permission changes. */
   databaseUrl: Config.option(Cfg.secret("DATABASE_URL")),
   dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
-  dbPoolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(3)),
+  ...Cfg.pool({ max: 3 }),
   /** Authz's gRPC address, for per-route permission checks. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
   /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
