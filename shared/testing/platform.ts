@@ -54,7 +54,13 @@ export const mailText = async (platform: Pick<Platform, "smtp">, email: string):
  * Redis, mail to a real SMTP server in the test, a random key-encryption key, and every address wired through the
  * environment. `env` adds to (or overrides) what every function gets.
  */
-export const startPlatform = async (options: { readonly env?: Record<string, string> } = {}): Promise<Platform> => {
+export const startPlatform = async (
+  options: {
+    readonly env?: Record<string, string>
+    /** Rewrites the run's database URL as the functions get it (a fault proxy in front of Postgres). */
+    readonly databaseVia?: (url: string) => string
+  } = {},
+): Promise<Platform> => {
   const adminUrl = process.env.DATABASE_URL
   if (!adminUrl) throw new Error("DATABASE_URL is not set: run the tests through `npm test` (it starts the servers)")
   const database = `e2e_${randomBytes(5).toString("hex")}`
@@ -85,7 +91,7 @@ export const startPlatform = async (options: { readonly env?: Record<string, str
     NODE_ENV: "test",
     LOG_LEVEL: "warn",
     LOG_PRETTY: "false",
-    DATABASE_URL: databaseUrl.toString(),
+    DATABASE_URL: options.databaseVia?.(databaseUrl.toString()) ?? databaseUrl.toString(),
     DB_SCHEMA: undefined,
     SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
     MAIL_FROM: "Platform <no-reply@example.com>",
