@@ -85,6 +85,7 @@ export type GrpcFailure =
   | Problem.NotFound
   | Problem.Conflict
   | Problem.EmailTaken
+  | Problem.LastAdmin
   | Problem.ServiceUnavailable
   | GrpcError
 
@@ -108,6 +109,7 @@ const codeToStatus: Record<string, grpc.status> = {
   not_found: S.NOT_FOUND,
   conflict: S.ALREADY_EXISTS,
   email_taken: S.ALREADY_EXISTS,
+  last_admin: S.FAILED_PRECONDITION,
   too_many_requests: S.RESOURCE_EXHAUSTED,
   rate_limited: S.RESOURCE_EXHAUSTED,
   service_unavailable: S.UNAVAILABLE,
@@ -283,6 +285,8 @@ export const fromServiceError = (error: grpc.ServiceError, method: string): Grpc
       return new Problem.Conflict(withDetail)
     case "email_taken":
       return new Problem.EmailTaken(withDetail)
+    case "last_admin":
+      return new Problem.LastAdmin(withDetail)
     case "unauthorized":
       return new Problem.Unauthorized(withDetail)
     case "forbidden":

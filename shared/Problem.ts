@@ -75,6 +75,13 @@ export class Conflict extends HttpApiError.Problem<Conflict>()(
   { code: Schema.tag("conflict") },
 ) {}
 
+/** 409 last_admin: the change would leave no active user holding `*` (nobody could administer the platform). */
+export class LastAdmin extends HttpApiError.Problem<LastAdmin>()(
+  "LastAdmin",
+  { type: typeOf("last_admin"), status: 409, title: "Last administrator" },
+  { code: Schema.tag("last_admin") },
+) {}
+
 /** 409 email_taken: another account already uses this email (case-insensitively). */
 export class EmailTaken extends HttpApiError.Problem<EmailTaken>()(
   "EmailTaken",

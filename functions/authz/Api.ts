@@ -2,7 +2,7 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Authentication } from "../../shared/Authentication.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
-import { Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { Conflict, Forbidden, LastAdmin, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { NewRole, Role, RoleChanges, RoleId, UserId } from "./Role.ts"
 
@@ -39,12 +39,12 @@ export class RolesApi extends HttpApiGroup.make("roles").add(
     params: { id: RoleId },
     payload: RoleChanges,
     success: Role,
-    error: [NotFound, ValidationFailed, Conflict, ServiceUnavailable],
+    error: [NotFound, ValidationFailed, Conflict, LastAdmin, ServiceUnavailable],
   }),
   HttpApiEndpoint.delete("delete", "/api/v1/roles/:id", {
     params: { id: RoleId },
     success: HttpApiSchema.NoContent,
-    error: [NotFound, ValidationFailed, Conflict, ServiceUnavailable],
+    error: [NotFound, ValidationFailed, Conflict, LastAdmin, ServiceUnavailable],
   }),
 ) {}
 
@@ -64,7 +64,7 @@ export class AssignmentsApi extends HttpApiGroup.make("assignments").add(
   HttpApiEndpoint.delete("unassign", "/api/v1/users/:userId/roles/:roleId", {
     params: { userId: UserId, roleId: RoleId },
     success: HttpApiSchema.NoContent,
-    error: [NotFound, ValidationFailed, ServiceUnavailable],
+    error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
   }),
 ) {}
 

@@ -5,6 +5,8 @@ import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { Permissions } from "../../shared/Permissions.ts"
 import { manifests } from "../registry.ts"
+import { Administrators } from "./Administrators.ts"
+import { AdministratorsRepo } from "./AdministratorsRepo.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { BootstrapAdminLive } from "./BootstrapAdmin.ts"
@@ -37,9 +39,16 @@ export const CacheLive = (config: AuthzConfig) => Cache.layer({ prefix: `${manif
  */
 export const DomainLive = (config: AuthzConfig, registry: Layer.Layer<PermissionRegistry> = PermissionRegistry.layer) =>
   Roles.layer.pipe(
+    Layer.provideMerge(Administrators.layer),
     Layer.provideMerge(Authorizer.layer({ ttlSeconds: cacheTtlSeconds(config) })),
     Layer.provideMerge(registry),
-    Layer.provide([RolesRepo.layer, AssignmentsRepo.layer, Outbox.layer(manifest.name), CacheLive(config)]),
+    Layer.provide([
+      RolesRepo.layer,
+      AssignmentsRepo.layer,
+      AdministratorsRepo.layer,
+      Outbox.layer(manifest.name),
+      CacheLive(config),
+    ]),
   )
 
 /** Bearer authentication of the signed-in route: tokens checked against auth's JWKS and the session revocations. */

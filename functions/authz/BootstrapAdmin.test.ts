@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as CloudEvent from "../../shared/CloudEvent.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
+import { AdminGuard } from "../identity/AdminGuard.ts"
 import { DomainLive as IdentityDomain } from "../identity/App.ts"
 import { manifest as identityManifest } from "../identity/module.ts"
 import { Users } from "../identity/Users.ts"
@@ -24,6 +25,7 @@ const verifiedEmail = `chief-${randomUUID().slice(0, 8)}@example.com`
 beforeAll(async () => {
   identity = (await start(
     IdentityDomain.pipe(
+      Layer.provide(AdminGuard.layerTest),
       Layer.provideMerge(Kernel.database({ ...kernel, db: identityDb, migrations: identityManifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
     ),

@@ -1,7 +1,8 @@
 import { Effect, Schema } from "effect"
 import { AuthzServiceService, type Role as ProtoRole } from "../../proto/gen/authz/v1/authz.ts"
 import * as GrpcServer from "../../shared/GrpcServer.ts"
-import { decode } from "../../shared/Problem.ts"
+import { decode, Forbidden } from "../../shared/Problem.ts"
+import { Administrators } from "./Administrators.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { PermissionName } from "./Permission.ts"
 import { type Role, UserId } from "./Role.ts"
@@ -25,6 +26,11 @@ const CheckManyRequest = Schema.Struct({
   ),
 })
 const UserRequest = Schema.Struct({ userId: UserId })
+const UserActiveRequest = Schema.Struct({
+  userId: UserId,
+  active: Schema.Boolean,
+  version: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1, { message: "must be at least 1" })),
+})
 
 // More roles than this per user is an administration problem, not a page to fetch.
 const MAX_ROLES = 100
@@ -58,6 +64,16 @@ export const AuthzGrpc = GrpcServer.service(AuthzServiceService, {
       const { userId } = yield* decode(UserRequest)(request)
       const page = yield* (yield* Roles).rolesOf(userId, { limit: MAX_ROLES })
       return { roles: page.items.map(toProto) }
+    }),
+  // Only identity knows whether an account is active; any other caller is refused.
+  setUserActive: (request, call) =>
+    Effect.gen(function* () {
+      if (call.caller !== "identity") {
+        return yield* new Forbidden({ detail: "only identity reports the status of accounts" })
+      }
+      const { userId, active, version } = yield* decode(UserActiveRequest)(request)
+      yield* (yield* Administrators).setActive(userId, active, version)
+      return {}
     }),
 })
 

@@ -3,7 +3,8 @@ import { Db, type DbError, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
 import * as Problem from "../../shared/Problem.ts"
-import { Conflict, NotFound, type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { Conflict, type LastAdmin, NotFound, type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { Administrators } from "./Administrators.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { normalize } from "./Permission.ts"
@@ -35,17 +36,26 @@ export class Roles extends Context.Service<
     get(id: RoleId): Effect.Effect<Role, NotFound | ServiceUnavailable>
     /** A page of roles, oldest first. */
     list(page: PageRequest): Effect.Effect<Page<Role>, ValidationFailed | ServiceUnavailable>
-    /** Changes a role; the built-in admin role keeps its name and grants (409). */
+    /**
+     * Changes a role; the built-in admin role keeps its name and grants (409), and taking `*` from the role of the last
+     * active administrator is refused (409 last_admin).
+     */
     update(
       id: RoleId,
       changes: RoleChanges,
-    ): Effect.Effect<Role, NotFound | ValidationFailed | Conflict | ServiceUnavailable>
-    /** Deletes a role and takes it from its users; the built-in admin role cannot be deleted (409). */
-    remove(id: RoleId): Effect.Effect<void, NotFound | Conflict | ServiceUnavailable>
+    ): Effect.Effect<Role, NotFound | ValidationFailed | Conflict | LastAdmin | ServiceUnavailable>
+    /**
+     * Deletes a role and takes it from its users; the built-in admin role cannot be deleted (409), nor the role of the
+     * last active administrator (409 last_admin).
+     */
+    remove(id: RoleId): Effect.Effect<void, NotFound | Conflict | LastAdmin | ServiceUnavailable>
     /** Gives the user the role (idempotent: an event only when it is new); 404 for an unknown role. */
     assign(userId: UserId, roleId: RoleId): Effect.Effect<void, NotFound | ServiceUnavailable>
-    /** Takes the role from the user (idempotent); 404 for an unknown role. */
-    unassign(userId: UserId, roleId: RoleId): Effect.Effect<void, NotFound | ServiceUnavailable>
+    /**
+     * Takes the role from the user (idempotent); 404 for an unknown role, 409 last_admin when it is the last active
+     * administrator's `*`.
+     */
+    unassign(userId: UserId, roleId: RoleId): Effect.Effect<void, NotFound | LastAdmin | ServiceUnavailable>
     /** A page of the user's roles, in the order they were given. */
     rolesOf(userId: UserId, page: PageRequest): Effect.Effect<Page<Role>, ValidationFailed | ServiceUnavailable>
     /**
@@ -65,6 +75,7 @@ export class Roles extends Context.Service<
       const outbox = yield* Outbox
       const registry = yield* PermissionRegistry
       const authorizer = yield* Authorizer
+      const administrators = yield* Administrators
 
       const notFound = (id: string) => new NotFound({ detail: `no role with id ${id}` })
       const nameTaken = new Conflict({ detail: "a role with this name already exists" })
@@ -125,8 +136,8 @@ export class Roles extends Context.Service<
         if (changes.name === undefined && changes.description === undefined && permissions === undefined) {
           return yield* get(id)
         }
-        const updated = yield* db
-          .transaction(
+        const updated = yield* administrators
+          .guard(
             Effect.gen(function* () {
               const before = yield* roles.findById(id)
               if (before._tag === "None") return yield* notFound(id)
@@ -159,8 +170,8 @@ export class Roles extends Context.Service<
 
       const remove = Effect.fn("Roles.remove")(function* (id: RoleId) {
         if (id === ADMIN_ROLE_ID) return yield* builtin
-        yield* db
-          .transaction(
+        yield* administrators
+          .guard(
             Effect.gen(function* () {
               const role = yield* roles.findById(id)
               if (role._tag === "None") return yield* notFound(id)
@@ -209,7 +220,7 @@ export class Roles extends Context.Service<
       })
 
       const unassign = Effect.fn("Roles.unassign")(function* (userId: UserId, roleId: RoleId) {
-        yield* db.transaction(change("deleted", userId, roleId)).pipe(Effect.catchTag("DbError", unavailable))
+        yield* administrators.guard(change("deleted", userId, roleId)).pipe(Effect.catchTag("DbError", unavailable))
       })
 
       const rolesOf = Effect.fn("Roles.rolesOf")(function* (userId: UserId, page: PageRequest) {

@@ -6,6 +6,7 @@ import {
   Forbidden,
   InvalidCredentials,
   InvalidToken,
+  LastAdmin,
   NotFound,
   ServiceUnavailable,
   TooManyRequests,
@@ -31,12 +32,12 @@ export class UsersApi extends HttpApiGroup.make("users").add(
     params: { id: UserId },
     payload: UserChanges,
     success: User,
-    error: [NotFound, ValidationFailed, ServiceUnavailable],
+    error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
   }),
   HttpApiEndpoint.delete("delete", "/api/v1/users/:id", {
     params: { id: UserId },
     success: HttpApiSchema.NoContent,
-    error: [NotFound, ValidationFailed, ServiceUnavailable],
+    error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
   }),
 ) {}
 
@@ -81,7 +82,7 @@ export class MeApi extends HttpApiGroup.make("me")
     }),
     HttpApiEndpoint.delete("deactivate", "/api/v1/users/me", {
       success: HttpApiSchema.NoContent,
-      error: [Forbidden, ServiceUnavailable],
+      error: [Forbidden, LastAdmin, ServiceUnavailable],
     }),
     HttpApiEndpoint.post("resendVerification", "/api/v1/auth/resend-verification", {
       success: HttpApiSchema.Accepted,

@@ -7,6 +7,7 @@ import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { Permissions } from "../../shared/Permissions.ts"
 import { manifests } from "../registry.ts"
+import { AdminGuard } from "./AdminGuard.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { EmailTokens } from "./EmailTokens.ts"
@@ -15,7 +16,10 @@ import { Passwords } from "./Passwords.ts"
 import { Users } from "./Users.ts"
 import { UsersRepo } from "./UsersRepo.ts"
 
-/** Identity's domain services over the kernel's Db (argon2id at OWASP's minimum cost unless configured). */
+/**
+ * Identity's domain services over the kernel's Db (argon2id at OWASP's minimum cost unless configured); they need an
+ * `AdminGuard` (`AdminGuardLive` or, without authz, `AdminGuard.layerTest`).
+ */
 export const DomainLive = Users.layer.pipe(
   Layer.provide([
     UsersRepo.layer,
@@ -26,6 +30,9 @@ export const DomainLive = Users.layer.pipe(
     Cache.layer({ prefix: manifest.name }),
   ]),
 )
+
+/** authz's last-administrator guard over gRPC (`AUTHZ_GRPC_URL`); needs `ServiceIdentity`. */
+export const AdminGuardLive = (config: IdentityConfig) => AdminGuard.layer({ address: config.authzGrpcUrl })
 
 /**
  * Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations

@@ -6,6 +6,7 @@ import { GrpcServer } from "../../shared/GrpcServer.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { freshSchema } from "../../shared/testing/harness.ts"
+import { AdminGuard } from "./AdminGuard.ts"
 import { DomainLive } from "./App.ts"
 import { IdentityGrpc } from "./Grpc.ts"
 import { manifest } from "./module.ts"
@@ -15,6 +16,7 @@ const kernel = { service: "identity", version: "test", logLevel: "warn" as const
 const ServerLive = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [IdentityGrpc] }).pipe(
   Layer.provide(ServiceIdentity.layerDev("identity", ["auth"])),
   Layer.provide(DomainLive),
+  Layer.provide(AdminGuard.layerTest),
   Layer.provide(Kernel.database({ ...kernel, db: freshSchema("identity_grpc"), migrations: manifest.migrations })),
   Layer.provide(Kernel.base(kernel)),
 )

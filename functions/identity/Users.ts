@@ -11,16 +11,21 @@ import {
   Forbidden,
   InvalidCredentials,
   InvalidToken,
+  type LastAdmin,
   NotFound,
   type ServiceUnavailable,
   TooManyRequests,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import { AdminGuard } from "./AdminGuard.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import { EmailTokens, type TokenPurpose } from "./EmailTokens.ts"
 import { Passwords } from "./Passwords.ts"
-import type { User, UserChanges, UserId } from "./User.ts"
+import type { User, UserChanges, UserId, UserStatus } from "./User.ts"
 import { UsersRepo } from "./UsersRepo.ts"
+
+/** Tries of a status change that another status change of the same account keeps overtaking. */
+const STATUS_CHANGE_ATTEMPTS = 3
 
 /** Wrong current passwords accepted per account per hour on a password change. */
 const PASSWORD_CHANGE_FAILURES_PER_HOUR = 5
@@ -53,11 +58,15 @@ export class Users extends Context.Service<
     requestPasswordReset(email: string): Effect.Effect<void, ServiceUnavailable>
     /** Spends a reset token and sets the new password (identity.password.reset: auth ends the sessions). */
     confirmPasswordReset(token: string, newPassword: string): Effect.Effect<void, InvalidToken | ServiceUnavailable>
-    /** Deactivates the account for good (status `deleted`) and publishes identity.user.deleted. */
-    remove(id: UserId): Effect.Effect<void, NotFound | ServiceUnavailable>
+    /**
+     * Deactivates the account for good (status `deleted`) and publishes identity.user.deleted; LastAdmin when it is the
+     * last active administrator.
+     */
+    remove(id: UserId): Effect.Effect<void, NotFound | LastAdmin | ServiceUnavailable>
     /** The account when `password` is right; `None` for an unknown email or a wrong password alike. */
     verifyCredentials(email: string, password: string): Effect.Effect<Option.Option<User>, ServiceUnavailable>
-    update(id: UserId, changes: UserChanges): Effect.Effect<User, NotFound | ServiceUnavailable>
+    /** An administrator changes a user; disabling the last active administrator is LastAdmin. */
+    update(id: UserId, changes: UserChanges): Effect.Effect<User, NotFound | LastAdmin | ServiceUnavailable>
     /** The caller's own account; Forbidden when it is no longer active (disabled, deleted or unknown). */
     me(id: UserId): Effect.Effect<User, Forbidden | ServiceUnavailable>
     /** The caller changes their own profile (identity.user.updated). */
@@ -75,13 +84,16 @@ export class Users extends Context.Service<
       readonly newPassword: string
       readonly keepSessionId: string
     }): Effect.Effect<void, InvalidCredentials | Forbidden | TooManyRequests | ServiceUnavailable>
-    /** The caller deactivates their own account: status `disabled`, identity.user.updated (auth ends every session). */
-    deactivate(id: UserId): Effect.Effect<void, Forbidden | ServiceUnavailable>
+    /**
+     * The caller deactivates their own account: status `disabled`, identity.user.updated (auth ends every session);
+     * LastAdmin when the caller is the last active administrator.
+     */
+    deactivate(id: UserId): Effect.Effect<void, Forbidden | LastAdmin | ServiceUnavailable>
     /** Mails the caller a new verification link (earlier ones stop working); nothing when already verified. */
     resendVerification(id: UserId): Effect.Effect<void, Forbidden | ServiceUnavailable>
   }
 >()("identity/Users") {
-  /** Users over the repository, the Db (transactions) and the outbox. */
+  /** Users over the repository, the Db (transactions), the outbox and authz's last-administrator guard. */
   static readonly layer = Layer.effect(
     Users,
     Effect.gen(function* () {
@@ -92,6 +104,7 @@ export class Users extends Context.Service<
       const tokens = yield* EmailTokens
       const notifier = yield* Notifier
       const cache = yield* Cache
+      const adminGuard = yield* AdminGuard
 
       // Inside the caller's transaction: the token, the mail and the change commit together or not at all.
       const mailToken = (user: User, purpose: TokenPurpose) =>
@@ -150,26 +163,86 @@ export class Users extends Context.Service<
         return user.value
       })
 
-      const update = Effect.fn("Users.update")(function* (id: UserId, changes: UserChanges) {
-        // Nothing to change: answer with the user as it is, without a write or an event.
-        if (changes.name === undefined && changes.status === undefined) return yield* get(id)
-        const updated = yield* db
+      // Writes a status change with its event; with `expectedVersion` only if no other status change came between.
+      const writeStatus = (
+        id: UserId,
+        change: { readonly status: UserStatus; readonly name?: string | undefined },
+        event: Effect.Effect<void, never, never> | ((user: User) => ReturnType<typeof outbox.publish>),
+        expectedVersion?: number,
+      ) =>
+        db
           .transaction(
             Effect.gen(function* () {
-              const user = yield* repo.update(id, changes)
-              if (user._tag === "Some") {
-                yield* outbox.publish({
-                  type: "identity.user.updated",
-                  subject: id,
-                  data: { userId: id, changes },
-                })
-              }
+              const written = yield* repo.setStatus(id, change, expectedVersion)
+              if (written._tag === "Some") yield* typeof event === "function" ? event(written.value.user) : event
+              return written
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+
+      /**
+       * An account stops being active (disabled or deleted): authz first counts it out of the administrators, refusing
+       * the last one (LastAdmin), then identity writes the change unless another status change came between (then it
+       * starts over). authz is asked outside any transaction: none is held open across a call.
+       */
+      const leaveActive = <E>(
+        id: UserId,
+        change: { readonly status: "disabled" | "deleted"; readonly name?: string | undefined },
+        options: {
+          /** Whether the account's current status allows the change; `refused` otherwise. */
+          readonly from: (status: UserStatus) => boolean
+          readonly refused: E
+          readonly event: (user: User) => ReturnType<typeof outbox.publish>
+        },
+      ): Effect.Effect<User, E | LastAdmin | ServiceUnavailable> =>
+        Effect.gen(function* () {
+          for (let attempt = 1; ; attempt++) {
+            const current = yield* repo.statusOf(id).pipe(Effect.catchTag("DbError", unavailable))
+            if (current._tag === "None" || !options.from(current.value.status))
+              return yield* Effect.fail(options.refused)
+            yield* adminGuard.retire(id, current.value.version + 1)
+            const written = yield* writeStatus(id, change, options.event, current.value.version)
+            if (written._tag === "Some") return written.value.user
+            if (attempt >= STATUS_CHANGE_ATTEMPTS) {
+              return yield* unavailable(`the status of ${id} kept changing concurrently`)
+            }
+          }
+        })
+
+      const updated = (id: UserId, changes: UserChanges) => (_user: User) =>
+        outbox.publish({ type: "identity.user.updated", subject: id, data: { userId: id, changes } })
+
+      const update = Effect.fn("Users.update")(function* (id: UserId, changes: UserChanges) {
+        const notFound = new NotFound({ detail: `no user with id ${id}` })
+        const undeleted = (status: UserStatus) => status !== "deleted"
+        if (changes.status === "disabled") {
+          return yield* leaveActive(
+            id,
+            { status: "disabled", name: changes.name },
+            { from: undeleted, refused: notFound, event: updated(id, changes) },
+          )
+        }
+        if (changes.status === "active") {
+          const written = yield* writeStatus(id, { status: "active", name: changes.name }, updated(id, changes))
+          if (written._tag === "None") return yield* notFound
+          // Once active again, the account counts as an administrator again if it holds *.
+          yield* adminGuard.reinstate(id, written.value.version)
+          return written.value.user
+        }
+        // Nothing to change: answer with the user as it is, without a write or an event.
+        if (changes.name === undefined) return yield* get(id)
+        const name = changes.name
+        const renamed = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const user = yield* repo.rename(id, name)
+              if (user._tag === "Some") yield* updated(id, changes)(user.value)
               return user
             }),
           )
           .pipe(Effect.catchTag("DbError", unavailable))
-        if (updated._tag === "None") return yield* new NotFound({ detail: `no user with id ${id}` })
-        return updated.value
+        if (renamed._tag === "None") return yield* notFound
+        return renamed.value
       })
 
       const getByEmail = Effect.fn("Users.getByEmail")(function* (email: string) {
@@ -200,16 +273,15 @@ export class Users extends Context.Service<
       })
 
       const remove = Effect.fn("Users.remove")(function* (id: UserId) {
-        const removed = yield* db
-          .transaction(
-            Effect.gen(function* () {
-              const done = yield* repo.markDeleted(id)
-              if (done) yield* outbox.publish({ type: "identity.user.deleted", subject: id, data: { userId: id } })
-              return done
-            }),
-          )
-          .pipe(Effect.catchTag("DbError", unavailable))
-        if (!removed) return yield* new NotFound({ detail: `no user with id ${id}` })
+        yield* leaveActive(
+          id,
+          { status: "deleted" },
+          {
+            from: (status) => status !== "deleted",
+            refused: new NotFound({ detail: `no user with id ${id}` }),
+            event: () => outbox.publish({ type: "identity.user.deleted", subject: id, data: { userId: id } }),
+          },
+        )
       })
 
       const invalidToken = new InvalidToken({ detail: "the link is invalid, already used or expired" })
@@ -279,28 +351,23 @@ export class Users extends Context.Service<
         return user.value
       })
 
-      const updateActive = (id: UserId, changes: UserChanges) =>
-        db
-          .transaction(
-            Effect.gen(function* () {
-              const user = yield* repo.updateActive(id, changes)
-              if (user._tag === "Some") {
-                yield* outbox.publish({ type: "identity.user.updated", subject: id, data: { userId: id, changes } })
-              }
-              return user
-            }),
-          )
-          .pipe(
-            Effect.catchTag("DbError", unavailable),
-            Effect.flatMap((user) => (user._tag === "Some" ? Effect.succeed(user.value) : Effect.fail(inactive))),
-          )
-
       const updateMe = Effect.fn("Users.updateMe")(function* (
         id: UserId,
         changes: { readonly name?: string | undefined },
       ) {
         if (changes.name === undefined) return yield* me(id)
-        return yield* updateActive(id, { name: changes.name })
+        const name = changes.name
+        const user = yield* db
+          .transaction(
+            Effect.gen(function* () {
+              const user = yield* repo.renameActive(id, name)
+              if (user._tag === "Some") yield* updated(id, { name })(user.value)
+              return user
+            }),
+          )
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (user._tag === "None") return yield* inactive
+        return user.value
       })
 
       const changePassword = Effect.fn("Users.changePassword")(function* (input: {
@@ -344,7 +411,11 @@ export class Users extends Context.Service<
       })
 
       const deactivate = Effect.fn("Users.deactivate")(function* (id: UserId) {
-        yield* updateActive(id, { status: "disabled" })
+        yield* leaveActive(
+          id,
+          { status: "disabled" },
+          { from: (status) => status === "active", refused: inactive, event: updated(id, { status: "disabled" }) },
+        )
       })
 
       const resendVerification = Effect.fn("Users.resendVerification")(function* (id: UserId) {

@@ -2,14 +2,15 @@ import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer, Option } from "effect"
 import { Db, type DbError } from "../../shared/Db.ts"
 import type { Position } from "../../shared/Pagination.ts"
-import { User, type UserChanges, type UserId } from "./User.ts"
+import { User, type UserId, type UserStatus } from "./User.ts"
 
 interface UserRow extends Record<string, unknown> {
   id: string
   email: string
   name: string
   email_verified: boolean
-  status: "active" | "disabled" | "deleted"
+  status: UserStatus
+  status_version: string
   created_at: Date
   updated_at: Date
 }
@@ -47,8 +48,17 @@ export class UsersRepo extends Context.Service<
     markEmailVerified(id: UserId): Effect.Effect<Option.Option<User>, DbError>
     /** Replaces the password hash of an active user; false when there is none. */
     setPasswordHash(id: UserId, passwordHash: string): Effect.Effect<boolean, DbError>
-    /** Marks a user deleted; false when there was no such (undeleted) user. */
-    markDeleted(id: UserId): Effect.Effect<boolean, DbError>
+    /** A user's status and status version (deleted users too), if there is such a user. */
+    statusOf(id: UserId): Effect.Effect<Option.Option<{ status: UserStatus; version: number }>, DbError>
+    /**
+     * Sets an undeleted user's status (and name, when given) and counts the change in the status version; with
+     * `expectedVersion`, only if the version is still that one. None when nothing was written.
+     */
+    setStatus(
+      id: UserId,
+      change: { readonly status: UserStatus; readonly name?: string | undefined },
+      expectedVersion?: number,
+    ): Effect.Effect<Option.Option<{ user: User; version: number }>, DbError>
     /** The active account with this email (case-insensitive) and its password hash, if any. */
     findCredentials(email: string): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
     findById(id: UserId): Effect.Effect<Option.Option<User>, DbError>
@@ -56,10 +66,10 @@ export class UsersRepo extends Context.Service<
     findActiveCredentials(
       id: UserId,
     ): Effect.Effect<Option.Option<{ user: User; passwordHash: string | null }>, DbError>
-    /** Applies the given changes to an active user; None when there is no such active user. */
-    updateActive(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
-    /** Applies the given changes; None when there is no such user. */
-    update(id: UserId, changes: UserChanges): Effect.Effect<Option.Option<User>, DbError>
+    /** Renames an active user; None when there is no such active user. */
+    renameActive(id: UserId, name: string): Effect.Effect<Option.Option<User>, DbError>
+    /** Renames an undeleted user; None when there is no such user. */
+    rename(id: UserId, name: string): Effect.Effect<Option.Option<User>, DbError>
   }
 >()("identity/UsersRepo") {
   /** The repository over the service's Db. */
@@ -87,21 +97,42 @@ export class UsersRepo extends Context.Service<
         )
         return Option.map(Option.fromNullishOr(rows[0]), toUser)
       })
-      const update = Effect.fn("UsersRepo.update")(function* (id: UserId, changes: UserChanges) {
-        const rows = yield* db.query<UserRow>(
-          `UPDATE ${db.schema}.users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
-           WHERE id = $1 AND status <> 'deleted' RETURNING *`,
-          [id, changes.name ?? null, changes.status ?? null],
+      const renameWhere = (condition: string) => (id: UserId, name: string) =>
+        Effect.map(
+          db.query<UserRow>(
+            `UPDATE ${db.schema}.users SET name = $2, updated_at = now() WHERE id = $1 AND ${condition} RETURNING *`,
+            [id, name],
+          ),
+          (rows) => Option.map(Option.fromNullishOr(rows[0]), toUser),
         )
-        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+      const rename = Effect.fn("UsersRepo.rename")(renameWhere("status <> 'deleted'"))
+      const renameActive = Effect.fn("UsersRepo.renameActive")(renameWhere("status = 'active'"))
+      const statusOf = Effect.fn("UsersRepo.statusOf")(function* (id: UserId) {
+        const rows = yield* db.query<Pick<UserRow, "status" | "status_version">>(
+          `SELECT status, status_version FROM ${db.schema}.users WHERE id = $1`,
+          [id],
+        )
+        return Option.map(Option.fromNullishOr(rows[0]), (row) => ({
+          status: row.status,
+          version: Number(row.status_version),
+        }))
       })
-      const updateActive = Effect.fn("UsersRepo.updateActive")(function* (id: UserId, changes: UserChanges) {
+      const setStatus = Effect.fn("UsersRepo.setStatus")(function* (
+        id: UserId,
+        change: { readonly status: UserStatus; readonly name?: string | undefined },
+        expectedVersion?: number,
+      ) {
         const rows = yield* db.query<UserRow>(
-          `UPDATE ${db.schema}.users SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now()
-           WHERE id = $1 AND status = 'active' RETURNING *`,
-          [id, changes.name ?? null, changes.status ?? null],
+          `UPDATE ${db.schema}.users
+           SET status = $2, name = coalesce($3, name), status_version = status_version + 1, updated_at = now()
+           WHERE id = $1 AND status <> 'deleted' AND ($4::bigint IS NULL OR status_version = $4)
+           RETURNING *`,
+          [id, change.status, change.name ?? null, expectedVersion ?? null],
         )
-        return Option.map(Option.fromNullishOr(rows[0]), toUser)
+        return Option.map(Option.fromNullishOr(rows[0]), (row) => ({
+          user: toUser(row),
+          version: Number(row.status_version),
+        }))
       })
       const findActiveCredentials = Effect.fn("UsersRepo.findActiveCredentials")(function* (id: UserId) {
         const rows = yield* db.query<UserRow & { password_hash: string | null }>(
@@ -139,14 +170,6 @@ export class UsersRepo extends Context.Service<
         )
         return rows.map(toUser)
       })
-      const markDeleted = Effect.fn("UsersRepo.markDeleted")(function* (id: UserId) {
-        const rows = yield* db.query(
-          `UPDATE ${db.schema}.users SET status = 'deleted', updated_at = now()
-           WHERE id = $1 AND status <> 'deleted' RETURNING id`,
-          [id],
-        )
-        return rows.length > 0
-      })
       const markEmailVerified = Effect.fn("UsersRepo.markEmailVerified")(function* (id: UserId) {
         const rows = yield* db.query<UserRow>(
           `UPDATE ${db.schema}.users SET email_verified = true, updated_at = now()
@@ -166,12 +189,13 @@ export class UsersRepo extends Context.Service<
       return UsersRepo.of({
         insert,
         findById,
-        update,
-        updateActive,
+        rename,
+        renameActive,
+        statusOf,
+        setStatus,
         findActiveCredentials,
         findCredentials,
         list,
-        markDeleted,
         markEmailVerified,
         setPasswordHash,
       })

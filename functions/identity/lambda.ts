@@ -3,7 +3,7 @@ import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
-import { AccessLive, DomainLive, Identity, Infrastructure } from "./App.ts"
+import { AccessLive, AdminGuardLive, DomainLive, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
@@ -19,6 +19,7 @@ export const handler = Lambda.handler(
         Layer.provide(AccessLive(config)),
         Layer.provide(SessionRevocations.layer),
         Layer.provide(DomainLive),
+        Layer.provide(AdminGuardLive(config)),
         Layer.provide(Identity(config)),
         Layer.provide(Infrastructure(config)),
       ),

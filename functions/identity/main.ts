@@ -3,7 +3,7 @@ import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as Main from "../../shared/Main.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
-import { AccessLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
+import { AccessLive, AdminGuardLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
@@ -25,6 +25,7 @@ const App = Layer.unwrap(
       Layer.provideMerge(AccessLive(config)),
       Layer.provide(SessionRevocations.following({ service: manifest.name })),
       Layer.provide(DomainLive),
+      Layer.provide(AdminGuardLive(config)),
       Layer.provide(Bus(config)),
       Layer.provide(Identity(config)),
       Layer.provide(Infrastructure(config)),

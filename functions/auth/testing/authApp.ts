@@ -8,6 +8,7 @@ import * as Server from "../../../shared/Server.ts"
 import { callersOf, ServiceIdentity } from "../../../shared/ServiceIdentity.ts"
 import type { SessionRevocations } from "../../../shared/SessionRevocations.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
+import { AdminGuard } from "../../identity/AdminGuard.ts"
 import { DomainLive as IdentityDomain } from "../../identity/App.ts"
 import { IdentityGrpc } from "../../identity/Grpc.ts"
 import { manifest as identityManifest } from "../../identity/module.ts"
@@ -48,6 +49,7 @@ export const startIdentityGrpc = async (options: { readonly kafka?: boolean } = 
       relay,
     ).pipe(
       Layer.provideMerge(IdentityDomain),
+      Layer.provide(AdminGuard.layerTest),
       Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: identityManifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
     ),

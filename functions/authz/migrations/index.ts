@@ -30,4 +30,16 @@ export const migrations: ReadonlyArray<Migration> = [
       INSERT INTO roles (id, name, description, permissions, builtin)
       VALUES ('00000000-0000-4000-8000-00000000ad01', 'admin', 'Built-in administrator: every permission', '{*}', true);`,
   },
+  {
+    id: "0201_user_states",
+    sql: `
+      -- Identity's reports of whether a user is active (SetUserActive); a user without a row counts as active. Only
+      -- the last-administrator guard reads it; version is identity's count of the user's status changes.
+      CREATE TABLE user_states (
+        user_id    uuid PRIMARY KEY,
+        active     boolean NOT NULL,
+        version    bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );`,
+  },
 ]

@@ -36,4 +36,11 @@ export const migrations: ReadonlyArray<Migration> = [
       );
       CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);`,
   },
+  {
+    id: "0103_status_version",
+    sql: `
+      -- Counts the account's status changes: authz orders identity's reports of them by it (the last-administrator
+      -- guard), and a status change is written only if no other one came between.
+      ALTER TABLE users ADD COLUMN status_version bigint NOT NULL DEFAULT 0;`,
+  },
 ]

@@ -6,12 +6,14 @@ import type { DbOptions } from "../../../shared/Db.ts"
 import * as Kernel from "../../../shared/Kernel.ts"
 import { Permissions } from "../../../shared/Permissions.ts"
 import * as Server from "../../../shared/Server.ts"
+import { ServiceIdentity } from "../../../shared/ServiceIdentity.ts"
 import { SessionRevocations } from "../../../shared/SessionRevocations.ts"
 import { baseUrl, freshSchema, type Running, start } from "../../../shared/testing/harness.ts"
 import { serveJwks } from "../../../shared/testing/jwksServer.ts"
 import { SigningKeys } from "../../auth/SigningKeys.ts"
 import { Tokens } from "../../auth/Tokens.ts"
 import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
+import { AdminGuard } from "../AdminGuard.ts"
 import { IdentityApi } from "../Api.ts"
 import { DomainLive } from "../App.ts"
 import { HttpLive } from "../Http.ts"
@@ -31,8 +33,14 @@ export interface IdentityUnderTest {
   close(): Promise<void>
 }
 
-/** Starts auth's keys (fresh schema, JWKS on node:http) and identity (fresh schema, port 0) verifying against them. */
-export const startIdentity = async (): Promise<IdentityUnderTest> => {
+/**
+ * Starts auth's keys (fresh schema, JWKS on node:http) and identity (fresh schema, port 0) verifying against them.
+ * With `authzGrpcAddress`, the last-administrator guard asks that authz (as identity, development keys); without,
+ * every status change is allowed.
+ */
+export const startIdentity = async (
+  options: { readonly authzGrpcAddress?: string } = {},
+): Promise<IdentityUnderTest> => {
   const authDb = freshSchema("auth")
   await migrateAuth(authDb)
   const auth = (await start(authLayer(authDb, { kek: randomKek() }))) as Running<Tokens | SigningKeys>
@@ -51,6 +59,12 @@ export const startIdentity = async (): Promise<IdentityUnderTest> => {
   // authz's answers (tested in authz and through the platform) stand in here: only the administrator holds anything.
   const adminId = randomUUID()
   const permissions = Permissions.local((userId) => Effect.succeed(userId === adminId))
+  const adminGuard =
+    options.authzGrpcAddress === undefined
+      ? AdminGuard.layerTest
+      : AdminGuard.layer({ address: options.authzGrpcAddress }).pipe(
+          Layer.provide(ServiceIdentity.layerDev("identity", [], ["authz"])),
+        )
   const app = (await start(
     Server.serve(Server.guarded(HttpLive, manifest.routes), {
       port: 0,
@@ -60,6 +74,7 @@ export const startIdentity = async (): Promise<IdentityUnderTest> => {
       Layer.provide([authentication, permissions]),
       Layer.provideMerge(SessionRevocations.layer),
       Layer.provideMerge(DomainLive),
+      Layer.provide(adminGuard),
       Layer.provideMerge(Kernel.database({ ...kernel, db, migrations: manifest.migrations })),
       Layer.provideMerge(Kernel.base(kernel)),
     ),

@@ -92,6 +92,19 @@ export interface GetUserRolesResponse {
   roles: Role[];
 }
 
+/**
+ * Identity reports a change of an account's status. `version` is identity's count of the account's status changes:
+ * a report older than the last one kept is ignored (a deactivation also when it ties with a reactivation).
+ */
+export interface SetUserActiveRequest {
+  userId: string;
+  active: boolean;
+  version: number;
+}
+
+export interface SetUserActiveResponse {
+}
+
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return { userId: "", permission: "" };
 }
@@ -1108,6 +1121,163 @@ export const GetUserRolesResponse: MessageFns<GetUserRolesResponse> = {
   },
 };
 
+function createBaseSetUserActiveRequest(): SetUserActiveRequest {
+  return { userId: "", active: false, version: 0 };
+}
+
+export const SetUserActiveRequest: MessageFns<SetUserActiveRequest> = {
+  encode(message: SetUserActiveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.active !== false) {
+      writer.uint32(16).bool(message.active);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetUserActiveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetUserActiveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.active = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetUserActiveRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+    };
+  },
+
+  toJSON(message: SetUserActiveRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.active !== false) {
+      obj.active = message.active;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetUserActiveRequest>, I>>(base?: I): SetUserActiveRequest {
+    return SetUserActiveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetUserActiveRequest>, I>>(object: I): SetUserActiveRequest {
+    const message = createBaseSetUserActiveRequest();
+    message.userId = object.userId ?? "";
+    message.active = object.active ?? false;
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetUserActiveResponse(): SetUserActiveResponse {
+  return {};
+}
+
+export const SetUserActiveResponse: MessageFns<SetUserActiveResponse> = {
+  encode(_: SetUserActiveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetUserActiveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetUserActiveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetUserActiveResponse {
+    return {};
+  },
+
+  toJSON(_: SetUserActiveResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetUserActiveResponse>, I>>(base?: I): SetUserActiveResponse {
+    return SetUserActiveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetUserActiveResponse>, I>>(_: I): SetUserActiveResponse {
+    const message = createBaseSetUserActiveResponse();
+    return message;
+  },
+};
+
 export type AuthzServiceService = typeof AuthzServiceService;
 export const AuthzServiceService = {
   /** Whether the user holds the permission, and through which grant; INVALID_ARGUMENT on a malformed id or permission. */
@@ -1166,6 +1336,20 @@ export const AuthzServiceService = {
       Buffer.from(GetUserRolesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetUserRolesResponse => GetUserRolesResponse.decode(value),
   },
+  /**
+   * Identity only: `active: false` before it disables or deletes the account, refused with FAILED_PRECONDITION
+   * (`last_admin`) when the account is the last active holder of `*`; `active: true` after it enabled the account again.
+   */
+  setUserActive: {
+    path: "/authz.v1.AuthzService/SetUserActive" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetUserActiveRequest): Buffer => Buffer.from(SetUserActiveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetUserActiveRequest => SetUserActiveRequest.decode(value),
+    responseSerialize: (value: SetUserActiveResponse): Buffer =>
+      Buffer.from(SetUserActiveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetUserActiveResponse => SetUserActiveResponse.decode(value),
+  },
 } as const;
 
 export interface AuthzServiceServer extends UntypedServiceImplementation {
@@ -1179,6 +1363,11 @@ export interface AuthzServiceServer extends UntypedServiceImplementation {
   getUserPermissions: handleUnaryCall<GetUserPermissionsRequest, GetUserPermissionsResponse>;
   /** The roles assigned to the user, by name. */
   getUserRoles: handleUnaryCall<GetUserRolesRequest, GetUserRolesResponse>;
+  /**
+   * Identity only: `active: false` before it disables or deletes the account, refused with FAILED_PRECONDITION
+   * (`last_admin`) when the account is the last active holder of `*`; `active: true` after it enabled the account again.
+   */
+  setUserActive: handleUnaryCall<SetUserActiveRequest, SetUserActiveResponse>;
 }
 
 export interface AuthzServiceClient extends Client {
@@ -1262,6 +1451,25 @@ export interface AuthzServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetUserRolesResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Identity only: `active: false` before it disables or deletes the account, refused with FAILED_PRECONDITION
+   * (`last_admin`) when the account is the last active holder of `*`; `active: true` after it enabled the account again.
+   */
+  setUserActive(
+    request: SetUserActiveRequest,
+    callback: (error: ServiceError | null, response: SetUserActiveResponse) => void,
+  ): ClientUnaryCall;
+  setUserActive(
+    request: SetUserActiveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetUserActiveResponse) => void,
+  ): ClientUnaryCall;
+  setUserActive(
+    request: SetUserActiveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetUserActiveResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AuthzServiceClient = makeGenericClientConstructor(
@@ -1284,6 +1492,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
