@@ -19,7 +19,7 @@ export interface RedisCacheOptions {
   readonly prefix: string
   /** Bound on the connection attempt at start and on each reconnect; default 5 s. */
   readonly connectTimeoutMs?: number
-  /** Bound on each command; default 2 s. */
+  /** Bound on each command; default 500 ms (a Redis command takes well under a millisecond). */
   readonly commandTimeoutMs?: number
 }
 
@@ -27,6 +27,12 @@ export interface RedisCacheOptions {
 export interface MemoryCacheOptions {
   readonly prefix: string
   readonly maxEntries?: number
+  /**
+   * With Redis: `"memory"` serves from this process's memory (bounded by `maxEntries`) while Redis is unavailable, and
+   * from Redis again once it answers (what was written meanwhile stays in memory only). Default: operations fail with
+   * `CacheError` while Redis is unavailable (at once, see `RedisAvailability`).
+   */
+  readonly fallback?: "memory"
 }
 
 /** A string key/value cache shared by a service's instances (Redis) or local to the process (memory). */
@@ -55,22 +61,28 @@ export class Cache extends Context.Service<
 >()("shared/Cache") {
   /**
    * A Redis cache with a connection of its own. Fails fast: the layer connects and fails with a `CacheError` naming
-   * host and port when Redis cannot be reached at start; afterwards ioredis reconnects on its own, commands fail
-   * after `commandTimeoutMs` and the "redis" readiness check (PING) reports it. The connection is closed (QUIT) with
-   * the layer.
+   * host and port when Redis cannot be reached at start; afterwards ioredis reconnects on its own, a command fails
+   * after `commandTimeoutMs` at most and then every command fails at once until Redis answers again (see
+   * `RedisAvailability`); the "redis" readiness check (PING) reports "degraded" meanwhile. The connection is closed
+   * (QUIT) with the layer.
    */
   static readonly layerRedis = (options: RedisCacheOptions) =>
     Cache.layerOn(options.prefix).pipe(
       Layer.provide(RedisConnection.layer({ ...options, connectionName: options.prefix })),
     )
 
-  /** A Redis cache over the process's `RedisConnection`. */
-  static readonly layerOn = (prefix: string) =>
+  /** A Redis cache over the process's `RedisConnection`; `fallback` as in `MemoryCacheOptions`. */
+  static readonly layerOn = (prefix: string, options: Omit<MemoryCacheOptions, "prefix"> = {}) =>
     Layer.effect(
       Cache,
       Effect.gen(function* () {
         const checked = yield* checkPrefix(prefix)
-        return yield* make(checked, "redis", redisBackend(yield* RedisConnection))
+        const redis = redisBackend(yield* RedisConnection)
+        return yield* make(
+          checked,
+          "redis",
+          options.fallback === "memory" ? withFallback(redis, memoryBackend(options.maxEntries ?? 10_000)) : redis,
+        )
       }),
     )
 
@@ -93,7 +105,7 @@ export class Cache extends Context.Service<
       Effect.gen(function* () {
         const url = yield* Config.option(Config.Redacted("REDIS_URL"))
         return Option.isSome(url)
-          ? Cache.layerOn(options.prefix).pipe(Layer.provide(RedisConnection.fromEnvironment))
+          ? Cache.layerOn(options.prefix, options).pipe(Layer.provide(RedisConnection.fromEnvironment))
           : Cache.layerMemory(options)
       }),
     )
@@ -101,9 +113,10 @@ export class Cache extends Context.Service<
 
 /**
  * A process's connection to Redis, for the caches and anything else that needs the raw client (the gateway's rate
- * limiter). Connected (and checked) at start, "redis" readiness check (PING), closed with the layer; commands issued
- * in one event-loop turn go out in one write (auto-pipelining) and fail at once while disconnected (no offline queue:
- * a cache or limiter degrades instead of waiting).
+ * limiter). Connected (and checked) at start, "redis" readiness check (PING, non-critical: the platform serves
+ * degraded without Redis), closed with the layer; commands issued in one event-loop turn go out in one write
+ * (auto-pipelining) and fail at once while disconnected (no offline queue: a cache or limiter degrades instead of
+ * waiting). Reconnects every second at most while Redis is away; `availabilityOf` tells whether it answers.
  */
 export class RedisConnection extends Context.Service<RedisConnection, Redis>()("shared/RedisConnection") {
   static readonly layer = (options: Omit<RedisCacheOptions, "prefix"> & { readonly connectionName?: string }) =>
@@ -114,6 +127,7 @@ export class RedisConnection extends Context.Service<RedisConnection, Redis>()("
         yield* register(
           "redis",
           Effect.tryPromise(() => redis.ping()),
+          { critical: false },
         )
         return redis
       }),
@@ -246,25 +260,78 @@ const INCREMENT = `local n = redis.call("INCR", KEYS[1])
 if redis.call("PTTL", KEYS[1]) == -1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
 return n`
 
-const redisBackend = (redis: Redis): Backend => ({
-  get: (key) =>
-    Effect.tryPromise({ try: () => redis.get(key), catch: redisFailure("GET") }).pipe(
-      Effect.map((value) => value ?? undefined),
+/**
+ * What a process knows of its Redis: up until a command fails (an error, or no answer within the command timeout),
+ * then down, and every user skips Redis at once, until a PING (every `PROBE_MS`) answers again. A hung Redis thus
+ * costs one command timeout per process, not one per request; each transition is logged once and counted in
+ * `redis_unavailable_total`, and `redis_available` (1/0) holds the current state.
+ */
+export interface RedisAvailability {
+  readonly up: () => boolean
+  /** A command to Redis failed: Redis counts as down until a probe answers. */
+  readonly failed: (cause: unknown) => void
+}
+
+const alwaysUp: RedisAvailability = { up: () => true, failed: () => {} }
+const availabilities = new WeakMap<Redis, RedisAvailability>()
+
+/** The availability of a client made by `RedisConnection` (always up for any other client). */
+export const availabilityOf = (redis: Redis): RedisAvailability => availabilities.get(redis) ?? alwaysUp
+
+/** How often a down Redis is probed (PING), so users return to it within about this long after it answers. */
+export const PROBE_MS = 500
+
+const unavailableCount = Metric.counter("redis_unavailable_total", {
+  description: "Times this process found Redis unavailable and served degraded",
+  incremental: true,
+})
+const availableGauge = Metric.gauge("redis_available", { description: "1 while Redis answers this process, else 0" })
+
+const skipped = () =>
+  Effect.fail(new CacheError({ message: "redis unavailable (waiting for it to answer again)", cause: null }))
+
+// An error reply (a wrong type, a script error) comes from a Redis that answers: it says nothing of availability.
+const isReply = (cause: unknown) => cause instanceof Error && cause.name === "ReplyError"
+
+// Runs a command unless Redis is known to be down; a failure (no answer) marks it down.
+const guarded = <A>(redis: Redis, what: string, run: () => Promise<A>): Effect.Effect<A, CacheError> => {
+  const availability = availabilityOf(redis)
+  return availability.up()
+    ? Effect.tryPromise({ try: run, catch: redisFailure(what) }).pipe(
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            if (!isReply(error.cause)) availability.failed(error.cause)
+          }),
+        ),
+      )
+    : skipped()
+}
+
+// Redis first; its failure (or Redis known down) serves the operation from memory instead.
+const withFallback = (redis: Backend, memory: Backend): Backend => ({
+  get: (key) => Effect.catch(redis.get(key), () => memory.get(key)),
+  set: (key, value, ttlMs) => Effect.catch(redis.set(key, value, ttlMs), () => memory.set(key, value, ttlMs)),
+  delete: (key) =>
+    Effect.andThen(
+      memory.delete(key),
+      Effect.catch(redis.delete(key), () => Effect.void),
     ),
+  increment: (key, ttlMs) => Effect.catch(redis.increment(key, ttlMs), () => memory.increment(key, ttlMs)),
+  setIfAbsent: (key, value, ttlMs) =>
+    Effect.catch(redis.setIfAbsent(key, value, ttlMs), () => memory.setIfAbsent(key, value, ttlMs)),
+})
+
+const redisBackend = (redis: Redis): Backend => ({
+  get: (key) => guarded(redis, "GET", () => redis.get(key)).pipe(Effect.map((value) => value ?? undefined)),
   set: (key, value, ttlMs) =>
     Effect.asVoid(
-      Effect.tryPromise({
-        try: () => (ttlMs === undefined ? redis.set(key, value) : redis.set(key, value, "PX", ttlMs)),
-        catch: redisFailure("SET"),
-      }),
+      guarded(redis, "SET", () => (ttlMs === undefined ? redis.set(key, value) : redis.set(key, value, "PX", ttlMs))),
     ),
-  delete: (key) => Effect.asVoid(Effect.tryPromise({ try: () => redis.del(key), catch: redisFailure("DEL") })),
+  delete: (key) => Effect.asVoid(guarded(redis, "DEL", () => redis.del(key))),
   increment: (key, ttlMs) =>
-    Effect.tryPromise({ try: () => redis.eval(INCREMENT, 1, key, ttlMs), catch: redisFailure("INCR") }).pipe(
-      Effect.map(Number),
-    ),
+    guarded(redis, "INCR", () => redis.eval(INCREMENT, 1, key, ttlMs)).pipe(Effect.map(Number)),
   setIfAbsent: (key, value, ttlMs) =>
-    Effect.tryPromise({ try: () => redis.set(key, value, "PX", ttlMs, "NX"), catch: redisFailure("SET NX") }).pipe(
+    guarded(redis, "SET NX", () => redis.set(key, value, "PX", ttlMs, "NX")).pipe(
       Effect.map((reply) => reply === "OK"),
     ),
 })
@@ -291,10 +358,12 @@ const connect = (
         const redis = new Redis(url, {
           lazyConnect: true,
           connectTimeout: options.connectTimeoutMs ?? 5_000,
-          commandTimeout: options.commandTimeoutMs ?? 2_000,
+          commandTimeout: options.commandTimeoutMs ?? 500,
           maxRetriesPerRequest: 1,
           enableOfflineQueue: false,
           enableAutoPipelining: true,
+          // Reconnect attempts 100 ms apart, growing to one a second: back within about a second of Redis's return.
+          retryStrategy: (times: number) => Math.min(times * 100, 1_000),
           ...(options.connectionName ? { connectionName: options.connectionName } : {}),
         })
         // Logged once per outage, not once per reconnect attempt.
@@ -307,16 +376,25 @@ const connect = (
           if (started && !connected) log(Effect.logInfo("redis reconnected"))
           connected = true
         })
+        redis.on("close", () => {
+          if (started) availability.failed(new Error("connection closed"))
+        })
+        const availability = watch(redis, log)
+        availabilities.set(redis, availability)
         return redis
       }),
       (redis) =>
-        redis.status === "ready"
-          ? Effect.tryPromise(() => redis.quit()).pipe(
-              Effect.timeout("2 seconds"),
-              Effect.ignore,
-              Effect.ensuring(Effect.sync(() => redis.disconnect())),
-            )
-          : Effect.sync(() => redis.disconnect()),
+        Effect.sync(() => availabilities.get(redis)?.failed(closing)).pipe(
+          Effect.andThen(
+            redis.status === "ready"
+              ? Effect.tryPromise(() => redis.quit()).pipe(
+                  Effect.timeout("2 seconds"),
+                  Effect.ignore,
+                  Effect.ensuring(Effect.sync(() => redis.disconnect())),
+                )
+              : Effect.sync(() => redis.disconnect()),
+          ),
+        ),
     )
 
     yield* Effect.tryPromise({
@@ -335,6 +413,53 @@ const connect = (
     started = true
     return redis
   })
+
+const closing = Symbol("closing")
+
+// The availability of one client: marks it down on a failure, then PINGs every PROBE_MS until it answers.
+const watch = (redis: Redis, log: (effect: Effect.Effect<void>) => void): RedisAvailability => {
+  let up = true
+  let stopped = false
+  let probe: ReturnType<typeof setInterval> | undefined
+  let asking = false
+  log(Metric.update(availableGauge, 1))
+  const recovered = () => {
+    clearInterval(probe)
+    probe = undefined
+    if (stopped) return
+    up = true
+    log(Effect.andThen(Metric.update(availableGauge, 1), Effect.logInfo("redis answers again: using it again")))
+  }
+  return {
+    up: () => up,
+    failed: (cause) => {
+      if (cause === closing) {
+        stopped = true
+        clearInterval(probe)
+        return
+      }
+      if (!up || stopped) return
+      up = false
+      log(
+        Effect.logWarning("redis unavailable: serving degraded until it answers again", {
+          error: cause instanceof Error ? cause.message : String(cause),
+        }).pipe(Effect.andThen(Metric.update(unavailableCount, 1)), Effect.andThen(Metric.update(availableGauge, 0))),
+      )
+      probe = setInterval(() => {
+        // While disconnected ioredis reconnects on its own; a PING then says whether commands are answered.
+        if (asking || redis.status !== "ready") return
+        asking = true
+        redis
+          .ping()
+          .then(recovered, () => {})
+          .finally(() => {
+            asking = false
+          })
+      }, PROBE_MS)
+      probe.unref()
+    },
+  }
+}
 
 const asError = (cause: unknown) => (cause instanceof Error ? cause : new Error(String(cause)))
 

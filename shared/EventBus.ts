@@ -26,6 +26,13 @@ export interface SubscribeOptions<R = never> {
   readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
   /** Overrides the bus's retry policy for this subscription. */
   readonly retry?: Partial<RetryPolicy>
+  /**
+   * Every instance of the consumer receives every event, for a view kept in process memory (revoked sessions): no
+   * shared position (Kafka: a consumer group of this process's own, never committed), no inbox (the handler must be
+   * idempotent and gets no transaction), no dead letters (a failing event is logged and skipped). The subscription
+   * starts with the events published within `since` before it (Kafka: the topic's retained events).
+   */
+  readonly broadcast?: { readonly since: Duration.Input }
 }
 
 /** A subscription could not be started (broker or database unreachable, bad topic name). */
@@ -71,6 +78,8 @@ export interface Delivery<R> {
   readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
   readonly retry: RetryPolicy
   readonly system: "kafka" | "postgresql"
+  /** False for a broadcast subscription: the handler runs without the inbox and its transaction. Default true. */
+  readonly inbox?: boolean
   /** Extra span attributes (partition, offset, seq). */
   readonly attributes?: Record<string, unknown>
 }
@@ -158,23 +167,26 @@ export const consume = <R>(delivery: Delivery<R>): Effect.Effect<Outcome, never,
     const event = decoded.success
     yield* Effect.annotateCurrentSpan({ "messaging.message.id": event.id, "cloudevents.event_type": event.type })
 
-    const attempt = db.transaction(
-      Effect.gen(function* () {
-        const inserted = yield* db.query(
-          `INSERT INTO ${inbox} (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
-          [delivery.consumer, event.id],
-        )
-        if (inserted.length === 0) return false
-        yield* delivery
-          .handler(event)
-          .pipe(
-            Effect.catchCause((cause) =>
-              Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.fail(new HandlerFailed({ cause })),
-            ),
-          )
-        return true
-      }),
+    // The handler is called again on every attempt.
+    const run = Effect.suspend(() => delivery.handler(event)).pipe(
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.fail(new HandlerFailed({ cause })),
+      ),
     )
+    const attempt =
+      delivery.inbox === false
+        ? Effect.as(run, true)
+        : db.transaction(
+            Effect.gen(function* () {
+              const inserted = yield* db.query(
+                `INSERT INTO ${inbox} (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
+                [delivery.consumer, event.id],
+              )
+              if (inserted.length === 0) return false
+              yield* run
+              return true
+            }),
+          )
 
     let attempts = 0
     let infraFailures = 0

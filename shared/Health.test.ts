@@ -17,4 +17,15 @@ describe("Health", () => {
       assert.deepStrictEqual(yield* health.readiness, { ok: true, checks: {} })
     }).pipe(Effect.provide(Health.layer)),
   )
+
+  it.effect("a failing non-critical check reads degraded and leaves the process ready", () =>
+    Effect.gen(function* () {
+      const health = yield* Health
+      yield* register("postgres", Effect.void)
+      yield* register("redis", Effect.fail("down"), { critical: false })
+      assert.deepStrictEqual(yield* health.readiness, { ok: true, checks: { postgres: "ok", redis: "degraded" } })
+      yield* register("redis", Effect.fail("down"))
+      assert.deepStrictEqual(yield* health.readiness, { ok: false, checks: { postgres: "ok", redis: "failing" } })
+    }).pipe(Effect.scoped, Effect.provide(Health.layer)),
+  )
 })

@@ -4,9 +4,14 @@ import { Context, Duration, Effect, Layer, type Scope } from "effect"
 export interface Check {
   readonly name: string
   readonly run: Effect.Effect<unknown, unknown>
+  /**
+   * False for a dependency the function serves without (degraded, e.g. Redis): its failure reads "degraded" and leaves
+   * the function ready, so an orchestrator does not pull every instance for an outage they ride out. Default true.
+   */
+  readonly critical?: boolean
 }
 
-/** Result of running every readiness check. */
+/** Result of running every readiness check: `ok` unless a critical check fails ("failing"; a non-critical one "degraded"). */
 export interface Readiness {
   readonly ok: boolean
   readonly checks: Record<string, "ok" | string>
@@ -31,7 +36,7 @@ export class Health extends Context.Service<
       check.run.pipe(
         Effect.timeout(Duration.seconds(2)),
         Effect.as("ok" as string),
-        Effect.catchCause(() => Effect.succeed("failing")),
+        Effect.catchCause(() => Effect.succeed(check.critical === false ? "degraded" : "failing")),
       )
     return Health.of({
       register: (check) =>
@@ -45,9 +50,12 @@ export class Health extends Context.Service<
         }),
       ).pipe(
         Effect.map((results) => {
+          const rank = (result: string | undefined) => (result === "failing" ? 2 : result === "degraded" ? 1 : 0)
           const byName: Record<string, string> = {}
-          for (const [name, result] of results) byName[name] = byName[name] === "failing" ? "failing" : result
-          return { ok: results.every(([, r]) => r === "ok"), checks: byName }
+          for (const [name, result] of results) {
+            if (rank(result) >= rank(byName[name])) byName[name] = result
+          }
+          return { ok: results.every(([, r]) => r !== "failing"), checks: byName }
         }),
         Effect.withSpan("Health.readiness"),
       ),
@@ -55,6 +63,12 @@ export class Health extends Context.Service<
   })
 }
 
-/** Registers a readiness check from inside a layer. */
-export const register = (name: string, run: Effect.Effect<unknown, unknown>) =>
-  Effect.flatMap(Effect.service(Health), (health) => health.register({ name, run }))
+/** Registers a readiness check from inside a layer (`critical: false`: its failure only degrades, see `Check`). */
+export const register = (
+  name: string,
+  run: Effect.Effect<unknown, unknown>,
+  options?: { readonly critical?: boolean },
+) =>
+  Effect.flatMap(Effect.service(Health), (health) =>
+    health.register({ name, run, ...(options?.critical === undefined ? {} : { critical: options.critical }) }),
+  )

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto"
 import { Cause, Duration, Effect, FiberSet, Layer, Schedule, type Scope, Semaphore } from "effect"
 import type kafkajs from "kafkajs"
 import * as CloudEvent from "./CloudEvent.ts"
@@ -101,6 +102,8 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
   const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
     const { topic, group, handler } = subscription
     const retry = retryPolicy(options.retry, subscription.retry)
+    // A broadcast subscription reads every partition in a group of its own, from the retained start, never committed.
+    const broadcast = subscription.broadcast !== undefined
 
     const handleMessage = (payload: kafkajs.EachMessagePayload) =>
       Effect.gen(function* () {
@@ -112,13 +115,17 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
           handler,
           retry,
           system: "kafka",
+          inbox: !broadcast,
           attributes: {
             "messaging.kafka.partition": payload.partition,
             "messaging.kafka.offset": payload.message.offset,
             "messaging.kafka.message.key": payload.message.key?.toString("utf8"),
           },
         }).pipe(Effect.provideService(Db, db))
-        yield* deadLetter(group, payload, outcome, retry)
+        if (broadcast) {
+          const dead = deadLetterOf(outcome)
+          if (dead) yield* Effect.logError("event skipped by a broadcast subscription", { group, topic, ...dead })
+        } else yield* deadLetter(group, payload, outcome, retry)
       })
 
     // A rejected eachMessage stops a kafkajs consumer for good, so only shutdown may reject; an unexpected defect
@@ -152,7 +159,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       const consumer = yield* Effect.acquireRelease(
         Effect.sync(() =>
           kafka.client.consumer({
-            groupId: group,
+            groupId: broadcast ? `${group}.${randomUUID()}` : group,
             allowAutoTopicCreation: false,
             maxWaitTimeInMs: options.maxWaitTimeMs ?? 1_000,
             ...(options.sessionTimeoutMs !== undefined ? { sessionTimeout: options.sessionTimeoutMs } : {}),
@@ -187,7 +194,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
         yield* tryKafka(`subscribing to ${topic}`, () => consumer.subscribe({ topics: [topic], fromBeginning: true }))
         yield* tryKafka("starting the consumer", () =>
           consumer.run({
-            autoCommit: true,
+            autoCommit: !broadcast,
             partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
             eachMessage: (payload) => run(guarded(payload)),
           }),

@@ -62,6 +62,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
   const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
     const { topic, group, handler } = subscription
     const retry = retryPolicy(options.retry, subscription.retry)
+    const broadcast = subscription.broadcast
 
     // `cursor` moves row by row, once the row's offset is stored, so a failure mid-batch resumes after the last row done.
     const poll = (source: string, cursor: { position: Position }) =>
@@ -87,6 +88,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
             handler,
             retry,
             system: "postgresql",
+            inbox: broadcast === undefined,
             attributes: { "eventbus.source_schema": source, "eventbus.seq": row.seq },
           })
           const dead = deadLetterOf(outcome)
@@ -95,25 +97,30 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
              WHERE group_id = $1 AND topic = $2`,
             [group, topic, row.txid, row.seq],
           )
-          // A handled row only moves the offset (one statement); a dead letter and the offset commit together.
-          yield* dead === undefined
-            ? advance.pipe(Effect.withTracerEnabled(false))
-            : db
-                .transaction(
-                  Effect.andThen(
-                    db.query(
-                      `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
+          // A handled row only moves the offset (one statement); a dead letter and the offset commit together. A
+          // broadcast subscription keeps its position in memory only and logs what it could not handle.
+          yield* broadcast !== undefined
+            ? dead === undefined
+              ? Effect.void
+              : Effect.logError("event skipped by a broadcast subscription", { event_seq: row.seq, ...dead })
+            : dead === undefined
+              ? advance.pipe(Effect.withTracerEnabled(false))
+              : db
+                  .transaction(
+                    Effect.andThen(
+                      db.query(
+                        `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
                        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
-                      [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
+                        [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
+                      ),
+                      advance,
                     ),
-                    advance,
-                  ),
-                )
-                .pipe(
-                  Effect.withSpan("EventBus.deadLetter", {
-                    attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
-                  }),
-                )
+                  )
+                  .pipe(
+                    Effect.withSpan("EventBus.deadLetter", {
+                      attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
+                    }),
+                  )
           cursor.position = { txid: row.txid, seq: row.seq }
         }
         return rows.length
@@ -121,11 +128,27 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
 
     const run = (source: string) =>
       Effect.gen(function* () {
-        const [stored] = yield* db.query<Position & Record<string, unknown>>(
-          `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${own}.eventbus_offsets
-           WHERE group_id = $1 AND topic = $2`,
-          [group, topic],
-        )
+        // A broadcast subscription starts after the last row older than `since` (rows are read in commit order).
+        const [stored] =
+          broadcast === undefined
+            ? yield* db.query<Position & Record<string, unknown>>(
+                `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${own}.eventbus_offsets
+                 WHERE group_id = $1 AND topic = $2`,
+                [group, topic],
+              )
+            : yield* db
+                .query<Position & Record<string, unknown>>(
+                  `SELECT o.txid::text AS txid, o.seq::text AS seq FROM ${source}.outbox o
+                   WHERE o.topic = $1 AND o.created_at < now() - make_interval(secs => $2)
+                   ORDER BY o.txid DESC, o.seq DESC LIMIT 1`,
+                  [topic, Duration.toSeconds(Duration.fromInputUnsafe(broadcast.since))],
+                )
+                .pipe(
+                  Effect.catchIf(
+                    (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
+                    () => Effect.succeed([]),
+                  ),
+                )
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
         // A producer that has not started (or migrated) yet has no outbox: nothing to read, not a failure.
         let waiting = false
@@ -158,6 +181,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
         try: () => assertIdentifier(schemaOf(topic)),
         catch: (cause) => new EventBusError({ message: `no outbox schema for topic ${topic}`, cause }),
       })
+      if (broadcast !== undefined) return source
       yield* db
         .query(`INSERT INTO ${own}.eventbus_offsets (group_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [
           group,

@@ -1,84 +1,200 @@
-import { Config, Context, Effect, Layer, Option, Schema } from "effect"
-import { Cache } from "./Cache.ts"
+import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { Cache, type CacheError, RedisConnection } from "./Cache.ts"
 import { topicOf } from "./CloudEvent.ts"
 import { EventBus } from "./EventBus.ts"
+import type { Health } from "./Health.ts"
 import type { ServiceUnavailable } from "./Problem.ts"
 import * as Problem from "./Problem.ts"
+
+/** The revocations this process holds in memory: sid → until when (epoch ms). */
+export class RevokedInMemory extends Context.Service<
+  RevokedInMemory,
+  {
+    remember(sid: string, untilMs: number): Effect.Effect<void>
+    has(sid: string): Effect.Effect<boolean>
+  }
+>()("shared/SessionRevocations/RevokedInMemory") {}
+
+// Bound of the memory: a million sids ≈ 150 MB, far above what one token lifetime of logouts reaches, so live
+// revocations are not evicted (the oldest go first).
+const MAX_IN_MEMORY = 1_000_000
+
+const memoryStore = Effect.sync(() => {
+  const until = new Map<string, number>()
+  return RevokedInMemory.of({
+    remember: (sid, untilMs) =>
+      Effect.sync(() => {
+        if (untilMs <= Date.now() || (until.get(sid) ?? 0) >= untilMs) return
+        until.delete(sid)
+        until.set(sid, untilMs)
+        for (const oldest of until.keys()) {
+          if (until.size <= MAX_IN_MEMORY) break
+          until.delete(oldest)
+        }
+      }),
+    has: (sid) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const at = until.get(sid)
+        if (at === undefined) return false
+        if (at > now) return true
+        until.delete(sid)
+        return false
+      }),
+  })
+})
+
+// Redis's shared list of revoked sids.
+class SharedList extends Context.Service<SharedList, Cache["Service"]>()("shared/SessionRevocations/SharedList") {}
+
+// Redis's list when `REDIS_URL` is set (over the process's shared connection), else none.
+const sharedStore = Effect.map(Config.option(Config.Redacted("REDIS_URL")), (url) =>
+  Option.isSome(url)
+    ? Option.some(
+        Layer.effect(SharedList, Effect.service(Cache)).pipe(
+          Layer.provide(Cache.layerOn("revoked-session")),
+          Layer.provide(RedisConnection.fromEnvironment),
+        ),
+      )
+    : Option.none(),
+)
+
+const degradations = Metric.counter("session_revocations_degraded_total", {
+  description: "Times revocation checks fell back to this process's memory because Redis could not answer",
+  incremental: true,
+})
 
 /**
  * Revoked session ids, shared by auth (which writes them) and every verifier of access tokens (the gateway and the
  * services), so that a logout reaches the edge at once without a database call per request. An entry lives as long
  * as the longest access token of that session could: after that the token is refused as expired anyway.
  *
- * Backed by Redis when `REDIS_URL` is set (one key per revoked sid: `revoked-session:<sid>`, TTL = access-token
- * lifetime), otherwise by the process's memory; `following` then keeps that memory in step with auth's
- * `auth.session.revoked` events (the embedded default: one instance per function, the bus polled every 100 ms).
+ * Two stores, asked together: the process's memory (what this process revoked, and with `following` every
+ * `auth.session.revoked` event auth publishes) and, when `REDIS_URL` is set, Redis (one key per revoked sid:
+ * `revoked-session:<sid>`, TTL = access-token lifetime). A session is revoked when either says so. When Redis cannot
+ * answer, `layerDegrading` and `following` answer from memory alone (logged and counted once per outage), `layer`
+ * fails closed (503): it has nothing else to go by.
  */
 export class SessionRevocations extends Context.Service<
   SessionRevocations,
   {
     /** Marks sessions revoked for `ttlSeconds` (the access-token lifetime). */
     revoke(sids: ReadonlyArray<string>, ttlSeconds: number): Effect.Effect<void, ServiceUnavailable>
-    /** True when the session was revoked; fails closed (503) when the store cannot answer. */
+    /** True when the session was revoked; 503 only when Redis cannot answer and this store may not degrade. */
     isRevoked(sid: string): Effect.Effect<boolean, ServiceUnavailable>
   }
 >()("shared/SessionRevocations") {
-  /** Revocations over the cache (Redis when `REDIS_URL` is set, else memory). */
-  static readonly layer = Layer.effect(
-    SessionRevocations,
-    Effect.gen(function* () {
-      const cache = yield* Cache
-      const unavailable = Problem.unavailable(
-        "session revocations unavailable",
-        "session state is unavailable, retry later",
+  /**
+   * Memory and Redis (when configured); fails closed (503) when Redis cannot answer. For a process that follows no
+   * events (a Lambda entry): its memory knows only its own revocations.
+   */
+  static readonly layer = Layer.unwrap(Effect.map(sharedStore, (shared) => store(shared, false)))
+
+  /**
+   * Memory and Redis (when configured); while Redis cannot answer, memory alone answers. For the gateway when it
+   * follows no events: the services behind it check every request against the events they follow.
+   */
+  static readonly layerDegrading = Layer.unwrap(Effect.map(sharedStore, (shared) => store(shared, true)))
+}
+
+const store = (
+  shared: Option.Option<Layer.Layer<SharedList, CacheError | Config.ConfigError, Health>>,
+  degrade: boolean,
+) => {
+  const make = Effect.gen(function* () {
+    const memory = yield* RevokedInMemory
+    const list = yield* Effect.serviceOption(SharedList)
+    const unavailable = Problem.unavailable(
+      "session revocations unavailable",
+      "session state is unavailable, retry later",
+    )
+    // One line per outage, not per request.
+    let redisFailing = false
+    const redisFailed = (error: { readonly message: string }) =>
+      Effect.suspend(() => {
+        if (redisFailing) return Effect.void
+        redisFailing = true
+        return Effect.logWarning(
+          degrade
+            ? "session revocations: Redis unavailable, answering from this process's memory"
+            : "session revocations: Redis unavailable, refusing signed-in requests (503)",
+          { error: error.message },
+        ).pipe(Effect.andThen(Metric.update(degradations, 1)))
+      })
+    const redisAnswered = Effect.suspend(() => {
+      if (!redisFailing) return Effect.void
+      redisFailing = false
+      return Effect.logInfo("session revocations: Redis answers again")
+    })
+
+    const revoke = Effect.fn("SessionRevocations.revoke")(function* (sids: ReadonlyArray<string>, ttlSeconds: number) {
+      const until = (yield* Clock.currentTimeMillis) + ttlSeconds * 1000
+      yield* Effect.forEach(sids, (sid) => memory.remember(sid, until), { discard: true })
+      if (Option.isNone(list)) return
+      yield* Effect.forEach(sids, (sid) => list.value.set(sid, "1", { ttlSeconds }), {
+        concurrency: 8,
+        discard: true,
+      }).pipe(
+        Effect.tap(() => redisAnswered),
+        Effect.catchTag("CacheError", (error) =>
+          Effect.andThen(redisFailed(error), degrade ? Effect.void : unavailable(error)),
+        ),
       )
-      const revoke = Effect.fn("SessionRevocations.revoke")(
-        function* (sids: ReadonlyArray<string>, ttlSeconds: number) {
-          yield* Effect.forEach(sids, (sid) => cache.set(sid, "1", { ttlSeconds }), { concurrency: 8, discard: true })
-        },
-        Effect.catchTag("CacheError", unavailable),
+    })
+
+    const isRevoked = Effect.fn("SessionRevocations.isRevoked")(function* (sid: string) {
+      if (yield* memory.has(sid)) return true
+      if (Option.isNone(list)) return false
+      return yield* list.value.get(sid).pipe(
+        Effect.map((found) => found._tag === "Some"),
+        Effect.tap(() => redisAnswered),
+        Effect.catchTag("CacheError", (error) =>
+          Effect.andThen(redisFailed(error), degrade ? Effect.succeed(false) : unavailable(error)),
+        ),
       )
-      const isRevoked = Effect.fn("SessionRevocations.isRevoked")(
-        function* (sid: string) {
-          return (yield* cache.get(sid))._tag === "Some"
-        },
-        Effect.catchTag("CacheError", unavailable),
-      )
-      return SessionRevocations.of({ revoke, isRevoked })
-    }),
-    // Memory: entries expire on their own; the bound only guards the process (a million sids ≈ 150 MB), far above what
-    // one token lifetime of logouts reaches, so live revocations are not evicted.
-  ).pipe(Layer.provide(Cache.layer({ prefix: "revoked-session", maxEntries: 1_000_000 })))
+    })
+    return SessionRevocations.of({ revoke, isRevoked })
+  })
+  const memory = Layer.effect(RevokedInMemory, memoryStore)
+  const withShared = Option.match(shared, {
+    onNone: () => Layer.effect(SessionRevocations, make),
+    onSome: (list) => Layer.effect(SessionRevocations, make).pipe(Layer.provide(list)),
+  })
+  return withShared.pipe(Layer.provideMerge(memory))
 }
 
 const Revoked = Schema.Struct({ sessionId: Schema.String, ttlSeconds: Schema.optional(Schema.Int) })
 const decodeRevoked = Schema.decodeUnknownEffect(Revoked)
 
 /**
- * Revocations for a verifier in another process than auth: the shared Redis list when `REDIS_URL` is set; otherwise
- * process memory fed by auth's `auth.session.revoked` events (consumer group `<service>_session_revocations`).
- * Without Redis every instance must see every event, so run one instance per function (as `npm start` does).
+ * Revocations for a verifier in another process than auth (and for auth's own instances): memory fed by auth's
+ * `auth.session.revoked` events, plus Redis's shared list when `REDIS_URL` is set. Every instance follows every
+ * event (a broadcast subscription: no shared consumer group, no inbox), starting with the events of the last
+ * `rememberSeconds` (default one hour, above the access-token lifetime), so an instance started while Redis is down
+ * still knows the revocations still in force. While Redis cannot answer, memory alone answers: a revocation made
+ * meanwhile reaches every verifier through the bus (within the poll interval: about 100 ms embedded).
  */
-export const following = (options: { readonly service: string; readonly defaultTtlSeconds?: number }) =>
-  Layer.unwrap(
-    Effect.map(Config.option(Config.Redacted("REDIS_URL")), (redis) =>
-      Option.isSome(redis)
-        ? SessionRevocations.layer
-        : Layer.effectDiscard(
-            Effect.gen(function* () {
-              const bus = yield* EventBus
-              const revocations = yield* SessionRevocations
-              yield* bus.subscribe({
-                topic: topicOf("auth"),
-                group: `${options.service.replaceAll("-", "_")}_session_revocations`,
-                handler: (event) =>
-                  event.type !== "auth.session.revoked"
-                    ? Effect.void
-                    : Effect.flatMap(decodeRevoked(event.data), (data) =>
-                        revocations.revoke([data.sessionId], data.ttlSeconds ?? options.defaultTtlSeconds ?? 900),
-                      ),
-              })
-            }),
-          ).pipe(Layer.provideMerge(SessionRevocations.layer)),
-    ),
-  )
+export const following = (options: {
+  readonly service: string
+  readonly defaultTtlSeconds?: number
+  readonly rememberSeconds?: number
+}) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const bus = yield* EventBus
+      const memory = yield* RevokedInMemory
+      yield* bus.subscribe({
+        topic: topicOf("auth"),
+        group: `${options.service.replaceAll("-", "_")}_session_revocations`,
+        broadcast: { since: Duration.seconds(options.rememberSeconds ?? 3_600) },
+        handler: (event) =>
+          event.type !== "auth.session.revoked"
+            ? Effect.void
+            : Effect.flatMap(decodeRevoked(event.data), (data) =>
+                memory.remember(
+                  data.sessionId,
+                  Date.parse(event.time ?? "") + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
+                ),
+              ),
+      })
+    }),
+  ).pipe(Layer.provideMerge(SessionRevocations.layerDegrading))

@@ -1,9 +1,10 @@
-import { Effect, Layer } from "effect"
+import { type Config, Effect, Layer } from "effect"
 import * as Authentication from "../../shared/Authentication.ts"
-import { Cache } from "../../shared/Cache.ts"
+import { Cache, type CacheError } from "../../shared/Cache.ts"
+import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
+import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { manifests } from "../registry.ts"
 import type { AuthConfig } from "./Config.ts"
 import { IdentityClient } from "./IdentityClient.ts"
@@ -36,10 +37,21 @@ export const TokensLive = (config: AuthConfig) =>
     Layer.provide([SigningKeysRepo.layer, KeyCipher.layer(config.keyEncryptionKey)]),
   )
 
-/** Auth's domain services: sign-in, sessions, throttling and tokens, over identity's gRPC and the kernel. */
-export const DomainLive = (config: AuthConfig) =>
+/**
+ * Auth's domain services: sign-in, sessions, throttling and tokens, over identity's gRPC and the kernel. Revocations:
+ * `SessionRevocations.layer` (fails closed when Redis cannot answer) unless the caller follows auth's events (the
+ * container: `layerDegrading` with `Events`). Sign-in throttling and OIDC attempts count in memory while Redis is away.
+ */
+export const DomainLive = (
+  config: AuthConfig,
+  revocations: Layer.Layer<
+    SessionRevocations.SessionRevocations,
+    CacheError | Config.ConfigError,
+    Health
+  > = SessionRevocations.SessionRevocations.layer,
+) =>
   OidcLogin.layer({ providers: config.oidcProviders, allowHttp: config.oidcAllowHttp }).pipe(
-    Layer.provide([OidcLinksRepo.layer, Cache.layer({ prefix: "auth-oidc" })]),
+    Layer.provide([OidcLinksRepo.layer, Cache.layer({ prefix: "auth-oidc", fallback: "memory" })]),
     Layer.provideMerge(SignIn.layer),
     Layer.provideMerge(
       Sessions.layer({
@@ -55,11 +67,11 @@ export const DomainLive = (config: AuthConfig) =>
         freeAttempts: config.loginFreeAttempts,
         maxDelaySeconds: config.loginMaxDelaySeconds,
         ipLimitPerMinute: config.loginIpLimitPerMinute,
-      }).pipe(Layer.provide(Cache.layer({ prefix: "auth-login" }))),
+      }).pipe(Layer.provide(Cache.layer({ prefix: "auth-login", fallback: "memory" }))),
       Outbox.layer(manifest.name),
       SessionsRepo.layer,
     ]),
-    Layer.provideMerge(SessionRevocations.layer),
+    Layer.provideMerge(revocations),
   )
 
 /** Bearer authentication of auth's own signed-in routes, against its own key ring (no JWKS round trip). */
@@ -77,8 +89,11 @@ export const Identity = (config: AuthConfig) => Kernel.identity(manifest, manife
 export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest, config)
 
 /**
- * The event side of the container (the relay of auth's outbox, the consumer of identity's events). Lambda leaves it
+ * The event side of the container (the relay of auth's outbox, the consumer of identity's events, and every instance
+ * following auth's own revocations into memory, so its signed-in routes ride out a Redis outage). Lambda leaves it
  * out: background work would freeze between invocations; the rows wait for the containers.
  */
 export const Events = (config: AuthConfig) =>
-  IdentityEventsLive.pipe(Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })))
+  Layer.mergeAll(IdentityEventsLive, SessionRevocations.following({ service: manifest.name })).pipe(
+    Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })),
+  )

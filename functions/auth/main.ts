@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import * as Main from "../../shared/Main.ts"
+import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AuthApi } from "./Api.ts"
 import { AuthenticationLive, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -18,7 +19,7 @@ const App = Layer.unwrap(
     })
     return Layer.mergeAll(servers, Events(config)).pipe(
       Layer.provide(AuthenticationLive(config)),
-      Layer.provide(DomainLive(config)),
+      Layer.provide(DomainLive(config, SessionRevocations.layerDegrading)),
       Layer.provide(Identity(config)),
       Layer.provide(Infrastructure(config)),
     )

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
-import { Context, Effect, Layer, Option, Schema } from "effect"
-import { Cache } from "../../shared/Cache.ts"
+import { Context, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { Cache, PROBE_MS } from "../../shared/Cache.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
@@ -44,7 +44,11 @@ export class Authorizer extends Context.Service<
       userId: UserId,
       permissions: ReadonlyArray<string>,
     ): Effect.Effect<Array<Decision & { readonly permission: string }>, ServiceUnavailable>
-    /** Forgets every cached decision (all instances sharing the cache); never fails (logged; entries then expire). */
+    /**
+     * Forgets every cached decision (all instances sharing the cache); never fails. While the cache cannot be
+     * written (Redis away: every instance reads the database meanwhile) it is retried in the background until it is,
+     * so no decision cached before a change is served once Redis answers again.
+     */
     invalidate(): Effect.Effect<void>
   }
 >()("authz/Authorizer") {
@@ -110,14 +114,27 @@ export class Authorizer extends Context.Service<
           })
         })
 
+        const scope = yield* Effect.scope
+        let retrying = false
+        const renew = Effect.suspend(() => cache.set(GENERATION, randomUUID()))
+        const retryInBackground = Effect.suspend(() => {
+          if (retrying) return Effect.void
+          retrying = true
+          return renew.pipe(
+            Effect.retry(Schedule.spaced(`${PROBE_MS} millis`)),
+            Effect.andThen(Effect.logInfo("cached permissions invalidated after the cache came back")),
+            Effect.ensuring(Effect.sync(() => (retrying = false))),
+            Effect.forkIn(scope),
+            Effect.asVoid,
+          )
+        })
         const invalidate = Effect.fn("Authorizer.invalidate")(function* () {
-          yield* cache.set(GENERATION, randomUUID()).pipe(
+          yield* renew.pipe(
             Effect.retry({ times: 2 }),
             Effect.catchTag("CacheError", (error) =>
-              Effect.logError("cached permissions could not be invalidated; they expire with their TTL", {
+              Effect.logWarning("cached permissions could not be invalidated yet; retrying until the cache answers", {
                 error: error.message,
-                ttlSeconds: options.ttlSeconds,
-              }),
+              }).pipe(Effect.andThen(retryInBackground)),
             ),
           )
         })

@@ -51,14 +51,16 @@ export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(co
 export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
 /**
- * What the gateway learns from events. Revoked sessions: Redis's shared list with `REDIS_URL`, else process memory
- * fed by auth's `auth.session.revoked` events. Authz changes clear the permission cache. Following events needs a
+ * What the gateway learns from events. Revoked sessions: process memory fed by auth's `auth.session.revoked` events,
+ * and Redis's shared list with `REDIS_URL`. Authz changes clear the permission cache. Following events needs a
  * database (`DATABASE_URL`): the gateway's own small schema holds only the kernel's inbox and bus positions, no
- * data. Without one (Redis must be set then, `loadConfig` checks) the permission cache relies on its short TTL.
+ * data. Without one (Redis must be set then, `loadConfig` checks) the permission cache relies on its short TTL, and
+ * while Redis cannot answer the edge lets tokens through unchecked for revocation: every service behind checks
+ * each request against the events it follows (zero trust), so a revoked token still gets its 401 there.
  */
 export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, never, Db | Health> = Bus(config)) =>
   Option.match(config.databaseUrl, {
-    onNone: () => SessionRevocations.SessionRevocations.layer,
+    onNone: () => SessionRevocations.SessionRevocations.layerDegrading,
     onSome: (url) =>
       Layer.merge(SessionRevocations.following({ service: manifest.name }), Permissions.following(manifest.name)).pipe(
         Layer.provide(bus),

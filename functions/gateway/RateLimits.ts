@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Redis } from "ioredis"
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible"
-import { RedisConnection } from "../../shared/Cache.ts"
+import { availabilityOf, RedisConnection } from "../../shared/Cache.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"
@@ -30,8 +30,10 @@ export interface RateLimitsOptions {
 
 /**
  * Fixed one-minute windows per client address and per user with `rate-limiter-flexible` (a well-kept library: atomic
- * Redis scripts, an in-memory insurance limiter while Redis is unreachable, so a Redis outage never closes the
- * gateway). `bucket` names the counter: the shared default, or a route with its own limit.
+ * Redis scripts). While Redis cannot answer, each gateway instance counts in its own memory (so the effective limit
+ * is the limit times the number of instances) and asks Redis again once it answers (`RedisAvailability`): a Redis
+ * outage never closes the gateway, and a hung Redis costs one command timeout, not one per request. `bucket` names
+ * the counter: the shared default, or a route with its own limit.
  */
 export class RateLimits extends Context.Service<
   RateLimits,
@@ -64,23 +66,30 @@ export class RateLimits extends Context.Service<
 
 const make = (prefix: string, redis: Redis | undefined) =>
   Effect.sync(() => {
-    const limiters = new Map<string, RateLimiterAbstract>()
+    const availability = redis === undefined ? undefined : availabilityOf(redis)
+    const limiters = new Map<string, { readonly shared?: RateLimiterAbstract; readonly local: RateLimiterAbstract }>()
     const limiterOf = (subject: Subject, bucket: string, points: number) => {
       const name = `${subject}:${bucket}:${points}`
       let limiter = limiters.get(name)
       if (limiter === undefined) {
         const settings = { keyPrefix: `${prefix}:${name}`, points, duration: 60 }
-        limiter =
-          redis === undefined
-            ? new RateLimiterMemory(settings)
-            : new RateLimiterRedis({
-                ...settings,
-                storeClient: redis,
-                insuranceLimiter: new RateLimiterMemory(settings),
-              })
+        limiter = {
+          local: new RateLimiterMemory(settings),
+          ...(redis === undefined ? {} : { shared: new RateLimiterRedis({ ...settings, storeClient: redis }) }),
+        }
         limiters.set(name, limiter)
       }
       return limiter
+    }
+    // Redis while it answers; its failure (anything but a refusal) counts here and in this process's memory.
+    const consume = (subject: Subject, bucket: string, key: string, points: number): Promise<RateLimiterRes> => {
+      const limiter = limiterOf(subject, bucket, points)
+      if (limiter.shared === undefined || !availability?.up()) return limiter.local.consume(key)
+      return limiter.shared.consume(key).catch((rejection: unknown) => {
+        if (rejection instanceof RateLimiterRes) throw rejection
+        if (!(rejection instanceof Error && rejection.name === "ReplyError")) availability.failed(rejection)
+        return limiter.local.consume(key)
+      })
     }
     const answer = (perMinute: number, outcome: Outcome): Effect.Effect<Quota, RateLimited> => {
       if (outcome.ok) {
@@ -98,7 +107,7 @@ const make = (prefix: string, redis: Redis | undefined) =>
               retryAfter: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)),
             }),
           )
-        : // Neither Redis nor the insurance limiter answered: let the request through (logged).
+        : // Neither Redis nor the memory limiter answered: let the request through (logged).
           Effect.as(Effect.logWarning("rate limiter unavailable", { error: String(rejection) }), {
             limit: perMinute,
             remaining: perMinute,
@@ -107,12 +116,10 @@ const make = (prefix: string, redis: Redis | undefined) =>
     }
     const start = (subject: Subject, bucket: string, key: string, perMinute: number) =>
       Effect.sync(() => {
-        const pending: Promise<Outcome> = limiterOf(subject, bucket, perMinute)
-          .consume(key)
-          .then(
-            (res) => ({ ok: true, res }),
-            (rejection: unknown) => ({ ok: false, rejection }),
-          )
+        const pending: Promise<Outcome> = consume(subject, bucket, key, perMinute).then(
+          (res) => ({ ok: true, res }),
+          (rejection: unknown) => ({ ok: false, rejection }),
+        )
         return Effect.flatMap(
           Effect.promise(() => pending),
           (outcome) => answer(perMinute, outcome),
