@@ -2,13 +2,14 @@ import { randomUUID } from "node:crypto"
 import { Writable } from "node:stream"
 import { Effect, Layer, Logger, Schema } from "effect"
 import type { HttpServer } from "effect/http"
-import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware } from "effect/http-api"
+import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
 import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Authentication from "./Authentication.ts"
 import { CurrentUser } from "./Authentication.ts"
 import { Health } from "./Health.ts"
 import * as Logging from "./Logging.ts"
+import { KernelProblems } from "./OpenApiContract.ts"
 import { Actor } from "./RequestContext.ts"
 import * as Server from "./Server.ts"
 import { SessionRevocations } from "./SessionRevocations.ts"
@@ -24,7 +25,7 @@ class WhoApi extends HttpApiGroup.make("who")
   )
   .middleware(Authentication.Authentication) {}
 
-class TestApi extends HttpApi.make("test").add(WhoApi).middleware(HttpApiMiddleware.ProblemDetails) {}
+class TestApi extends HttpApi.make("test").add(WhoApi).middleware(KernelProblems) {}
 
 const WhoHttp = HttpApiBuilder.group(TestApi, "who", (handlers) =>
   handlers.handle("whoami", () =>

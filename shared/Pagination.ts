@@ -1,12 +1,13 @@
-import { Effect, Schema } from "effect"
+import { Effect, Schema, SchemaTransformation } from "effect"
 import { ValidationFailed } from "./Problem.ts"
 
-/** `?limit=` of every list: an integer from 1 to 100 (default 20). */
-export const Limit = Schema.NumberFromString.check(
-  Schema.isInt({ message: "must be a whole number" }),
-  Schema.isGreaterThanOrEqualTo(1, { message: "must be at least 1" }),
-  Schema.isLessThanOrEqualTo(100, { message: "must be at most 100" }),
-)
+/**
+ * `?limit=` of every list: a whole number from 1 to 100 (default 20), written plainly (no sign, exponent or leading
+ * zero), which is exactly what the document's pattern says.
+ */
+export const Limit = Schema.String.check(
+  Schema.isPattern(/^(?:[1-9][0-9]?|100)$/u, { message: "must be a whole number from 1 to 100" }),
+).pipe(Schema.decodeTo(Schema.Int, SchemaTransformation.numberFromString))
 
 /** The default page size. */
 export const DEFAULT_LIMIT = 20
@@ -14,7 +15,7 @@ export const DEFAULT_LIMIT = 20
 /** Query fields every list accepts (`?limit=&cursor=`), to spread into an endpoint's query. */
 export const pageQuery = {
   limit: Schema.optional(Limit),
-  cursor: Schema.optional(Schema.String.check(Schema.isMaxLength(512, { message: "is too long" }))),
+  cursor: Schema.optional(Schema.String.check(Schema.isMaxCodePoints(512, { message: "is too long" }))),
 }
 
 /** A page of a list: `{items, nextCursor}`; `nextCursor` is null on the last page. */

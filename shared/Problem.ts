@@ -89,11 +89,53 @@ export class EmailTaken extends HttpApiError.Problem<EmailTaken>()(
   { code: Schema.tag("email_taken") },
 ) {}
 
-/** 503 service_unavailable: a dependency is down; retry later. */
+/** 503 service_unavailable: a dependency is down; retry later (after `retryAfter` seconds when it says so). */
 export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(
   "ServiceUnavailable",
   { type: typeOf("service_unavailable"), status: 503, title: "Service unavailable" },
-  { code: Schema.tag("service_unavailable") },
+  { code: Schema.tag("service_unavailable"), retryAfter: Schema.optional(Schema.Int) },
+) {}
+
+/** 400 bad_request: a request that is not valid HTTP, or that an upstream refused without saying more. */
+export class BadRequest extends HttpApiError.Problem<BadRequest>()(
+  "BadRequest",
+  { type: typeOf("bad_request"), status: 400, title: "Bad request" },
+  { code: Schema.tag("bad_request") },
+) {}
+
+/** 408 request_timeout: the request took too long to arrive. */
+export class RequestTimeout extends HttpApiError.Problem<RequestTimeout>()(
+  "RequestTimeout",
+  { type: typeOf("request_timeout"), status: 408, title: "Request timeout" },
+  { code: Schema.tag("request_timeout") },
+) {}
+
+/** 413 payload_too_large: the request body is larger than the limit. */
+export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { type: typeOf("payload_too_large"), status: 413, title: "Payload too large" },
+  { code: Schema.tag("payload_too_large") },
+) {}
+
+/** 431 request_header_fields_too_large: the request's headers are too large. */
+export class RequestHeaderFieldsTooLarge extends HttpApiError.Problem<RequestHeaderFieldsTooLarge>()(
+  "RequestHeaderFieldsTooLarge",
+  { type: typeOf("request_header_fields_too_large"), status: 431, title: "Request header fields too large" },
+  { code: Schema.tag("request_header_fields_too_large") },
+) {}
+
+/** 500 internal_error: a defect; the log has the details, the answer never does. */
+export class InternalError extends HttpApiError.Problem<InternalError>()(
+  "InternalError",
+  { type: typeOf("internal_error"), status: 500, title: "Internal server error" },
+  { code: Schema.tag("internal_error") },
+) {}
+
+/** 504 gateway_timeout: the service behind the gateway did not answer in time. */
+export class GatewayTimeout extends HttpApiError.Problem<GatewayTimeout>()(
+  "GatewayTimeout",
+  { type: typeOf("gateway_timeout"), status: 504, title: "Gateway timeout" },
+  { code: Schema.tag("gateway_timeout") },
 ) {}
 
 /** The stable code and title the platform uses for a bare HTTP status. */

@@ -9,6 +9,7 @@ import { PrometheusMetrics } from "effect/observability"
 import { Health } from "./Health.ts"
 import type { RouteSpec } from "./Module.ts"
 import { NUL_MESSAGE, nulIn } from "./NulText.ts"
+import { KernelProblems } from "./OpenApiContract.ts"
 import * as Problem from "./Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 import * as RouteGuard from "./RouteGuard.ts"
@@ -278,14 +279,11 @@ export const strictParsing = { errors: "all", onExcessProperty: "error" } as con
 export const headerParsing = { errors: "all" } as const
 
 /** Turns request-decoding failures of an HttpApi into 400 validation_failed problems listing each field. */
-export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(
-  HttpApiMiddleware.ProblemDetails,
-  (error) => {
-    if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.die(error)
-    const slot = error.kind === "Payload" ? "" : error.kind.toLowerCase()
-    return Effect.fail(Problem.validationFailed(error.cause.issue, slot) as never)
-  },
-)
+export const validationProblems = HttpApiMiddleware.layerSchemaErrorTransform(KernelProblems, (error) => {
+  if (error.kind === "Body" || error.kind === "ResponseHeaders") return Effect.die(error)
+  const slot = error.kind === "Payload" ? "" : error.kind.toLowerCase()
+  return Effect.fail(Problem.validationFailed(error.cause.issue, slot))
+})
 
 /**
  * A handler that may take a request before the router: true when it answers it itself, false to pass it on. The

@@ -1,6 +1,7 @@
 import { Schema } from "effect"
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, OpenApi } from "effect/http-api"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { Authentication } from "../../shared/Authentication.ts"
+import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
 import {
   Conflict,
   EmailTaken,
@@ -14,30 +15,34 @@ import {
   ValidationFailed,
 } from "../../shared/Problem.ts"
 import { headerParsing, strictParsing } from "../../shared/Server.ts"
+import { manifest } from "./module.ts"
 
-/** An email address as accounts use it. */
+// Lengths count code points, as JSON Schema's minLength/maxLength do, and patterns are Unicode (`u`) regular
+// expressions, which Effect exports to the document: what the document says is what the server enforces.
+
+/** An email address as accounts use it (`format: email` documents it; the pattern and length are what is checked). */
 export const Email = Schema.String.check(
-  Schema.isMaxLength(254, { message: "must be at most 254 characters" }),
-  Schema.isPattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: "must be an email address" }),
-)
+  Schema.isMaxCodePoints(254, { message: "must be at most 254 characters" }),
+  Schema.isPattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/u, { message: "must be an email address" }),
+).annotate({ format: "email" })
 
 /** A new password: 8–128 characters (hashed by identity with argon2id). */
 export const NewPassword = Schema.String.check(
-  Schema.isMinLength(8, { message: "must be at least 8 characters" }),
-  Schema.isMaxLength(128, { message: "must be at most 128 characters" }),
+  Schema.isMinCodePoints(8, { message: "must be at least 8 characters" }),
+  Schema.isMaxCodePoints(128, { message: "must be at most 128 characters" }),
 )
 
 /** A display name. */
 export const Name = Schema.String.check(
   Schema.isTrimmed({ message: "must not start or end with spaces" }),
-  Schema.isMinLength(1, { message: "must not be empty" }),
-  Schema.isMaxLength(100, { message: "must be at most 100 characters" }),
+  Schema.isMinCodePoints(1, { message: "must not be empty" }),
+  Schema.isMaxCodePoints(100, { message: "must be at most 100 characters" }),
 )
 
 // A refresh token as issued (43 base64url characters); anything far longer is refused before a lookup.
 const RefreshToken = Schema.String.check(
-  Schema.isMinLength(1, { message: "must not be empty" }),
-  Schema.isMaxLength(256, { message: "must be at most 256 characters" }),
+  Schema.isMinCodePoints(1, { message: "must not be empty" }),
+  Schema.isMaxCodePoints(256, { message: "must be at most 256 characters" }),
 )
 
 /** The account registration created (identity's user). */
@@ -69,65 +74,73 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       payload: Schema.Struct({ email: Email, password: NewPassword, name: Name }),
       success: RegisteredUser.pipe(HttpApiSchema.status(201)),
       error: [EmailTaken, ValidationFailed, TooManyRequests, ServiceUnavailable],
-    }),
+    }).annotate(OpenApi.Summary, "Register an account"),
     HttpApiEndpoint.post("login", "/api/v1/auth/login", {
       // No policy checks on sign-in: a too-short password is simply a wrong one.
       payload: Schema.Struct({
-        email: Schema.String.check(Schema.isMaxLength(254)),
-        password: Schema.String.check(Schema.isMaxLength(1024)),
+        email: Schema.String.check(Schema.isMaxCodePoints(254)),
+        password: Schema.String.check(Schema.isMaxCodePoints(1024)),
       }),
       success: TokenResponse,
       error: [InvalidCredentials, ValidationFailed, TooManyRequests, ServiceUnavailable],
-    }),
+    }).annotate(OpenApi.Summary, "Sign in with email and password"),
     HttpApiEndpoint.post("refresh", "/api/v1/auth/refresh", {
       payload: Schema.Struct({ refresh_token: RefreshToken }),
       success: TokenResponse,
       error: [Unauthorized, TokenReused, ValidationFailed, ServiceUnavailable],
-    }),
+    }).annotate(OpenApi.Summary, "Exchange a refresh token for new tokens"),
     HttpApiEndpoint.post("logout", "/api/v1/auth/logout", {
       payload: Schema.Struct({ refresh_token: RefreshToken }),
       success: HttpApiSchema.NoContent,
       error: [ValidationFailed, ServiceUnavailable],
-    }),
+    }).annotate(OpenApi.Summary, "End the session of a refresh token"),
   )
   .add(
     HttpApiEndpoint.post("logoutAll", "/api/v1/auth/logout-all", {
       success: HttpApiSchema.NoContent,
       error: [ServiceUnavailable],
-    }).middleware(Authentication),
-  ) {}
+    })
+      .middleware(Authentication)
+      .annotate(OpenApi.Summary, "End every session of the signed-in user"),
+  )
+  .annotate(OpenApi.Description, "Registration, sign-in, token refresh and sign-out") {}
 
-const ProviderName = Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,32}$/, { message: "must be a provider name" }))
+const ProviderName = Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,32}$/u, { message: "must be a provider name" }))
 
 /** Sign-in with external OpenID Providers (authorization code + PKCE). */
-export class OidcApi extends HttpApiGroup.make("oidc").add(
-  HttpApiEndpoint.get("authorize", "/api/v1/auth/oidc/:provider/authorize", {
-    params: { provider: ProviderName },
-    success: HttpApiSchema.Empty(302),
-    error: [NotFound, ValidationFailed, ServiceUnavailable],
-  }),
-  // The provider's redirect: `code` and `state` (or `error`) in the query string, read as sent.
-  HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
-    params: { provider: ProviderName },
-    success: TokenResponse,
-    error: [NotFound, Unauthorized, Forbidden, Conflict, InvalidCredentials, ValidationFailed, ServiceUnavailable],
-  }),
-) {}
+export class OidcApi extends HttpApiGroup.make("oidc")
+  .add(
+    HttpApiEndpoint.get("authorize", "/api/v1/auth/oidc/:provider/authorize", {
+      params: { provider: ProviderName },
+      success: HttpApiSchema.Empty(302),
+      error: [NotFound, ValidationFailed, ServiceUnavailable],
+    }).annotate(OpenApi.Summary, "Start signing in with an OpenID provider (redirects to it)"),
+    // The provider's redirect: `code` and `state` (or `error`) in the query string, read as sent.
+    HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
+      params: { provider: ProviderName },
+      success: TokenResponse,
+      error: [NotFound, Unauthorized, Forbidden, Conflict, InvalidCredentials, ValidationFailed, ServiceUnavailable],
+    }).annotate(OpenApi.Summary, "Finish signing in with an OpenID provider"),
+  )
+  .annotate(OpenApi.Description, "Sign-in with external OpenID providers (authorization code with PKCE)") {}
 
 /** The public keys access tokens are verified with. */
-export class KeysApi extends HttpApiGroup.make("keys").add(
-  HttpApiEndpoint.get("jwks", "/.well-known/jwks.json", {
-    success: Schema.Struct({ keys: Schema.Array(Jwk) }),
-    error: [ServiceUnavailable],
-  }),
-) {}
+export class KeysApi extends HttpApiGroup.make("keys")
+  .add(
+    HttpApiEndpoint.get("jwks", "/.well-known/jwks.json", {
+      success: Schema.Struct({ keys: Schema.Array(Jwk) }),
+      error: [ServiceUnavailable],
+    }).annotate(OpenApi.Summary, "The public keys access tokens are signed with (JWKS)"),
+  )
+  .annotate(OpenApi.Description, "The public keys that verify access tokens") {}
 
 /** Auth's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
 export class AuthApi extends HttpApi.make("auth")
   .add(SessionsApi)
   .add(OidcApi)
   .add(KeysApi)
-  .middleware(HttpApiMiddleware.ProblemDetails)
+  .middleware(KernelProblems)
   .annotate(HttpApi.ParseOptions, strictParsing)
   .annotate(HttpApi.HeadersParseOptions, headerParsing)
-  .annotateMerge(OpenApi.annotations({ title: "Auth", version: "0.1.0" })) {}
+  .annotateMerge(OpenApi.annotations({ title: "Auth", version: manifest.version }))
+  .annotateMerge(fromRoutes(manifest.routes, { description: manifest.description })) {}

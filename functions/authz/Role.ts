@@ -18,13 +18,15 @@ export const ADMIN_ROLE_ID = "00000000-0000-4000-8000-00000000ad01" as RoleId
 
 /** A role name: a lower-case slug, unique (case-insensitively). */
 export const RoleName = Schema.String.check(
-  Schema.isMinLength(1, { message: "must not be empty" }),
-  Schema.isMaxLength(64, { message: "must be at most 64 characters" }),
-  Schema.isPattern(/^[a-z0-9]+([_-][a-z0-9]+)*$/, { message: "must be a lower-case slug (a-z, 0-9, - and _)" }),
+  Schema.isMinCodePoints(1, { message: "must not be empty" }),
+  Schema.isMaxCodePoints(64, { message: "must be at most 64 characters" }),
+  Schema.isPattern(/^[a-z0-9]+([_-][a-z0-9]+)*$/u, { message: "must be a lower-case slug (a-z, 0-9, - and _)" }),
 )
 
 /** What a role is for, for administrators. */
-export const Description = Schema.String.check(Schema.isMaxLength(500, { message: "must be at most 500 characters" }))
+export const Description = Schema.String.check(
+  Schema.isMaxCodePoints(500, { message: "must be at most 500 characters" }),
+)
 
 /** The grants of a role: at most 200, each a permission, a trailing wildcard or `*`. */
 export const Grants = Schema.Array(Grant).check(Schema.isMaxLength(200, { message: "must hold at most 200 grants" }))

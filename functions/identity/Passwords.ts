@@ -13,8 +13,9 @@ export const OWASP_MINIMUM: PasswordCost = { memoryKib: 19_456, timeCost: 2 }
 
 /** A password that breaks the policy (8–128 characters). */
 export const Password = Schema.String.check(
-  Schema.isMinLength(8, { message: "must be at least 8 characters" }),
-  Schema.isMaxLength(128, { message: "must be at most 128 characters" }),
+  // Code points, as the document's minLength/maxLength count them.
+  Schema.isMinCodePoints(8, { message: "must be at least 8 characters" }),
+  Schema.isMaxCodePoints(128, { message: "must be at most 128 characters" }),
 )
 
 /**

@@ -6,17 +6,19 @@ export const UserId = Schema.String.check(Schema.isUUID(undefined, { message: "m
 )
 export type UserId = typeof UserId.Type
 
-/** An email address (lower-cased on comparison, kept as typed). */
+// Lengths count code points and patterns are Unicode, as JSON Schema does: the document states what is enforced.
+
+/** An email address (lower-cased on comparison, kept as typed); `format: email` documents it. */
 export const Email = Schema.String.check(
-  Schema.isMaxLength(254, { message: "must be at most 254 characters" }),
-  Schema.isPattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, { message: "must be an email address" }),
-)
+  Schema.isMaxCodePoints(254, { message: "must be at most 254 characters" }),
+  Schema.isPattern(/^[^\s@]+@[^\s@]+\.[^\s@]+$/u, { message: "must be an email address" }),
+).annotate({ format: "email" })
 
 /** A display name. */
 export const Name = Schema.String.check(
   Schema.isTrimmed({ message: "must not start or end with spaces" }),
-  Schema.isMinLength(1, { message: "must not be empty" }),
-  Schema.isMaxLength(100, { message: "must be at most 100 characters" }),
+  Schema.isMinCodePoints(1, { message: "must not be empty" }),
+  Schema.isMaxCodePoints(100, { message: "must be at most 100 characters" }),
 )
 
 /** Account status. */
