@@ -9,7 +9,7 @@ import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { manifests } from "../registry.ts"
 import type { GatewayConfig } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
-import type { ProxyOptions } from "./Http.ts"
+import { type ProxyOptions, settingsOf } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import { RateLimits } from "./RateLimits.ts"
@@ -87,7 +87,14 @@ export const ServicesLive = (
       breakerFailures: config.breakerFailures,
       breakerCooldownMs: config.breakerCooldownMs,
     }),
-    OpenApiDocument.layer({ table, version: manifest.version }),
+    OpenApiDocument.layer({
+      table,
+      version: manifest.version,
+      edge: {
+        settingsOf: (route) => settingsOf(route, proxyOptions(config, table)),
+        maxBodyBytes: config.maxBodyBytes,
+      },
+    }),
   ).pipe(
     Layer.provideMerge(ServiceRegistry.layerStatic(config.upstreamUrls)),
     Layer.merge(
