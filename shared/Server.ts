@@ -260,7 +260,11 @@ export const systemRoutes = Layer.mergeAll(
         "/readyz",
         Effect.gen(function* () {
           const readiness = yield* health.readiness
-          if (readiness.ok) return HttpServerResponse.jsonUnsafe({ status: "ok", checks: readiness.checks })
+          if (readiness.ok) {
+            // Ready, but serving without a dependency it can do without (Redis): say so, still 200.
+            const degraded = Object.values(readiness.checks).includes("degraded")
+            return HttpServerResponse.jsonUnsafe({ status: degraded ? "degraded" : "ok", checks: readiness.checks })
+          }
           const failing = Object.entries(readiness.checks)
             .filter(([, r]) => r !== "ok")
             .map(([name]) => name)
