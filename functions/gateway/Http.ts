@@ -9,6 +9,7 @@ import * as Problem from "../../shared/Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "../../shared/RequestContext.ts"
 import * as Server from "../../shared/Server.ts"
 import { trustedProxies } from "../../shared/TrustedProxies.ts"
+import * as AccountPages from "./AccountPages.ts"
 import type { RouteOverride } from "./Config.ts"
 import * as Cors from "./Cors.ts"
 import * as Docs from "./Docs.ts"
@@ -451,7 +452,10 @@ interface RouteCell {
 /** What the proxy needs from the gateway's layers. */
 export type ProxyServices = Upstreams | EdgeAuth | Permissions | RateLimits
 
-/** The gateway's own routes: `/openapi.json`, `/docs`, `/readyz/upstreams` (the proxy takes every other path). */
+/**
+ * The gateway's own routes: `/openapi.json`, `/docs`, `/readyz/upstreams`, the mails' `/verify-email` and
+ * `/reset-password` pages (the proxy takes every other path).
+ */
 export const HttpLive = Layer.mergeAll(
   Layer.unwrap(
     Effect.map(Effect.service(OpenApiDocument), (document) =>
@@ -472,6 +476,7 @@ export const HttpLive = Layer.mergeAll(
     ),
   ),
   Docs.routes,
+  AccountPages.routes,
 )
 
 /**

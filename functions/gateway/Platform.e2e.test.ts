@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { mailText as mailTextOf, type Platform, startPlatform } from "../../shared/testing/platform.ts"
 import { platformClient, runPlatformFlow } from "../../shared/testing/platformFlow.ts"
+import { PATHS } from "./AccountPages.ts"
+import { openPage } from "./testing/accountPage.ts"
 
 // The whole platform as separate processes on the real Postgres, Redis and an SMTP server, used only through the
 // gateway, as a client would.
@@ -70,4 +72,68 @@ describe("the platform end to end, through the gateway", () => {
     expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(10_000)
     expect(answers.length).toBeGreaterThan(down)
   }, 120_000)
+})
+
+describe("the links in the mails, followed to the gateway's pages", () => {
+  // The link as mailed (its origin is APP_BASE_URL, here the default: the gateway's default address).
+  const linkIn = (text: string, path: string) => {
+    const link = new RegExp(`(\\S+${path}\\?token=[A-Za-z0-9_-]+)`).exec(text)?.[1]
+    expect(link, text).toBeDefined()
+    expect(new URL(link!).origin).toBe("http://localhost:8080")
+    return link!
+  }
+
+  it("register, open the verification link: the page confirms the address (once)", async () => {
+    const { api, password } = platformClient({ url: platform.url, adminEmail, mailText })
+    const email = `page-${randomUUID().slice(0, 8)}@example.com`
+    expect((await api("POST", "/api/v1/auth/register", { body: { email, password, name: "Pat" } })).status).toBe(201)
+    const link = linkIn(await mailText(email), PATHS.verifyEmail)
+
+    const page = await openPage(platform.url, link)
+    expect(await page.settled()).toMatchObject({ kind: "ok", text: expect.stringContaining("confirmed") })
+    const login = await api("POST", "/api/v1/auth/login", { body: { email, password } })
+    const me = await api("GET", "/api/v1/users/me", { token: login.body.access_token })
+    expect(me.body).toMatchObject({ email, emailVerified: true })
+
+    // The token is spent: the page shows identity's detail.
+    const again = await openPage(platform.url, link)
+    expect(await again.settled()).toMatchObject({ kind: "error", text: expect.stringContaining("already used") })
+  }, 60_000)
+
+  it("ask for a reset, open the link, choose a password: the new one signs in, the old one no longer", async () => {
+    const { api, signUp, password } = platformClient({ url: platform.url, adminEmail, mailText })
+    const email = `reset-${randomUUID().slice(0, 8)}@example.com`
+    await signUp(email)
+    expect((await api("POST", "/api/v1/auth/password-reset", { body: { email } })).status).toBe(202)
+    const link = await (async () => {
+      const deadline = Date.now() + 20_000
+      for (;;) {
+        const text = await mailText(email)
+        if (text.includes(PATHS.resetPassword)) return linkIn(text, PATHS.resetPassword)
+        if (Date.now() > deadline) throw new Error("no reset mail")
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    })()
+
+    const page = await openPage(platform.url, link)
+    page.submitPassword("a brand new passphrase")
+    expect(await page.settled()).toMatchObject({ kind: "ok", text: expect.stringContaining("password is set") })
+    const fresh = await api("POST", "/api/v1/auth/login", { body: { email, password: "a brand new passphrase" } })
+    expect(fresh.status).toBe(200)
+    expect((await api("POST", "/api/v1/auth/login", { body: { email, password } })).status).toBe(401)
+  }, 60_000)
+})
+
+describe("the last administrator, through the gateway", () => {
+  it("cannot deactivate its own account: 409 last_admin from identity, checked with authz", async () => {
+    const { api, password } = platformClient({ url: platform.url, adminEmail, mailText })
+    const login = await api("POST", "/api/v1/auth/login", { body: { email: adminEmail, password } })
+    expect(login.status).toBe(200)
+    const refused = await api("DELETE", "/api/v1/users/me", { token: login.body.access_token })
+    expect(refused.status).toBe(409)
+    expect(refused.body).toMatchObject({ code: "last_admin" })
+    expect((await api("GET", "/api/v1/users/me", { token: login.body.access_token })).body).toMatchObject({
+      status: "active",
+    })
+  }, 60_000)
 })

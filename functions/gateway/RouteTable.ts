@@ -1,4 +1,5 @@
 import type { ModuleManifest, RouteSpec } from "../../shared/Module.ts"
+import * as AccountPages from "./AccountPages.ts"
 
 /** What a route needs of the caller: nothing, a valid access token, or a token plus a permission. */
 export type RouteAuth = RouteSpec["auth"]
@@ -62,9 +63,20 @@ export interface RouteTable {
 }
 
 // Paths the gateway answers itself (through the kernel's router); everything else is proxied.
-const OWN_PATHS = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json", "/readyz/upstreams", "/docs"])
+const OWN_PATHS = new Set([
+  "/healthz",
+  "/readyz",
+  "/metrics",
+  "/openapi.json",
+  "/readyz/upstreams",
+  "/docs",
+  ...AccountPages.OWN_PATHS,
+])
 
-/** True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference). */
+/**
+ * True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference, the pages the
+ * verification and reset mails link to).
+ */
 export const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/")
 
 /**

@@ -122,5 +122,5 @@ export const platformClient = (target: FlowTarget) => {
     return { userId: registered.body.id as string, ...(login.body as { access_token: string; refresh_token: string }) }
   }
 
-  return { api, within, signUp }
+  return { api, within, signUp, password: PASSWORD }
 }
