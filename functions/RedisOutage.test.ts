@@ -101,7 +101,7 @@ describe("a Redis outage under load", () => {
     // in, or the outage it met when it ended in one (the first request of a hang is the slowest).
     const steady = await login()
     const samples: Array<{ phase: FaultMode | "before"; status: number; ms: number }> = []
-    let phase: FaultMode | "before" = "before"
+    let phase = "before" as FaultMode | "before" // (a cast: TypeScript would narrow it to "before" inside the loop)
     let running = true
     const trickle = (async () => {
       while (running) {
