@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { Cause, Duration, Effect, FiberSet, Layer, Schedule, type Scope, Semaphore } from "effect"
+import { Cause, Duration, Effect, FiberSet, Layer, Queue, Schedule, type Scope, Semaphore } from "effect"
 import type kafkajs from "kafkajs"
 import * as CloudEvent from "./CloudEvent.ts"
 import { Db } from "./Db.ts"
@@ -27,6 +27,14 @@ export interface KafkaEventBusOptions {
   /** How long closing a subscription waits for the message in flight before interrupting it; default 10 s. */
   readonly drainTimeout?: Duration.Input
 }
+
+/** Longest wait between attempts to start a subscription's consumer (or to start it again after it stopped). */
+const RESTART_MAX_DELAY = Duration.seconds(1)
+
+const capped =
+  (max: Duration.Duration) =>
+  ({ duration }: { readonly duration: Duration.Duration }) =>
+    Effect.succeed(Duration.min(duration, max))
 
 /** Headers added to a dead letter, next to the original message's own headers. */
 export const DlqHeaders = {
@@ -177,18 +185,13 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
           Effect.ignore,
         ),
       )
-      const context = yield* Effect.context<never>()
+      // kafkajs restarts a consumer that crashed on a retriable error (a broker away) by itself; on any other error it
+      // stops for good. Those crashes come here, and the supervisor below starts the consumer again.
+      const stopped = yield* Queue.unbounded<string>()
       consumer.on(consumer.events.CRASH, ({ payload }) => {
-        if (payload.restart) return
-        Effect.runForkWith(context)(
-          Effect.logError("consumer stopped after a non-retriable error", {
-            group,
-            topic,
-            error: String(payload.error),
-          }),
-        )
+        if (!payload.restart) Queue.offerUnsafe(stopped, String(payload.error))
       })
-      yield* Effect.gen(function* () {
+      const start = Effect.gen(function* () {
         yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
         yield* tryKafka("connecting the consumer", () => consumer.connect())
         yield* tryKafka(`subscribing to ${topic}`, () => consumer.subscribe({ topics: [topic], fromBeginning: true }))
@@ -204,6 +207,22 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
           (error: KafkaError) => new EventBusError({ message: `cannot subscribe ${group} to ${topic}`, cause: error }),
         ),
         Effect.withSpan("EventBus.subscribe", { attributes: { "messaging.destination.name": topic, group } }),
+      )
+      // In the background, so that a broker away at start (or a failure later) delays consumption, not the function:
+      // starts are retried every second at most, the consumer started again whenever kafkajs gives up on it.
+      const startRetrying = start.pipe(
+        Effect.tapError((error) => Effect.logWarning("cannot start consuming, retrying", error)),
+        Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.modifyDelay(capped(RESTART_MAX_DELAY)))),
+      )
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          while (true) {
+            yield* startRetrying
+            const error = yield* Queue.take(stopped)
+            yield* Effect.logError("consumer stopped after a non-retriable error, starting it again", { error })
+            yield* Effect.sleep(RESTART_MAX_DELAY)
+          }
+        }).pipe(Effect.annotateLogs({ group, topic })),
       )
     })
   }

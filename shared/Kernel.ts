@@ -69,8 +69,10 @@ export const events = (options: {
             import("./KafkaEventBus.ts"),
             import("./OutboxRelay.ts"),
           ])
+          // Not critical: without Kafka a function serves every route (events wait in the outbox, consumers resume
+          // when the broker is back), so an outage reads "degraded" rather than pulling every instance.
           const readiness = Layer.effectDiscard(
-            Effect.flatMap(Effect.service(Kafka), (kafka) => register("kafka", kafka.ping)),
+            Effect.flatMap(Effect.service(Kafka), (kafka) => register("kafka", kafka.ping, { critical: false })),
           )
           const service = options.manifest.name
           const relay =

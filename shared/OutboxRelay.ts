@@ -11,7 +11,7 @@ export interface OutboxRelayOptions {
   readonly batchSize?: number
   /** Wait between polls when the outbox is drained; default 100 ms. */
   readonly pollInterval?: Duration.Input
-  /** Longest wait between retries while Kafka or Postgres is failing; default 10 s. */
+  /** Longest wait between retries while Kafka or Postgres is failing; default 1 s (events flow soon after a return). */
   readonly maxBackoff?: Duration.Input
   /** Topics (and their `.dlq`) created at start; topics met later in the outbox are created on first use. */
   readonly topics?: ReadonlyArray<string>
@@ -50,7 +50,7 @@ export class OutboxRelay extends Context.Service<
           idempotent: true,
           maxInFlightRequests: 1,
           allowAutoTopicCreation: false,
-          retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+          retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
         })
         let connected = false
 
@@ -133,7 +133,7 @@ export class OutboxRelay extends Context.Service<
           what: "outbox relay",
           batchSize,
           pollInterval,
-          maxBackoff: options.maxBackoff ?? "10 seconds",
+          maxBackoff: options.maxBackoff ?? "1 second",
         }).pipe(Effect.annotateLogs({ component: "OutboxRelay", schema }))
 
         // In the background: a slow or absent broker must not hold the function's start (sends create topics anyway).
