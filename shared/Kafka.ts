@@ -132,6 +132,17 @@ export class Kafka extends Context.Service<
 // consumers dedupe by event id), so it is not worth a line on every start.
 const BOUNDED_RETRIES_WARNING = "Limiting retries for the idempotent producer"
 
+// kafkajs logs every refused connection attempt, twice, as an error: a broker away for 10 s made ~450 error lines in two
+// functions. Debug instead: the operation that gives up reports it (a consumer's restart, the relay's and the
+// subscription's retry warnings), and readiness reads "degraded".
+const isRetryNoise = (namespace: string, message: string) =>
+  (namespace === "Connection" && message.startsWith("Connection error")) ||
+  (namespace === "BrokerPool" && message.startsWith("Failed to connect to seed broker"))
+
+// A consumer crash kafkajs restarts on its own is a warning; one it does not restart, the bus logs as an error.
+const isConsumerRestart = (namespace: string, message: string) =>
+  namespace === "Consumer" && (message.startsWith("Crash: ") || message.startsWith("Restarting the consumer"))
+
 /** A kafkajs `logCreator` writing through the Effect logger found in `context`, tagged `component: kafkajs`. */
 export const logCreator =
   (context: Context.Context<never>): kafkajs.logCreator =>
@@ -139,14 +150,17 @@ export const logCreator =
   ({ namespace, level, log }) => {
     const { message, timestamp: _timestamp, logger: _logger, stack: _stack, error, ...fields } = log
     if (message.startsWith(BOUNDED_RETRIES_WARNING)) return
-    const write =
-      level === kafkajs.logLevel.ERROR
-        ? Effect.logError
-        : level === kafkajs.logLevel.WARN
-          ? Effect.logWarning
-          : level === kafkajs.logLevel.INFO
-            ? Effect.logInfo
-            : Effect.logDebug
+    const write = isRetryNoise(namespace, message)
+      ? Effect.logDebug
+      : isConsumerRestart(namespace, message)
+        ? Effect.logWarning
+        : level === kafkajs.logLevel.ERROR
+          ? Effect.logError
+          : level === kafkajs.logLevel.WARN
+            ? Effect.logWarning
+            : level === kafkajs.logLevel.INFO
+              ? Effect.logInfo
+              : Effect.logDebug
     Effect.runForkWith(context)(
       write(message, { ...fields, ...(error !== undefined ? { error: String(error) } : {}) }).pipe(
         Effect.annotateLogs({ component: "kafkajs", ...(namespace ? { kafka_namespace: namespace } : {}) }),
