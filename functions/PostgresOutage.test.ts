@@ -10,7 +10,7 @@ import { platformClient } from "../shared/testing/platformFlow.ts"
 let platform: Platform
 let proxy: FaultProxy
 let client: ReturnType<typeof platformClient>
-let user: { userId: string; access_token: string }
+let user: { userId: string; access_token: string; refresh_token: string }
 
 beforeAll(async () => {
   const target = new URL(process.env.DATABASE_URL!)
@@ -92,6 +92,7 @@ describe("a Postgres outage, under load through the gateway", () => {
     const login = await client.api("POST", "/api/v1/auth/login", {
       body: { email: "nobody@example.com", password: "correct horse battery" },
     })
+    const logout = await client.api("POST", "/api/v1/auth/logout", { body: { refresh_token: user.refresh_token } })
     await proxy.set("pass")
     const back = performance.now()
     const recovered = await client.within(
@@ -125,6 +126,8 @@ describe("a Postgres outage, under load through the gateway", () => {
     expect(hungReadiness.status).toBe(503)
     expect(hungLiveness.status).toBe(200)
     expect(login.status).toBe(503)
+    // Sessions live in Postgres: a logout cannot be recorded, and says so rather than pretending.
+    expect(logout.status).toBe(503)
     expect(recovered).toBeLessThan(15_000)
 
     const stats = (mode: FaultMode) => {
