@@ -5,11 +5,17 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
-import { type ModuleManifest, startOrder } from "../shared/Module.ts"
+import { grpcUrlKey, httpUrlKey, JWKS_PATH, type ModuleManifest, startOrder } from "../shared/Module.ts"
 
 const started = performance.now()
 const dataDir = process.env.DATA_DIR ?? ".data"
 const colors = [36, 35, 33, 32, 34, 31, 96, 95]
+// PORT_OFFSET moves every function's ports (manifest port + offset), e.g. to run a second platform beside the first.
+const offset = Number(process.env.PORT_OFFSET ?? 0)
+if (!Number.isInteger(offset) || offset < 0 || offset > 50_000)
+  throw new Error("PORT_OFFSET must be an integer 0-50000")
+const httpPort = (m: ModuleManifest) => m.ports.http + offset
+const grpcPort = (m: ModuleManifest) => (m.ports.grpc === undefined ? undefined : m.ports.grpc + offset)
 const say = (line: string) => process.stdout.write(`\x1b[1m[platform]\x1b[0m ${line}\n`)
 
 // Functions are discovered from their manifests; dependencies start first.
@@ -46,8 +52,8 @@ const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
   const child = spawn(process.execPath, [`functions/${s.manifest.name}/main.ts`], {
     env: {
       ...env,
-      HTTP_PORT: String(s.manifest.ports.http),
-      ...(s.manifest.ports.grpc ? { GRPC_PORT: String(s.manifest.ports.grpc) } : {}),
+      HTTP_PORT: String(httpPort(s.manifest)),
+      ...(s.manifest.ports.grpc ? { GRPC_PORT: String(grpcPort(s.manifest)) } : {}),
     },
     stdio: ["ignore", "pipe", "pipe"],
   })
@@ -94,6 +100,17 @@ const main = async () => {
   const manifests = await discover()
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
   env.LOG_PRETTY ??= process.stdout.isTTY ? "true" : "false"
+  if (offset !== 0) {
+    // Where the functions find each other (and the gateway its upstreams) on the moved ports.
+    for (const m of manifests) {
+      env[httpUrlKey(m.name)] ??= `http://127.0.0.1:${httpPort(m)}`
+      if (m.ports.grpc !== undefined) env[grpcUrlKey(m.name)] ??= `localhost:${grpcPort(m)}`
+    }
+    const auth = manifests.find((m) => m.name === "auth")
+    if (auth !== undefined) env.AUTH_JWKS_URL ??= `http://127.0.0.1:${httpPort(auth)}${JWKS_PATH}`
+    const gateway = manifests.find((m) => m.name === "gateway")
+    if (gateway !== undefined) env.APP_BASE_URL ??= `http://localhost:${httpPort(gateway)}`
+  }
   // Node's compile cache with the data: every start after the first skips most of the TypeScript/JS compilation.
   env.NODE_COMPILE_CACHE ??= `${dataDir}/compile-cache`
   let postgres: EmbeddedPostgres | undefined
@@ -132,14 +149,14 @@ const main = async () => {
     const ready = Promise.all(manifest.dependsOn.map((dep) => readiness.get(dep))).then(() => {
       if (stopping) return false
       launch(s, env, colors[i % colors.length]!)
-      return waitReady(`http://127.0.0.1:${manifest.ports.http}/readyz`, 60_000)
+      return waitReady(`http://127.0.0.1:${httpPort(manifest)}/readyz`, 60_000)
     })
     readiness.set(manifest.name, ready)
   })
   for (const manifest of manifests) {
     const ok = await readiness.get(manifest.name)
     say(
-      `${ok ? "\x1b[32mready\x1b[0m " : "\x1b[31mNOT READY\x1b[0m"} ${manifest.name.padEnd(10)} http://localhost:${manifest.ports.http}`,
+      `${ok ? "\x1b[32mready\x1b[0m " : "\x1b[31mNOT READY\x1b[0m"} ${manifest.name.padEnd(10)} http://localhost:${httpPort(manifest)}`,
     )
   }
   say(`up in ${((performance.now() - started) / 1000).toFixed(1)}s — Ctrl-C stops everything`)
