@@ -71,6 +71,17 @@ describe("the platform end to end, through the gateway", () => {
     expect(answers.filter((a) => a.status !== 200 && a.status !== 503)).toEqual([])
     expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(10_000)
     expect(answers.length).toBeGreaterThan(down)
+    // Calls into the restarted function recover too: auth's register creates the user over gRPC at identity.
+    await client.within(
+      "a sign-up (auth → identity over gRPC) to work again",
+      async () =>
+        (
+          await client.api("POST", "/api/v1/auth/register", {
+            body: { email: `back-${randomUUID().slice(0, 8)}@example.com`, password: client.password, name: "Bo" },
+          })
+        ).status === 201,
+      3_000,
+    )
   }, 120_000)
 })
 
