@@ -54,7 +54,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await platform?.stop()
   await proxy?.close()
-  const keys = await redis.keys(`${rateLimitPrefix}*`)
+  const keys = await redis.keys(`${platform?.database}:${rateLimitPrefix}*`)
   if (keys.length > 0) await redis.del(...keys)
   redis?.disconnect()
 }, 60_000)
@@ -144,7 +144,7 @@ describe("a Redis outage under load", () => {
       const statuses: Array<number> = []
       for (let i = 0; i < LIMIT + 2; i++) statuses.push(await fromAddress(address, LIMITED))
       expect(statuses).toEqual([...Array(LIMIT).fill(200), 429, 429])
-      expect(await redis.keys(`${rateLimitPrefix}*${address}`)).toEqual([])
+      expect(await redis.keys(`${platform.database}:${rateLimitPrefix}*${address}`)).toEqual([])
       return refusal
     }
 
@@ -161,12 +161,12 @@ describe("a Redis outage under load", () => {
       const session = await login()
       const logout = await client.api("POST", "/api/v1/auth/logout", { body: { refresh_token: session.refresh_token } })
       expect(logout.status).toBe(204)
-      expect(await redis.get(`revoked-session:${sidOf(session.access_token)}`)).toBe("1")
+      expect(await redis.get(`${platform.database}:revoked-session:${sidOf(session.access_token)}`)).toBe("1")
       await refusedAfter(session.access_token)
       const statuses: Array<number> = []
       for (let i = 0; i < LIMIT + 1; i++) statuses.push(await fromAddress(address, LIMITED))
       expect(statuses).toEqual([...Array(LIMIT).fill(200), 429])
-      expect((await redis.keys(`${rateLimitPrefix}*${address}`)).length).toBe(1)
+      expect((await redis.keys(`${platform.database}:${rateLimitPrefix}*${address}`)).length).toBe(1)
     }
 
     await sleep(500)

@@ -296,6 +296,38 @@ describe("Cache.layerRedis lifecycle", () => {
     }),
   )
 
+  it.live("REDIS_KEY_PREFIX keeps two platforms on one Redis apart", () =>
+    Effect.gen(function* () {
+      const platformCache = (keyPrefix: string) =>
+        Effect.map(
+          Layer.build(
+            withHealth(
+              Cache.layer({ prefix: `t-${run}-env` }).pipe(
+                Layer.provide(
+                  ConfigProvider.layer(
+                    ConfigProvider.fromEnv({
+                      env: { REDIS_URL: Redacted.value(redisUrl()), REDIS_KEY_PREFIX: keyPrefix },
+                    }),
+                  ),
+                ),
+              ),
+            ),
+          ),
+          (context) => Context.get(context, Cache),
+        )
+      const one = yield* platformCache(`p1-${run}:`)
+      const two = yield* platformCache(`p2-${run}:`)
+      yield* one.set("k", "one's")
+      assert.deepStrictEqual(yield* one.get("k"), Option.some("one's"))
+      assert.deepStrictEqual(yield* two.get("k"), Option.none())
+      const raw = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(Redacted.value(redisUrl()))),
+        (redis) => Effect.promise(() => redis.quit()),
+      )
+      assert.strictEqual(yield* Effect.promise(() => raw.get(`p1-${run}:t-${run}-env:k`)), "one's")
+    }).pipe(Effect.scoped),
+  )
+
   it.live("Cache.layer picks Redis when REDIS_URL is set and memory otherwise", () =>
     Effect.gen(function* () {
       const checks = (env: Record<string, string>) =>

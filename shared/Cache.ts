@@ -21,6 +21,11 @@ export interface RedisCacheOptions {
   readonly connectTimeoutMs?: number
   /** Bound on each command; default 500 ms (a Redis command takes well under a millisecond). */
   readonly commandTimeoutMs?: number
+  /**
+   * Put before every key this connection touches (`REDIS_KEY_PREFIX`), so that several platforms (environments, test
+   * runs) can share one Redis without sharing revocations, rate-limit counters or caches. Default: none.
+   */
+  readonly keyPrefix?: string
 }
 
 /** Settings of the in-process cache; `maxEntries` (default 10 000) bounds it, least recently used go first. */
@@ -138,7 +143,13 @@ export class RedisConnection extends Context.Service<RedisConnection, Redis>()("
    * it share one connection, as layers are built once per application.
    */
   static readonly fromEnvironment: Layer.Layer<RedisConnection, CacheError | Config.ConfigError, Health> = Layer.unwrap(
-    Effect.map(Config.Redacted("REDIS_URL"), (url) => RedisConnection.layer({ url, connectionName: "platform" })),
+    Effect.map(
+      Config.all({
+        url: Config.Redacted("REDIS_URL"),
+        keyPrefix: Config.String("REDIS_KEY_PREFIX").pipe(Config.withDefault("")),
+      }),
+      ({ url, keyPrefix }) => RedisConnection.layer({ url, keyPrefix, connectionName: "platform" }),
+    ),
   )
 }
 
@@ -365,6 +376,7 @@ const connect = (
           // Reconnect attempts 100 ms apart, growing to one a second: back within about a second of Redis's return.
           retryStrategy: (times: number) => Math.min(times * 100, 1_000),
           ...(options.connectionName ? { connectionName: options.connectionName } : {}),
+          ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
         })
         // Logged once per outage, not once per reconnect attempt.
         redis.on("error", (error: Error) => {

@@ -92,6 +92,9 @@ export const startPlatform = async (
     LOG_LEVEL: "warn",
     LOG_PRETTY: "false",
     DATABASE_URL: options.databaseVia?.(databaseUrl.toString()) ?? databaseUrl.toString(),
+    // The run's own keys in the shared Redis: another run's rate-limit counters (every test client is 127.0.0.1)
+    // and revocations are not this one's.
+    REDIS_KEY_PREFIX: `${database}:`,
     DB_SCHEMA: undefined,
     SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
     MAIL_FROM: "Platform <no-reply@example.com>",
