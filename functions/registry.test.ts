@@ -1,6 +1,22 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { plan } from "../infra/deploy.ts"
+import { discover } from "../scripts/build.ts"
 import { discoverModules, isCurrent } from "../scripts/registry.ts"
+import { registryProblems, startOrder } from "../shared/Module.ts"
 import { manifests } from "./registry.ts"
+
+const names = manifests.map((m) => m.name).sort()
+
+// Every file under these folders that is not a test, a manifest or the registry itself.
+const sources = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
+    const path = join(dir, d.name)
+    if (d.isDirectory()) return d.name === "node_modules" ? [] : sources(path)
+    if (!d.name.endsWith(".ts") || d.name.endsWith(".test.ts")) return []
+    return d.name === "module.ts" || path === join("functions", "registry.ts") ? [] : [path]
+  })
 
 // registry.ts is generated from functions/*/module.ts: a function added without regenerating it fails here, so its
 // permissions and events can never be silently unknown to authz and audit.
@@ -8,5 +24,59 @@ describe("functions/registry.ts", () => {
   it("lists every function with a module.ts (else: npm run registry)", () => {
     expect(isCurrent(), "functions/registry.ts is stale: run `npm run registry`").toBe(true)
     expect(manifests.map((m) => m.name).sort()).toEqual(discoverModules())
+  })
+
+  // The entries are a convention, not a manifest fact: main.ts always (the container), lambda.ts when the function runs
+  // on Lambda too. A folder with an entry but no manifest would be started, bundled or deployed by nothing.
+  it("holds every function folder with an entry, and every function of it has a container entry", () => {
+    const folders = readdirSync("functions", { withFileTypes: true }).filter((d) => d.isDirectory())
+    const withEntry = folders
+      .filter((d) => ["main.ts", "lambda.ts"].some((entry) => existsSync(join("functions", d.name, entry))))
+      .map((d) => d.name)
+    expect(names.filter((n) => !withEntry.includes(n))).toEqual([])
+    expect(withEntry.filter((n) => !names.includes(n))).toEqual([])
+    for (const n of names) expect(existsSync(join("functions", n, "main.ts")), `functions/${n}/main.ts`).toBe(true)
+  })
+
+  it("is the list every script and deployment derives from", () => {
+    expect(discover()).toEqual(names) // bundles and images (scripts/build.ts, infra/Dockerfile)
+    expect(
+      startOrder(manifests)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(names) // npm start
+    expect(
+      plan()
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(names) // SST and Kubernetes (infra/deploy.ts)
+    expect(
+      plan()
+        .filter((p) => p.public)
+        .map((p) => p.name),
+    ).toEqual(manifests.filter((m) => m.edge).map((m) => m.name))
+  })
+
+  it("gives every port to one function only", () => {
+    expect(registryProblems(manifests)).toEqual([])
+  })
+
+  // Ports are said once, in the manifests: addresses' defaults are derived (shared/Config.ts), never written again.
+  it("has no manifest port written as a literal in the code of functions/, shared/, scripts/ or infra/", () => {
+    const ports = manifests.flatMap((m) => Object.values(m.ports).filter((p) => p !== undefined))
+    const literal = new RegExp(`\\b(${ports.join("|")})\\b`)
+    const files = [
+      ...sources("functions"),
+      ...sources("shared"),
+      ...sources("scripts"),
+      ...sources("infra"),
+      "sst.config.ts",
+    ]
+    const found = files.flatMap((file) =>
+      readFileSync(file, "utf8")
+        .split("\n")
+        .flatMap((line, i) => (literal.test(line) ? [`${file}:${i + 1}: ${line.trim()}`] : [])),
+    )
+    expect(found).toEqual([])
   })
 })

@@ -23,7 +23,7 @@ export interface FunctionPlan {
   readonly callers: ReadonlyArray<string>
   /** Secrets this function (and only this function) is given. */
   readonly secrets: ReadonlyArray<SecretSpec>
-  /** Whether it is the public edge (load balancer / Ingress in front). */
+  /** Whether it is the public edge (its manifest's `edge`: load balancer / Ingress in front). */
   readonly public: boolean
 }
 
@@ -81,5 +81,5 @@ export const plan = (manifests: ReadonlyArray<ModuleManifest> = registry): Array
     peers: peerAddresses(m, manifests),
     callers: callersOf(m.name, manifests),
     secrets: [...common, ...(m.name === "gateway" ? [] : [database]), ...(functionSecrets[m.name] ?? [])],
-    public: m.name === "gateway",
+    public: m.edge === true,
   }))

@@ -4,6 +4,7 @@ import { copyFile, mkdir, rm, writeFile } from "node:fs/promises"
 import { builtinModules, createRequire } from "node:module"
 import { basename, dirname, join, relative, resolve } from "node:path"
 import * as esbuild from "esbuild"
+import { manifests as registry } from "../functions/registry.ts"
 
 /** Repository root (this file lives in scripts/). */
 export const ROOT = resolve(import.meta.dirname, "..")
@@ -82,12 +83,11 @@ const nativeAddons = (outdir: string): esbuild.Plugin => ({
   },
 })
 
-/** The functions that have a container entry, found on disk (functions/<name>/main.ts), sorted. */
-export const discover = (root = ROOT): Array<string> =>
-  readdirSync(join(root, "functions"), { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(join(root, "functions", d.name, "main.ts")))
-    .map((d) => d.name)
-    .sort()
+/**
+ * The functions to bundle: every function of the registry (functions/registry.ts), sorted. Each has a container entry
+ * (functions/<name>/main.ts) and may have a Lambda entry (lambda.ts): a convention functions/registry.test.ts checks.
+ */
+export const discover = (): Array<string> => registry.map((m) => m.name).sort()
 
 /** Size and composition of one bundled entry. */
 export interface OutputReport {
@@ -244,8 +244,7 @@ export const assemble = async (
   )
   if (entry === "main") {
     // The container's health check, with the manifest's port as default: no port is passed to the image by hand.
-    const { manifests } = await import("../functions/registry.ts")
-    const port = manifests.find((m) => m.name === report.name)?.ports.http
+    const port = registry.find((m) => m.name === report.name)?.ports.http
     if (port === undefined) throw new Error(`${report.name} is not in functions/registry.ts`)
     await writeFile(
       join(dest, HEALTHCHECK),
@@ -265,7 +264,7 @@ export const assemble = async (
 
 /** Bundles the named functions (default: all discovered) in parallel; rejects if any build fails. */
 export const build = async (names: ReadonlyArray<string> = [], options: BuildOptions = {}) => {
-  const known = discover(options.root)
+  const known = discover()
   const unknown = names.filter((n) => !known.includes(n))
   if (unknown.length > 0) throw new Error(`unknown function(s): ${unknown.join(", ")} (known: ${known.join(", ")})`)
   const settled = await Promise.allSettled((names.length > 0 ? names : known).map((n) => buildOne(n, options)))
@@ -318,7 +317,10 @@ if (import.meta.main) {
     // `--image <name> <dir>`: build one function and lay out its container image's files in <dir> (infra/Dockerfile).
     if (process.argv[2] === "--image") {
       const [name, dest] = process.argv.slice(3)
-      if (!name || !dest) throw new Error("usage: node scripts/build.ts --image <function> <dir>")
+      if (!name || !dest)
+        throw new Error(
+          `usage: node scripts/build.ts --image <function> <dir> (function: one of ${discover().join(", ")})`,
+        )
       const [report] = await build([name])
       const files = await assemble(report!, "main", dest)
       console.log(`image files of ${name} in ${dest}: ${files.join(", ")}`)

@@ -2,8 +2,9 @@
 // embedded infrastructure for whatever is not configured (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...).
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
+import { manifests as registry } from "../functions/registry.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { grpcUrlKey, httpUrlKey, JWKS_PATH, type ModuleManifest, startOrder } from "../shared/Module.ts"
 
@@ -17,15 +18,6 @@ if (!Number.isInteger(offset) || offset < 0 || offset > 50_000)
 const httpPort = (m: ModuleManifest) => m.ports.http + offset
 const grpcPort = (m: ModuleManifest) => (m.ports.grpc === undefined ? undefined : m.ports.grpc + offset)
 const say = (line: string) => process.stdout.write(`\x1b[1m[platform]\x1b[0m ${line}\n`)
-
-// Functions are discovered from their manifests; dependencies start first.
-const discover = async (): Promise<Array<ModuleManifest>> => {
-  const names = readdirSync("functions").filter((n) => existsSync(`functions/${n}/main.ts`))
-  const manifests = await Promise.all(
-    names.map(async (n) => (await import(`../functions/${n}/module.ts`)).manifest as ModuleManifest),
-  )
-  return startOrder(manifests)
-}
 
 const waitReady = async (url: string, timeoutMs: number) => {
   const deadline = Date.now() + timeoutMs
@@ -97,7 +89,8 @@ const devKeyEncryptionKey = () => {
 }
 
 const main = async () => {
-  const manifests = await discover()
+  // Every function of the registry (each has a container entry, functions/<name>/main.ts); dependencies start first.
+  const manifests = startOrder(registry)
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
   env.LOG_PRETTY ??= process.stdout.isTTY ? "true" : "false"
   if (offset !== 0) {

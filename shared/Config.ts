@@ -152,6 +152,16 @@ export const grpcAddress = (name: string, manifests: ReadonlyArray<Pick<ModuleMa
   return Config.String(grpcUrlKey(name)).pipe(Config.withDefault(`localhost:${port}`))
 }
 
+/**
+ * The local HTTP origin of a function, `http://localhost:<its manifest HTTP port>`: the default of the addresses that
+ * point at it (the port is said once, in that function's manifest).
+ */
+export const localOrigin = (name: string, manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>) => {
+  const port = manifests.find((m) => m.name === name)?.ports.http
+  if (port === undefined) throw new Error(`no function ${name} in the registry`)
+  return `http://localhost:${port}`
+}
+
 /** Keys of a function with a database: its Postgres, the schema it owns (default: its name) and its pool. */
 export const database = (functionName: string, defaults: PoolDefaults = {}) => ({
   databaseUrl: secret("DATABASE_URL"),
@@ -203,15 +213,21 @@ export const dbOptions = (
   acquireTimeoutMs: config.dbAcquireTimeoutMs,
 })
 
-/** Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS. */
-export const authentication = () => ({
-  ...tokenClaims(),
+/**
+ * Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS; `auth` is
+ * the signing function's local origin (`localOrigin("auth", manifests)`), the default of both addresses.
+ */
+export const authentication = (auth: string) => ({
+  ...tokenClaims(auth),
   /** Where auth publishes its public signing keys. */
-  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(Config.withDefault(new URL(`http://localhost:8081${JWKS_PATH}`))),
+  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(Config.withDefault(new URL(`${auth}${JWKS_PATH}`))),
 })
 
-/** What every access token carries and every verifier expects: its issuer and audience (auth signs with them). */
-export const tokenClaims = () => ({
-  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault("http://localhost:8081")),
+/**
+ * What every access token carries and every verifier expects: its issuer and audience (auth signs with them); the
+ * issuer defaults to `auth`, the signing function's local origin.
+ */
+export const tokenClaims = (auth: string) => ({
+  jwtIssuer: Config.String("JWT_ISSUER").pipe(Config.withDefault(auth)),
   jwtAudience: Config.String("JWT_AUDIENCE").pipe(Config.withDefault("platform")),
 })

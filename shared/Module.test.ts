@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest"
-import { grpcUrlKey, httpUrlKey, type ModuleManifest, peerAddresses, startOrder, validate } from "./Module.ts"
+import {
+  defineRegistry,
+  grpcUrlKey,
+  httpUrlKey,
+  link,
+  type ModuleManifest,
+  peerAddresses,
+  registryProblems,
+  startOrder,
+  validate,
+} from "./Module.ts"
 
 const manifest = (overrides: Partial<ModuleManifest>): ModuleManifest => ({
   name: "blog",
@@ -104,5 +114,50 @@ describe("wiring from the manifests", () => {
     expect(peerAddresses(blog, all).map((p) => p.key)).toEqual(["AUTH_JWKS_URL"])
     expect(httpUrlKey("user-blog")).toBe("USER_BLOG_URL")
     expect(grpcUrlKey("user-blog")).toBe("USER_BLOG_GRPC_URL")
+  })
+})
+
+describe("the registry's manifests together", () => {
+  const route = (path: string) => ({ method: "GET", path, auth: "public" }) as const
+  const edge = manifest({ name: "gateway", ports: { http: 8080 }, edge: true, dependsOn: ["audit"], permissions: [] })
+  const blog = manifest({ name: "blog", ports: { http: 8091, grpc: 9091 }, routes: [route("/api/v1/posts")] })
+  const audit = manifest({ name: "audit", ports: { http: 8084 }, routes: [route("/api/v1/audit")], permissions: [] })
+  const worker = manifest({ name: "worker", ports: { http: 8095 }, permissions: [] })
+
+  it("refuses a port used twice, HTTP or gRPC, by two functions or one", () => {
+    expect(registryProblems([blog, audit, edge, worker])).toEqual([])
+    expect(registryProblems([blog, manifest({ name: "billing", ports: { http: 8092, grpc: 8091 } })])).toEqual([
+      "port 8091 (billing grpc) is already blog http's",
+    ])
+    expect(registryProblems([manifest({ name: "billing", ports: { http: 8092, grpc: 8092 } })])).toEqual([
+      "port 8092 (billing grpc) is already billing http's",
+    ])
+  })
+
+  it("refuses a name twice, an unknown dependency and a second edge", () => {
+    expect(
+      registryProblems([
+        blog,
+        manifest({ name: "blog", ports: { http: 1 } }),
+        manifest({ name: "shop", ports: { http: 2 }, dependsOn: ["ghost"], edge: true }),
+        edge,
+      ]),
+    ).toEqual([
+      "function blog is declared twice",
+      "shop depends on unknown function ghost",
+      "gateway depends on unknown function audit",
+      "more than one edge: shop, gateway",
+    ])
+    expect(() => defineRegistry([blog, manifest({ name: "shop", ports: { http: 8091 } })])).toThrow(
+      "functions/registry.ts: port 8091 (shop http) is already blog http's",
+    )
+  })
+
+  it("makes the edge depend on every function with routes, with no dependsOn edit", () => {
+    const linked = defineRegistry([audit, blog, edge, worker])
+    expect(linked.find((m) => m.edge)?.dependsOn).toEqual(["audit", "blog"])
+    expect(linked.filter((m) => !m.edge)).toEqual([audit, blog, worker])
+    expect(startOrder(linked).map((m) => m.name)).toEqual(["audit", "blog", "gateway", "worker"])
+    expect(link([worker])).toEqual([worker])
   })
 })

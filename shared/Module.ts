@@ -31,9 +31,15 @@ export interface ModuleManifest {
   readonly name: string
   readonly version: string
   readonly description: string
+  /** Its ports, each said only here: no two functions share one (`registryProblems`); addresses default to them. */
   readonly ports: { readonly http: number; readonly grpc?: number }
-  /** Other functions this one calls; start order and readiness follow it. */
+  /**
+   * Other functions this one calls; start order and readiness follow it. The edge's upstreams (every function with
+   * routes) are not listed: `link` adds them.
+   */
   readonly dependsOn: ReadonlyArray<string>
+  /** The public edge (the gateway): it routes every other function's routes and sits behind the load balancer. */
+  readonly edge?: true
   readonly routes: ReadonlyArray<RouteSpec>
   readonly permissions: ReadonlyArray<PermissionSpec>
   readonly events: { readonly publishes: ReadonlyArray<string>; readonly consumes: ReadonlyArray<string> }
@@ -91,6 +97,57 @@ export const validate = (m: ModuleManifest): Array<string> => {
   const ids = m.migrations.map((x) => x.id)
   if (new Set(ids).size !== ids.length) problems.push("migration ids must be unique")
   return problems
+}
+
+/** The functions an edge routes to: every other function with public routes. */
+export const upstreamsOf = <M extends Pick<ModuleManifest, "name" | "routes">>(
+  edge: Pick<ModuleManifest, "name">,
+  manifests: ReadonlyArray<M>,
+): Array<M> => manifests.filter((m) => m.name !== edge.name && m.routes.length > 0)
+
+/**
+ * The registry's manifests with what is derived filled in: an edge depends on its upstreams too, so start order,
+ * peer addresses and callers follow the routes without a `dependsOn` edit when a function is added.
+ */
+export const link = <M extends ModuleManifest>(manifests: ReadonlyArray<M>): ReadonlyArray<M> =>
+  manifests.map((m) =>
+    m.edge ? { ...m, dependsOn: [...new Set([...m.dependsOn, ...upstreamsOf(m, manifests).map((u) => u.name)])] } : m,
+  )
+
+/**
+ * Every problem between manifests (empty when they fit together): a name or a port used twice (HTTP and gRPC share one
+ * space), a dependency on an unknown function, more than one edge.
+ */
+export const registryProblems = (manifests: ReadonlyArray<ModuleManifest>): Array<string> => {
+  const problems: Array<string> = []
+  const names = new Set<string>()
+  const ports = new Map<number, string>()
+  for (const m of manifests) {
+    if (names.has(m.name)) problems.push(`function ${m.name} is declared twice`)
+    names.add(m.name)
+    for (const [kind, port] of Object.entries(m.ports)) {
+      if (port === undefined) continue
+      const owner = ports.get(port)
+      if (owner !== undefined) problems.push(`port ${port} (${m.name} ${kind}) is already ${owner}'s`)
+      else ports.set(port, `${m.name} ${kind}`)
+    }
+  }
+  for (const m of manifests) {
+    for (const dep of m.dependsOn) if (!names.has(dep)) problems.push(`${m.name} depends on unknown function ${dep}`)
+  }
+  const edges = manifests.filter((m) => m.edge).map((m) => m.name)
+  if (edges.length > 1) problems.push(`more than one edge: ${edges.join(", ")}`)
+  return problems
+}
+
+/**
+ * The registry (functions/registry.ts) from every function's manifest: checked together (`registryProblems`; a clash
+ * fails at import time, before anything starts) and linked (`link`).
+ */
+export const defineRegistry = <M extends ModuleManifest>(manifests: ReadonlyArray<M>): ReadonlyArray<M> => {
+  const problems = registryProblems(manifests)
+  if (problems.length > 0) throw new Error(`functions/registry.ts: ${problems.join("; ")}`)
+  return link(manifests)
 }
 
 /** The environment key prefix of a function: `identity` → `IDENTITY`, `user-prefs` → `USER_PREFS`. */

@@ -34,7 +34,7 @@ export const loadConfig = Cfg.load({
   ),
   /** Prefix of the consumer groups (one per topic: `<group>:<topic>`). */
   auditGroup: Config.String("AUDIT_CONSUMER_GROUP").pipe(Config.withDefault(manifest.name)),
-  ...Cfg.authentication(),
+  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
   /** authz's gRPC address (`host:port`): the permission checks of every route. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })

@@ -9,7 +9,7 @@ export const keysConfig = {
   signingKeyRotationDays: Cfg.intBetween("SIGNING_KEY_ROTATION_DAYS", 1, 365).pipe(Config.withDefault(30)),
   /** Extra time a retired key stays published beyond the access-token lifetime (clock skew, JWKS caches). */
   signingKeyGraceSeconds: Cfg.intBetween("SIGNING_KEY_GRACE_SECONDS", 0, 86_400).pipe(Config.withDefault(600)),
-  ...Cfg.tokenClaims(),
+  ...Cfg.tokenClaims(Cfg.localOrigin(manifest.name, manifests)),
   accessTokenTtlSeconds: Cfg.intBetween("ACCESS_TOKEN_TTL_SECONDS", 60, 86_400).pipe(Config.withDefault(900)),
 }
 

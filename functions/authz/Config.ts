@@ -1,12 +1,13 @@
 import { Config, type Effect, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
 /** Authz's configuration, read and validated once at start (every problem reported at once). */
 export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
   ...Cfg.database(manifest.name),
-  ...Cfg.authentication(),
+  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
   /** The account with this email gets the built-in admin role when it is created or verified; unset = nobody. */
   bootstrapAdminEmail: Config.option(
     Config.schema(

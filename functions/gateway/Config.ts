@@ -1,6 +1,6 @@
 import { Config, Effect, Option, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
-import { httpUrlKey, type ModuleManifest } from "../../shared/Module.ts"
+import { httpUrlKey, type ModuleManifest, upstreamsOf } from "../../shared/Module.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -17,13 +17,12 @@ export const RouteOverride = Schema.Struct({
 export type RouteOverride = typeof RouteOverride.Type
 
 /** The functions the gateway routes to: every manifest with public routes. */
-export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) =>
-  all.filter((m) => m.name !== manifest.name && m.routes.length > 0)
+export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) => upstreamsOf(manifest, all)
 
 /** The gateway's configuration keys (the upstream URLs depend on the manifests it routes). */
 export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) => ({
   ...Cfg.base({ httpPort: manifest.ports.http }),
-  ...Cfg.authentication(),
+  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
   /** Redis: rate limits and session revocations shared by every instance; unset = memory (one instance). */
   redisUrl: Config.option(Cfg.secret("REDIS_URL")),
   /** Postgres for the gateway's inbox when it follows events (no Redis): revocations and permission changes. */

@@ -3,14 +3,16 @@ import { defineModule } from "../../shared/Module.ts"
 
 /**
  * Gateway: the public HTTP edge. Its routes are every other function's manifest routes (none of its own are proxied);
- * it depends on every function it routes to, so `npm start` brings it up last.
+ * as the edge it depends on every function it routes to (the registry adds them), so `npm start` brings it up last.
  */
 export const manifest = defineModule({
   name: "gateway",
   version: "0.1.0",
   description: "Public HTTP edge: routing from manifests, JWT at the edge, permissions, rate limits, CORS",
   ports: { http: 8080 },
-  dependsOn: ["audit", "auth", "authz", "identity"],
+  edge: true,
+  // Its upstreams are derived (shared/Module.ts `link`): every function with routes.
+  dependsOn: [],
   routes: [],
   permissions: [],
   events: {

@@ -8,11 +8,11 @@ export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
   ...Cfg.database(manifest.name),
   /** Base of the links in verification and reset mails. */
-  appBaseUrl: Config.URL("APP_BASE_URL").pipe(Config.withDefault(new URL("http://localhost:8080"))),
+  appBaseUrl: Config.URL("APP_BASE_URL").pipe(Config.withDefault(new URL(Cfg.localOrigin("gateway", manifests)))),
   /** SMTP server for mail; unset = the dev mailbox (served at GET /_dev/mail outside production). */
   smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
   mailFrom: Config.option(Config.String("MAIL_FROM")),
-  ...Cfg.authentication(),
+  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
   /** authz's gRPC address (`host:port`): the permission checks of the admin routes. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })
