@@ -33,38 +33,62 @@ const teardown: Runtime.Teardown = (exit, onExit) =>
 /** What `servers` reads from a function's validated config (`Config.base`). */
 export interface ServersConfig {
   readonly httpPort: number
-  readonly grpcPort: number
+  /** Read only when the function serves gRPC. */
+  readonly grpcPort?: number
   readonly maxBodyBytes: number
   readonly shutdownTimeoutMs: number
   readonly trustedProxies: ReadonlyArray<string>
 }
 
-/**
- * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, then gRPC on
- * `GRPC_PORT` with the services of the function's Grpc.ts module, imported only once HTTP listens.
- */
-export const servers = <A, E, R, G, RU = never>(
-  routes: Layer.Layer<A, E, R>,
-  options: {
-    readonly api: Server.ApiLike
-    readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>>
-    readonly config: ServersConfig
-    /** The manifest's routes: each route is enforced as declared there (`Server.guarded`). */
-    readonly declared: ReadonlyArray<RouteSpec>
-  } & Server.Unguarded<RU>,
-) => {
-  const { config } = options
-  const http = Server.serve(Server.guarded(routes, options.declared), {
+/** What `servers` needs besides the routes. */
+export type ServersOptions<RU> = {
+  readonly api: Server.ApiLike
+  readonly config: ServersConfig
+  /** The manifest's routes: each route is enforced as declared there (`Server.guarded`). */
+  readonly declared: ReadonlyArray<RouteSpec>
+} & Server.Unguarded<RU>
+
+/** A function's HTTP server with the kernel's middleware on `HTTP_PORT`, every route enforced as declared. */
+const http = <A, E, R, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions<RU>) =>
+  Server.serve(Server.guarded(routes, options.declared), {
     api: options.api,
     ...(options.unguarded ? { unguarded: options.unguarded } : {}),
-    port: config.httpPort,
-    maxBodyBytes: config.maxBodyBytes,
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
-    trustedProxies: config.trustedProxies,
+    port: options.config.httpPort,
+    maxBodyBytes: options.config.maxBodyBytes,
+    shutdownTimeoutMs: options.config.shutdownTimeoutMs,
+    trustedProxies: options.config.trustedProxies,
   })
+
+/** The HTTP server, then the gRPC server on `GRPC_PORT` with the services of the function's Grpc.ts module. */
+const httpAndGrpc = <A, E, R, G, RU>(
+  routes: Layer.Layer<A, E, R>,
+  options: ServersOptions<RU> & { readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>> },
+) => {
+  const served = http(routes, options)
   const grpc = GrpcDeferred.afterHttp(options.grpc, {
-    port: config.grpcPort,
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    port: options.config.grpcPort ?? 0,
+    shutdownTimeoutMs: options.config.shutdownTimeoutMs,
   })
-  return Layer.mergeAll(http, grpc.pipe(Layer.provide(http)))
+  return Layer.mergeAll(served, grpc.pipe(Layer.provide(served)))
+}
+
+/**
+ * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, then, when the
+ * function has a Grpc.ts module (`grpc`), gRPC on `GRPC_PORT` with its services, imported only once HTTP listens. A
+ * function without gRPC passes no `grpc`: nothing of grpc-js is loaded, no gRPC port is opened, and its layer needs
+ * nothing gRPC needs (a service identity for callers).
+ */
+export function servers<A, E, R, G, RU = never>(
+  routes: Layer.Layer<A, E, R>,
+  options: ServersOptions<RU> & { readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>> },
+): ReturnType<typeof httpAndGrpc<A, E, R, G, RU>>
+export function servers<A, E, R, RU = never>(
+  routes: Layer.Layer<A, E, R>,
+  options: ServersOptions<RU> & { readonly grpc?: undefined },
+): ReturnType<typeof http<A, E, R, RU>>
+export function servers(
+  routes: Layer.Layer<any, any, any>,
+  options: ServersOptions<any> & { readonly grpc?: () => Promise<GrpcDeferred.GrpcModule<any>> },
+) {
+  return options.grpc === undefined ? http(routes, options) : httpAndGrpc(routes, { ...options, grpc: options.grpc })
 }

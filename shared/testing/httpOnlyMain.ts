@@ -1,0 +1,55 @@
+// A function without gRPC, the smallest there is: a manifest with an HTTP port only, one public route, and a container
+// entry through the kernel's `Main.servers` and `Main.run` with no Grpc.ts module. shared/Main.test.ts runs it.
+import { Effect, Layer, Schema } from "effect"
+import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
+import { Refused, Verifier } from "../Authentication.ts"
+import * as Cfg from "../Config.ts"
+import * as Kernel from "../Kernel.ts"
+import * as Main from "../Main.ts"
+import { defineModule } from "../Module.ts"
+import { OPENAPI_PATH } from "../RouteGuard.ts"
+
+/** The fixture's manifest: no gRPC port. */
+export const manifest = defineModule({
+  name: "hello",
+  version: "0.0.1",
+  description: "HTTP only",
+  ports: { http: 18_099 },
+  dependsOn: [],
+  routes: [{ method: "GET", path: "/api/v1/hello", auth: "public" }],
+  permissions: [],
+  events: { publishes: [], consumes: [] },
+  jobs: [],
+  migrations: [],
+})
+
+class HelloApi extends HttpApi.make("hello").add(
+  HttpApiGroup.make("hello").add(
+    HttpApiEndpoint.get("hello", "/api/v1/hello", { success: Schema.Struct({ hello: Schema.String }) }),
+  ),
+) {}
+
+const HttpLive = HttpApiBuilder.layer(HelloApi, { openapiPath: OPENAPI_PATH }).pipe(
+  Layer.provide(
+    HttpApiBuilder.group(HelloApi, "hello", (handlers) =>
+      handlers.handle("hello", () => Effect.succeed({ hello: "world" })),
+    ),
+  ),
+)
+
+// Public routes only: no token is ever verified.
+const NoTokens = Layer.succeed(
+  Verifier,
+  Verifier.of({ authenticate: () => Effect.fail(new Refused({ reason: "no tokens here" })) }),
+)
+
+const App = Layer.unwrap(
+  Effect.map(Cfg.load(Cfg.base({ httpPort: manifest.ports.http })), (config) =>
+    Main.servers(HttpLive, { api: HelloApi, config, declared: manifest.routes }).pipe(
+      Layer.provide(NoTokens),
+      Layer.provide(Kernel.base({ service: manifest.name, version: manifest.version, logLevel: config.logLevel })),
+    ),
+  ),
+)
+
+Main.run(manifest.name, App)
