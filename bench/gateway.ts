@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { parseArgs, parseEnv } from "node:util"
 import { Agent, request } from "undici"
-import { startPlatform } from "../shared/testing/platform.ts"
+import { startPlatform } from "../e2e/testing/platform.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const { values } = parseArgs({

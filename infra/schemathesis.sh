@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs schemathesis (PyPI, pinned) into .infra/schemathesis-venv once and prints the path of its CLI.
 # Idempotent: a venv holding the pinned version is reused; the download cache stays under .infra/cache.
-# The fuzz gate (functions/gateway/Fuzz.test.ts) runs this before it fuzzes, so `npm test` installs it on a fresh
+# The fuzz gate (e2e/Fuzz.test.ts) runs this before it fuzzes, so `npm test` installs it on a fresh
 # machine. Like infra/up.sh it uses uv (pip-installed into .infra/tools) and falls back to python3 -m venv + pip.
 set -euo pipefail
 # shellcheck source=infra/lib.sh

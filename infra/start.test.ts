@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { runPlatformFlow } from "../shared/testing/platformFlow.ts"
+import { runPlatformFlow } from "../e2e/testing/platformFlow.ts"
 
 // The README's promise: `npm start` brings the platform up with embedded defaults and no external servers.
 const dataDir = mkdtempSync(join(tmpdir(), "platform-start-"))

@@ -5,7 +5,7 @@ import { openPage } from "./testing/accountPage.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
 
 // The pages the verification and reset mails link to, served by a real gateway (its upstreams are not running here:
-// what the pages show when the API answers is in Platform.e2e.test.ts).
+// what the pages show when the API answers is in e2e/Platform.test.ts).
 let gateway: GatewayUnderTest
 beforeAll(async () => {
   gateway = await startGateway()

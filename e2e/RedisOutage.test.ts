@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto"
 import { Redis } from "ioredis"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FaultMode, type FaultProxy, faultProxy } from "../shared/testing/faultProxy.ts"
-import { mailText as mailTextOf, type Platform, startPlatform } from "../shared/testing/platform.ts"
-import { platformClient } from "../shared/testing/platformFlow.ts"
+import { mailText as mailTextOf, type Platform, startPlatform } from "./testing/platform.ts"
+import { platformClient } from "./testing/platformFlow.ts"
 
 // A Redis outage under load: the whole platform as separate processes, its Redis behind a fault proxy (the shared
 // Redis keeps running for the other tests). Redis is where revoked sessions, rate-limit counters, sign-in throttling

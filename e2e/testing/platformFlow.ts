@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
-import { eventually } from "./harness.ts"
+import { eventually } from "../../shared/testing/harness.ts"
 
 /** Where the flow runs: the gateway's URL, the bootstrap admin's address, and how to read a mail's text. */
 export interface FlowTarget {

@@ -4,9 +4,9 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import pg from "pg"
 import { manifests } from "../../functions/registry.ts"
-import { grpcUrlKey, httpUrlKey, JWKS_PATH, startOrder } from "../Module.ts"
-import { freePort } from "./ports.ts"
-import { type SmtpCapture, startSmtpCapture } from "./smtpCapture.ts"
+import { grpcUrlKey, httpUrlKey, JWKS_PATH, startOrder } from "../../shared/Module.ts"
+import { freePort } from "../../shared/testing/ports.ts"
+import { type SmtpCapture, startSmtpCapture } from "../../shared/testing/smtpCapture.ts"
 
 const ROOT = join(import.meta.dirname, "..", "..")
 

@@ -2,15 +2,15 @@ import { generateKeyPairSync, randomUUID } from "node:crypto"
 import * as grpc from "@grpc/grpc-js"
 import { SignJWT } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { manifests } from "../functions/registry.ts"
 import { AuditServiceClient } from "../proto/gen/audit/v1/audit.ts"
 import { AuthServiceClient } from "../proto/gen/auth/v1/auth.ts"
 import { AuthzServiceClient } from "../proto/gen/authz/v1/authz.ts"
 import { IdentityServiceClient } from "../proto/gen/identity/v1/identity.ts"
 import { callersOf } from "../shared/ServiceIdentity.ts"
-import { mailText as mailTextOf, type Platform, startPlatform } from "../shared/testing/platform.ts"
-import { platformClient } from "../shared/testing/platformFlow.ts"
 import { serviceToken } from "../shared/testing/serviceToken.ts"
-import { manifests } from "./registry.ts"
+import { mailText as mailTextOf, type Platform, startPlatform } from "./testing/platform.ts"
+import { platformClient } from "./testing/platformFlow.ts"
 
 // Zero trust: every function enforces its own routes and internal calls, whoever reaches its ports. The whole platform
 // runs as separate processes (as deployed); every request here goes straight to a function's own port, never through

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FaultMode, type FaultProxy, faultProxy } from "../shared/testing/faultProxy.ts"
-import { mailText, type Platform, startPlatform } from "../shared/testing/platform.ts"
-import { platformClient } from "../shared/testing/platformFlow.ts"
+import { mailText, type Platform, startPlatform } from "./testing/platform.ts"
+import { platformClient } from "./testing/platformFlow.ts"
 
 // What a Postgres outage does to the platform, as the README's outage table says: the whole platform runs as processes
 // with its database behind a fault proxy, under a steady load through the gateway, while Postgres hangs (accepts,

@@ -4,15 +4,15 @@ import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { freePort } from "../../shared/testing/ports.ts"
-import { manifests } from "../registry.ts"
-import { upstreamManifests } from "./Config.ts"
-import { redoclyLint } from "./testing/redocly.ts"
+import { upstreamManifests } from "../functions/gateway/Config.ts"
+import { redoclyLint } from "../functions/gateway/testing/redocly.ts"
+import { manifests } from "../functions/registry.ts"
+import { freePort } from "../shared/testing/ports.ts"
 
 // The schema-fuzzing gate: `npm start`'s embedded platform (scripts/start.ts, PGlite, dev mailbox, in-memory caches) on
 // ports of its own, fuzzed by schemathesis through its served /openapi.json, unauthenticated and as an administrator.
 // Any server error, undocumented status, wrong content type or response off its schema fails the run.
-const ROOT = join(import.meta.dirname, "..", "..")
+const ROOT = join(import.meta.dirname, "..")
 const ADMIN = "fuzz-admin@example.com"
 const PASSWORD = "correct horse battery"
 const CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { mailText as mailTextOf, type Platform, startPlatform } from "../../shared/testing/platform.ts"
-import { platformClient, runPlatformFlow } from "../../shared/testing/platformFlow.ts"
-import { PATHS } from "./AccountPages.ts"
-import { openPage } from "./testing/accountPage.ts"
+import { PATHS } from "../functions/gateway/AccountPages.ts"
+import { openPage } from "../functions/gateway/testing/accountPage.ts"
+import { mailText as mailTextOf, type Platform, startPlatform } from "./testing/platform.ts"
+import { platformClient, runPlatformFlow } from "./testing/platformFlow.ts"
 
 // The whole platform as separate processes on the real Postgres, Redis and an SMTP server, used only through the
 // gateway, as a client would.
