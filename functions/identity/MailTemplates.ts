@@ -1,4 +1,4 @@
-import type { Mail } from "./Notifier.ts"
+import type { Mail } from "../../shared/Notifier.ts"
 
 /** Subject and bodies of a mail; the caller adds the recipient. */
 export type MailContent = Omit<Mail, "to">
