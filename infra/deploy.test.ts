@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { manifests } from "../functions/registry.ts"
+import { defineRegistry, type ModuleManifest } from "../shared/Module.ts"
 import { functionSecrets, functionSettings, plan } from "./deploy.ts"
 
 const configOf = (fn: string) => readFileSync(`functions/${fn}/Config.ts`, "utf8")
@@ -23,5 +24,40 @@ describe("the deploy plan", () => {
       expect(keys.includes("DATABASE_URL")).toBe(!fn.public)
       if (!fn.public) expect(configOf(fn.name)).toContain("Cfg.database(")
     }
+  })
+
+  // Nothing is special-cased by function name: a new function's secrets and settings are in its own manifest.
+  it("takes a function's secrets and settings from its manifest, and the edge from `edge`", () => {
+    const fn = (m: Partial<ModuleManifest> & Pick<ModuleManifest, "name" | "ports">): ModuleManifest => ({
+      version: "1.0.0",
+      description: "test",
+      dependsOn: [],
+      routes: [],
+      permissions: [],
+      events: { publishes: [], consumes: [] },
+      jobs: [],
+      migrations: [],
+      ...m,
+    })
+    const stripe = { key: "STRIPE_API_KEY", required: true, description: "Stripe's secret key" }
+    const billing = fn({
+      name: "billing",
+      ports: { http: 8092 },
+      routes: [{ method: "GET", path: "/api/v1/invoices", auth: "user" }],
+      secrets: [stripe],
+      settings: [{ key: "BILLING_CURRENCY", description: "ISO 4217 code" }],
+    })
+    const front = fn({ name: "front", ports: { http: 8080 }, edge: true })
+    const [planned, edge] = plan(defineRegistry([billing, front]))
+    expect(planned?.secrets.map((s) => s.key)).toEqual(["SERVICE_KEY", "REDIS_URL", "DATABASE_URL", "STRIPE_API_KEY"])
+    expect(planned?.public).toBe(false)
+    expect(edge?.secrets.map((s) => s.key)).toEqual(["SERVICE_KEY", "REDIS_URL"])
+    expect([edge?.public, edge?.peers.map((p) => p.key)]).toEqual([true, ["BILLING_URL"]])
+    expect(functionSecrets).toEqual(
+      Object.fromEntries(manifests.flatMap((m) => (m.secrets ? [[m.name, m.secrets]] : []))),
+    )
+    expect(functionSettings).toEqual(
+      Object.fromEntries(manifests.flatMap((m) => (m.settings ? [[m.name, m.settings]] : []))),
+    )
   })
 })

@@ -1,16 +1,13 @@
 // What every deploy target (Kubernetes, SST/ECS) gives each function, derived from the registry: its ports, where it
 // finds the functions it depends on, who may call it, its secrets and its plain settings. The targets only say how
 // (a Kubernetes Secret, an SST secret) and where (a Service name, an ECS service-discovery name).
+import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
-import { type ModuleManifest, type PeerAddress, peerAddresses } from "../shared/Module.ts"
+import { type ModuleManifest, type PeerAddress, peerAddresses, type SecretSpec } from "../shared/Module.ts"
 import { callersOf } from "../shared/ServiceIdentity.ts"
 
 /** A secret a function needs: its environment key, whether it must be set, and what it is. */
-export interface SecretSpec {
-  readonly key: string
-  readonly required: boolean
-  readonly description: string
-}
+export type { SecretSpec }
 
 /** How one function is deployed. */
 export interface FunctionPlan {
@@ -37,7 +34,7 @@ const common: ReadonlyArray<SecretSpec> = [
   { key: "REDIS_URL", required: true, description: "Redis (`rediss://:token@host:6379` with TLS and auth)" },
 ]
 
-/** Secrets of functions that own data (all but the gateway): their Postgres. */
+/** Secrets of functions that own data (all but the edge): their Postgres. */
 const database: SecretSpec = {
   key: "DATABASE_URL",
   required: true,
@@ -45,17 +42,10 @@ const database: SecretSpec = {
     "Postgres (`postgres://user:password@host:5432/db`, with `?sslmode=no-verify` for TLS without a CA bundle); each function uses its own schema",
 }
 
-/**
- * Secrets only some functions read (each key is checked against that function's Config.ts by infra/deploy.test.ts, so
- * this table cannot drift from the code).
- */
-export const functionSecrets: Readonly<Record<string, ReadonlyArray<SecretSpec>>> = {
-  auth: [
-    { key: "KEY_ENCRYPTION_KEY", required: true, description: "32 random bytes, base64: seals auth's signing keys" },
-    { key: "OIDC_PROVIDERS", required: false, description: "JSON array of OpenID Providers (holds client secrets)" },
-  ],
-  identity: [{ key: "SMTP_URL", required: true, description: "SMTP server for mail (`smtps://user:pass@host:465`)" }],
-}
+/** Secrets only some functions read, as their manifests declare them (`secrets`), by function. */
+export const functionSecrets: Readonly<Record<string, ReadonlyArray<SecretSpec>>> = Object.fromEntries(
+  registry.flatMap((m) => (m.secrets === undefined ? [] : [[m.name, m.secrets]])),
+)
 
 /** Plain settings every function is given by the deploy target (values the operator provides). */
 export const plainSettings = [
@@ -67,10 +57,9 @@ export const plainSettings = [
   { key: "TRUSTED_PROXIES", description: "the gateway's and load balancers' addresses or CIDR ranges" },
 ] as const
 
-/** Plain settings only some functions read. */
-export const functionSettings: Readonly<Record<string, ReadonlyArray<{ key: string; description: string }>>> = {
-  identity: [{ key: "APP_BASE_URL", description: "the public URL of the platform (links in mails)" }],
-}
+/** Plain settings only some functions read, as their manifests declare them (`settings`), by function. */
+export const functionSettings: Readonly<Record<string, ReadonlyArray<{ key: string; description: string }>>> =
+  Object.fromEntries(registry.flatMap((m) => (m.settings === undefined ? [] : [[m.name, m.settings]])))
 
 /** The deploy plan of every function in the registry, dependencies first. */
 export const plan = (manifests: ReadonlyArray<ModuleManifest> = registry): Array<FunctionPlan> =>
@@ -78,8 +67,8 @@ export const plan = (manifests: ReadonlyArray<ModuleManifest> = registry): Array
     name: m.name,
     manifest: m,
     ports: m.ports,
-    peers: peerAddresses(m, manifests),
+    peers: peerAddresses(m, manifests, [jwksAddress]),
     callers: callersOf(m.name, manifests),
-    secrets: [...common, ...(m.name === "gateway" ? [] : [database]), ...(functionSecrets[m.name] ?? [])],
+    secrets: [...common, ...(m.edge ? [] : [database]), ...(m.secrets ?? [])],
     public: m.edge === true,
   }))

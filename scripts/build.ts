@@ -1,5 +1,5 @@
 // Bundles every function's container entry (main.ts) and Lambda entry (lambda.ts) into dist/<name>/ with esbuild.
-import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync } from "node:fs"
 import { copyFile, mkdir, rm, writeFile } from "node:fs/promises"
 import { builtinModules, createRequire } from "node:module"
 import { basename, dirname, join, relative, resolve } from "node:path"
@@ -212,7 +212,7 @@ export const HEALTHCHECK = "healthcheck.mjs"
 
 /**
  * Lays out exactly what one entry of a built function needs at run time into `dest`, and nothing else: the entry, the
- * chunks it loads (statically or lazily), its native addons, and the docs UI's files when the entry serves them. The
+ * chunks it loads (statically or lazily), its native addons, and the package files its manifest declares (`assets`). The
  * container image (`main`, infra/Dockerfile) and the Lambda package (`lambda`) are made by this; tests run from it.
  */
 export const assemble = async (
@@ -220,6 +220,8 @@ export const assemble = async (
   entry: OutputReport["entry"],
   dest: string,
 ): Promise<Array<string>> => {
+  const manifest = registry.find((m) => m.name === report.name)
+  if (manifest === undefined) throw new Error(`${report.name} is not in functions/registry.ts`)
   await rm(dest, { recursive: true, force: true })
   await mkdir(join(dest, "chunks"), { recursive: true })
   const files = readdirSync(report.outdir, { withFileTypes: true })
@@ -236,16 +238,9 @@ export const assemble = async (
     if (chunk.startsWith(`${entry}-`) && chunk.endsWith(".mjs"))
       await copy(join(report.outdir, "chunks", chunk), `chunks/${chunk}`)
   }
-  const meta = JSON.parse(readFileSync(join(report.outdir, "meta.json"), "utf8")) as esbuild.Metafile
-  const servesDocs = Object.entries(meta.outputs).some(
-    ([file, output]) =>
-      (file.endsWith(`/${entry}.mjs`) || file.includes(`/chunks/${entry}-`)) &&
-      Object.keys(output.inputs).some((input) => input.endsWith("functions/gateway/Docs.ts")),
-  )
   if (entry === "main") {
     // The container's health check, with the manifest's port as default: no port is passed to the image by hand.
-    const port = registry.find((m) => m.name === report.name)?.ports.http
-    if (port === undefined) throw new Error(`${report.name} is not in functions/registry.ts`)
+    const port = manifest.ports.http
     await writeFile(
       join(dest, HEALTHCHECK),
       `fetch(\`http://127.0.0.1:\${process.env.HTTP_PORT || ${port}}/healthz\`, { signal: AbortSignal.timeout(2500) })` +
@@ -253,11 +248,11 @@ export const assemble = async (
     )
     copied.push(HEALTHCHECK)
   }
-  if (servesDocs) {
-    const { ASSETS, BUNDLED_ASSETS_DIR } = await import("../functions/gateway/Docs.ts")
-    const ui = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"))
-    await mkdir(join(dest, BUNDLED_ASSETS_DIR), { recursive: true })
-    for (const name of Object.keys(ASSETS)) await copy(join(ui, name), `${BUNDLED_ASSETS_DIR}/${name}`)
+  // Package files the function serves (its manifest's `assets`), beside the entry: a bundle has no node_modules.
+  for (const asset of manifest.assets ?? []) {
+    const from = dirname(createRequire(import.meta.url).resolve(`${asset.from}/package.json`))
+    await mkdir(join(dest, asset.dir), { recursive: true })
+    for (const name of asset.files) await copy(join(from, name), `${asset.dir}/${name}`)
   }
   return copied.sort()
 }

@@ -26,6 +26,26 @@ export interface JobSpec {
   readonly cron: string
 }
 
+/** A secret a function's Config.ts reads that every deploy target must provide: its key, whether it must be set, what it is. */
+export interface SecretSpec {
+  readonly key: string
+  readonly required: boolean
+  readonly description: string
+}
+
+/** A plain setting a function's Config.ts reads that the operator provides on every deploy target. */
+export interface SettingSpec {
+  readonly key: string
+  readonly description: string
+}
+
+/** Files of an npm package a function serves at run time: copied beside its bundle, into `dir` (scripts/build.ts). */
+export interface AssetSpec {
+  readonly from: string
+  readonly dir: string
+  readonly files: ReadonlyArray<string>
+}
+
 /** The manifest of a function: everything the platform derives routes, permissions and wiring from. */
 export interface ModuleManifest {
   readonly name: string
@@ -45,11 +65,21 @@ export interface ModuleManifest {
   readonly events: { readonly publishes: ReadonlyArray<string>; readonly consumes: ReadonlyArray<string> }
   readonly jobs: ReadonlyArray<JobSpec>
   readonly migrations: ReadonlyArray<Migration>
+  /**
+   * Its own secrets and plain settings, beyond what every function is given (infra/deploy.ts: `SERVICE_KEY`,
+   * `REDIS_URL`, `DATABASE_URL` for all but the edge, `KAFKA_BROKERS`, ...); infra/deploy.test.ts checks each is read
+   * by its Config.ts.
+   */
+  readonly secrets?: ReadonlyArray<SecretSpec>
+  readonly settings?: ReadonlyArray<SettingSpec>
+  /** Package files it serves, which a bundle without node_modules must carry beside it. */
+  readonly assets?: ReadonlyArray<AssetSpec>
 }
 
 const NAME = /^[a-z][a-z0-9-]*$/
 /** A permission string: `{module}.{resource}.{action}` segments (authz's grants use the same rule, plus wildcards). */
 export const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
+const ENV_KEY = /^[A-Z][A-Z0-9_]*$/
 const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
 
 /** Checks a manifest and returns it; a broken manifest fails at import time, before anything starts. */
@@ -93,6 +123,9 @@ export const validate = (m: ModuleManifest): Array<string> => {
   }
   for (const t of [...m.events.publishes, ...m.events.consumes]) {
     if (!EVENT_TYPE.test(t)) problems.push(`event type "${t}" must look like service.entity.action`)
+  }
+  for (const { key } of [...(m.secrets ?? []), ...(m.settings ?? [])]) {
+    if (!ENV_KEY.test(key)) problems.push(`setting "${key}" must be an environment key (${ENV_KEY})`)
   }
   const ids = m.migrations.map((x) => x.id)
   if (new Set(ids).size !== ids.length) problems.push("migration ids must be unique")

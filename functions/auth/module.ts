@@ -31,4 +31,8 @@ export const manifest = defineModule({
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
+  secrets: [
+    { key: "KEY_ENCRYPTION_KEY", required: true, description: "32 random bytes, base64: seals auth's signing keys" },
+    { key: "OIDC_PROVIDERS", required: false, description: "JSON array of OpenID Providers (holds client secrets)" },
+  ],
 })

@@ -1,12 +1,16 @@
 import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
+import { dirname, extname, join } from "node:path"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as Problem from "../../shared/Problem.ts"
+import { manifest } from "./module.ts"
+
+// The manifest's assets are Swagger UI's files: what scripts/build.ts copies beside a bundle is what is served here.
+const [swagger] = manifest.assets
 
 /** Where a bundle finds Swagger UI's files when there is no node_modules: `docs-assets/` beside it (the build puts them there). */
-export const BUNDLED_ASSETS_DIR = "docs-assets"
+export const BUNDLED_ASSETS_DIR = swagger.dir
 
 // swagger-ui-dist ships the built UI; it is served from this process (no CDN). A bundle without node_modules finds
 // it under DOCS_ASSETS_DIR, else in `docs-assets/` next to the bundle (scripts/build.ts copies it there).
@@ -15,18 +19,22 @@ const assetsDir = (): string | undefined => {
   const bundled = join(import.meta.dirname, BUNDLED_ASSETS_DIR)
   if (existsSync(bundled)) return bundled
   try {
-    return dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"))
+    return dirname(createRequire(import.meta.url).resolve(`${swagger.from}/package.json`))
   } catch {
     return undefined
   }
 }
 
-/** Swagger UI's files the docs page serves, with their content types. */
-export const ASSETS: Record<string, string> = {
-  "swagger-ui.css": "text/css; charset=utf-8",
-  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-  "favicon-32x32.png": "image/png",
+const TYPES: Record<string, string> = {
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".png": "image/png",
 }
+
+/** Swagger UI's files the docs page serves (the manifest's assets), with their content types. */
+export const ASSETS: Record<string, string> = Object.fromEntries(
+  swagger.files.map((file) => [file, TYPES[extname(file)] ?? "application/octet-stream"]),
+)
 
 /** The HTML page of the API reference: Swagger UI over `/openapi.json`, every asset from `/docs/`. */
 export const page = `<!doctype html>

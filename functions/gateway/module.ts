@@ -30,4 +30,12 @@ export const manifest = defineModule({
   jobs: [],
   // Only the kernel's inbox and bus positions (used when the gateway follows events through the embedded bus).
   migrations: kernelMigrations,
+  // Swagger UI, served at /docs (Docs.ts) from these files.
+  assets: [
+    {
+      from: "swagger-ui-dist",
+      dir: "docs-assets",
+      files: ["swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"],
+    },
+  ],
 })

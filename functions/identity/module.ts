@@ -42,4 +42,6 @@ export const manifest = defineModule({
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
+  secrets: [{ key: "SMTP_URL", required: true, description: "SMTP server for mail (`smtps://user:pass@host:465`)" }],
+  settings: [{ key: "APP_BASE_URL", description: "the public URL of the platform (links in mails)" }],
 })
