@@ -1,6 +1,7 @@
 // What every deploy target (Kubernetes, SST/ECS) gives each function, derived from the registry: its ports, where it
 // finds the functions it depends on, who may call it, its secrets and its plain settings. The targets only say how
 // (a Kubernetes Secret, an SST secret) and where (a Service name, an ECS service-discovery name).
+import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
 import { type ModuleManifest, type PeerAddress, peerAddresses, type SecretSpec } from "../shared/Module.ts"
 import { callersOf } from "../shared/ServiceIdentity.ts"
@@ -66,7 +67,7 @@ export const plan = (manifests: ReadonlyArray<ModuleManifest> = registry): Array
     name: m.name,
     manifest: m,
     ports: m.ports,
-    peers: peerAddresses(m, manifests),
+    peers: peerAddresses(m, manifests, [jwksAddress]),
     callers: callersOf(m.name, manifests),
     secrets: [...common, ...(m.edge ? [] : [database]), ...(m.secrets ?? [])],
     public: m.edge === true,

@@ -4,9 +4,10 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
+import { JWKS_PATH } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
-import { grpcUrlKey, httpUrlKey, JWKS_PATH, type ModuleManifest, startOrder } from "../shared/Module.ts"
+import { grpcUrlKey, httpUrlKey, type ModuleManifest, startOrder } from "../shared/Module.ts"
 
 const started = performance.now()
 const dataDir = process.env.DATA_DIR ?? ".data"

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Option, Redacted, Schema } from "effect"
 import { type DbOptions, DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, SQL_IDENTIFIER } from "./Db.ts"
-import { grpcUrlKey, JWKS_PATH, type ModuleManifest } from "./Module.ts"
+import { grpcUrlKey, type ModuleManifest } from "./Module.ts"
 import * as ServiceIdentity from "./ServiceIdentity.ts"
 import { entryProblem } from "./TrustedProxies.ts"
 
@@ -213,14 +213,18 @@ export const dbOptions = (
   acquireTimeoutMs: config.dbAcquireTimeoutMs,
 })
 
+/** Where a verifier of access tokens finds the issuer's public keys (a JWKS URL). */
+export const JWKS_URL_KEY = "AUTH_JWKS_URL"
+
 /**
- * Keys of every service that verifies access tokens: the issuer and audience it expects, and auth's JWKS; `auth` is
- * the signing function's local origin (`localOrigin("auth", manifests)`), the default of both addresses.
+ * Keys of every service that verifies access tokens: the issuer and audience it expects, and the issuer's JWKS;
+ * `issuer` is the signing function's local origin, the default of both addresses, and `jwksPath` where it serves its
+ * keys (both declared by the signing function).
  */
-export const authentication = (auth: string) => ({
-  ...tokenClaims(auth),
-  /** Where auth publishes its public signing keys. */
-  authJwksUrl: Config.URL("AUTH_JWKS_URL").pipe(Config.withDefault(new URL(`${auth}${JWKS_PATH}`))),
+export const authentication = (issuer: string, jwksPath: string) => ({
+  ...tokenClaims(issuer),
+  /** Where the issuer publishes its public signing keys. */
+  authJwksUrl: Config.URL(JWKS_URL_KEY).pipe(Config.withDefault(new URL(`${issuer}${jwksPath}`))),
 })
 
 /**

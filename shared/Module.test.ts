@@ -87,6 +87,8 @@ describe("wiring from the manifests", () => {
   const identity = fn("identity", [], 9082)
   const gateway = fn("gateway", ["auth", "identity"])
   const blog = fn("user-blog", [])
+  // What auth declares (its TokenVerification.ts); the kernel knows no function's addresses itself.
+  const common = [{ key: "AUTH_JWKS_URL", dependency: "auth", path: "/.well-known/jwks.json" }]
 
   it("orders dependencies first, and names a cycle or an unknown dependency", () => {
     expect(startOrder([gateway, auth, blog, identity]).map((m) => m.name)).toEqual([
@@ -101,9 +103,11 @@ describe("wiring from the manifests", () => {
 
   it("gives each function its dependencies' HTTP and gRPC keys, and auth's JWKS to all but auth", () => {
     const all = [auth, identity, gateway, blog]
-    expect(peerAddresses(auth, all).map((p) => p.key)).toEqual(["IDENTITY_URL", "IDENTITY_GRPC_URL"])
+    expect(peerAddresses(auth, all, common).map((p) => p.key)).toEqual(["IDENTITY_URL", "IDENTITY_GRPC_URL"])
     expect(
-      peerAddresses(gateway, all).map((p) => `${p.key}=${p.http ? "http://" : ""}${p.dependency}:${p.port}${p.path}`),
+      peerAddresses(gateway, all, common).map(
+        (p) => `${p.key}=${p.http ? "http://" : ""}${p.dependency}:${p.port}${p.path}`,
+      ),
     ).toEqual([
       `AUTH_URL=http://auth:${auth.ports.http}`,
       "AUTH_GRPC_URL=auth:9081",
@@ -111,7 +115,9 @@ describe("wiring from the manifests", () => {
       "IDENTITY_GRPC_URL=identity:9082",
       `AUTH_JWKS_URL=http://auth:${auth.ports.http}/.well-known/jwks.json`,
     ])
-    expect(peerAddresses(blog, all).map((p) => p.key)).toEqual(["AUTH_JWKS_URL"])
+    expect(peerAddresses(blog, all, common).map((p) => p.key)).toEqual(["AUTH_JWKS_URL"])
+    expect(peerAddresses(blog, all, [])).toEqual([])
+    expect(peerAddresses(blog, [identity, blog], common)).toEqual([])
     expect(httpUrlKey("user-blog")).toBe("USER_BLOG_URL")
     expect(grpcUrlKey("user-blog")).toBe("USER_BLOG_GRPC_URL")
   })
@@ -149,7 +155,7 @@ describe("the registry's manifests together", () => {
       "more than one edge: shop, gateway",
     ])
     expect(() => defineRegistry([blog, manifest({ name: "shop", ports: { http: 8091 } })])).toThrow(
-      "functions/registry.ts: port 8091 (shop http) is already blog http's",
+      "the registry: port 8091 (shop http) is already blog http's",
     )
   })
 

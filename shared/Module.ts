@@ -174,12 +174,12 @@ export const registryProblems = (manifests: ReadonlyArray<ModuleManifest>): Arra
 }
 
 /**
- * The registry (functions/registry.ts) from every function's manifest: checked together (`registryProblems`; a clash
+ * The registry (the generated list of every function's manifest): checked together (`registryProblems`; a clash
  * fails at import time, before anything starts) and linked (`link`).
  */
 export const defineRegistry = <M extends ModuleManifest>(manifests: ReadonlyArray<M>): ReadonlyArray<M> => {
   const problems = registryProblems(manifests)
-  if (problems.length > 0) throw new Error(`functions/registry.ts: ${problems.join("; ")}`)
+  if (problems.length > 0) throw new Error(`the registry: ${problems.join("; ")}`)
   return link(manifests)
 }
 
@@ -212,17 +212,25 @@ export const startOrder = <M extends Pick<ModuleManifest, "name" | "dependsOn">>
   return ordered
 }
 
-/** Where auth publishes its signing keys (every other function verifies access tokens with them). */
-export const JWKS_PATH = "/.well-known/jwks.json"
+/**
+ * An address every function but its server is given (e.g. where the token issuer's keys are, `AUTH_JWKS_URL`): the
+ * key, the function serving it on its HTTP port, and the path. The serving function declares it.
+ */
+export interface CommonAddress {
+  readonly key: string
+  readonly dependency: string
+  readonly path: string
+}
 
 /**
  * What a deployed function is told about the others: `<DEP>_URL` (HTTP, `http://host:port`) and, when the dependency
- * serves gRPC, `<DEP>_GRPC_URL` (`host:port`) for each function it depends on, and `AUTH_JWKS_URL` (auth's keys) for
- * every function but auth; the caller names the host (a Kubernetes service, an ECS service, localhost).
+ * serves gRPC, `<DEP>_GRPC_URL` (`host:port`) for each function it depends on, and each of `common` (auth's keys) when
+ * another function serves it; the caller names the host (a Kubernetes service, an ECS service, localhost).
  */
 export const peerAddresses = (
   m: Pick<ModuleManifest, "name" | "dependsOn">,
   all: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>,
+  common: ReadonlyArray<CommonAddress>,
 ): Array<PeerAddress> => {
   const peers = m.dependsOn.flatMap((dep): Array<PeerAddress> => {
     const peer = all.find((other) => other.name === dep)
@@ -234,9 +242,12 @@ export const peerAddresses = (
         : []),
     ]
   })
-  const auth = all.find((other) => other.name === "auth")
-  if (auth === undefined || m.name === "auth") return peers
-  return [...peers, { key: "AUTH_JWKS_URL", dependency: "auth", port: auth.ports.http, http: true, path: JWKS_PATH }]
+  const shared = common.flatMap((address): Array<PeerAddress> => {
+    const server = all.find((other) => other.name === address.dependency)
+    if (server === undefined || m.name === address.dependency) return []
+    return [{ ...address, port: server.ports.http, http: true }]
+  })
+  return [...peers, ...shared]
 }
 
 /** One address a deployed function is given (see `peerAddresses`); its value is `[http://]host:port path`. */

@@ -9,6 +9,8 @@ import * as SessionRevocations from "./SessionRevocations.ts"
 import { serviceDb, waitUntil } from "./testing/busHarness.ts"
 
 // The embedded default: no Redis, so a verifier in another process learns of revocations from auth's events.
+const feed: SessionRevocations.RevocationFeed = { topic: "auth.events", type: "auth.session.revoked" }
+
 describe("SessionRevocations.following", () => {
   it.live("without Redis, a session revoked by auth is refused by another process within a second", () =>
     Effect.gen(function* () {
@@ -26,7 +28,7 @@ describe("SessionRevocations.following", () => {
         ),
       )
       const context = yield* Layer.build(
-        SessionRevocations.following({ service: "verifier" }).pipe(
+        SessionRevocations.following({ service: "verifier", feed }).pipe(
           Layer.provide(bus),
           Layer.provide(Layer.succeed(Db, verifier)),
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: {} }))),
@@ -38,7 +40,7 @@ describe("SessionRevocations.following", () => {
       const started = Date.now()
       yield* auth.transaction(
         outbox.publish({
-          type: "auth.session.revoked",
+          type: feed.type,
           subject: "user-1",
           data: { sessionId: "sid-1", userId: "user-1", reason: "logout", ttlSeconds: 900 },
         }),

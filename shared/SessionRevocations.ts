@@ -1,6 +1,5 @@
 import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
 import { Cache, type CacheError, RedisConnection } from "./Cache.ts"
-import { topicOf } from "./CloudEvent.ts"
 import { EventBus } from "./EventBus.ts"
 import type { Health } from "./Health.ts"
 import type { ServiceUnavailable } from "./Problem.ts"
@@ -69,7 +68,7 @@ const degradations = Metric.counter("session_revocations_degraded_total", {
  * as the longest access token of that session could: after that the token is refused as expired anyway.
  *
  * Two stores, asked together: the process's memory (what this process revoked, and with `following` every
- * `auth.session.revoked` event auth publishes) and, when `REDIS_URL` is set, Redis (one key per revoked sid:
+ * revocation event the issuer publishes) and, when `REDIS_URL` is set, Redis (one key per revoked sid:
  * `revoked-session:<sid>`, TTL = access-token lifetime). A session is revoked when either says so. When Redis cannot
  * answer, `layerDegrading` and `following` answer from memory alone (logged and counted once per outage), `layer`
  * fails closed (503): it has nothing else to go by.
@@ -166,15 +165,25 @@ const Revoked = Schema.Struct({ sessionId: Schema.String, ttlSeconds: Schema.opt
 const decodeRevoked = Schema.decodeUnknownEffect(Revoked)
 
 /**
- * Revocations for a verifier in another process than auth (and for auth's own instances): memory fed by auth's
- * `auth.session.revoked` events, plus Redis's shared list when `REDIS_URL` is set. Every instance follows every
- * event (a broadcast subscription: no shared consumer group, no inbox), starting with the events of the last
+ * Where the issuer of access tokens announces ended sessions: its topic and the event type whose data carries
+ * `sessionId` (and `ttlSeconds`). The issuer declares it; every verifier passes it to `following`.
+ */
+export interface RevocationFeed {
+  readonly topic: string
+  readonly type: string
+}
+
+/**
+ * Revocations for a verifier in another process than the issuer (and for the issuer's own instances): memory fed by
+ * the issuer's revocation events (`feed`), plus Redis's shared list when `REDIS_URL` is set. Every instance follows
+ * every event (a broadcast subscription: no shared consumer group, no inbox), starting with the events of the last
  * `rememberSeconds` (default one hour, above the access-token lifetime), so an instance started while Redis is down
  * still knows the revocations still in force. While Redis cannot answer, memory alone answers: a revocation made
  * meanwhile reaches every verifier through the bus (within the poll interval: about 100 ms embedded).
  */
 export const following = (options: {
   readonly service: string
+  readonly feed: RevocationFeed
   readonly defaultTtlSeconds?: number
   readonly rememberSeconds?: number
 }) =>
@@ -183,11 +192,11 @@ export const following = (options: {
       const bus = yield* EventBus
       const memory = yield* RevokedInMemory
       yield* bus.subscribe({
-        topic: topicOf("auth"),
+        topic: options.feed.topic,
         group: `${options.service.replaceAll("-", "_")}_session_revocations`,
         broadcast: { since: Duration.seconds(options.rememberSeconds ?? 3_600) },
         handler: (event) =>
-          event.type !== "auth.session.revoked"
+          event.type !== options.feed.type
             ? Effect.void
             : Effect.flatMap(decodeRevoked(event.data), (data) =>
                 memory.remember(

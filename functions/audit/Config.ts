@@ -2,6 +2,7 @@ import { Config, type Effect, Schema } from "effect"
 import { topicOf } from "../../shared/CloudEvent.ts"
 import * as Cfg from "../../shared/Config.ts"
 import { SQL_IDENTIFIER } from "../../shared/Db.ts"
+import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -34,7 +35,7 @@ export const loadConfig = Cfg.load({
   ),
   /** Prefix of the consumer groups (one per topic: `<group>:<topic>`). */
   auditGroup: Config.String("AUDIT_CONSUMER_GROUP").pipe(Config.withDefault(manifest.name)),
-  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
+  ...verifierConfig(manifests),
   /** authz's gRPC address (`host:port`): the permission checks of every route. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })

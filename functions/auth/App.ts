@@ -20,6 +20,7 @@ import { SignIn } from "./SignIn.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 import { SigningKeysRepo } from "./SigningKeysRepo.ts"
 import { Tokens } from "./Tokens.ts"
+import { sessionRevoked } from "./TokenVerification.ts"
 
 /** Signing keys and access tokens (keys rotate on schedule; retired keys stay published for a token's lifetime). */
 export const TokensLive = (config: AuthConfig) =>
@@ -94,6 +95,7 @@ export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest
  * out: background work would freeze between invocations; the rows wait for the containers.
  */
 export const Events = (config: AuthConfig) =>
-  Layer.mergeAll(IdentityEventsLive, SessionRevocations.following({ service: manifest.name })).pipe(
-    Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })),
-  )
+  Layer.mergeAll(
+    IdentityEventsLive,
+    SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }),
+  ).pipe(Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })))

@@ -7,6 +7,7 @@ import { type ServiceUnavailable, TokenReused, Unauthorized } from "../../shared
 import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { SessionsRepo } from "./SessionsRepo.ts"
 import { Tokens } from "./Tokens.ts"
+import { sessionRevoked } from "./TokenVerification.ts"
 
 /** The OAuth 2.0 token response of login and refresh. */
 export interface TokenResponse {
@@ -112,7 +113,7 @@ export class Sessions extends Context.Service<
               revoked,
               (session) =>
                 outbox.publish({
-                  type: "auth.session.revoked",
+                  type: sessionRevoked.type,
                   subject: session.userId,
                   data: {
                     sessionId: session.id,

@@ -1,5 +1,6 @@
 import { Config, type Effect, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -7,7 +8,7 @@ import { manifest } from "./module.ts"
 export const loadConfig = Cfg.load({
   ...Cfg.base({ httpPort: manifest.ports.http, grpcPort: manifest.ports.grpc }),
   ...Cfg.database(manifest.name),
-  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
+  ...verifierConfig(manifests),
   /** The account with this email gets the built-in admin role when it is created or verified; unset = nobody. */
   bootstrapAdminEmail: Config.option(
     Config.schema(

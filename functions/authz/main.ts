@@ -1,6 +1,7 @@
 import { Effect, Layer } from "effect"
 import * as Main from "../../shared/Main.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { AuthzApi } from "./Api.ts"
 import { AccessLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -19,7 +20,7 @@ const App = Layer.unwrap(
     })
     return Layer.mergeAll(servers, Events(config)).pipe(
       Layer.provide(AccessLive(config)),
-      Layer.provide(SessionRevocations.following({ service: manifest.name })),
+      Layer.provide(SessionRevocations.following({ service: manifest.name, feed: sessionRevoked })),
       Layer.provide(DomainLive(config)),
       Layer.provide(Bus(config)),
       Layer.provide(Identity(config)),

@@ -6,6 +6,7 @@ import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Permissions } from "../../shared/Permissions.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import type { GatewayConfig } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
@@ -62,7 +63,10 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
   Option.match(config.databaseUrl, {
     onNone: () => SessionRevocations.SessionRevocations.layerDegrading,
     onSome: (url) =>
-      Layer.merge(SessionRevocations.following({ service: manifest.name }), Permissions.following(manifest.name)).pipe(
+      Layer.merge(
+        SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }),
+        Permissions.following(manifest.name),
+      ).pipe(
         Layer.provide(bus),
         Layer.provide(
           Kernel.database({

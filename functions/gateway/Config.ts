@@ -1,6 +1,7 @@
 import { Config, Effect, Option, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
 import { httpUrlKey, type ModuleManifest, upstreamsOf } from "../../shared/Module.ts"
+import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -22,7 +23,7 @@ export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests
 /** The gateway's configuration keys (the upstream URLs depend on the manifests it routes). */
 export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifests()) => ({
   ...Cfg.base({ httpPort: manifest.ports.http }),
-  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
+  ...verifierConfig(manifests),
   /** Redis: rate limits and session revocations shared by every instance; unset = memory (one instance). */
   redisUrl: Config.option(Cfg.secret("REDIS_URL")),
   /** Postgres for the gateway's inbox when it follows events (no Redis): revocations and permission changes. */

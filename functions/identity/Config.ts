@@ -1,5 +1,6 @@
 import { Config, type Effect } from "effect"
 import * as Cfg from "../../shared/Config.ts"
+import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
@@ -12,7 +13,7 @@ export const loadConfig = Cfg.load({
   /** SMTP server for mail; unset = the dev mailbox (served at GET /_dev/mail outside production). */
   smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
   mailFrom: Config.option(Config.String("MAIL_FROM")),
-  ...Cfg.authentication(Cfg.localOrigin("auth", manifests)),
+  ...verifierConfig(manifests),
   /** authz's gRPC address (`host:port`): the permission checks of the admin routes. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
 })

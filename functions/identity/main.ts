@@ -2,6 +2,7 @@ import { Effect, Layer, Option } from "effect"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as Main from "../../shared/Main.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { IdentityApi } from "./Api.ts"
 import { AccessLive, AdminGuardLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"
@@ -23,7 +24,7 @@ const App = Layer.unwrap(
     })
     return Layer.mergeAll(servers, Events(config)).pipe(
       Layer.provideMerge(AccessLive(config)),
-      Layer.provide(SessionRevocations.following({ service: manifest.name })),
+      Layer.provide(SessionRevocations.following({ service: manifest.name, feed: sessionRevoked })),
       Layer.provide(DomainLive),
       Layer.provide(AdminGuardLive(config)),
       Layer.provide(Bus(config)),

@@ -1,0 +1,24 @@
+import { topicOf } from "../../shared/CloudEvent.ts"
+import * as Cfg from "../../shared/Config.ts"
+import type { CommonAddress, ModuleManifest } from "../../shared/Module.ts"
+import type { RevocationFeed } from "../../shared/SessionRevocations.ts"
+import { manifest } from "./module.ts"
+
+// What auth tells every verifier of its access tokens, said once here: the kernel's verification pieces take these as
+// parameters and each function passes them in (its Config.ts, its main.ts or App.ts, the deploy plans).
+
+/** Where auth serves its public signing keys (the `jwks` endpoint of its HTTP contract). */
+export const JWKS_PATH = "/.well-known/jwks.json"
+
+/** The event auth publishes when sessions end: every verifier follows it (`SessionRevocations.following`). */
+export const sessionRevoked: RevocationFeed = { topic: topicOf(manifest.name), type: "auth.session.revoked" }
+
+/** Where every other function finds auth's keys when deployed (`AUTH_JWKS_URL`, see `peerAddresses`). */
+export const jwksAddress: CommonAddress = { key: Cfg.JWKS_URL_KEY, dependency: manifest.name, path: JWKS_PATH }
+
+/**
+ * The config keys of a function that verifies access tokens: the issuer and audience it expects and auth's JWKS, both
+ * defaulting to auth's local origin (its manifest port).
+ */
+export const verifierConfig = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>) =>
+  Cfg.authentication(Cfg.localOrigin(manifest.name, manifests), JWKS_PATH)
