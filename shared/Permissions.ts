@@ -1,6 +1,5 @@
 import { Context, Deferred, Effect, Layer, Scope } from "effect"
 import type { AuthzServiceService } from "../proto/gen/authz/v1/authz.ts"
-import { topicOf } from "./CloudEvent.ts"
 import { EventBus } from "./EventBus.ts"
 import type * as Grpc from "./Grpc.ts"
 import type { CallOptions } from "./GrpcClient.ts"
@@ -20,11 +19,17 @@ export interface PermissionsOptions {
   readonly maxEntries?: number
 }
 
+/** Where the permission checker announces changes that may turn an answer: its topic and those event types. */
+export interface PermissionChangeFeed {
+  readonly topic: string
+  readonly types: ReadonlyArray<string>
+}
+
 /**
  * Permission checks of signed-in callers: the gateway's early rejection and every function's own enforcement of its
  * routes (`RouteGuard`). Through authz's `Authorize` (gRPC, with this function's service identity) with a short local
  * cache: one answer per (user, permission) reused for at most `ttlMs` (≤ 1 s), concurrent misses of one key share one
- * call, and `invalidate` (fed by authz's `authz.role.*` / `authz.assignment.*` events, see `following`) drops it all
+ * call, and `invalidate` (fed by authz's role and assignment events, see `following`) drops it all
  * at once. authz itself checks locally (`Permissions.local`).
  */
 export class Permissions extends Context.Service<
@@ -41,21 +46,18 @@ export class Permissions extends Context.Service<
     Layer.succeed(Permissions, Permissions.of({ check, invalidate: Effect.void }))
 
   /**
-   * Clears the cache on every authz change event, consuming `authz.events` in the group `<service>_permission_cache`.
-   * The TTL is what bounds staleness ("within 1 s") when several instances share the group.
+   * Clears the cache on every change event of `changes` (authz declares them), consuming its topic in the group
+   * `<service>_permission_cache`. The TTL is what bounds staleness ("within 1 s") when several instances share the group.
    */
-  static readonly following = (service: string) =>
+  static readonly following = (service: string, changes: PermissionChangeFeed) =>
     Layer.effectDiscard(
       Effect.gen(function* () {
         const bus = yield* EventBus
         const permissions = yield* Permissions
         yield* bus.subscribe({
-          topic: topicOf("authz"),
+          topic: changes.topic,
           group: `${service}_permission_cache`,
-          handler: (event) =>
-            event.type.startsWith("authz.role.") || event.type.startsWith("authz.assignment.")
-              ? permissions.invalidate
-              : Effect.void,
+          handler: (event) => (changes.types.includes(event.type) ? permissions.invalidate : Effect.void),
         })
       }),
     )

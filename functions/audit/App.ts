@@ -4,6 +4,7 @@ import * as Cfg from "../../shared/Config.ts"
 import { Db } from "../../shared/Db.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Permissions } from "../../shared/Permissions.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import * as AuditEvents from "./AuditEvents.ts"
 import { AuditLog } from "./AuditLog.ts"
@@ -47,7 +48,7 @@ export const Infrastructure = (config: AuditConfig) => Kernel.foundation(manifes
  */
 export const Events = (config: AuditConfig) =>
   AuditEvents.layer({ topics: config.auditTopics, group: config.auditGroup }).pipe(
-    Layer.merge(Permissions.following(manifest.name)),
+    Layer.merge(Permissions.following(manifest.name, permissionChanges)),
   )
 
 /** The bus audit's consumers follow (Kafka with `KAFKA_BROKERS`, else the Postgres-backed bus). */

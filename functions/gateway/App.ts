@@ -7,6 +7,7 @@ import * as Kernel from "../../shared/Kernel.ts"
 import { Permissions } from "../../shared/Permissions.ts"
 import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import type { GatewayConfig } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
@@ -65,7 +66,7 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
     onSome: (url) =>
       Layer.merge(
         SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }),
-        Permissions.following(manifest.name),
+        Permissions.following(manifest.name, permissionChanges),
       ).pipe(
         Layer.provide(bus),
         Layer.provide(

@@ -6,6 +6,7 @@ import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { Permissions } from "../../shared/Permissions.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { AdminGuard } from "./AdminGuard.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
@@ -68,4 +69,4 @@ export const Bus = (config: IdentityConfig) => Kernel.events({ manifest, kafkaBr
  * changes clear the permission cache.
  */
 export const Events = (config: IdentityConfig) =>
-  Layer.merge(MailSender.fromConfig(config), Permissions.following(manifest.name))
+  Layer.merge(MailSender.fromConfig(config), Permissions.following(manifest.name, permissionChanges))
