@@ -13,8 +13,10 @@ export const freshSchema = (prefix = "t"): DbOptions => {
     schema: `${prefix}_${randomBytes(5).toString("hex")}`,
     poolMax: 5,
     // A fixture's pool, not what a test measures: the suite runs several files at once on two cores, where the 1 s
-    // production bound timed out a burst's plain INSERT. Tests of the bounds set their own (shared/Db.test.ts).
+    // production bounds timed out a burst's plain INSERT and its wait for a connection. Tests of the bounds set their own (shared/Db.test.ts).
     queryTimeoutMs: 10_000,
+    connectTimeoutMs: 10_000,
+    acquireTimeoutMs: 30_000,
   }
 }
 
