@@ -8,6 +8,7 @@ import { upstreamManifests } from "../functions/gateway/Config.ts"
 import { redoclyLint } from "../functions/gateway/testing/redocly.ts"
 import { manifests } from "../functions/registry.ts"
 import { freePort } from "../shared/testing/ports.ts"
+import { callApi } from "./testing/platformFlow.ts"
 
 // The schema-fuzzing gate: `npm start`'s embedded platform (scripts/start.ts, PGlite, dev mailbox, in-memory caches) on
 // ports of its own, fuzzed by schemathesis through its served /openapi.json, unauthenticated and as an administrator.
@@ -48,18 +49,8 @@ const freeOffset = async () => {
   throw new Error("no free range of ports for the platform")
 }
 
-const api = async (method: string, path: string, options: { token?: string; body?: unknown } = {}) => {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: {
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-  })
-  const text = await response.text()
-  return { status: response.status, body: text ? JSON.parse(text) : undefined }
-}
+const api = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
+  callApi(url, method, path, options)
 
 const eventually = async <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs = 20_000): Promise<A> => {
   const deadline = Date.now() + timeoutMs

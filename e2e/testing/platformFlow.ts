@@ -90,22 +90,31 @@ export const runPlatformFlow = async (target: FlowTarget) => {
   expect(verified.body.ok).toBe(true)
 }
 
+/** One JSON call to the platform at `url`, with a bearer token and a body when given; the body parsed when any. */
+export const callApi = async (
+  url: string,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown } = {},
+) => {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: {
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+  })
+  const text = await res.text()
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+}
+
 /** A client of the platform through the gateway: calls, polling, and signing up a verified account. */
 export const platformClient = (target: FlowTarget) => {
   const PASSWORD = "correct horse battery"
 
-  const api = async (method: string, path: string, options: { token?: string; body?: unknown } = {}) => {
-    const res = await fetch(`${target.url}${path}`, {
-      method,
-      headers: {
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-        ...(options.body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-    })
-    const text = await res.text()
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined }
-  }
+  const api = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
+    callApi(target.url, method, path, options)
 
   const within = (what: string, check: () => Promise<boolean>, timeoutMs = 5_000) => eventually(what, check, timeoutMs)
 
