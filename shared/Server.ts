@@ -6,13 +6,13 @@ import { ByteSize, type Cause, Context, Duration, Effect, identity, Layer, Metri
 import { HttpIncomingMessage, HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiMiddleware } from "effect/http-api"
 import { PrometheusMetrics } from "effect/observability"
+import * as RouteGuard from "./access/RouteGuard.ts"
 import { Health } from "./Health.ts"
 import type { RouteSpec } from "./Module.ts"
 import { NUL_MESSAGE, nulIn } from "./NulText.ts"
 import { KernelProblems } from "./OpenApiContract.ts"
 import * as Problem from "./Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
-import * as RouteGuard from "./RouteGuard.ts"
 import { type TrustedProxies, trustedProxies } from "./TrustedProxies.ts"
 
 /** Any HttpApi definition (structurally: something with groups). */

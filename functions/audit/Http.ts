@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
+import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AuditApi } from "./Api.ts"
 import { AuditLog } from "./AuditLog.ts"

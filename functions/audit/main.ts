@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
+import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Main from "../../shared/Main.ts"
-import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { AuditApi } from "./Api.ts"
 import { AccessLive, Bus, DomainLive, Events, Identity, Infrastructure, WorkingDb } from "./App.ts"

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Authentication } from "../../shared/Authentication.ts"
+import { Authentication } from "../../shared/access/Authentication.ts"
 import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
 import {
   Conflict,

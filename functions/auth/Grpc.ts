@@ -1,8 +1,8 @@
 import { Effect, Schema } from "effect"
 import { AuthServiceService, type ValidateTokenResponse } from "../../proto/gen/auth/v1/auth.ts"
+import { SessionRevocations } from "../../shared/access/SessionRevocations.ts"
 import * as GrpcServer from "../../shared/GrpcServer.ts"
 import { decode } from "../../shared/Problem.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { Tokens } from "./Tokens.ts"
 
 const ValidateTokenRequest = Schema.Struct({ token: Schema.String.check(Schema.isMaxLength(8192)) })

@@ -1,6 +1,6 @@
 import { Clock, Context, Duration, Effect, Layer, Option, Redacted, Ref, Schedule, Semaphore } from "effect"
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from "jose"
-import { ACCESS_TOKEN_ALG } from "../../shared/AccessToken.ts"
+import { ACCESS_TOKEN_ALG } from "../../shared/access/AccessToken.ts"
 import { Db, type DbError } from "../../shared/Db.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"

@@ -1,7 +1,7 @@
+import type { RevocationFeed } from "../../shared/access/SessionRevocations.ts"
 import { topicOf } from "../../shared/CloudEvent.ts"
 import * as Cfg from "../../shared/Config.ts"
 import type { CommonAddress, ModuleManifest } from "../../shared/Module.ts"
-import type { RevocationFeed } from "../../shared/SessionRevocations.ts"
 import { manifest } from "./module.ts"
 
 // What auth tells every verifier of its access tokens, said once here: the kernel's verification pieces take these as

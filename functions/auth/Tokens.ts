@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto"
 import { Clock, Context, Effect, Layer } from "effect"
 import { SignJWT } from "jose"
-import type { AccessClaims, InvalidToken } from "../../shared/AccessToken.ts"
-import * as AccessToken from "../../shared/AccessToken.ts"
+import type { AccessClaims, InvalidToken } from "../../shared/access/AccessToken.ts"
+import * as AccessToken from "../../shared/access/AccessToken.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 
 /** Access-token claims, the refusal error and its reasons live in the kernel (every service verifies tokens). */
-export { AccessClaims, InvalidToken, InvalidTokenReason } from "../../shared/AccessToken.ts"
+export { AccessClaims, InvalidToken, InvalidTokenReason } from "../../shared/access/AccessToken.ts"
 
 /** A freshly signed access token; `expiresIn` in seconds (the OAuth `expires_in`). */
 export interface IssuedAccessToken {

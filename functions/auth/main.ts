@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
+import { SessionRevocations } from "../../shared/access/SessionRevocations.ts"
 import * as Main from "../../shared/Main.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { AuthApi } from "./Api.ts"
 import { AuthenticationLive, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"

@@ -1,5 +1,5 @@
+import type { PermissionChangeFeed } from "../../shared/access/Permissions.ts"
 import { topicOf } from "../../shared/CloudEvent.ts"
-import type { PermissionChangeFeed } from "../../shared/Permissions.ts"
 import { manifest } from "./module.ts"
 
 /**

@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, Metric } from "effect"
-import type * as AccessToken from "../../shared/AccessToken.ts"
+import type * as AccessToken from "../../shared/access/AccessToken.ts"
 import {
   type AuthenticatorOptions,
   bearerToken,
@@ -7,7 +7,7 @@ import {
   Refused,
   remoteKeys,
   Verifier,
-} from "../../shared/Authentication.ts"
+} from "../../shared/access/Authentication.ts"
 import type { ServiceUnavailable } from "../../shared/Problem.ts"
 
 const refusals = Metric.counter("gateway_auth_refusals_total", {

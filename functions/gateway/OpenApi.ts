@@ -1,4 +1,5 @@
 import { Context, Effect, Layer, Option } from "effect"
+import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import {
   addAnswer,
   describeAuth,
@@ -18,7 +19,6 @@ import {
   ServiceUnavailable,
   TooManyRequests,
 } from "../../shared/Problem.ts"
-import { OPENAPI_PATH } from "../../shared/RouteGuard.ts"
 import type { RouteSettings } from "./Http.ts"
 import type { Route, RouteTable } from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"

@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
+import { SessionRevocations } from "../../shared/access/SessionRevocations.ts"
 import * as Lambda from "../../shared/Lambda.ts"
 import * as Server from "../../shared/Server.ts"
-import { SessionRevocations } from "../../shared/SessionRevocations.ts"
 import { IdentityApi } from "./Api.ts"
 import { AccessLive, AdminGuardLive, DomainLive, Identity, Infrastructure } from "./App.ts"
 import { loadConfig } from "./Config.ts"

@@ -1,7 +1,7 @@
 import { Effect, Layer, Option } from "effect"
+import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as Main from "../../shared/Main.ts"
-import * as SessionRevocations from "../../shared/SessionRevocations.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { IdentityApi } from "./Api.ts"
 import { AccessLive, AdminGuardLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"

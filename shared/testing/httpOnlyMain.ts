@@ -2,12 +2,12 @@
 // entry through the kernel's `Main.servers` and `Main.run` with no Grpc.ts module. shared/Main.test.ts runs it.
 import { Effect, Layer, Schema } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
-import { Refused, Verifier } from "../Authentication.ts"
+import { Refused, Verifier } from "../access/Authentication.ts"
+import { OPENAPI_PATH } from "../access/RouteGuard.ts"
 import * as Cfg from "../Config.ts"
 import * as Kernel from "../Kernel.ts"
 import * as Main from "../Main.ts"
 import { defineModule } from "../Module.ts"
-import { OPENAPI_PATH } from "../RouteGuard.ts"
 
 /** The fixture's manifest: no gRPC port. */
 export const manifest = defineModule({

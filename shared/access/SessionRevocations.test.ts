@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Layer } from "effect"
-import { Db } from "./Db.ts"
-import { EventBus } from "./EventBus.ts"
-import { Health } from "./Health.ts"
-import { Outbox } from "./Outbox.ts"
-import * as PgEventBus from "./PgEventBus.ts"
+import { Db } from "../Db.ts"
+import { EventBus } from "../EventBus.ts"
+import { Health } from "../Health.ts"
+import { Outbox } from "../Outbox.ts"
+import * as PgEventBus from "../PgEventBus.ts"
+import { serviceDb, waitUntil } from "../testing/busHarness.ts"
 import * as SessionRevocations from "./SessionRevocations.ts"
-import { serviceDb, waitUntil } from "./testing/busHarness.ts"
 
 // The embedded default: no Redis, so a verifier in another process learns of revocations from auth's events.
 const feed: SessionRevocations.RevocationFeed = { topic: "auth.events", type: "auth.session.revoked" }

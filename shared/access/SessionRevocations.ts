@@ -1,9 +1,9 @@
 import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
-import { Cache, type CacheError, RedisConnection } from "./Cache.ts"
-import { EventBus } from "./EventBus.ts"
-import type { Health } from "./Health.ts"
-import type { ServiceUnavailable } from "./Problem.ts"
-import * as Problem from "./Problem.ts"
+import { Cache, type CacheError, RedisConnection } from "../Cache.ts"
+import { EventBus } from "../EventBus.ts"
+import type { Health } from "../Health.ts"
+import type { ServiceUnavailable } from "../Problem.ts"
+import * as Problem from "../Problem.ts"
 
 /** The revocations this process holds in memory: sid → until when (epoch ms). */
 export class RevokedInMemory extends Context.Service<

@@ -1,6 +1,6 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import { type CryptoKey, decodeProtectedHeader, errors, jwtVerify, type KeyObject } from "jose"
-import type { ServiceUnavailable } from "./Problem.ts"
+import type { ServiceUnavailable } from "../Problem.ts"
 
 /** The only algorithm access tokens may be signed with (Ed25519); anything else is refused before any key lookup. */
 export const ACCESS_TOKEN_ALG = "EdDSA"

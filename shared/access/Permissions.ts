@@ -1,11 +1,11 @@
 import { Context, Deferred, Effect, Layer, Scope } from "effect"
-import type { AuthzServiceService } from "../proto/gen/authz/v1/authz.ts"
-import { EventBus } from "./EventBus.ts"
-import type * as Grpc from "./Grpc.ts"
-import type { CallOptions } from "./GrpcClient.ts"
-import type { ServiceUnavailable } from "./Problem.ts"
-import * as Problem from "./Problem.ts"
-import { ServiceIdentity } from "./ServiceIdentity.ts"
+import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
+import { EventBus } from "../EventBus.ts"
+import type * as Grpc from "../Grpc.ts"
+import type { CallOptions } from "../GrpcClient.ts"
+import type { ServiceUnavailable } from "../Problem.ts"
+import * as Problem from "../Problem.ts"
+import { ServiceIdentity } from "../ServiceIdentity.ts"
 
 type AuthzService = typeof AuthzServiceService
 
@@ -70,7 +70,9 @@ export class Permissions extends Context.Service<
         const scope = yield* Effect.scope
         const identity = yield* ServiceIdentity
         const connect = yield* Effect.cached(
-          Effect.promise(() => Promise.all([import("../proto/gen/authz/v1/authz.ts"), import("./GrpcClient.ts")])).pipe(
+          Effect.promise(() =>
+            Promise.all([import("../../proto/gen/authz/v1/authz.ts"), import("../GrpcClient.ts")]),
+          ).pipe(
             Effect.flatMap(([proto, GrpcClient]) =>
               GrpcClient.make(proto.AuthzServiceClient, {
                 address: options.address,

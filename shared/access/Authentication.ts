@@ -2,10 +2,10 @@ import { Context, Effect, Layer, Metric, Option, Redacted, Schema } from "effect
 import { HttpServerResponse } from "effect/http"
 import { HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
 import { createRemoteJWKSet, errors } from "jose"
+import * as Problem from "../Problem.ts"
+import { ServiceUnavailable, Unauthorized } from "../Problem.ts"
+import { Actor } from "../RequestContext.ts"
 import * as AccessToken from "./AccessToken.ts"
-import * as Problem from "./Problem.ts"
-import { ServiceUnavailable, Unauthorized } from "./Problem.ts"
-import { Actor } from "./RequestContext.ts"
 import { SessionRevocations } from "./SessionRevocations.ts"
 
 /** The signed-in caller of the request being handled, from its verified access token. */

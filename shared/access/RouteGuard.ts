@@ -1,9 +1,9 @@
 import { Effect, Metric } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
+import type { RouteSpec } from "../Module.ts"
+import * as Problem from "../Problem.ts"
 import { asCaller, bearerToken, refuse, Verifier } from "./Authentication.ts"
-import type { RouteSpec } from "./Module.ts"
 import { Permissions } from "./Permissions.ts"
-import * as Problem from "./Problem.ts"
 
 const denials = Metric.counter("http_server_permission_denials_total", {
   description: "Requests refused by a function's own route guard for a missing permission",
