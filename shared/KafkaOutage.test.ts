@@ -49,7 +49,7 @@ describe("Kafka outage", () => {
         const kernelEvents = (db: Db["Service"], publishes: ReadonlyArray<string>) =>
           Layer.build(
             Kernel.events({
-              manifest: { name: db.schema, events: { publishes, consumes: [] } },
+              manifest: { name: db.schema, events: { publishes, consumes: ["*"] } },
               kafkaBrokers: Option.some([broker.broker]),
             }).pipe(Layer.provideMerge(Health.layer), Layer.provide(Layer.succeed(Db, db)), Layer.provide(collectLogs)),
           )

@@ -2,10 +2,11 @@ import { Effect, Layer, Option } from "effect"
 import { topicOf } from "./CloudEvent.ts"
 import * as Cfg from "./Config.ts"
 import { Db, type DbOptions } from "./Db.ts"
+import { EventBus } from "./EventBus.ts"
 import { Health, register } from "./Health.ts"
 import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
-import type { ModuleManifest } from "./Module.ts"
+import { consumesTopic, type ModuleManifest } from "./Module.ts"
 import * as PgEventBus from "./PgEventBus.ts"
 import { callersOf, ServiceIdentity, type ServiceIdentityConfig } from "./ServiceIdentity.ts"
 import * as Telemetry from "./Telemetry.ts"
@@ -55,10 +56,37 @@ export const base = (
  * anything, the outbox relay publishing `<service>.events`, imported only then (kafkajs is heavy). Without (the
  * embedded default): the Postgres-backed bus reading producers' outboxes.
  */
-export const events = (options: {
+export const events = (options: EventsOptions) => declaredConsumer(options.manifest).pipe(Layer.provide(bus(options)))
+
+/** What `events` needs: the manifest (its name, what it publishes and consumes) and the Kafka brokers, if any. */
+export interface EventsOptions {
   readonly manifest: Pick<ModuleManifest, "name" | "events">
   readonly kafkaBrokers: Option.Option<ReadonlyArray<string>>
-}) =>
+}
+
+/**
+ * The bus as a function may use it: a subscription to a topic its manifest's `events.consumes` does not declare is a
+ * defect that stops the start, so the manifest cannot drift from the consumers the code runs.
+ */
+export const declaredConsumer = (manifest: Pick<ModuleManifest, "name" | "events">) =>
+  Layer.effect(
+    EventBus,
+    Effect.gen(function* () {
+      const bus = yield* EventBus
+      return EventBus.of({
+        subscribe: (options) =>
+          consumesTopic(manifest, options.topic)
+            ? bus.subscribe(options)
+            : Effect.die(
+                new Error(
+                  `${manifest.name} subscribes to ${options.topic}, which its manifest's events.consumes omits`,
+                ),
+              ),
+      })
+    }),
+  )
+
+const bus = (options: EventsOptions) =>
   Option.match(options.kafkaBrokers, {
     onNone: () => PgEventBus.layer(),
     onSome: (brokers) =>

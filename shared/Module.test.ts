@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
 import {
+  consumesTopic,
   defineRegistry,
   grpcUrlKey,
   httpUrlKey,
@@ -165,5 +166,32 @@ describe("the registry's manifests together", () => {
     expect(linked.filter((m) => !m.edge)).toEqual([audit, blog, worker])
     expect(startOrder(linked).map((m) => m.name)).toEqual(["audit", "blog", "gateway", "worker"])
     expect(link([worker])).toEqual([worker])
+  })
+})
+
+describe("events a manifest declares", () => {
+  const audit = manifest({ name: "audit", permissions: [], events: { publishes: [], consumes: ["*"] } })
+  const auth = manifest({
+    name: "auth",
+    ports: { http: 2 },
+    permissions: [],
+    events: { publishes: ["auth.session.revoked"], consumes: ["identity.user.deleted"] },
+  })
+
+  it("matches a subscription's topic to the consumed types' producers, or to every event", () => {
+    expect(consumesTopic(auth, "identity.events")).toBe(true)
+    expect(consumesTopic(auth, "authz.events")).toBe(false)
+    expect(consumesTopic(auth, "auth.events")).toBe(false)
+    expect(consumesTopic(audit, "anything.events")).toBe(true)
+    expect(validate(audit)).toEqual([])
+  })
+
+  it("refuses a published type of another function, and a consumed type nobody publishes", () => {
+    expect(validate(manifest({ events: { publishes: ["shop.order.placed"], consumes: [] } }))).toEqual([
+      'published event type "shop.order.placed" must start with "blog."',
+    ])
+    expect(registryProblems([audit, auth])).toEqual([
+      "auth consumes identity.user.deleted, which no function publishes",
+    ])
   })
 })

@@ -62,6 +62,10 @@ export interface ModuleManifest {
   readonly edge?: true
   readonly routes: ReadonlyArray<RouteSpec>
   readonly permissions: ReadonlyArray<PermissionSpec>
+  /**
+   * Event types it publishes (`<name>.entity.action`) and consumes (another function's types, or `*` for every event);
+   * the kernel's bus refuses a subscription to a topic `consumes` does not declare (`consumesTopic`).
+   */
   readonly events: { readonly publishes: ReadonlyArray<string>; readonly consumes: ReadonlyArray<string> }
   readonly jobs: ReadonlyArray<JobSpec>
   readonly migrations: ReadonlyArray<Migration>
@@ -80,6 +84,8 @@ const NAME = /^[a-z][a-z0-9-]*$/
 /** A permission string: `{module}.{resource}.{action}` segments (authz's grants use the same rule, plus wildcards). */
 export const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
 const ENV_KEY = /^[A-Z][A-Z0-9_]*$/
+/** What a manifest consumes when it consumes every function's events (audit). */
+export const EVERY_EVENT = "*"
 const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
 
 /** Checks a manifest and returns it; a broken manifest fails at import time, before anything starts. */
@@ -122,7 +128,11 @@ export const validate = (m: ModuleManifest): Array<string> => {
     }
   }
   for (const t of [...m.events.publishes, ...m.events.consumes]) {
-    if (!EVENT_TYPE.test(t)) problems.push(`event type "${t}" must look like service.entity.action`)
+    if (t !== EVERY_EVENT && !EVENT_TYPE.test(t))
+      problems.push(`event type "${t}" must look like service.entity.action`)
+  }
+  for (const t of m.events.publishes) {
+    if (!t.startsWith(`${m.name}.`)) problems.push(`published event type "${t}" must start with "${m.name}."`)
   }
   for (const { key } of [...(m.secrets ?? []), ...(m.settings ?? [])]) {
     if (!ENV_KEY.test(key)) problems.push(`setting "${key}" must be an environment key (${ENV_KEY})`)
@@ -168,6 +178,12 @@ export const registryProblems = (manifests: ReadonlyArray<ModuleManifest>): Arra
   for (const m of manifests) {
     for (const dep of m.dependsOn) if (!names.has(dep)) problems.push(`${m.name} depends on unknown function ${dep}`)
   }
+  const published = new Set(manifests.flatMap((m) => m.events.publishes))
+  for (const m of manifests) {
+    for (const t of m.events.consumes) {
+      if (t !== EVERY_EVENT && !published.has(t)) problems.push(`${m.name} consumes ${t}, which no function publishes`)
+    }
+  }
   const edges = manifests.filter((m) => m.edge).map((m) => m.name)
   if (edges.length > 1) problems.push(`more than one edge: ${edges.join(", ")}`)
   return problems
@@ -182,6 +198,13 @@ export const defineRegistry = <M extends ModuleManifest>(manifests: ReadonlyArra
   if (problems.length > 0) throw new Error(`the registry: ${problems.join("; ")}`)
   return link(manifests)
 }
+
+/**
+ * Whether a manifest declares consuming events of `topic` (a producer's `<service>.events`): one of its consumed types
+ * is that producer's (`<service>.…`), or it consumes every event.
+ */
+export const consumesTopic = (m: Pick<ModuleManifest, "events">, topic: string): boolean =>
+  m.events.consumes.some((t) => t === EVERY_EVENT || `${t.slice(0, t.indexOf("."))}.events` === topic)
 
 /** The environment key prefix of a function: `identity` → `IDENTITY`, `user-prefs` → `USER_PREFS`. */
 const envKey = (name: string) => name.toUpperCase().replaceAll("-", "_")

@@ -20,8 +20,9 @@ export const manifest = defineModule({
   ],
   events: {
     publishes: [],
-    // Every producer's events: the topics come from functions/registry.ts (not listed type by type here).
-    consumes: [],
+    // Every producer's events: the topics come from functions/registry.ts (not listed type by type here); this covers
+    // the session revocations and permission changes it follows too.
+    consumes: ["*"],
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],

@@ -23,6 +23,8 @@ export const manifest = defineModule({
   events: {
     publishes: ["auth.login.succeeded", "auth.login.failed", "auth.session.revoked", "auth.token.reused"],
     consumes: [
+      // Its own revocations, followed in memory like every verifier of access tokens.
+      "auth.session.revoked",
       "identity.password.changed",
       "identity.password.reset",
       "identity.user.updated",

@@ -43,7 +43,8 @@ export const manifest = defineModule({
       "authz.assignment.created",
       "authz.assignment.deleted",
     ],
-    consumes: ["identity.user.created", "identity.email.verified"],
+    // The bootstrap administrator's account; revoked sessions (as every verifier of access tokens).
+    consumes: ["identity.user.created", "identity.email.verified", "auth.session.revoked"],
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],

@@ -38,7 +38,15 @@ export const manifest = defineModule({
       "identity.password.reset",
       "identity.password.changed",
     ],
-    consumes: [],
+    // Revoked sessions (as every verifier of access tokens) and authz's changes (its permission cache).
+    consumes: [
+      "auth.session.revoked",
+      "authz.role.created",
+      "authz.role.updated",
+      "authz.role.deleted",
+      "authz.assignment.created",
+      "authz.assignment.deleted",
+    ],
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
