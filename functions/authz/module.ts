@@ -1,5 +1,6 @@
 import { kernelMigrations } from "../../shared/KernelMigrations.ts"
 import { defineModule } from "../../shared/Module.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { migrations } from "./migrations/index.ts"
 
 /** Authz: roles, permissions, user-role assignments and permission checks. */
@@ -44,7 +45,7 @@ export const manifest = defineModule({
       "authz.assignment.deleted",
     ],
     // The bootstrap administrator's account; revoked sessions (as every verifier of access tokens).
-    consumes: ["identity.user.created", "identity.email.verified", "auth.session.revoked"],
+    consumes: ["identity.user.created", "identity.email.verified", sessionRevoked.type],
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],

@@ -1,5 +1,7 @@
 import { kernelMigrations } from "../../shared/KernelMigrations.ts"
 import { defineModule } from "../../shared/Module.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
 
 /**
  * Gateway: the public HTTP edge. Its routes are every other function's manifest routes (none of its own are proxied);
@@ -18,14 +20,7 @@ export const manifest = defineModule({
   events: {
     publishes: [],
     // Without Redis: revoked sessions (SessionRevocations.following) and authz changes (permission cache).
-    consumes: [
-      "auth.session.revoked",
-      "authz.role.created",
-      "authz.role.updated",
-      "authz.role.deleted",
-      "authz.assignment.created",
-      "authz.assignment.deleted",
-    ],
+    consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
   jobs: [],
   // Only the kernel's inbox and bus positions (used when the gateway follows events through the embedded bus).

@@ -1,5 +1,7 @@
 import { kernelMigrations } from "../../shared/KernelMigrations.ts"
 import { defineModule } from "../../shared/Module.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { migrations } from "./migrations/index.ts"
 
 /** Identity: users, profiles, credentials. The gateway and authz derive routes and permissions from this. */
@@ -39,14 +41,7 @@ export const manifest = defineModule({
       "identity.password.changed",
     ],
     // Revoked sessions (as every verifier of access tokens) and authz's changes (its permission cache).
-    consumes: [
-      "auth.session.revoked",
-      "authz.role.created",
-      "authz.role.updated",
-      "authz.role.deleted",
-      "authz.assignment.created",
-      "authz.assignment.deleted",
-    ],
+    consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
   jobs: [],
   migrations: [...kernelMigrations, ...migrations],
