@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import pg from "pg"
-import { JWKS_PATH } from "../../functions/auth/TokenVerification.ts"
+import { jwksAddress } from "../../functions/auth/TokenVerification.ts"
 import { manifests } from "../../functions/registry.ts"
 import { grpcUrlKey, httpUrlKey, startOrder } from "../../shared/Module.ts"
 import { freePort } from "../../shared/testing/ports.ts"
@@ -77,6 +77,9 @@ export const startPlatform = async (
   const ports = new Map<string, { http: number; grpc: number }>()
   for (const m of runnable) ports.set(m.name, { http: await freePort(), grpc: await freePort() })
   const httpUrl = (name: string) => `http://127.0.0.1:${ports.get(name)?.http}`
+  // The public entry: the function marked edge (the gateway).
+  const edge = runnable.find((m) => m.edge)?.name
+  if (edge === undefined) throw new Error("no edge function in the registry")
 
   // Where each function finds the others: <NAME>_GRPC_URL for gRPC peers, <NAME>_URL for the gateway's upstreams.
   const addresses: Record<string, string> = {}
@@ -100,7 +103,7 @@ export const startPlatform = async (
     SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
     MAIL_FROM: "Platform <no-reply@example.com>",
     KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
-    AUTH_JWKS_URL: `${httpUrl("auth")}${JWKS_PATH}`,
+    [jwksAddress.key]: `${httpUrl(jwksAddress.dependency)}${jwksAddress.path}`,
     // The gateway runs on this host: services believe its X-Forwarded-For.
     TRUSTED_PROXIES: "127.0.0.1,::ffff:127.0.0.1,::1",
     ...options.env,
@@ -170,7 +173,7 @@ export const startPlatform = async (
 
   return {
     functions,
-    url: httpUrl("gateway"),
+    url: httpUrl(edge),
     smtp,
     database,
     kill: async (name) => {
