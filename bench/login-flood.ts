@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs, parseEnv } from "node:util"
 import { hash, verify } from "@node-rs/argon2"
 import pg from "pg"
+import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { OWASP_MINIMUM } from "../functions/identity/Passwords.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { quantile, stop } from "./lib.ts"
@@ -395,7 +396,7 @@ const main = async () => {
       DB_SCHEMA: schemas.identity,
       HTTP_PORT: String(identityHttp),
       GRPC_PORT: String(identityGrpc),
-      AUTH_JWKS_URL: `http://127.0.0.1:${authHttp}/.well-known/jwks.json`,
+      [jwksAddress.key]: `http://127.0.0.1:${authHttp}${jwksAddress.path}`,
       ...(values.threadpool === undefined ? {} : { UV_THREADPOOL_SIZE: values.threadpool }),
     },
     identityHttp,
