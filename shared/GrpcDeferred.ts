@@ -1,7 +1,10 @@
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect, Layer, Scope } from "effect"
 import { HttpServer } from "effect/http"
+import type * as Grpc from "./Grpc.ts"
+import type { ClientConstructor, GrpcClient, GrpcClientOptions } from "./GrpcClient.ts"
 import type { GrpcServerOptions, GrpcService } from "./GrpcServer.ts"
 import { register } from "./Health.ts"
+import { ServiceIdentity } from "./ServiceIdentity.ts"
 
 /** What a function's Grpc.ts module hands to `afterHttp`: its services. */
 export interface GrpcModule<R> {
@@ -25,3 +28,27 @@ export const afterHttp = <R>(load: () => Promise<GrpcModule<R>>, options: Omit<G
       )
     }),
   )
+
+/**
+ * A client of another function's gRPC service whose contract and grpc-js are imported, and whose channel opens, on
+ * the first call rather than at start (the function answers /healthz sooner, with less to load first); the channel
+ * closes with the layer that asked for it. Every call carries this function's service identity.
+ */
+export const lazyClient = <D extends Grpc.ServiceDefinition>(
+  load: () => Promise<ClientConstructor<D>>,
+  options: GrpcClientOptions,
+): Effect.Effect<GrpcClient<D>["call"], never, Scope.Scope | ServiceIdentity> =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const identity = yield* ServiceIdentity
+    const connect = yield* Effect.cached(
+      Effect.promise(() => Promise.all([load(), import("./GrpcClient.ts")])).pipe(
+        Effect.flatMap(([ctor, GrpcClient]) => GrpcClient.make(ctor, options)),
+        Scope.provide(scope),
+        Effect.provideService(ServiceIdentity, identity),
+      ),
+    )
+    const call: GrpcClient<D>["call"] = (method, request, callOptions) =>
+      Effect.flatMap(connect, (client) => client.call(method, request, callOptions))
+    return call
+  })

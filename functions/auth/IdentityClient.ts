@@ -1,13 +1,9 @@
-import { Context, Effect, Layer, Option, Scope } from "effect"
-import type { IdentityServiceService, User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
-import type * as Grpc from "../../shared/Grpc.ts"
+import { Context, Effect, Layer, Option } from "effect"
+import type { User as ProtoUser } from "../../proto/gen/identity/v1/identity.ts"
 import type { GrpcFailure } from "../../shared/Grpc.ts"
-import type { CallOptions } from "../../shared/GrpcClient.ts"
+import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import type { EmailTaken, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
-import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
-
-type IdentityService = typeof IdentityServiceService
 
 /** A user as auth sees it (identity owns the record). */
 export interface IdentityUser {
@@ -47,26 +43,11 @@ export class IdentityClient extends Context.Service<
     Layer.effect(
       IdentityClient,
       Effect.gen(function* () {
-        const scope = yield* Effect.scope
-        const identity = yield* ServiceIdentity
-        const connect = yield* Effect.cached(
-          Effect.promise(() =>
-            Promise.all([import("../../proto/gen/identity/v1/identity.ts"), import("../../shared/GrpcClient.ts")]),
-          ).pipe(
-            Effect.flatMap(([proto, GrpcClient]) =>
-              GrpcClient.make(proto.IdentityServiceClient, { address: options.address }),
-            ),
-            Scope.provide(scope),
-            Effect.provideService(ServiceIdentity, identity),
-          ),
-        )
-        // Every call waits for the channel (opened once) and goes through it.
         const client = {
-          call: <M extends Grpc.UnaryMethod<IdentityService>>(
-            method: M,
-            request: Grpc.RequestOf<IdentityService[M]>,
-            callOptions?: CallOptions,
-          ) => Effect.flatMap(connect, (channel) => channel.call(method, request, callOptions)),
+          call: yield* GrpcDeferred.lazyClient(
+            () => import("../../proto/gen/identity/v1/identity.ts").then((proto) => proto.IdentityServiceClient),
+            { address: options.address },
+          ),
         }
 
         const verifyCredentials = Effect.fn("IdentityClient.verifyCredentials")(function* (

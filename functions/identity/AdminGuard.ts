@@ -1,13 +1,8 @@
-import { Context, Effect, Layer, Scope } from "effect"
-import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
-import type * as Grpc from "../../shared/Grpc.ts"
-import type { CallOptions } from "../../shared/GrpcClient.ts"
+import { Context, Effect, Layer } from "effect"
+import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import type { LastAdmin, ServiceUnavailable } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
-import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import type { UserId } from "./User.ts"
-
-type AuthzService = typeof AuthzServiceService
 
 /**
  * The port identity needs from authz to keep one administrator: authz knows who holds `*`, identity who is active.
@@ -30,24 +25,10 @@ export class AdminGuard extends Context.Service<
     Layer.effect(
       AdminGuard,
       Effect.gen(function* () {
-        const scope = yield* Effect.scope
-        const identity = yield* ServiceIdentity
-        const connect = yield* Effect.cached(
-          Effect.promise(() =>
-            Promise.all([import("../../proto/gen/authz/v1/authz.ts"), import("../../shared/GrpcClient.ts")]),
-          ).pipe(
-            Effect.flatMap(([proto, GrpcClient]) =>
-              GrpcClient.make(proto.AuthzServiceClient, { address: options.address, timeoutMs: 2_000 }),
-            ),
-            Scope.provide(scope),
-            Effect.provideService(ServiceIdentity, identity),
-          ),
+        const call = yield* GrpcDeferred.lazyClient(
+          () => import("../../proto/gen/authz/v1/authz.ts").then((proto) => proto.AuthzServiceClient),
+          { address: options.address, timeoutMs: 2_000 },
         )
-        const call = <M extends Grpc.UnaryMethod<AuthzService>>(
-          method: M,
-          request: Grpc.RequestOf<AuthzService[M]>,
-          callOptions?: CallOptions,
-        ) => Effect.flatMap(connect, (channel) => channel.call(method, request, callOptions))
 
         // A report carries its version: sending it twice changes nothing.
         const report = (userId: UserId, active: boolean, version: number) =>

@@ -1,13 +1,8 @@
-import { Context, Deferred, Effect, Layer, Scope } from "effect"
-import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
+import { Context, Deferred, Effect, Layer } from "effect"
 import { EventBus } from "../EventBus.ts"
-import type * as Grpc from "../Grpc.ts"
-import type { CallOptions } from "../GrpcClient.ts"
+import * as GrpcDeferred from "../GrpcDeferred.ts"
 import type { ServiceUnavailable } from "../Problem.ts"
 import * as Problem from "../Problem.ts"
-import { ServiceIdentity } from "../ServiceIdentity.ts"
-
-type AuthzService = typeof AuthzServiceService
 
 /** How permission checks reach authz and how long an answer is reused. */
 export interface PermissionsOptions {
@@ -67,27 +62,10 @@ export class Permissions extends Context.Service<
     Layer.effect(
       Permissions,
       Effect.gen(function* () {
-        const scope = yield* Effect.scope
-        const identity = yield* ServiceIdentity
-        const connect = yield* Effect.cached(
-          Effect.promise(() =>
-            Promise.all([import("../../proto/gen/authz/v1/authz.ts"), import("../GrpcClient.ts")]),
-          ).pipe(
-            Effect.flatMap(([proto, GrpcClient]) =>
-              GrpcClient.make(proto.AuthzServiceClient, {
-                address: options.address,
-                timeoutMs: 2_000,
-              }),
-            ),
-            Scope.provide(scope),
-            Effect.provideService(ServiceIdentity, identity),
-          ),
+        const call = yield* GrpcDeferred.lazyClient(
+          () => import("../../proto/gen/authz/v1/authz.ts").then((proto) => proto.AuthzServiceClient),
+          { address: options.address, timeoutMs: 2_000 },
         )
-        const call = <M extends Grpc.UnaryMethod<AuthzService>>(
-          method: M,
-          request: Grpc.RequestOf<AuthzService[M]>,
-          callOptions?: CallOptions,
-        ) => Effect.flatMap(connect, (channel) => channel.call(method, request, callOptions))
 
         const maxEntries = options.maxEntries ?? 100_000
         const answers = new Map<string, { readonly allowed: boolean; readonly expiresAt: number }>()
