@@ -62,8 +62,11 @@ const child = (parent: Json, key: string, initial: () => Json = () => ({})): Jso
 }
 
 // Each problem's schema exactly as Effect renders it for a function's own document (same component names and bodies),
-// so merging a function's document with the gateway's additions never holds two versions of one component.
-const catalog: Record<string, ProblemSchema> = (() => {
+// so merging a function's document with the gateway's additions never holds two versions of one component. Rendered
+// when a document is first built, not when a function starts (every function's Server imports this module).
+let rendered: Record<string, ProblemSchema> | undefined
+const catalog = (): Record<string, ProblemSchema> => (rendered ??= renderCatalog())
+const renderCatalog = (): Record<string, ProblemSchema> => {
   const endpoints = Object.entries(CATALOG).map(([name, problem]) =>
     HttpApiEndpoint.get(name, `/${name}`, { error: problem as typeof ValidationFailed }),
   )
@@ -100,7 +103,7 @@ const catalog: Record<string, ProblemSchema> = (() => {
     }
   }
   return out
-})()
+}
 
 /** A response header as documented. */
 export interface HeaderDoc {
@@ -160,7 +163,7 @@ const refsOf = (schema: unknown): Array<Json> =>
 export const addAnswer = (document: Json, operation: Json, answer: ProblemAnswer): void => {
   const entry = Object.entries(CATALOG).find(([, problem]) => problem === answer.problem)
   if (entry === undefined) throw new Error("not a catalogued problem")
-  const problem = catalog[entry[0]]!
+  const problem = catalog()[entry[0]]!
   const components = child(document, "components")
   const schemas = child(components, "schemas")
   for (const [name, schema] of Object.entries(problem.components)) schemas[name] ??= schema
