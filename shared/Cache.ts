@@ -302,7 +302,8 @@ const skipped = () =>
   Effect.fail(new CacheError({ message: "redis unavailable (waiting for it to answer again)", cause: null }))
 
 // An error reply (a wrong type, a script error) comes from a Redis that answers: it says nothing of availability.
-const isReply = (cause: unknown) => cause instanceof Error && cause.name === "ReplyError"
+/** True for an error reply from a Redis that is answering (a script error, a wrong type): not an outage. */
+export const isReply = (cause: unknown) => cause instanceof Error && cause.name === "ReplyError"
 
 // Runs a command unless Redis is known to be down; a failure (no answer) marks it down.
 const guarded = <A>(redis: Redis, what: string, run: () => Promise<A>): Effect.Effect<A, CacheError> => {

@@ -95,9 +95,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       Effect.tapError((error) => Effect.logWarning("dead-letter publish failed, retrying", error)),
       Effect.retry(
         Schedule.exponential(retry.baseDelay).pipe(
-          Schedule.modifyDelay(({ duration }) =>
-            Effect.succeed(Duration.min(duration, Duration.fromInputUnsafe(retry.maxDelay))),
-          ),
+          Schedule.modifyDelay(capped(Duration.fromInputUnsafe(retry.maxDelay))),
         ),
       ),
       Effect.withSpan("EventBus.deadLetter", {

@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Redis } from "ioredis"
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible"
-import { availabilityOf, RedisConnection } from "../../shared/Cache.ts"
+import { availabilityOf, isReply, RedisConnection } from "../../shared/Cache.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"
@@ -87,7 +87,7 @@ const make = (prefix: string, redis: Redis | undefined) =>
       if (limiter.shared === undefined || !availability?.up()) return limiter.local.consume(key)
       return limiter.shared.consume(key).catch((rejection: unknown) => {
         if (rejection instanceof RateLimiterRes) throw rejection
-        if (!(rejection instanceof Error && rejection.name === "ReplyError")) availability.failed(rejection)
+        if (!isReply(rejection)) availability.failed(rejection)
         return limiter.local.consume(key)
       })
     }
