@@ -135,6 +135,13 @@ const BOUNDED_RETRIES_WARNING = "Limiting retries for the idempotent producer"
 // kafkajs logs every refused connection attempt, twice, as an error: a broker away for 10 s made ~450 error lines in two
 // functions. Debug instead: the operation that gives up reports it (a consumer's restart, the relay's and the
 // subscription's retry warnings), and readiness reads "degraded".
+// kafkajs's levels as the platform's log calls (below INFO: debug).
+const logAt: Partial<Record<kafkajs.logLevel, typeof Effect.logInfo>> = {
+  [kafkajs.logLevel.ERROR]: Effect.logError,
+  [kafkajs.logLevel.WARN]: Effect.logWarning,
+  [kafkajs.logLevel.INFO]: Effect.logInfo,
+}
+
 const isRetryNoise = (namespace: string, message: string) =>
   (namespace === "Connection" && message.startsWith("Connection error")) ||
   (namespace === "BrokerPool" && message.startsWith("Failed to connect to seed broker"))
@@ -154,13 +161,7 @@ export const logCreator =
       ? Effect.logDebug
       : isConsumerRestart(namespace, message)
         ? Effect.logWarning
-        : level === kafkajs.logLevel.ERROR
-          ? Effect.logError
-          : level === kafkajs.logLevel.WARN
-            ? Effect.logWarning
-            : level === kafkajs.logLevel.INFO
-              ? Effect.logInfo
-              : Effect.logDebug
+        : (logAt[level] ?? Effect.logDebug)
     Effect.runForkWith(context)(
       write(message, { ...fields, ...(error !== undefined ? { error: String(error) } : {}) }).pipe(
         Effect.annotateLogs({ component: "kafkajs", ...(namespace ? { kafka_namespace: namespace } : {}) }),

@@ -201,7 +201,7 @@ export const following = (options: {
             : Effect.flatMap(decodeRevoked(event.data), (data) =>
                 memory.remember(
                   data.sessionId,
-                  Date.parse(event.time ?? "") + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
+                  Date.parse(event.time) + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
                 ),
               ),
       })
