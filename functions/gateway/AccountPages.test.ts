@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sql } from "../../shared/testing/harness.ts"
+import { manifest as identity } from "../identity/module.ts"
 import { ENDPOINTS, PATHS } from "./AccountPages.ts"
 import { openPage } from "./testing/accountPage.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
@@ -18,6 +19,12 @@ afterAll(async () => {
 const get = (path: string) => fetch(`${gateway.url}${path}`)
 
 describe("the mails' pages", () => {
+  it("call routes identity declares as public POST routes", () => {
+    for (const path of Object.values(ENDPOINTS)) {
+      expect(identity.routes.find((r) => r.path === path)).toMatchObject({ method: "POST", auth: "public" })
+    }
+  })
+
   it.each([PATHS.verifyEmail, PATHS.resetPassword])(
     "%s is a static page: 200 text/html, its script from this origin only, never stored, no Referer",
     async (path) => {

@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
+import { ENDPOINTS, PAGE_PATHS, PASSWORD_LENGTH } from "../identity/AccountLinks.ts"
 
 /**
  * The pages the verification and reset mails link to (`<APP_BASE_URL>/verify-email?token=…`,
@@ -7,8 +8,7 @@ import { HttpRouter, HttpServerResponse } from "effect/http"
  * this origin: the script posts the token to identity's public routes through this gateway and shows the answer.
  */
 export const PATHS = {
-  verifyEmail: "/verify-email",
-  resetPassword: "/reset-password",
+  ...PAGE_PATHS,
   script: "/account/pages.js",
   style: "/account/pages.css",
 } as const
@@ -16,14 +16,8 @@ export const PATHS = {
 /** Every path these pages take from the proxy (the gateway serves them itself). */
 export const OWN_PATHS: ReadonlyArray<string> = Object.values(PATHS)
 
-/** The API routes the script calls (identity's, public). */
-export const ENDPOINTS = {
-  verifyEmail: "/api/v1/auth/verify-email",
-  resetPassword: "/api/v1/auth/password-reset/confirm",
-} as const
-
-/** Password length as identity enforces it (code points); the form checks it before posting. */
-export const PASSWORD_LENGTH = { min: 8, max: 128 } as const
+/** The API routes the script calls (identity's, public) and the password length the form checks before posting. */
+export { ENDPOINTS, PASSWORD_LENGTH }
 
 /**
  * Only this origin's script, style and API; no framing, no plugins, no form posts elsewhere. The token is in the URL:

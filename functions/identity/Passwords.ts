@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os"
 import { hash, verify } from "@node-rs/argon2"
 import { Context, Effect, Layer, Schema, Semaphore } from "effect"
+import { PASSWORD_LENGTH } from "./AccountLinks.ts"
 
 /** argon2id cost: OWASP's minimum (19 MiB, 2 passes, 1 lane) unless configured stronger. */
 export interface PasswordCost {
@@ -14,8 +15,8 @@ export const OWASP_MINIMUM: PasswordCost = { memoryKib: 19_456, timeCost: 2 }
 /** A password that breaks the policy (8–128 characters). */
 export const Password = Schema.String.check(
   // Code points, as the document's minLength/maxLength count them.
-  Schema.isMinCodePoints(8, { message: "must be at least 8 characters" }),
-  Schema.isMaxCodePoints(128, { message: "must be at most 128 characters" }),
+  Schema.isMinCodePoints(PASSWORD_LENGTH.min, { message: `must be at least ${PASSWORD_LENGTH.min} characters` }),
+  Schema.isMaxCodePoints(PASSWORD_LENGTH.max, { message: `must be at most ${PASSWORD_LENGTH.max} characters` }),
 )
 
 /**

@@ -16,6 +16,7 @@ import {
   TooManyRequests,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import { PAGE_PATHS } from "./AccountLinks.ts"
 import { AdminGuard } from "./AdminGuard.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import { EmailTokens, type TokenPurpose } from "./EmailTokens.ts"
@@ -113,10 +114,13 @@ export class Users extends Context.Service<
           const base = yield* AppBaseUrl
           const content =
             purpose === "verify_email"
-              ? MailTemplates.verification({ name: user.name, link: MailTemplates.link(base, "/verify-email", token) })
+              ? MailTemplates.verification({
+                  name: user.name,
+                  link: MailTemplates.link(base, PAGE_PATHS.verifyEmail, token),
+                })
               : MailTemplates.passwordReset({
                   name: user.name,
-                  link: MailTemplates.link(base, "/reset-password", token),
+                  link: MailTemplates.link(base, PAGE_PATHS.resetPassword, token),
                 })
           yield* notifier.send({ to: user.email, ...content })
         })
