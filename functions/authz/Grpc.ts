@@ -2,6 +2,7 @@ import { Effect, Schema } from "effect"
 import { AuthzServiceService, type Role as ProtoRole } from "../../proto/gen/authz/v1/authz.ts"
 import * as GrpcServer from "../../shared/GrpcServer.ts"
 import { decode, Forbidden } from "../../shared/Problem.ts"
+import { manifest as identity } from "../identity/module.ts"
 import { Administrators } from "./Administrators.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { PermissionName } from "./Permission.ts"
@@ -68,7 +69,7 @@ export const AuthzGrpc = GrpcServer.service(AuthzServiceService, {
   // Only identity knows whether an account is active; any other caller is refused.
   setUserActive: (request, call) =>
     Effect.gen(function* () {
-      if (call.caller !== "identity") {
+      if (call.caller !== identity.name) {
         return yield* new Forbidden({ detail: "only identity reports the status of accounts" })
       }
       const { userId, active, version } = yield* decode(UserActiveRequest)(request)

@@ -5,6 +5,7 @@ import { AuthzServiceClient } from "../../proto/gen/authz/v1/authz.ts"
 import * as GrpcClient from "../../shared/GrpcClient.ts"
 import { ServiceIdentity } from "../../shared/ServiceIdentity.ts"
 import { sql } from "../../shared/testing/harness.ts"
+import { manifest as identity } from "../identity/module.ts"
 import { Administrators } from "./Administrators.ts"
 import { ADMIN_ROLE_ID, type RoleId, type UserId } from "./Role.ts"
 import { Roles } from "./Roles.ts"
@@ -145,19 +146,21 @@ describe("the last administrator", () => {
     // Only identity may report; another function of the platform is refused.
     expect(outcome(await setUserActive("gateway", { userId: b!, active: false, version: 1 }))).toBe("Forbidden")
 
-    expect(outcome(await setUserActive("identity", { userId: b!, active: false, version: 1 }))).toBe("ok")
+    expect(outcome(await setUserActive(identity.name, { userId: b!, active: false, version: 1 }))).toBe("ok")
     await expectLastAdmin(await call("DELETE", `/api/v1/users/${a}/roles/${ADMIN_ROLE_ID}`))
     // The last active administrator cannot be reported inactive either (identity then keeps it active).
-    expect(outcome(await setUserActive("identity", { userId: a!, active: false, version: 1 }))).toBe("LastAdmin")
+    expect(outcome(await setUserActive(identity.name, { userId: a!, active: false, version: 1 }))).toBe("LastAdmin")
 
-    expect(outcome(await setUserActive("identity", { userId: b!, active: true, version: 0 }))).toBe("ValidationFailed")
+    expect(outcome(await setUserActive(identity.name, { userId: b!, active: true, version: 0 }))).toBe(
+      "ValidationFailed",
+    )
 
     // Reports are ordered by identity's version: an older reactivation changes nothing; at an equal version the
     // reactivation (done in identity) wins over the deactivation (only about to be done).
-    expect(outcome(await setUserActive("identity", { userId: b!, active: false, version: 3 }))).toBe("ok")
-    expect(outcome(await setUserActive("identity", { userId: b!, active: true, version: 2 }))).toBe("ok")
+    expect(outcome(await setUserActive(identity.name, { userId: b!, active: false, version: 3 }))).toBe("ok")
+    expect(outcome(await setUserActive(identity.name, { userId: b!, active: true, version: 2 }))).toBe("ok")
     await expectLastAdmin(await call("DELETE", `/api/v1/users/${a}/roles/${ADMIN_ROLE_ID}`))
-    expect(outcome(await setUserActive("identity", { userId: b!, active: true, version: 3 }))).toBe("ok")
+    expect(outcome(await setUserActive(identity.name, { userId: b!, active: true, version: 3 }))).toBe("ok")
     expect((await call("DELETE", `/api/v1/users/${a}/roles/${ADMIN_ROLE_ID}`)).status).toBe(204)
   })
 
