@@ -48,6 +48,12 @@ export type ServersOptions<RU> = {
   readonly declared: ReadonlyArray<RouteSpec>
 } & Server.Unguarded<RU>
 
+/** What a function with gRPC adds: its Grpc.ts module, and a gRPC port it must have (no random port by omission). */
+type WithGrpc<G> = {
+  readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>>
+  readonly config: { readonly grpcPort: number }
+}
+
 /** A function's HTTP server with the kernel's middleware on `HTTP_PORT`, every route enforced as declared. */
 const http = <A, E, R, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions<RU>) =>
   Server.serve(Server.guarded(routes, options.declared), {
@@ -60,13 +66,10 @@ const http = <A, E, R, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions
   })
 
 /** The HTTP server, then the gRPC server on `GRPC_PORT` with the services of the function's Grpc.ts module. */
-const httpAndGrpc = <A, E, R, G, RU>(
-  routes: Layer.Layer<A, E, R>,
-  options: ServersOptions<RU> & { readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>> },
-) => {
+const httpAndGrpc = <A, E, R, G, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions<RU> & WithGrpc<G>) => {
   const served = http(routes, options)
   const grpc = GrpcDeferred.afterHttp(options.grpc, {
-    port: options.config.grpcPort ?? 0,
+    port: options.config.grpcPort,
     shutdownTimeoutMs: options.config.shutdownTimeoutMs,
   })
   return Layer.mergeAll(served, grpc.pipe(Layer.provide(served)))
@@ -80,7 +83,7 @@ const httpAndGrpc = <A, E, R, G, RU>(
  */
 export function servers<A, E, R, G, RU = never>(
   routes: Layer.Layer<A, E, R>,
-  options: ServersOptions<RU> & { readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>> },
+  options: ServersOptions<RU> & WithGrpc<G>,
 ): ReturnType<typeof httpAndGrpc<A, E, R, G, RU>>
 export function servers<A, E, R, RU = never>(
   routes: Layer.Layer<A, E, R>,
@@ -90,5 +93,8 @@ export function servers(
   routes: Layer.Layer<any, any, any>,
   options: ServersOptions<any> & { readonly grpc?: () => Promise<GrpcDeferred.GrpcModule<any>> },
 ) {
-  return options.grpc === undefined ? http(routes, options) : httpAndGrpc(routes, { ...options, grpc: options.grpc })
+  if (options.grpc === undefined) return http(routes, options)
+  const grpcPort = options.config.grpcPort
+  if (grpcPort === undefined) throw new Error("a function with gRPC needs GRPC_PORT in its config (Config.base)")
+  return httpAndGrpc(routes, { ...options, grpc: options.grpc, config: { ...options.config, grpcPort } })
 }
