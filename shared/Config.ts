@@ -194,17 +194,13 @@ export const pool = (defaults: PoolDefaults = {}) => ({
   ),
 })
 
+/** A pool's settings as read from its keys (`pool`), with the schema the pool works in. */
+export type PoolConfig = { readonly dbSchema: string } & {
+  readonly [K in keyof ReturnType<typeof pool>]: Config.Success<ReturnType<typeof pool>[K]>
+}
+
 /** What a pool's keys say, as the options of `Db.layer`. */
-export const dbOptions = (
-  url: Redacted.Redacted<string>,
-  config: {
-    readonly dbSchema: string
-    readonly dbPoolMax: number
-    readonly dbQueryTimeoutMs: number
-    readonly dbConnectTimeoutMs: number
-    readonly dbAcquireTimeoutMs: number
-  },
-): DbOptions => ({
+export const dbOptions = (url: Redacted.Redacted<string>, config: PoolConfig): DbOptions => ({
   url,
   schema: config.dbSchema,
   poolMax: config.dbPoolMax,

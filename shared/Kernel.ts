@@ -115,16 +115,11 @@ const bus = (options: EventsOptions) =>
   })
 
 /** What `foundation` reads from a function's validated config (`Config.base` + `Config.database`). */
-export interface FoundationConfig {
+export interface FoundationConfig extends Cfg.PoolConfig {
   readonly logLevel: Logging.LoggingOptions["level"]
   readonly logPretty: boolean
   readonly otelEndpoint: Option.Option<URL>
   readonly databaseUrl: DbOptions["url"]
-  readonly dbSchema: string
-  readonly dbPoolMax: number
-  readonly dbQueryTimeoutMs: number
-  readonly dbConnectTimeoutMs: number
-  readonly dbAcquireTimeoutMs: number
 }
 
 /** A function's foundation from its manifest and config: `base` plus `database` with its migrations applied. */
