@@ -15,32 +15,23 @@ export class RevokedInMemory extends Context.Service<
 >()("shared/SessionRevocations/RevokedInMemory") {}
 
 // Bound of the memory: a million sids ≈ 150 MB, far above what one token lifetime of logouts reaches, so live
-// revocations are not evicted (the oldest go first).
+// revocations are not evicted (the least recently used go first).
 const MAX_IN_MEMORY = 1_000_000
 
-const memoryStore = Effect.sync(() => {
-  const until = new Map<string, number>()
-  return RevokedInMemory.of({
+// Each sid with the time its revocation ends (ms) as the value; a later end replaces an earlier one, never the reverse.
+const memoryStore = Effect.map(Effect.service(Cache), (cache) =>
+  RevokedInMemory.of({
     remember: (sid, untilMs) =>
-      Effect.sync(() => {
-        if (untilMs <= Date.now() || (until.get(sid) ?? 0) >= untilMs) return
-        until.delete(sid)
-        until.set(sid, untilMs)
-        for (const oldest of until.keys()) {
-          if (until.size <= MAX_IN_MEMORY) break
-          until.delete(oldest)
-        }
-      }),
-    has: (sid) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const at = until.get(sid)
-        if (at === undefined) return false
-        if (at > now) return true
-        until.delete(sid)
-        return false
-      }),
-  })
-})
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        if (untilMs <= now) return
+        const known = yield* cache.get(sid)
+        if (Option.isSome(known) && Number(known.value) >= untilMs) return
+        yield* cache.set(sid, String(untilMs), { ttlSeconds: (untilMs - now) / 1000 })
+      }).pipe(Effect.orDie), // memory does not fail
+    has: (sid) => Effect.map(cache.get(sid), Option.isSome).pipe(Effect.orDie),
+  }),
+)
 
 // Redis's shared list of revoked sids.
 class SharedList extends Context.Service<SharedList, Cache["Service"]>()("shared/SessionRevocations/SharedList") {}
@@ -153,7 +144,9 @@ const store = (
     })
     return SessionRevocations.of({ revoke, isRevoked })
   })
-  const memory = Layer.effect(RevokedInMemory, memoryStore)
+  const memory = Layer.effect(RevokedInMemory, memoryStore).pipe(
+    Layer.provide(Cache.layerMemory({ prefix: "revoked-session", maxEntries: MAX_IN_MEMORY })),
+  )
   const withShared = Option.match(shared, {
     onNone: () => Layer.effect(SessionRevocations, make),
     onSome: (list) => Layer.effect(SessionRevocations, make).pipe(Layer.provide(list)),
