@@ -4,10 +4,10 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createInterface } from "node:readline"
-import { JWKS_PATH } from "../functions/auth/TokenVerification.ts"
+import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
-import { grpcUrlKey, httpUrlKey, type ModuleManifest, startOrder } from "../shared/Module.ts"
+import { type ModuleManifest, peerAddresses, startOrder } from "../shared/Module.ts"
 
 const started = performance.now()
 const dataDir = process.env.DATA_DIR ?? ".data"
@@ -95,15 +95,16 @@ const main = async () => {
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" }
   env.LOG_PRETTY ??= process.stdout.isTTY ? "true" : "false"
   if (offset !== 0) {
-    // Where the functions find each other (and the gateway its upstreams) on the moved ports.
-    for (const m of manifests) {
-      env[httpUrlKey(m.name)] ??= `http://127.0.0.1:${httpPort(m)}`
-      if (m.ports.grpc !== undefined) env[grpcUrlKey(m.name)] ??= `localhost:${grpcPort(m)}`
+    // Where the functions find each other (the gateway its upstreams, verifiers auth's keys) on the moved ports: the
+    // addresses a deploy gives each function (peerAddresses), at this host.
+    const moved = manifests.map((m) => ({ ...m, ports: { http: httpPort(m), grpc: grpcPort(m) } }))
+    for (const m of moved) {
+      for (const a of peerAddresses(m, moved, [jwksAddress])) {
+        env[a.key] ??= a.http ? `http://127.0.0.1:${a.port}${a.path}` : `localhost:${a.port}`
+      }
     }
-    const auth = manifests.find((m) => m.name === "auth")
-    if (auth !== undefined) env.AUTH_JWKS_URL ??= `http://127.0.0.1:${httpPort(auth)}${JWKS_PATH}`
-    const gateway = manifests.find((m) => m.name === "gateway")
-    if (gateway !== undefined) env.APP_BASE_URL ??= `http://localhost:${httpPort(gateway)}`
+    const edge = moved.find((m) => m.edge)
+    if (edge !== undefined) env.APP_BASE_URL ??= `http://localhost:${edge.ports.http}`
   }
   // Node's compile cache with the data: every start after the first skips most of the TypeScript/JS compilation.
   env.NODE_COMPILE_CACHE ??= `${dataDir}/compile-cache`
