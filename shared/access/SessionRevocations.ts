@@ -1,4 +1,4 @@
-import { Clock, Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import { Cache, type CacheError, RedisConnection } from "../Cache.ts"
 import { EventBus } from "../EventBus.ts"
 import type { Health } from "../Health.ts"
@@ -48,11 +48,6 @@ const sharedStore = Effect.map(Config.option(Config.Redacted("REDIS_URL")), (url
     : Option.none(),
 )
 
-const degradations = Metric.counter("session_revocations_degraded_total", {
-  description: "Times revocation checks fell back to this process's memory because Redis could not answer",
-  incremental: true,
-})
-
 /**
  * Revoked session ids, shared by auth (which writes them) and every verifier of access tokens (the gateway and the
  * services), so that a logout reaches the edge at once without a database call per request. An entry lives as long
@@ -97,24 +92,11 @@ const store = (
       "session revocations unavailable",
       "session state is unavailable, retry later",
     )
-    // One line per outage, not per request.
-    let redisFailing = false
-    const redisFailed = (error: { readonly message: string }) =>
-      Effect.suspend(() => {
-        if (redisFailing) return Effect.void
-        redisFailing = true
-        return Effect.logWarning(
-          degrade
-            ? "session revocations: Redis unavailable, answering from this process's memory"
-            : "session revocations: Redis unavailable, refusing signed-in requests (503)",
-          { error: error.message },
-        ).pipe(Effect.andThen(Metric.update(degradations, 1)))
-      })
-    const redisAnswered = Effect.suspend(() => {
-      if (!redisFailing) return Effect.void
-      redisFailing = false
-      return Effect.logInfo("session revocations: Redis answers again")
-    })
+    // Redis's outages are logged and counted once by the connection (RedisAvailability); here only the answer.
+    const whenRedisFails =
+      <A>(answer: Effect.Effect<A>) =>
+      (error: CacheError) =>
+        degrade ? answer : unavailable(error)
 
     const revoke = Effect.fn("SessionRevocations.revoke")(function* (sids: ReadonlyArray<string>, ttlSeconds: number) {
       const until = (yield* Clock.currentTimeMillis) + ttlSeconds * 1000
@@ -123,12 +105,7 @@ const store = (
       yield* Effect.forEach(sids, (sid) => list.value.set(sid, "1", { ttlSeconds }), {
         concurrency: 8,
         discard: true,
-      }).pipe(
-        Effect.tap(() => redisAnswered),
-        Effect.catchTag("CacheError", (error) =>
-          Effect.andThen(redisFailed(error), degrade ? Effect.void : unavailable(error)),
-        ),
-      )
+      }).pipe(Effect.catchTag("CacheError", whenRedisFails(Effect.void)))
     })
 
     const isRevoked = Effect.fn("SessionRevocations.isRevoked")(function* (sid: string) {
@@ -136,10 +113,7 @@ const store = (
       if (Option.isNone(list)) return false
       return yield* list.value.get(sid).pipe(
         Effect.map((found) => found._tag === "Some"),
-        Effect.tap(() => redisAnswered),
-        Effect.catchTag("CacheError", (error) =>
-          Effect.andThen(redisFailed(error), degrade ? Effect.succeed(false) : unavailable(error)),
-        ),
+        Effect.catchTag("CacheError", whenRedisFails(Effect.succeed(false))),
       )
     })
     return SessionRevocations.of({ revoke, isRevoked })
