@@ -171,14 +171,14 @@ export class Users extends Context.Service<
       const writeStatus = (
         id: UserId,
         change: { readonly status: UserStatus; readonly name?: string | undefined },
-        event: Effect.Effect<void, never, never> | ((user: User) => ReturnType<typeof outbox.publish>),
+        event: ReturnType<typeof outbox.publish>,
         expectedVersion?: number,
       ) =>
         db
           .transaction(
             Effect.gen(function* () {
               const written = yield* repo.setStatus(id, change, expectedVersion)
-              if (written._tag === "Some") yield* typeof event === "function" ? event(written.value.user) : event
+              if (written._tag === "Some") yield* event
               return written
             }),
           )
@@ -196,7 +196,7 @@ export class Users extends Context.Service<
           /** Whether the account's current status allows the change; `refused` otherwise. */
           readonly from: (status: UserStatus) => boolean
           readonly refused: E
-          readonly event: (user: User) => ReturnType<typeof outbox.publish>
+          readonly event: ReturnType<typeof outbox.publish>
         },
       ): Effect.Effect<User, E | LastAdmin | ServiceUnavailable> =>
         Effect.gen(function* () {
@@ -213,7 +213,7 @@ export class Users extends Context.Service<
           }
         })
 
-      const updated = (id: UserId, changes: UserChanges) => (_user: User) =>
+      const updated = (id: UserId, changes: UserChanges) =>
         outbox.publish({ type: "identity.user.updated", subject: id, data: { userId: id, changes } })
 
       const update = Effect.fn("Users.update")(function* (id: UserId, changes: UserChanges) {
@@ -240,7 +240,7 @@ export class Users extends Context.Service<
           .transaction(
             Effect.gen(function* () {
               const user = yield* repo.rename(id, name)
-              if (user._tag === "Some") yield* updated(id, changes)(user.value)
+              if (user._tag === "Some") yield* updated(id, changes)
               return user
             }),
           )
@@ -283,7 +283,7 @@ export class Users extends Context.Service<
           {
             from: (status) => status !== "deleted",
             refused: new NotFound({ detail: `no user with id ${id}` }),
-            event: () => outbox.publish({ type: "identity.user.deleted", subject: id, data: { userId: id } }),
+            event: outbox.publish({ type: "identity.user.deleted", subject: id, data: { userId: id } }),
           },
         )
       })
@@ -365,7 +365,7 @@ export class Users extends Context.Service<
           .transaction(
             Effect.gen(function* () {
               const user = yield* repo.renameActive(id, name)
-              if (user._tag === "Some") yield* updated(id, { name })(user.value)
+              if (user._tag === "Some") yield* updated(id, { name })
               return user
             }),
           )
