@@ -16,13 +16,32 @@ import {
 } from "./Problem.ts"
 
 /**
+ * What Node and the kernel refuse before any handler, and a defect: any route can answer these, a function's and the
+ * gateway's alike (the body limit is the server's own).
+ */
+export const kernelRefusals = (maxBodyBytes?: number) =>
+  [
+    { problem: BadRequest, description: "The request is not valid HTTP" },
+    { problem: RequestTimeout, description: "The request took too long to arrive" },
+    {
+      problem: PayloadTooLarge,
+      description:
+        maxBodyBytes === undefined
+          ? "The request body is larger than the limit"
+          : `The request body is larger than ${maxBodyBytes} bytes`,
+    },
+    { problem: RequestHeaderFieldsTooLarge, description: "The request's header fields are too large" },
+    { problem: InternalError, description: "A defect; the answer carries no details" },
+  ] as const satisfies ReadonlyArray<ProblemAnswer>
+
+/**
  * The problems the kernel answers on any route of a function, around its handler: 400 (a field of the request breaks
  * the contract, a NUL character, a request that is not valid HTTP), 408 and 431 (Node refuses the request before any
  * handler), 413 (a body over the limit), 500 (a defect). Every function's HttpApi declares it, so each operation of its
  * document lists them; `Server.validationProblems` provides it.
  */
 export class KernelProblems extends HttpApiMiddleware.Service<KernelProblems>()("shared/KernelProblems", {
-  error: [ValidationFailed, BadRequest, RequestTimeout, PayloadTooLarge, RequestHeaderFieldsTooLarge, InternalError],
+  error: [ValidationFailed, ...kernelRefusals().map((refusal) => refusal.problem)],
 }) {}
 
 type Json = Record<string, unknown>

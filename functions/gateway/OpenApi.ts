@@ -3,22 +3,13 @@ import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import {
   addAnswer,
   describeAuth,
+  kernelRefusals,
   LICENSE,
   type ProblemAnswer,
   RATE_LIMIT_HEADERS,
   RETRY_AFTER,
 } from "../../shared/OpenApiContract.ts"
-import {
-  BadRequest,
-  GatewayTimeout,
-  InternalError,
-  NotFound,
-  PayloadTooLarge,
-  RequestHeaderFieldsTooLarge,
-  RequestTimeout,
-  ServiceUnavailable,
-  TooManyRequests,
-} from "../../shared/Problem.ts"
+import { GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests } from "../../shared/Problem.ts"
 import type { RouteSettings } from "./Http.ts"
 import type { Route, RouteTable } from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
@@ -64,10 +55,7 @@ export const edgeAnswers = (route: Route, edge: EdgeSettings): Array<ProblemAnsw
       : undefined,
   ].filter((l) => l !== undefined)
   return [
-    { problem: BadRequest, description: "The request is not valid HTTP" },
-    { problem: RequestTimeout, description: "The request took too long to arrive" },
-    { problem: PayloadTooLarge, description: `The request body is larger than ${edge.maxBodyBytes} bytes` },
-    { problem: RequestHeaderFieldsTooLarge, description: "The request's header fields are too large" },
+    ...kernelRefusals(edge.maxBodyBytes),
     ...(route.template.includes("{")
       ? [{ problem: NotFound, description: "No such resource, or a path the gateway does not route" }]
       : []),
@@ -80,7 +68,6 @@ export const edgeAnswers = (route: Route, edge: EdgeSettings): Array<ProblemAnsw
           },
         ]
       : []),
-    { problem: InternalError, description: "A defect; the answer carries no details" },
     {
       problem: ServiceUnavailable,
       description: `The ${route.upstream} service or a dependency is unavailable; retry later`,
