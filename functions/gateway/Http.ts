@@ -5,6 +5,9 @@ import { Effect, identity, Layer, Option } from "effect"
 import { Cookies, type Headers, HttpRouter, HttpServerResponse, HttpTraceContext } from "effect/http"
 import { challenge } from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import { clientAddress } from "../../shared/ClientAddress.ts"
+import type { Front } from "../../shared/Drain.ts"
+import { recordRequest } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "../../shared/RequestContext.ts"
 import * as Server from "../../shared/Server.ts"
@@ -232,7 +235,7 @@ const send = (
  * request metrics labelled with the route template, one server span continuing `traceparent`) without a router or a
  * response object per request: the gateway's whole cost is on this path.
  */
-export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never, ProxyServices> =>
+export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyServices> =>
   Effect.gen(function* () {
     const upstreams = yield* Upstreams
     const auth = yield* EdgeAuth
@@ -401,7 +404,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
       const requestId = typeof header === "string" && isSaneId(header) ? header : randomUUID()
       const peer = request.socket.remoteAddress ?? ""
       const forwardedFor = request.headers["x-forwarded-for"]
-      const clientIp = Server.clientAddress(peer, Array.isArray(forwardedFor) ? undefined : forwardedFor, trusted)
+      const clientIp = clientAddress(peer, Array.isArray(forwardedFor) ? undefined : forwardedFor, trusted)
       const cell: RouteCell = { route: "unmatched" }
       const method = request.method ?? "GET"
       const parent = HttpTraceContext.fromHeaders(request.headers as unknown as Headers.Headers)
@@ -411,7 +414,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Server.Front, never,
         Effect.tap((answer) =>
           Effect.andThen(
             send(request, response, answer, requestId),
-            Server.recordRequest(method, cell.route, answer.status, (performance.now() - started) / 1000),
+            recordRequest(method, cell.route, answer.status, (performance.now() - started) / 1000),
           ),
         ),
         Effect.tap((answer) =>
