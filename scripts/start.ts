@@ -1,13 +1,12 @@
 // `npm start`: the whole platform on one machine, every function its own process (as in production), with
 // embedded infrastructure for whatever is not configured (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...).
-import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
-import { createInterface } from "node:readline"
 import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { type ModuleManifest, peerAddresses, startOrder } from "../shared/Module.ts"
+import { type Child, describeExit, spawnChild, stopAll, waitForHttp } from "./lib/processes.ts"
 
 const started = performance.now()
 const dataDir = process.env.DATA_DIR ?? ".data"
@@ -20,20 +19,9 @@ const httpPort = (m: ModuleManifest) => m.ports.http + offset
 const grpcPort = (m: ModuleManifest) => (m.ports.grpc === undefined ? undefined : m.ports.grpc + offset)
 const say = (line: string) => process.stdout.write(`\x1b[1m[platform]\x1b[0m ${line}\n`)
 
-const waitReady = async (url: string, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return true
-    } catch {}
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return false
-}
-
 interface Supervised {
   readonly manifest: ModuleManifest
-  child?: ChildProcess
+  child?: Child
   restarts: number
 }
 
@@ -41,42 +29,27 @@ let stopping = false
 const supervised: Array<Supervised> = []
 
 const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
-  const prefix = `\x1b[${color}m${s.manifest.name.padEnd(10)}\x1b[0m│ `
-  const child = spawn(process.execPath, [`functions/${s.manifest.name}/main.ts`], {
+  const child = spawnChild({
+    name: s.manifest.name,
+    args: [`functions/${s.manifest.name}/main.ts`],
     env: {
       ...env,
       HTTP_PORT: String(httpPort(s.manifest)),
       ...(s.manifest.ports.grpc ? { GRPC_PORT: String(grpcPort(s.manifest)) } : {}),
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    label: `\x1b[${color}m${s.manifest.name.padEnd(10)}\x1b[0m│ `,
   })
   s.child = child
   const startedAt = Date.now()
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${prefix}${line}\n`))
-  }
-  child.on("exit", (code, signal) => {
+  void child.exited.then((exit) => {
     if (stopping) return
     // A function that ran for a minute starts over with a short delay; a crash loop backs off up to 30 s.
     if (Date.now() - startedAt > 60_000) s.restarts = 0
     const delay = Math.min(30_000, 1000 * 2 ** s.restarts++)
-    say(`\x1b[31m${s.manifest.name} exited (${signal ?? code}); restarting in ${delay / 1000}s\x1b[0m`)
+    say(`\x1b[31m${s.manifest.name} exited (${describeExit(exit)}); restarting in ${delay / 1000}s\x1b[0m`)
     setTimeout(() => !stopping && launch(s, env, color), delay)
   })
 }
-
-// SIGTERM, then SIGKILL if the function has not drained within the grace period.
-const stop = (s: Supervised, graceMs: number) =>
-  new Promise<void>((resolve) => {
-    const child = s.child
-    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve()
-    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    child.kill("SIGTERM")
-  })
 
 // Auth encrypts its signing keys with KEY_ENCRYPTION_KEY; locally a random one is made once and kept with the data
 // (owner-only file), so keys survive restarts. Production must set its own (auth refuses to start without it).
@@ -128,7 +101,11 @@ const main = async () => {
     if (stopping) return
     stopping = true
     say(`${signal}: stopping…`)
-    await Promise.all(supervised.map((s) => stop(s, 15_000)))
+    // SIGTERM, then SIGKILL for a function that has not drained within the grace period.
+    await stopAll(
+      supervised.flatMap((s) => (s.child ? [s.child] : [])),
+      15_000,
+    )
     await postgres?.stop()
     say("stopped")
     process.exit(0)
@@ -144,7 +121,11 @@ const main = async () => {
     const ready = Promise.all(manifest.dependsOn.map((dep) => readiness.get(dep))).then(() => {
       if (stopping) return false
       launch(s, env, colors[i % colors.length]!)
-      return waitReady(`http://127.0.0.1:${httpPort(manifest)}/readyz`, 60_000)
+      // Not bound to this child: a function that crashes while starting is restarted and may still come up in time.
+      return waitForHttp(`http://127.0.0.1:${httpPort(manifest)}/readyz`, { timeoutMs: 60_000, intervalMs: 50 }).then(
+        () => true,
+        () => false,
+      )
     })
     readiness.set(manifest.name, ready)
   })
