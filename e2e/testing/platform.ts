@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import pg from "pg"
 import { jwksAddress } from "../../functions/auth/TokenVerification.ts"
 import { manifests } from "../../functions/registry.ts"
+import { type Child, spawnChild, stopAll, waitForHttp } from "../../scripts/lib/processes.ts"
 import { grpcUrlKey, httpUrlKey, startOrder } from "../../shared/Module.ts"
 import { freePort } from "../../shared/testing/ports.ts"
 import { type SmtpCapture, startSmtpCapture } from "../../shared/testing/smtpCapture.ts"
@@ -16,9 +16,8 @@ export interface RunningFunction {
   readonly name: string
   readonly url: string
   readonly grpcPort: number
-  readonly child: ChildProcess
-  /** The last lines it printed (for failure messages). */
-  output: string
+  /** Its process (with the last lines it printed, for failure messages). */
+  readonly child: Child
 }
 
 /** The whole platform as separate processes on the real servers, with an SMTP capture for its mail. */
@@ -30,14 +29,12 @@ export interface Platform {
   readonly smtp: SmtpCapture
   /** The run's own database (dropped by `stop`). */
   readonly database: string
-  /** Stops one function (SIGTERM) and waits for it to exit. */
+  /** Stops one function (SIGTERM, SIGKILL after 15 s) and waits for it to exit. */
   kill(name: string): Promise<void>
   /** Starts a stopped function again on the same ports and waits until it is ready. */
   restart(name: string): Promise<void>
   stop(): Promise<void>
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The text of the newest mail to `email` the platform's SMTP server received, waiting up to 20 s for one. */
 export const mailText = async (platform: Pick<Platform, "smtp">, email: string): Promise<string> => {
@@ -112,50 +109,23 @@ export const startPlatform = async (
   const functions = new Map<string, RunningFunction>()
   const launch = (name: string) => {
     const port = ports.get(name)!
-    const child = spawn(process.execPath, [join(ROOT, "functions", name, "main.ts")], {
+    const child = spawnChild({
+      name,
+      args: [join(ROOT, "functions", name, "main.ts")],
       cwd: ROOT,
-      env: Object.fromEntries(
-        Object.entries({ ...base, HTTP_PORT: String(port.http), GRPC_PORT: String(port.grpc) }).filter(
-          (entry): entry is [string, string] => entry[1] !== undefined,
-        ),
-      ),
-      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...base, HTTP_PORT: String(port.http), GRPC_PORT: String(port.grpc) },
     })
-    const running: RunningFunction = { name, url: httpUrl(name), grpcPort: port.grpc, child, output: "" }
-    const keep = (chunk: Buffer) => {
-      running.output = (running.output + chunk.toString()).slice(-8_000)
-    }
-    child.stdout?.on("data", keep)
-    child.stderr?.on("data", keep)
+    const running: RunningFunction = { name, url: httpUrl(name), grpcPort: port.grpc, child }
     functions.set(name, running)
     return running
   }
-  const ready = async (running: RunningFunction, timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      if (running.child.exitCode !== null) throw new Error(`${running.name} exited:\n${running.output}`)
-      const status = await fetch(`${running.url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then(
-        (r) => r.status,
-        () => 0,
-      )
-      if (status === 200) return
-      await sleep(100)
-    }
-    throw new Error(`${running.name} not ready after ${timeoutMs} ms:\n${running.output}`)
-  }
-  const exited = (running: RunningFunction) =>
-    running.child.exitCode !== null || running.child.signalCode !== null
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => running.child.once("exit", () => resolve()))
+  const ready = (running: RunningFunction) =>
+    waitForHttp(`${running.url}/readyz`, { child: running.child, requestTimeoutMs: 2_000 })
 
-  const stopAll = async () => {
-    for (const running of [...functions.values()].reverse()) {
-      if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGTERM")
-    }
-    await Promise.all(
-      [...functions.values()].map((running) =>
-        Promise.race([exited(running), sleep(15_000).then(() => running.child.kill("SIGKILL"))]),
-      ),
+  const stop = async () => {
+    await stopAll(
+      [...functions.values()].map((running) => running.child),
+      15_000,
     )
     await smtp.close()
     const cleanup = new pg.Client({ connectionString: adminUrl })
@@ -167,7 +137,7 @@ export const startPlatform = async (
   try {
     for (const m of runnable) await ready(launch(m.name))
   } catch (error) {
-    await stopAll()
+    await stop()
     throw error
   }
 
@@ -177,12 +147,9 @@ export const startPlatform = async (
     smtp,
     database,
     kill: async (name) => {
-      const running = functions.get(name)
-      if (!running) return
-      running.child.kill("SIGTERM")
-      await exited(running)
+      await functions.get(name)?.child.stop(15_000)
     },
     restart: async (name) => ready(launch(name)),
-    stop: stopAll,
+    stop,
   }
 }
