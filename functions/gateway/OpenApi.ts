@@ -10,7 +10,7 @@ import {
   RETRY_AFTER,
 } from "../../shared/OpenApiContract.ts"
 import { GatewayTimeout, NotFound, ServiceUnavailable, TooManyRequests } from "../../shared/Problem.ts"
-import type { RouteSettings } from "./Http.ts"
+import type { RouteSettings } from "./RouteSettings.ts"
 import type { Route, RouteTable } from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 

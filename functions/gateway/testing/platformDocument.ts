@@ -2,9 +2,9 @@ import { ConfigProvider, Effect } from "effect"
 import { HttpApi, OpenApi } from "effect/http-api"
 import { proxyOptions } from "../App.ts"
 import { type GatewayConfig, load, upstreamManifests } from "../Config.ts"
-import { settingsOf } from "../Http.ts"
 import { manifest } from "../module.ts"
 import { merge } from "../OpenApi.ts"
+import { settingsOf } from "../RouteSettings.ts"
 import { fromManifests, type RouteTable } from "../RouteTable.ts"
 
 /** Each upstream function's HttpApi, found in its `Api.ts` (the one exported HttpApi there). */

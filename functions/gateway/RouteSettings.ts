@@ -1,0 +1,33 @@
+import type { ProxyOptions } from "./ProxyOptions.ts"
+import type { Route } from "./RouteTable.ts"
+
+/** The effective settings of one route. */
+export interface RouteSettings {
+  readonly timeoutMs: number
+  readonly ip: { readonly bucket: string; readonly perMinute: number }
+  readonly user: { readonly bucket: string; readonly perMinute: number }
+}
+
+/** The settings of a route: the gateway's defaults, then the route's manifest, then `GATEWAY_ROUTES` (later wins). */
+export const settingsOf = (
+  route: Route,
+  options: Omit<ProxyOptions, "table" | "cors" | "trustedProxies" | "devMail">,
+) => {
+  const own = [
+    route,
+    ...options.overrides.filter(
+      (o) => o.path === route.template && (o.method === undefined || o.method === route.method),
+    ),
+  ]
+  const pick = <K extends "timeoutMs" | "ipPerMinute" | "userPerMinute">(key: K) =>
+    own.reduce<number | undefined>((value, o) => o[key] ?? value, undefined)
+  const name = `${route.method} ${route.template}`
+  const ip = pick("ipPerMinute")
+  const user = pick("userPerMinute")
+  return {
+    timeoutMs: pick("timeoutMs") ?? options.timeoutMs,
+    ip: ip === undefined ? { bucket: "default", perMinute: options.ipPerMinute } : { bucket: name, perMinute: ip },
+    user:
+      user === undefined ? { bucket: "default", perMinute: options.userPerMinute } : { bucket: name, perMinute: user },
+  } satisfies RouteSettings
+}
