@@ -1,8 +1,8 @@
-import { Cause, Context, Duration, Effect, Metric, Option, Predicate, Schema, type Scope } from "effect"
+import { Cause, Context, type Duration, Effect, Metric, Option, Predicate, Schedule, Schema, type Scope } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
+import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
-import { assertIdentifier, Db } from "./Db.ts"
-import { doublingMs } from "./PollLoop.ts"
+import { assertIdentifier, Db, type DbError } from "./Db.ts"
 
 /** How a failing handler is retried before its event is dead-lettered: `maxAttempts` runs, doubling delays. */
 export interface RetryPolicy {
@@ -14,9 +14,8 @@ export interface RetryPolicy {
 /** Five attempts, 200 ms doubling, each wait capped at 5 s. */
 export const defaultRetry: RetryPolicy = { maxAttempts: 5, baseDelay: "200 millis", maxDelay: "5 seconds" }
 
-/** The wait after failed attempt `attempt` (1-based): `baseDelay * 2^(attempt-1)`, at most `maxDelay`. */
-export const backoff = (policy: RetryPolicy, attempt: number): Duration.Duration =>
-  Duration.millis(doublingMs(Duration.toMillis(policy.baseDelay), attempt, Duration.toMillis(policy.maxDelay)))
+/** The waits between retries under `policy`: `baseDelay`, doubling, each at most `maxDelay` (unbounded in number). */
+export const backoff = (policy: RetryPolicy) => Backoff.exponential({ base: policy.baseDelay, max: policy.maxDelay })
 
 /** What a consumer asks for: the topic, its consumer group (also its inbox name) and the handler. */
 export interface SubscribeOptions<R = never> {
@@ -87,6 +86,13 @@ export interface Delivery<R> {
 // The handler failed (as opposed to the inbox bookkeeping around it): counts as an attempt.
 class HandlerFailed extends Schema.TaggedError<HandlerFailed>()("HandlerFailed", { cause: Schema.Defect() }) {}
 
+// A failed attempt, counted against `maxAttempts`: which attempt it was, its cause, and the dead letter's text for it.
+interface HandlerFault {
+  readonly attempts: number
+  readonly cause: Cause.Cause<unknown>
+  readonly error: string
+}
+
 // SQLSTATE classes: 08 connection exception, 57P operator intervention (shutdown, crash recovery); node-level
 // socket errors carry no SQLSTATE. These mean "the database is away", not "this event is bad".
 const UNAVAILABLE = /^(08|57P)|^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT)$/
@@ -109,6 +115,17 @@ const isUnavailable = (cause: unknown): boolean =>
 const isDataError = (error: unknown): boolean => {
   const code = dbCodeOf(error)
   return code !== undefined && /^(23|40)/.test(code)
+}
+
+// The handler's fault (its failure, or a COMMIT refused for what it wrote) counts as an attempt; the database being
+// unreachable does not, whether the handler or the bookkeeping met it. The fault's cause, else undefined.
+const handlerFault = (cause: Cause.Cause<HandlerFailed | DbError>): Cause.Cause<unknown> | undefined => {
+  const failure = Cause.findErrorOption(cause)
+  if (Option.isNone(failure)) return undefined
+  if (failure.value._tag === "HandlerFailed") {
+    return isUnavailable(failure.value.cause) ? undefined : (failure.value.cause as Cause.Cause<unknown>)
+  }
+  return isDataError(failure.value) ? Cause.fail(failure.value) : undefined
 }
 
 const consumed = Metric.counter("eventbus_events_consumed_total", { description: "Events consumed, by outcome" })
@@ -188,42 +205,51 @@ export const consume = <R>(delivery: Delivery<R>): Effect.Effect<Outcome, never,
             }),
           )
 
-    let attempts = 0
-    let infraFailures = 0
-    while (true) {
-      const exit = yield* Effect.exit(attempt)
-      if (exit._tag === "Success") {
-        const outcome: Outcome = exit.value ? { _tag: "Handled", attempts: attempts + 1 } : { _tag: "Duplicate" }
-        return outcome
-      }
-      const failure = Cause.findErrorOption(exit.cause)
-      // The handler's own fault (its failure, or a COMMIT refused for what it wrote) counts as an attempt; the
-      // database being unreachable does not, whether the handler or the bookkeeping met it.
-      const handlerFault =
-        Option.isSome(failure) &&
-        (failure.value._tag === "HandlerFailed"
-          ? !isUnavailable((failure.value as HandlerFailed).cause)
-          : isDataError(failure.value))
-      if (Option.isSome(failure) && handlerFault) {
-        attempts++
-        const cause = (
-          failure.value._tag === "HandlerFailed" ? failure.value.cause : Cause.fail(failure.value)
-        ) as Cause.Cause<unknown>
-        const error = describeCause(cause)
-        if (attempts >= delivery.retry.maxAttempts) {
-          yield* Effect.logError("handler failed, dead-lettering", cause, { attempts })
-          const outcome: Outcome = { _tag: "Failed", attempts, error }
-          return outcome
-        }
-        yield* Effect.logWarning("handler failed, retrying", { attempt: attempts, error })
-        yield* Effect.sleep(backoff(delivery.retry, attempts))
-      } else {
-        if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-        infraFailures++
-        yield* Effect.logWarning("inbox transaction failed, retrying", exit.cause, { retry: infraFailures })
-        yield* Effect.sleep(backoff(delivery.retry, infraFailures))
-      }
-    }
+    // The database being away is retried until it answers, with one backoff for the whole delivery: a handler fault
+    // in between does not start it again from `baseDelay` (the schedule's step is made once and shared by every retry).
+    const unavailableBackoff = yield* Schedule.toStep(
+      backoff(delivery.retry).pipe(
+        Schedule.setInputType<Cause.Cause<unknown>>(),
+        Schedule.tap(({ input, attempt }) =>
+          Effect.logWarning("inbox transaction failed, retrying", input, { retry: attempt }),
+        ),
+      ),
+    )
+    // One attempt, through outages; a handler fault comes out as a value, for the retry below to count.
+    const attemptThroughOutages = attempt.pipe(
+      Effect.map((inserted) => ({ inserted, fault: undefined })),
+      Effect.catchCause((cause) => {
+        const fault = handlerFault(cause)
+        return fault === undefined ? Effect.failCause(cause) : Effect.succeed({ inserted: false, fault })
+      }),
+      Backoff.retryForever(Schedule.fromStep(Effect.succeed(unavailableBackoff))),
+    )
+
+    // Handler faults are retried with backoff until `maxAttempts` attempts have failed, then dead-lettered.
+    return yield* Effect.gen(function* () {
+      // The retry's count of the handler faults so far (0 on the first attempt).
+      const attempts = (yield* Schedule.CurrentMetadata).attempt + 1
+      const { inserted, fault } = yield* attemptThroughOutages
+      if (fault !== undefined)
+        return yield* Effect.fail<HandlerFault>({ attempts, cause: fault, error: describeCause(fault) })
+      const outcome: Outcome = inserted ? { _tag: "Handled", attempts } : { _tag: "Duplicate" }
+      return outcome
+    }).pipe(
+      Effect.retry(
+        backoff(delivery.retry).pipe(
+          Schedule.upTo({ times: delivery.retry.maxAttempts - 1 }),
+          Schedule.setInputType<HandlerFault>(),
+          Schedule.tap(({ input }) =>
+            Effect.logWarning("handler failed, retrying", { attempt: input.attempts, error: input.error }),
+          ),
+        ),
+      ),
+      Effect.catch((fault) =>
+        Effect.logError("handler failed, dead-lettering", fault.cause, { attempts: fault.attempts }).pipe(
+          Effect.as<Outcome>({ _tag: "Failed", attempts: fault.attempts, error: fault.error }),
+        ),
+      ),
+    )
   }).pipe(
     Effect.tap((outcome) => Metric.update(Metric.withAttributes(consumed, { outcome: outcome._tag }), 1)),
     Effect.tap((outcome) => Effect.annotateCurrentSpan("eventbus.outcome", outcome._tag)),
