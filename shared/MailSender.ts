@@ -1,8 +1,9 @@
 import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
+import * as Backoff from "./Backoff.ts"
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
 import type { Mail } from "./Notifier.ts"
-import { doublingMs, pollLoop } from "./PollLoop.ts"
+import { pollLoop } from "./PollLoop.ts"
 
 /** A failed delivery; message and cause are scrubbed of SMTP credentials. */
 export class MailError extends Schema.TaggedError<MailError>()("MailError", {
@@ -97,11 +98,12 @@ const make = (transport: MailTransport, options: MailSenderOptions) =>
     const schema = assertIdentifier(db.schema)
     const batchSize = options.batchSize ?? 20
     const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "500 millis")
-    const baseBackoffMs = Duration.toMillis(options.baseBackoff ?? "1 second")
-    const maxBackoffMs = Duration.toMillis(options.maxBackoff ?? "1 minute")
+    const backoff = { base: options.baseBackoff ?? "1 second", max: options.maxBackoff ?? "1 minute" }
     const maxAttempts = options.maxAttempts ?? 10
     const leaseMs = Duration.toMillis(options.claimLease ?? "2 minutes")
-    const backoffMs = (attempts: number) => doublingMs(baseBackoffMs, attempts, maxBackoffMs)
+    // A mail's retries are timed by its row (next_attempt_at), not by a running schedule: a sender restarting, or
+    // another instance, takes them up where they were.
+    const backoffMs = (attempts: number) => Duration.toMillis(Backoff.delayAt(backoff, attempts))
 
     // One short autocommit statement claims the rows: bumping next_attempt_at hides them from other senders for the
     // lease; a sender dying mid-delivery leaves them to be retried when it expires (at-least-once).
@@ -171,7 +173,7 @@ const make = (transport: MailTransport, options: MailSenderOptions) =>
 
     const loop = pollLoop(
       Effect.flatMap(due, (some) => (some ? sendDue() : Effect.succeed(0))),
-      { what: "mail sender", batchSize, pollInterval, maxBackoff: Duration.millis(maxBackoffMs) },
+      { what: "mail sender", batchSize, pollInterval, maxBackoff: backoff.max },
     ).pipe(Effect.annotateLogs({ component: "MailSender", schema, transport: transport.name }))
 
     yield* Effect.forkScoped(loop)

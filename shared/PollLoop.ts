@@ -1,8 +1,5 @@
-import { Cause, Duration, Effect } from "effect"
-
-/** The wait before retry `attempt` (1-based): `baseMs` doubling with each attempt, at most `maxMs`. */
-export const doublingMs = (baseMs: number, attempt: number, maxMs: number): number =>
-  Math.min(baseMs * 2 ** Math.max(0, attempt - 1), maxMs)
+import { type Cause, Duration, Effect, Schedule } from "effect"
+import * as Backoff from "./Backoff.ts"
 
 /** How a background worker polls: rounds of work, a pause when idle, backoff while failing. */
 export interface PollLoopOptions {
@@ -17,24 +14,22 @@ export interface PollLoopOptions {
 
 /**
  * Runs `round` (the number of items it handled) forever: again at once after a full round, after `pollInterval`
- * when idle, with doubling backoff while it fails. Only interruption ends it: fork it in the worker's scope.
+ * when idle, with doubling backoff while it fails (from 200 ms again after a round succeeds). Only interruption ends
+ * it: fork it in the worker's scope.
  */
-export const pollLoop = <E, R>(round: Effect.Effect<number, E, R>, options: PollLoopOptions) =>
-  Effect.gen(function* () {
-    const maxBackoffMs = Duration.toMillis(Duration.fromInputUnsafe(options.maxBackoff))
-    const pollInterval = Duration.fromInputUnsafe(options.pollInterval)
-    let failures = 0
-    while (true) {
-      const exit = yield* Effect.exit(round)
-      if (exit._tag === "Success") {
-        failures = 0
-        if (exit.value < options.batchSize) yield* Effect.sleep(pollInterval)
-      } else {
-        if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-        failures++
-        const delay = doublingMs(200, failures, maxBackoffMs)
-        yield* Effect.logWarning(`${options.what} failed, retrying`, exit.cause, { retry: failures, delay })
-        yield* Effect.sleep(Duration.millis(delay))
-      }
-    }
-  })
+export const pollLoop = <E, R>(round: Effect.Effect<number, E, R>, options: PollLoopOptions) => {
+  const pace = Schedule.spaced(options.pollInterval).pipe(
+    Schedule.setInputType<number>(),
+    Schedule.modifyDelay(({ input, duration }) => Effect.succeed(input < options.batchSize ? duration : Duration.zero)),
+  )
+  const backoff = Backoff.exponential({ base: "200 millis", max: options.maxBackoff }).pipe(
+    Schedule.setInputType<Cause.Cause<E>>(),
+    Schedule.tap(({ input, attempt, duration }) =>
+      Effect.logWarning(`${options.what} failed, retrying`, input, {
+        retry: attempt,
+        delay: Duration.toMillis(duration),
+      }),
+    ),
+  )
+  return round.pipe(Backoff.retryForever(backoff), Effect.repeat(pace))
+}
