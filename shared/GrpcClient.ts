@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js"
-import { Duration, Effect, Exit, Metric, Schedule, type Scope } from "effect"
+import { Duration, Effect, Exit, Metric, type Scope } from "effect"
 import { HttpTraceContext } from "effect/http"
+import * as Backoff from "./Backoff.ts"
 import * as Grpc from "./Grpc.ts"
 import { auditFields } from "./RequestContext.ts"
 import { ServiceIdentity } from "./ServiceIdentity.ts"
@@ -98,7 +99,7 @@ export const make = <D extends Grpc.ServiceDefinition>(
     )
     const service = Grpc.serviceName(ctor.service)
     const callee = options.callee ?? service.split(".")[0]!
-    const schedule = Schedule.exponential(Duration.millis(options.retryDelayMs ?? 100), 2).pipe(Schedule.jittered)
+    const schedule = Backoff.exponential({ base: Duration.millis(options.retryDelayMs ?? 100), jitter: true })
 
     const call = <M extends Grpc.UnaryMethod<D>>(
       method: M,

@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto"
-import { Cause, Duration, Effect, FiberSet, Layer, Queue, Schedule, type Scope, Semaphore } from "effect"
+import { type Cause, Duration, Effect, FiberSet, Layer, Queue, Schedule, type Scope, Semaphore } from "effect"
 import type kafkajs from "kafkajs"
+import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
 import { Db } from "./Db.ts"
 import {
+  backoff,
   consume,
   deadLetterOf,
   EventBus,
@@ -30,11 +32,6 @@ export interface KafkaEventBusOptions {
 
 /** Longest wait between attempts to start a subscription's consumer (or to start it again after it stopped). */
 const RESTART_MAX_DELAY = Duration.seconds(1)
-
-const capped =
-  (max: Duration.Duration) =>
-  ({ duration }: { readonly duration: Duration.Duration }) =>
-    Effect.succeed(Duration.min(duration, max))
 
 /** Headers added to a dead letter, next to the original message's own headers. */
 export const DlqHeaders = {
@@ -93,11 +90,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
     // The offset is not committed until the dead letter is stored, so a failing send is retried for as long as it takes.
     return sendDeadLetter(record).pipe(
       Effect.tapError((error) => Effect.logWarning("dead-letter publish failed, retrying", error)),
-      Effect.retry(
-        Schedule.exponential(retry.baseDelay).pipe(
-          Schedule.modifyDelay(capped(Duration.fromInputUnsafe(retry.maxDelay))),
-        ),
-      ),
+      Effect.retry(backoff(retry)),
       Effect.withSpan("EventBus.deadLetter", {
         kind: "producer",
         attributes: { "messaging.system": "kafka", "messaging.destination.name": CloudEvent.dlqOf(topic) },
@@ -138,13 +131,11 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
     // holds the partition and is retried, loudly, rather than skipping the message.
     const handleRetrying = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
       handleMessage(payload).pipe(
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause)
-            ? Effect.interrupt
-            : Effect.logError("unexpected failure consuming a message, retrying", cause).pipe(
-                Effect.andThen(Effect.sleep(retry.maxDelay)),
-                Effect.andThen(Effect.suspend(() => handleRetrying(payload))),
-              ),
+        Backoff.retryForever(
+          Schedule.spaced(retry.maxDelay).pipe(
+            Schedule.setInputType<Cause.Cause<unknown>>(),
+            Schedule.tap(({ input }) => Effect.logError("unexpected failure consuming a message, retrying", input)),
+          ),
         ),
       )
 
@@ -210,17 +201,17 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       // starts are retried every second at most, the consumer started again whenever kafkajs gives up on it.
       const startRetrying = start.pipe(
         Effect.tapError((error) => Effect.logWarning("cannot start consuming, retrying", error)),
-        Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.modifyDelay(capped(RESTART_MAX_DELAY)))),
+        Effect.retry(Backoff.exponential({ base: "200 millis", max: RESTART_MAX_DELAY })),
       )
       yield* Effect.forkScoped(
-        Effect.gen(function* () {
-          while (true) {
-            yield* startRetrying
-            const error = yield* Queue.take(stopped)
-            yield* Effect.logError("consumer stopped after a non-retriable error, starting it again", { error })
-            yield* Effect.sleep(RESTART_MAX_DELAY)
-          }
-        }).pipe(Effect.annotateLogs({ group, topic })),
+        startRetrying.pipe(
+          Effect.andThen(Queue.take(stopped)),
+          Effect.flatMap((error) =>
+            Effect.logError("consumer stopped after a non-retriable error, starting it again", { error }),
+          ),
+          Effect.repeat(Schedule.spaced(RESTART_MAX_DELAY)),
+          Effect.annotateLogs({ group, topic }),
+        ),
       )
     })
   }
