@@ -1,21 +1,20 @@
 // Login flood: identity + auth as real processes on real Postgres, password logins at a fixed concurrency, against
 // the argon2id cost measured in the same run, while /healthz of both is probed.
 //   node bench/login-flood.ts [--seconds S] [--concurrency 2,4,8] [--users N] [--warmup S] [--threadpool N]
-import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { Agent, request } from "node:http"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs, parseEnv } from "node:util"
 import { hash, verify } from "@node-rs/argon2"
 import pg from "pg"
 import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { OWASP_MINIMUM } from "../functions/identity/Passwords.ts"
+import { type Child, describeExit, spawnChild, stopAll, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
-import { quantile, stop } from "./lib.ts"
+import { quantile } from "./lib.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const RATIO_TARGET = 0.8
@@ -106,9 +105,8 @@ const call = (
 
 interface Service {
   readonly name: string
-  readonly child: ChildProcess
+  readonly child: Child
   readonly httpUrl: string
-  output: string
 }
 
 const services: Array<Service> = []
@@ -125,42 +123,25 @@ const inherited = (): Record<string, string | undefined> => {
 }
 
 const start = (name: string, env: Record<string, string | undefined>, httpPort: number): Service => {
-  const child = spawn(process.execPath, [join(ROOT, "functions", name, "main.ts")], {
+  const child = spawnChild({
+    name,
+    args: [join(ROOT, "functions", name, "main.ts")],
     cwd: ROOT,
     env: { ...inherited(), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
   })
-  const service: Service = { name, child, httpUrl: `http://127.0.0.1:${httpPort}`, output: "" }
-  const keep = (chunk: Buffer) => {
-    service.output = (service.output + chunk.toString()).slice(-6_000)
-  }
-  child.stdout?.on("data", keep)
-  child.stderr?.on("data", keep)
+  const service: Service = { name, child, httpUrl: `http://127.0.0.1:${httpPort}` }
   services.push(service)
   return service
 }
 
-const waitReady = async (service: Service, timeoutMs = 60_000): Promise<void> => {
-  const started = performance.now()
-  let last = ""
-  while (performance.now() - started < timeoutMs) {
-    const { child } = service
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${service.name} exited (${child.exitCode ?? child.signalCode}) before ready:\n${service.output}`)
-    }
-    const answer = await call(`${service.httpUrl}/readyz`, { timeoutMs: 1_000 })
-    if (answer.status === 200) return
-    last = `${answer.status} ${answer.body}`
-    await sleep(100)
-  }
-  throw new Error(`${service.name} not ready after ${timeoutMs} ms (last /readyz: ${last}):\n${service.output}`)
-}
+const waitReady = (service: Service): Promise<void> =>
+  waitForHttp(`${service.httpUrl}/readyz`, { child: service.child })
 
 let cleaned = false
 const cleanup = async (): Promise<void> => {
   if (cleaned) return
   cleaned = true
-  await Promise.all([...services.map((s) => s.child), ...(prober ? [prober] : [])].map((child) => stop(child)))
+  await stopAll([...services.map((s) => s.child), ...(prober ? [prober] : [])])
   const client = new pg.Client({ connectionString: databaseUrl })
   try {
     await client.connect()
@@ -177,12 +158,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     void cleanup().finally(() => process.exit(130))
   })
 }
-// Last resort (e.g. an uncaught error): never leave the children running.
-process.once("exit", () => {
-  for (const child of [...services.map((s) => s.child), ...(prober ? [prober] : [])]) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-})
 
 // ---------------------------------------------------------------------------------------------------------------
 // Measurements
@@ -278,36 +253,34 @@ const cpuBetween = (a: CpuSnapshot, b: CpuSnapshot, wallMs: number) => {
  * until `count` probes each when count > 0; resolves the answers per URL.
  */
 const startProbes = (urls: ReadonlyArray<string>, count = 0) => {
-  const child = spawn(
-    process.execPath,
-    [join(ROOT, "bench/healthz-probe.ts"), String(probeIntervalMs), String(count), ...urls],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  )
-  prober = child
-  let out = ""
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString()
+  const out: Array<string> = []
+  const child = spawnChild({
+    name: "the /healthz prober",
+    args: [join(ROOT, "bench/healthz-probe.ts"), String(probeIntervalMs), String(count), ...urls],
+    stdin: "pipe",
+    onLine: (line, stream) => {
+      if (stream === "stdout") out.push(line)
+    },
   })
-  const result = new Promise<{ priority: string; answers: Array<Array<Answer>> }>((resolve, reject) =>
-    child.once("exit", (code) => {
-      try {
-        const parsed = JSON.parse(out) as { priority: string; samples: Array<Array<[number, number]>> }
-        const answers = parsed.samples.map((list) => list.map(([status, ms]) => ({ status, ms, body: "" })))
-        resolve({ priority: parsed.priority, answers })
-      } catch {
-        reject(new Error(`the /healthz prober exited (${code}) without results`))
-      }
-    }),
-  )
+  prober = child
+  const result = child.exited.then((exit) => {
+    try {
+      const parsed = JSON.parse(out.join("\n")) as { priority: string; samples: Array<Array<[number, number]>> }
+      const answers = parsed.samples.map((list) => list.map(([status, ms]) => ({ status, ms, body: "" })))
+      return { priority: parsed.priority, answers }
+    } catch {
+      throw new Error(`the /healthz prober exited (${describeExit(exit)}) without results:\n${child.output()}`)
+    }
+  })
   return {
     result,
     stop: () => {
-      child.stdin?.end("stop\n")
+      child.process.stdin?.end("stop\n")
       return result
     },
   }
 }
-let prober: ChildProcess | undefined
+let prober: Child | undefined
 
 const summary = (answers: ReadonlyArray<Answer>) => {
   const ok = answers.filter((a) => a.status === 200).map((a) => a.ms)
