@@ -1,7 +1,5 @@
 // A small cold-start harness: spawn a command, time spawn -> first HTTP 200, repeat, summarise.
-import { type ChildProcess, spawn } from "node:child_process"
-import { get } from "node:http"
-import { setTimeout as sleep } from "node:timers/promises"
+import { NotReady, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 
 /**
@@ -32,55 +30,30 @@ export interface Result {
   readonly failures: ReadonlyArray<string>
 }
 
-/** A TCP port nobody listens on right now. */
-// One GET with a short timeout; resolves the status code, or 0 when nothing answered.
-const probe = (url: string, timeoutMs: number): Promise<number> =>
-  new Promise((resolve) => {
-    const request = get(url, { agent: false, timeout: timeoutMs }, (response) => {
-      response.resume()
-      resolve(response.statusCode ?? 0)
-    })
-    request.on("timeout", () => request.destroy())
-    request.on("error", () => resolve(0))
-  })
-
-/** Stops a child: SIGTERM, then SIGKILL if it has not exited after `graceMs`. Resolves once it has exited. */
-export const stop = async (child: ChildProcess, graceMs = 5_000): Promise<void> => {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-  child.kill("SIGTERM")
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs)
-  await exited
-  clearTimeout(timer)
-}
-
 /** Milliseconds from spawn to the first 200 on the case's URL (polled every `pollMs`); the process is stopped after. */
 export const readyTime = async (c: Case, options: { pollMs?: number; timeoutMs?: number } = {}): Promise<number> => {
   const { pollMs = 5, timeoutMs = 15_000 } = options
   const port = await freePort()
   const grpcPort = await freePort()
   const url = c.url.replaceAll("{port}", String(port))
-  let stderr = ""
   const started = performance.now()
-  const child = spawn(c.command, [...c.args], {
+  const child = spawnChild({
+    name: c.name,
+    command: c.command,
+    args: c.args,
     cwd: c.cwd,
     env: { ...process.env, ...c.env, HTTP_PORT: String(port), GRPC_PORT: String(grpcPort) },
-    stdio: ["ignore", "ignore", "pipe"],
-  })
-  child.stderr?.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-2_000)
+    stdout: "ignore",
+    tailChars: 2_000,
   })
   try {
-    while (true) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`exited (${child.exitCode ?? child.signalCode}) before ready: ${stderr.trim()}`)
-      }
-      if ((await probe(url, 100)) === 200) return performance.now() - started
-      if (performance.now() - started > timeoutMs) throw new Error(`not ready after ${timeoutMs} ms: ${stderr.trim()}`)
-      await sleep(pollMs)
-    }
+    await waitForHttp(url, { child, timeoutMs, intervalMs: pollMs, requestTimeoutMs: 100 }).catch((e: unknown) => {
+      // The table names the case: the failure says only what went wrong and what the process printed.
+      throw e instanceof NotReady ? new Error(`${e.reason}: ${e.output.trim()}`) : e
+    })
+    return performance.now() - started
   } finally {
-    await stop(child)
+    await child.stop()
   }
 }
 
