@@ -99,8 +99,9 @@ export const spawnChild = (options: SpawnOptions): Child => {
       setTimeout(settle, 1_000).unref()
     })
     proc.once("close", settle)
-    // Could not be started (no such program, no such directory): nothing will exit.
-    proc.once("error", (error) => {
+    // Could not be started (no such program, no such directory): nothing will exit. Later errors (a signal that could
+    // not be sent) leave it running as it was.
+    proc.on("error", (error) => {
       if (proc.pid !== undefined) return
       keep(`could not start ${options.name}: ${error.message}`)
       exit = { code: null, signal: null }
