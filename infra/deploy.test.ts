@@ -35,7 +35,6 @@ describe("the deploy plan", () => {
       routes: [],
       permissions: [],
       events: { publishes: [], consumes: [] },
-      jobs: [],
       migrations: [],
       ...m,
     })

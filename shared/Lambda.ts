@@ -1,7 +1,8 @@
 import middy from "@middy/core"
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda"
-import { Context, identity, Layer } from "effect"
+import { Context, Effect, identity, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import type { FunctionApp } from "./FunctionApp.ts"
 import { ClientIp } from "./RequestContext.ts"
 
 // Content types whose bodies travel as text; everything else is base64 in the Lambda result.
@@ -43,11 +44,14 @@ export const toResult = async (response: Response): Promise<APIGatewayProxyStruc
 }
 
 /**
- * The middy Lambda entry of a function: the same HTTP app the container serves, built once per cold start
+ * The middy Lambda entry of a function (its `App.ts` `app`): the same guarded HTTP app the container serves, built once per cold start
  * and reused across invocations.
  */
-export const handler = <A, E, R>(app: Layer.Layer<A, E, R>) => {
-  const web = HttpRouter.toWebHandler(app.pipe(Layer.provide(HttpServer.layerServices)) as never, {
+export const handler = (app: FunctionApp) => {
+  const lambda = app.lambda
+  if (lambda === undefined) throw new Error(`${app.manifest.name} does not run on Lambda`)
+  const served = Layer.unwrap(Effect.map(app.config, lambda))
+  const web = HttpRouter.toWebHandler(served.pipe(Layer.provide(HttpServer.layerServices)) as never, {
     disableLogger: true,
     middleware: identity,
   }) as {

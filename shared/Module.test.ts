@@ -21,7 +21,6 @@ const manifest = (overrides: Partial<ModuleManifest>): ModuleManifest => ({
   routes: [],
   permissions: [{ name: "blog.post.create", description: "create posts" }],
   events: { publishes: [], consumes: [] },
-  jobs: [],
   migrations: [],
   ...overrides,
 })
@@ -133,11 +132,28 @@ describe("the registry's manifests together", () => {
 
   it("refuses a port used twice, HTTP or gRPC, by two functions or one", () => {
     expect(registryProblems([blog, audit, edge, worker])).toEqual([])
-    expect(registryProblems([blog, manifest({ name: "billing", ports: { http: 8092, grpc: 8091 } })])).toEqual([
+    expect(registryProblems([blog, manifest({ name: "billing", ports: { http: 8092, grpc: 8091 }, permissions: [] })])).toEqual([
       "port 8091 (billing grpc) is already blog http's",
     ])
-    expect(registryProblems([manifest({ name: "billing", ports: { http: 8092, grpc: 8092 } })])).toEqual([
+    expect(registryProblems([manifest({ name: "billing", ports: { http: 8092, grpc: 8092 }, permissions: [] })])).toEqual([
       "port 8092 (billing grpc) is already billing http's",
+    ])
+  })
+
+  it("checks each manifest with its routes, and refuses a route requiring a permission no function defines", () => {
+    const shop = manifest({
+      name: "shop",
+      ports: { http: 8093 },
+      permissions: [],
+      routes: [
+        { method: "GET", path: "/api/v1/shop", auth: { permission: "blog.post.create" } },
+        { method: "GET", path: "/api/v1/cart", auth: { permission: "cart.item.read" } },
+        { method: "GET", path: "no-slash", auth: "public" },
+      ],
+    })
+    expect(registryProblems([blog, shop])).toEqual([
+      "shop: route GET no-slash must start with /",
+      "shop: GET /api/v1/cart requires cart.item.read, which no function defines",
     ])
   })
 
@@ -146,7 +162,7 @@ describe("the registry's manifests together", () => {
       registryProblems([
         blog,
         manifest({ name: "blog", ports: { http: 1 } }),
-        manifest({ name: "shop", ports: { http: 2 }, dependsOn: ["ghost"], edge: true }),
+        manifest({ name: "shop", ports: { http: 2 }, dependsOn: ["ghost"], edge: true, permissions: [] }),
         edge,
       ]),
     ).toEqual([
@@ -155,7 +171,7 @@ describe("the registry's manifests together", () => {
       "gateway depends on unknown function audit",
       "more than one edge: shop, gateway",
     ])
-    expect(() => defineRegistry([blog, manifest({ name: "shop", ports: { http: 8091 } })])).toThrow(
+    expect(() => defineRegistry([blog, manifest({ name: "shop", ports: { http: 8091 }, permissions: [] })])).toThrow(
       "the registry: port 8091 (shop http) is already blog http's",
     )
   })

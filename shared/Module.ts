@@ -20,12 +20,6 @@ export interface PermissionSpec {
   readonly description: string
 }
 
-/** A scheduled job a function runs (cron syntax, UTC). */
-export interface JobSpec {
-  readonly name: string
-  readonly cron: string
-}
-
 /** A secret a function's Config.ts reads that every deploy target must provide: its key, whether it must be set, what it is. */
 export interface SecretSpec {
   readonly key: string
@@ -46,7 +40,10 @@ export interface AssetSpec {
   readonly files: ReadonlyArray<string>
 }
 
-/** The manifest of a function: everything the platform derives routes, permissions and wiring from. */
+/**
+ * A function as the registry knows it: its declaration (`module.ts`) and its routes, derived from the endpoints of its
+ * HTTP contract (`Api.ts`, see shared/access/Route.ts) by scripts/registry.ts.
+ */
 export interface ModuleManifest {
   readonly name: string
   readonly version: string
@@ -60,6 +57,7 @@ export interface ModuleManifest {
   readonly dependsOn: ReadonlyArray<string>
   /** The public edge (the gateway): it routes every other function's routes and sits behind the load balancer. */
   readonly edge?: true
+  /** Derived: each endpoint of `Api.ts` with its declaration (`Route.open`, `Route.signedIn`, `Route.requires`). */
   readonly routes: ReadonlyArray<RouteSpec>
   readonly permissions: ReadonlyArray<PermissionSpec>
   /**
@@ -67,7 +65,6 @@ export interface ModuleManifest {
    * the kernel's bus refuses a subscription to a topic `consumes` does not declare (`consumesTopic`).
    */
   readonly events: { readonly publishes: ReadonlyArray<string>; readonly consumes: ReadonlyArray<string> }
-  readonly jobs: ReadonlyArray<JobSpec>
   readonly migrations: ReadonlyArray<Migration>
   /**
    * Its own secrets and plain settings, beyond what every function is given (infra/deploy.ts: `SERVICE_KEY`,
@@ -80,6 +77,9 @@ export interface ModuleManifest {
   readonly assets?: ReadonlyArray<AssetSpec>
 }
 
+/** What a function's `module.ts` declares: everything but its routes, which its HTTP contract declares. */
+export type ModuleDeclaration = Omit<ModuleManifest, "routes">
+
 const NAME = /^[a-z][a-z0-9-]*$/
 /** A permission string: `{module}.{resource}.{action}` segments (authz's grants use the same rule, plus wildcards). */
 export const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
@@ -88,9 +88,9 @@ const ENV_KEY = /^[A-Z][A-Z0-9_]*$/
 export const EVERY_EVENT = "*"
 const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
 
-/** Checks a manifest and returns it; a broken manifest fails at import time, before anything starts. */
-export const defineModule = <const M extends ModuleManifest>(manifest: M): M => {
-  const problems = validate(manifest)
+/** Checks a declaration and returns it; a broken one fails at import time, before anything starts. */
+export const defineModule = <const M extends ModuleDeclaration>(manifest: M): M => {
+  const problems = validate({ ...manifest, routes: [] })
   if (problems.length > 0) throw new Error(`module ${manifest.name}: ${problems.join("; ")}`)
   return manifest
 }
@@ -158,11 +158,12 @@ export const link = <M extends ModuleManifest>(manifests: ReadonlyArray<M>): Rea
   )
 
 /**
- * Every problem between manifests (empty when they fit together): a name or a port used twice (HTTP and gRPC share one
- * space), a dependency on an unknown function, more than one edge.
+ * Every problem of the registry (empty when its manifests are valid and fit together): a name or a port used twice
+ * (HTTP and gRPC share one space), a dependency on an unknown function, a consumed event nobody publishes, a route
+ * requiring a permission no function defines, more than one edge.
  */
 export const registryProblems = (manifests: ReadonlyArray<ModuleManifest>): Array<string> => {
-  const problems: Array<string> = []
+  const problems: Array<string> = manifests.flatMap((m) => validate(m).map((p) => `${m.name}: ${p}`))
   const names = new Set<string>()
   const ports = new Map<number, string>()
   for (const m of manifests) {
@@ -182,6 +183,14 @@ export const registryProblems = (manifests: ReadonlyArray<ModuleManifest>): Arra
   for (const m of manifests) {
     for (const t of m.events.consumes) {
       if (t !== EVERY_EVENT && !published.has(t)) problems.push(`${m.name} consumes ${t}, which no function publishes`)
+    }
+  }
+  const defined = new Set(manifests.flatMap((m) => m.permissions.map((p) => p.name)))
+  for (const m of manifests) {
+    for (const r of m.routes) {
+      if (typeof r.auth === "object" && !defined.has(r.auth.permission)) {
+        problems.push(`${m.name}: ${r.method} ${r.path} requires ${r.auth.permission}, which no function defines`)
+      }
     }
   }
   const edges = manifests.filter((m) => m.edge).map((m) => m.name)

@@ -1,9 +1,9 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
-import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
+import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
 import { ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
-import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { AuditRecord } from "./AuditRecord.ts"
 import { manifest } from "./module.ts"
 
@@ -56,19 +56,17 @@ export class AuditEventsApi extends HttpApiGroup.make("audit")
       },
       success: Page(AuditRecord),
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "List audit records, newest first, with filters"),
+    })
+      .pipe(Route.requires("audit.event.read"))
+      .annotate(OpenApi.Summary, "List audit records, newest first, with filters"),
     HttpApiEndpoint.get("verify", "/api/v1/audit/verify", {
       success: Verification,
       error: [ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Verify the audit log's hash chain"),
+    })
+      .pipe(Route.requires("audit.event.verify", { timeoutMs: 60_000 }))
+      .annotate(OpenApi.Summary, "Verify the audit log's hash chain"),
   )
   .annotate(OpenApi.Description, "The append-only, hash-chained audit log: query and verify") {}
 
 /** Audit's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class AuditApi extends HttpApi.make("audit")
-  .add(AuditEventsApi)
-  .middleware(KernelProblems)
-  .annotate(HttpApi.ParseOptions, strictParsing)
-  .annotate(HttpApi.HeadersParseOptions, headerParsing)
-  .annotateMerge(OpenApi.annotations({ title: "Audit", version: manifest.version }))
-  .annotateMerge(fromRoutes(manifest.routes, { description: manifest.description })) {}
+export class AuditApi extends Contract.make(HttpApi.make("audit").add(AuditEventsApi), manifest) {}

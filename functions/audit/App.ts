@@ -1,15 +1,20 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Cfg from "../../shared/Config.ts"
 import { Db } from "../../shared/Db.ts"
+import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
+import { AuditApi } from "./Api.ts"
 import * as AuditEvents from "./AuditEvents.ts"
 import { AuditLog } from "./AuditLog.ts"
 import { AuditRepo } from "./AuditRepo.ts"
-import type { AuditConfig } from "./Config.ts"
+import { type AuditConfig, loadConfig } from "./Config.ts"
+import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 
 /** Audit's domain: the log over its repository. */
@@ -46,10 +51,39 @@ export const Infrastructure = (config: AuditConfig) => Kernel.foundation(manifes
  * The event side of the container: every producer's topic recorded into the log (the Kafka bus with
  * `KAFKA_BROKERS`, else the Postgres-backed bus reading the producers' outboxes). Lambda leaves it out.
  */
-export const Events = (config: AuditConfig) =>
+export const Background = (config: AuditConfig) =>
   AuditEvents.layer({ topics: config.auditTopics, group: config.auditGroup }).pipe(
     Layer.merge(Permissions.following(manifest.name, permissionChanges)),
   )
 
 /** The bus audit's consumers follow (Kafka with `KAFKA_BROKERS`, else the Postgres-backed bus). */
 export const Bus = (config: AuditConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+
+/**
+ * Audit as its entries and tests run it: the HTTP contract (every route enforced as declared), gRPC (callers verified),
+ * and in a container the consumer recording every producer's events.
+ */
+export const app = FunctionApp.define({
+  manifest,
+  api: AuditApi,
+  config: loadConfig,
+  http: HttpLive,
+  grpc: () => import("./Grpc.ts"),
+  background: Background,
+  services: (config, runtime) =>
+    AccessLive(config).pipe(
+      // A container follows revocations on the bus; a Lambda invocation asks the store.
+      Layer.provideMerge(
+        FunctionApp.byRuntime(runtime, {
+          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
+            Layer.provideMerge(Bus(config)),
+          ),
+          lambda: SessionRevocations.SessionRevocations.layer,
+        }),
+      ),
+      Layer.provideMerge(DomainLive),
+      Layer.provideMerge(WorkingDb(config)),
+      Layer.provideMerge(Identity(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+})

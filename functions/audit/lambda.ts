@@ -1,25 +1,5 @@
-import { Effect, Layer } from "effect"
-import { SessionRevocations } from "../../shared/access/SessionRevocations.ts"
 import * as Lambda from "../../shared/Lambda.ts"
-import * as Server from "../../shared/Server.ts"
-import { AuditApi } from "./Api.ts"
-import { AccessLive, DomainLive, Identity, Infrastructure, WorkingDb } from "./App.ts"
-import { loadConfig } from "./Config.ts"
-import { HttpLive } from "./Http.ts"
-import { manifest } from "./module.ts"
+import { app } from "./App.ts"
 
-/** AWS Lambda entry (API Gateway HTTP API, payload v2): the same HTTP app as the container, without the consumer. */
-export const handler = Lambda.handler(
-  Layer.unwrap(
-    Effect.map(loadConfig, (config) =>
-      Server.app(Server.guarded(HttpLive, manifest.routes), { api: AuditApi, maxBodyBytes: config.maxBodyBytes }).pipe(
-        Layer.provide(AccessLive(config)),
-        Layer.provide(SessionRevocations.layer),
-        Layer.provide(DomainLive),
-        Layer.provide(WorkingDb(config)),
-        Layer.provide(Identity(config)),
-        Layer.provide(Infrastructure(config)),
-      ),
-    ),
-  ),
-)
+/** AWS Lambda entry (API Gateway HTTP API, payload v2): audit's guarded HTTP app (App.ts `app`), without the consumer. */
+export const handler = Lambda.handler(app)

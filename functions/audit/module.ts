@@ -10,10 +10,6 @@ export const manifest = defineModule({
   ports: { http: 8084, grpc: 9084 },
   // authz answers the permission checks of its routes.
   dependsOn: ["authz"],
-  routes: [
-    { method: "GET", path: "/api/v1/audit/events", auth: { permission: "audit.event.read" } },
-    { method: "GET", path: "/api/v1/audit/verify", auth: { permission: "audit.event.verify" }, timeoutMs: 60_000 },
-  ],
   permissions: [
     { name: "audit.event.read", description: "Read the audit log" },
     { name: "audit.event.verify", description: "Verify the audit log's hash chain" },
@@ -24,6 +20,5 @@ export const manifest = defineModule({
     // the session revocations and permission changes it follows too.
     consumes: ["*"],
   },
-  jobs: [],
   migrations: [...kernelMigrations, ...migrations],
 })

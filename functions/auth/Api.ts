@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Authentication } from "../../shared/access/Authentication.ts"
-import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
+import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import {
   Conflict,
   EmailTaken,
@@ -14,7 +14,6 @@ import {
   Unauthorized,
   ValidationFailed,
 } from "../../shared/Problem.ts"
-import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { manifest } from "./module.ts"
 
 // Lengths count code points, as JSON Schema's minLength/maxLength do, and patterns are Unicode (`u`) regular
@@ -74,7 +73,9 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       payload: Schema.Struct({ email: Email, password: NewPassword, name: Name }),
       success: RegisteredUser.pipe(HttpApiSchema.status(201)),
       error: [EmailTaken, ValidationFailed, TooManyRequests, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Register an account"),
+    })
+      .pipe(Route.open({ ipPerMinute: 10 }))
+      .annotate(OpenApi.Summary, "Register an account"),
     HttpApiEndpoint.post("login", "/api/v1/auth/login", {
       // No policy checks on sign-in: a too-short password is simply a wrong one.
       payload: Schema.Struct({
@@ -83,24 +84,30 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       }),
       success: TokenResponse,
       error: [InvalidCredentials, ValidationFailed, TooManyRequests, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Sign in with email and password"),
+    })
+      .pipe(Route.open({ ipPerMinute: 30 }))
+      .annotate(OpenApi.Summary, "Sign in with email and password"),
     HttpApiEndpoint.post("refresh", "/api/v1/auth/refresh", {
       payload: Schema.Struct({ refresh_token: RefreshToken }),
       success: TokenResponse,
       error: [Unauthorized, TokenReused, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Exchange a refresh token for new tokens"),
+    })
+      .pipe(Route.open({ ipPerMinute: 60 }))
+      .annotate(OpenApi.Summary, "Exchange a refresh token for new tokens"),
     HttpApiEndpoint.post("logout", "/api/v1/auth/logout", {
       payload: Schema.Struct({ refresh_token: RefreshToken }),
       success: HttpApiSchema.NoContent,
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "End the session of a refresh token"),
+    })
+      .pipe(Route.open())
+      .annotate(OpenApi.Summary, "End the session of a refresh token"),
   )
   .add(
     HttpApiEndpoint.post("logoutAll", "/api/v1/auth/logout-all", {
       success: HttpApiSchema.NoContent,
       error: [ServiceUnavailable],
     })
-      .middleware(Authentication)
+      .pipe(Route.signedIn())
       .annotate(OpenApi.Summary, "End every session of the signed-in user"),
   )
   .annotate(OpenApi.Description, "Registration, sign-in, token refresh and sign-out") {}
@@ -114,13 +121,17 @@ export class OidcApi extends HttpApiGroup.make("oidc")
       params: { provider: ProviderName },
       success: HttpApiSchema.Empty(302),
       error: [NotFound, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Start signing in with an OpenID provider (redirects to it)"),
+    })
+      .pipe(Route.open())
+      .annotate(OpenApi.Summary, "Start signing in with an OpenID provider (redirects to it)"),
     // The provider's redirect: `code` and `state` (or `error`) in the query string, read as sent.
     HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
       params: { provider: ProviderName },
       success: TokenResponse,
       error: [NotFound, Unauthorized, Forbidden, Conflict, InvalidCredentials, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Finish signing in with an OpenID provider"),
+    })
+      .pipe(Route.open())
+      .annotate(OpenApi.Summary, "Finish signing in with an OpenID provider"),
   )
   .annotate(OpenApi.Description, "Sign-in with external OpenID providers (authorization code with PKCE)") {}
 
@@ -130,17 +141,11 @@ export class KeysApi extends HttpApiGroup.make("keys")
     HttpApiEndpoint.get("jwks", "/.well-known/jwks.json", {
       success: Schema.Struct({ keys: Schema.Array(Jwk) }),
       error: [ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "The public keys access tokens are signed with (JWKS)"),
+    })
+      .pipe(Route.open())
+      .annotate(OpenApi.Summary, "The public keys access tokens are signed with (JWKS)"),
   )
   .annotate(OpenApi.Description, "The public keys that verify access tokens") {}
 
 /** Auth's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class AuthApi extends HttpApi.make("auth")
-  .add(SessionsApi)
-  .add(OidcApi)
-  .add(KeysApi)
-  .middleware(KernelProblems)
-  .annotate(HttpApi.ParseOptions, strictParsing)
-  .annotate(HttpApi.HeadersParseOptions, headerParsing)
-  .annotateMerge(OpenApi.annotations({ title: "Auth", version: manifest.version }))
-  .annotateMerge(fromRoutes(manifest.routes, { description: manifest.description })) {}
+export class AuthApi extends Contract.make(HttpApi.make("auth").add(SessionsApi).add(OidcApi).add(KeysApi), manifest) {}

@@ -2,11 +2,15 @@ import { type Config, Effect, Layer } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import { Cache, type CacheError } from "../../shared/Cache.ts"
+import * as FunctionApp from "../../shared/FunctionApp.ts"
 import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { manifests } from "../registry.ts"
+import { AuthApi } from "./Api.ts"
 import type { AuthConfig } from "./Config.ts"
+import { loadConfig } from "./Config.ts"
+import { HttpLive } from "./Http.ts"
 import { IdentityClient } from "./IdentityClient.ts"
 import { IdentityEventsLive } from "./IdentityEvents.ts"
 import { KeyCipher } from "./KeyCipher.ts"
@@ -45,11 +49,8 @@ export const TokensLive = (config: AuthConfig) =>
  */
 export const DomainLive = (
   config: AuthConfig,
-  revocations: Layer.Layer<
-    SessionRevocations.SessionRevocations,
-    CacheError | Config.ConfigError,
-    Health
-  > = SessionRevocations.SessionRevocations.layer,
+  revocations: Layer.Layer<SessionRevocations.SessionRevocations, unknown, Health> = SessionRevocations
+    .SessionRevocations.layer,
 ) =>
   OidcLogin.layer({ providers: config.oidcProviders, allowHttp: config.oidcAllowHttp }).pipe(
     Layer.provide([OidcLinksRepo.layer, Cache.layer({ prefix: "auth-oidc", fallback: "memory" })]),
@@ -75,8 +76,8 @@ export const DomainLive = (
     Layer.provideMerge(revocations),
   )
 
-/** Bearer authentication of auth's own signed-in routes, against its own key ring (no JWKS round trip). */
-export const AuthenticationLive = (config: AuthConfig) =>
+/** How auth enforces its own signed-in routes: bearer tokens against its own key ring (no JWKS round trip). */
+export const AccessLive = (config: AuthConfig) =>
   Layer.unwrap(
     Effect.map(Effect.service(SigningKeys), (keys) =>
       Authentication.layerWithKeys(keys.verificationKey, { issuer: config.jwtIssuer, audience: config.jwtAudience }),
@@ -94,8 +95,38 @@ export const Infrastructure = (config: AuthConfig) => Kernel.foundation(manifest
  * following auth's own revocations into memory, so its signed-in routes ride out a Redis outage). Lambda leaves it
  * out: background work would freeze between invocations; the rows wait for the containers.
  */
-export const Events = (config: AuthConfig) =>
+export const Background = (config: AuthConfig) =>
   Layer.mergeAll(
     IdentityEventsLive,
     SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }),
-  ).pipe(Layer.provide(Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })))
+  ).pipe(Layer.provide(Bus(config)))
+
+/** The bus auth's consumers follow and its outbox is relayed to (Kafka with `KAFKA_BROKERS`, else Postgres). */
+export const Bus = (config: AuthConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+
+/**
+ * Auth as its entries and tests run it: the HTTP contract (every route enforced as declared, signed-in ones against
+ * its own key ring), gRPC (sessions for identity), and in a container its consumers. Its own revocations degrade to
+ * the ones it follows in memory while Redis is away in a container; a Lambda invocation fails closed.
+ */
+export const app = FunctionApp.define({
+  manifest,
+  api: AuthApi,
+  config: loadConfig,
+  http: HttpLive,
+  grpc: () => import("./Grpc.ts"),
+  background: Background,
+  services: (config, runtime) =>
+    AccessLive(config).pipe(
+      Layer.provideMerge(
+        DomainLive(
+          config,
+          runtime === "container"
+            ? SessionRevocations.SessionRevocations.layerDegrading
+            : SessionRevocations.SessionRevocations.layer,
+        ),
+      ),
+      Layer.provideMerge(Identity(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+})

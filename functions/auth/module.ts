@@ -9,16 +9,6 @@ export const manifest = defineModule({
   description: "Registration, sign-in, sessions, signing keys and the JWKS",
   ports: { http: 8081, grpc: 9081 },
   dependsOn: ["identity"],
-  routes: [
-    { method: "POST", path: "/api/v1/auth/register", auth: "public", ipPerMinute: 10 },
-    { method: "POST", path: "/api/v1/auth/login", auth: "public", ipPerMinute: 30 },
-    { method: "POST", path: "/api/v1/auth/refresh", auth: "public", ipPerMinute: 60 },
-    { method: "POST", path: "/api/v1/auth/logout", auth: "public" },
-    { method: "POST", path: "/api/v1/auth/logout-all", auth: "user" },
-    { method: "GET", path: "/api/v1/auth/oidc/{provider}/authorize", auth: "public" },
-    { method: "GET", path: "/api/v1/auth/oidc/{provider}/callback", auth: "public" },
-    { method: "GET", path: "/.well-known/jwks.json", auth: "public" },
-  ],
   permissions: [],
   events: {
     publishes: ["auth.login.succeeded", "auth.login.failed", "auth.session.revoked", "auth.token.reused"],
@@ -31,7 +21,6 @@ export const manifest = defineModule({
       "identity.user.deleted",
     ],
   },
-  jobs: [],
   migrations: [...kernelMigrations, ...migrations],
   secrets: [
     { key: "KEY_ENCRYPTION_KEY", required: true, description: "32 random bytes, base64: seals auth's signing keys" },

@@ -1,10 +1,9 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Authentication } from "../../shared/access/Authentication.ts"
-import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
+import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
 import { Conflict, Forbidden, LastAdmin, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
-import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { manifest } from "./module.ts"
 import { NewRole, Role, RoleChanges, RoleId, UserId } from "./Role.ts"
 
@@ -19,7 +18,9 @@ export class PermissionsApi extends HttpApiGroup.make("permissions")
       query: pageQuery,
       success: Page(Permission),
       error: [ValidationFailed],
-    }).annotate(OpenApi.Summary, "List the permissions every function defines"),
+    })
+      .pipe(Route.requires("authz.permission.read"))
+      .annotate(OpenApi.Summary, "List the permissions every function defines"),
   ) {}
 
 /** Roles: named sets of grants (permissions, trailing wildcards such as `blog.*`, or `*`). */
@@ -30,28 +31,38 @@ export class RolesApi extends HttpApiGroup.make("roles")
       payload: NewRole,
       success: Role.pipe(HttpApiSchema.status(201)),
       error: [ValidationFailed, Conflict, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Create a role"),
+    })
+      .pipe(Route.requires("authz.role.create"))
+      .annotate(OpenApi.Summary, "Create a role"),
     HttpApiEndpoint.get("list", "/api/v1/roles", {
       query: pageQuery,
       success: Page(Role),
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "List roles"),
+    })
+      .pipe(Route.requires("authz.role.read"))
+      .annotate(OpenApi.Summary, "List roles"),
     HttpApiEndpoint.get("get", "/api/v1/roles/:id", {
       params: { id: RoleId },
       success: Role,
       error: [NotFound, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Get a role"),
+    })
+      .pipe(Route.requires("authz.role.read"))
+      .annotate(OpenApi.Summary, "Get a role"),
     HttpApiEndpoint.patch("update", "/api/v1/roles/:id", {
       params: { id: RoleId },
       payload: RoleChanges,
       success: Role,
       error: [NotFound, ValidationFailed, Conflict, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Change a role's name, description or grants"),
+    })
+      .pipe(Route.requires("authz.role.update"))
+      .annotate(OpenApi.Summary, "Change a role's name, description or grants"),
     HttpApiEndpoint.delete("delete", "/api/v1/roles/:id", {
       params: { id: RoleId },
       success: HttpApiSchema.NoContent,
       error: [NotFound, ValidationFailed, Conflict, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Delete a role"),
+    })
+      .pipe(Route.requires("authz.role.delete"))
+      .annotate(OpenApi.Summary, "Delete a role"),
   ) {}
 
 /** Which users hold which roles. */
@@ -63,17 +74,23 @@ export class AssignmentsApi extends HttpApiGroup.make("assignments")
       query: pageQuery,
       success: Page(Role),
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "List a user's roles"),
+    })
+      .pipe(Route.requires("authz.assignment.read"))
+      .annotate(OpenApi.Summary, "List a user's roles"),
     HttpApiEndpoint.put("assign", "/api/v1/users/:userId/roles/:roleId", {
       params: { userId: UserId, roleId: RoleId },
       success: HttpApiSchema.NoContent,
       error: [NotFound, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Give a user a role"),
+    })
+      .pipe(Route.requires("authz.assignment.create"))
+      .annotate(OpenApi.Summary, "Give a user a role"),
     HttpApiEndpoint.delete("unassign", "/api/v1/users/:userId/roles/:roleId", {
       params: { userId: UserId, roleId: RoleId },
       success: HttpApiSchema.NoContent,
       error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Take a role from a user"),
+    })
+      .pipe(Route.requires("authz.assignment.delete"))
+      .annotate(OpenApi.Summary, "Take a role from a user"),
   ) {}
 
 /** The signed-in caller's own effective grants (bearer access token). */
@@ -83,18 +100,13 @@ export class MeApi extends HttpApiGroup.make("me")
     HttpApiEndpoint.get("permissions", "/api/v1/users/me/permissions", {
       success: Schema.Struct({ items: Schema.Array(Schema.String) }),
       error: [Forbidden, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "The signed-in user's effective grants"),
-  )
-  .middleware(Authentication) {}
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "The signed-in user's effective grants"),
+  ) {}
 
 /** Authz's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class AuthzApi extends HttpApi.make("authz")
-  .add(MeApi)
-  .add(PermissionsApi)
-  .add(RolesApi)
-  .add(AssignmentsApi)
-  .middleware(KernelProblems)
-  .annotate(HttpApi.ParseOptions, strictParsing)
-  .annotate(HttpApi.HeadersParseOptions, headerParsing)
-  .annotateMerge(OpenApi.annotations({ title: "Authz", version: manifest.version }))
-  .annotateMerge(fromRoutes(manifest.routes, { description: manifest.description })) {}
+export class AuthzApi extends Contract.make(
+  HttpApi.make("authz").add(MeApi).add(PermissionsApi).add(RolesApi).add(AssignmentsApi),
+  manifest,
+) {}

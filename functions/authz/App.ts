@@ -1,16 +1,22 @@
 import { Effect, Layer, Option, Schema } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import { Cache } from "../../shared/Cache.ts"
+import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { Administrators } from "./Administrators.ts"
 import { AdministratorsRepo } from "./AdministratorsRepo.ts"
+import { AuthzApi } from "./Api.ts"
 import { AssignmentsRepo } from "./AssignmentsRepo.ts"
 import { Authorizer } from "./Authorizer.ts"
 import { BootstrapAdminLive } from "./BootstrapAdmin.ts"
 import type { AuthzConfig } from "./Config.ts"
+import { loadConfig } from "./Config.ts"
+import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { PermissionRegistry } from "./PermissionRegistry.ts"
 import { UserId } from "./Role.ts"
@@ -52,7 +58,7 @@ export const DomainLive = (config: AuthzConfig, registry: Layer.Layer<Permission
   )
 
 /** Bearer authentication of the signed-in route: tokens checked against auth's JWKS and the session revocations. */
-export const AuthenticationLive = (config: AuthzConfig) =>
+const AuthenticationLive = (config: AuthzConfig) =>
   Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
 
 /**
@@ -88,4 +94,32 @@ export const Infrastructure = (config: AuthzConfig) => Kernel.foundation(manifes
 export const Bus = (config: AuthzConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
 /** The consumer of identity's account events that makes `BOOTSTRAP_ADMIN_EMAIL` the first administrator. */
-export const Events = (config: AuthzConfig) => BootstrapAdminLive({ email: config.bootstrapAdminEmail })
+export const Background = (config: AuthzConfig) => BootstrapAdminLive({ email: config.bootstrapAdminEmail })
+
+/**
+ * Authz as its entries and tests run it: the HTTP contract (every route enforced as declared), gRPC (permission checks
+ * and the last-administrator guard for the other functions), and in a container the bootstrap consumer.
+ */
+export const app = FunctionApp.define({
+  manifest,
+  api: AuthzApi,
+  config: loadConfig,
+  http: HttpLive,
+  grpc: () => import("./Grpc.ts"),
+  background: Background,
+  services: (config, runtime) =>
+    AccessLive(config).pipe(
+      // A container follows revocations on the bus; a Lambda invocation asks the store.
+      Layer.provideMerge(
+        FunctionApp.byRuntime(runtime, {
+          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
+            Layer.provideMerge(Bus(config)),
+          ),
+          lambda: SessionRevocations.SessionRevocations.layer,
+        }),
+      ),
+      Layer.provideMerge(DomainLive(config)),
+      Layer.provideMerge(Identity(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+})

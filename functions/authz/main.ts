@@ -1,32 +1,5 @@
-import { Effect, Layer } from "effect"
-import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Main from "../../shared/Main.ts"
-import { sessionRevoked } from "../auth/TokenVerification.ts"
-import { AuthzApi } from "./Api.ts"
-import { AccessLive, Bus, DomainLive, Events, Identity, Infrastructure } from "./App.ts"
-import { loadConfig } from "./Config.ts"
-import { HttpLive } from "./Http.ts"
-import { manifest } from "./module.ts"
+import { app } from "./App.ts"
 
-// Container entry: authz's HTTP server (every route enforced as its manifest declares), then its gRPC server (callers
-// verified), and the bootstrap consumer of identity's events.
-const App = Layer.unwrap(
-  Effect.map(loadConfig, (config) => {
-    const servers = Main.servers(HttpLive, {
-      api: AuthzApi,
-      grpc: () => import("./Grpc.ts"),
-      config,
-      declared: manifest.routes,
-    })
-    return Layer.mergeAll(servers, Events(config)).pipe(
-      Layer.provide(AccessLive(config)),
-      Layer.provide(SessionRevocations.following({ service: manifest.name, feed: sessionRevoked })),
-      Layer.provide(DomainLive(config)),
-      Layer.provide(Bus(config)),
-      Layer.provide(Identity(config)),
-      Layer.provide(Infrastructure(config)),
-    )
-  }),
-)
-
-Main.run(manifest.name, App)
+// Container entry: authz's servers and background work (App.ts `app`) until SIGTERM.
+Main.run(app)

@@ -10,22 +10,6 @@ export const manifest = defineModule({
   description: "Roles, permissions, user-role assignments and permission checks",
   ports: { http: 8083, grpc: 9083 },
   dependsOn: [],
-  routes: [
-    { method: "GET", path: "/api/v1/permissions", auth: { permission: "authz.permission.read" } },
-    { method: "POST", path: "/api/v1/roles", auth: { permission: "authz.role.create" } },
-    { method: "GET", path: "/api/v1/roles", auth: { permission: "authz.role.read" } },
-    { method: "GET", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.read" } },
-    { method: "PATCH", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.update" } },
-    { method: "DELETE", path: "/api/v1/roles/{id}", auth: { permission: "authz.role.delete" } },
-    { method: "GET", path: "/api/v1/users/me/permissions", auth: "user" },
-    { method: "GET", path: "/api/v1/users/{userId}/roles", auth: { permission: "authz.assignment.read" } },
-    { method: "PUT", path: "/api/v1/users/{userId}/roles/{roleId}", auth: { permission: "authz.assignment.create" } },
-    {
-      method: "DELETE",
-      path: "/api/v1/users/{userId}/roles/{roleId}",
-      auth: { permission: "authz.assignment.delete" },
-    },
-  ],
   permissions: [
     { name: "authz.permission.read", description: "List the permissions every function defines" },
     { name: "authz.role.create", description: "Create roles" },
@@ -47,6 +31,5 @@ export const manifest = defineModule({
     // The bootstrap administrator's account; revoked sessions (as every verifier of access tokens).
     consumes: ["identity.user.created", "identity.email.verified", sessionRevoked.type],
   },
-  jobs: [],
   migrations: [...kernelMigrations, ...migrations],
 })

@@ -4,24 +4,26 @@ import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Cfg from "../../shared/Config.ts"
 import type { Db } from "../../shared/Db.ts"
 import type { EventBus } from "../../shared/EventBus.ts"
+import type * as FunctionApp from "../../shared/FunctionApp.ts"
 import type { Health } from "../../shared/Health.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
-import type { GatewayConfig } from "./Config.ts"
+import { type GatewayConfig, loadConfig, upstreamManifests } from "./Config.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
+import * as Http from "./Http.ts"
 import { manifest } from "./module.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import type { ProxyOptions } from "./ProxyOptions.ts"
 import { RateLimits } from "./RateLimits.ts"
 import { settingsOf } from "./RouteSettings.ts"
-import type { RouteTable } from "./RouteTable.ts"
+import * as RouteTable from "./RouteTable.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 import { Upstreams } from "./Upstreams.ts"
 
 /** What the proxy reads from the config, with the route table it serves. */
-export const proxyOptions = (config: GatewayConfig, table: RouteTable): ProxyOptions => ({
+export const proxyOptions = (config: GatewayConfig, table: RouteTable.RouteTable): ProxyOptions => ({
   table,
   maxBodyBytes: config.maxBodyBytes,
   timeoutMs: config.timeoutMs,
@@ -83,7 +85,7 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
 /** The gateway's services: registry, upstream pools, edge authentication, permissions, rate limits, OpenAPI. */
 export const ServicesLive = (
   config: GatewayConfig,
-  table: RouteTable,
+  table: RouteTable.RouteTable,
   bus?: Layer.Layer<EventBus, never, Db | Health>,
 ) =>
   Layer.mergeAll(
@@ -119,3 +121,23 @@ export const ServicesLive = (
     Layer.provideMerge(Following(config, bus)),
     Layer.provideMerge(Permissions.layer({ address: config.authzGrpcUrl, ttlMs: config.permissionCacheMs })),
   )
+
+/**
+ * The gateway as its entry runs it: the edge's HTTP server (no gRPC, no Lambda entry) over the route table of every
+ * function's routes (from the registry), with its services.
+ */
+export const app: FunctionApp.FunctionApp<GatewayConfig> = {
+  manifest,
+  config: loadConfig,
+  container: (config) => {
+    const table = RouteTable.fromManifests(upstreamManifests(manifests))
+    return Http.serve(proxyOptions(config, table), {
+      port: config.httpPort,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+    }).pipe(
+      Layer.provide(ServicesLive(config, table)),
+      Layer.provide(Identity(config)),
+      Layer.provide(Infrastructure(config)),
+    )
+  },
+}

@@ -27,7 +27,6 @@ const echoManifest = defineModule({
   routes: [{ method: "GET", path: "/api/v1/echo/me", auth: "user" }],
   permissions: [],
   events: { publishes: [], consumes: [] },
-  jobs: [],
   migrations: [],
 })
 

@@ -10,11 +10,14 @@ import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { eventually, sql } from "../../shared/testing/harness.ts"
 import { type JwksServer, serveJwks } from "../../shared/testing/jwksServer.ts"
 import { freePort } from "../../shared/testing/ports.ts"
-import { manifest as authzManifest } from "../authz/module.ts"
 import { ADMIN_ROLE_ID } from "../authz/Role.ts"
 import { type AuthzUnderTest, startAuthz } from "../authz/testing/authzHarness.ts"
+import { manifests } from "../registry.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
 import { startUpstream, type TestUpstream } from "./testing/upstream.ts"
+
+/** A function as the registry knows it (with its routes). */
+const registered = (name: string) => manifests.find((m) => m.name === name)!
 
 // The gateway in-process in front of the real authz (HTTP + gRPC on real Postgres and Redis) and small real HTTP
 // upstreams for the proxy mechanics; access tokens signed by a test Ed25519 key served as a JWKS.
@@ -27,7 +30,6 @@ const base = {
   description: "test upstream",
   dependsOn: [],
   permissions: [],
-  jobs: [],
   migrations: [],
 }
 const events = { publishes: [], consumes: [] }
@@ -142,7 +144,7 @@ beforeAll(async () => {
   })
   downPort = await freePort()
   gateway = await startGateway({
-    manifests: [authzManifest, echoManifest, flakyManifest, downManifest],
+    manifests: [registered("authz"), echoManifest, flakyManifest, downManifest],
     bus: PgEventBus.layer({
       schemaOf: (topic) => (topic === "authz.events" ? authz.db.schema : `missing_${topic.split(".")[0]}`),
       pollInterval: "50 millis",

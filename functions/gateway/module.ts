@@ -15,14 +15,12 @@ export const manifest = defineModule({
   edge: true,
   // Its upstreams are derived (shared/Module.ts `link`): every function with routes.
   dependsOn: [],
-  routes: [],
   permissions: [],
   events: {
     publishes: [],
     // Without Redis: revoked sessions (SessionRevocations.following) and authz changes (permission cache).
     consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
-  jobs: [],
   // Only the kernel's inbox and bus positions (used when the gateway follows events through the embedded bus).
   migrations: kernelMigrations,
   // Swagger UI, served at /docs (Docs.ts) from these files.

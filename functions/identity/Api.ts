@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { Authentication } from "../../shared/access/Authentication.ts"
-import { fromRoutes, KernelProblems } from "../../shared/OpenApiContract.ts"
+import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
 import {
   Forbidden,
@@ -13,7 +13,6 @@ import {
   TooManyRequests,
   ValidationFailed,
 } from "../../shared/Problem.ts"
-import { headerParsing, strictParsing } from "../../shared/Server.ts"
 import { manifest } from "./module.ts"
 import { Password } from "./Passwords.ts"
 import { Name, User, UserChanges, UserId } from "./User.ts"
@@ -26,23 +25,31 @@ export class UsersApi extends HttpApiGroup.make("users")
       query: { ...pageQuery, email: Schema.optional(Schema.String.check(Schema.isMaxCodePoints(254))) },
       success: Page(User),
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "List users, optionally by email"),
+    })
+      .pipe(Route.requires("identity.user.read"))
+      .annotate(OpenApi.Summary, "List users, optionally by email"),
     HttpApiEndpoint.get("get", "/api/v1/users/:id", {
       params: { id: UserId },
       success: User,
       error: [NotFound, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Get a user"),
+    })
+      .pipe(Route.requires("identity.user.read"))
+      .annotate(OpenApi.Summary, "Get a user"),
     HttpApiEndpoint.patch("update", "/api/v1/users/:id", {
       params: { id: UserId },
       payload: UserChanges,
       success: User,
       error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Change a user's name or status"),
+    })
+      .pipe(Route.requires("identity.user.update"))
+      .annotate(OpenApi.Summary, "Change a user's name or status"),
     HttpApiEndpoint.delete("delete", "/api/v1/users/:id", {
       params: { id: UserId },
       success: HttpApiSchema.NoContent,
       error: [NotFound, ValidationFailed, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Delete a user"),
+    })
+      .pipe(Route.requires("identity.user.delete"))
+      .annotate(OpenApi.Summary, "Delete a user"),
   ) {}
 
 /** Account flows identity owns, under the public /auth prefix: email verification and password reset. */
@@ -53,7 +60,9 @@ export class AccountApi extends HttpApiGroup.make("account")
       payload: Schema.Struct({ token: Schema.String.check(Schema.isMaxCodePoints(256)) }),
       success: HttpApiSchema.NoContent,
       error: [InvalidToken, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Verify an email address with a mailed token"),
+    })
+      .pipe(Route.open({ ipPerMinute: 30 }))
+      .annotate(OpenApi.Summary, "Verify an email address with a mailed token"),
     HttpApiEndpoint.post("requestPasswordReset", "/api/v1/auth/password-reset", {
       payload: Schema.Struct({
         // Any text: the answer is 202 whether or not it is an account's address (no enumeration).
@@ -61,12 +70,16 @@ export class AccountApi extends HttpApiGroup.make("account")
       }),
       success: HttpApiSchema.Accepted,
       error: [ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Request a password reset mail"),
+    })
+      .pipe(Route.open({ ipPerMinute: 10 }))
+      .annotate(OpenApi.Summary, "Request a password reset mail"),
     HttpApiEndpoint.post("confirmPasswordReset", "/api/v1/auth/password-reset/confirm", {
       payload: Schema.Struct({ token: Schema.String.check(Schema.isMaxCodePoints(256)), newPassword: Password }),
       success: HttpApiSchema.NoContent,
       error: [InvalidToken, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Set a new password with a mailed reset token"),
+    })
+      .pipe(Route.open({ ipPerMinute: 10 }))
+      .annotate(OpenApi.Summary, "Set a new password with a mailed reset token"),
   ) {}
 
 /**
@@ -79,12 +92,16 @@ export class MeApi extends HttpApiGroup.make("me")
     HttpApiEndpoint.get("get", "/api/v1/users/me", {
       success: User,
       error: [Forbidden, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Get the signed-in user"),
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "Get the signed-in user"),
     HttpApiEndpoint.patch("update", "/api/v1/users/me", {
       payload: Schema.Struct({ name: Schema.optional(Name) }),
       success: User,
       error: [Forbidden, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Change the signed-in user's name"),
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "Change the signed-in user's name"),
     HttpApiEndpoint.post("changePassword", "/api/v1/users/me/password", {
       payload: Schema.Struct({
         currentPassword: Schema.String.check(Schema.isMaxCodePoints(128)),
@@ -92,25 +109,25 @@ export class MeApi extends HttpApiGroup.make("me")
       }),
       success: HttpApiSchema.NoContent,
       error: [InvalidCredentials, Forbidden, TooManyRequests, ValidationFailed, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Change the signed-in user's password"),
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "Change the signed-in user's password"),
     HttpApiEndpoint.delete("deactivate", "/api/v1/users/me", {
       success: HttpApiSchema.NoContent,
       error: [Forbidden, LastAdmin, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Delete the signed-in user's own account"),
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "Delete the signed-in user's own account"),
     HttpApiEndpoint.post("resendVerification", "/api/v1/auth/resend-verification", {
       success: HttpApiSchema.Accepted,
       error: [Forbidden, ServiceUnavailable],
-    }).annotate(OpenApi.Summary, "Send the verification mail again"),
-  )
-  .middleware(Authentication) {}
+    })
+      .pipe(Route.signedIn({ userPerMinute: 5 }))
+      .annotate(OpenApi.Summary, "Send the verification mail again"),
+  ) {}
 
 /** Identity's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class IdentityApi extends HttpApi.make("identity")
-  .add(MeApi)
-  .add(UsersApi)
-  .add(AccountApi)
-  .middleware(KernelProblems)
-  .annotate(HttpApi.ParseOptions, strictParsing)
-  .annotate(HttpApi.HeadersParseOptions, headerParsing)
-  .annotateMerge(OpenApi.annotations({ title: "Identity", version: manifest.version }))
-  .annotateMerge(fromRoutes(manifest.routes, { description: manifest.description })) {}
+export class IdentityApi extends Contract.make(
+  HttpApi.make("identity").add(MeApi).add(UsersApi).add(AccountApi),
+  manifest,
+) {}

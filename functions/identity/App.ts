@@ -1,17 +1,24 @@
-import { Layer } from "effect"
+import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import { Cache } from "../../shared/Cache.ts"
+import * as DevMailbox from "../../shared/DevMailbox.ts"
+import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { AdminGuard } from "./AdminGuard.ts"
+import { IdentityApi } from "./Api.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
+import { loadConfig } from "./Config.ts"
 import { EmailTokens } from "./EmailTokens.ts"
+import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { Passwords } from "./Passwords.ts"
 import { Users } from "./Users.ts"
@@ -39,7 +46,7 @@ export const AdminGuardLive = (config: IdentityConfig) => AdminGuard.layer({ add
  * Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations
  * (`SessionRevocations`: the shared list in Lambda and tests, `following` in containers).
  */
-export const AuthenticationLive = (config: IdentityConfig) =>
+const AuthenticationLive = (config: IdentityConfig) =>
   Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } })
 
 /**
@@ -68,5 +75,37 @@ export const Bus = (config: IdentityConfig) => Kernel.events({ manifest, kafkaBr
  * The container's background work: the notifier's queued mails go out over SMTP (or to the dev mailbox), and authz's
  * changes clear the permission cache.
  */
-export const Events = (config: IdentityConfig) =>
+export const Background = (config: IdentityConfig) =>
   Layer.merge(MailSender.fromConfig(config), Permissions.following(manifest.name, permissionChanges))
+
+/**
+ * Identity as its entries and tests run it: the HTTP contract (every route enforced as declared), gRPC (accounts for
+ * auth), and in a container the mail sender and the permission-cache consumer.
+ */
+export const app = FunctionApp.define({
+  manifest,
+  api: IdentityApi,
+  config: loadConfig,
+  http: HttpLive,
+  grpc: () => import("./Grpc.ts"),
+  background: Background,
+  // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
+  unguarded: (config) =>
+    Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,
+  services: (config, runtime) =>
+    AccessLive(config).pipe(
+      // A container follows revocations on the bus; a Lambda invocation asks the store.
+      Layer.provideMerge(
+        FunctionApp.byRuntime(runtime, {
+          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
+            Layer.provideMerge(Bus(config)),
+          ),
+          lambda: SessionRevocations.SessionRevocations.layer,
+        }),
+      ),
+      Layer.provideMerge(DomainLive),
+      Layer.provideMerge(AdminGuardLive(config)),
+      Layer.provideMerge(Identity(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
+})

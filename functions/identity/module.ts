@@ -12,20 +12,6 @@ export const manifest = defineModule({
   ports: { http: 8082, grpc: 9082 },
   // authz answers the permission checks of its admin routes.
   dependsOn: ["authz"],
-  routes: [
-    { method: "POST", path: "/api/v1/auth/verify-email", auth: "public", ipPerMinute: 30 },
-    { method: "POST", path: "/api/v1/auth/password-reset", auth: "public", ipPerMinute: 10 },
-    { method: "POST", path: "/api/v1/auth/password-reset/confirm", auth: "public", ipPerMinute: 10 },
-    { method: "POST", path: "/api/v1/auth/resend-verification", auth: "user", userPerMinute: 5 },
-    { method: "GET", path: "/api/v1/users/me", auth: "user" },
-    { method: "PATCH", path: "/api/v1/users/me", auth: "user" },
-    { method: "DELETE", path: "/api/v1/users/me", auth: "user" },
-    { method: "POST", path: "/api/v1/users/me/password", auth: "user" },
-    { method: "GET", path: "/api/v1/users", auth: { permission: "identity.user.read" } },
-    { method: "DELETE", path: "/api/v1/users/{id}", auth: { permission: "identity.user.delete" } },
-    { method: "GET", path: "/api/v1/users/{id}", auth: { permission: "identity.user.read" } },
-    { method: "PATCH", path: "/api/v1/users/{id}", auth: { permission: "identity.user.update" } },
-  ],
   permissions: [
     { name: "identity.user.read", description: "Read any user's profile" },
     { name: "identity.user.update", description: "Update any user's profile or status" },
@@ -43,7 +29,6 @@ export const manifest = defineModule({
     // Revoked sessions (as every verifier of access tokens) and authz's changes (its permission cache).
     consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
-  jobs: [],
   migrations: [...kernelMigrations, ...migrations],
   secrets: [{ key: "SMTP_URL", required: true, description: "SMTP server for mail (`smtps://user:pass@host:465`)" }],
   settings: [{ key: "APP_BASE_URL", description: "the public URL of the platform (links in mails)" }],

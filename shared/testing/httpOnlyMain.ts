@@ -1,10 +1,12 @@
 // A function without gRPC, the smallest there is: a manifest with an HTTP port only, one public route, and a container
-// entry through the kernel's `Main.servers` and `Main.run` with no Grpc.ts module. shared/Main.test.ts runs it.
+// entry through the kernel's `FunctionApp.define` and `Main.run` with no Grpc.ts module. shared/Main.test.ts runs it.
 import { Effect, Layer, Schema } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
 import { Refused, Verifier } from "../access/Authentication.ts"
+import * as Route from "../access/Route.ts"
 import { OPENAPI_PATH } from "../access/RouteGuard.ts"
 import * as Cfg from "../Config.ts"
+import * as FunctionApp from "../FunctionApp.ts"
 import * as Kernel from "../Kernel.ts"
 import * as Main from "../Main.ts"
 import { defineModule } from "../Module.ts"
@@ -16,16 +18,16 @@ export const manifest = defineModule({
   description: "HTTP only",
   ports: { http: 18_099 },
   dependsOn: [],
-  routes: [{ method: "GET", path: "/api/v1/hello", auth: "public" }],
   permissions: [],
   events: { publishes: [], consumes: [] },
-  jobs: [],
   migrations: [],
 })
 
 class HelloApi extends HttpApi.make("hello").add(
   HttpApiGroup.make("hello").add(
-    HttpApiEndpoint.get("hello", "/api/v1/hello", { success: Schema.Struct({ hello: Schema.String }) }),
+    HttpApiEndpoint.get("hello", "/api/v1/hello", { success: Schema.Struct({ hello: Schema.String }) }).pipe(
+      Route.open(),
+    ),
   ),
 ) {}
 
@@ -43,13 +45,15 @@ const NoTokens = Layer.succeed(
   Verifier.of({ authenticate: () => Effect.fail(new Refused({ reason: "no tokens here" })) }),
 )
 
-const App = Layer.unwrap(
-  Effect.map(Cfg.load(Cfg.base({ httpPort: manifest.ports.http })), (config) =>
-    Main.servers(HttpLive, { api: HelloApi, config, declared: manifest.routes }).pipe(
-      Layer.provide(NoTokens),
-      Layer.provide(Kernel.base({ service: manifest.name, version: manifest.version, logLevel: config.logLevel })),
+const app = FunctionApp.define({
+  manifest,
+  api: HelloApi,
+  config: Cfg.load(Cfg.base({ httpPort: manifest.ports.http })),
+  http: HttpLive,
+  services: (config) =>
+    NoTokens.pipe(
+      Layer.provideMerge(Kernel.base({ service: manifest.name, version: manifest.version, logLevel: config.logLevel })),
     ),
-  ),
-)
+})
 
-Main.run(manifest.name, App)
+Main.run(app)

@@ -13,7 +13,7 @@ import { serviceToken } from "../../../shared/testing/serviceToken.ts"
 import { tokenOptions } from "../../auth/testing/authHarness.ts"
 import { startIssuer } from "../../authz/testing/authzHarness.ts"
 import { AuditApi } from "../Api.ts"
-import { Bus, DomainLive, Identity, Infrastructure, WorkingDb } from "../App.ts"
+import { app, Bus, DomainLive, Identity, Infrastructure, WorkingDb } from "../App.ts"
 import * as AuditEvents from "../AuditEvents.ts"
 import type { AuditLog } from "../AuditLog.ts"
 import { type AuditConfig, loadConfig } from "../Config.ts"
@@ -69,7 +69,7 @@ export const startAudit = async (options: AuditOptions = {}): Promise<AuditUnder
     Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: issuer.jwksUrl } }),
     Permissions.local((userId) => Effect.succeed(userId === adminId)),
   ).pipe(Layer.provide(SessionRevocations.layer))
-  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
+  const http = Server.serve(Server.guarded(HttpLive, app.routes), {
     api: AuditApi,
     port: 0,
     maxBodyBytes: config.maxBodyBytes,

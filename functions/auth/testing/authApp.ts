@@ -15,7 +15,7 @@ import { manifest as identityManifest } from "../../identity/module.ts"
 import type { Users } from "../../identity/Users.ts"
 import { manifests } from "../../registry.ts"
 import { AuthApi } from "../Api.ts"
-import { AuthenticationLive, DomainLive, Events, Identity, Infrastructure } from "../App.ts"
+import { AccessLive, app, Background, DomainLive, Identity, Infrastructure } from "../App.ts"
 import { type AuthConfig, loadConfig } from "../Config.ts"
 import { AuthGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
@@ -104,14 +104,14 @@ export const startAuth = async (
       ),
     ),
   )
-  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
+  const http = Server.serve(Server.guarded(HttpLive, app.routes), {
     api: AuthApi,
     port: 0,
     maxBodyBytes: config.maxBodyBytes,
-  }).pipe(Layer.provide(AuthenticationLive(config)))
+  }).pipe(Layer.provide(AccessLive(config)))
   const grpc = GrpcServer.layer({ port: 0, host: "127.0.0.1", services: [AuthGrpc] })
   const events = options.kafka
-    ? Events({ ...config, kafkaBrokers: Option.some(kafkaBrokers()) })
+    ? Background({ ...config, kafkaBrokers: Option.some(kafkaBrokers()) })
     : IdentityEventsLive.pipe(
         Layer.provide(PgEventBus.layer({ schemaOf: () => identity.db.schema, pollInterval: "50 millis" })),
       )

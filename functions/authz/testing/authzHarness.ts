@@ -14,7 +14,7 @@ import { Tokens } from "../../auth/Tokens.ts"
 import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
 import { manifests } from "../../registry.ts"
 import { AuthzApi } from "../Api.ts"
-import { AccessLive, DomainLive, Events, Identity, Infrastructure } from "../App.ts"
+import { AccessLive, app, Background, DomainLive, Identity, Infrastructure } from "../App.ts"
 import type { Authorizer } from "../Authorizer.ts"
 import { type AuthzConfig, loadConfig } from "../Config.ts"
 import { AuthzGrpc } from "../Grpc.ts"
@@ -115,7 +115,7 @@ export const startAuthz = async (
       Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: env as Record<string, string> }))),
     ),
   )
-  const http = Server.serve(Server.guarded(HttpLive, manifest.routes), {
+  const http = Server.serve(Server.guarded(HttpLive, app.routes), {
     api: AuthzApi,
     port: 0,
     maxBodyBytes: 64 * 1024,
@@ -128,7 +128,7 @@ export const startAuthz = async (
   const events =
     identitySchema === undefined
       ? Layer.empty
-      : Events(config).pipe(
+      : Background(config).pipe(
           Layer.provide(PgEventBus.layer({ schemaOf: () => identitySchema, pollInterval: "50 millis" })),
         )
   const running = (await start(

@@ -15,7 +15,7 @@ import { Tokens } from "../../auth/Tokens.ts"
 import { authLayer, migrateAuth, randomKek, tokenOptions } from "../../auth/testing/authHarness.ts"
 import { AdminGuard } from "../AdminGuard.ts"
 import { IdentityApi } from "../Api.ts"
-import { DomainLive } from "../App.ts"
+import { DomainLive, app as identity } from "../App.ts"
 import { HttpLive } from "../Http.ts"
 import { manifest } from "../module.ts"
 import type { Users } from "../Users.ts"
@@ -66,7 +66,7 @@ export const startIdentity = async (
           Layer.provide(ServiceIdentity.layerDev("identity", [], ["authz"])),
         )
   const app = (await start(
-    Server.serve(Server.guarded(HttpLive, manifest.routes), {
+    Server.serve(Server.guarded(HttpLive, identity.routes), {
       port: 0,
       api: IdentityApi,
       maxBodyBytes: 64 * 1024,
