@@ -36,13 +36,13 @@ export const declared = (routes: ReturnType<typeof table>, method: string, path:
  * gateway reads, whoever sent the request (the gateway, another pod, a Lambda invocation). "public" passes; "user"
  * needs a valid, unrevoked access token (401 otherwise); `{ permission }` needs one whose user holds the permission
  * (403 otherwise; answers cached ≤ 500 ms and cleared by authz's events, see `Permissions`). A route the manifest
- * does not declare is refused (fail closed) and logged as a bug. Needs `Verifier`, and `Permissions` when any route
- * needs a permission (checked at start).
+ * does not declare is refused (fail closed) and logged as a bug. Needs `Verifier` when any route is not open, and `Permissions` when any route
+ * needs a permission (checked at start); a function whose routes are all open needs neither.
  */
 export const layer = (routes: ReadonlyArray<RouteSpec>) =>
   HttpRouter.middleware(
     Effect.gen(function* () {
-      const verifier = yield* Verifier
+      const verifierOption = yield* Effect.serviceOption(Verifier)
       const permissions = yield* Effect.serviceOption(Permissions)
       const auths = table(routes)
       const needed = routes.find((r) => typeof r.auth === "object")
@@ -51,6 +51,14 @@ export const layer = (routes: ReadonlyArray<RouteSpec>) =>
           `${needed.method} ${needed.path} needs a permission check, but no Permissions is provided`,
         )
       }
+      const signedIn = routes.find((r) => r.auth !== "public")
+      if (signedIn !== undefined && verifierOption._tag === "None") {
+        return yield* Effect.die(
+          `${signedIn.method} ${signedIn.path} needs a caller's token, but no Verifier is provided`,
+        )
+      }
+      // Only open routes (checked above) when there is no verifier: it is never asked.
+      const verifier = verifierOption._tag === "Some" ? verifierOption.value : undefined
       return (httpEffect) =>
         Effect.gen(function* () {
           const { route } = yield* HttpRouter.RouteContext
@@ -65,6 +73,7 @@ export const layer = (routes: ReadonlyArray<RouteSpec>) =>
           const request = yield* HttpServerRequest.HttpServerRequest
           const token = bearerToken(request.headers.authorization)
           if (token === undefined) return yield* refuse("malformed")
+          if (verifier === undefined) return Problem.response(503, "this route cannot verify callers")
           const verified = yield* Effect.result(verifier.authenticate(token))
           if (verified._tag === "Failure") {
             const error = verified.failure

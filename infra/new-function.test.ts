@@ -1,0 +1,43 @@
+import { execFileSync } from "node:child_process"
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+
+const ROOT = resolve(import.meta.dirname, "..")
+const NAME = "scaffolded-demo"
+
+// "A new function is one folder and one command", proven in a temporary clone of the committed tree: generate, then
+// what CI runs on any change (lint, type check, bundle), then the new function's own test on the real Postgres.
+describe("npm run new:function", () => {
+  const clone = mkdtempSync(join(tmpdir(), "new-function-"))
+  afterAll(() => rmSync(clone, { recursive: true, force: true }))
+  const run = (command: string, args: ReadonlyArray<string>) =>
+    execFileSync(command, args, { cwd: clone, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: process.env })
+
+  it("makes a function that lints, type checks, bundles and passes its test, changing nothing outside its folder", () => {
+    execFileSync("git", ["clone", "--quiet", "--no-hardlinks", ROOT, clone])
+    symlinkSync(join(ROOT, "node_modules"), join(clone, "node_modules"), "dir")
+
+    run("node", ["scripts/new-function.ts", NAME])
+    const changed = run("git", ["status", "--porcelain", "--untracked-files=all"])
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => line.slice(3))
+    expect(changed.filter((path) => !path.startsWith(`functions/${NAME}/`))).toEqual(["functions/registry.ts"])
+    expect(changed).toContain(`functions/${NAME}/module.ts`)
+
+    run("npx", ["biome", "check", "."])
+    run("npx", ["tsc", "-p", ".", "--noEmit"])
+    expect(run("node", ["scripts/build.ts", NAME])).toContain(`built 1 function(s)`)
+    expect(run("node", ["scripts/registry.ts", "--check"])).toBe("")
+    // The servers this run already started (infra/up.sh): the clone's tests use them as they are.
+    copyFileSync(join(ROOT, ".env.test"), join(clone, ".env.test"))
+    const tested = execFileSync("npx", ["vitest", "run", `functions/${NAME}`, "--reporter=dot"], {
+      cwd: clone,
+      encoding: "utf8",
+      env: { ...process.env, SKIP_INFRA: "1" },
+    })
+    expect(tested).toMatch(/Tests\s+3 passed/)
+  }, 300_000)
+})
