@@ -24,6 +24,8 @@ describe("npm run new:function", () => {
       .split("\n")
       .filter(Boolean)
       .map((line) => line.slice(3))
+      // The clone's node_modules is a symlink to this checkout's (no install): not a change.
+      .filter((path) => path !== "node_modules")
     expect(changed.filter((path) => !path.startsWith(`functions/${NAME}/`))).toEqual(["functions/registry.ts"])
     expect(changed).toContain(`functions/${NAME}/module.ts`)
 
