@@ -247,7 +247,9 @@ describe("${name}", () => {
 if (import.meta.main) {
   const name = process.argv[2] ?? ""
   if (!NAME.test(name)) {
-    console.error("usage: npm run new:function <name>   (lower-case letters, digits and dashes, e.g. blog or user-prefs)")
+    console.error(
+      "usage: npm run new:function <name>   (lower-case letters, digits and dashes, e.g. blog or user-prefs)",
+    )
     process.exit(2)
   }
   const dir = join(ROOT, "functions", name)

@@ -132,12 +132,12 @@ describe("the registry's manifests together", () => {
 
   it("refuses a port used twice, HTTP or gRPC, by two functions or one", () => {
     expect(registryProblems([blog, audit, edge, worker])).toEqual([])
-    expect(registryProblems([blog, manifest({ name: "billing", ports: { http: 8092, grpc: 8091 }, permissions: [] })])).toEqual([
-      "port 8091 (billing grpc) is already blog http's",
-    ])
-    expect(registryProblems([manifest({ name: "billing", ports: { http: 8092, grpc: 8092 }, permissions: [] })])).toEqual([
-      "port 8092 (billing grpc) is already billing http's",
-    ])
+    expect(
+      registryProblems([blog, manifest({ name: "billing", ports: { http: 8092, grpc: 8091 }, permissions: [] })]),
+    ).toEqual(["port 8091 (billing grpc) is already blog http's"])
+    expect(
+      registryProblems([manifest({ name: "billing", ports: { http: 8092, grpc: 8092 }, permissions: [] })]),
+    ).toEqual(["port 8092 (billing grpc) is already billing http's"])
   })
 
   it("checks each manifest with its routes, and refuses a route requiring a permission no function defines", () => {

@@ -31,13 +31,17 @@ export const open =
 export const signedIn =
   (limits: RouteLimits = {}) =>
   <E extends HttpApiEndpoint.Constraint>(endpoint: E): HttpApiEndpoint.AddMiddleware<E, Authentication> =>
-    top(endpoint).middleware(Authentication).annotate(Declared, { auth: "user", ...limits }) as never
+    top(endpoint)
+      .middleware(Authentication)
+      .annotate(Declared, { auth: "user", ...limits }) as never
 
 /** A route for a signed-in caller who holds `permission` (403 otherwise); as `signedIn`, plus the permission check. */
 export const requires =
   (permission: string, limits: RouteLimits = {}) =>
   <E extends HttpApiEndpoint.Constraint>(endpoint: E): HttpApiEndpoint.AddMiddleware<E, Authentication> =>
-    top(endpoint).middleware(Authentication).annotate(Declared, { auth: { permission }, ...limits }) as never
+    top(endpoint)
+      .middleware(Authentication)
+      .annotate(Declared, { auth: { permission }, ...limits }) as never
 
 const METHODS = new Set<string>(["GET", "POST", "PUT", "PATCH", "DELETE"])
 

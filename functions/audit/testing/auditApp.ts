@@ -19,7 +19,6 @@ import type { AuditLog } from "../AuditLog.ts"
 import { type AuditConfig, loadConfig } from "../Config.ts"
 import { AuditGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
-import { manifest } from "../module.ts"
 
 /** Audit as main.ts runs it (HTTP and gRPC on port 0, the event consumer) on the real Postgres. */
 export interface AuditUnderTest {

@@ -20,7 +20,6 @@ import { type AuthConfig, loadConfig } from "../Config.ts"
 import { AuthGrpc } from "../Grpc.ts"
 import { HttpLive } from "../Http.ts"
 import { IdentityEventsLive } from "../IdentityEvents.ts"
-import { manifest } from "../module.ts"
 import type { Sessions } from "../Sessions.ts"
 import { randomKek } from "./authHarness.ts"
 
