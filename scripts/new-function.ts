@@ -265,7 +265,7 @@ if (import.meta.main) {
   }
   const run = (command: string, args: ReadonlyArray<string>) =>
     execFileSync(command, args, { cwd: ROOT, stdio: "inherit" })
-  run("npx", ["biome", "format", "--write", `functions/${name}`])
+  run("npx", ["biome", "check", "--write", `functions/${name}`])
   run("npm", ["run", "--silent", "registry"])
   console.log(`functions/${name}: HTTP on ${port}. Try: npx vitest run functions/${name}; npm start`)
 }
