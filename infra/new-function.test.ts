@@ -38,7 +38,7 @@ describe("npm run new:function", () => {
     const tested = execFileSync("npx", ["vitest", "run", `functions/${NAME}`, "--reporter=dot"], {
       cwd: clone,
       encoding: "utf8",
-      env: { ...process.env, SKIP_INFRA: "1" },
+      env: { ...process.env, SKIP_INFRA: "1", NO_COLOR: "1", FORCE_COLOR: "0" },
     })
     expect(tested).toMatch(/Tests\s+3 passed/)
   }, 300_000)
