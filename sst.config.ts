@@ -64,25 +64,26 @@ export default $config({
       ? $interpolate`redis://${redis.host}:${redis.port}`
       : $interpolate`rediss://:${encoded(redis.password)}@${redis.host}:${redis.port}`
 
-    /** The value of a secret of `plan()` for one function; under `sst dev` only what the local run needs. */
-    const secretValue = (fn: string, key: string): $util.Input<string> | undefined => {
-      switch (key) {
+    /**
+     * The value of a secret of `plan()` for one function; under `sst dev` only what the local run needs. A function's
+     * own secrets (its manifest's `secrets`) are SST secrets named after their keys (`SMTP_URL` → `SmtpUrl`).
+     */
+    const secretValue = (
+      fn: string,
+      spec: (typeof functions)[number]["secrets"][number],
+    ): $util.Input<string> | undefined => {
+      switch (spec.key) {
         case "DATABASE_URL":
           return databaseUrl
         case "REDIS_URL":
           return redisUrl
-        case "KEY_ENCRYPTION_KEY":
-          // `sst secret set KeyEncryptionKey "$(openssl rand -base64 32)"`: seals auth's signing keys.
-          return secret("KeyEncryptionKey")
-        // Outside production the functions fall back to development values for these (dev keys, the dev mailbox).
+        // Outside production the functions fall back to development keys.
         case "SERVICE_KEY":
           return $dev ? undefined : secret(`ServiceKey${pascal(fn)}`)
-        case "SMTP_URL":
-          return $dev ? undefined : secret("SmtpUrl")
-        case "OIDC_PROVIDERS":
-          return $dev ? undefined : secret("OidcProviders", "[]")
         default:
-          throw new Error(`sst.config.ts: no value for ${fn}'s secret ${key} (infra/deploy.ts)`)
+          // Outside production a function falls back to development values (the dev mailbox) unless it declares
+          // the secret `local` (auth's key encryption key).
+          return $dev && !spec.local ? undefined : secret(pascal(spec.key), spec.placeholder)
       }
     }
 
@@ -127,7 +128,7 @@ export default $config({
     for (const fn of functions) {
       const { name, ports } = fn
       const settings = [...plainSettings, ...(functionSettings[name] ?? [])].map(({ key }) => [key, settingValue(key)])
-      const values = fn.secrets.map(({ key }) => [key, secretValue(name, key)] as const)
+      const values = fn.secrets.map((spec) => [spec.key, secretValue(name, spec)] as const)
 
       services[name] = new sst.aws.Service(name, {
         cluster,

@@ -25,6 +25,10 @@ export interface SecretSpec {
   readonly key: string
   readonly required: boolean
   readonly description: string
+  /** What a deploy passes while the operator has not set an optional secret (SST's placeholder). */
+  readonly placeholder?: string
+  /** The function needs it to start even locally (`sst dev`); else a local run uses its development fallback. */
+  readonly local?: true
 }
 
 /** A plain setting a function's Config.ts reads that the operator provides on every deploy target. */

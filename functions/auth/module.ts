@@ -23,7 +23,17 @@ export const manifest = defineModule({
   },
   migrations: [...kernelMigrations, ...migrations],
   secrets: [
-    { key: "KEY_ENCRYPTION_KEY", required: true, description: "32 random bytes, base64: seals auth's signing keys" },
-    { key: "OIDC_PROVIDERS", required: false, description: "JSON array of OpenID Providers (holds client secrets)" },
+    {
+      key: "KEY_ENCRYPTION_KEY",
+      required: true,
+      local: true,
+      description: "32 random bytes, base64: seals auth's signing keys",
+    },
+    {
+      key: "OIDC_PROVIDERS",
+      required: false,
+      placeholder: "[]",
+      description: "JSON array of OpenID Providers (holds client secrets)",
+    },
   ],
 })
