@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto"
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
 import { Redis } from "ioredis"
-import { Cache, type CacheError, RedisConnection } from "./Cache.ts"
+import { Cache, type CacheError } from "./Cache.ts"
 import { Health } from "./Health.ts"
+import { RedisConnection } from "./Redis.ts"
 
 // Real Redis (REDIS_URL from the global setup) and the in-process cache run the same behaviour suite.
 const run = randomBytes(4).toString("hex")

@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import type { Redis } from "ioredis"
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible"
-import { availabilityOf, isReply, RedisConnection } from "../../shared/Cache.ts"
+import { availabilityOf, isReply, RedisConnection } from "../../shared/Redis.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"

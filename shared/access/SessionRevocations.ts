@@ -1,5 +1,5 @@
 import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
-import { Cache, type CacheError, RedisConnection } from "../Cache.ts"
+import { Cache, type CacheError } from "../Cache.ts"
 import { EventBus } from "../EventBus.ts"
 import type { Health } from "../Health.ts"
 import type { ServiceUnavailable } from "../Problem.ts"
@@ -40,10 +40,7 @@ class SharedList extends Context.Service<SharedList, Cache["Service"]>()("shared
 const sharedStore = Effect.map(Config.option(Config.Redacted("REDIS_URL")), (url) =>
   Option.isSome(url)
     ? Option.some(
-        Layer.effect(SharedList, Effect.service(Cache)).pipe(
-          Layer.provide(Cache.layerOn("revoked-session")),
-          Layer.provide(RedisConnection.fromEnvironment),
-        ),
+        Layer.effect(SharedList, Effect.service(Cache)).pipe(Layer.provide(Cache.layerOnShared("revoked-session"))),
       )
     : Option.none(),
 )
