@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto"
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
+import { TestClock } from "effect/testing"
 import { Redis } from "ioredis"
-import { Cache, type CacheError } from "./Cache.ts"
+import { Cache, type CacheError, makeLocal, makeLocalStore } from "./Cache.ts"
 import { Health } from "./Health.ts"
 import { RedisConnection } from "./Redis.ts"
 
@@ -345,6 +346,184 @@ describe("Cache.layerRedis lifecycle", () => {
       assert.deepStrictEqual(yield* checks({ REDIS_URL: Redacted.value(redisUrl()) }), ["redis"])
       assert.deepStrictEqual(yield* checks({}), [])
       assert.deepStrictEqual(yield* checks({ REDIS_URL: "" }), [])
+    }),
+  )
+})
+
+// The one in-memory cache (the kernel's LocalCache) on the TestClock: lookups counted, time moved by hand.
+const counting = <A, E = never>(
+  lookup: (key: string) => Effect.Effect<A, E>,
+  options: { readonly capacity?: number; readonly expiresAt?: (value: A, key: string, askedAt: number) => number } = {},
+) =>
+  Effect.gen(function* () {
+    const asked: Array<string> = []
+    const cache = yield* makeLocal({
+      capacity: options.capacity ?? 100,
+      lookup: (key: string) =>
+        Effect.andThen(
+          Effect.sync(() => asked.push(key)),
+          lookup(key),
+        ),
+      expiresAt: options.expiresAt ?? ((_value, _key, askedAt) => askedAt + 1_000),
+    })
+    return { cache, asked }
+  })
+
+describe("LocalCache", () => {
+  it.effect("single flight: 100 concurrent gets of a missing key make one lookup and all get its value", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const { cache, asked } = yield* counting((key) => Effect.as(Deferred.await(gate), `value of ${key}`))
+      const waiting = yield* Effect.forkChild(
+        Effect.all(
+          Array.from({ length: 100 }, (_, i) => cache.get(i % 2 === 0 ? "even" : "odd")),
+          { concurrency: "unbounded" },
+        ),
+      )
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      const values = yield* Fiber.join(waiting)
+      assert.deepStrictEqual(new Set(values), new Set(["value of even", "value of odd"]))
+      assert.deepStrictEqual([...asked].sort(), ["even", "odd"])
+      yield* cache.get("even")
+      assert.strictEqual(asked.length, 2)
+    }),
+  )
+
+  it.effect("a failed lookup reaches every caller waiting for it and is not kept", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const { cache, asked } = yield* counting(() => Effect.andThen(Deferred.await(gate), Effect.fail("down" as const)))
+      const waiting = yield* Effect.forkChild(
+        Effect.all(
+          Array.from({ length: 10 }, () => Effect.flip(cache.get("k"))),
+          { concurrency: "unbounded" },
+        ),
+      )
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(
+        yield* Fiber.join(waiting),
+        Array.from({ length: 10 }, () => "down"),
+      )
+      assert.strictEqual(asked.length, 1)
+      assert.strictEqual(yield* Effect.flip(cache.get("k")), "down")
+      assert.strictEqual(asked.length, 2)
+    }),
+  )
+
+  it.effect("a caller that stops waiting does not stop the lookup for the others", () =>
+    Effect.gen(function* () {
+      const { cache, asked } = yield* counting((key) => Effect.as(Effect.sleep("100 millis"), key))
+      const first = yield* Effect.forkChild(cache.get("k"))
+      const second = yield* Effect.forkChild(cache.get("k"))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(first)
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Fiber.join(second), "k")
+      assert.strictEqual(asked.length, 1)
+    }),
+  )
+
+  it.effect("an entry expires at its expiresAt, counted from when its lookup was asked", () =>
+    Effect.gen(function* () {
+      // The lookup takes 200 ms: a 500 ms lifetime from the ask leaves 300 ms after the answer.
+      const { cache, asked } = yield* counting((key) => Effect.as(Effect.sleep("200 millis"), key), {
+        expiresAt: (_value, _key, askedAt) => askedAt + 500,
+      })
+      const looking = yield* Effect.forkChild(cache.get("k"))
+      yield* TestClock.adjust("200 millis")
+      yield* Fiber.join(looking)
+      yield* TestClock.adjust("299 millis")
+      yield* cache.get("k")
+      assert.strictEqual(asked.length, 1)
+      yield* TestClock.adjust("1 millis")
+      const again = yield* Effect.forkChild(cache.get("k"))
+      yield* TestClock.adjust("200 millis")
+      yield* Fiber.join(again)
+      assert.strictEqual(asked.length, 2)
+    }),
+  )
+
+  it.effect("an expiry from the value itself (a token's exp); one not after now answers but keeps nothing", () =>
+    Effect.gen(function* () {
+      const { cache, asked } = yield* counting((key) => Effect.succeed(Number(key)), {
+        expiresAt: (until) => until,
+      })
+      yield* cache.get("60000")
+      yield* TestClock.adjust("59 seconds")
+      yield* cache.get("60000")
+      assert.strictEqual(asked.length, 1)
+      yield* TestClock.adjust("1 second")
+      yield* cache.get("60000")
+      assert.strictEqual(asked.length, 2)
+      assert.strictEqual(yield* cache.get("0"), 0)
+      assert.strictEqual(yield* cache.get("0"), 0)
+      assert.strictEqual(asked.length, 4)
+      assert.isTrue(Option.isNone(yield* cache.peek("0")))
+    }),
+  )
+
+  it.effect("holds at most capacity entries, evicting the least recently used (read or written) first", () =>
+    Effect.gen(function* () {
+      const { cache, asked } = yield* counting((key) => Effect.succeed(key), { capacity: 3 })
+      yield* Effect.forEach(["a", "b", "c"], cache.get)
+      yield* cache.get("a")
+      yield* cache.set("b", "b again", Number.POSITIVE_INFINITY)
+      yield* cache.get("d")
+      const held = yield* Effect.forEach(["a", "b", "c", "d"], (key) => Effect.map(cache.peek(key), Option.isSome))
+      assert.deepStrictEqual(held, [true, true, false, true])
+      assert.deepStrictEqual(asked, ["a", "b", "c", "d"])
+    }),
+  )
+
+  it.effect("invalidate drops a key, invalidateAll every key; a lookup in flight answers but is not kept", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      let version = 0
+      const { cache, asked } = yield* counting((key) =>
+        key === "slow" ? Effect.as(Deferred.await(gate), `slow ${++version}`) : Effect.succeed(key),
+      )
+      yield* cache.get("a")
+      yield* cache.get("b")
+      yield* cache.invalidate("a")
+      yield* cache.get("a")
+      yield* cache.get("b")
+      assert.deepStrictEqual(asked, ["a", "b", "a"])
+      const before = yield* Effect.forkChild(cache.get("slow"))
+      yield* Effect.yieldNow
+      yield* cache.invalidateAll
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* Fiber.join(before), "slow 1")
+      assert.strictEqual(yield* cache.get("slow"), "slow 2")
+      yield* cache.get("b")
+      assert.deepStrictEqual(asked, ["a", "b", "a", "slow", "slow", "b"])
+    }),
+  )
+
+  it.effect("a lookup runs under the span of the caller that started it", () =>
+    Effect.gen(function* () {
+      const { cache } = yield* counting(() => Effect.map(Effect.currentParentSpan, (span) => span.spanId))
+      const [caller, seen] = yield* Effect.flatMap(Effect.currentSpan, (span) =>
+        Effect.map(cache.get("k"), (seen) => [span.spanId, seen] as const),
+      ).pipe(Effect.withSpan("caller"))
+      assert.strictEqual(seen, caller)
+    }),
+  )
+
+  it.effect("a store holds what is set until its time; a time not after now drops the key", () =>
+    Effect.gen(function* () {
+      const store = yield* makeLocalStore<string, string>(10)
+      yield* store.set("k", "v", 1_000)
+      const held = Option.getOrThrow(yield* store.peek("k"))
+      assert.deepStrictEqual([held.value, held.expiresAt], ["v", 1_000])
+      yield* TestClock.adjust("999 millis")
+      assert.isTrue(Option.isSome(yield* store.peek("k")))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Option.isNone(yield* store.peek("k")))
+      yield* store.set("k", "v", Number.POSITIVE_INFINITY)
+      yield* store.set("k", "gone", 0)
+      assert.isTrue(Option.isNone(yield* store.peek("k")))
     }),
   )
 })

@@ -1,4 +1,22 @@
-import { Clock, Config, Context, Deferred, Effect, Layer, Metric, Option, Schema } from "effect"
+import {
+  Clock,
+  Config,
+  Context,
+  Duration,
+  Effect,
+  Cache as EffectCache,
+  Equal,
+  Exit,
+  Fiber,
+  Hash,
+  Layer,
+  Metric,
+  Option,
+  References,
+  Schema,
+  Semaphore,
+  Tracer,
+} from "effect"
 import type { Redis } from "ioredis"
 import { availabilityOf, isReply, RedisConnection, type RedisError, type RedisOptions } from "./Redis.ts"
 
@@ -77,7 +95,9 @@ export class Cache extends Context.Service<
         return yield* make(
           checked,
           "redis",
-          options.fallback === "memory" ? withFallback(redis, memoryBackend(options.maxEntries ?? 10_000)) : redis,
+          options.fallback === "memory"
+            ? withFallback(redis, yield* memoryBackend(options.maxEntries ?? 10_000))
+            : redis,
         )
       }),
     )
@@ -88,7 +108,7 @@ export class Cache extends Context.Service<
       Cache,
       Effect.gen(function* () {
         const prefix = yield* checkPrefix(options.prefix)
-        return yield* make(prefix, "memory", memoryBackend(options.maxEntries ?? 10_000))
+        return yield* make(prefix, "memory", yield* memoryBackend(options.maxEntries ?? 10_000))
       }),
     )
 
@@ -119,6 +139,125 @@ export class Cache extends Context.Service<
 // naming host and port as the connection's error does.
 const unconnected = (error: RedisError) =>
   Layer.effect(Cache, Effect.fail(new CacheError({ message: error.message, cause: error.cause })))
+
+/** A value held in the process's memory, with the time it stops being served (epoch ms; `Infinity`: never). */
+export interface Held<A> {
+  readonly value: A
+  readonly expiresAt: number
+}
+
+/**
+ * The one in-memory cache of the platform: every cache a process keeps in its own memory is one of these (the memory
+ * `Cache` and its fallback, `getOrSet`'s single flight, permission answers, accepted access tokens, "not revoked"
+ * answers, revocations held in memory). It is effect's `Cache`, with:
+ *
+ * - single flight: concurrent `get`s of a key that is not held share one lookup, which stops only when every caller
+ *   waiting for it has stopped waiting;
+ * - an expiry per entry, on the `Clock` of the caller: `expiresAt(value, key, askedAt)` counts from when the lookup was
+ *   asked, so a slow answer is not served for longer; a time not after now serves the callers of that lookup and
+ *   keeps nothing (failures are never kept);
+ * - a bound: at most `capacity` entries, and past it the least recently used (read or written) goes first. That is
+ *   the one eviction rule of every in-memory cache here (effect's `Cache` moves an entry to the back on every hit
+ *   and drops from the front);
+ * - invalidation of one key or of all: a lookup in flight then still answers those already waiting for it, but is
+ *   not kept, and the next `get` asks again.
+ */
+export interface LocalCache<K, A, E = never> {
+  /** The value held for `key`, or looked up once for all concurrent callers. */
+  get(key: K): Effect.Effect<A, E>
+  /** What is held for `key`, without looking it up: none when absent, expired or still being looked up. */
+  peek(key: K): Effect.Effect<Option.Option<Held<A>>>
+  /** Holds `value` until `expiresAt` (epoch ms on the `Clock`; `Infinity`: until evicted); a past time drops the key. */
+  set(key: K, value: A, expiresAt: number): Effect.Effect<void>
+  invalidate(key: K): Effect.Effect<void>
+  readonly invalidateAll: Effect.Effect<void>
+}
+
+// What effect's Cache holds: the value, its expiry, and how long from when it is stored that is (ms; not kept if ≤ 0).
+interface Entry<A> extends Held<A> {
+  readonly ttlMs: number
+}
+
+const entryOf = <A>(value: A, expiresAt: number, now: number): Entry<A> => ({
+  value,
+  expiresAt,
+  ttlMs: expiresAt - now,
+})
+
+// The span a lookup runs under: its caller's (see `detached`).
+const CallerSpan = Context.Reference<Tracer.AnySpan | undefined>("shared/Cache/CallerSpan", {
+  defaultValue: () => undefined,
+})
+
+// Effect's Cache keeps each entry's fiber, and a finished fiber still holds the span and stack frame it started under:
+// entries are made without them, so that a held value does not keep a request's spans alive (about 2 KB an entry,
+// measured). The lookup runs under its caller's span again, and its own spans stay in the caller's trace.
+const detached = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (span) =>
+    Effect.updateContext(effect, (context: Context.Context<never>) =>
+      Context.add(
+        Context.omit(Tracer.ParentSpan, References.CurrentStackFrame)(context),
+        CallerSpan,
+        Option.getOrUndefined(span),
+      ),
+    ),
+  )
+
+const underCallerSpan = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.service(CallerSpan), (span) =>
+    span === undefined ? effect : Effect.withParentSpan(effect, span),
+  )
+
+/** A `LocalCache` over `lookup` (see `LocalCache`); the services of `lookup` are taken where it is made. */
+export const makeLocal = <K, A, E = never, R = never>(options: {
+  readonly capacity: number
+  readonly lookup: (key: K) => Effect.Effect<A, E, R>
+  readonly expiresAt: (value: A, key: K, askedAt: number) => number
+}): Effect.Effect<LocalCache<K, A, E>, never, R> =>
+  Effect.map(
+    EffectCache.makeWith(
+      (key: K) =>
+        Effect.gen(function* () {
+          const askedAt = yield* Clock.currentTimeMillis
+          const value = yield* options.lookup(key)
+          return entryOf(value, options.expiresAt(value, key, askedAt), yield* Clock.currentTimeMillis)
+        }).pipe(underCallerSpan),
+      {
+        capacity: options.capacity,
+        // A zero time to live hands the lookup's exit to its callers and keeps nothing: how failures are never kept.
+        timeToLive: (exit) =>
+          Exit.isSuccess(exit) && exit.value.ttlMs > 0 ? Duration.millis(exit.value.ttlMs) : Duration.zero,
+      },
+    ),
+    (cache): LocalCache<K, A, E> => ({
+      // A held value is answered at once; only a miss (which may start a lookup) pays for `detached`.
+      get: (key) =>
+        Effect.flatMap(EffectCache.getSuccess(cache, key), (held) =>
+          Option.isSome(held)
+            ? Effect.succeed(held.value.value)
+            : detached(Effect.map(EffectCache.get(cache, key), (entry) => entry.value)),
+        ),
+      peek: (key) => EffectCache.getSuccess(cache, key),
+      // Dropped first, so that a write (like a read) moves the key to the back: effect's set keeps a key in place.
+      set: (key, value, expiresAt) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.andThen(
+            EffectCache.invalidate(cache, key),
+            detached(EffectCache.set(cache, key, entryOf(value, expiresAt, now))),
+          ),
+        ),
+      invalidate: (key) => EffectCache.invalidate(cache, key),
+      invalidateAll: EffectCache.invalidateAll(cache),
+    }),
+  )
+
+/** A `LocalCache` holding only what is `set` in it: it has no lookup, hence no `get`. */
+export const makeLocalStore = <K, A>(capacity: number): Effect.Effect<Omit<LocalCache<K, A>, "get">> =>
+  makeLocal<K, A>({
+    capacity,
+    lookup: () => Effect.die(new Error("a local store has no lookup")),
+    expiresAt: () => 0,
+  })
 
 // What an implementation provides: full (prefixed) keys, TTLs in milliseconds, already validated.
 interface Backend {
@@ -180,8 +319,6 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
       return yield* counted(impl.setIfAbsent(full(key), value, yield* toMillis(options.ttlSeconds)))
     })
 
-    const inflight = new Map<string, Deferred.Deferred<string, unknown>>()
-
     const lookupOrCompute = <E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>) =>
       Effect.gen(function* () {
         const cached = yield* get(key).pipe(Effect.catch(degraded(key, Option.none<string>())))
@@ -191,26 +328,45 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
         return value
       })
 
+    // The backend keeps the values; the kernel only holds each computation while it runs (it expires at once).
+    const flights = yield* makeLocal({
+      capacity: Number.POSITIVE_INFINITY,
+      lookup: (flight: Flight) => flight.compute,
+      expiresAt: () => 0,
+    })
+
     const getOrSet = <E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>) =>
       Effect.suspend((): Effect.Effect<string, E, R> => {
         if (!(Number.isFinite(ttlSeconds) && ttlSeconds > 0)) return Effect.die(toMillisError(ttlSeconds))
-        const waiting = inflight.get(full(key)) as Deferred.Deferred<string, E> | undefined
-        if (waiting) return Deferred.await(waiting)
-        const deferred = Deferred.makeUnsafe<string, E>()
-        inflight.set(full(key), deferred as Deferred.Deferred<string, unknown>)
-        const leader = lookupOrCompute(key, ttlSeconds, compute).pipe(
-          Effect.onExit((exit) =>
-            Effect.andThen(
-              Effect.sync(() => inflight.delete(full(key))),
-              Deferred.done(deferred, exit),
-            ),
-          ),
+        const flight = new Flight(
+          full(key),
+          lookupOrCompute(key, ttlSeconds, compute) as Effect.Effect<string, unknown>,
         )
-        return Effect.uninterruptible(Effect.forkIn(leader, scope)).pipe(Effect.andThen(Deferred.await(deferred)))
+        // Each caller waits from a fiber of the layer's scope: the computation (which stops only when nobody waits)
+        // outlives callers that stop waiting, still stores its value, and serves those who come later meanwhile.
+        // It runs with its first caller's services, which provide R; its failure is that caller's E.
+        return Effect.flatMap(Effect.forkIn(flights.get(flight), scope), Fiber.join) as Effect.Effect<string, E, R>
       }).pipe(Effect.withSpan("Cache.getOrSet", span))
 
     return Cache.of({ get, set, delete: del, getOrSet, increment, setIfAbsent })
   })
+
+// One getOrSet in flight: equal to any other of its key whatever it computes, so that concurrent getOrSets of a key
+// join the first one's computation (the kernel's single flight).
+class Flight implements Equal.Equal {
+  readonly key: string
+  readonly compute: Effect.Effect<string, unknown>
+  constructor(key: string, compute: Effect.Effect<string, unknown>) {
+    this.key = key
+    this.compute = compute
+  }
+  [Equal.symbol](that: Equal.Equal): boolean {
+    return that instanceof Flight && that.key === this.key
+  }
+  [Hash.symbol](): number {
+    return Hash.string(this.key)
+  }
+}
 
 const degraded =
   <A>(key: string, fallback: A) =>
@@ -284,52 +440,45 @@ const redisBackend = (redis: Redis): Backend => ({
     ),
 })
 
-interface Entry {
-  readonly value: string
-  readonly expiresAt: number | undefined
-}
-
-// A Map iterates in insertion order; re-inserting on every read keeps the least recently used first.
-const memoryBackend = (maxEntries: number): Backend => {
-  const entries = new Map<string, Entry>()
-  const live = (key: string, now: number) => {
-    const entry = entries.get(key)
-    if (entry === undefined) return undefined
-    entries.delete(key)
-    if (entry.expiresAt !== undefined && entry.expiresAt <= now) return undefined
-    entries.set(key, entry)
-    return entry
-  }
-  const store = (key: string, entry: Entry) => {
-    entries.delete(key)
-    entries.set(key, entry)
-    for (const oldest of entries.keys()) {
-      if (entries.size <= maxEntries) break
-      entries.delete(oldest)
+// This process's memory, a kernel store. Writes take its one permit: an increment or a setIfAbsent reads then writes,
+// two steps between which a fiber may yield, and must see (and not undo) every other write, as Redis's commands do.
+const memoryBackend = (maxEntries: number): Effect.Effect<Backend> =>
+  Effect.map(makeLocalStore<string, string>(maxEntries), (store) => {
+    const lock = Semaphore.makeUnsafe(1)
+    const write = <A, E>(effect: Effect.Effect<A, E>) => lock.withPermit(effect)
+    const held = (key: string) => Effect.map(store.peek(key), Option.getOrUndefined)
+    return {
+      get: (key) => Effect.map(held(key), (entry) => entry?.value),
+      set: (key, value, ttlMs) =>
+        write(
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            store.set(key, value, ttlMs === undefined ? Number.POSITIVE_INFINITY : now + ttlMs),
+          ),
+        ),
+      delete: (key) => write(store.invalidate(key)),
+      increment: (key, ttlMs) =>
+        write(
+          Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            const entry = yield* held(key)
+            const count = entry === undefined ? 0 : Number(entry.value)
+            if (!Number.isSafeInteger(count)) {
+              return yield* new CacheError({ message: `value at ${key} is not an integer`, cause: null })
+            }
+            // A key without expiry gets the window's, as Redis's script does.
+            const expiresAt =
+              entry === undefined || entry.expiresAt === Number.POSITIVE_INFINITY ? now + ttlMs : entry.expiresAt
+            yield* store.set(key, String(count + 1), expiresAt)
+            return count + 1
+          }),
+        ),
+      setIfAbsent: (key, value, ttlMs) =>
+        write(
+          Effect.gen(function* () {
+            if ((yield* held(key)) !== undefined) return false
+            yield* store.set(key, value, (yield* Clock.currentTimeMillis) + ttlMs)
+            return true
+          }),
+        ),
     }
-  }
-  return {
-    get: (key) => Effect.map(Clock.currentTimeMillis, (now) => live(key, now)?.value),
-    set: (key, value, ttlMs) =>
-      Effect.map(Clock.currentTimeMillis, (now) =>
-        store(key, { value, expiresAt: ttlMs === undefined ? undefined : now + ttlMs }),
-      ),
-    delete: (key) => Effect.sync(() => void entries.delete(key)),
-    increment: (key, ttlMs) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const entry = live(key, now)
-        const count = entry === undefined ? 0 : Number(entry.value)
-        if (!Number.isSafeInteger(count)) {
-          return Effect.fail(new CacheError({ message: `value at ${key} is not an integer`, cause: null }))
-        }
-        store(key, { value: String(count + 1), expiresAt: entry?.expiresAt ?? now + ttlMs })
-        return Effect.succeed(count + 1)
-      }),
-    setIfAbsent: (key, value, ttlMs) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        if (live(key, now) !== undefined) return false
-        store(key, { value, expiresAt: now + ttlMs })
-        return true
-      }),
-  }
-}
+  })

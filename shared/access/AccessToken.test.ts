@@ -29,7 +29,7 @@ const setup = async () => {
 describe("AccessToken.cachedVerifier", () => {
   it("verifies a token once, then answers from memory until its exp; refusals are never remembered", async () => {
     const { resolveKey, sign, lookups } = await setup()
-    const verify = AccessToken.cachedVerifier(resolveKey, options)
+    const verify = Effect.runSync(AccessToken.cachedVerifier(resolveKey, options))
     const token = await sign(600)
     const first = await Effect.runPromise(verify(token))
     const second = await Effect.runPromise(verify(token))
@@ -46,7 +46,7 @@ describe("AccessToken.cachedVerifier", () => {
 
   it("a remembered token past its exp is verified again (and refused)", async () => {
     const { resolveKey, sign } = await setup()
-    const verify = AccessToken.cachedVerifier(resolveKey, options)
+    const verify = Effect.runSync(AccessToken.cachedVerifier(resolveKey, options))
     const token = await sign(60)
     await Effect.runPromise(verify(token))
     const later = Clock.Clock.defaultValue()

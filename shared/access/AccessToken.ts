@@ -1,5 +1,6 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import { type CryptoKey, decodeProtectedHeader, errors, jwtVerify, type KeyObject } from "jose"
+import { makeLocal } from "../Cache.ts"
 import type { ServiceUnavailable } from "../Problem.ts"
 
 /** The only algorithm access tokens may be signed with (Ed25519); anything else is refused before any key lookup. */
@@ -114,22 +115,18 @@ const reasonOf = (error: unknown): InvalidTokenReason => {
 /**
  * `verify` with a memory of the tokens it accepted: the same token string (signature included) is not verified again
  * until its `exp` (gateways and services see one token many times; an Ed25519 check and the claim checks cost more
- * than the rest of a proxied request). Bounded (`maxEntries`, oldest first out); refusals are never remembered, and
- * revocation is checked by callers on every request regardless.
+ * than the rest of a proxied request), and concurrent requests with one new token verify it once. The kernel's
+ * `LocalCache`, bounded by `maxEntries` (default 10 000, least recently used first out); refusals are never remembered,
+ * and revocation is checked by callers on every request regardless.
  */
-export const cachedVerifier = (resolveKey: KeyResolver, options: VerifyOptions & { readonly maxEntries?: number }) => {
-  const accepted = new Map<string, AccessClaims>()
-  const maxEntries = options.maxEntries ?? 10_000
-  return (token: string): Effect.Effect<AccessClaims, InvalidToken | ServiceUnavailable> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const known = accepted.get(token)
-      if (known !== undefined && known.exp * 1000 > now) return Effect.succeed(known)
-      if (known !== undefined) accepted.delete(token)
-      return Effect.tap(verify(token, resolveKey, options), (claims) =>
-        Effect.sync(() => {
-          if (accepted.size >= maxEntries) accepted.delete(accepted.keys().next().value!)
-          accepted.set(token, claims)
-        }),
-      )
-    })
-}
+export const cachedVerifier = (resolveKey: KeyResolver, options: VerifyOptions & { readonly maxEntries?: number }) =>
+  Effect.map(
+    makeLocal({
+      capacity: options.maxEntries ?? 10_000,
+      lookup: (token: string) => verify(token, resolveKey, options),
+      expiresAt: (claims) => claims.exp * 1000,
+    }),
+    (accepted) =>
+      (token: string): Effect.Effect<AccessClaims, InvalidToken | ServiceUnavailable> =>
+        accepted.get(token),
+  )

@@ -2,6 +2,7 @@ import { Context, Effect, Layer, Metric, Option, Redacted, Schema } from "effect
 import { HttpServerResponse } from "effect/http"
 import { HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
 import { createRemoteJWKSet, errors } from "jose"
+import { makeLocal } from "../Cache.ts"
 import * as Problem from "../Problem.ts"
 import { ServiceUnavailable, Unauthorized } from "../Problem.ts"
 import { Actor } from "../RequestContext.ts"
@@ -92,24 +93,17 @@ export interface AuthenticatorOptions extends AccessToken.VerifyOptions {
  * Untraced: it runs inside the request's span on every request, and its store read has a span of its own.
  */
 export const authenticator = (resolveKey: AccessToken.KeyResolver, options: AuthenticatorOptions) =>
-  Effect.map(Effect.service(SessionRevocations), (revocations) => {
-    const verify = AccessToken.cachedVerifier(resolveKey, options)
+  Effect.gen(function* () {
+    const revocations = yield* SessionRevocations
+    const verify = yield* AccessToken.cachedVerifier(resolveKey, options)
     const memoMs = options.unrevokedMemoMs ?? 0
-    const unrevoked = new Map<string, number>()
-    const isRevoked = (sid: string) => {
-      if (memoMs <= 0) return revocations.isRevoked(sid)
-      const until = unrevoked.get(sid)
-      if (until !== undefined && until > performance.now()) return Effect.succeed(false)
-      // Valid from when the store was asked, not when it answered: a slow answer is not remembered for longer.
-      const asked = performance.now()
-      return Effect.tap(revocations.isRevoked(sid), (revoked) =>
-        Effect.sync(() => {
-          if (revoked) return unrevoked.delete(sid)
-          if (unrevoked.size >= 100_000) unrevoked.clear()
-          unrevoked.set(sid, asked + memoMs)
-        }),
-      )
-    }
+    // Only "not revoked" is remembered, from when the store was asked (a slow answer is not remembered for longer).
+    const unrevoked = yield* makeLocal({
+      capacity: 100_000,
+      lookup: (sid: string) => revocations.isRevoked(sid),
+      expiresAt: (revoked, _sid, askedAt) => (revoked ? 0 : askedAt + memoMs),
+    })
+    const isRevoked = (sid: string) => (memoMs <= 0 ? revocations.isRevoked(sid) : unrevoked.get(sid))
     return Effect.fnUntraced(function* (token: string) {
       if (token === "") return yield* new Refused({ reason: "missing" })
       const claims = yield* verify(token).pipe(

@@ -1,4 +1,5 @@
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { makeLocal } from "../Cache.ts"
 import { EventBus } from "../EventBus.ts"
 import * as GrpcDeferred from "../GrpcDeferred.ts"
 import type { ServiceUnavailable } from "../Problem.ts"
@@ -10,7 +11,7 @@ export interface PermissionsOptions {
   readonly address: string
   /** How long an answer is reused (0 = ask every time); authz's change events clear it sooner. */
   readonly ttlMs: number
-  /** Bound on cached answers; the cache is dropped whole when it is reached. */
+  /** Bound on cached answers (default 100 000); past it the least recently used go first. */
   readonly maxEntries?: number
 }
 
@@ -23,9 +24,9 @@ export interface PermissionChangeFeed {
 /**
  * Permission checks of signed-in callers: the gateway's early rejection and every function's own enforcement of its
  * routes (`RouteGuard`). Through authz's `Authorize` (gRPC, with this function's service identity) with a short local
- * cache: one answer per (user, permission) reused for at most `ttlMs` (≤ 1 s), concurrent misses of one key share one
- * call, and `invalidate` (fed by authz's role and assignment events, see `following`) drops it all
- * at once. authz itself checks locally (`Permissions.local`).
+ * cache (the kernel's `LocalCache`): one answer per (user, permission) reused for at most `ttlMs` (≤ 1 s) from when it
+ * was asked, concurrent misses of one key share one call, and `invalidate` (fed by authz's role and assignment events,
+ * see `following`) drops it all at once. authz itself checks locally (`Permissions.local`).
  */
 export class Permissions extends Context.Service<
   Permissions,
@@ -67,12 +68,6 @@ export class Permissions extends Context.Service<
           { address: options.address, timeoutMs: 2_000 },
         )
 
-        const maxEntries = options.maxEntries ?? 100_000
-        const answers = new Map<string, { readonly allowed: boolean; readonly expiresAt: number }>()
-        const inflight = new Map<string, Deferred.Deferred<boolean, ServiceUnavailable>>()
-        // Bumped by every invalidation: an answer fetched before a change is not stored after it.
-        let generation = 0
-
         const ask = (userId: string, permission: string) =>
           call("authorize", { userId, permission }, { idempotent: true }).pipe(
             Effect.map((response) => response.allowed),
@@ -84,38 +79,22 @@ export class Permissions extends Context.Service<
             ),
           )
 
-        // Untraced: a cached answer is most requests; a call to authz has its gRPC client span.
-        const check = Effect.fnUntraced(function* (userId: string, permission: string) {
-          if (options.ttlMs <= 0) return yield* ask(userId, permission)
-          const key = `${userId} ${permission}`
-          const cached = answers.get(key)
-          if (cached !== undefined && cached.expiresAt > Date.now()) return cached.allowed
-          const waiting = inflight.get(key)
-          if (waiting !== undefined) return yield* Deferred.await(waiting)
-          const deferred = Deferred.makeUnsafe<boolean, ServiceUnavailable>()
-          inflight.set(key, deferred)
-          const started = generation
-          return yield* ask(userId, permission).pipe(
-            Effect.tap((allowed) =>
-              Effect.sync(() => {
-                if (started !== generation) return
-                if (answers.size >= maxEntries) answers.clear()
-                answers.set(key, { allowed, expiresAt: Date.now() + options.ttlMs })
-              }),
-            ),
-            Effect.onExit((exit) =>
-              Effect.andThen(
-                Effect.sync(() => inflight.delete(key)),
-                Deferred.done(deferred, exit),
-              ),
-            ),
-          )
+        // Keyed by both strings exactly (JSON): no user id and permission can name another pair's answer. An answer
+        // asked before an invalidation answers its waiting callers but is not kept after it.
+        const answers = yield* makeLocal({
+          capacity: options.maxEntries ?? 100_000,
+          lookup: (key: string) => {
+            const [userId, permission] = JSON.parse(key) as [string, string]
+            return ask(userId, permission)
+          },
+          expiresAt: (_allowed, _key, askedAt) => askedAt + options.ttlMs,
         })
 
-        const invalidate = Effect.sync(() => {
-          generation++
-          answers.clear()
-        })
+        // No span of its own: a cached answer is most requests; a call to authz has its gRPC client span.
+        const check = (userId: string, permission: string) =>
+          options.ttlMs <= 0 ? ask(userId, permission) : answers.get(JSON.stringify([userId, permission]))
+
+        const invalidate = answers.invalidateAll
         return Permissions.of({ check, invalidate })
       }),
     )

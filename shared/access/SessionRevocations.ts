@@ -14,8 +14,9 @@ export class RevokedInMemory extends Context.Service<
   }
 >()("shared/SessionRevocations/RevokedInMemory") {}
 
-// Bound of the memory: a million sids ≈ 150 MB, far above what one token lifetime of logouts reaches, so live
-// revocations are not evicted (the least recently used go first).
+// Bound of the memory: a million sids ≈ 550 MB (measured: the kernel's cache, effect's Cache, keeps a finished fiber
+// per entry), far above what one token lifetime of logouts reaches, so live revocations are not evicted (the least
+// recently used go first).
 const MAX_IN_MEMORY = 1_000_000
 
 // Each sid with the time its revocation ends (ms) as the value; a later end replaces an earlier one, never the reverse.
