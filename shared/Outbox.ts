@@ -2,6 +2,7 @@ import { Context, Effect, Layer } from "effect"
 import { HttpTraceContext } from "effect/http"
 import * as CloudEvent from "./CloudEvent.ts"
 import { Db, type DbError } from "./Db.ts"
+import type { ModuleManifest } from "./Module.ts"
 import { auditFields } from "./RequestContext.ts"
 
 /** Kernel tables for the outbox and the consumers' inbox (see KernelMigrations.ts). */
@@ -30,14 +31,25 @@ export class Outbox extends Context.Service<
     publish(event: NewEvent): Effect.Effect<CloudEvent.CloudEvent, DbError>
   }
 >()("shared/Outbox") {
-  /** The outbox of a service publishing on `<service>.events`. */
-  static readonly layer = (service: string) =>
+  /**
+   * The outbox of a function publishing on `<name>.events`. Given its manifest, it publishes only the event types the
+   * manifest declares (`events.publishes`): another type is a bug, refused as a defect, so consumers and the registry
+   * can trust the declaration. A bare name (tests of the kernel) publishes any type.
+   */
+  static readonly layer = (of: string | Pick<ModuleManifest, "name" | "events">) =>
     Layer.effect(
       Outbox,
       Effect.gen(function* () {
         const db = yield* Db
+        const service = typeof of === "string" ? of : of.name
+        const declared = typeof of === "string" ? undefined : new Set(of.events.publishes)
         const topic = CloudEvent.topicOf(service)
         const publish = Effect.fn("Outbox.publish")(function* (event: NewEvent) {
+          if (declared !== undefined && !declared.has(event.type)) {
+            return yield* Effect.die(
+              new Error(`event ${event.type} is not declared in ${service}'s manifest (events.publishes)`),
+            )
+          }
           const span = yield* Effect.option(Effect.currentSpan)
           const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
           const data = isRecord(event.data)

@@ -70,7 +70,7 @@ export const DomainLive = (
         maxDelaySeconds: config.loginMaxDelaySeconds,
         ipLimitPerMinute: config.loginIpLimitPerMinute,
       }).pipe(Layer.provide(Cache.layer({ prefix: "auth-login", fallback: "memory" }))),
-      Outbox.layer(manifest.name),
+      Outbox.layer(manifest),
       SessionsRepo.layer,
     ]),
     Layer.provideMerge(revocations),

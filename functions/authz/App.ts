@@ -52,7 +52,7 @@ export const DomainLive = (config: AuthzConfig, registry: Layer.Layer<Permission
       RolesRepo.layer,
       AssignmentsRepo.layer,
       AdministratorsRepo.layer,
-      Outbox.layer(manifest.name),
+      Outbox.layer(manifest),
       CacheLive(config),
     ]),
   )

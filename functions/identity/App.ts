@@ -33,7 +33,7 @@ export const DomainLive = Users.layer.pipe(
     UsersRepo.layer,
     EmailTokens.layer,
     Notifier.layer,
-    Outbox.layer(manifest.name),
+    Outbox.layer(manifest),
     Passwords.layer(),
     Cache.layer({ prefix: manifest.name }),
   ]),
