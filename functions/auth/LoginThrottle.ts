@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import { Clock, Context, Effect, Layer, Option } from "effect"
-import { Cache, type CacheError } from "../../shared/Cache.ts"
 import { TooManyRequests } from "../../shared/Problem.ts"
+import { type Limiter, RateLimit, type RateLimitUnavailable } from "../../shared/RateLimit.ts"
 
 /** Throttling settings (see Config.ts: LOGIN_FREE_ATTEMPTS, LOGIN_MAX_DELAY_SECONDS, LOGIN_IP_LIMIT_PER_MINUTE). */
 export interface LoginThrottleOptions {
@@ -54,17 +54,39 @@ export class LoginThrottle extends Context.Service<
     ): Effect.Effect<{ readonly value: A; readonly delaySeconds: number }, E | TooManyRequests, R>
   }
 >()("auth/LoginThrottle") {
-  /** The throttle over the cache (Redis when configured: shared by all instances; memory otherwise). */
+  /**
+   * The throttle over the kernel's `RateLimit`: Redis when `REDIS_URL` is set (shared by all instances; each instance
+   * counts in its own memory while Redis cannot answer), memory otherwise.
+   */
   static readonly layer = (options: LoginThrottleOptions) =>
     Layer.effect(
       LoginThrottle,
       Effect.gen(function* () {
-        const cache = yield* Cache
-        // The throttle protects, it must not take sign-in down with it: cache failures are logged and let through.
+        const limits = yield* RateLimit
+        // The keys the throttle has always used (`auth-login:<kind>:<key>`): counts and leases carry over a deploy.
+        const limiter = (kind: string, points: number, durationSeconds: number) =>
+          limits.limiter({ keyPrefix: `auth-login:${kind}`, points, durationSeconds })
+        // Keyed per address and clock minute: the window ends with the minute, whenever its first attempt came.
+        const perAddress = limiter("ip", options.ipLimitPerMinute, 60)
+        const failures = limiter("fail", MAX_FAILURES_PER_HOUR, WINDOW_SECONDS)
+        // A delay is a block of the account's key for its length; only its remaining time is read.
+        const waits = limiter("wait", 0, MAX_DELAY_SECONDS)
+        // One password check in flight per account: the first point takes the lease, deleting the key frees it.
+        const leases = limiter("lease", 1, LEASE_SECONDS)
+        // The throttle protects, it must not take sign-in down with it: failures to count are logged and let through.
         const failOpen =
           <A>(fallback: A) =>
-          (error: CacheError) =>
+          (error: RateLimitUnavailable) =>
             Effect.as(Effect.logWarning("login throttle unavailable", { error: error.message }), fallback)
+        // Counts one point of `key`: true when that goes over the limit (not when the count failed: fail open).
+        const over = (limiter: Limiter, key: string) =>
+          limiter.consume(key).pipe(
+            Effect.as(false),
+            Effect.catchTags({
+              RateLimitExceeded: () => Effect.succeed(true),
+              RateLimitUnavailable: failOpen(false),
+            }),
+          )
         const tooMany = (detail: string, retryAfter: number, limit?: number) =>
           new TooManyRequests({
             detail,
@@ -76,8 +98,7 @@ export class LoginThrottle extends Context.Service<
           if (ip === null || ip === "") return
           const now = yield* Clock.currentTimeMillis
           const minute = Math.floor(now / 60_000)
-          const attempts = yield* cache.increment(`ip:${ip}:${minute}`, 60).pipe(Effect.catch(failOpen(0)))
-          if (attempts > options.ipLimitPerMinute) {
+          if (yield* over(perAddress, `${ip}:${minute}`)) {
             return yield* tooMany(
               "too many sign-in attempts from this address; retry later",
               ((minute + 1) * 60_000 - now) / 1000,
@@ -92,34 +113,31 @@ export class LoginThrottle extends Context.Service<
         ) =>
           Effect.gen(function* () {
             const key = accountKey(email)
-            const now = yield* Clock.currentTimeMillis
-            const until = yield* cache.get(`wait:${key}`).pipe(Effect.catch(failOpen(Option.none<string>())))
-            const waitMs = Option.isSome(until) ? Number(until.value) - now : 0
+            const wait = yield* waits.get(key).pipe(Effect.catchTag("RateLimitUnavailable", failOpen(Option.none())))
+            const waitMs = Option.isSome(wait) ? wait.value.msBeforeNext : 0
             if (waitMs > 0)
               return yield* tooMany("too many failed sign-ins for this account; retry later", waitMs / 1000)
-            const leased = yield* cache
-              .setIfAbsent(`lease:${key}`, "1", { ttlSeconds: LEASE_SECONDS })
-              .pipe(Effect.catch(failOpen(true)))
-            if (!leased) return yield* tooMany("a sign-in for this account is already in progress; retry", 1)
+            if (yield* over(leases, key))
+              return yield* tooMany("a sign-in for this account is already in progress; retry", 1)
             return yield* Effect.gen(function* () {
               const result = yield* check
               if (result.ok) {
-                yield* cache.delete(`fail:${key}`).pipe(Effect.catch(failOpen(undefined)))
+                yield* failures.delete(key)
                 return { value: result.value, delaySeconds: 0 }
               }
-              const failures = yield* cache.increment(`fail:${key}`, WINDOW_SECONDS).pipe(Effect.catch(failOpen(0)))
-              const delay = delayAfter(failures, options)
+              const failed = yield* failures.penalty(key).pipe(
+                Effect.map((window) => window.consumed),
+                Effect.catchTag("RateLimitUnavailable", failOpen(0)),
+              )
+              const delay = delayAfter(failed, options)
               if (delay > 0) {
-                const waitUntil = (yield* Clock.currentTimeMillis) + delay * 1000
-                yield* cache
-                  .set(`wait:${key}`, String(waitUntil), { ttlSeconds: delay })
-                  .pipe(Effect.catch(failOpen(undefined)))
+                yield* waits.block(key, delay).pipe(Effect.catchTag("RateLimitUnavailable", failOpen(undefined)))
               }
               return { value: result.value, delaySeconds: delay }
-            }).pipe(Effect.ensuring(cache.delete(`lease:${key}`).pipe(Effect.catch(failOpen(undefined)))))
+            }).pipe(Effect.ensuring(leases.delete(key)))
           }).pipe(Effect.withSpan("LoginThrottle.guard"))
 
         return LoginThrottle.of({ admitAddress, guard })
       }),
-    )
+    ).pipe(Layer.provide(RateLimit.layer))
 }
