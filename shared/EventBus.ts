@@ -21,6 +21,11 @@ export const backoff = (policy: RetryPolicy) => Backoff.exponential({ base: poli
 export interface SubscribeOptions<R = never> {
   readonly topic: string
   readonly group: string
+  /**
+   * The event types of `topic` the handler acts on (`"*"`: every type); the others are passed over without it. A
+   * function's bus requires them and checks each against its manifest's `events.consumes` (`Kernel.declaredConsumer`).
+   */
+  readonly types?: ReadonlyArray<string> | "*"
   /** Runs inside the inbox transaction: its `Db` queries commit or roll back together with the inbox row. */
   readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
   /** Overrides the bus's retry policy for this subscription. */

@@ -6,7 +6,7 @@ import { EventBus } from "./EventBus.ts"
 import { Health, register } from "./Health.ts"
 import * as Logging from "./Logging.ts"
 import { type Migration, migrate } from "./Migrator.ts"
-import { consumesTopic, type ModuleManifest } from "./Module.ts"
+import { consumesTopic, EVERY_EVENT, type ModuleManifest } from "./Module.ts"
 import * as PgEventBus from "./PgEventBus.ts"
 import { callersOf, ServiceIdentity, type ServiceIdentityConfig } from "./ServiceIdentity.ts"
 import * as Telemetry from "./Telemetry.ts"
@@ -65,23 +65,38 @@ export interface EventsOptions {
 }
 
 /**
- * The bus as a function may use it: a subscription to a topic its manifest's `events.consumes` does not declare is a
- * defect that stops the start, so the manifest cannot drift from the consumers the code runs.
+ * The bus as a function may use it: each subscription says the event types it handles, and a type its manifest's
+ * `events.consumes` does not declare (or a subscription that says none) is a defect that stops the start, so the
+ * manifest cannot drift from the consumers the code runs. Events of other types are passed over without the handler.
  */
 export const declaredConsumer = (manifest: Pick<ModuleManifest, "name" | "events">) =>
   Layer.effect(
     EventBus,
     Effect.gen(function* () {
       const bus = yield* EventBus
+      const everything = manifest.events.consumes.includes(EVERY_EVENT)
       return EventBus.of({
-        subscribe: (options) =>
-          consumesTopic(manifest, options.topic)
-            ? bus.subscribe(options)
-            : Effect.die(
-                new Error(
-                  `${manifest.name} subscribes to ${options.topic}, which its manifest's events.consumes omits`,
-                ),
-              ),
+        subscribe: (options) => {
+          const { types, topic } = options
+          const refuse = (what: string) => Effect.die(new Error(`${manifest.name} subscribes to ${topic}${what}`))
+          if (types === undefined) return refuse(" without saying which event types it handles (types)")
+          if (!consumesTopic(manifest, topic)) return refuse(", which its manifest's events.consumes omits")
+          if (types === EVERY_EVENT) {
+            return everything
+              ? bus.subscribe(options)
+              : refuse(" for every event type, which its manifest does not consume")
+          }
+          const undeclared = types.filter((t) => !(everything || manifest.events.consumes.includes(t)))
+          const elsewhere = types.filter((t) => `${t.slice(0, t.indexOf("."))}.events` !== topic)
+          if (undeclared.length > 0)
+            return refuse(` for ${undeclared.join(", ")}, which its manifest's events.consumes omits`)
+          if (elsewhere.length > 0) return refuse(` for ${elsewhere.join(", ")}, which another topic carries`)
+          const handled = new Set(types)
+          return bus.subscribe({
+            ...options,
+            handler: (event) => (handled.has(event.type) ? options.handler(event) : Effect.void),
+          })
+        },
       })
     }),
   )

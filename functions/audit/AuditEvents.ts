@@ -21,6 +21,7 @@ export const layer = (options: AuditEventsOptions) =>
       for (const topic of options.topics) {
         yield* bus.subscribe({
           topic,
+          types: "*",
           group: `${options.group}:${topic}`,
           handler: (event) => Effect.asVoid(log.recordEvent(event)),
         })

@@ -29,6 +29,7 @@ export const IdentityEventsLive = Layer.effectDiscard(
     const sessions = yield* Sessions
     yield* bus.subscribe({
       topic: topicOf("identity"),
+      types: Object.keys(REASONS),
       group: "auth_sessions",
       handler: (event) =>
         Effect.gen(function* () {

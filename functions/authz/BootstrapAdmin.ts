@@ -30,10 +30,10 @@ export const BootstrapAdminLive = (options: { readonly email: Option.Option<stri
           const wanted = configured.trim().toLowerCase()
           yield* bus.subscribe({
             topic: topicOf("identity"),
+            types: ["identity.user.created", "identity.email.verified"],
             group: "authz_bootstrap_admin",
             handler: (event) =>
               Effect.gen(function* () {
-                if (event.type !== "identity.user.created" && event.type !== "identity.email.verified") return
                 const data = yield* decodeAccountEvent(event.data)
                 if (data.email?.trim().toLowerCase() !== wanted) return
                 if (event.type === "identity.user.created" && data.emailVerified !== true) return

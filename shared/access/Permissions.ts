@@ -52,8 +52,9 @@ export class Permissions extends Context.Service<
         const permissions = yield* Permissions
         yield* bus.subscribe({
           topic: changes.topic,
+          types: changes.types,
           group: `${service}_permission_cache`,
-          handler: (event) => (changes.types.includes(event.type) ? permissions.invalidate : Effect.void),
+          handler: () => permissions.invalidate,
         })
       }),
     )

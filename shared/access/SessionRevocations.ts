@@ -158,17 +158,16 @@ export const following = (options: {
       const memory = yield* RevokedInMemory
       yield* bus.subscribe({
         topic: options.feed.topic,
+        types: [options.feed.type],
         group: `${options.service.replaceAll("-", "_")}_session_revocations`,
         broadcast: { since: Duration.seconds(options.rememberSeconds ?? 3_600) },
         handler: (event) =>
-          event.type !== options.feed.type
-            ? Effect.void
-            : Effect.flatMap(decodeRevoked(event.data), (data) =>
-                memory.remember(
-                  data.sessionId,
-                  Date.parse(event.time) + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
-                ),
-              ),
+          Effect.flatMap(decodeRevoked(event.data), (data) =>
+            memory.remember(
+              data.sessionId,
+              Date.parse(event.time) + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
+            ),
+          ),
       })
     }),
   ).pipe(Layer.provideMerge(SessionRevocations.layerDegrading))
