@@ -69,7 +69,7 @@ export const DomainLive = (
         freeAttempts: config.loginFreeAttempts,
         maxDelaySeconds: config.loginMaxDelaySeconds,
         ipLimitPerMinute: config.loginIpLimitPerMinute,
-      }).pipe(Layer.provide(Cache.layer({ prefix: "auth-login", fallback: "memory" }))),
+      }),
       Outbox.layer(manifest),
       SessionsRepo.layer,
     ]),
