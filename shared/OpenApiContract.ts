@@ -1,16 +1,14 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, OpenApi } from "effect/http-api"
 import type { RouteSpec } from "./Module.ts"
+import * as Problem from "./Problem.ts"
 import {
   BadRequest,
   Forbidden,
-  GatewayTimeout,
   InternalError,
-  NotFound,
   PayloadTooLarge,
   RequestHeaderFieldsTooLarge,
   RequestTimeout,
   ServiceUnavailable,
-  TooManyRequests,
   Unauthorized,
   ValidationFailed,
 } from "./Problem.ts"
@@ -45,22 +43,21 @@ export class KernelProblems extends HttpApiMiddleware.Service<KernelProblems>()(
 }) {}
 
 type Json = Record<string, unknown>
-const CATALOG = {
-  BadRequest,
-  Forbidden,
-  GatewayTimeout,
-  InternalError,
-  NotFound,
-  PayloadTooLarge,
-  RequestHeaderFieldsTooLarge,
-  RequestTimeout,
-  ServiceUnavailable,
-  TooManyRequests,
-  Unauthorized,
-  ValidationFailed,
-}
+// Every problem class of Problem.ts (its exported error classes), by name: what the kernel and the gateway can add to
+// a document, with no second list to keep in step.
+const CATALOG: Readonly<Record<string, ProblemClass>> = Object.fromEntries(
+  Object.entries(Problem).filter(
+    ([name, value]) => /^[A-Z]/.test(name) && typeof value === "function" && value.prototype instanceof Error,
+  ),
+) as Record<string, ProblemClass>
 
-type ProblemClass = (typeof CATALOG)[keyof typeof CATALOG]
+type ProblemClass = {
+  [K in keyof typeof Problem]: (typeof Problem)[K] extends abstract new (
+    ...args: never
+  ) => Error
+    ? (typeof Problem)[K]
+    : never
+}[keyof typeof Problem]
 
 /** A problem the platform answers with, as OpenAPI: its status, its schema (a component) and that component's own. */
 interface ProblemSchema {
