@@ -111,9 +111,8 @@ export interface BuildReport {
 
 /** Options of {@link build}. */
 export interface BuildOptions {
-  /** Where `<name>/main.mjs` goes; default `<root>/dist`. */
+  /** Where `<name>/main.mjs` goes; default `dist/` of the repository. */
   readonly outdir?: string
-  readonly root?: string
 }
 
 // "node_modules/@aws-sdk/client-s3/dist-es/x.js" -> "@aws-sdk/client-s3"; the innermost node_modules wins.
@@ -135,7 +134,8 @@ const byPackage = (output: esbuild.Metafile["outputs"][string]) => {
 
 /** Bundles one function into `<outdir>/<name>/` (main.mjs, lambda.mjs when present, maps, meta.json). */
 export const buildOne = async (name: string, options: BuildOptions = {}): Promise<BuildReport> => {
-  const root = options.root ?? ROOT
+  // The functions come from the registry (one discovery), so the repository is the only root.
+  const root = ROOT
   const dir = join(root, "functions", name)
   const outdir = join(options.outdir ?? join(root, "dist"), name)
   const entries: Array<OutputReport["entry"]> = ["main"]
