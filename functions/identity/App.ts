@@ -2,13 +2,13 @@ import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
 import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
-import { Cache } from "../../shared/Cache.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
+import { RateLimit } from "../../shared/RateLimit.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
@@ -35,7 +35,7 @@ export const DomainLive = Users.layer.pipe(
     Notifier.layer,
     Outbox.layer(manifest),
     Passwords.layer(),
-    Cache.layer({ prefix: manifest.name }),
+    RateLimit.layer,
   ]),
 )
 
