@@ -64,6 +64,62 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
     const retry = retryPolicy(options.retry, subscription.retry)
     const broadcast = subscription.broadcast
 
+    // What follows a consumed row. A broadcast subscription keeps its position in memory only and logs what it could not
+    // handle; a shared one moves its stored offset (one statement), together with the dead letter when there is one.
+    const settle = (row: OutboxRow, dead: ReturnType<typeof deadLetterOf>) => {
+      if (broadcast !== undefined) {
+        return dead === undefined
+          ? Effect.void
+          : Effect.logError("event skipped by a broadcast subscription", { event_seq: row.seq, ...dead })
+      }
+      const advance = db.query(
+        `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
+         WHERE group_id = $1 AND topic = $2`,
+        [group, topic, row.txid, row.seq],
+      )
+      if (dead === undefined) return Effect.asVoid(advance.pipe(Effect.withTracerEnabled(false)))
+      return db
+        .transaction(
+          Effect.andThen(
+            db.query(
+              `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
+              [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
+            ),
+            advance,
+          ),
+        )
+        .pipe(
+          Effect.asVoid,
+          Effect.withSpan("EventBus.deadLetter", {
+            attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
+          }),
+        )
+    }
+
+    // Where reading starts: a shared subscription at its stored offset; a broadcast one after the last row older than
+    // `since` (rows are read in commit order), or at the start while the producer has no outbox yet.
+    const startPosition = (source: string) =>
+      broadcast === undefined
+        ? db.query<Position & Record<string, unknown>>(
+            `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${own}.eventbus_offsets
+             WHERE group_id = $1 AND topic = $2`,
+            [group, topic],
+          )
+        : db
+            .query<Position & Record<string, unknown>>(
+              `SELECT o.txid::text AS txid, o.seq::text AS seq FROM ${source}.outbox o
+               WHERE o.topic = $1 AND o.created_at < now() - make_interval(secs => $2)
+               ORDER BY o.txid DESC, o.seq DESC LIMIT 1`,
+              [topic, Duration.toSeconds(Duration.fromInputUnsafe(broadcast.since))],
+            )
+            .pipe(
+              Effect.catchIf(
+                (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
+                () => Effect.succeed([]),
+              ),
+            )
+
     // `cursor` moves row by row, once the row's offset is stored, so a failure mid-batch resumes after the last row done.
     const poll = (source: string, cursor: { position: Position }) =>
       Effect.gen(function* () {
@@ -91,36 +147,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
             inbox: broadcast === undefined,
             attributes: { "eventbus.source_schema": source, "eventbus.seq": row.seq },
           })
-          const dead = deadLetterOf(outcome)
-          const advance = db.query(
-            `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
-             WHERE group_id = $1 AND topic = $2`,
-            [group, topic, row.txid, row.seq],
-          )
-          // A handled row only moves the offset (one statement); a dead letter and the offset commit together. A
-          // broadcast subscription keeps its position in memory only and logs what it could not handle.
-          yield* broadcast !== undefined
-            ? dead === undefined
-              ? Effect.void
-              : Effect.logError("event skipped by a broadcast subscription", { event_seq: row.seq, ...dead })
-            : dead === undefined
-              ? advance.pipe(Effect.withTracerEnabled(false))
-              : db
-                  .transaction(
-                    Effect.andThen(
-                      db.query(
-                        `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
-                       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
-                        [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
-                      ),
-                      advance,
-                    ),
-                  )
-                  .pipe(
-                    Effect.withSpan("EventBus.deadLetter", {
-                      attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
-                    }),
-                  )
+          yield* settle(row, deadLetterOf(outcome))
           cursor.position = { txid: row.txid, seq: row.seq }
         }
         return rows.length
@@ -128,27 +155,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
 
     const run = (source: string) =>
       Effect.gen(function* () {
-        // A broadcast subscription starts after the last row older than `since` (rows are read in commit order).
-        const [stored] =
-          broadcast === undefined
-            ? yield* db.query<Position & Record<string, unknown>>(
-                `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${own}.eventbus_offsets
-                 WHERE group_id = $1 AND topic = $2`,
-                [group, topic],
-              )
-            : yield* db
-                .query<Position & Record<string, unknown>>(
-                  `SELECT o.txid::text AS txid, o.seq::text AS seq FROM ${source}.outbox o
-                   WHERE o.topic = $1 AND o.created_at < now() - make_interval(secs => $2)
-                   ORDER BY o.txid DESC, o.seq DESC LIMIT 1`,
-                  [topic, Duration.toSeconds(Duration.fromInputUnsafe(broadcast.since))],
-                )
-                .pipe(
-                  Effect.catchIf(
-                    (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
-                    () => Effect.succeed([]),
-                  ),
-                )
+        const [stored] = yield* startPosition(source)
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
         // A producer that has not started (or migrated) yet has no outbox: nothing to read, not a failure.
         let waiting = false
