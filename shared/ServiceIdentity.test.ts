@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from "node:crypto"
+import { describe, expect, it, vi } from "@effect/vitest"
 import { Effect, Exit, Option, Redacted } from "effect"
-import { describe, expect, it } from "vitest"
+import { TestClock } from "effect/testing"
 import * as Problem from "./Problem.ts"
 import { callersOf, make, privateKeyText, publicKeyText } from "./ServiceIdentity.ts"
 
@@ -20,6 +21,40 @@ describe("ServiceIdentity", () => {
     expect(await Effect.runPromise(auth.token("identity"))).toBe(token)
     expect(await Effect.runPromise(identity.verify(token))).toBe("auth")
   })
+
+  it.effect(
+    "concurrent first calls share one minted token; it is reused until renewAt (half its life), then renewed",
+    () =>
+      Effect.gen(function* () {
+        const caller = make({ name: "auth", callers: [], functions, config: dev })
+        const first = yield* Effect.all(
+          Array.from({ length: 10 }, () => caller.token("identity")),
+          { concurrency: "unbounded" },
+        )
+        expect(new Set(first).size).toBe(1)
+        // renewAt is the signing second plus 30 s: more than 29 s after the first call, at most 30 s.
+        yield* TestClock.adjust("29 seconds")
+        expect(yield* caller.token("identity")).toBe(first[0])
+        yield* TestClock.adjust("1 second")
+        const renewed = yield* caller.token("identity")
+        expect(renewed).not.toBe(first[0])
+        expect(yield* caller.token("identity")).toBe(renewed)
+        expect(yield* identity.verify(renewed)).toBe("auth")
+      }),
+  )
+
+  it.effect("a verified token is not served from memory past its exp: once it has passed, it is refused", () =>
+    Effect.gen(function* () {
+      const callee = make({ name: "identity", callers: ["auth"], functions, config: dev })
+      const caller = make({ name: "auth", callers: [], functions, config: dev })
+      const token = yield* caller.token("identity")
+      expect(yield* callee.verify(token)).toBe("auth")
+      // Past exp and its 5 s of tolerance, on the wall clock (the token's) and on the Clock (the memory's).
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 66_000 })
+      yield* TestClock.adjust("66 seconds")
+      expect(failure(yield* Effect.exit(callee.verify(token)))).toBeInstanceOf(Problem.Unauthorized)
+    }).pipe(Effect.ensuring(Effect.sync(() => vi.useRealTimers()))),
+  )
 
   it("refuses no token, garbage, a token for another function, and a caller that does not depend on it", async () => {
     expect(failure(await run(identity.verify(undefined)))).toBeInstanceOf(Problem.Unauthorized)

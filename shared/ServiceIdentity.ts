@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, randomUUID } from "node:crypto"
 import { Config, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from "jose"
+import { makeLocal } from "./Cache.ts"
 import * as Problem from "./Problem.ts"
 
 /**
@@ -128,6 +129,26 @@ export interface IdentityOptions {
   readonly config: ServiceIdentityConfig
 }
 
+// A token minted for a callee, and when (epoch seconds) a new one replaces it.
+interface Minted {
+  readonly token: string
+  readonly renewAt: number
+}
+
+// The caller of a verified token, and when (epoch seconds) the token expires.
+interface Verified {
+  readonly caller: string
+  readonly exp: number
+}
+
+// `make` stays a plain function (test helpers sign tokens with it outside any layer); a LocalCache needs no service.
+const local = <K, A, E>(options: Parameters<typeof makeLocal<K, A, E>>[0]) => Effect.runSync(makeLocal(options))
+
+// Token times are wall-clock epoch seconds: tokens cross processes, which agree on the wall's time. The caches count
+// on the caller's `Clock` (that same time in production, moved by hand under TestClock): a token time is carried over
+// as the time left until it, counted from when the lookup was asked.
+const onClock = (epochSeconds: number, askedAt: number) => askedAt + (epochSeconds * 1000 - Date.now())
+
 /** Builds the identity (see `ServiceIdentity.layer`). */
 export const make = (options: IdentityOptions) => {
   const { name } = options
@@ -144,24 +165,27 @@ export const make = (options: IdentityOptions) => {
   } else for (const [fn, text] of Object.entries(configured)) publicKeys.set(fn, parsePublicKey(text))
   const allowed = new Set(options.callers)
 
-  const minted = new Map<string, { readonly token: string; readonly renewAt: number }>()
-  const token = (audience: string) =>
-    Effect.promise(async () => {
-      const now = Math.floor(Date.now() / 1000)
-      const cached = minted.get(audience)
-      if (cached !== undefined && cached.renewAt > now) return cached.token
-      const fresh = await new SignJWT({})
-        .setProtectedHeader({ alg: SERVICE_TOKEN_ALG, typ: SERVICE_TOKEN_TYP })
-        .setIssuer(name)
-        .setSubject(name)
-        .setAudience(audience)
-        .setIssuedAt(now)
-        .setExpirationTime(now + LIFETIME_SECONDS)
-        .setJti(randomUUID())
-        .sign(privateKey)
-      minted.set(audience, { token: fresh, renewAt: now + LIFETIME_SECONDS / 2 })
-      return fresh
-    })
+  // One token per callee, signed once for concurrent first calls and reused until its renewAt (half its life).
+  // Callees are this function's dependencies, a handful: unbounded, as they are few.
+  const minted = local<string, Minted, never>({
+    capacity: Number.POSITIVE_INFINITY,
+    lookup: (audience) =>
+      Effect.promise(async () => {
+        const now = Math.floor(Date.now() / 1000)
+        const fresh = await new SignJWT({})
+          .setProtectedHeader({ alg: SERVICE_TOKEN_ALG, typ: SERVICE_TOKEN_TYP })
+          .setIssuer(name)
+          .setSubject(name)
+          .setAudience(audience)
+          .setIssuedAt(now)
+          .setExpirationTime(now + LIFETIME_SECONDS)
+          .setJti(randomUUID())
+          .sign(privateKey)
+        return { token: fresh, renewAt: now + LIFETIME_SECONDS / 2 }
+      }),
+    expiresAt: (fresh, _audience, askedAt) => onClock(fresh.renewAt, askedAt),
+  })
+  const token = (audience: string) => Effect.map(minted.get(audience), (fresh) => fresh.token)
 
   const refuse = (reason: RefusalReason) =>
     Effect.andThen(
@@ -173,14 +197,8 @@ export const make = (options: IdentityOptions) => {
       ),
     )
 
-  // Verified tokens are remembered until they expire: a caller's token is reused for 30 s, so most calls cost a lookup.
-  const verified = new Map<string, { readonly caller: string; readonly exp: number }>()
-  const verify = (token: string | undefined): Effect.Effect<string, Refusal> =>
+  const check = (token: string): Effect.Effect<Verified, Refusal> =>
     Effect.suspend(() => {
-      if (token === undefined || token === "") return refuse("missing")
-      const now = Date.now() / 1000
-      const known = verified.get(token)
-      if (known !== undefined && known.exp > now) return Effect.succeed(known.caller)
       let caller: unknown
       try {
         const header = decodeProtectedHeader(token)
@@ -207,15 +225,22 @@ export const make = (options: IdentityOptions) => {
         catch: () => "bad_signature" as const,
       }).pipe(
         Effect.catch(refuse),
-        Effect.flatMap(({ payload }) => {
+        Effect.flatMap(({ payload }) =>
           // A genuine function that does not declare this one as a dependency: known, but not served.
-          if (!allowed.has(caller as string)) return refuse("not_a_dependent")
-          if (verified.size >= 10_000) verified.clear()
-          verified.set(token, { caller: caller as string, exp: payload.exp ?? 0 })
-          return Effect.succeed(caller as string)
-        }),
+          allowed.has(caller) ? Effect.succeed({ caller, exp: payload.exp ?? 0 }) : refuse("not_a_dependent"),
+        ),
       )
     })
+
+  // Verified tokens are remembered until they expire: a caller's token is reused for 30 s, so most calls cost a lookup.
+  // Refusals are not remembered. At most 10 000 tokens, the least recently used going first.
+  const verified = local<string, Verified, Refusal>({
+    capacity: 10_000,
+    lookup: check,
+    expiresAt: (known, _token, askedAt) => onClock(known.exp, askedAt),
+  })
+  const verify = (token: string | undefined): Effect.Effect<string, Refusal> =>
+    token === undefined || token === "" ? refuse("missing") : Effect.map(verified.get(token), (known) => known.caller)
 
   return ServiceIdentity.of({ name, token, verify })
 }
