@@ -76,56 +76,8 @@ for (const [name, makeLayer] of implementations) {
         const error = yield* Effect.flip(cache.set("bad", "v", { ttlSeconds: 0 }))
         assert.strictEqual(error._tag, "CacheError")
         assert.match(error.message, /ttlSeconds/)
-        assert.strictEqual((yield* Effect.flip(cache.increment("bad", -1)))._tag, "CacheError")
         const exit = yield* Effect.exit(cache.getOrSet("bad", 0, Effect.succeed("v")))
         assert.isTrue(Exit.hasDies(exit))
-      }),
-    )
-
-    it.effect("setIfAbsent: of 50 concurrent callers exactly one gets the lease; it frees with its TTL", () =>
-      Effect.gen(function* () {
-        const cache = yield* Cache
-        const won = yield* Effect.forEach(
-          Array.from({ length: 50 }),
-          () => cache.setIfAbsent("lease", "1", { ttlSeconds: 0.3 }),
-          { concurrency: "unbounded" },
-        )
-        assert.strictEqual(won.filter(Boolean).length, 1)
-        yield* Effect.sleep("400 millis")
-        assert.isTrue(yield* cache.setIfAbsent("lease", "2", { ttlSeconds: 10 }))
-      }),
-    )
-
-    it.effect("200 concurrent increments count to 200", () =>
-      Effect.gen(function* () {
-        const cache = yield* Cache
-        const counts = yield* Effect.forEach(Array.from({ length: 200 }), () => cache.increment("hits", 60), {
-          concurrency: "unbounded",
-        })
-        assert.deepStrictEqual(
-          [...counts].sort((a, b) => a - b),
-          Array.from({ length: 200 }, (_, i) => i + 1),
-        )
-        assert.deepStrictEqual(yield* cache.get("hits"), Option.some("200"))
-      }),
-    )
-
-    it.effect("an increment window starts at the first increment and expires with its TTL", () =>
-      Effect.gen(function* () {
-        const cache = yield* Cache
-        assert.strictEqual(yield* cache.increment("window", 0.3), 1)
-        yield* Effect.sleep("150 millis")
-        assert.strictEqual(yield* cache.increment("window", 0.3), 2)
-        yield* Effect.sleep("300 millis")
-        assert.strictEqual(yield* cache.increment("window", 0.3), 1)
-      }),
-    )
-
-    it.effect("incrementing a non-integer value is a CacheError", () =>
-      Effect.gen(function* () {
-        const cache = yield* Cache
-        yield* cache.set("text", "abc")
-        assert.strictEqual((yield* Effect.flip(cache.increment("text", 10)))._tag, "CacheError")
       }),
     )
 
@@ -137,8 +89,6 @@ for (const [name, makeLayer] of implementations) {
         assert.deepStrictEqual(yield* other.get("shared-name"), Option.none())
         yield* other.set("shared-name", "theirs")
         assert.deepStrictEqual(yield* cache.get("shared-name"), Option.some("mine"))
-        assert.strictEqual(yield* other.increment("shared-counter", 10), 1)
-        assert.strictEqual(yield* cache.increment("shared-counter", 10), 1)
       }),
     )
 

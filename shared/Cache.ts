@@ -14,13 +14,12 @@ import {
   Option,
   References,
   Schema,
-  Semaphore,
   Tracer,
 } from "effect"
 import type { Redis } from "ioredis"
 import { availabilityOf, isReply, RedisConnection, type RedisError, type RedisOptions } from "./Redis.ts"
 
-/** A cache operation failed (Redis unreachable, bad TTL, non-integer counter); carries the driver error as cause. */
+/** A cache operation failed (Redis unreachable, bad TTL); carries the driver error as cause. */
 export class CacheError extends Schema.TaggedError<CacheError>()("CacheError", {
   message: Schema.String,
   cause: Schema.Defect(),
@@ -62,14 +61,6 @@ export class Cache extends Context.Service<
      * are never cached and reach every waiting caller. The computation outlives an interrupted first caller.
      */
     getOrSet<E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>): Effect.Effect<string, E, R>
-    /** Atomically adds one and returns the new count; the TTL starts at the first increment (a fixed window). */
-    increment(key: string, ttlSeconds: number): Effect.Effect<number, CacheError>
-    /** Atomically sets the key only when it is absent (a short lease); true when this call set it. */
-    setIfAbsent(
-      key: string,
-      value: string,
-      options: { readonly ttlSeconds: number },
-    ): Effect.Effect<boolean, CacheError>
   }
 >()("shared/Cache") {
   /**
@@ -264,8 +255,6 @@ interface Backend {
   get(key: string): Effect.Effect<string | undefined, CacheError>
   set(key: string, value: string, ttlMs: number | undefined): Effect.Effect<void, CacheError>
   delete(key: string): Effect.Effect<void, CacheError>
-  increment(key: string, ttlMs: number): Effect.Effect<number, CacheError>
-  setIfAbsent(key: string, value: string, ttlMs: number): Effect.Effect<boolean, CacheError>
 }
 
 const lookups = Metric.counter("cache_lookups_total", { description: "Cache lookups by result", incremental: true })
@@ -305,20 +294,6 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
       yield* counted(impl.delete(full(key)))
     })
 
-    const increment = Effect.fn(
-      "Cache.increment",
-      span,
-    )(function* (key: string, ttlSeconds: number) {
-      return yield* counted(impl.increment(full(key), yield* toMillis(ttlSeconds)))
-    })
-
-    const setIfAbsent = Effect.fn(
-      "Cache.setIfAbsent",
-      span,
-    )(function* (key: string, value: string, options: { readonly ttlSeconds: number }) {
-      return yield* counted(impl.setIfAbsent(full(key), value, yield* toMillis(options.ttlSeconds)))
-    })
-
     const lookupOrCompute = <E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>) =>
       Effect.gen(function* () {
         const cached = yield* get(key).pipe(Effect.catch(degraded(key, Option.none<string>())))
@@ -348,7 +323,7 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
         return Effect.flatMap(Effect.forkIn(flights.get(flight), scope), Fiber.join) as Effect.Effect<string, E, R>
       }).pipe(Effect.withSpan("Cache.getOrSet", span))
 
-    return Cache.of({ get, set, delete: del, getOrSet, increment, setIfAbsent })
+    return Cache.of({ get, set, delete: del, getOrSet })
   })
 
 // One getOrSet in flight: equal to any other of its key whatever it computes, so that concurrent getOrSets of a key
@@ -389,11 +364,6 @@ const checkPrefix = (prefix: string) =>
 const redisFailure = (what: string) => (cause: unknown) =>
   new CacheError({ message: `redis ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
 
-// Sets the TTL only when the counter has none, so the window starts with the first increment.
-const INCREMENT = `local n = redis.call("INCR", KEYS[1])
-if redis.call("PTTL", KEYS[1]) == -1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
-return n`
-
 const skipped = () =>
   Effect.fail(new CacheError({ message: "redis unavailable (waiting for it to answer again)", cause: null }))
 
@@ -420,9 +390,6 @@ const withFallback = (redis: Backend, memory: Backend): Backend => ({
       memory.delete(key),
       Effect.catch(redis.delete(key), () => Effect.void),
     ),
-  increment: (key, ttlMs) => Effect.catch(redis.increment(key, ttlMs), () => memory.increment(key, ttlMs)),
-  setIfAbsent: (key, value, ttlMs) =>
-    Effect.catch(redis.setIfAbsent(key, value, ttlMs), () => memory.setIfAbsent(key, value, ttlMs)),
 })
 
 const redisBackend = (redis: Redis): Backend => ({
@@ -432,53 +399,16 @@ const redisBackend = (redis: Redis): Backend => ({
       guarded(redis, "SET", () => (ttlMs === undefined ? redis.set(key, value) : redis.set(key, value, "PX", ttlMs))),
     ),
   delete: (key) => Effect.asVoid(guarded(redis, "DEL", () => redis.del(key))),
-  increment: (key, ttlMs) =>
-    guarded(redis, "INCR", () => redis.eval(INCREMENT, 1, key, ttlMs)).pipe(Effect.map(Number)),
-  setIfAbsent: (key, value, ttlMs) =>
-    guarded(redis, "SET NX", () => redis.set(key, value, "PX", ttlMs, "NX")).pipe(
-      Effect.map((reply) => reply === "OK"),
-    ),
 })
 
-// This process's memory, a kernel store. Writes take its one permit: an increment or a setIfAbsent reads then writes,
-// two steps between which a fiber may yield, and must see (and not undo) every other write, as Redis's commands do.
+// This process's memory, a kernel store. No lock: a write is one step (the read-then-write counter and lease that
+// needed one are gone; rate limits count in shared/RateLimit.ts).
 const memoryBackend = (maxEntries: number): Effect.Effect<Backend> =>
-  Effect.map(makeLocalStore<string, string>(maxEntries), (store) => {
-    const lock = Semaphore.makeUnsafe(1)
-    const write = <A, E>(effect: Effect.Effect<A, E>) => lock.withPermit(effect)
-    const held = (key: string) => Effect.map(store.peek(key), Option.getOrUndefined)
-    return {
-      get: (key) => Effect.map(held(key), (entry) => entry?.value),
-      set: (key, value, ttlMs) =>
-        write(
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            store.set(key, value, ttlMs === undefined ? Number.POSITIVE_INFINITY : now + ttlMs),
-          ),
-        ),
-      delete: (key) => write(store.invalidate(key)),
-      increment: (key, ttlMs) =>
-        write(
-          Effect.gen(function* () {
-            const now = yield* Clock.currentTimeMillis
-            const entry = yield* held(key)
-            const count = entry === undefined ? 0 : Number(entry.value)
-            if (!Number.isSafeInteger(count)) {
-              return yield* new CacheError({ message: `value at ${key} is not an integer`, cause: null })
-            }
-            // A key without expiry gets the window's, as Redis's script does.
-            const expiresAt =
-              entry === undefined || entry.expiresAt === Number.POSITIVE_INFINITY ? now + ttlMs : entry.expiresAt
-            yield* store.set(key, String(count + 1), expiresAt)
-            return count + 1
-          }),
-        ),
-      setIfAbsent: (key, value, ttlMs) =>
-        write(
-          Effect.gen(function* () {
-            if ((yield* held(key)) !== undefined) return false
-            yield* store.set(key, value, (yield* Clock.currentTimeMillis) + ttlMs)
-            return true
-          }),
-        ),
-    }
-  })
+  Effect.map(makeLocalStore<string, string>(maxEntries), (store) => ({
+    get: (key) => Effect.map(store.peek(key), (entry) => Option.getOrUndefined(entry)?.value),
+    set: (key, value, ttlMs) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        store.set(key, value, ttlMs === undefined ? Number.POSITIVE_INFINITY : now + ttlMs),
+      ),
+    delete: (key) => store.invalidate(key),
+  }))
