@@ -105,7 +105,6 @@ const connect = (options: RedisOptions): Effect.Effect<Redis, RedisError, Scope.
     const Redis = ioredis.Redis ?? (ioredis as unknown as { default: typeof ioredis }).default.Redis
     let lastError: Error | undefined
     let started = false
-    let connected = false
 
     const redis = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -121,15 +120,11 @@ const connect = (options: RedisOptions): Effect.Effect<Redis, RedisError, Scope.
           ...(options.connectionName ? { connectionName: options.connectionName } : {}),
           ...(options.keyPrefix ? { keyPrefix: options.keyPrefix } : {}),
         })
-        // Logged once per outage, not once per reconnect attempt.
+        // An outage is logged and counted once, by the availability (with the error that began it), not once per
+        // reconnect attempt; its return is logged when a PING is answered again.
         redis.on("error", (error: Error) => {
           lastError = error
-          if (started && connected) log(Effect.logWarning("redis connection lost", { error: error.message }))
-          connected = false
-        })
-        redis.on("ready", () => {
-          if (started && !connected) log(Effect.logInfo("redis reconnected"))
-          connected = true
+          if (started) availability.failed(error)
         })
         redis.on("close", () => {
           if (started) availability.failed(new Error("connection closed"))
