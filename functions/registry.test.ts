@@ -79,4 +79,28 @@ describe("functions/registry.ts", () => {
     )
     expect(found).toEqual([])
   })
+
+  // One composition per function: App.ts defines it once (`app`), and the entries only run that definition.
+  it("has every function defined once, as App.ts `app`, and entries that only run it", async () => {
+    for (const name of names) {
+      const { app } = (await import(`./${name}/App.ts`)) as { app?: { manifest: { name: string } } }
+      expect(app?.manifest.name, `functions/${name}/App.ts exports app`).toBe(name)
+      const code = (file: string) =>
+        readFileSync(join("functions", name, file), "utf8")
+          .split("\n")
+          .filter((line) => line.trim() !== "" && !/^\s*(\/\/|\/\*\*|\*)/.test(line))
+      expect(code("main.ts"), `functions/${name}/main.ts`).toEqual([
+        'import * as Main from "../../shared/Main.ts"',
+        'import { app } from "./App.ts"',
+        "Main.run(app)",
+      ])
+      if (existsSync(join("functions", name, "lambda.ts"))) {
+        expect(code("lambda.ts"), `functions/${name}/lambda.ts`).toEqual([
+          'import * as Lambda from "../../shared/Lambda.ts"',
+          'import { app } from "./App.ts"',
+          "export const handler = Lambda.handler(app)",
+        ])
+      }
+    }
+  })
 })
