@@ -1,5 +1,5 @@
 import { Clock, Context, Effect, Layer, Option } from "effect"
-import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
+import { Db, type DbError, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
@@ -222,6 +222,35 @@ export class Users extends Context.Service<
       const updated = (id: UserId, changes: UserChanges) =>
         outbox.publish({ type: "identity.user.updated", subject: id, data: { userId: id, changes } })
 
+      /**
+       * Renames the account `write` finds (an administrator: any undeleted one; the caller: their own active one) and
+       * publishes identity.user.updated in the same transaction; `missing` when it finds none. Without a name nothing
+       * changes: the account as it is (`current`), without a write or an event.
+       */
+      const rename = <E>(
+        id: UserId,
+        name: string | undefined,
+        options: {
+          readonly write: (id: UserId, name: string) => Effect.Effect<Option.Option<User>, DbError>
+          readonly current: Effect.Effect<User, E | ServiceUnavailable>
+          readonly missing: E
+        },
+      ): Effect.Effect<User, E | ServiceUnavailable> =>
+        Effect.gen(function* () {
+          if (name === undefined) return yield* options.current
+          const renamed = yield* db
+            .transaction(
+              Effect.gen(function* () {
+                const user = yield* options.write(id, name)
+                if (user._tag === "Some") yield* updated(id, { name })
+                return user
+              }),
+            )
+            .pipe(Effect.catchTag("DbError", unavailable))
+          if (renamed._tag === "None") return yield* Effect.fail(options.missing)
+          return renamed.value
+        })
+
       const update = Effect.fn("Users.update")(function* (id: UserId, changes: UserChanges) {
         const notFound = new NotFound({ detail: `no user with id ${id}` })
         const undeleted = (status: UserStatus) => status !== "deleted"
@@ -239,20 +268,7 @@ export class Users extends Context.Service<
           yield* adminGuard.reinstate(id, written.value.version)
           return written.value.user
         }
-        // Nothing to change: answer with the user as it is, without a write or an event.
-        if (changes.name === undefined) return yield* get(id)
-        const name = changes.name
-        const renamed = yield* db
-          .transaction(
-            Effect.gen(function* () {
-              const user = yield* repo.rename(id, name)
-              if (user._tag === "Some") yield* updated(id, changes)
-              return user
-            }),
-          )
-          .pipe(Effect.catchTag("DbError", unavailable))
-        if (renamed._tag === "None") return yield* notFound
-        return renamed.value
+        return yield* rename(id, changes.name, { write: repo.rename, current: get(id), missing: notFound })
       })
 
       const getByEmail = Effect.fn("Users.getByEmail")(function* (email: string) {
@@ -365,19 +381,7 @@ export class Users extends Context.Service<
         id: UserId,
         changes: { readonly name?: string | undefined },
       ) {
-        if (changes.name === undefined) return yield* me(id)
-        const name = changes.name
-        const user = yield* db
-          .transaction(
-            Effect.gen(function* () {
-              const user = yield* repo.renameActive(id, name)
-              if (user._tag === "Some") yield* updated(id, { name })
-              return user
-            }),
-          )
-          .pipe(Effect.catchTag("DbError", unavailable))
-        if (user._tag === "None") return yield* inactive
-        return user.value
+        return yield* rename(id, changes.name, { write: repo.renameActive, current: me(id), missing: inactive })
       })
 
       const changePassword = Effect.fn("Users.changePassword")(function* (input: {
