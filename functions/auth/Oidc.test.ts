@@ -1,3 +1,5 @@
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { Effect } from "effect"
 import { decodeJwt } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -11,13 +13,50 @@ const redirectUri = "http://app.test/api/v1/auth/oidc/test/callback"
 let op: Awaited<ReturnType<typeof startOpenIdProvider>>
 let identity: IdentityUnderTest
 let auth: AuthUnderTest
+
+// A provider that only publishes its discovery document, at /<name>, counting how often it is asked: "slow" answers
+// after 200 ms, "flaky" fails its first discovery with a 500.
+const discoveries = { slow: 0, flaky: 0 }
+const discoveryServer = createServer((req, res) => {
+  const name = /^\/(slow|flaky)\/\.well-known\/openid-configuration$/.exec(req.url ?? "")?.[1] as
+    | keyof typeof discoveries
+    | undefined
+  if (name === undefined) return void res.writeHead(404).end()
+  const asked = ++discoveries[name]
+  const issuer = `http://127.0.0.1:${(discoveryServer.address() as AddressInfo).port}/${name}`
+  const answer = () =>
+    res.writeHead(200, { "content-type": "application/json" }).end(
+      JSON.stringify({
+        issuer,
+        authorization_endpoint: `${issuer}/authorize`,
+        token_endpoint: `${issuer}/token`,
+        jwks_uri: `${issuer}/jwks`,
+        response_types_supported: ["code"],
+        subject_types_supported: ["public"],
+        id_token_signing_alg_values_supported: ["RS256"],
+      }),
+    )
+  if (name === "flaky" && asked === 1) res.writeHead(500).end()
+  else if (name === "slow") setTimeout(answer, 200)
+  else answer()
+})
+const discoveryProvider = (name: keyof typeof discoveries) => ({
+  name,
+  issuer: `http://127.0.0.1:${(discoveryServer.address() as AddressInfo).port}/${name}`,
+  clientId: "platform",
+  redirectUri: `http://app.test/api/v1/auth/oidc/${name}/callback`,
+})
+
 beforeAll(async () => {
   op = await startOpenIdProvider({ clientId: "platform", clientSecret: "provider-secret", redirectUri })
+  await new Promise<void>((resolve) => discoveryServer.listen(0, "127.0.0.1", resolve))
   identity = await startIdentityGrpc()
   auth = await startAuth(identity, {
     OIDC_ALLOW_HTTP: "true",
     OIDC_PROVIDERS: JSON.stringify([
       { name: "test", issuer: op.issuer, clientId: "platform", clientSecret: "provider-secret", redirectUri },
+      discoveryProvider("slow"),
+      discoveryProvider("flaky"),
     ]),
   })
 }, 60_000)
@@ -25,6 +64,7 @@ afterAll(async () => {
   await auth?.close()
   await identity?.running.close()
   await op?.close()
+  await new Promise((resolve) => discoveryServer.close(resolve))
 })
 
 const unique = (label: string) => `${label}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`
@@ -151,5 +191,22 @@ describe("auth: OIDC sign-in", () => {
   it("an unknown provider is 404, a malformed name 400", async () => {
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/nope/authorize`, { redirect: "manual" })).status).toBe(404)
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/NOT_OK!/authorize`, { redirect: "manual" })).status).toBe(400)
+  })
+
+  it("concurrent first sign-ins with a provider share one discovery, which later sign-ins reuse", async () => {
+    const authorize = () => fetch(`${auth.url}/api/v1/auth/oidc/slow/authorize`, { redirect: "manual" })
+    const first = await Promise.all(Array.from({ length: 5 }, authorize))
+    expect(first.map((res) => res.status)).toEqual([302, 302, 302, 302, 302])
+    expect(new URL(first[0]!.headers.get("location")!).pathname).toBe("/slow/authorize")
+    expect((await authorize()).status).toBe(302)
+    expect(discoveries.slow).toBe(1)
+  })
+
+  it("a failed discovery is not kept: the sign-in is 503 and the next one discovers again", async () => {
+    const authorize = () => fetch(`${auth.url}/api/v1/auth/oidc/flaky/authorize`, { redirect: "manual" })
+    expect((await authorize()).status).toBe(503)
+    expect((await authorize()).status).toBe(302)
+    expect((await authorize()).status).toBe(302)
+    expect(discoveries.flaky).toBe(2)
   })
 })

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as oidc from "openid-client"
-import { Cache } from "../../shared/Cache.ts"
+import { Cache, makeLocal } from "../../shared/Cache.ts"
 import * as Problem from "../../shared/Problem.ts"
 import {
   Conflict,
@@ -81,7 +81,6 @@ export class OidcLogin extends Context.Service<
         const links = yield* OidcLinksRepo
         const signIn = yield* SignIn
         const ttl = options.attemptTtlSeconds ?? 600
-        const discovered = new Map<string, Promise<oidc.Configuration>>()
 
         const providerOf = (name: string) => {
           const provider = options.providers.find((p) => p.name === name)
@@ -90,33 +89,32 @@ export class OidcLogin extends Context.Service<
             : Effect.fail(new NotFound({ detail: `no identity provider named ${JSON.stringify(name)}` }))
         }
 
-        // Discovery once per provider; a failed one is forgotten so the next sign-in tries again.
-        const configurationOf = (provider: OidcProvider) =>
-          Effect.tryPromise({
-            try: () => {
-              let pending = discovered.get(provider.name)
-              if (!pending) {
-                pending = oidc.discovery(
+        // Discovery once per provider, shared by concurrent first sign-ins and kept for the process's life; a failed
+        // one is not kept, so the next sign-in tries again. One entry per configured provider.
+        const discovered = yield* makeLocal({
+          capacity: Math.max(1, options.providers.length),
+          lookup: (provider: OidcProvider) =>
+            Effect.tryPromise({
+              try: () =>
+                oidc.discovery(
                   new URL(provider.issuer),
                   provider.clientId,
                   undefined,
                   provider.clientSecret === undefined ? oidc.None() : oidc.ClientSecretPost(provider.clientSecret),
                   options.allowHttp ? { execute: [oidc.allowInsecureRequests] } : undefined,
-                )
-                pending.catch(() => discovered.delete(provider.name))
-                discovered.set(provider.name, pending)
-              }
-              return pending
-            },
-            catch: (error) => error,
-          }).pipe(
-            Effect.catch((error) =>
-              Problem.unavailable(
-                `identity provider ${provider.name} unreachable`,
-                `${provider.name} cannot be reached, retry later`,
-              )(String(error)),
+                ),
+              catch: (error) => error,
+            }).pipe(
+              Effect.catch((error) =>
+                Problem.unavailable(
+                  `identity provider ${provider.name} unreachable`,
+                  `${provider.name} cannot be reached, retry later`,
+                )(String(error)),
+              ),
             ),
-          )
+          expiresAt: () => Number.POSITIVE_INFINITY,
+        })
+        const configurationOf = (provider: OidcProvider) => discovered.get(provider)
 
         const cacheDown = Problem.unavailable(
           "sign-in attempts store unavailable",
