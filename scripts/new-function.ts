@@ -214,7 +214,7 @@ describe("${name}", () => {
   let running: AppUnderTest
 
   beforeAll(async () => {
-    running = await startApp(app, { DB_SCHEMA: schema })
+    running = await startApp(app, { env: { DB_SCHEMA: schema } })
   })
   afterAll(() => running?.close())
 

@@ -24,6 +24,18 @@ export interface FunctionApp<C = any> {
   readonly lambda?: (config: C) => Layer.Layer<unknown, unknown, never>
 }
 
+/** A function defined with `define`: also what tests start it with. */
+export interface DefinedApp<C = any> extends FunctionApp<C> {
+  /** Its routes with their declarations, from its contract: what its guard enforces. */
+  readonly routes: ReadonlyArray<RouteSpec>
+  /**
+   * Its container as a layer that also gives its services (tests read them), with `standIns` replacing any of the
+   * services it gives (tests stand in for other functions: a local permission check instead of authz's). Stand-ins may
+   * use the app's own services.
+   */
+  readonly layer: (config: C, standIns?: Layer.Layer<any, any, any>) => Layer.Layer<unknown, unknown, never>
+}
+
 /** What `servers` and the Lambda app read from a function's validated config (`Config.base`). */
 export type ServedConfig = ServersConfig
 
@@ -62,25 +74,25 @@ type Missing<R, S, RC, RU> = Exclude<R | RC | RU, S | ServerGiven>
 export const define = <C extends ServedConfig, R, S, RC = never, RU = never>(
   definition: Definition<C, R, S, RC, RU> &
     ([Missing<R, S, RC, RU>] extends [never] ? unknown : { readonly missing: Missing<R, S, RC, RU> }),
-): FunctionApp<C> & {
-  readonly definition: Definition<C, R, S, RC, RU>
-  /** Its routes with their declarations, from its contract: what its guard enforces. */
-  readonly routes: ReadonlyArray<RouteSpec>
-} => {
+): DefinedApp<C> & { readonly definition: Definition<C, R, S, RC, RU> } => {
   const { api, http, grpc, background, unguarded, services } = definition
   const declared = routesOf(api)
+  const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
+    const options = { api, config, declared, ...(unguarded ? { unguarded: unguarded(config) } : {}) }
+    const served = grpc ? servers(http, { ...options, grpc, config: withGrpcPort(config) }) : servers(http, options)
+    const given = services(config, "container")
+    const provided = standIns === undefined ? given : Layer.merge(given, standIns.pipe(Layer.provide(given)))
+    return Layer.mergeAll(served as Layer.Layer<never, unknown, unknown>, background?.(config) ?? Layer.empty).pipe(
+      Layer.provideMerge(provided),
+    ) as Layer.Layer<unknown, unknown, never>
+  }
   return {
     manifest: definition.manifest,
     config: definition.config,
     definition,
     routes: declared,
-    container: (config) => {
-      const options = { api, config, declared, ...(unguarded ? { unguarded: unguarded(config) } : {}) }
-      const served = grpc ? servers(http, { ...options, grpc, config: withGrpcPort(config) }) : servers(http, options)
-      return Layer.mergeAll(served as Layer.Layer<never, unknown, unknown>, background?.(config) ?? Layer.empty).pipe(
-        Layer.provide(services(config, "container")),
-      ) as Layer.Layer<never, unknown, never>
-    },
+    layer,
+    container: (config) => layer(config) as Layer.Layer<never, unknown, never>,
     lambda: (config) =>
       Server.app(Server.guarded(http, declared), { api, maxBodyBytes: config.maxBodyBytes }).pipe(
         Layer.provide(services(config, "lambda")),
