@@ -1,12 +1,11 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
-import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Cfg from "../../shared/Config.ts"
 import { Db } from "../../shared/Db.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
-import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { revocationsFor } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { AuditApi } from "./Api.ts"
@@ -72,15 +71,7 @@ export const app = FunctionApp.define({
   background: Background,
   services: (config, runtime) =>
     AccessLive(config).pipe(
-      // A container follows revocations on the bus; a Lambda invocation asks the store.
-      Layer.provideMerge(
-        FunctionApp.byRuntime(runtime, {
-          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
-            Layer.provideMerge(Bus(config)),
-          ),
-          lambda: SessionRevocations.SessionRevocations.layer,
-        }),
-      ),
+      Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
       Layer.provideMerge(DomainLive),
       Layer.provideMerge(WorkingDb(config)),
       Layer.provideMerge(Identity(config)),

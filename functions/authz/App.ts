@@ -1,12 +1,11 @@
 import { Effect, Layer, Option, Schema } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
-import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import { Cache } from "../../shared/Cache.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { revocationsFor } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { Administrators } from "./Administrators.ts"
 import { AdministratorsRepo } from "./AdministratorsRepo.ts"
@@ -109,15 +108,7 @@ export const app = FunctionApp.define({
   background: Background,
   services: (config, runtime) =>
     AccessLive(config).pipe(
-      // A container follows revocations on the bus; a Lambda invocation asks the store.
-      Layer.provideMerge(
-        FunctionApp.byRuntime(runtime, {
-          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
-            Layer.provideMerge(Bus(config)),
-          ),
-          lambda: SessionRevocations.SessionRevocations.layer,
-        }),
-      ),
+      Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
       Layer.provideMerge(DomainLive(config)),
       Layer.provideMerge(Identity(config)),
       Layer.provideMerge(Infrastructure(config)),

@@ -1,7 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
-import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
@@ -9,7 +8,7 @@ import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { RateLimit } from "../../shared/RateLimit.ts"
-import { sessionRevoked } from "../auth/TokenVerification.ts"
+import { revocationsFor } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { AdminGuard } from "./AdminGuard.ts"
@@ -94,15 +93,7 @@ export const app = FunctionApp.define({
     Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,
   services: (config, runtime) =>
     AccessLive(config).pipe(
-      // A container follows revocations on the bus; a Lambda invocation asks the store.
-      Layer.provideMerge(
-        FunctionApp.byRuntime(runtime, {
-          container: SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }).pipe(
-            Layer.provideMerge(Bus(config)),
-          ),
-          lambda: SessionRevocations.SessionRevocations.layer,
-        }),
-      ),
+      Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
       Layer.provideMerge(DomainLive),
       Layer.provideMerge(AdminGuardLive(config)),
       Layer.provideMerge(Identity(config)),
