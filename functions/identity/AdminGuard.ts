@@ -1,5 +1,5 @@
 import { Context, Effect, Layer } from "effect"
-import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
+import { AuthzClient } from "../../shared/access/Permissions.ts"
 import type { LastAdmin, ServiceUnavailable } from "../../shared/Problem.ts"
 import * as Problem from "../../shared/Problem.ts"
 import type { UserId } from "./User.ts"
@@ -20,40 +20,39 @@ export class AdminGuard extends Context.Service<
     reinstate(userId: UserId, version: number): Effect.Effect<void>
   }
 >()("identity/AdminGuard") {
-  /** The guard over authz's `SetUserActive` (gRPC, this function's service identity), the channel opened on first use. */
-  static readonly layer = (options: { readonly address: string }) =>
-    Layer.effect(
-      AdminGuard,
-      Effect.gen(function* () {
-        const call = yield* GrpcDeferred.lazyClient(
-          () => import("../../proto/gen/authz/v1/authz.ts").then((proto) => proto.AuthzServiceClient),
-          { address: options.address, timeoutMs: 2_000 },
+  /**
+   * The guard over authz's `SetUserActive` (gRPC, this function's service identity), on the function's `AuthzClient`:
+   * the channel its permission checks use, opened on first use.
+   */
+  static readonly layer = Layer.effect(
+    AdminGuard,
+    Effect.gen(function* () {
+      const { call } = yield* AuthzClient
+
+      // A report carries its version: sending it twice changes nothing.
+      const report = (userId: UserId, active: boolean, version: number) =>
+        call("setUserActive", { userId, active, version }, { idempotent: true })
+
+      const retire = Effect.fn("AdminGuard.retire")(function* (userId: UserId, version: number) {
+        yield* report(userId, false, version).pipe(
+          Effect.catch(
+            (error): Effect.Effect<never, LastAdmin | ServiceUnavailable> =>
+              error._tag === "LastAdmin" ? Effect.fail(error) : unavailable(error),
+          ),
         )
+      })
 
-        // A report carries its version: sending it twice changes nothing.
-        const report = (userId: UserId, active: boolean, version: number) =>
-          call("setUserActive", { userId, active, version }, { idempotent: true })
+      const reinstate = Effect.fn("AdminGuard.reinstate")(function* (userId: UserId, version: number) {
+        yield* report(userId, true, version).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning("authz did not hear that an account is active again", { userId, error: error.message }),
+          ),
+        )
+      })
 
-        const retire = Effect.fn("AdminGuard.retire")(function* (userId: UserId, version: number) {
-          yield* report(userId, false, version).pipe(
-            Effect.catch(
-              (error): Effect.Effect<never, LastAdmin | ServiceUnavailable> =>
-                error._tag === "LastAdmin" ? Effect.fail(error) : unavailable(error),
-            ),
-          )
-        })
-
-        const reinstate = Effect.fn("AdminGuard.reinstate")(function* (userId: UserId, version: number) {
-          yield* report(userId, true, version).pipe(
-            Effect.catch((error) =>
-              Effect.logWarning("authz did not hear that an account is active again", { userId, error: error.message }),
-            ),
-          )
-        })
-
-        return AdminGuard.of({ retire, reinstate })
-      }),
-    )
+      return AdminGuard.of({ retire, reinstate })
+    }),
+  )
 
   /** No authz (unit tests of identity alone): every change is allowed. */
   static readonly layerTest = Layer.succeed(

@@ -1,6 +1,6 @@
 import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
-import { Permissions } from "../../shared/access/Permissions.ts"
+import { AuthzClient, Permissions } from "../../shared/access/Permissions.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import * as Kernel from "../../shared/Kernel.ts"
@@ -38,8 +38,14 @@ export const DomainLive = Users.layer.pipe(
   ]),
 )
 
-/** authz's last-administrator guard over gRPC (`AUTHZ_GRPC_URL`); needs `ServiceIdentity`. */
-export const AdminGuardLive = (config: IdentityConfig) => AdminGuard.layer({ address: config.authzGrpcUrl })
+/**
+ * Identity's one gRPC channel to authz (`AUTHZ_GRPC_URL`), opened on first use: the last-administrator guard and the
+ * admin routes' permission checks share it. Needs `ServiceIdentity`.
+ */
+const AuthzLive = (config: IdentityConfig) => AuthzClient.layer({ address: config.authzGrpcUrl })
+
+/** authz's last-administrator guard over gRPC, on identity's channel to authz (`AuthzClient`). */
+export const AdminGuardLive = AdminGuard.layer
 
 /**
  * Bearer authentication of the signed-in routes: tokens checked against auth's JWKS and the session revocations
@@ -50,10 +56,11 @@ const AuthenticationLive = (config: IdentityConfig) =>
 
 /**
  * How identity enforces its own routes (zero trust): bearer tokens as above, and the admin routes' permissions through
- * authz's `Authorize` (answers reused ≤ 500 ms). Needs `SessionRevocations` and `ServiceIdentity`.
+ * authz's `Authorize` (answers reused ≤ 500 ms) on identity's channel to authz. Needs `SessionRevocations` and
+ * `AuthzClient`.
  */
 export const AccessLive = (config: IdentityConfig) =>
-  Layer.merge(AuthenticationLive(config), Permissions.layer({ address: config.authzGrpcUrl, ttlMs: 500 }))
+  Layer.merge(AuthenticationLive(config), Permissions.layerOn({ ttlMs: 500 }))
 
 /** Identity's identity on internal calls; it serves the functions that depend on it (auth, the gateway). */
 export const Identity = (config: IdentityConfig) => Kernel.identity(manifest, manifests, config)
@@ -95,7 +102,9 @@ export const app = FunctionApp.define({
     AccessLive(config).pipe(
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
       Layer.provideMerge(DomainLive),
-      Layer.provideMerge(AdminGuardLive(config)),
+      Layer.provideMerge(AdminGuardLive),
+      // One channel to authz for the permission checks and the guard above.
+      Layer.provideMerge(AuthzLive(config)),
       Layer.provideMerge(Identity(config)),
       Layer.provideMerge(Infrastructure(config)),
     ),

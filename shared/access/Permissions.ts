@@ -1,6 +1,8 @@
 import { Context, Effect, Layer } from "effect"
+import type { AuthzServiceService } from "../../proto/gen/authz/v1/authz.ts"
 import { makeLocal } from "../Cache.ts"
 import { EventBus } from "../EventBus.ts"
+import type { GrpcClient } from "../GrpcClient.ts"
 import * as GrpcDeferred from "../GrpcDeferred.ts"
 import type { ServiceUnavailable } from "../Problem.ts"
 import * as Problem from "../Problem.ts"
@@ -13,6 +15,28 @@ export interface PermissionsOptions {
   readonly ttlMs: number
   /** Bound on cached answers (default 100 000); past it the least recently used go first. */
   readonly maxEntries?: number
+}
+
+/**
+ * A function's gRPC channel to authz (`AuthzService`, with this function's service identity, 2 s per attempt): the
+ * contract and grpc-js are imported, and the channel opened, on the first call; it closes with the layer. Whatever in
+ * one function calls authz (its permission checks, identity's last-administrator guard) shares the one channel.
+ */
+export class AuthzClient extends Context.Service<
+  AuthzClient,
+  { readonly call: GrpcClient<AuthzServiceService>["call"] }
+>()("shared/AuthzClient") {
+  static readonly layer = (options: { readonly address: string }) =>
+    Layer.effect(
+      AuthzClient,
+      Effect.map(
+        GrpcDeferred.lazyClient(
+          () => import("../../proto/gen/authz/v1/authz.ts").then((proto) => proto.AuthzServiceClient),
+          { address: options.address, timeoutMs: 2_000 },
+        ),
+        (call) => AuthzClient.of({ call }),
+      ),
+    )
 }
 
 /** Where the permission checker announces changes that may turn an answer: its topic and those event types. */
@@ -59,15 +83,16 @@ export class Permissions extends Context.Service<
       }),
     )
 
-  /** Checks over a gRPC channel to authz, opened on the first check and closed with the layer. */
+  /** Checks over a gRPC channel to authz of their own, opened on the first check and closed with the layer. */
   static readonly layer = (options: PermissionsOptions) =>
+    Permissions.layerOn(options).pipe(Layer.provide(AuthzClient.layer({ address: options.address })))
+
+  /** Checks over the function's `AuthzClient`: a channel to authz shared with its other calls to authz. */
+  static readonly layerOn = (options: Omit<PermissionsOptions, "address">) =>
     Layer.effect(
       Permissions,
       Effect.gen(function* () {
-        const call = yield* GrpcDeferred.lazyClient(
-          () => import("../../proto/gen/authz/v1/authz.ts").then((proto) => proto.AuthzServiceClient),
-          { address: options.address, timeoutMs: 2_000 },
-        )
+        const { call } = yield* AuthzClient
 
         const ask = (userId: string, permission: string) =>
           call("authorize", { userId, permission }, { idempotent: true }).pipe(

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import type { HttpServer } from "effect/http"
 import * as Authentication from "../../../shared/access/Authentication.ts"
-import { Permissions } from "../../../shared/access/Permissions.ts"
+import { AuthzClient, Permissions } from "../../../shared/access/Permissions.ts"
 import { SessionRevocations } from "../../../shared/access/SessionRevocations.ts"
 import type { DbOptions } from "../../../shared/Db.ts"
 import * as Kernel from "../../../shared/Kernel.ts"
@@ -62,7 +62,8 @@ export const startIdentity = async (
   const adminGuard =
     options.authzGrpcAddress === undefined
       ? AdminGuard.layerTest
-      : AdminGuard.layer({ address: options.authzGrpcAddress }).pipe(
+      : AdminGuard.layer.pipe(
+          Layer.provide(AuthzClient.layer({ address: options.authzGrpcAddress })),
           Layer.provide(ServiceIdentity.layerDev("identity", [], ["authz"])),
         )
   const app = (await start(
