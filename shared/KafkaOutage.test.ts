@@ -76,6 +76,7 @@ describe("Kafka outage", () => {
         const groupA = `${consumer.schema}-a`
         yield* bus.subscribe({
           topic,
+          types: "*",
           group: groupA,
           handler: (event) =>
             Effect.gen(function* () {
@@ -127,6 +128,7 @@ describe("Kafka outage", () => {
         yield* Effect.forkScoped(
           bus.subscribe({
             topic,
+            types: "*",
             group: groupB,
             handler: (event) =>
               Effect.sync(() => {
