@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { upstreamManifests } from "../functions/gateway/Config.ts"
 import { redoclyLint } from "../functions/gateway/testing/redocly.ts"
 import { manifests } from "../functions/registry.ts"
+import { type Child, spawnChild } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { callApi } from "./testing/platformFlow.ts"
 
@@ -22,8 +23,7 @@ const SEED = "20261203"
 const MAX_EXAMPLES = "20"
 
 const dataDir = mkdtempSync(join(tmpdir(), "platform-fuzz-"))
-let platform: ChildProcess | undefined
-let output = ""
+let platform: Child | undefined
 let url = ""
 let schemathesis = ""
 let adminToken = ""
@@ -59,7 +59,7 @@ const eventually = async <A>(what: string, attempt: () => Promise<A | undefined>
     if (value !== undefined) return value
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`${what}: not within ${timeoutMs} ms\n${output.slice(-4_000)}`)
+  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.output().slice(-4_000) ?? ""}`)
 }
 
 // The bootstrap administrator: register, follow the mailed link (the dev mailbox), sign in, wait for `*`.
@@ -128,7 +128,7 @@ beforeAll(async () => {
   const offset = await freeOffset()
   const gateway = manifests.find((m) => m.name === "gateway")!
   url = `http://127.0.0.1:${gateway.ports.http + offset}`
-  const env: NodeJS.ProcessEnv = {
+  const env: Record<string, string | undefined> = {
     ...process.env,
     DATA_DIR: dataDir,
     PORT_OFFSET: String(offset),
@@ -156,36 +156,29 @@ beforeAll(async () => {
     "SMTP_URL",
     "NODE_OPTIONS",
   ])
-    delete env[key]
-  platform = spawn(process.execPath, [join(ROOT, "scripts/start.ts")], {
+    env[key] = undefined
+  const started = spawnChild({
+    name: "npm start",
+    args: [join(ROOT, "scripts/start.ts")],
     cwd: ROOT,
     env,
-    stdio: ["ignore", "pipe", "pipe"],
+    tailChars: 64_000,
   })
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-64_000)
-  }
-  platform.stdout?.on("data", keep)
-  platform.stderr?.on("data", keep)
+  platform = started
   await eventually(
     "npm start",
     async () => {
-      if (platform?.exitCode !== null) throw new Error(`npm start exited:\n${output}`)
-      return /up in [\d.]+s/.test(output) ? true : undefined
+      if (started.exit !== undefined) throw new Error(`npm start exited:\n${started.output()}`)
+      return /up in [\d.]+s/.test(started.output()) ? true : undefined
     },
     90_000,
   )
-  expect(output).not.toMatch(/NOT READY/)
+  expect(started.output()).not.toMatch(/NOT READY/)
   adminToken = await administratorToken()
 }, 240_000)
 
 afterAll(async () => {
-  if (platform && platform.exitCode === null) {
-    const exited = new Promise((resolve) => platform?.once("exit", resolve))
-    platform.kill("SIGINT")
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))])
-    if (platform.exitCode === null) platform.kill("SIGKILL")
-  }
+  await platform?.stop(20_000)
   rmSync(dataDir, { recursive: true, force: true })
 }, 30_000)
 

@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { runPlatformFlow } from "../e2e/testing/platformFlow.ts"
+import { spawnChild } from "../scripts/lib/processes.ts"
 
 // The README's promise: `npm start` brings the platform up with embedded defaults and no external servers.
 const dataDir = mkdtempSync(join(tmpdir(), "platform-start-"))
@@ -12,7 +12,7 @@ afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
 describe("npm start (embedded defaults)", () => {
   it("starts every function on PGlite, serves it, and stops cleanly on SIGINT", async () => {
-    const env: NodeJS.ProcessEnv = {
+    const env: Record<string, string | undefined> = {
       ...process.env,
       DATA_DIR: dataDir,
       EMBEDDED_PG_PORT: "54391",
@@ -20,24 +20,18 @@ describe("npm start (embedded defaults)", () => {
       BOOTSTRAP_ADMIN_EMAIL: adminEmail,
     }
     for (const key of ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "S3_ENDPOINT", "S3_BUCKET", "SMTP_URL"])
-      delete env[key]
-    const child = spawn(process.execPath, ["scripts/start.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
-    let output = ""
-    child.stdout.on("data", (chunk) => {
-      output += chunk
-    })
-    child.stderr.on("data", (chunk) => {
-      output += chunk
-    })
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      env[key] = undefined
+    const child = spawnChild({ name: "npm start", args: ["scripts/start.ts"], env, tailChars: 1_000_000 })
+    const output = () => child.output()
     try {
       const deadline = Date.now() + 60_000
-      while (!/up in [\d.]+s/.test(output)) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up:\n${output}`)
+      while (!/up in [\d.]+s/.test(output())) {
+        if (Date.now() > deadline || child.exit !== undefined)
+          throw new Error(`npm start did not come up:\n${output()}`)
         await new Promise((r) => setTimeout(r, 100))
       }
-      expect(output).toMatch(/embedded Postgres \(PGlite\)/)
-      expect(output).not.toMatch(/NOT READY/)
+      expect(output()).toMatch(/embedded Postgres \(PGlite\)/)
+      expect(output()).not.toMatch(/NOT READY/)
       const ready = await fetch("http://127.0.0.1:8082/readyz")
       expect(ready.status).toBe(200)
       // Zero trust: the service itself refuses an admin route without a token, gateway or not.
@@ -64,11 +58,11 @@ describe("npm start (embedded defaults)", () => {
       }
       await runPlatformFlow({ url: "http://127.0.0.1:8080", adminEmail, mailText })
     } finally {
-      child.kill("SIGINT")
+      child.process.kill("SIGINT")
     }
-    expect(await exited).toBe(0)
-    const upIn = /up in ([\d.]+)s/.exec(output)?.[1]
+    expect((await child.exited).code).toBe(0)
+    const upIn = /up in ([\d.]+)s/.exec(output())?.[1]
     console.log(`npm start: ready in ${upIn} s`)
-    expect(output).toMatch(/stopped/)
+    expect(output()).toMatch(/stopped/)
   }, 150_000)
 })
