@@ -1,5 +1,7 @@
-// `npm start`: the whole platform on one machine, every function its own process (as in production), with
-// embedded infrastructure for whatever is not configured (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...).
+// `npm start`: the whole platform on one machine, with embedded infrastructure for whatever is not configured
+// (DATABASE_URL, REDIS_URL, KAFKA_BROKERS, S3_ENDPOINT, ...). By default every function runs in one platform process
+// (scripts/together.ts: modules load once, memory is shared: a start of every function in seconds); with
+// `--processes` (or START_PROCESSES=1) every function is its own process, as in production.
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { jwksAddress } from "../functions/auth/TokenVerification.ts"
@@ -19,25 +21,27 @@ const httpPort = (m: ModuleManifest) => m.ports.http + offset
 const grpcPort = (m: ModuleManifest) => (m.ports.grpc === undefined ? undefined : m.ports.grpc + offset)
 const say = (line: string) => process.stdout.write(`\x1b[1m[platform]\x1b[0m ${line}\n`)
 
+// One process under supervision: a function (--processes) or the platform process holding them all.
 interface Supervised {
-  readonly manifest: ModuleManifest
+  readonly name: string
+  readonly args: ReadonlyArray<string>
+  readonly env: NodeJS.ProcessEnv
+  readonly label?: string
   child?: Child
   restarts: number
 }
 
+const separate = process.argv.includes("--processes") || process.env.START_PROCESSES === "1"
+
 let stopping = false
 const supervised: Array<Supervised> = []
 
-const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
+const launch = (s: Supervised) => {
   const child = spawnChild({
-    name: s.manifest.name,
-    args: [`functions/${s.manifest.name}/main.ts`],
-    env: {
-      ...env,
-      HTTP_PORT: String(httpPort(s.manifest)),
-      ...(s.manifest.ports.grpc ? { GRPC_PORT: String(grpcPort(s.manifest)) } : {}),
-    },
-    label: `\x1b[${color}m${s.manifest.name.padEnd(10)}\x1b[0m│ `,
+    name: s.name,
+    args: s.args,
+    env: s.env,
+    ...(s.label === undefined ? {} : { label: s.label }),
   })
   s.child = child
   const startedAt = Date.now()
@@ -46,8 +50,8 @@ const launch = (s: Supervised, env: NodeJS.ProcessEnv, color: number) => {
     // A function that ran for a minute starts over with a short delay; a crash loop backs off up to 30 s.
     if (Date.now() - startedAt > 60_000) s.restarts = 0
     const delay = Math.min(30_000, 1000 * 2 ** s.restarts++)
-    say(`\x1b[31m${s.manifest.name} exited (${describeExit(exit)}); restarting in ${delay / 1000}s\x1b[0m`)
-    setTimeout(() => !stopping && launch(s, env, color), delay)
+    say(`\x1b[31m${s.name} exited (${describeExit(exit)}); restarting in ${delay / 1000}s\x1b[0m`)
+    setTimeout(() => !stopping && launch(s), delay)
   })
 }
 
@@ -113,22 +117,50 @@ const main = async () => {
   process.on("SIGINT", () => void shutdown("SIGINT"))
   process.on("SIGTERM", () => void shutdown("SIGTERM"))
 
-  // Dependencies first: a function starts once every function it depends on is ready.
+  const ready = (m: ModuleManifest) =>
+    waitForHttp(`http://127.0.0.1:${httpPort(m)}/readyz`, { timeoutMs: 60_000, intervalMs: 50 }).then(
+      () => true,
+      () => false,
+    )
   const readiness = new Map<string, Promise<boolean>>()
-  manifests.forEach((manifest, i) => {
-    const s: Supervised = { manifest, restarts: 0 }
-    supervised.push(s)
-    const ready = Promise.all(manifest.dependsOn.map((dep) => readiness.get(dep))).then(() => {
-      if (stopping) return false
-      launch(s, env, colors[i % colors.length]!)
-      // Not bound to this child: a function that crashes while starting is restarted and may still come up in time.
-      return waitForHttp(`http://127.0.0.1:${httpPort(manifest)}/readyz`, { timeoutMs: 60_000, intervalMs: 50 }).then(
-        () => true,
-        () => false,
-      )
+  if (separate) {
+    // Dependencies first: a function starts once every function it depends on is ready.
+    manifests.forEach((manifest, i) => {
+      const s: Supervised = {
+        restarts: 0,
+        name: manifest.name,
+        args: [`functions/${manifest.name}/main.ts`],
+        env: {
+          ...env,
+          HTTP_PORT: String(httpPort(manifest)),
+          ...(manifest.ports.grpc ? { GRPC_PORT: String(grpcPort(manifest)) } : {}),
+        },
+        label: `\x1b[${colors[i % colors.length]}m${manifest.name.padEnd(10)}\x1b[0m│ `,
+      }
+      supervised.push(s)
+      const up = Promise.all(manifest.dependsOn.map((dep) => readiness.get(dep))).then(() => {
+        if (stopping) return false
+        launch(s)
+        // Not bound to this child: a function that crashes while starting is restarted and may still come up in time.
+        return ready(manifest)
+      })
+      readiness.set(manifest.name, up)
     })
-    readiness.set(manifest.name, ready)
-  })
+  } else {
+    // One platform process with every function, each on its own ports; they come up together.
+    const ports = Object.fromEntries(manifests.map((m) => [m.name, { http: httpPort(m), grpc: grpcPort(m) }]))
+    const platform: Supervised = {
+      name: "platform",
+      args: ["scripts/together.ts"],
+      env: { ...env, PLATFORM_PORTS: JSON.stringify(ports) },
+      // Its lines say which function wrote them (the logger's `service`).
+      label: "",
+      restarts: 0,
+    }
+    supervised.push(platform)
+    launch(platform)
+    for (const manifest of manifests) readiness.set(manifest.name, ready(manifest))
+  }
   for (const manifest of manifests) {
     const ok = await readiness.get(manifest.name)
     say(

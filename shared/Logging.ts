@@ -105,7 +105,14 @@ const makePretty = (options: LoggingOptions): pino.Logger => {
   try {
     const require = globalThis.process.getBuiltinModule("node:module").createRequire(import.meta.url)
     const pretty = require("pino-pretty") as (o: object) => pino.DestinationStream
-    return makePino({ ...options, destination: pretty({ sync: true, colorize: true }) })
+    // The function's name leads each line: under npm start several functions may share one process and terminal.
+    const destination = pretty({
+      sync: true,
+      colorize: true,
+      messageFormat: "{service} › {msg}",
+      ignore: "pid,hostname,service",
+    })
+    return makePino({ ...options, destination })
   } catch {
     return makePino(options)
   }

@@ -1,5 +1,5 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Exit, Layer, Runtime } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Layer, Runtime } from "effect"
 import { ConfigInvalid, loadDotEnv } from "./Config.ts"
 import type { FunctionApp } from "./FunctionApp.ts"
 
@@ -11,17 +11,45 @@ import type { FunctionApp } from "./FunctionApp.ts"
 export const run = (app: FunctionApp): void => {
   if (process.env.PLATFORM_WARMUP === "1") return
   loadDotEnv()
-  Layer.launch(Layer.unwrap(Effect.map(app.config, app.container))).pipe(
-    Effect.catchIf(
-      (error): error is ConfigInvalid => error instanceof ConfigInvalid,
-      (error) =>
+  launch(containerOf(app))
+}
+
+/** A function's container layer, its configuration read from the ambient environment. */
+const containerOf = (app: FunctionApp): Layer.Layer<never, unknown, never> =>
+  Layer.unwrap(Effect.map(app.config, app.container)).pipe(
+    Layer.catchCause((cause) => {
+      const error = Cause.findErrorOption(cause)
+      if (error._tag === "None" || !(error.value instanceof ConfigInvalid))
+        return Layer.effectDiscard(Effect.failCause(cause))
+      const invalid = error.value
+      return Layer.effectDiscard(
         Effect.sync(() => {
-          process.stderr.write(`${app.manifest.name}: ${error.message}\n`)
+          process.stderr.write(`${app.manifest.name}: ${invalid.message}\n`)
           process.exit(1)
         }),
-    ),
-    NodeRuntime.runMain({ disableErrorReporting: false, teardown }),
+      )
+    }),
   )
+
+const launch = <E>(layer: Layer.Layer<never, E, never>) =>
+  Layer.launch(layer).pipe(NodeRuntime.runMain({ disableErrorReporting: false, teardown }))
+
+/**
+ * Runs several functions' containers in one process (npm start's default: modules load once, memory is shared),
+ * each with its own environment over this process's (its ports), each still serving and enforcing its own routes on
+ * its own ports. A failure of one stops the process, as a container's would. Not how production runs: one container
+ * per function there.
+ */
+export const runTogether = (
+  apps: ReadonlyArray<{ readonly app: FunctionApp; readonly env: Readonly<Record<string, string>> }>,
+): void => {
+  loadDotEnv()
+  const containers = apps.map(({ app, env }) =>
+    containerOf(app).pipe(
+      Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...process.env, ...env } as never }))),
+    ),
+  )
+  launch(containers.reduce((all, container) => Layer.merge(all, container), Layer.empty as Layer.Layer<never, unknown>))
 }
 
 // SIGTERM/SIGINT interrupt the main fiber: a run ended only by that interruption is a clean shutdown (0, not 130).
