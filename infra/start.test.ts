@@ -4,6 +4,7 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { runPlatformFlow } from "../e2e/testing/platformFlow.ts"
 import { spawnChild } from "../scripts/lib/processes.ts"
+import { freePort } from "../shared/testing/ports.ts"
 
 // The README's promise: `npm start` brings the platform up with embedded defaults and no external servers.
 const dataDir = mkdtempSync(join(tmpdir(), "platform-start-"))
@@ -64,5 +65,45 @@ describe("npm start (embedded defaults)", () => {
     const upIn = /up in ([\d.]+)s/.exec(output())?.[1]
     console.log(`npm start: ready in ${upIn} s`)
     expect(output()).toMatch(/stopped/)
+  }, 150_000)
+})
+
+describe("npm start -- --processes", () => {
+  it("runs every function as its own process, each ready on its own port, and stops them all on SIGINT", async () => {
+    const data = mkdtempSync(join(tmpdir(), "platform-processes-"))
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      DATA_DIR: data,
+      EMBEDDED_PG_PORT: String(await freePort()),
+      PORT_OFFSET: "900",
+      LOG_PRETTY: "false",
+    }
+    for (const key of ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "S3_ENDPOINT", "S3_BUCKET", "SMTP_URL"])
+      env[key] = undefined
+    const child = spawnChild({
+      name: "npm start --processes",
+      args: ["scripts/start.ts", "--processes"],
+      env,
+      tailChars: 1_000_000,
+    })
+    try {
+      const deadline = Date.now() + 90_000
+      while (!/up in [\d.]+s/.test(child.output())) {
+        if (Date.now() > deadline || child.exit !== undefined) {
+          throw new Error(`npm start --processes did not come up:\n${child.output()}`)
+        }
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(child.output()).not.toMatch(/NOT READY/)
+      // One process per function: each function's lines carry its own label.
+      for (const name of ["gateway", "auth", "identity", "authz", "audit"]) expect(child.output()).toContain(`${name} `)
+      expect((await fetch("http://127.0.0.1:8982/readyz")).status).toBe(200)
+    } finally {
+      child.process.kill("SIGINT")
+      await child.exited
+      rmSync(data, { recursive: true, force: true })
+    }
+    expect(child.exit?.code).toBe(0)
+    expect(child.output()).toMatch(/stopped/)
   }, 150_000)
 })
