@@ -4,7 +4,6 @@
 // of its framework, not of proxying in Node.
 //   UPSTREAM_URL=http://127.0.0.1:3001 HTTP_PORT=8080 [UPSTREAM_CONNECTIONS=128] node bench/forwarder.ts
 import { createServer, type IncomingHttpHeaders } from "node:http"
-import { pipeline } from "node:stream"
 import { Pool } from "undici"
 
 const upstream = process.env.UPSTREAM_URL
@@ -55,7 +54,14 @@ const server = createServer((request, response) => {
     .then(
       (answer) => {
         response.writeHead(answer.statusCode, endToEnd(answer.headers))
-        pipeline(answer.body, response, () => {})
+        // As the gateway streams an answer back (functions/gateway/SocketAnswers.ts): `pipe` with the two failures
+        // handled. `stream.pipeline` cost this process ≈ 1/3 of its CPU, 7 % in one DOMException per request alone
+        // (the AbortError it makes to clean up after every stream that ended normally).
+        answer.body.on("error", () => response.destroy())
+        response.once("close", () => {
+          if (!answer.body.readableEnded) answer.body.destroy()
+        })
+        answer.body.pipe(response)
       },
       () => {
         if (response.headersSent) response.destroy()
