@@ -5,7 +5,7 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
 import { tooMany, unavailable } from "./EdgeProblems.ts"
-import { type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
+import { type Counting, type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
 import type { RouteSettings } from "./RouteSettings.ts"
 import type { Route } from "./RouteTable.ts"
 
@@ -15,6 +15,17 @@ export type Admission =
   | { readonly _tag: "Admitted"; readonly actor: string | undefined; readonly quotas: ReadonlyArray<Quota> }
 
 const refused = (answer: HttpServerResponse.HttpServerResponse): Admission => ({ _tag: "Refused", answer })
+
+/**
+ * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own
+ * limit (declared on its endpoint, as the sign-in routes', or set in `GATEWAY_ROUTES`) counts exactly. Those limits are
+ * small and guard costly or abusable work (a password hash, a mail) from a flood, where a synced limit's excess grows
+ * with the flood's rate (2 × instances × rate × sync interval); their requests are few, so an exact count's Redis
+ * round trip costs little.
+ */
+// The bucket `settingsOf` (RouteSettings.ts) gives the default limits; a route with its own limit has its own bucket.
+const DEFAULT_BUCKET = "default"
+const countingOf = (limit: RouteSettings["ip"]): Counting => (limit.bucket === DEFAULT_BUCKET ? "synced" : "exact")
 
 /**
  * Whether a matched route's request goes on: rate limited per address, authenticated at the edge when the route is
@@ -31,7 +42,9 @@ export const admission = Effect.gen(function* () {
       // The address's count goes out first; the token check is local (remembered tokens and sessions), so the
       // user's count usually leaves in the same write to Redis.
       const ipCount =
-        own.ip.perMinute > 0 ? yield* limits.start("ip", own.ip.bucket, clientIp, own.ip.perMinute) : undefined
+        own.ip.perMinute > 0
+          ? yield* limits.start("ip", own.ip.bucket, clientIp, own.ip.perMinute, countingOf(own.ip))
+          : undefined
       const counted = (count: Effect.Effect<Quota, RateLimited>) =>
         Effect.map(Effect.result(count), (quota) => {
           if (quota._tag === "Failure") return tooMany(quota.failure.limit, quota.failure.retryAfter)
@@ -56,7 +69,7 @@ export const admission = Effect.gen(function* () {
         }
         actor = verified.success.sub
         if (own.user.perMinute > 0) {
-          userCount = yield* limits.start("user", own.user.bucket, actor, own.user.perMinute)
+          userCount = yield* limits.start("user", own.user.bucket, actor, own.user.perMinute, countingOf(own.user))
         }
       }
       for (const count of [ipCount, userCount]) {

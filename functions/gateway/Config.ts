@@ -1,6 +1,7 @@
 import { Config, Effect, Option, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
 import { httpUrlKey, type ModuleManifest, upstreamsOf } from "../../shared/Module.ts"
+import { DEFAULT_SYNC_MS } from "../../shared/RateLimit.ts"
 import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
@@ -16,6 +17,12 @@ export const RouteOverride = Schema.Struct({
 
 /** Per-route settings over the defaults. */
 export type RouteOverride = typeof RouteOverride.Type
+
+/**
+ * `RATE_LIMIT_SYNC_MS`: how often the gateway's rate limits are synchronised with Redis (`RateLimit.synced`), at most a
+ * second (the excess over a limit grows with it).
+ */
+export const rateLimitSyncMs = Cfg.intBetween("RATE_LIMIT_SYNC_MS", 0, 1_000).pipe(Config.withDefault(DEFAULT_SYNC_MS))
 
 /** The functions the gateway routes to: every manifest with public routes. */
 export const upstreamManifests = (all: ReadonlyArray<ModuleManifest> = manifests) => upstreamsOf(manifest, all)
@@ -48,6 +55,11 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   ipPerMinute: Cfg.intBetween("RATE_LIMIT_IP_PER_MINUTE", 0, 100_000_000).pipe(Config.withDefault(1_200)),
   /** Requests per minute per signed-in user on every route (0 = unlimited) unless the route says otherwise. */
   userPerMinute: Cfg.intBetween("RATE_LIMIT_USER_PER_MINUTE", 0, 100_000_000).pipe(Config.withDefault(1_200)),
+  /**
+   * How often each instance sends its rate-limit counts to Redis and reads back the shared ones (the default limits
+   * count locally in between; 0 = every request counted in Redis as it comes).
+   */
+  rateLimitSyncMs,
   /** Namespace of the rate-limit keys in Redis. */
   rateLimitPrefix: Config.String("RATE_LIMIT_PREFIX").pipe(Config.withDefault("gateway-rl")),
   /** Per-route timeouts and limits (JSON array of `{method?, path, timeoutMs?, ipPerMinute?, userPerMinute?}`). */

@@ -1,9 +1,16 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
-import { type Limiter, RateLimit } from "../../shared/RateLimit.ts"
+import { RateLimit, type SyncedLimiter } from "../../shared/RateLimit.ts"
 import { RedisConnection } from "../../shared/Redis.ts"
+import { rateLimitSyncMs } from "./Config.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"
+
+/**
+ * How a limit counts: in this instance's memory, synchronised with Redis every sync interval (cheap, may admit a
+ * bounded excess: `RateLimit.synced`), or in Redis on every request (exact).
+ */
+export type Counting = "synced" | "exact"
 
 /** The state of one window after a request counted: what the RateLimit-* headers say. */
 export interface Quota {
@@ -25,27 +32,31 @@ export interface RateLimitsOptions {
   readonly redisUrl: Option.Option<Redacted.Redacted<string>>
   /** Namespace of the keys in Redis. */
   readonly prefix: string
+  /** How often synced limits meet in Redis (0: every request counted there); default `RATE_LIMIT_SYNC_MS`. */
+  readonly syncMs?: number
 }
 
 /**
  * Fixed one-minute windows per client address and per user, counted by the kernel's `RateLimit` (Redis shared by
  * every gateway instance; while Redis cannot answer, each instance counts in its own memory, so the effective limit is
  * the limit times the number of instances: a Redis outage never closes the gateway). `bucket` names the counter: the
- * shared default, or a route with its own limit.
+ * shared default, or a route with its own limit. A synced and an exact limit of one bucket count the same Redis key.
  */
 export class RateLimits extends Context.Service<
   RateLimits,
   {
     /**
-     * Counts one request of `key` against `perMinute` in the bucket: sends the count at once and returns the wait for
-     * its answer (RateLimited when over): counts started in the same event-loop turn go to
-     * Redis in one write (the gateway starts the address's count, checks the token, then starts the user's).
+     * Counts one request of `key` against `perMinute` in the bucket and returns the wait for its answer (RateLimited
+     * when over). Synced, the answer is known at once; exact, the count goes to Redis at once and counts started in
+     * the same event-loop turn go in one write (the gateway starts the address's count, checks the token, then starts
+     * the user's).
      */
     start(
       subject: Subject,
       bucket: string,
       key: string,
       perMinute: number,
+      counting: Counting,
     ): Effect.Effect<Effect.Effect<Quota, RateLimited>>
   }
 >()("gateway/RateLimits") {
@@ -60,25 +71,30 @@ export class RateLimits extends Context.Service<
     ).pipe(
       Layer.provide(
         Option.isSome(options.redisUrl)
-          ? RateLimit.layerRedis.pipe(Layer.provide(RedisConnection.fromEnvironment))
+          ? Layer.unwrap(
+              Effect.map(options.syncMs === undefined ? rateLimitSyncMs : Effect.succeed(options.syncMs), (syncMs) =>
+                RateLimit.layerRedisWith({ syncMs }),
+              ),
+            ).pipe(Layer.provide(RedisConnection.fromEnvironment))
           : RateLimit.layerMemory,
       ),
     )
 }
 
 const make = (prefix: string, limits: RateLimit["Service"]) => {
-  const limiters = new Map<string, Limiter>()
-  const limiterOf = (subject: Subject, bucket: string, points: number) => {
+  const limiters = new Map<string, SyncedLimiter>()
+  const limiterOf = (subject: Subject, bucket: string, points: number, counting: Counting) => {
     const name = `${subject}:${bucket}:${points}`
-    let limiter = limiters.get(name)
+    let limiter = limiters.get(`${counting}:${name}`)
     if (limiter === undefined) {
-      limiter = limits.limiter({ keyPrefix: `${prefix}:${name}`, points, durationSeconds: 60 })
-      limiters.set(name, limiter)
+      const options = { keyPrefix: `${prefix}:${name}`, points, durationSeconds: 60 }
+      limiter = counting === "exact" ? limits.limiter(options) : limits.synced(options)
+      limiters.set(`${counting}:${name}`, limiter)
     }
     return limiter
   }
-  const start = (subject: Subject, bucket: string, key: string, perMinute: number) =>
-    Effect.map(limiterOf(subject, bucket, perMinute).start(key), (counted) =>
+  const start = (subject: Subject, bucket: string, key: string, perMinute: number, counting: Counting) =>
+    Effect.map(limiterOf(subject, bucket, perMinute, counting).start(key), (counted) =>
       counted.pipe(
         Effect.map(
           (window): Quota => ({
