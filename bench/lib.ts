@@ -289,7 +289,8 @@ export const measureRoute = async (
     args: c.args,
     cwd: c.cwd,
     env,
-    stdout: "ignore",
+    // BENCH_LOGS=1 keeps what the process prints for the failure messages (read through a pipe: not for figures).
+    stdout: process.env.BENCH_LOGS === "1" ? "keep" : "ignore",
     tailChars: 2_000,
   })
   try {
@@ -301,6 +302,8 @@ export const measureRoute = async (
       const answer = await httpGet(url, { headers, timeoutMs: 10_000 })
       if (answer.status >= 200 && answer.status < 300) break
       last = answer.text
+      // Not "not ready yet" (that is no connection, or 503): a failure that polling would only repeat.
+      if (answer.status === 500) throw new Error(`answered ${last}`)
       before.set(answer.status, (before.get(answer.status) ?? 0) + 1)
       if (performance.now() - started > timeoutMs) {
         const counts = [...before].map(([status, n]) => `${n}× ${status}`).join(", ")
