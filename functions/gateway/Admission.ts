@@ -16,6 +16,9 @@ export type Admission =
 
 const refused = (answer: HttpServerResponse.HttpServerResponse): Admission => ({ _tag: "Refused", answer })
 
+// The bucket `settingsOf` (RouteSettings.ts) gives the default limits; a route with its own limit has its own bucket.
+const DEFAULT_BUCKET = "default"
+
 /**
  * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own
  * limit (declared on its endpoint, as the sign-in routes', or set in `GATEWAY_ROUTES`) counts exactly. Those limits are
@@ -23,8 +26,6 @@ const refused = (answer: HttpServerResponse.HttpServerResponse): Admission => ({
  * with the flood's rate (2 × instances × rate × sync interval); their requests are few, so an exact count's Redis
  * round trip costs little.
  */
-// The bucket `settingsOf` (RouteSettings.ts) gives the default limits; a route with its own limit has its own bucket.
-const DEFAULT_BUCKET = "default"
 const countingOf = (limit: RouteSettings["ip"]): Counting => (limit.bucket === DEFAULT_BUCKET ? "synced" : "exact")
 
 /**
