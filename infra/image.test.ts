@@ -4,6 +4,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
@@ -145,6 +147,39 @@ describe("every function's image", () => {
     },
     60_000,
   )
+
+  // The gateway's image forwards, not only answers its own routes: its HTTP client (undici) is loaded lazily, and a
+  // bundle hands a dynamic import's exports differently from Node (the 500 this catches was invisible unbundled).
+  it("gateway: forwards a public route to its upstream from the image's files", async () => {
+    const upstream = createServer((request, response) => {
+      response.writeHead(200, { "content-type": "application/json" })
+      response.end(JSON.stringify({ keys: [], path: request.url }))
+    })
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve))
+    const address = upstream.address() as AddressInfo
+    try {
+      const port = await freePort()
+      const { child, output } = run("gateway", {
+        ...productionSettings("gateway"),
+        HTTP_PORT: String(port),
+        AUTH_URL: `http://127.0.0.1:${address.port}`,
+      })
+      const base = `http://127.0.0.1:${port}`
+      const deadline = Date.now() + 30_000
+      while ((await status(`${base}/readyz`)) !== 200) {
+        if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}): ${output.text}`)
+        if (Date.now() > deadline) throw new Error(`gateway: no 200 on /readyz after 30 s: ${output.text}`)
+        await sleep(50)
+      }
+      const response = await fetch(`${base}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) })
+      expect(response.status, output.text).toBe(200)
+      expect(await response.json()).toEqual({ keys: [], path: "/.well-known/jwks.json" })
+      child.kill("SIGTERM")
+      await exited(child)
+    } finally {
+      upstream.close()
+    }
+  }, 60_000)
 
   it("reports every configuration problem at once and exits non-zero", async () => {
     const { child, output } = run("identity", { NODE_ENV: "production", HTTP_PORT: "not-a-port" })

@@ -128,7 +128,12 @@ export class Upstreams extends Context.Service<
       Effect.gen(function* () {
         const registry = yield* ServiceRegistry
         // A request that comes before `warm` finished waits for the same import.
-        const undici = yield* Effect.cached(Effect.promise(() => import("undici")))
+        // undici is CommonJS: Node hands its exports as named ones, a bundle (the image) only as `default`.
+        const undici = yield* Effect.cached(
+          Effect.promise(() =>
+            import("undici").then((m) => ({ Pool: m.Pool ?? (m as unknown as { default: typeof m }).default.Pool })),
+          ),
+        )
         const pools = new Map<string, Pool>()
         const breakers = new Map<string, CircuitBreaker>()
         yield* Effect.addFinalizer(() =>
