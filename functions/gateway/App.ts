@@ -117,7 +117,9 @@ export const ServicesLive = (
         ),
       ),
     ),
-    Layer.merge(RateLimits.layer({ redisUrl: config.redisUrl, prefix: config.rateLimitPrefix })),
+    Layer.merge(
+      RateLimits.layer({ redisUrl: config.redisUrl, prefix: config.rateLimitPrefix, syncMs: config.rateLimitSyncMs }),
+    ),
     Layer.provideMerge(Following(config, bus)),
     Layer.provideMerge(Permissions.layer({ address: config.authzGrpcUrl, ttlMs: config.permissionCacheMs })),
   )

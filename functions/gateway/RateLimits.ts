@@ -1,7 +1,6 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 import { RateLimit, type SyncedLimiter } from "../../shared/RateLimit.ts"
 import { RedisConnection } from "../../shared/Redis.ts"
-import { rateLimitSyncMs } from "./Config.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
 export type Subject = "ip" | "user"
@@ -32,8 +31,8 @@ export interface RateLimitsOptions {
   readonly redisUrl: Option.Option<Redacted.Redacted<string>>
   /** Namespace of the keys in Redis. */
   readonly prefix: string
-  /** How often synced limits meet in Redis (0: every request counted there); default `RATE_LIMIT_SYNC_MS`. */
-  readonly syncMs?: number
+  /** How often synced limits meet in Redis (0: every request counted there): `RATE_LIMIT_SYNC_MS`. */
+  readonly syncMs: number
 }
 
 /**
@@ -71,11 +70,7 @@ export class RateLimits extends Context.Service<
     ).pipe(
       Layer.provide(
         Option.isSome(options.redisUrl)
-          ? Layer.unwrap(
-              Effect.map(options.syncMs === undefined ? rateLimitSyncMs : Effect.succeed(options.syncMs), (syncMs) =>
-                RateLimit.layerRedisWith({ syncMs }),
-              ),
-            ).pipe(Layer.provide(RedisConnection.fromEnvironment))
+          ? RateLimit.layerRedisWith({ syncMs: options.syncMs }).pipe(Layer.provide(RedisConnection.fromEnvironment))
           : RateLimit.layerMemory,
       ),
     )
