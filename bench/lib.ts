@@ -171,9 +171,12 @@ export const childPids = (pid: number): Array<number> => {
 // ---- Spawn → first 200 of a real route, and the process's memory after (bench/cold-start.ts, bench/memory.ts).
 
 /** Resident set size of a process in bytes (`VmRSS` of `/proc/<pid>/status`, Linux); NaN when it cannot be read. */
-export const rssBytes = (pid: number): number => {
+export const rssBytes = (pid: number): number => procKilobytes(`/proc/${pid}/status`, "VmRSS")
+
+// A "<field>: <n> kB" line of a /proc file, in bytes; NaN when it cannot be read (another OS, a process gone).
+const procKilobytes = (file: string, field: string): number => {
   try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(fs.readFileSync(file, "utf8"))
     return match ? Number(match[1]) * 1024 : Number.NaN
   } catch {
     return Number.NaN
@@ -184,14 +187,7 @@ export const rssBytes = (pid: number): number => {
  * Proportional set size of a process in bytes (`Pss` of `/proc/<pid>/smaps_rollup`): its RSS with every shared page
  * divided among the processes sharing it, so that the PSS of several processes adds up; NaN when it cannot be read.
  */
-export const pssBytes = (pid: number): number => {
-  try {
-    const match = /^Pss:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))
-    return match ? Number(match[1]) * 1024 : Number.NaN
-  } catch {
-    return Number.NaN
-  }
-}
+export const pssBytes = (pid: number): number => procKilobytes(`/proc/${pid}/smaps_rollup`, "Pss")
 
 /** A process and every process below it (children, grandchildren, ...), from the parent pids in `/proc/<pid>/stat`. */
 export const processTree = (root: number): Array<{ readonly pid: number; readonly name: string }> => {

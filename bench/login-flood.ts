@@ -14,7 +14,7 @@ import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { OWASP_MINIMUM } from "../functions/identity/Passwords.ts"
 import { type Child, describeExit, spawnChild, stopAll, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
-import { quantile } from "./lib.ts"
+import { quantile, textTable } from "./lib.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const RATIO_TARGET = 0.8
@@ -333,15 +333,7 @@ const flood = async (loginUrl: string, users: ReadonlyArray<User>, concurrency: 
 
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "-")
 
-const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]?.length ?? 0)))
-  const line = (cells: ReadonlyArray<string>) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-      .join("  ")
-      .trimEnd()
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")
-}
+const table = textTable
 
 const main = async () => {
   const [identityHttp, identityGrpc, authHttp, authGrpc] = await Promise.all([
