@@ -6,7 +6,7 @@ import * as Problem from "../../shared/Problem.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
 import { tooMany, unavailable } from "./EdgeProblems.ts"
 import { type Counting, type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
-import type { RouteSettings } from "./RouteSettings.ts"
+import { DEFAULT_BUCKET, type RouteSettings } from "./RouteSettings.ts"
 import type { Route } from "./RouteTable.ts"
 
 /** The admission decision: the gateway's own refusal, or who sent the request and the quotas it counted against. */
@@ -15,9 +15,6 @@ export type Admission =
   | { readonly _tag: "Admitted"; readonly actor: string | undefined; readonly quotas: ReadonlyArray<Quota> }
 
 const refused = (answer: HttpServerResponse.HttpServerResponse): Admission => ({ _tag: "Refused", answer })
-
-// The bucket `settingsOf` (RouteSettings.ts) gives the default limits; a route with its own limit has its own bucket.
-const DEFAULT_BUCKET = "default"
 
 /**
  * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own

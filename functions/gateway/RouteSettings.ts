@@ -1,6 +1,9 @@
 import type { ProxyOptions } from "./ProxyOptions.ts"
 import type { Route } from "./RouteTable.ts"
 
+/** The bucket of the gateway's default limits; a route with a limit of its own counts in a bucket of its own. */
+export const DEFAULT_BUCKET = "default"
+
 /** The effective settings of one route. */
 export interface RouteSettings {
   readonly timeoutMs: number
@@ -26,8 +29,10 @@ export const settingsOf = (
   const user = pick("userPerMinute")
   return {
     timeoutMs: pick("timeoutMs") ?? options.timeoutMs,
-    ip: ip === undefined ? { bucket: "default", perMinute: options.ipPerMinute } : { bucket: name, perMinute: ip },
+    ip: ip === undefined ? { bucket: DEFAULT_BUCKET, perMinute: options.ipPerMinute } : { bucket: name, perMinute: ip },
     user:
-      user === undefined ? { bucket: "default", perMinute: options.userPerMinute } : { bucket: name, perMinute: user },
+      user === undefined
+        ? { bucket: DEFAULT_BUCKET, perMinute: options.userPerMinute }
+        : { bucket: name, perMinute: user },
   } satisfies RouteSettings
 }
