@@ -5,13 +5,12 @@
 // Each process's own RSS counts the pages it shares with others (Node's binary, shared libraries) in full, so the sum
 // is an upper bound; PSS (shared pages divided among their users) is printed beside it and adds up exactly.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
-import { manifests } from "../functions/registry.ts"
 import { ROOT } from "../scripts/build.ts"
+import { embeddedEnv, freePortOffset } from "../scripts/lib/embedded.ts"
 import { spawnChild } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { mib, processTree, pssBytes, quantile, rssBytes, textTable } from "./lib.ts"
@@ -28,37 +27,17 @@ const { values } = parseArgs({
 const idleMs = Math.max(0, Number(values["idle-ms"]))
 const samples = Math.max(1, Number(values.samples))
 
-// A port offset under which every function's ports are free (npm start moves them all by PORT_OFFSET).
-const free = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
-const pickOffset = async () => {
-  const ports = manifests.flatMap((m) => [m.ports.http, ...(m.ports.grpc ? [m.ports.grpc] : [])])
-  for (let offset = 31_000; offset < 50_000; offset += 100) {
-    if ((await Promise.all(ports.map((p) => free(p + offset)))).every(Boolean)) return offset
-  }
-  throw new Error("no port offset with every function's ports free")
-}
-
-const offset = await pickOffset()
+const offset = await freePortOffset()
 const dataDir = mkdtempSync(join(tmpdir(), "bench-memory-"))
 // npm start's own defaults: nothing configured, so Postgres, Redis, Kafka and S3 are the embedded ones.
-const env: Record<string, string | undefined> = {
-  ...process.env,
+const env = embeddedEnv({
   PORT_OFFSET: String(offset),
   DATA_DIR: dataDir,
   EMBEDDED_PG_PORT: String(await freePort()),
   LOG_PRETTY: "false",
   NODE_ENV: undefined,
-  NODE_OPTIONS: undefined,
   NODE_COMPILE_CACHE: undefined,
-}
-for (const key of Object.keys(env)) {
-  if (/^(DATABASE_URL|REDIS_URL|KAFKA_BROKERS|S3_|AWS_|SMTP_URL|DB_SCHEMA)/.test(key)) env[key] = undefined
-}
+})
 
 console.log(`npm start (PORT_OFFSET=${offset}, DATA_DIR=${dataDir}) …`)
 const started = performance.now()

@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { upstreamManifests } from "../functions/gateway/Config.ts"
 import { redoclyLint } from "../functions/gateway/testing/redocly.ts"
 import { manifests } from "../functions/registry.ts"
+import { embeddedEnv, freePortOffset } from "../scripts/lib/embedded.ts"
 import { type Child, spawnChild } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { callApi } from "./testing/platformFlow.ts"
@@ -27,27 +27,6 @@ let platform: Child | undefined
 let url = ""
 let schemathesis = ""
 let adminToken = ""
-
-const portFree = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
-
-// An offset that moves every function's HTTP and gRPC ports onto free ones (scripts/start.ts's PORT_OFFSET).
-const freeOffset = async () => {
-  const ports = manifests.flatMap((m) => [m.ports.http, ...(m.ports.grpc === undefined ? [] : [m.ports.grpc])])
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 20_000 + Math.floor(Math.random() * 30_000)
-    if (
-      ports.every((p) => p + offset < 65_000) &&
-      (await Promise.all(ports.map((p) => portFree(p + offset)))).every(Boolean)
-    )
-      return offset
-  }
-  throw new Error("no free range of ports for the platform")
-}
 
 const api = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
   callApi(url, method, path, options)
@@ -125,11 +104,11 @@ beforeAll(async () => {
     encoding: "utf8",
     timeout: 300_000,
   }).trim()
-  const offset = await freeOffset()
+  const offset = await freePortOffset()
   const gateway = manifests.find((m) => m.name === "gateway")!
   url = `http://127.0.0.1:${gateway.ports.http + offset}`
-  const env: Record<string, string | undefined> = {
-    ...process.env,
+  // The embedded defaults: none of the real servers the other tests use.
+  const env = embeddedEnv({
     DATA_DIR: dataDir,
     PORT_OFFSET: String(offset),
     EMBEDDED_PG_PORT: String(await freePort()),
@@ -145,18 +124,7 @@ beforeAll(async () => {
         m.routes.map((r) => ({ method: r.method, path: r.path, ipPerMinute: 0, userPerMinute: 0 })),
       ),
     ),
-  }
-  // The embedded defaults: none of the real servers the other tests use.
-  for (const key of [
-    "DATABASE_URL",
-    "REDIS_URL",
-    "KAFKA_BROKERS",
-    "S3_ENDPOINT",
-    "S3_BUCKET",
-    "SMTP_URL",
-    "NODE_OPTIONS",
-  ])
-    env[key] = undefined
+  })
   const started = spawnChild({
     name: "npm start",
     args: [join(ROOT, "scripts/start.ts")],

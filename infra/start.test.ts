@@ -3,6 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { runPlatformFlow } from "../e2e/testing/platformFlow.ts"
+import { embeddedEnv } from "../scripts/lib/embedded.ts"
 import { spawnChild } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 
@@ -13,15 +14,12 @@ afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
 describe("npm start (embedded defaults)", () => {
   it("starts every function on PGlite, serves it, and stops cleanly on SIGINT", async () => {
-    const env: Record<string, string | undefined> = {
-      ...process.env,
+    const env = embeddedEnv({
       DATA_DIR: dataDir,
       EMBEDDED_PG_PORT: "54391",
       LOG_PRETTY: "false",
       BOOTSTRAP_ADMIN_EMAIL: adminEmail,
-    }
-    for (const key of ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "S3_ENDPOINT", "S3_BUCKET", "SMTP_URL"])
-      env[key] = undefined
+    })
     const child = spawnChild({ name: "npm start", args: ["scripts/start.ts"], env, tailChars: 1_000_000 })
     const output = () => child.output()
     try {
@@ -71,15 +69,12 @@ describe("npm start (embedded defaults)", () => {
 describe("npm start -- --processes", () => {
   it("runs every function as its own process, each ready on its own port, and stops them all on SIGINT", async () => {
     const data = mkdtempSync(join(tmpdir(), "platform-processes-"))
-    const env: Record<string, string | undefined> = {
-      ...process.env,
+    const env = embeddedEnv({
       DATA_DIR: data,
       EMBEDDED_PG_PORT: String(await freePort()),
       PORT_OFFSET: "900",
       LOG_PRETTY: "false",
-    }
-    for (const key of ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "S3_ENDPOINT", "S3_BUCKET", "SMTP_URL"])
-      env[key] = undefined
+    })
     const child = spawnChild({
       name: "npm start --processes",
       args: ["scripts/start.ts", "--processes"],

@@ -1,0 +1,36 @@
+// How tests and benches run `npm start` on its embedded defaults beside the real test servers: an environment with no
+// real server's address, and a PORT_OFFSET under which every function's ports are free.
+import { createServer } from "node:net"
+import { manifests } from "../../functions/registry.ts"
+
+// What would point npm start at a real server (the addresses .env.test holds) or change how Node runs it.
+const EXTERNAL = /^(DATABASE_URL|REDIS_URL|KAFKA_BROKERS|S3_.*|AWS_.*|SMTP_URL|DB_SCHEMA|NODE_OPTIONS)$/
+
+/** This process's environment without a real server's address, with `extra` over it (undefined removes a key). */
+export const embeddedEnv = (
+  extra: Readonly<Record<string, string | undefined>> = {},
+): Record<string, string | undefined> => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !EXTERNAL.test(key))),
+  ...extra,
+})
+
+const portFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const server = createServer()
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+  })
+
+/** A PORT_OFFSET (scripts/start.ts) that moves every function's HTTP and gRPC ports onto free ones. */
+export const freePortOffset = async (): Promise<number> => {
+  const ports = manifests.flatMap((m) => [m.ports.http, ...(m.ports.grpc === undefined ? [] : [m.ports.grpc])])
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const offset = 20_000 + Math.floor(Math.random() * 30_000)
+    if (
+      ports.every((p) => p + offset < 65_000) &&
+      (await Promise.all(ports.map((p) => portFree(p + offset)))).every(Boolean)
+    )
+      return offset
+  }
+  throw new Error("no free range of ports for the platform")
+}
