@@ -36,11 +36,8 @@ export interface DefinedApp<C = any> extends FunctionApp<C> {
   readonly layer: (config: C, standIns?: Layer.Layer<any, any, any>) => Layer.Layer<unknown, unknown, never>
 }
 
-/** What `servers` and the Lambda app read from a function's validated config (`Config.base`). */
-export type ServedConfig = ServersConfig
-
 /** A function with an HTTP contract: the parts its entries and tests assemble. */
-export interface Definition<C extends ServedConfig, R, S, RC, RU> {
+export interface Definition<C extends ServersConfig, R, S, RC, RU> {
   readonly manifest: Pick<ModuleDeclaration, "name">
   /** Its public contract (`Api.ts`): each endpoint declares who may call it; the guard enforces that. */
   readonly api: { readonly identifier: string; readonly groups: object }
@@ -71,18 +68,23 @@ type Missing<R, S, RC, RU> = Exclude<R | RC | RU, S | ServerGiven>
  * `grpc`, gRPC, plus its background work; Lambda serves the same guarded HTTP app. A part that needs a service
  * `services` does not give is a type error naming it.
  */
-export const define = <C extends ServedConfig, R, S, RC = never, RU = never>(
+export const define = <C extends ServersConfig, R, S, RC = never, RU = never>(
   definition: Definition<C, R, S, RC, RU> &
     ([Missing<R, S, RC, RU>] extends [never] ? unknown : { readonly missing: Missing<R, S, RC, RU> }),
 ): DefinedApp<C> & { readonly definition: Definition<C, R, S, RC, RU> } => {
   const { api, http, grpc, background, unguarded, services } = definition
   const declared = routesOf(api)
   const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
-    const options = { api, config, declared, ...(unguarded ? { unguarded: unguarded(config) } : {}) }
-    const served = grpc ? servers(http, { ...options, grpc, config: withGrpcPort(config) }) : servers(http, options)
+    const served = servers(http, {
+      api,
+      config,
+      declared,
+      grpc,
+      ...(unguarded ? { unguarded: unguarded(config) } : {}),
+    })
     const given = services(config, "container")
     const provided = standIns === undefined ? given : Layer.merge(given, standIns.pipe(Layer.provide(given)))
-    return Layer.mergeAll(served as Layer.Layer<never, unknown, unknown>, background?.(config) ?? Layer.empty).pipe(
+    return Layer.mergeAll(served, background?.(config) ?? Layer.empty).pipe(
       Layer.provideMerge(provided),
     ) as Layer.Layer<unknown, unknown, never>
   }
@@ -109,12 +111,7 @@ export const byRuntime = <AC, EC, RC, AL, EL, RL>(
   layers: { readonly container: Layer.Layer<AC, EC, RC>; readonly lambda: Layer.Layer<AL, EL, RL> },
 ) => (runtime === "container" ? layers.container : layers.lambda) as Layer.Layer<AC | AL, EC | EL, RC | RL>
 
-const withGrpcPort = <C extends ServedConfig>(config: C) => {
-  if (config.grpcPort === undefined) throw new Error("a function with gRPC needs GRPC_PORT in its config (Config.base)")
-  return { ...config, grpcPort: config.grpcPort }
-}
-
-/** What `servers` reads from a function's validated config (`Config.base`). */
+/** What the servers and the Lambda app read from a function's validated config (`Config.base`). */
 export interface ServersConfig {
   readonly httpPort: number
   /** Read only when the function serves gRPC. */
@@ -125,60 +122,36 @@ export interface ServersConfig {
 }
 
 /** What `servers` needs besides the routes. */
-export type ServersOptions<RU> = {
+interface ServersOptions {
   readonly api: Server.ApiLike
   readonly config: ServersConfig
   /** Its contract's routes with their declarations: each is enforced as declared (`Server.guarded`). */
   readonly declared: ReadonlyArray<RouteSpec>
-} & Server.Unguarded<RU>
-
-/** What a function with gRPC adds: its Grpc.ts module, and a gRPC port it must have (no random port by omission). */
-type WithGrpc<G> = {
-  readonly grpc: () => Promise<GrpcDeferred.GrpcModule<G>>
-  readonly config: { readonly grpcPort: number }
-}
-
-/** A function's HTTP server with the kernel's middleware on `HTTP_PORT`, every route enforced as declared. */
-const http = <A, E, R, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions<RU>) =>
-  Server.serve(Server.guarded(routes, options.declared), {
-    api: options.api,
-    ...(options.unguarded ? { unguarded: options.unguarded } : {}),
-    port: options.config.httpPort,
-    maxBodyBytes: options.config.maxBodyBytes,
-    shutdownTimeoutMs: options.config.shutdownTimeoutMs,
-    trustedProxies: options.config.trustedProxies,
-  })
-
-/** The HTTP server, then the gRPC server on `GRPC_PORT` with the services of the function's Grpc.ts module. */
-const httpAndGrpc = <A, E, R, G, RU>(routes: Layer.Layer<A, E, R>, options: ServersOptions<RU> & WithGrpc<G>) => {
-  const served = http(routes, options)
-  const grpc = GrpcDeferred.afterHttp(options.grpc, {
-    port: options.config.grpcPort,
-    shutdownTimeoutMs: options.config.shutdownTimeoutMs,
-  })
-  return Layer.mergeAll(served, grpc.pipe(Layer.provide(served)))
+  readonly unguarded?: Layer.Layer<never, never, unknown>
+  /** Its Grpc.ts module; none: no gRPC port, nothing of grpc-js loaded, nothing gRPC needs (a service identity). */
+  readonly grpc?: (() => Promise<GrpcDeferred.GrpcModule<any>>) | undefined
 }
 
 /**
- * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, then, when the
- * function has a Grpc.ts module (`grpc`), gRPC on `GRPC_PORT` with its services, imported only once HTTP listens. A
- * function without gRPC passes no `grpc`: nothing of grpc-js is loaded, no gRPC port is opened, and its layer needs
- * nothing gRPC needs (a service identity for callers).
+ * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, every route
+ * enforced as declared, then, when the function has a Grpc.ts module, gRPC on `GRPC_PORT` with its services, imported
+ * only once HTTP listens. A function with gRPC must have a gRPC port (no random port by omission).
  */
-export function servers<A, E, R, G, RU = never>(
-  routes: Layer.Layer<A, E, R>,
-  options: ServersOptions<RU> & WithGrpc<G>,
-): ReturnType<typeof httpAndGrpc<A, E, R, G, RU>>
-export function servers<A, E, R, RU = never>(
-  routes: Layer.Layer<A, E, R>,
-  options: ServersOptions<RU> & { readonly grpc?: undefined },
-): ReturnType<typeof http<A, E, R, RU>>
-export function servers(
-  routes: Layer.Layer<any, any, any>,
-  options: ServersOptions<any> & { readonly grpc?: () => Promise<GrpcDeferred.GrpcModule<any>> },
-) {
-  if (options.grpc === undefined) return http(routes, options)
-  const grpcPort = options.config.grpcPort
-  if (grpcPort === undefined) throw new Error("a function with gRPC needs GRPC_PORT in its config (Config.base)")
-  return httpAndGrpc(routes, { ...options, grpc: options.grpc, config: { ...options.config, grpcPort } })
+const servers = (routes: Layer.Layer<never, unknown, unknown>, options: ServersOptions) => {
+  const { config } = options
+  const served = Server.serve(Server.guarded(routes, options.declared), {
+    api: options.api,
+    ...(options.unguarded ? { unguarded: options.unguarded } : {}),
+    port: config.httpPort,
+    maxBodyBytes: config.maxBodyBytes,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    trustedProxies: config.trustedProxies,
+  }) as Layer.Layer<never, unknown, unknown>
+  if (options.grpc === undefined) return served
+  if (config.grpcPort === undefined) throw new Error("a function with gRPC needs GRPC_PORT in its config (Config.base)")
+  const grpc = GrpcDeferred.afterHttp(options.grpc, {
+    port: config.grpcPort,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+  })
+  return Layer.mergeAll(served, grpc.pipe(Layer.provide(served)) as Layer.Layer<never, unknown, unknown>)
 }

@@ -29,7 +29,7 @@ const waitFor = async (url: string, child: ChildProcess, output: () => string) =
 }
 
 describe("Main", () => {
-  // A function without a Grpc.ts module compiles (tsc checks shared/testing/httpOnlyMain.ts) and runs: FunctionApp.servers
+  // A function without a Grpc.ts module compiles (tsc checks shared/testing/httpOnlyMain.ts) and runs: FunctionApp.define
   // takes no gRPC loader, loads nothing of grpc-js and opens no gRPC port.
   it("runs a function without gRPC: serves HTTP, loads no grpc-js, stops cleanly on SIGTERM", async () => {
     const port = await freePort()
