@@ -1,7 +1,7 @@
 // Cold start as a caller of a serverless-style function feels it: spawn → the first 200 of a real route (a signed-in
 // GET with a valid access token where the function has one), every function run as its container image runs it,
 // against a bare node:http server in the same run; and each process's idle RSS once it has answered.
-//   node bench/cold-start.ts [--runs N] [--idle-ms MS] [name...]
+//   node bench/cold-start.ts [--runs N] [--idle-ms MS] [--profile DIR] [name...]
 //
 // As the image (infra/Dockerfile): the files of `scripts/build.ts --image` (assemble), `node main.mjs` with no flags,
 // NODE_ENV=production, and a compile cache warmed by a PLATFORM_WARMUP=1 start; each timed start gets a fresh copy of
@@ -34,6 +34,8 @@ const { values, positionals } = parseArgs({
   options: {
     runs: { type: "string", default: process.env.BENCH_RUNS ?? "8" },
     "idle-ms": { type: "string", default: "2000" },
+    /** Writes a V8 CPU profile of every timed function start (spawn to SIGTERM after its answer) into this folder. */
+    profile: { type: "string" },
   },
   allowPositionals: true,
 })
@@ -280,7 +282,10 @@ try {
     cases.push({
       name: route.label,
       command: node,
-      args: [join(imageDir(name), "main.mjs")],
+      args: [
+        ...(values.profile === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", values.profile]),
+        join(imageDir(name), "main.mjs"),
+      ],
       cwd: imageDir(name),
       env: () => {
         // A container's start: the image's warmed cache, which nothing of an earlier start has added to.

@@ -1,6 +1,7 @@
 // Login flood: identity + auth as real processes on real Postgres, password logins at a fixed concurrency, against
 // the argon2id cost measured in the same run, while /healthz of both is probed.
 //   node bench/login-flood.ts [--seconds S] [--concurrency 2,4,8] [--users N] [--warmup S] [--threadpool N]
+//     [--profile DIR]
 import { randomBytes } from "node:crypto"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { Agent, request } from "node:http"
@@ -32,6 +33,8 @@ const { values } = parseArgs({
     "hash-samples": { type: "string", default: "20" },
     /** UV_THREADPOOL_SIZE for identity (unset: libuv's default, 4). */
     threadpool: { type: "string" },
+    /** Writes a V8 CPU profile of identity and of auth (whole run, written as each exits) into this folder. */
+    profile: { type: "string" },
   },
 })
 const cores = availableParallelism()
@@ -125,7 +128,12 @@ const inherited = (): Record<string, string | undefined> => {
 const start = (name: string, env: Record<string, string | undefined>, httpPort: number): Service => {
   const child = spawnChild({
     name,
-    args: [join(ROOT, "functions", name, "main.ts")],
+    args: [
+      ...(values.profile === undefined
+        ? []
+        : ["--cpu-prof", "--cpu-prof-dir", values.profile, "--cpu-prof-name", `${name}.cpuprofile`]),
+      join(ROOT, "functions", name, "main.ts"),
+    ],
     cwd: ROOT,
     env: { ...inherited(), ...env },
   })
