@@ -1,4 +1,4 @@
-import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema, Scope } from "effect"
 import * as Backoff from "./Backoff.ts"
 import { assertIdentifier, Db, type DbError } from "./Db.ts"
 import { register } from "./Health.ts"
@@ -189,45 +189,57 @@ const devTransport: MailTransport = {
 const smtpTransport = (options: SmtpOptions) =>
   Effect.gen(function* () {
     const settings = yield* parseSmtpUrl(options.url)
-    // Imported only when SMTP is configured (nodemailer is 240 KB; the dev mailbox needs none of it).
-    const { default: nodemailer } = yield* Effect.promise(() => import("nodemailer"))
     const scrub = scrubber(settings.secrets)
-    const transporter = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        nodemailer.createTransport({
-          host: settings.host,
-          port: settings.port,
-          secure: settings.secure,
-          ...(settings.auth ? { auth: settings.auth } : {}),
-          connectionTimeout: 10_000,
-          greetingTimeout: 10_000,
-          socketTimeout: 30_000,
-          logger: false,
-          debug: false,
-        }),
+    // nodemailer (240 KB) is imported, and the transport made, on the first check or mail rather than at start: a
+    // function answers its first request without evaluating it (cold start, ≈ 10 ms), and the dev mailbox never does.
+    const scope = yield* Effect.scope
+    const transporter = yield* Effect.cached(
+      Effect.promise(() => import("nodemailer")).pipe(
+        Effect.flatMap(({ default: nodemailer }) =>
+          Effect.acquireRelease(
+            Effect.sync(() =>
+              nodemailer.createTransport({
+                host: settings.host,
+                port: settings.port,
+                secure: settings.secure,
+                ...(settings.auth ? { auth: settings.auth } : {}),
+                connectionTimeout: 10_000,
+                greetingTimeout: 10_000,
+                socketTimeout: 30_000,
+                logger: false,
+                debug: false,
+              }),
+            ),
+            (transporter) => Effect.sync(() => transporter.close()),
+          ),
+        ),
+        Scope.provide(scope),
       ),
-      (transporter) => Effect.sync(() => transporter.close()),
     )
     yield* register(
       "smtp",
-      Effect.tryPromise({ try: () => transporter.verify(), catch: (cause) => toMailError("verify", cause, scrub) }),
+      Effect.flatMap(transporter, (smtp) =>
+        Effect.tryPromise({ try: () => smtp.verify(), catch: (cause) => toMailError("verify", cause, scrub) }),
+      ),
     )
     const from = options.from ?? "no-reply@localhost"
     return {
       name: "smtp",
       deliver: (mail) =>
-        Effect.tryPromise({
-          try: () =>
-            transporter.sendMail({
-              from,
-              to: mail.to,
-              subject: mail.subject,
-              text: mail.text,
-              html: mail.html,
-              messageId: `<${mail.id}@${settings.host}>`,
-            }),
-          catch: (cause) => toMailError(`send to ${settings.host}:${settings.port}`, cause, scrub),
-        }).pipe(Effect.asVoid),
+        Effect.flatMap(transporter, (smtp) =>
+          Effect.tryPromise({
+            try: () =>
+              smtp.sendMail({
+                from,
+                to: mail.to,
+                subject: mail.subject,
+                text: mail.text,
+                html: mail.html,
+                messageId: `<${mail.id}@${settings.host}>`,
+              }),
+            catch: (cause) => toMailError(`send to ${settings.host}:${settings.port}`, cause, scrub),
+          }),
+        ).pipe(Effect.asVoid),
     } satisfies MailTransport
   })
 
