@@ -194,3 +194,34 @@ describe("authenticator", () => {
     expect(outcome.refusedAfter).toMatchObject({ _tag: "Refused", reason: "revoked" })
   })
 })
+
+describe("remoteKeys", () => {
+  // Node's bundled undici (the global fetch, Headers) costs a cold start 20-90 ms of one core; a signed-in route's
+  // first answer fetches the JWKS, so the fetch must not load it. Checked in a fresh process: this one has loaded it.
+  it("resolves a key from the JWKS without loading Node's fetch (undici)", async () => {
+    const script = `
+      const { createServer } = process.getBuiltinModule("node:http")
+      import { Effect } from "effect"
+      import { exportJWK, generateKeyPair } from "jose"
+      import { remoteKeys } from "./shared/access/Authentication.ts"
+      const { publicKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true })
+      const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "EdDSA", use: "sig" }
+      const server = createServer((_, res) => res.end(JSON.stringify({ keys: [jwk] })))
+      await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve))
+      const url = new URL("http://127.0.0.1:" + server.address().port + "/.well-known/jwks.json")
+      const found = await Effect.runPromise(remoteKeys({ url })("k1"))
+      server.close()
+      console.log(JSON.stringify({ found: found._tag, undici: process.moduleLoadList.filter((m) => m.includes("undici")) }))
+    `
+    const { execFile } = await import("node:child_process")
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ["--input-type=module", "-e", script],
+        { cwd: `${import.meta.dirname}/../..` },
+        (e, stdout, stderr) => (e ? reject(new Error(`${e.message}\n${stderr}`)) : resolve(stdout)),
+      ),
+    )
+    expect(JSON.parse(out)).toEqual({ found: "Some", undici: [] })
+  })
+})

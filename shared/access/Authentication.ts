@@ -1,7 +1,7 @@
 import { Context, Effect, Layer, Metric, Option, Redacted, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
-import { createRemoteJWKSet, errors } from "jose"
+import { createLocalJWKSet, errors } from "jose"
 import { makeLocal } from "../Cache.ts"
 import * as Problem from "../Problem.ts"
 import { ServiceUnavailable, Unauthorized } from "../Problem.ts"
@@ -47,15 +47,39 @@ export interface AuthenticationOptions extends AccessToken.VerifyOptions {
 }
 
 /**
- * Keys from auth's JWKS over HTTP (jose's remote key set): fetched on first use, cached, fetched again for an unknown
- * kid at most once per cooldown. An unreachable or broken JWKS is ServiceUnavailable, never a refusal.
+ * Keys from auth's JWKS over HTTP: fetched on first use, cached, fetched again for an unknown kid at most once per
+ * cooldown. An unreachable or broken JWKS is ServiceUnavailable, never a refusal. Fetched with `node:http` and selected
+ * with jose's local key set, not jose's remote one: that one makes a `Headers` and calls the global `fetch`, which
+ * load Node's bundled undici (20-90 ms of one core) on the way to the first answer of a signed-in route.
  */
 export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
-  const keySet = createRemoteJWKSet(options.url, {
-    cooldownDuration: options.cooldownMs ?? 10_000,
-    cacheMaxAge: options.cacheMaxAgeMs ?? 600_000,
-    timeoutDuration: options.timeoutMs ?? 3_000,
-  })
+  const cooldownMs = options.cooldownMs ?? 10_000
+  const cacheMaxAgeMs = options.cacheMaxAgeMs ?? 600_000
+  const timeoutMs = options.timeoutMs ?? 3_000
+  let current: { readonly keys: ReturnType<typeof createLocalJWKSet>; readonly at: number } | undefined
+  // Callers arriving while a fetch is under way share it.
+  let fetching: Promise<NonNullable<typeof current>> | undefined
+  const reload = () => {
+    fetching ??= getJson(options.url, timeoutMs)
+      .then((jwks) => {
+        current = { keys: createLocalJWKSet(jwks as never), at: Date.now() }
+        return current
+      })
+      .finally(() => {
+        fetching = undefined
+      })
+    return fetching
+  }
+  const keySet = async (header: { readonly alg: string; readonly kid: string }) => {
+    const set = current !== undefined && Date.now() - current.at < cacheMaxAgeMs ? current : await reload()
+    try {
+      return await set.keys(header)
+    } catch (error) {
+      // A kid it does not know yet (auth rotated): one fetch per cooldown, so unknown kids cannot hammer auth.
+      if (!(error instanceof errors.JWKSNoMatchingKey) || Date.now() - set.at < cooldownMs) throw error
+      return await (await reload()).keys(header)
+    }
+  }
   return Effect.fn("Authentication.jwksKey")(function* (kid: string) {
     return yield* Effect.tryPromise({
       try: () => keySet({ alg: AccessToken.ACCESS_TOKEN_ALG, kid }),
@@ -71,6 +95,43 @@ export const remoteKeys = (options: JwksOptions): AccessToken.KeyResolver => {
             )(String(error)),
       ),
     )
+  })
+}
+
+/** The JSON body of a 200 answer to a GET (no redirects followed), within `timeoutMs` and 1 MiB. */
+const getJson = (url: URL, timeoutMs: number): Promise<unknown> => {
+  // Not `import()`: Node's ESM facade of a builtin reads every export, and node:http's lazy ones load undici. https
+  // only where the JWKS is served over TLS (node:tls stays unloaded otherwise).
+  const { get } = process.getBuiltinModule(url.protocol === "https:" ? "node:https" : "node:http")
+  return new Promise((resolve, reject) => {
+    const request = get(
+      url,
+      { timeout: timeoutMs, headers: { accept: "application/json, application/jwk-set+json" } },
+      (response) => {
+        if (response.statusCode !== 200) {
+          response.resume()
+          reject(new Error(`JWKS answered ${response.statusCode}`))
+          return
+        }
+        const chunks: Array<Buffer> = []
+        let size = 0
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length
+          if (size > 1024 * 1024) request.destroy(new Error("JWKS larger than 1 MiB"))
+          else chunks.push(chunk)
+        })
+        response.on("error", reject)
+        response.on("end", () => {
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+          } catch (cause) {
+            reject(new Error("JWKS is not JSON", { cause }))
+          }
+        })
+      },
+    )
+    request.on("timeout", () => request.destroy(new Error(`JWKS did not answer within ${timeoutMs} ms`)))
+    request.on("error", reject)
   })
 }
 
