@@ -101,3 +101,80 @@ describe("Db timeouts (a hung Postgres, through a fault proxy)", () => {
     }).pipe(Effect.scoped),
   )
 })
+
+describe("Db.savepoint", () => {
+  it.live("undoes only the failed work and its afterCommit, takes no SAVEPOINT without a query, nests", () =>
+    Effect.gen(function* () {
+      const db = yield* serviceDb("t_sp")
+      yield* db.query(`CREATE TABLE ${db.schema}.notes (text text)`)
+      const note = (text: string) => db.query(`INSERT INTO ${db.schema}.notes VALUES ($1)`, [text])
+      const ran: Array<string> = []
+      const onCommit = (label: string) => db.afterCommit(Effect.sync(() => void ran.push(label)))
+      // The savepoint statements the pool's sessions are sent.
+      const sent: Array<string> = []
+      const spied = new WeakSet<object>()
+      db.pool.on("acquire", (client) => {
+        if (spied.has(client)) return
+        spied.add(client)
+        const query = client.query.bind(client) as (...args: Array<unknown>) => unknown
+        Object.assign(client, {
+          query: (...args: Array<unknown>) => {
+            if (typeof args[0] === "string" && /SAVEPOINT/.test(args[0])) sent.push(args[0])
+            return query(...args)
+          },
+        })
+      })
+      const statements: Array<string> = []
+      yield* db.transaction(
+        Effect.gen(function* () {
+          yield* note("a")
+          yield* Effect.flip(db.savepoint(Effect.andThen(onCommit("failed"), Effect.fail("no query" as const))))
+          yield* Effect.flip(db.savepoint(Effect.andThen(note("b"), Effect.andThen(onCommit("b"), Effect.fail("x")))))
+          yield* db.savepoint(
+            Effect.gen(function* () {
+              yield* note("c")
+              yield* onCommit("c")
+              // An inner failure keeps the outer savepoint's own work.
+              yield* Effect.flip(db.savepoint(Effect.andThen(note("d"), Effect.fail("inner"))))
+              yield* note("e")
+            }),
+          )
+          yield* Effect.flip(
+            db.savepoint(
+              Effect.gen(function* () {
+                yield* note("f")
+                yield* db.savepoint(note("g"))
+                return yield* Effect.fail("outer")
+              }),
+            ),
+          )
+          statements.push(
+            ...(yield* db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${db.schema}.notes`)).map((row) =>
+              String(row.n),
+            ),
+          )
+        }),
+      )
+      const rows = yield* db.query<{ text: string }>(`SELECT text FROM ${db.schema}.notes ORDER BY text`)
+      assert.deepStrictEqual(
+        rows.map((row) => row.text),
+        ["a", "c", "e"],
+      )
+      // The failed work's afterCommit is dropped, the kept work's runs after COMMIT.
+      assert.deepStrictEqual(ran, ["c"])
+      // Inside the transaction, after the rollbacks to savepoints, the same three rows.
+      assert.deepStrictEqual(statements, ["3"])
+      // None for the work without a query; an outer one taken before the inner one it holds.
+      assert.deepStrictEqual(sent, [
+        "SAVEPOINT nested_1",
+        "ROLLBACK TO SAVEPOINT nested_1",
+        "SAVEPOINT nested_1",
+        "SAVEPOINT nested_2",
+        "ROLLBACK TO SAVEPOINT nested_2",
+        "SAVEPOINT nested_1",
+        "SAVEPOINT nested_2",
+        "ROLLBACK TO SAVEPOINT nested_1",
+      ])
+    }).pipe(Effect.scoped),
+  )
+})

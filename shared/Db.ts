@@ -56,11 +56,15 @@ const clientWithConnectTimeout = (connectTimeoutMs: number) =>
 /** `DbError.code` of a query the client gave up on because the server did not answer in time (a hung server). */
 export const CLIENT_TIMEOUT = "client_timeout"
 
-// The transaction the current fiber runs in, if any: its client (queries join it automatically) and what is to run
-// once it has committed.
+// The transaction the current fiber runs in, if any: its client (queries join it automatically), what is to run
+// once it has committed, and (inside `savepoint`) the savepoints to take before the next query.
 interface Tx {
   readonly client: pg.PoolClient
   readonly afterCommit: Array<Effect.Effect<void>>
+  /** Savepoints opened around the current work (0 at the transaction's own level); names them. */
+  readonly depth: number
+  /** Takes the savepoints not taken yet; run before each query of the transaction. */
+  readonly prepare: Effect.Effect<void, DbError>
 }
 const CurrentTx = Context.Reference<Tx | undefined>("shared/Db/CurrentTx", {
   defaultValue: () => undefined,
@@ -100,6 +104,12 @@ export class Db extends Context.Service<
     afterCommit(effect: Effect.Effect<void>): Effect.Effect<void>
     /** Runs `f` on a dedicated connection (advisory locks, LISTEN); released afterwards. */
     withConnection<A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
+    /**
+     * Inside a transaction, runs `effect` so that its failure undoes only its own writes (and drops its `afterCommit`
+     * work): the transaction goes on. The SAVEPOINT is taken lazily, before `effect`'s first query, so an effect that
+     * does not query costs no round trip. Outside a transaction it is `effect` itself.
+     */
+    savepoint<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R>
   }
 >()("shared/Db") {
   /**
@@ -162,7 +172,9 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
     )
 
   const query = <A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>) =>
-    Effect.flatMap(currentTx, (tx) => run<A>(tx?.client ?? pool, sql, params))
+    Effect.flatMap(currentTx, (tx) =>
+      tx === undefined ? run<A>(pool, sql, params) : Effect.andThen(tx.prepare, run<A>(tx.client, sql, params)),
+    )
 
   const withConnection = <A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>) =>
     Effect.acquireUseRelease(Effect.tryPromise({ try: () => pool.connect(), catch: toDbError }), f, (client, exit) =>
@@ -179,7 +191,11 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
             yield* run(client, "BEGIN")
-            const exit = yield* Effect.exit(restore(Effect.provideService(effect, CurrentTx, { client, afterCommit })))
+            const exit = yield* Effect.exit(
+              restore(
+                Effect.provideService(effect, CurrentTx, { client, afterCommit, depth: 0, prepare: Effect.void }),
+              ),
+            )
             // A server that did not answer will not answer a ROLLBACK either: fail at once, and the connection is
             // destroyed (the server rolls back when it sees it close) instead of waiting out a second timeout.
             const error: unknown = Option.getOrUndefined(Exit.findErrorOption(exit))
@@ -201,7 +217,44 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       return tx ? Effect.sync(() => void tx.afterCommit.push(logged)) : logged
     })
 
-  return Db.of({ schema, pool, query, transaction, afterCommit, withConnection })
+  const savepoint = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | DbError, R> =>
+    Effect.flatMap(currentTx, (outer) => {
+      if (outer === undefined) return effect
+      // Savepoints are never released: a later one of the same name (a sibling) hides this one, and a rollback to an
+      // outer one discards the inner ones; names per depth keep an outer rollback from stopping at an inner one.
+      const name = `nested_${outer.depth + 1}`
+      let taken = false
+      const inner: Tx = {
+        client: outer.client,
+        afterCommit: [],
+        depth: outer.depth + 1,
+        prepare: Effect.suspend(() =>
+          taken
+            ? Effect.void
+            : outer.prepare.pipe(
+                Effect.andThen(run(outer.client, `SAVEPOINT ${name}`)),
+                Effect.andThen(
+                  Effect.sync(() => {
+                    taken = true
+                  }),
+                ),
+              ),
+        ),
+      }
+      return Effect.exit(Effect.provideService(effect, CurrentTx, inner)).pipe(
+        Effect.flatMap((exit) => {
+          if (exit._tag === "Success") {
+            outer.afterCommit.push(...inner.afterCommit)
+            return exit
+          }
+          // Interrupted: the whole transaction rolls back. Nothing queried: nothing to undo.
+          if (!taken || Exit.hasInterrupts(exit)) return exit
+          return Effect.andThen(run(outer.client, `ROLLBACK TO SAVEPOINT ${name}`), exit)
+        }),
+      )
+    })
+
+  return Db.of({ schema, pool, query, transaction, afterCommit, withConnection, savepoint })
 }
 
 // pg's own messages for the two client-side timeouts (it gives them no code).
