@@ -28,7 +28,10 @@ const setup = Effect.gen(function* () {
     tryKafka("send", () =>
       producer.send({ topic, messages: [{ key, value, partition, headers: { traceparent: TRACEPARENT } }] }),
     )
-  return { consumer, kafka, topic, bus, send }
+  // Several messages in one request, so that they arrive in one fetched batch.
+  const sendAll = (messages: ReadonlyArray<{ key: string; value: string }>, partition: number) =>
+    tryKafka("send", () => producer.send({ topic, messages: messages.map((message) => ({ ...message, partition })) }))
+  return { consumer, kafka, topic, bus, send, sendAll }
 })
 
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -82,6 +85,58 @@ describe("KafkaEventBus", () => {
         yield* waitUntil("event 2", () => handled.includes(2))
         assert.deepStrictEqual(handled, [0, 2])
         assert.strictEqual(calls.get("test.item.poisoned"), 3)
+      }),
+    60_000,
+  )
+
+  it.live(
+    "a failing handler mid-batch is retried and dead-lettered alone while the others' effects commit once, in order",
+    () =>
+      Effect.gen(function* () {
+        const { consumer, kafka, topic, bus, sendAll } = yield* setup
+        yield* consumer.query(`CREATE TABLE ${consumer.schema}.effects (n integer NOT NULL)`)
+        yield* sendAll(
+          [0, 1, 2, 3, 4].map((n) => ({
+            key: "k",
+            value: JSON.stringify(event(n === 2 ? "test.item.poisoned" : "test.item.created", n)),
+          })),
+          0,
+        )
+        const handled: Array<number> = []
+        let poisonCalls = 0
+        // What another session sees of the effects each time the poisoned event's handler runs.
+        const seenByOthers: Array<number> = []
+        yield* bus.subscribe({
+          topic,
+          group: `g-${topic}`,
+          handler: (e) =>
+            Effect.gen(function* () {
+              const n = (e.data as { n: number }).n
+              yield* consumer.query(`INSERT INTO ${consumer.schema}.effects (n) VALUES ($1)`, [n])
+              if (e.type === "test.item.poisoned") {
+                poisonCalls++
+                const { rows } = yield* Effect.promise(() =>
+                  consumer.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${consumer.schema}.effects`),
+                )
+                seenByOthers.push(rows[0]?.n ?? -1)
+                return yield* Effect.fail(new Error("cannot digest"))
+              }
+              handled.push(n)
+            }),
+        })
+        const dead = yield* readTopic(kafka, CloudEvent.dlqOf(topic), 1)
+        assert.strictEqual(KafkaEventBus.header(dead[0]!, KafkaEventBus.DlqHeaders.offset), "2")
+        assert.strictEqual(KafkaEventBus.header(dead[0]!, KafkaEventBus.DlqHeaders.attempts), "3")
+        yield* waitUntil("event 4", () => handled.includes(4))
+        assert.deepStrictEqual(handled, [0, 1, 3, 4])
+        assert.strictEqual(poisonCalls, 3)
+        // Its retries ran alone, once the events before it had committed.
+        assert.deepStrictEqual(seenByOthers.slice(1), [2, 2])
+        const effects = yield* consumer.query<{ n: number }>(`SELECT n FROM ${consumer.schema}.effects ORDER BY n`)
+        assert.deepStrictEqual(
+          effects.map((row) => row.n),
+          [0, 1, 3, 4],
+        )
       }),
     60_000,
   )

@@ -6,7 +6,7 @@ import * as CloudEvent from "./CloudEvent.ts"
 import { Db } from "./Db.ts"
 import {
   backoff,
-  consume,
+  consumeBatch,
   deadLetterOf,
   EventBus,
   EventBusError,
@@ -26,7 +26,7 @@ export interface KafkaEventBusOptions {
   readonly sessionTimeoutMs?: number
   /** Longest a fetch waits for new messages; also bounds how long closing waits for the fetch in flight. Default 1 s. */
   readonly maxWaitTimeMs?: number
-  /** How long closing a subscription waits for the message in flight before interrupting it; default 10 s. */
+  /** How long closing a subscription waits for the transaction in flight before interrupting it; default 10 s. */
   readonly drainTimeout?: Duration.Input
 }
 
@@ -63,10 +63,15 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       }),
     )
 
-  const deadLetter = (group: string, payload: kafkajs.EachMessagePayload, outcome: Outcome, retry: RetryPolicy) => {
+  const deadLetter = (
+    group: string,
+    { topic, partition }: kafkajs.Batch,
+    message: kafkajs.KafkaMessage,
+    outcome: Outcome,
+    retry: RetryPolicy,
+  ) => {
     const dead = deadLetterOf(outcome)
     if (dead === undefined) return Effect.void
-    const { topic, partition, message } = payload
     const record: kafkajs.ProducerRecord = {
       topic: CloudEvent.dlqOf(topic),
       acks: -1,
@@ -104,49 +109,70 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
     // A broadcast subscription reads every partition in a group of its own, from the retained start, never committed.
     const broadcast = subscription.broadcast !== undefined
 
-    const handleMessage = (payload: kafkajs.EachMessagePayload) =>
-      Effect.gen(function* () {
-        const outcome = yield* consume({
-          consumer: group,
-          topic,
-          payload: payload.message.value?.toString("utf8") ?? null,
-          traceparent: header(payload.message, "traceparent"),
-          handler,
-          retry,
-          system: "kafka",
-          inbox: !broadcast,
+    // One fetched batch (one partition, in order) through `consumeBatch`: an inbox transaction per run of messages,
+    // then per settled message its dead letter (if any) and its offset, which kafkajs commits after the batch. Messages
+    // not reached (closing, partition lost) are not resolved and come again.
+    const handleBatch = (payload: kafkajs.EachBatchPayload) => {
+      const { batch } = payload
+      return consumeBatch({
+        consumer: group,
+        topic,
+        handler,
+        retry,
+        system: "kafka",
+        inbox: !broadcast,
+        messages: batch.messages.map((message) => ({
+          payload: message.value?.toString("utf8") ?? null,
+          traceparent: header(message, "traceparent"),
           attributes: {
-            "messaging.kafka.partition": payload.partition,
-            "messaging.kafka.offset": payload.message.offset,
-            "messaging.kafka.message.key": payload.message.key?.toString("utf8"),
+            "messaging.kafka.partition": batch.partition,
+            "messaging.kafka.offset": message.offset,
+            "messaging.kafka.message.key": message.key?.toString("utf8"),
           },
-        }).pipe(Effect.provideService(Db, db))
-        if (broadcast) {
-          const dead = deadLetterOf(outcome)
-          if (dead) yield* Effect.logError("event skipped by a broadcast subscription", { group, topic, ...dead })
-        } else yield* deadLetter(group, payload, outcome, retry)
-      })
+        })),
+        settled: (settled) =>
+          Effect.forEach(
+            settled,
+            ({ index, outcome }) => {
+              const message = batch.messages[index]!
+              const resolve = Effect.sync(() => payload.resolveOffset(message.offset))
+              if (!broadcast) return Effect.andThen(deadLetter(group, batch, message, outcome, retry), resolve)
+              const dead = deadLetterOf(outcome)
+              return dead === undefined
+                ? resolve
+                : Effect.andThen(
+                    Effect.logError("event skipped by a broadcast subscription", { group, topic, ...dead }),
+                    resolve,
+                  )
+            },
+            { discard: true },
+          ),
+        proceed: () => payload.isRunning() && !payload.isStale(),
+      }).pipe(Effect.provideService(Db, db))
+    }
 
-    // A rejected eachMessage stops a kafkajs consumer for good, so only shutdown may reject; an unexpected defect
-    // holds the partition and is retried, loudly, rather than skipping the message.
-    const handleRetrying = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
-      handleMessage(payload).pipe(
+    // A rejected eachBatch stops a kafkajs consumer for good, so only shutdown may reject; an unexpected failure
+    // (the dead letters' database away after a handler gave up) holds the partition and is retried, loudly, rather than
+    // skipping the message; what was settled stays settled (the inbox turns it away).
+    const handleRetrying = (payload: kafkajs.EachBatchPayload): Effect.Effect<void, never, R> =>
+      handleBatch(payload).pipe(
         Backoff.retryForever(
           Schedule.spaced(retry.maxDelay).pipe(
             Schedule.setInputType<Cause.Cause<unknown>>(),
-            Schedule.tap(({ input }) => Effect.logError("unexpected failure consuming a message, retrying", input)),
+            Schedule.tap(({ input }) => Effect.logError("unexpected failure consuming a batch, retrying", input)),
           ),
         ),
       )
 
-    // kafkajs heartbeats only between messages; a handler in its retry backoff must not lose the partition. One
-    // heartbeat loop per message (not per attempt), ended with the message. A heartbeat refused because the group
-    // is rebalancing is ignored here: the message finishes, and the inbox turns away its redelivery elsewhere.
-    const guarded = (payload: kafkajs.EachMessagePayload): Effect.Effect<void, never, R> =>
+    // kafkajs heartbeats only between batches; a handler in its retry backoff must not lose the partition. One
+    // heartbeat loop per batch, ended with it. A heartbeat refused because the group is rebalancing is ignored here:
+    // the batch stops at its next transaction (`isStale`), and the inbox turns away a redelivery elsewhere.
+    const guarded = (payload: kafkajs.EachBatchPayload): Effect.Effect<void, never, R> =>
       Effect.gen(function* () {
         yield* Effect.forkChild(
           Effect.promise(() => payload.heartbeat().catch(() => undefined)).pipe(
-            Effect.repeat(Schedule.spaced("2 seconds")),
+            Effect.delay("2 seconds"),
+            Effect.forever,
           ),
         )
         yield* handleRetrying(payload)
@@ -166,8 +192,9 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       )
       // Created outside the subscribe span, so message traces do not hang off the subscription's.
       const run = yield* FiberSet.makeRuntimePromise<R>()
-      // Closing: stop fetching and let the message in flight finish (its offset is then committed), then interrupt
-      // whatever is still running after the drain timeout; an interrupted message is not committed and comes again.
+      // Closing: stop fetching and let the batch in flight finish its transaction (the rest of it is not started, and
+      // what was settled is committed), then interrupt whatever still runs after the drain timeout; an interrupted
+      // message is not committed and comes again.
       yield* Effect.addFinalizer(() =>
         Effect.interruptible(Effect.promise(() => consumer.stop().catch(() => undefined))).pipe(
           Effect.timeout(options.drainTimeout ?? "10 seconds"),
@@ -188,7 +215,9 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
           consumer.run({
             autoCommit: !broadcast,
             partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-            eachMessage: (payload) => run(guarded(payload)),
+            // Offsets are resolved by `handleBatch` as messages are settled, never the whole batch at once.
+            eachBatchAutoResolve: false,
+            eachBatch: (payload) => run(guarded(payload)),
           }),
         )
       }).pipe(

@@ -1,12 +1,13 @@
-import { Duration, Effect, Layer, type Scope } from "effect"
+import { Duration, Effect, Layer, type Scope, Semaphore } from "effect"
 import { assertIdentifier, Db } from "./Db.ts"
 import {
-  consume,
+  consumeBatch,
   deadLetterOf,
   EventBus,
   EventBusError,
   type RetryPolicy,
   retryPolicy,
+  type Settled,
   type SubscribeOptions,
 } from "./EventBus.ts"
 import { pollLoop } from "./PollLoop.ts"
@@ -27,6 +28,8 @@ export interface PgEventBusOptions {
   readonly batchSize?: number
   /** Where a topic's outbox lives; default `schemaOfTopic`. */
   readonly schemaOf?: (topic: string) => string
+  /** How long closing a subscription waits for the transaction in flight before interrupting it; default 10 s. */
+  readonly drainTimeout?: Duration.Input
 }
 
 /** The schema of the service producing a topic: `identity.events` → `identity`, `user-prefs.events` → `user_prefs`. */
@@ -58,44 +61,71 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
   const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "100 millis")
   const batchSize = options.batchSize ?? 100
   const schemaOf = options.schemaOf ?? schemaOfTopic
+  const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? "10 seconds")
 
   const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
     const { topic, group, handler } = subscription
     const retry = retryPolicy(options.retry, subscription.retry)
     const broadcast = subscription.broadcast
+    // Closing lets the transaction in flight commit (a batch's rest is not started) instead of throwing its handled
+    // events away: a round holds `turn`, and closing takes it for good once `closing` stops the batch.
+    const turn = Semaphore.makeUnsafe(1)
+    let closing = false
 
-    // What follows a consumed row. A broadcast subscription keeps its position in memory only and logs what it could not
-    // handle; a shared one moves its stored offset (one statement), together with the dead letter when there is one.
-    const settle = (row: OutboxRow, dead: ReturnType<typeof deadLetterOf>) => {
-      if (broadcast !== undefined) {
-        return dead === undefined
-          ? Effect.void
-          : Effect.logError("event skipped by a broadcast subscription", { event_seq: row.seq, ...dead })
-      }
-      const advance = db.query(
-        `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
-         WHERE group_id = $1 AND topic = $2`,
-        [group, topic, row.txid, row.seq],
-      )
-      if (dead === undefined) return Effect.asVoid(advance.pipe(Effect.withTracerEnabled(false)))
-      return db
-        .transaction(
-          Effect.andThen(
-            db.query(
+    // Inside the transaction that commits a run of rows' inbox rows (or after a row handled alone): their dead
+    // letters, and the stored offset moved to the last of them, so the offset never runs ahead of what is committed.
+    const settleWithin = (rows: ReadonlyArray<OutboxRow>) => (settled: ReadonlyArray<Settled>) =>
+      Effect.gen(function* () {
+        const dead = settled.flatMap(({ index, outcome }) => {
+          const letter = deadLetterOf(outcome)
+          return letter === undefined ? [] : [{ row: rows[index]!, ...letter }]
+        })
+        if (dead.length > 0) {
+          yield* db
+            .query(
               `INSERT INTO ${own}.dead_letters (group_id, topic, event_id, source_seq, payload, reason, error, attempts)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)`,
-              [group, topic, row.id, row.seq, row.event, dead.reason, dead.error, dead.attempts],
-            ),
-            advance,
-          ),
-        )
-        .pipe(
-          Effect.asVoid,
-          Effect.withSpan("EventBus.deadLetter", {
-            attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
-          }),
-        )
-    }
+               SELECT $1, $2, d.event_id, d.source_seq, d.payload::jsonb, d.reason, d.error, d.attempts
+               FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::int[])
+                 AS d (event_id, source_seq, payload, reason, error, attempts)`,
+              [
+                group,
+                topic,
+                dead.map((d) => d.row.id),
+                dead.map((d) => d.row.seq),
+                dead.map((d) => d.row.event),
+                dead.map((d) => d.reason),
+                dead.map((d) => d.error),
+                dead.map((d) => d.attempts),
+              ],
+            )
+            .pipe(
+              Effect.withSpan("EventBus.deadLetter", {
+                attributes: { "messaging.system": "postgresql", "messaging.destination.name": topic, group },
+              }),
+            )
+        }
+        const last = rows[settled[settled.length - 1]!.index]!
+        yield* db
+          .query(
+            `UPDATE ${own}.eventbus_offsets SET last_txid = $3::xid8, last_seq = $4, updated_at = now()
+             WHERE group_id = $1 AND topic = $2`,
+            [group, topic, last.txid, last.seq],
+          )
+          .pipe(Effect.withTracerEnabled(false))
+      })
+
+    // A broadcast subscription keeps its position in memory only and logs what it could not handle.
+    const skipped = (rows: ReadonlyArray<OutboxRow>, settled: ReadonlyArray<Settled>) =>
+      Effect.forEach(
+        settled,
+        ({ index, outcome }) => {
+          const dead = deadLetterOf(outcome)
+          return dead === undefined
+            ? Effect.void
+            : Effect.logError("event skipped by a broadcast subscription", { event_seq: rows[index]!.seq, ...dead })
+        },
+        { discard: true },
+      )
 
     // Where reading starts: a shared subscription at its stored offset; a broadcast one after the last row older than
     // `since` (rows are read in commit order), or at the start while the producer has no outbox yet.
@@ -120,7 +150,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
               ),
             )
 
-    // `cursor` moves row by row, once the row's offset is stored, so a failure mid-batch resumes after the last row done.
+    // `cursor` moves once the rows' offset is committed, so a failure mid-batch resumes after the last row settled.
     const poll = (source: string, cursor: { position: Position }) =>
       Effect.gen(function* () {
         const position = cursor.position
@@ -136,20 +166,29 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
             [topic, position.txid, position.seq, batchSize],
           )
           .pipe(Effect.withTracerEnabled(false))
-        for (const row of rows) {
-          const outcome = yield* consume({
-            consumer: group,
-            topic,
+        if (rows.length === 0) return 0
+        yield* consumeBatch({
+          consumer: group,
+          topic,
+          handler,
+          retry,
+          system: "postgresql",
+          inbox: broadcast === undefined,
+          messages: rows.map((row) => ({
             payload: row.event,
-            handler,
-            retry,
-            system: "postgresql",
-            inbox: broadcast === undefined,
             attributes: { "eventbus.source_schema": source, "eventbus.seq": row.seq },
-          })
-          yield* settle(row, deadLetterOf(outcome))
-          cursor.position = { txid: row.txid, seq: row.seq }
-        }
+          })),
+          ...(broadcast === undefined ? { settleWithin: settleWithin(rows) } : {}),
+          settled: (settled) =>
+            Effect.andThen(
+              broadcast === undefined ? Effect.void : skipped(rows, settled),
+              Effect.sync(() => {
+                const last = rows[settled[settled.length - 1]!.index]!
+                cursor.position = { txid: last.txid, seq: last.seq }
+              }),
+            ),
+          proceed: () => !closing,
+        })
         return rows.length
       })
 
@@ -159,7 +198,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
         // A producer that has not started (or migrated) yet has no outbox: nothing to read, not a failure.
         let waiting = false
-        const round = poll(source, cursor).pipe(
+        const round = turn.withPermit(poll(source, cursor)).pipe(
           Effect.tap(() =>
             Effect.sync(() => {
               waiting = false
@@ -201,6 +240,15 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
     }).pipe(
       Effect.withSpan("EventBus.subscribe", { attributes: { "messaging.destination.name": topic, group } }),
       Effect.flatMap((source) => Effect.forkScoped(run(source))),
+      // Added after the fork, so it runs before the fork's own finalizer interrupts the loop.
+      Effect.andThen(
+        Effect.addFinalizer(() =>
+          Effect.suspend(() => {
+            closing = true
+            return turn.take(1).pipe(Effect.timeout(drainTimeout), Effect.ignore)
+          }),
+        ),
+      ),
       Effect.asVoid,
     )
   }
