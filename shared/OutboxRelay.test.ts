@@ -90,6 +90,47 @@ describe("OutboxRelay", () => {
   )
 
   it.live(
+    "bounds each send by bytes as well as rows, and goes on at once after a send cut short",
+    () =>
+      Effect.gen(function* () {
+        const producer = yield* serviceDb("t_bytes")
+        const kafka = yield* testKafka
+        const topic = topicOf(producer.schema)
+        const outbox = yield* outboxOf(producer)
+        // Six events of ≈ 100 KiB; at most 250 KiB a send: two a send, three sends.
+        const padding = "x".repeat(100 * 1024)
+        for (let n = 0; n < 6; n++) {
+          yield* producer.transaction(outbox.publish({ type: "test.item.created", subject: "k", data: { n, padding } }))
+        }
+        const started = Date.now()
+        // An idle pause far longer than the test's wait: only rounds that go on at once publish everything in time.
+        yield* Layer.build(
+          OutboxRelay.layer({ batchSize: 50, maxBatchBytes: 250 * 1024, pollInterval: "30 seconds", topics: [topic] }),
+        ).pipe(Effect.provideService(Db, producer), Effect.provideService(Kafka, kafka))
+        yield* waitUntil(
+          "six rows published",
+          Effect.map(publishedCount(producer), (n) => n === 6),
+          "15 seconds",
+        )
+        assert.isBelow(Date.now() - started, 15_000)
+        // One UPDATE per send: rows of a send share its published_at.
+        const sends = yield* producer.query<{ rows: number }>(
+          `SELECT count(*)::int AS rows FROM ${producer.schema}.outbox GROUP BY published_at ORDER BY min(seq)`,
+        )
+        assert.deepStrictEqual(
+          sends.map((send) => send.rows),
+          [2, 2, 2],
+        )
+        const messages = yield* readTopic(kafka, topic, 6)
+        assert.deepStrictEqual(
+          messages.map((m) => (JSON.parse(m.value?.toString() ?? "null") as { data: { n: number } }).data.n),
+          [0, 1, 2, 3, 4, 5],
+        )
+      }),
+    60_000,
+  )
+
+  it.live(
     "loses nothing when the relay is killed with SIGKILL mid-batch, and the consumer sees no duplicate",
     () =>
       Effect.gen(function* () {

@@ -5,10 +5,17 @@ import { assertIdentifier, Db, DbError } from "./Db.ts"
 import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
 import { pollLoop } from "./PollLoop.ts"
 
-/** Tuning of the relay; the defaults suit a service publishing a few hundred events a second. */
+/** Tuning of the relay; the defaults suit a service publishing up to several thousand events a second. */
 export interface OutboxRelayOptions {
-  /** Rows sent per Kafka batch; default 100. */
+  /** Most rows sent per Kafka batch; default 500. */
   readonly batchSize?: number
+  /**
+   * Most bytes (keys, values and headers) sent per Kafka batch, whatever the rows; default 512 KiB. A record batch
+   * per partition is refused for good above the broker's `message.max.bytes` (1 MiB by default) and events may be up
+   * to 256 KiB (`Outbox.MAX_EVENT_BYTES`), so the bound keeps a batch of large events under it with room for the
+   * records' own overhead; the first row of a batch is always sent.
+   */
+  readonly maxBatchBytes?: number
   /** Wait between polls when the outbox is drained; default 100 ms. */
   readonly pollInterval?: Duration.Input
   /** Longest wait between retries while Kafka or Postgres is failing; default 1 s (events flow soon after a return). */
@@ -42,7 +49,8 @@ export class OutboxRelay extends Context.Service<
         const db = yield* Db
         const kafka = yield* Kafka
         const schema = assertIdentifier(db.schema)
-        const batchSize = options.batchSize ?? 100
+        const batchSize = options.batchSize ?? 500
+        const maxBatchBytes = options.maxBatchBytes ?? 512 * 1024
         const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "100 millis")
         // Bounded retries: a failed send leaves the batch unmarked and the loop below retries it with its own backoff,
         // rather than kafkajs retrying for as long as Kafka is away.
@@ -54,7 +62,7 @@ export class OutboxRelay extends Context.Service<
         })
         let connected = false
 
-        const send = (rows: ReadonlyArray<OutboxRow>) =>
+        const send = (rows: ReadonlyArray<{ readonly topic: string; readonly message: kafkajs.Message }>) =>
           Effect.gen(function* () {
             const topics = [...new Set(rows.map((row) => row.topic))]
             yield* kafka.ensureTopics(topics.flatMap((topic) => [topic, CloudEvent.dlqOf(topic)]))
@@ -64,7 +72,7 @@ export class OutboxRelay extends Context.Service<
             }
             const topicMessages = topics.map((topic) => ({
               topic,
-              messages: rows.filter((row) => row.topic === topic).map(toMessage),
+              messages: rows.filter((row) => row.topic === topic).map((row) => row.message),
             }))
             yield* tryKafka("publishing to Kafka", () => producer.sendBatch({ acks: -1, topicMessages }))
           }).pipe(
@@ -76,6 +84,8 @@ export class OutboxRelay extends Context.Service<
             ),
           )
 
+        // The last batch was cut short by bytes: more rows wait, so the loop goes on without its idle pause.
+        let cutShort = false
         const publishBatch = Effect.fn("OutboxRelay.publishBatch", {
           kind: "producer",
           attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "db.namespace": schema },
@@ -104,11 +114,27 @@ export class OutboxRelay extends Context.Service<
                     [batchSize],
                   )
                   if (rows.length === 0) return 0
-                  yield* send(rows)
+                  // The rows in order up to the byte bound; the rest wait for the next round, which comes at once.
+                  const batch: Array<{
+                    readonly seq: string
+                    readonly topic: string
+                    readonly message: kafkajs.Message
+                  }> = []
+                  let bytes = 0
+                  for (const row of rows) {
+                    const message = toMessage(row)
+                    const size = messageBytes(message)
+                    if (batch.length > 0 && bytes + size > maxBatchBytes) break
+                    bytes += size
+                    batch.push({ seq: row.seq, topic: row.topic, message })
+                  }
+                  cutShort = batch.length < rows.length
+                  yield* send(batch)
                   yield* sql(`UPDATE ${schema}.outbox SET published_at = now() WHERE seq = ANY($1::bigint[])`, [
-                    rows.map((row) => row.seq),
+                    batch.map((row) => row.seq),
                   ])
-                  return rows.length
+                  yield* Effect.annotateCurrentSpan("outbox_relay.batch.bytes", bytes)
+                  return batch.length
                 }).pipe(Effect.ensuring(unlock))
               })
             })
@@ -128,6 +154,7 @@ export class OutboxRelay extends Context.Service<
 
         const round = Effect.flatMap(pending, (some) => (some ? publishBatch() : Effect.succeed(0))).pipe(
           Effect.tap((count) => (count > 0 ? Metric.update(published, count) : Effect.void)),
+          Effect.map((count) => (count > 0 && cutShort ? batchSize : count)),
         )
         const loop = pollLoop(round, {
           what: "outbox relay",
@@ -159,3 +186,14 @@ const toMessage = (row: OutboxRow): kafkajs.Message => ({
     ...(row.event.traceparent !== undefined ? { traceparent: row.event.traceparent } : {}),
   },
 })
+
+// What a message weighs in a record batch, near enough: key, value and headers (records add a few bytes each).
+const messageBytes = (message: kafkajs.Message): number => {
+  let bytes = byteLength(message.key) + byteLength(message.value)
+  for (const [name, value] of Object.entries(message.headers ?? {}))
+    bytes += Buffer.byteLength(name) + byteLength(value)
+  return bytes
+}
+
+const byteLength = (value: unknown): number =>
+  typeof value === "string" ? Buffer.byteLength(value) : Buffer.isBuffer(value) ? value.length : 0
