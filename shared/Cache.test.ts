@@ -320,6 +320,36 @@ const counting = <A, E = never>(
   })
 
 describe("LocalCache", () => {
+  it.live("peekNow answers what is held, outside a fiber: nothing while looked up, expired or invalidated", () =>
+    Effect.gen(function* () {
+      const gate = yield* Deferred.make<void>()
+      const cache = yield* makeLocal({
+        capacity: 2,
+        lookup: (key: string) => Effect.as(Deferred.await(gate), `value of ${key}`),
+        expiresAt: (_value, key, askedAt) => askedAt + (key === "brief" ? 50 : 60_000),
+      })
+      assert.isUndefined(cache.peekNow("a"))
+      const waiting = yield* Effect.forkChild(Effect.all([cache.get("a"), cache.get("brief")]))
+      yield* Effect.yieldNow
+      assert.isUndefined(cache.peekNow("a"))
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(waiting)
+      assert.strictEqual(cache.peekNow("a"), "value of a")
+      assert.strictEqual(cache.peekNow("brief"), "value of brief")
+      yield* Effect.sleep("80 millis")
+      assert.isUndefined(cache.peekNow("brief"))
+      // A peek is a read: "a" read last, a new key evicts the other one held.
+      assert.strictEqual(cache.peekNow("a"), "value of a")
+      yield* cache.set("b", "value of b", Date.now() + 60_000)
+      assert.strictEqual(cache.peekNow("a"), "value of a")
+      yield* cache.set("c", "value of c", Date.now() + 60_000)
+      assert.strictEqual(cache.peekNow("a"), "value of a")
+      assert.isUndefined(cache.peekNow("b"))
+      yield* cache.invalidateAll
+      assert.isUndefined(cache.peekNow("a"))
+    }),
+  )
+
   it.effect("single flight: 100 concurrent gets of a missing key make one lookup and all get its value", () =>
     Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()

@@ -18,20 +18,42 @@ const labelled = new Map<
   }
 >()
 
+const metricsOf = (method: string, route: string, status: number) => {
+  const key = `${method} ${route} ${status}`
+  let metrics = labelled.get(key)
+  if (metrics === undefined) {
+    const attributes = { method, route, status: String(status) }
+    metrics = {
+      requests: Metric.withAttributes(requests, attributes),
+      ...(status >= 500 ? { errors: Metric.withAttributes(errors, attributes) } : {}),
+      duration: Metric.withAttributes(duration, { method, route }),
+    }
+    if (labelled.size < 10_000) labelled.set(key, metrics)
+  }
+  return metrics
+}
+
+/**
+ * `recordRequest` without an effect, against the metrics registry of `services` (the caller's layer's): for a hot
+ * path that runs outside a fiber (the gateway's).
+ */
+export const recordRequestNow = (
+  services: Context.Context<never>,
+  method: string,
+  route: string,
+  status: number,
+  seconds: number,
+): void => {
+  const metrics = metricsOf(method, route, status)
+  metrics.requests.updateUnsafe(1, services)
+  metrics.duration.updateUnsafe(seconds, services)
+  metrics.errors?.updateUnsafe(1, services)
+}
+
 /** Counts one answered request in the RED metrics (`route` is the route template, never the raw path). */
 export const recordRequest = (method: string, route: string, status: number, seconds: number): Effect.Effect<void> =>
   Effect.suspend(() => {
-    const key = `${method} ${route} ${status}`
-    let metrics = labelled.get(key)
-    if (metrics === undefined) {
-      const attributes = { method, route, status: String(status) }
-      metrics = {
-        requests: Metric.withAttributes(requests, attributes),
-        ...(status >= 500 ? { errors: Metric.withAttributes(errors, attributes) } : {}),
-        duration: Metric.withAttributes(duration, { method, route }),
-      }
-      if (labelled.size < 10_000) labelled.set(key, metrics)
-    }
+    const metrics = metricsOf(method, route, status)
     const counted = Effect.andThen(Metric.update(metrics.requests, 1), Metric.update(metrics.duration, seconds))
     return metrics.errors === undefined ? counted : Effect.andThen(counted, Metric.update(metrics.errors, 1))
   })

@@ -3,7 +3,7 @@ import { afterAll, assert, describe, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { Health } from "./Health.ts"
-import { type Limiter, RateLimit, type SyncedLimiter } from "./RateLimit.ts"
+import { type Limiter, RateLimit, RateLimitExceeded, type SyncedLimiter } from "./RateLimit.ts"
 import { availabilityOf, RedisConnection } from "./Redis.ts"
 import { faultProxy } from "./testing/faultProxy.ts"
 
@@ -239,6 +239,27 @@ describe("RateLimit.synced", () => {
       yield* Effect.sleep(`${SYNC_MS * 3} millis`)
       assert.isTrue(yield* overSynced(onA, "k"))
     }).pipe(Effect.scoped),
+  )
+
+  it.live(
+    "countNow decides a synced point at once, in the same count as consume; an exact limit's it leaves alone",
+    () =>
+      Effect.gen(function* () {
+        const { limits } = yield* instance(redisUrl())
+        const raw = yield* rawRedis
+        const options = { keyPrefix: `t-${run}-synced-now`, points: 2, durationSeconds: 30 }
+        const limiter = limits.synced(options)
+        assert.deepInclude(limiter.countNow("k"), { consumed: 1, remaining: 1 })
+        assert.deepInclude(yield* limiter.consume("k"), { consumed: 2, remaining: 0 })
+        const over = limiter.countNow("k")
+        assert.isTrue(over instanceof RateLimitExceeded && over.msBeforeNext > 29_000)
+        yield* Effect.sleep(`${SYNC_MS * 3} millis`)
+        assert.strictEqual(yield* Effect.promise(() => raw.get(`t-${run}-synced-now:k`)), "3")
+        // Exact: nothing decided or counted without Redis's answer.
+        const exact = limits.limiter({ ...options, keyPrefix: `t-${run}-exact-now` })
+        assert.isUndefined(exact.countNow("k"))
+        assert.deepInclude(yield* exact.consume("k"), { consumed: 1 })
+      }).pipe(Effect.scoped),
   )
 
   it.live("the last points are sent when the layer closes", () =>

@@ -39,6 +39,12 @@ export interface Limiter {
    * the same event-loop turn go to Redis in one write.
    */
   start(key: string): Effect.Effect<Effect.Effect<Window, RateLimitExceeded | RateLimitUnavailable>>
+  /**
+   * Counts one point of `key` when the answer is known at once, without an effect (a synced limit's, for the
+   * gateway's hot path): the window, or RateLimitExceeded when over; undefined, and nothing counted, when the count
+   * needs Redis (an exact limit: then `start` or `consume`).
+   */
+  countNow(key: string): Window | RateLimitExceeded | undefined
   /** Counts one point of `key`; RateLimitExceeded when that goes over the limit. */
   consume(key: string): Effect.Effect<Window, RateLimitExceeded | RateLimitUnavailable>
   /** Counts one point of `key` without refusing (the window says how many there are). */
@@ -52,7 +58,7 @@ export interface Limiter {
 }
 
 /** The counting operations of a limit counted locally and synchronised with Redis (`RateLimit.synced`). */
-export type SyncedLimiter = Pick<Limiter, "start" | "consume">
+export type SyncedLimiter = Pick<Limiter, "start" | "consume" | "countNow">
 
 /**
  * How often a synced limit sends its counts to Redis and reads back the shared ones, by default. The excess over a
@@ -173,6 +179,7 @@ const makeLimiter = (options: LimiterOptions, redis: Redis | undefined): Limiter
     })
   return {
     start,
+    countNow: () => undefined,
     consume: (key) => Effect.flatten(start(key)),
     penalty: (key) =>
       Effect.map(
@@ -314,7 +321,7 @@ const makeSynced = (options: LimiterOptions, redis: Redis, sync: ReturnType<type
       return Promise.all(sends).then(() => {})
     },
   }
-  const count = (key: string): Effect.Effect<Window, RateLimitExceeded> => {
+  const countNow = (key: string): Window | RateLimitExceeded => {
     const now = Date.now()
     let current = counts.get(key)
     if (current === undefined || now >= current.resetAt) {
@@ -328,11 +335,16 @@ const makeSynced = (options: LimiterOptions, redis: Redis, sync: ReturnType<type
     const consumed = current.known + current.sending + current.unsent
     const msBeforeNext = Math.max(0, current.resetAt - now)
     return consumed > options.points
-      ? Effect.fail(new RateLimitExceeded({ msBeforeNext }))
-      : Effect.succeed({ consumed, remaining: Math.max(0, options.points - consumed), msBeforeNext })
+      ? new RateLimitExceeded({ msBeforeNext })
+      : { consumed, remaining: Math.max(0, options.points - consumed), msBeforeNext }
+  }
+  const count = (key: string): Effect.Effect<Window, RateLimitExceeded> => {
+    const counted = countNow(key)
+    return counted instanceof RateLimitExceeded ? Effect.fail(counted) : Effect.succeed(counted)
   }
   return {
     start: (key) => Effect.sync(() => count(key)),
+    countNow,
     consume: (key) => Effect.suspend(() => count(key)),
   }
 }

@@ -165,7 +165,7 @@ export const authenticator = (resolveKey: AccessToken.KeyResolver, options: Auth
       expiresAt: (revoked, _sid, askedAt) => (revoked ? 0 : askedAt + memoMs),
     })
     const isRevoked = (sid: string) => (memoMs <= 0 ? revocations.isRevoked(sid) : unrevoked.get(sid))
-    return Effect.fnUntraced(function* (token: string) {
+    const authenticate = Effect.fnUntraced(function* (token: string) {
       if (token === "") return yield* new Refused({ reason: "missing" })
       const claims = yield* verify(token).pipe(
         Effect.catchTag("InvalidToken", (error) => Effect.fail(new Refused({ reason: error.reason }))),
@@ -173,6 +173,16 @@ export const authenticator = (resolveKey: AccessToken.KeyResolver, options: Auth
       if (yield* isRevoked(claims.sid)) return yield* new Refused({ reason: "revoked" })
       return claims
     })
+    /**
+     * The same answer from memory alone, without a fiber: the claims of a token accepted before whose session has a
+     * "not revoked" answer still reused; undefined when anything would need a lookup (then `authenticate`).
+     */
+    const known = (token: string): AccessToken.AccessClaims | undefined => {
+      if (memoMs <= 0) return undefined
+      const claims = verify.known(token)
+      return claims !== undefined && unrevoked.peekNow(claims.sid) === false ? claims : undefined
+    }
+    return Object.assign(authenticate, { known })
   })
 
 const refusals = Metric.counter("http_server_auth_refusals_total", {
@@ -211,13 +221,20 @@ export class Verifier extends Context.Service<
   Verifier,
   {
     authenticate(token: string): Effect.Effect<AccessToken.AccessClaims, Refused | ServiceUnavailable>
+    /**
+     * What `authenticate` would answer, when memory alone knows it is accepted (token verified before, session's "not
+     * revoked" still reused); undefined when that needs a lookup or may be a refusal. For the gateway's hot path.
+     */
+    authenticateNow(token: string): AccessToken.AccessClaims | undefined
   }
 >()("shared/Authentication/Verifier") {
   /** A verifier over a key resolver (auth resolves from its own key ring); needs `SessionRevocations`. */
   static readonly layerWithKeys = (resolveKey: AccessToken.KeyResolver, options: AuthenticatorOptions) =>
     Layer.effect(
       Verifier,
-      Effect.map(authenticator(resolveKey, options), (authenticate) => Verifier.of({ authenticate })),
+      Effect.map(authenticator(resolveKey, options), (authenticate) =>
+        Verifier.of({ authenticate, authenticateNow: authenticate.known }),
+      ),
     )
 }
 

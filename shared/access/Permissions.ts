@@ -57,13 +57,18 @@ export class Permissions extends Context.Service<
   {
     /** Whether the user holds the permission; ServiceUnavailable when authz cannot answer (fail closed). */
     check(userId: string, permission: string): Effect.Effect<boolean, ServiceUnavailable>
+    /**
+     * The cached answer of `check`, without a fiber: undefined when nothing is cached (then `check`). For the
+     * gateway's hot path; the cache and its invalidation are `check`'s.
+     */
+    checkNow(userId: string, permission: string): boolean | undefined
     /** Forgets every cached answer (a role or an assignment changed). */
     readonly invalidate: Effect.Effect<void>
   }
 >()("shared/Permissions") {
   /** Checks answered by a local function (authz checks its own routes against its own database). */
   static readonly local = (check: (userId: string, permission: string) => Effect.Effect<boolean, ServiceUnavailable>) =>
-    Layer.succeed(Permissions, Permissions.of({ check, invalidate: Effect.void }))
+    Layer.succeed(Permissions, Permissions.of({ check, checkNow: () => undefined, invalidate: Effect.void }))
 
   /**
    * Clears the cache on every change event of `changes` (authz declares them), consuming its topic in the group
@@ -120,8 +125,11 @@ export class Permissions extends Context.Service<
         const check = (userId: string, permission: string) =>
           options.ttlMs <= 0 ? ask(userId, permission) : answers.get(JSON.stringify([userId, permission]))
 
+        const checkNow = (userId: string, permission: string) =>
+          options.ttlMs <= 0 ? undefined : answers.peekNow(JSON.stringify([userId, permission]))
+
         const invalidate = answers.invalidateAll
-        return Permissions.of({ check, invalidate })
+        return Permissions.of({ check, checkNow, invalidate })
       }),
     )
 }

@@ -42,7 +42,10 @@ const HttpLive = HttpApiBuilder.layer(HelloApi, { openapiPath: OPENAPI_PATH }).p
 // Public routes only: no token is ever verified.
 const NoTokens = Layer.succeed(
   Verifier,
-  Verifier.of({ authenticate: () => Effect.fail(new Refused({ reason: "no tokens here" })) }),
+  Verifier.of({
+    authenticate: () => Effect.fail(new Refused({ reason: "no tokens here" })),
+    authenticateNow: () => undefined,
+  }),
 )
 
 const app = FunctionApp.define({
