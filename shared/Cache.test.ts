@@ -320,6 +320,37 @@ const counting = <A, E = never>(
   })
 
 describe("LocalCache", () => {
+  it.live("refreshAhead: a key peeked in the last quarter of its life is asked again in the background", () =>
+    Effect.gen(function* () {
+      let version = 0
+      const cache = yield* makeLocal({
+        capacity: 10,
+        // Every lookup after a key's first takes 30 ms.
+        lookup: (key: string) =>
+          Effect.as(Effect.sleep(version++ === 0 || key === "k" ? "0 millis" : "30 millis"), `${key} ${version}`),
+        expiresAt: (_value, _key, askedAt) => askedAt + 200,
+        refreshAhead: true,
+      })
+      assert.strictEqual(yield* cache.get("k"), "k 1")
+      assert.strictEqual(cache.peekNow("k"), "k 1")
+      yield* Effect.sleep("170 millis")
+      // Last quarter: still the held answer, and a new lookup under way; its answer is kept with its own expiry.
+      assert.strictEqual(cache.peekNow("k"), "k 1")
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual(cache.peekNow("k"), "k 2")
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(cache.peekNow("k"), "k 2")
+      // An invalidation while the background lookup runs: its answer is not kept.
+      assert.strictEqual(yield* cache.get("gated"), "gated 3")
+      yield* Effect.sleep("135 millis")
+      assert.strictEqual(cache.peekNow("gated"), "gated 3")
+      yield* cache.invalidateAll
+      yield* Effect.sleep("60 millis")
+      assert.isUndefined(cache.peekNow("gated"))
+      assert.strictEqual(version, 4)
+    }),
+  )
+
   it.live("peekNow answers what is held, outside a fiber: nothing while looked up, expired or invalidated", () =>
     Effect.gen(function* () {
       const gate = yield* Deferred.make<void>()

@@ -211,7 +211,20 @@ export const makeLocal = <K, A, E = never, R = never>(options: {
   readonly capacity: number
   readonly lookup: (key: K) => Effect.Effect<A, E, R>
   readonly expiresAt: (value: A, key: K, askedAt: number) => number
+  /**
+   * `peekNow` of a key in the last quarter of its life asks again in the background (one lookup per key at a time)
+   * and keeps the new answer with its own expiry: a key read all the time does not fall out between two lookups
+   * (where every read would miss until the new answer came). What is held is still never older than its expiry
+   * says; an invalidation meanwhile discards the answer. A failed lookup keeps nothing (the held value expires).
+   */
+  readonly refreshAhead?: boolean
 }): Effect.Effect<LocalCache<K, A, E>, never, R> =>
+  Effect.flatMap(Effect.context<R>(), (services) => makeLocalWith(options, services))
+
+const makeLocalWith = <K, A, E, R>(
+  options: Parameters<typeof makeLocal<K, A, E, R>>[0],
+  services: Context.Context<R>,
+): Effect.Effect<LocalCache<K, A, E>, never, R> =>
   Effect.map(
     EffectCache.makeWith(
       (key: K) =>
@@ -227,40 +240,68 @@ export const makeLocal = <K, A, E = never, R = never>(options: {
           Exit.isSuccess(exit) && exit.value.ttlMs > 0 ? Duration.millis(exit.value.ttlMs) : Duration.zero,
       },
     ),
-    (cache): LocalCache<K, A, E> => ({
-      // A held value is answered at once; only a miss (which may start a lookup) pays for `detached`.
-      get: (key) =>
-        Effect.flatMap(EffectCache.getSuccess(cache, key), (held) =>
-          Option.isSome(held)
-            ? Effect.succeed(held.value.value)
-            : detached(Effect.map(EffectCache.get(cache, key), (entry) => entry.value)),
-        ),
-      peek: (key) => EffectCache.getSuccess(cache, key),
-      // Effect's Cache exposes its map and entries (each with the fiber of its lookup): a finished, successful lookup
-      // not past either expiry is held. Moved to the back as effect's own read does; an expired one dropped, as there.
-      peekNow: (key) => {
-        const found = MutableHashMap.get(cache.map, key)
-        if (Option.isNone(found)) return undefined
-        const entry = found.value
-        const exit = entry.fiber.pollUnsafe()
-        if (exit === undefined || !Exit.isSuccess(exit)) return undefined
-        const now = Date.now()
-        MutableHashMap.remove(cache.map, key)
-        if ((entry.expiresAt !== undefined && now >= entry.expiresAt) || now >= exit.value.expiresAt) return undefined
-        MutableHashMap.set(cache.map, key, entry)
-        return exit.value.value
-      },
-      // Dropped first, so that a write (like a read) moves the key to the back: effect's set keeps a key in place.
-      set: (key, value, expiresAt) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.andThen(
-            EffectCache.invalidate(cache, key),
-            detached(EffectCache.set(cache, key, entryOf(value, expiresAt, now))),
+    (cache): LocalCache<K, A, E> => {
+      // Invalidations so far: a background lookup started before one is not kept.
+      let generation = 0
+      const refreshing = new Set<K>()
+      const refresh = (key: K) => {
+        if (refreshing.has(key)) return
+        refreshing.add(key)
+        const started = generation
+        Effect.runForkWith(services)(
+          Effect.gen(function* () {
+            const askedAt = yield* Clock.currentTimeMillis
+            const value = yield* options.lookup(key)
+            if (generation !== started) return
+            const now = yield* Clock.currentTimeMillis
+            yield* EffectCache.invalidate(cache, key)
+            yield* EffectCache.set(cache, key, entryOf(value, options.expiresAt(value, key, askedAt), now))
+          }).pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => refreshing.delete(key)))),
+        )
+      }
+      return {
+        // A held value is answered at once; only a miss (which may start a lookup) pays for `detached`.
+        get: (key) =>
+          Effect.flatMap(EffectCache.getSuccess(cache, key), (held) =>
+            Option.isSome(held)
+              ? Effect.succeed(held.value.value)
+              : detached(Effect.map(EffectCache.get(cache, key), (entry) => entry.value)),
           ),
-        ),
-      invalidate: (key) => EffectCache.invalidate(cache, key),
-      invalidateAll: EffectCache.invalidateAll(cache),
-    }),
+        peek: (key) => EffectCache.getSuccess(cache, key),
+        // Effect's Cache exposes its map and entries (each with the fiber of its lookup): a finished, successful lookup
+        // not past either expiry is held. Moved to the back as effect's own read does; an expired one dropped, as there.
+        peekNow: (key) => {
+          const found = MutableHashMap.get(cache.map, key)
+          if (Option.isNone(found)) return undefined
+          const entry = found.value
+          const exit = entry.fiber.pollUnsafe()
+          if (exit === undefined || !Exit.isSuccess(exit)) return undefined
+          const now = Date.now()
+          MutableHashMap.remove(cache.map, key)
+          if ((entry.expiresAt !== undefined && now >= entry.expiresAt) || now >= exit.value.expiresAt) return undefined
+          MutableHashMap.set(cache.map, key, entry)
+          if (options.refreshAhead && exit.value.expiresAt - now < exit.value.ttlMs / 4) refresh(key)
+          return exit.value.value
+        },
+        // Dropped first, so that a write (like a read) moves the key to the back: effect's set keeps a key in place.
+        set: (key, value, expiresAt) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.andThen(
+              EffectCache.invalidate(cache, key),
+              detached(EffectCache.set(cache, key, entryOf(value, expiresAt, now))),
+            ),
+          ),
+        invalidate: (key) =>
+          Effect.suspend(() => {
+            generation++
+            return EffectCache.invalidate(cache, key)
+          }),
+        invalidateAll: Effect.suspend(() => {
+          generation++
+          return EffectCache.invalidateAll(cache)
+        }),
+      }
+    },
   )
 
 /** A `LocalCache` holding only what is `set` in it: it has no lookup, hence no `get`. */

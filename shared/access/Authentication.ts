@@ -163,6 +163,8 @@ export const authenticator = (resolveKey: AccessToken.KeyResolver, options: Auth
       capacity: 100_000,
       lookup: (sid: string) => revocations.isRevoked(sid),
       expiresAt: (revoked, _sid, askedAt) => (revoked ? 0 : askedAt + memoMs),
+      // Read by `known` (the gateway's hot path): a busy session is asked again before its answer expires.
+      refreshAhead: true,
     })
     const isRevoked = (sid: string) => (memoMs <= 0 ? revocations.isRevoked(sid) : unrevoked.get(sid))
     const authenticate = Effect.fnUntraced(function* (token: string) {

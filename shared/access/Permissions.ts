@@ -119,6 +119,9 @@ export class Permissions extends Context.Service<
             return ask(userId, permission)
           },
           expiresAt: (_allowed, _key, askedAt) => askedAt + options.ttlMs,
+          // The gateway's hot path reads answers with `checkNow`: a user's busy permission is asked again before it
+          // expires, instead of every request missing while the new answer comes.
+          refreshAhead: true,
         })
 
         // No span of its own: a cached answer is most requests; a call to authz has its gRPC client span.
