@@ -41,18 +41,23 @@ export const preflight = (options: CorsOptions, origin: string, allow: ReadonlyA
       })
     : HttpServerResponse.setHeader(Problem.response(403, `origin ${origin} is not allowed`), "vary", "Origin")
 
+/** The CORS headers of an actual (non-preflight) request: none without `Origin` or configured origins. */
+export const headersFor = (
+  options: CorsOptions,
+  origin: string | undefined,
+): Readonly<Record<string, string>> | undefined =>
+  origin === undefined || options.origins.length === 0
+    ? undefined
+    : isAllowed(options, origin)
+      ? { "access-control-allow-origin": origin, "access-control-expose-headers": EXPOSED_HEADERS, vary: "Origin" }
+      : { vary: "Origin" }
+
 /** Adds the CORS headers of an actual (non-preflight) request from an allowed origin. */
 export const decorate = (
   response: HttpServerResponse.HttpServerResponse,
   options: CorsOptions,
   origin: string | undefined,
-): HttpServerResponse.HttpServerResponse =>
-  origin === undefined || options.origins.length === 0
-    ? response
-    : isAllowed(options, origin)
-      ? HttpServerResponse.setHeaders(response, {
-          "access-control-allow-origin": origin,
-          "access-control-expose-headers": EXPOSED_HEADERS,
-          vary: "Origin",
-        })
-      : HttpServerResponse.setHeader(response, "vary", "Origin")
+): HttpServerResponse.HttpServerResponse => {
+  const headers = headersFor(options, origin)
+  return headers === undefined ? response : HttpServerResponse.setHeaders(response, headers)
+}

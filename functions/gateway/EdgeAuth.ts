@@ -27,6 +27,11 @@ export class EdgeAuth extends Context.Service<
     authenticate(
       authorization: string | undefined,
     ): Effect.Effect<AccessToken.AccessClaims, Refused | ServiceUnavailable>
+    /**
+     * The claims when memory alone knows the header's token is accepted (verified before, session's "not revoked"
+     * still reused), without an effect; undefined otherwise (then `authenticate`, which also counts refusals).
+     */
+    authenticateNow(authorization: string | undefined): AccessToken.AccessClaims | undefined
   }
 >()("gateway/EdgeAuth") {
   /** Verifies with the process's `Verifier` (see `verifier` for the gateway's). */
@@ -47,7 +52,11 @@ export class EdgeAuth extends Context.Service<
             : Effect.void,
         ),
       )
-      return EdgeAuth.of({ authenticate })
+      const authenticateNow = (authorization: string | undefined) => {
+        const token = bearerToken(authorization)
+        return token === undefined || token === "" ? undefined : verifier.authenticateNow(token)
+      }
+      return EdgeAuth.of({ authenticate, authenticateNow })
     }),
   )
 

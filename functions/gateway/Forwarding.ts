@@ -8,7 +8,7 @@ import { downstream, rateLimitHeaders, upstreamHeaders } from "./ProxyHeaders.ts
 import type { Quota } from "./RateLimits.ts"
 import type { Route } from "./RouteTable.ts"
 import { hasBody } from "./SocketAnswers.ts"
-import { Upstreams } from "./Upstreams.ts"
+import { type ForwardRequest, Upstreams } from "./Upstreams.ts"
 
 /** One admitted request to forward: the client's, with its route, timeout, actor and counted quotas. */
 export interface Forward {
@@ -22,6 +22,57 @@ export interface Forward {
   readonly actor: string | undefined
   readonly quotas: ReadonlyArray<Quota>
 }
+
+/**
+ * The request to send upstream for an admitted one: path with query as the client sent it, the forwarding headers
+ * (`traceparent` of the gateway's server span), the body streamed when there is one. A client that sent
+ * `Expect: 100-continue` waits for it before its body: it is sent now that the body will be forwarded.
+ */
+export const upstreamRequestOf = (
+  request: IncomingMessage,
+  response: ServerResponse,
+  options: {
+    readonly upstream: string
+    readonly method: string
+    readonly path: string
+    readonly requestId: string
+    readonly traceparent: string | undefined
+    readonly trustedPeer: boolean
+    readonly maxBodyBytes: number
+    readonly timeoutMs: number
+  },
+): ForwardRequest => {
+  const peer = request.socket.remoteAddress
+  const body = hasBody(request)
+  if (body && request.headers.expect?.toLowerCase() === "100-continue" && !response.headersSent) {
+    response.writeContinue()
+  }
+  return {
+    upstream: options.upstream,
+    method: options.method,
+    path: request.url ?? options.path,
+    headers: upstreamHeaders(request.headers, {
+      requestId: options.requestId,
+      traceparent: options.traceparent,
+      peer,
+      trustedPeer: options.trustedPeer,
+    }),
+    body: body ? request : undefined,
+    maxBodyBytes: options.maxBodyBytes,
+    timeoutMs: options.timeoutMs,
+  }
+}
+
+/** The quota with the fewest requests left: the one the RateLimit-* headers tell. */
+export const tightestOf = (quotas: ReadonlyArray<Quota>): Quota | undefined => {
+  let tightest: Quota | undefined
+  for (const quota of quotas) if (tightest === undefined || quota.remaining < tightest.remaining) tightest = quota
+  return tightest
+}
+
+/** No body goes to the client (HEAD, 204, 205, 304): the upstream's is drained so its connection goes back. */
+export const isBodyless = (method: string, status: number) =>
+  method === "HEAD" || status === 204 || status === 205 || status === 304
 
 /**
  * Forwarding: the request goes to its upstream with its body streamed and the forwarding headers; the answer comes
@@ -39,25 +90,19 @@ export const forwarding = (maxBodyBytes: number, trusted: TrustedProxies) =>
           ? HttpTraceContext.toHeaders(span.value).traceparent
           : (headers.traceparent ?? undefined)
         const peer = request.socket.remoteAddress
-        // A client that sent `Expect: 100-continue` waits for it before its body: now that the body will be forwarded.
-        if (hasBody(request) && request.headers.expect?.toLowerCase() === "100-continue" && !response.headersSent) {
-          response.writeContinue()
-        }
         const forwarded = yield* Effect.result(
-          upstreams.forward({
-            upstream: route.upstream,
-            method,
-            path: request.url ?? path,
-            headers: upstreamHeaders(request.headers, {
+          upstreams.forward(
+            upstreamRequestOf(request, response, {
+              upstream: route.upstream,
+              method,
+              path,
               requestId,
               traceparent,
-              peer,
               trustedPeer: peer !== undefined && trusted(peer),
+              maxBodyBytes,
+              timeoutMs: forward.timeoutMs,
             }),
-            body: hasBody(request) ? request : undefined,
-            maxBodyBytes,
-            timeoutMs: forward.timeoutMs,
-          }),
+          ),
         ).pipe(actor === undefined ? identity : Effect.annotateLogs({ user_id: actor }))
         if (forwarded._tag === "Failure") return yield* forwardFailure(forwarded.failure)
         const answer = forwarded.success
@@ -68,11 +113,8 @@ export const forwarding = (maxBodyBytes: number, trusted: TrustedProxies) =>
         }
         const { headers: out, cookies } = downstream(answer.headers)
         // No body to send (204, 205, 304, HEAD): drain the upstream's so its connection goes back to the pool.
-        const bodyless = method === "HEAD" || answer.status === 204 || answer.status === 205 || answer.status === 304
-        const tightest = quotas.reduce<Quota | undefined>(
-          (a, b) => (a === undefined || b.remaining < a.remaining ? b : a),
-          undefined,
-        )
+        const bodyless = isBodyless(method, answer.status)
+        const tightest = tightestOf(quotas)
         if (bodyless) answer.body.resume()
         return HttpServerResponse.raw(bodyless ? undefined : answer.body, {
           status: answer.status,

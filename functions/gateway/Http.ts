@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { Effect, Layer, Option } from "effect"
+import type { Socket } from "node:net"
+import { Context, Effect, Layer, Option } from "effect"
 import { type Headers, HttpRouter, HttpServerResponse, HttpTraceContext } from "effect/http"
-import type { Permissions } from "../../shared/access/Permissions.ts"
+import { Permissions } from "../../shared/access/Permissions.ts"
 import { clientAddress } from "../../shared/ClientAddress.ts"
 import type { Front } from "../../shared/Drain.ts"
 import { recordRequest } from "../../shared/HttpMetrics.ts"
@@ -14,11 +15,12 @@ import * as AccountPages from "./AccountPages.ts"
 import { admission } from "./Admission.ts"
 import * as Cors from "./Cors.ts"
 import * as Docs from "./Docs.ts"
-import type { EdgeAuth } from "./EdgeAuth.ts"
+import { EdgeAuth } from "./EdgeAuth.ts"
 import { forwarding } from "./Forwarding.ts"
+import { type Arrival, type HotRoute, makeHotPath } from "./HotPath.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import type { ProxyOptions } from "./ProxyOptions.ts"
-import type { RateLimits } from "./RateLimits.ts"
+import { RateLimits } from "./RateLimits.ts"
 import { type RouteSettings, settingsOf } from "./RouteSettings.ts"
 import { isOwnPath, type Route } from "./RouteTable.ts"
 import { send } from "./SocketAnswers.ts"
@@ -32,7 +34,9 @@ const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "iden
  * route needs it, then forwarded with its body streamed; the answer streams back. Every error the gateway produces
  * is problem+json. It does the kernel middleware's work itself (request id, client address, declared-size 413,
  * request metrics labelled with the route template, one server span continuing `traceparent`) without a router or a
- * response object per request: the gateway's whole cost is on this path.
+ * response object per request: the gateway's whole cost is on this path. A request whose checks memory answers
+ * (the bulk: a known token, a cached permission, default limits) takes the hot path (`HotPath.ts`: the same steps as
+ * plain callbacks, no fiber); the rest, and everything rare, this Effect path.
  */
 export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyServices> =>
   Effect.gen(function* () {
@@ -105,15 +109,9 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
         })
       })
 
-    const handle = (request: IncomingMessage, response: ServerResponse, path: string) => {
-      const started = performance.now()
-      const header = request.headers["x-request-id"]
-      const requestId = typeof header === "string" && isSaneId(header) ? header : randomUUID()
-      const peer = request.socket.remoteAddress ?? ""
-      const forwardedFor = request.headers["x-forwarded-for"]
-      const clientIp = clientAddress(peer, Array.isArray(forwardedFor) ? undefined : forwardedFor, trusted)
+    const handle = (arrival: Arrival) => {
+      const { request, response, path, requestId, clientIp, started, method } = arrival
       const cell: RouteCell = { route: "unmatched" }
-      const method = request.method ?? "GET"
       const parent = HttpTraceContext.fromHeaders(request.headers as unknown as Headers.Headers)
       return decide(request, response, path, clientIp, requestId, cell).pipe(
         Effect.map((answer) => Cors.decorate(answer, options.cors, request.headers.origin)),
@@ -142,18 +140,81 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       )
     }
 
+    // The matched route and its settings per method and path, for the hot path: most requests repeat a few paths.
+    // Matches only (a flood of unknown paths does not push them out); bounded, the oldest first out (paths with ids
+    // are many).
+    const hotRoutes = new Map<string, HotRoute>()
+    const routeOf = (method: string, path: string): HotRoute | undefined => {
+      if (options.devMail && path === DEV_MAIL.template) return undefined
+      const key = `${method} ${path}`
+      const known = hotRoutes.get(key)
+      if (known !== undefined) return known
+      const resolved = options.table.resolve(method, path)
+      if (resolved._tag !== "Match") return undefined
+      const hot = { route: resolved.route, own: settingsFor(resolved.route) }
+      if (hotRoutes.size >= ROUTE_CACHE_ENTRIES) hotRoutes.delete(hotRoutes.keys().next().value!)
+      hotRoutes.set(key, hot)
+      return hot
+    }
+    const hotPath = makeHotPath({
+      services: context,
+      upstreams: Context.get(context, Upstreams),
+      auth: Context.get(context, EdgeAuth),
+      permissions: Context.get(context, Permissions),
+      limits: Context.get(context, RateLimits),
+      cors: options.cors,
+      maxBodyBytes: options.maxBodyBytes,
+      routeOf,
+    })
+    // Whether a connection's peer is a trusted proxy, asked once per connection (a keep-alive one carries many
+    // requests).
+    const trustedPeers = new WeakMap<Socket, boolean>()
+    const isTrusted = (socket: Socket) => {
+      let found = trustedPeers.get(socket)
+      if (found === undefined) {
+        const peer = socket.remoteAddress
+        found = peer !== undefined && trusted(peer)
+        trustedPeers.set(socket, found)
+      }
+      return found
+    }
+
     return (request, response) => {
       const url = request.url ?? "/"
       const q = url.indexOf("?")
       const path = q === -1 ? url : url.slice(0, q)
       if (isOwnPath(path)) return false
-      const fiber = Effect.runForkWith(context)(handle(request, response, path))
+      const started = performance.now()
+      const header = request.headers["x-request-id"]
+      const requestId = typeof header === "string" && isSaneId(header) ? header : randomUUID()
+      const peer = request.socket.remoteAddress ?? ""
+      const forwardedFor = request.headers["x-forwarded-for"]
+      const trustedPeer = isTrusted(request.socket)
+      const clientIp =
+        forwardedFor === undefined || !trustedPeer
+          ? peer
+          : clientAddress(peer, Array.isArray(forwardedFor) ? undefined : forwardedFor, trusted)
+      const arrival: Arrival = {
+        request,
+        response,
+        method: request.method ?? "GET",
+        path,
+        requestId,
+        clientIp,
+        trustedPeer,
+        started,
+      }
+      if (hotPath(arrival)) return true
+      const fiber = Effect.runForkWith(context)(handle(arrival))
       // The response closed before the work ended (the client went away, or shutdown answered it): stop the work, and
       // the upstream request with it. A fiber that already ended is not affected.
       response.once("close", () => fiber.interruptUnsafe())
       return true
     }
   })
+
+// How many method-and-path pairs the hot path's route cache holds.
+const ROUTE_CACHE_ENTRIES = 10_000
 
 interface RouteCell {
   route: string

@@ -25,13 +25,25 @@ const SET_BY_GATEWAY = new Set([
   "forwarded",
 ])
 
-const connectionTokens = (value: string | Array<string> | undefined) =>
-  new Set(
-    (Array.isArray(value) ? value.join(",") : (value ?? ""))
+// Dropped on the way upstream: hop-by-hop and the ones the gateway sets (one lookup per header on the hot path).
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, ...SET_BY_GATEWAY])
+const NONE: ReadonlySet<string> = new Set()
+
+// The headers `Connection` names hop-by-hop; most requests and answers have none, or only `keep-alive`/`close`
+// (hop-by-hop already): no set made for those.
+const connectionTokens = (value: string | Array<string> | undefined): ReadonlySet<string> => {
+  if (value === undefined) return NONE
+  if (typeof value === "string") {
+    const plain = value.toLowerCase()
+    if (plain === "keep-alive" || plain === "close") return NONE
+  }
+  return new Set(
+    (Array.isArray(value) ? value.join(",") : value)
       .split(",")
       .map((t) => t.trim().toLowerCase())
       .filter((t) => t.length > 0),
   )
+}
 
 /** The headers sent upstream: the client's end-to-end headers (Authorization unchanged) plus the forwarding ones. */
 export const upstreamHeaders = (
@@ -45,8 +57,9 @@ export const upstreamHeaders = (
 ): Record<string, string | Array<string>> => {
   const listed = connectionTokens(incoming.connection)
   const out: Record<string, string | Array<string>> = {}
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || SET_BY_GATEWAY.has(name) || listed.has(name)) continue
+  for (const name in incoming) {
+    const value = incoming[name]
+    if (value === undefined || NOT_FORWARDED.has(name) || listed.has(name)) continue
     out[name] = value
   }
   const single = (value: string | Array<string> | undefined) => (Array.isArray(value) ? value.join(", ") : value)
@@ -65,7 +78,8 @@ export const downstream = (headers: Readonly<Record<string, string | Array<strin
   const listed = connectionTokens(headers.connection)
   const out: Record<string, string> = {}
   let cookies = Cookies.empty
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === "x-request-id") continue
     if (name === "set-cookie") cookies = Cookies.fromSetCookie(value)
     else out[name] = Array.isArray(value) ? value.join(", ") : value

@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
-import { RateLimit, type SyncedLimiter } from "../../shared/RateLimit.ts"
+import { RateLimit, RateLimitExceeded, type SyncedLimiter } from "../../shared/RateLimit.ts"
 import { RedisConnection } from "../../shared/Redis.ts"
 
 /** Who a limit counts: the client address or the signed-in user. */
@@ -57,6 +57,19 @@ export class RateLimits extends Context.Service<
       perMinute: number,
       counting: Counting,
     ): Effect.Effect<Effect.Effect<Quota, RateLimited>>
+    /**
+     * The same count when its answer is known at once (a synced limit), without an effect: the quota, or
+     * RateLimited when over; undefined, and nothing counted, for an exact limit (then `start`).
+     */
+    /** Whether synced limits are decided at once (`countNow` answers them): with Redis and a sync interval. */
+    readonly countsNow: boolean
+    countNow(
+      subject: Subject,
+      bucket: string,
+      key: string,
+      perMinute: number,
+      counting: Counting,
+    ): Quota | RateLimited | undefined
   }
 >()("gateway/RateLimits") {
   /**
@@ -66,7 +79,9 @@ export class RateLimits extends Context.Service<
   static readonly layer = (options: RateLimitsOptions) =>
     Layer.effect(
       RateLimits,
-      Effect.map(RateLimit, (limits) => make(options.prefix, limits)),
+      Effect.map(RateLimit, (limits) =>
+        make(options.prefix, limits, Option.isSome(options.redisUrl) && options.syncMs > 0),
+      ),
     ).pipe(
       Layer.provide(
         Option.isSome(options.redisUrl)
@@ -76,7 +91,7 @@ export class RateLimits extends Context.Service<
     )
 }
 
-const make = (prefix: string, limits: RateLimit["Service"]) => {
+const make = (prefix: string, limits: RateLimit["Service"], countsNow: boolean) => {
   const limiters = new Map<string, SyncedLimiter>()
   const limiterOf = (subject: Subject, bucket: string, points: number, counting: Counting) => {
     const name = `${subject}:${bucket}:${points}`
@@ -113,5 +128,18 @@ const make = (prefix: string, limits: RateLimit["Service"]) => {
         }),
       ),
     )
-  return RateLimits.of({ start })
+  const countNow = (subject: Subject, bucket: string, key: string, perMinute: number, counting: Counting) => {
+    if (counting === "exact") return undefined
+    const window = limiterOf(subject, bucket, perMinute, counting).countNow(key)
+    if (window === undefined) return undefined
+    if (window instanceof RateLimitExceeded) {
+      return new RateLimited({ limit: perMinute, retryAfter: Math.max(1, Math.ceil(window.msBeforeNext / 1000)) })
+    }
+    return {
+      limit: perMinute,
+      remaining: Math.max(0, window.remaining),
+      resetSeconds: Math.ceil(window.msBeforeNext / 1000),
+    } satisfies Quota
+  }
+  return RateLimits.of({ start, countsNow, countNow })
 }

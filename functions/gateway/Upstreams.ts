@@ -42,6 +42,12 @@ export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("Upst
 /** The client's streamed body went over the limit. */
 export class BodyTooLarge extends Schema.TaggedError<BodyTooLarge>()("BodyTooLarge", { limit: Schema.Int }) {}
 
+/** Why an upstream request has no answer. */
+export type UpstreamFailure = UpstreamUnavailable | UpstreamTimeout | BodyTooLarge
+
+/** True for a failure of `forwardNow` (an answer has no tag). */
+export const isFailure = (outcome: UpstreamResponse | UpstreamFailure): outcome is UpstreamFailure => "_tag" in outcome
+
 /** Methods safe to send twice (RFC 9110 §9.2.2). */
 export const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"])
 
@@ -112,9 +118,14 @@ const limited = (body: Readable, limit: number) => {
 export class Upstreams extends Context.Service<
   Upstreams,
   {
-    forward(
-      request: ForwardRequest,
-    ): Effect.Effect<UpstreamResponse, UpstreamUnavailable | UpstreamTimeout | BodyTooLarge>
+    forward(request: ForwardRequest): Effect.Effect<UpstreamResponse, UpstreamFailure>
+    /** True when `forwardNow` can start a request to the upstream at once (its origin known, undici loaded). */
+    readyNow(upstream: string): boolean
+    /**
+     * `forward` without a fiber, for the gateway's hot path (only once `readyNow`): `done` is called once with the
+     * answer or the failure, never after the returned abort was called (the client went away).
+     */
+    forwardNow(request: ForwardRequest, done: (outcome: UpstreamResponse | UpstreamFailure) => void): () => void
     /** Each upstream's circuit state (for `/readyz/upstreams` and tests). */
     readonly circuits: Effect.Effect<Record<string, CircuitState>>
     /** Loads the HTTP client (undici, ≈ 720 KB): run once the server listens, so it stays off the way to `/healthz`. */
@@ -129,11 +140,18 @@ export class Upstreams extends Context.Service<
         const registry = yield* ServiceRegistry
         // A request that comes before `warm` finished waits for the same import.
         // undici is CommonJS: Node hands its exports as named ones, a bundle (the image) only as `default`.
+        // The pool class once loaded, for the hot path (which does not wait for the import).
+        let loaded: typeof import("undici").Pool | undefined
         const undici = yield* Effect.cached(
           Effect.promise(() =>
-            import("undici").then((m) => ({ Pool: m.Pool ?? (m as unknown as { default: typeof m }).default.Pool })),
+            import("undici").then((m) => {
+              loaded = m.Pool ?? (m as unknown as { default: typeof m }).default.Pool
+              return { Pool: loaded }
+            }),
           ),
         )
+        // Metrics are updated without an effect on the hot path: against the layer's services (its registry).
+        const services = yield* Effect.context<never>()
         const pools = new Map<string, Pool>()
         const breakers = new Map<string, CircuitBreaker>()
         yield* Effect.addFinalizer(() =>
@@ -175,87 +193,111 @@ export class Upstreams extends Context.Service<
             bodyTimeout: request.timeoutMs,
           })
 
-        const send = (Pool: typeof import("undici").Pool, name: string, origin: URL, request: ForwardRequest) =>
-          Effect.callback<UpstreamResponse, UpstreamUnavailable | UpstreamTimeout | BodyTooLarge>((resume) => {
-            const breaker = breakerOf(name)
-            const pool = poolOf(Pool, name, origin)
-            const body = request.body ? limited(request.body, request.maxBodyBytes) : undefined
-            const controller = new AbortController()
-            const timer = setTimeout(() => controller.abort(new Timeout()), request.timeoutMs)
-            const finish = () => clearTimeout(timer)
-            const unavailable = (reason: string, retryAfter: number) =>
-              new UpstreamUnavailable({ upstream: name, retryAfter, reason })
-            const run = (tries: number): void => {
-              const admission = breaker.admit()
-              if (admission._tag === "Rejected") {
-                finish()
-                body?.stream.destroy()
-                resume(Effect.fail(unavailable("circuit open", Math.max(1, Math.ceil(admission.retryAfterMs / 1000)))))
-                return
-              }
-              attempt(pool, request, body?.stream, controller.signal).then(
-                (response) => {
-                  finish()
-                  breaker.success()
-                  // The server destroys the body when it sends none (204, 304, HEAD) or the client goes away: that
-                  // abort must not become an unhandled 'error' event (it would end the process).
-                  response.body.on("error", () => {})
-                  resume(
-                    Effect.succeed({ status: response.statusCode, headers: response.headers, body: response.body }),
-                  )
-                },
-                (error: unknown) => {
-                  if (body?.state.tooLarge) {
-                    finish()
-                    breaker.release(admission.probe)
-                    return resume(Effect.fail(new BodyTooLarge({ limit: request.maxBodyBytes })))
-                  }
-                  const timedOut =
-                    controller.signal.reason instanceof Timeout || codeOf(error) === "UND_ERR_HEADERS_TIMEOUT"
-                  if (timedOut) {
-                    finish()
-                    breaker.failure()
-                    return resume(Effect.fail(new UpstreamTimeout({ upstream: name, timeoutMs: request.timeoutMs })))
-                  }
-                  // Interrupted (the client went away, or shutdown): nothing to answer.
-                  if (controller.signal.aborted) {
-                    finish()
-                    breaker.release(admission.probe)
-                    return
-                  }
-                  const code = codeOf(error)
-                  if (!CONNECTION.has(code)) {
-                    finish()
-                    breaker.release(admission.probe)
-                    return resume(Effect.fail(unavailable(code, 1)))
-                  }
-                  breaker.failure()
-                  const replayable = IDEMPOTENT.has(request.method) && (body === undefined || body.state.bytes === 0)
-                  if (tries < options.retries && replayable) {
-                    setTimeout(() => run(tries + 1), 25 * 2 ** tries)
-                    return
-                  }
-                  finish()
-                  resume(Effect.fail(unavailable(code, 1)))
-                },
-              )
+        // One request with its retries, as callbacks (the hot path runs it without a fiber): `done` once, unless
+        // aborted first through the returned function.
+        const start = (
+          Pool: typeof import("undici").Pool,
+          name: string,
+          origin: URL,
+          request: ForwardRequest,
+          done: (outcome: UpstreamResponse | UpstreamFailure) => void,
+        ) => {
+          const breaker = breakerOf(name)
+          const pool = poolOf(Pool, name, origin)
+          const body = request.body ? limited(request.body, request.maxBodyBytes) : undefined
+          const controller = new AbortController()
+          const timer = setTimeout(() => controller.abort(new Timeout()), request.timeoutMs)
+          const finish = (outcome: UpstreamResponse | UpstreamFailure) => {
+            clearTimeout(timer)
+            counterOf(name, isFailure(outcome) ? outcome._tag : "ok").updateUnsafe(1, services)
+            done(outcome)
+          }
+          const unavailable = (reason: string, retryAfter: number) =>
+            new UpstreamUnavailable({ upstream: name, retryAfter, reason })
+          const run = (tries: number): void => {
+            const admission = breaker.admit()
+            if (admission._tag === "Rejected") {
+              body?.stream.destroy()
+              finish(unavailable("circuit open", Math.max(1, Math.ceil(admission.retryAfterMs / 1000))))
+              return
             }
-            run(0)
-            return Effect.sync(() => controller.abort())
+            attempt(pool, request, body?.stream, controller.signal).then(
+              (response) => {
+                breaker.success()
+                // The server destroys the body when it sends none (204, 304, HEAD) or the client goes away: that
+                // abort must not become an unhandled 'error' event (it would end the process).
+                response.body.on("error", () => {})
+                finish({ status: response.statusCode, headers: response.headers, body: response.body })
+              },
+              (error: unknown) => {
+                if (body?.state.tooLarge) {
+                  breaker.release(admission.probe)
+                  return finish(new BodyTooLarge({ limit: request.maxBodyBytes }))
+                }
+                const timedOut =
+                  controller.signal.reason instanceof Timeout || codeOf(error) === "UND_ERR_HEADERS_TIMEOUT"
+                if (timedOut) {
+                  breaker.failure()
+                  return finish(new UpstreamTimeout({ upstream: name, timeoutMs: request.timeoutMs }))
+                }
+                // Interrupted (the client went away, or shutdown): nothing to answer.
+                if (controller.signal.aborted) {
+                  clearTimeout(timer)
+                  breaker.release(admission.probe)
+                  return
+                }
+                const code = codeOf(error)
+                if (!CONNECTION.has(code)) {
+                  breaker.release(admission.probe)
+                  return finish(unavailable(code, 1))
+                }
+                breaker.failure()
+                const replayable = IDEMPOTENT.has(request.method) && (body === undefined || body.state.bytes === 0)
+                if (tries < options.retries && replayable) {
+                  setTimeout(
+                    () => {
+                      if (controller.signal.aborted) clearTimeout(timer)
+                      else run(tries + 1)
+                    },
+                    25 * 2 ** tries,
+                  )
+                  return
+                }
+                finish(unavailable(code, 1))
+              },
+            )
+          }
+          run(0)
+          return () => controller.abort()
+        }
+
+        const send = (Pool: typeof import("undici").Pool, name: string, origin: URL, request: ForwardRequest) =>
+          Effect.callback<UpstreamResponse, UpstreamFailure>((resume) => {
+            const abort = start(Pool, name, origin, request, (outcome) =>
+              resume(isFailure(outcome) ? Effect.fail(outcome) : Effect.succeed(outcome)),
+            )
+            return Effect.sync(abort)
           })
 
+        // `send` counts its outcome in the metrics; an unknown upstream is counted here.
         const forward = (request: ForwardRequest) =>
           Effect.gen(function* () {
             const origin = yield* registry.resolve(request.upstream)
             if (Option.isNone(origin)) {
-              return yield* new UpstreamUnavailable({ upstream: request.upstream, retryAfter: 5, reason: "unknown" })
+              const error = new UpstreamUnavailable({ upstream: request.upstream, retryAfter: 5, reason: "unknown" })
+              yield* Metric.update(counterOf(request.upstream, error._tag), 1)
+              return yield* error
             }
             const { Pool } = yield* undici
             return yield* send(Pool, request.upstream, origin.value, request)
-          }).pipe(
-            Effect.tap(() => Metric.update(counterOf(request.upstream, "ok"), 1)),
-            Effect.tapError((error) => Metric.update(counterOf(request.upstream, error._tag), 1)),
-          )
+          })
+
+        const readyNow = (upstream: string) => loaded !== undefined && registry.resolveNow(upstream) !== undefined
+        const forwardNow = (request: ForwardRequest, done: (outcome: UpstreamResponse | UpstreamFailure) => void) => {
+          const origin = registry.resolveNow(request.upstream)
+          if (loaded === undefined || origin === undefined) throw new Error(`${request.upstream} is not ready`)
+          return start(loaded, request.upstream, origin, request, done)
+        }
 
         // The counter with its attributes, made once per upstream and outcome (not per request).
         const counters = new Map<string, Metric.Counter<number>>()
@@ -272,7 +314,7 @@ export class Upstreams extends Context.Service<
         const circuits = Effect.sync(() =>
           Object.fromEntries(registry.names.map((name) => [name, breakerOf(name).state] as const)),
         )
-        return Upstreams.of({ forward, circuits, warm: Effect.asVoid(undici) })
+        return Upstreams.of({ forward, readyNow, forwardNow, circuits, warm: Effect.asVoid(undici) })
       }),
     )
 }
