@@ -8,6 +8,8 @@
 //   node bench/gateway.ts [--seconds 10] [--concurrency 16] [--rounds 3] [--warmup 5] [--nginx-workers 1]
 //                         [--cpu-prof DIR]   (every function and the forwarder write a V8 CPU profile there; the
 //                                             gateway's and the forwarder's top self-time functions are printed)
+//                         [--header-probe]    (one more path: straight to identity with the headers the gateway adds,
+//                                             traceparent, x-request-id and x-forwarded-*: what they cost identity)
 import { execFileSync, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import {
@@ -29,7 +31,7 @@ import { Agent, request } from "undici"
 import { startPlatform } from "../e2e/testing/platform.ts"
 import { type Child, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
-import { childPids, processCpuMs, profileTop } from "./lib.ts"
+import { childPids, mib, processCpuMs, profileTop, rssBytes } from "./lib.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const { values } = parseArgs({
@@ -40,6 +42,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "5" },
     "nginx-workers": { type: "string", default: "1" },
     "cpu-prof": { type: "string" },
+    "header-probe": { type: "boolean", default: false },
   },
 })
 const seconds = Number(values.seconds)
@@ -51,8 +54,15 @@ const profileDir = values["cpu-prof"] === undefined ? undefined : resolve(values
 if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true })
 const profileFlags = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]
 
-// Targets (reported, never enforced).
-const TARGET = { gatewayToForwarderRps: 0.85, gatewayToForwarderCpu: 1.3, gatewayToDirectRps: 0.5, addedP99Ms: 1 }
+// Targets (reported, never enforced). Memory: each function's RSS at the end of the load ≤ 3 × the idle RSS of a bare
+// node:http server (bench/fixtures/bare-http.mjs, the baseline of bench:cold-start) measured in the same run.
+const TARGET = {
+  gatewayToForwarderRps: 0.85,
+  gatewayToForwarderCpu: 1.3,
+  gatewayToDirectRps: 0.5,
+  addedP99Ms: 1,
+  rssToBareIdle: 3,
+}
 const NGINX_INSTALL = "apt-get update && apt-get install -y nginx-light"
 
 // The real servers of `npm run infra:up` (.env.test), unless the environment names them.
@@ -121,6 +131,28 @@ const startForwarder = async () => {
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(`${url}/healthz`, { child, timeoutMs: 15_000 })
   return { url, pids: () => [child.pid!] }
+}
+
+/**
+ * The idle RSS of a bare node:http server (the same fixture bench:cold-start starts as its baseline): started, asked
+ * once, left idle 2 s, read from /proc, stopped. Measured before the load, so that it is the idle figure on the same
+ * machine and Node.
+ */
+const bareServerIdleRss = async () => {
+  const port = await freePort()
+  const child = spawnChild({
+    name: "bare",
+    args: [join(ROOT, "bench/fixtures/bare-http.mjs")],
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HTTP_PORT: String(port) },
+  })
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, { child, timeoutMs: 15_000 })
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    return rssBytes(child.pid!)
+  } finally {
+    await child.stop()
+  }
 }
 
 /** nginx's binary: $NGINX, on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH). */
@@ -200,11 +232,12 @@ http {
 }
 
 const agent = new Agent({ connections: concurrency * 2, pipelining: 1, keepAliveTimeout: 30_000 })
-const call = async (url: string, token?: string, body?: unknown) => {
+const call = async (url: string, token?: string, body?: unknown, extra?: Record<string, string>) => {
   const res = await request(url, {
     dispatcher: agent,
     method: body === undefined ? "GET" : "POST",
     headers: {
+      ...extra,
       ...(token ? { authorization: `Bearer ${token}` } : {}),
       ...(body === undefined ? {} : { "content-type": "application/json" }),
     },
@@ -226,10 +259,22 @@ const cpuOf = (pids: ReadonlyArray<number>) => pids.reduce((sum, pid) => sum + p
 
 /** One way to identity: its base URL and the processes in between (none for the direct path). */
 interface Path {
-  readonly name: "direct" | "gateway" | "forwarder" | "nginx"
+  readonly name: "direct" | "gateway" | "forwarder" | "nginx" | "direct+headers"
   readonly base: string
   readonly proxy: (() => ReadonlyArray<number>) | undefined
+  /** Headers sent besides the token (fresh per request). */
+  readonly headers?: () => Record<string, string>
 }
+
+// What the gateway adds on its way to identity: a traceparent of its own span (a new trace when the client sent
+// none), a request id, the forwarding headers.
+const gatewayHeaders = () => ({
+  traceparent: `00-${randomUUID().replaceAll("-", "")}-${randomUUID().replaceAll("-", "").slice(0, 16)}-01`,
+  "x-request-id": randomUUID(),
+  "x-forwarded-for": "127.0.0.1",
+  "x-forwarded-proto": "http",
+  "x-forwarded-host": "127.0.0.1",
+})
 
 /** One max-rate round of one path: rps, requests answered, and CPU ms per request of the proxy and of identity. */
 interface Round {
@@ -258,6 +303,7 @@ try {
   const token = login.body.access_token as string
   const path = `/api/v1/users/${userId}`
 
+  const bareIdleRss = await bareServerIdleRss()
   const forwarder = await startForwarder()
   const nginxBinary = findNginx()
   let nginx: Awaited<ReturnType<typeof startNginx>> | undefined
@@ -274,6 +320,9 @@ try {
     { name: "gateway", base: platform.url, proxy: () => [gatewayPid] },
     { name: "forwarder", base: forwarder.url, proxy: forwarder.pids },
     ...(nginx === undefined ? [] : [{ name: "nginx" as const, base: nginx.url, proxy: nginx.pids }]),
+    ...(values["header-probe"]
+      ? [{ name: "direct+headers" as const, base: identity.url, proxy: undefined, headers: gatewayHeaders }]
+      : []),
   ]
   for (const p of paths) while ((await call(`${p.base}${path}`, token)).status !== 200) await sleep(100)
 
@@ -289,7 +338,7 @@ try {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (performance.now() < end) {
-          const res = await call(url, token)
+          const res = await call(url, token, undefined, p.headers?.())
           if (res.status === 200) done++
           else failed++
         }
@@ -344,6 +393,10 @@ try {
       byPath.get(p.name)!.push(await maxRate(p))
     }
   }
+  // Each function's RSS (and the forwarder's) at the end of the load: after the last round, before the serial runs.
+  const rssAtEnd: Record<string, number> = {}
+  for (const [name, fn] of platform.functions) rssAtEnd[name] = rssBytes(fn.child.pid!)
+  rssAtEnd.forwarder = rssBytes(forwarder.pids()[0]!)
   const summary = Object.fromEntries(
     paths.map((p) => {
       const runs = byPath.get(p.name)!
@@ -374,19 +427,19 @@ try {
 
   // One client, one request at a time: the latency each proxy adds when nothing queues (its own cost per request;
   // on two shared cores the loaded figures below are mostly queueing behind the other processes).
-  const serial = async (url: string) => {
+  const serial = async (url: string, headers?: () => Record<string, string>) => {
     const latencies: Array<number> = []
     const end = performance.now() + Math.min(seconds, 5) * 1000
     while (performance.now() < end) {
       const t = performance.now()
-      await call(url, token)
+      await call(url, token, undefined, headers?.())
       latencies.push(performance.now() - t)
     }
     latencies.sort((a, b) => a - b)
     return { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) }
   }
   const serialOf: Record<string, { p50: number; p99: number }> = {}
-  for (const p of paths) serialOf[p.name] = await serial(`${p.base}${path}`)
+  for (const p of paths) serialOf[p.name] = await serial(`${p.base}${path}`, p.headers)
   const directSerial = serialOf.direct!
 
   const half = Math.max(1, Math.floor(direct.rps / 2))
@@ -411,6 +464,9 @@ try {
     gatewayToForwarderCpu: ratios.gatewayToForwarderCpu <= TARGET.gatewayToForwarderCpu,
     gatewayToDirectRps: ratios.gatewayToDirectRps >= TARGET.gatewayToDirectRps,
     addedP99: added.p99 <= TARGET.addedP99Ms,
+    rss: Object.entries(rssAtEnd).every(
+      ([name, rss]) => name === "forwarder" || rss <= TARGET.rssToBareIdle * bareIdleRss,
+    ),
   }
 
   const ms = (n: number) => `${n.toFixed(2)} ms`
@@ -464,7 +520,7 @@ try {
   for (const p of paths) {
     const s = serialOf[p.name]!
     console.log(
-      `  ${p.name.padEnd(9)} p50 ${ms(s.p50)} p99 ${ms(s.p99)}` +
+      `  ${p.name.padEnd(14)} p50 ${ms(s.p50)} p99 ${ms(s.p99)}` +
         (p.name === "direct" ? "" : `; added p50 ${ms(s.p50 - directSerial.p50)} p99 ${ms(s.p99 - directSerial.p99)}`),
     )
   }
@@ -474,6 +530,13 @@ try {
   console.log(
     `  added   p50 ${ms(added.p50)} p99 ${ms(added.p99)} (target p99 ≤ ${TARGET.addedP99Ms} ms: ${verdict(met.addedP99)})`,
   )
+  console.log(
+    `RSS at the end of the load, against a bare node:http server's idle RSS (${mib(bareIdleRss)} MiB; ` +
+      `target ≤ ${TARGET.rssToBareIdle}× for each function: ${verdict(met.rss)}):`,
+  )
+  for (const [name, rss] of Object.entries(rssAtEnd)) {
+    console.log(`  ${name.padEnd(9)} ${mib(rss).padStart(6)} MiB  ${(rss / bareIdleRss).toFixed(2)}×`)
+  }
   const failures = Object.values(summary).reduce((sum, s) => sum + s.failed, 0) + directAt.failed + gatewayAt.failed
   if (failures > 0) console.log(`non-200 answers: ${failures}`)
 
@@ -529,6 +592,11 @@ try {
       direct: directAt,
       gateway: gatewayAt,
       added,
+      rssMiB: {
+        bareIdle: Number(mib(bareIdleRss)),
+        atEndOfLoad: Object.fromEntries(Object.entries(rssAtEnd).map(([name, rss]) => [name, Number(mib(rss))])),
+      },
+      rssToBareIdle: Object.fromEntries(Object.entries(rssAtEnd).map(([name, rss]) => [name, rss / bareIdleRss])),
       failures,
       ...(profiles === undefined ? {} : { profiles }),
     }),
