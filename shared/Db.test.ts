@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Redacted } from "effect"
-import { CLIENT_TIMEOUT, Db, type DbError } from "./Db.ts"
+import { CLIENT_TIMEOUT, Db, type DbError, IN_FAILED_TRANSACTION } from "./Db.ts"
 import { serviceDb } from "./testing/busHarness.ts"
 import { faultProxy } from "./testing/faultProxy.ts"
 import { freshSchema } from "./testing/harness.ts"
@@ -176,5 +176,42 @@ describe("Db.savepoint", () => {
         "ROLLBACK TO SAVEPOINT nested_1",
       ])
     }).pipe(Effect.scoped),
+  )
+})
+
+describe("Db: work that catches a failed statement and goes on", () => {
+  it.live(
+    "fails its transaction (nothing committed) or its savepoint (the rest kept) instead of a silent rollback",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* serviceDb("t_abort")
+        yield* db.query(`CREATE TABLE ${db.schema}.notes (text text)`)
+        const note = (text: string) => db.query(`INSERT INTO ${db.schema}.notes VALUES ($1)`, [text])
+        const swallowed = Effect.ignore(db.query("SELECT 1 / 0"))
+        const texts = Effect.map(
+          db.query<{ text: string }>(`SELECT text FROM ${db.schema}.notes ORDER BY text`),
+          (rows) => rows.map((row) => row.text),
+        )
+
+        const error = yield* Effect.flip(db.transaction(Effect.andThen(note("a"), swallowed)))
+        assert.strictEqual(error._tag, "DbError")
+        assert.strictEqual((error as DbError).code, IN_FAILED_TRANSACTION)
+        assert.deepStrictEqual(yield* texts, [])
+
+        yield* db.transaction(
+          Effect.gen(function* () {
+            yield* note("x")
+            const inner = yield* Effect.flip(db.savepoint(Effect.andThen(note("y"), swallowed)))
+            assert.strictEqual((inner as DbError).code, IN_FAILED_TRANSACTION)
+            yield* note("z")
+          }),
+        )
+        assert.deepStrictEqual(yield* texts, ["x", "z"])
+        // The pool's connections are usable afterwards.
+        assert.deepStrictEqual(
+          (yield* db.query<{ n: number }>("SELECT 1 AS n")).map((r) => r.n),
+          [1],
+        )
+      }).pipe(Effect.scoped),
   )
 })

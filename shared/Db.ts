@@ -65,6 +65,11 @@ interface Tx {
   readonly depth: number
   /** Takes the savepoints not taken yet; run before each query of the transaction. */
   readonly prepare: Effect.Effect<void, DbError>
+  /**
+   * Whether a statement failed since the transaction began or was last rolled back to a savepoint: Postgres then
+   * refuses every later statement and answers COMMIT with a silent ROLLBACK. Shared by every level of one transaction.
+   */
+  readonly session: { aborted: boolean }
 }
 const CurrentTx = Context.Reference<Tx | undefined>("shared/Db/CurrentTx", {
   defaultValue: () => undefined,
@@ -173,7 +178,15 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
 
   const query = <A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>) =>
     Effect.flatMap(currentTx, (tx) =>
-      tx === undefined ? run<A>(pool, sql, params) : Effect.andThen(tx.prepare, run<A>(tx.client, sql, params)),
+      tx === undefined
+        ? run<A>(pool, sql, params)
+        : Effect.andThen(tx.prepare, run<A>(tx.client, sql, params)).pipe(
+            Effect.tapError(() =>
+              Effect.sync(() => {
+                tx.session.aborted = true
+              }),
+            ),
+          ),
     )
 
   const withConnection = <A, E, R>(f: (client: pg.PoolClient) => Effect.Effect<A, E, R>) =>
@@ -187,19 +200,30 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       // The body's own failure is returned as a value after a clean ROLLBACK, so the connection goes back to the
       // pool; only a failing BEGIN/COMMIT/ROLLBACK fails withConnection, which then destroys the connection.
       const afterCommit: Array<Effect.Effect<void>> = []
+      const session = { aborted: false }
       return withConnection((client) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function* () {
             yield* run(client, "BEGIN")
             const exit = yield* Effect.exit(
               restore(
-                Effect.provideService(effect, CurrentTx, { client, afterCommit, depth: 0, prepare: Effect.void }),
+                Effect.provideService(effect, CurrentTx, {
+                  client,
+                  afterCommit,
+                  depth: 0,
+                  prepare: Effect.void,
+                  session,
+                }),
               ),
             )
             // A server that did not answer will not answer a ROLLBACK either: fail at once, and the connection is
             // destroyed (the server rolls back when it sees it close) instead of waiting out a second timeout.
             const error: unknown = Option.getOrUndefined(Exit.findErrorOption(exit))
             if (error instanceof DbError && error.code === CLIENT_TIMEOUT) return yield* Effect.fail(error)
+            if (exit._tag === "Success" && session.aborted) {
+              yield* run(client, "ROLLBACK")
+              return Exit.fail<E | DbError>(abortedError()) as Exit.Exit<A, E | DbError>
+            }
             yield* run(client, exit._tag === "Success" ? "COMMIT" : "ROLLBACK")
             return exit
           }),
@@ -228,6 +252,7 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
         client: outer.client,
         afterCommit: [],
         depth: outer.depth + 1,
+        session: outer.session,
         prepare: Effect.suspend(() =>
           taken
             ? Effect.void
@@ -243,19 +268,42 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       }
       return Effect.exit(Effect.provideService(effect, CurrentTx, inner)).pipe(
         Effect.flatMap((exit) => {
+          const rollback = Effect.andThen(
+            run(outer.client, `ROLLBACK TO SAVEPOINT ${name}`),
+            Effect.sync(() => {
+              outer.session.aborted = false
+            }),
+          )
+          if (exit._tag === "Success" && taken && outer.session.aborted) {
+            return Effect.andThen(rollback, Exit.fail(abortedError()))
+          }
           if (exit._tag === "Success") {
             outer.afterCommit.push(...inner.afterCommit)
             return exit
           }
           // Interrupted: the whole transaction rolls back. Nothing queried: nothing to undo.
           if (!taken || Exit.hasInterrupts(exit)) return exit
-          return Effect.andThen(run(outer.client, `ROLLBACK TO SAVEPOINT ${name}`), exit)
+          return Effect.andThen(rollback, exit)
         }),
       )
     })
 
   return Db.of({ schema, pool, query, transaction, afterCommit, withConnection, savepoint })
 }
+
+/** SQLSTATE in_failed_sql_transaction: work went on after a statement failed inside its transaction. */
+export const IN_FAILED_TRANSACTION = "25P02"
+
+// Work that caught a failed statement's error and went on has left its transaction aborted (Postgres refuses every
+// later statement, and answers COMMIT with a silent ROLLBACK): committing it would report as done what was undone.
+// (Known from the failures of the transaction's own queries: pg's status flag can lag a rejected query by a packet.)
+const abortedError = () =>
+  new DbError({
+    message:
+      "a statement failed inside the transaction and its error was caught: Postgres aborted the transaction, so its work was rolled back",
+    code: IN_FAILED_TRANSACTION,
+    cause: undefined,
+  })
 
 // pg's own messages for the two client-side timeouts (it gives them no code).
 const clientTimeouts = new Set([
