@@ -31,7 +31,14 @@ export const Action = Schema.String.check(
 
 /** The answer of `GET /api/v1/audit/verify`. */
 export const Verification = Schema.Union([
-  Schema.Struct({ ok: Schema.Literal(true), checked: Schema.Int, head: Schema.NullOr(Schema.String) }),
+  Schema.Struct({
+    ok: Schema.Literal(true),
+    /** Records in the chain up to `head`, all of which check (this call's and earlier verifications'). */
+    checked: Schema.Int,
+    head: Schema.NullOr(Schema.String),
+    /** Records whose hash and link this call recomputed: those after the last verified checkpoint, or all with `full`. */
+    rechecked: Schema.Int,
+  }),
   Schema.Struct({ ok: Schema.Literal(false), brokenAt: Schema.String }),
 ])
 
@@ -60,11 +67,18 @@ export class AuditEventsApi extends HttpApiGroup.make("audit")
       .pipe(Route.requires("audit.event.read"))
       .annotate(OpenApi.Summary, "List audit records, newest first, with filters"),
     HttpApiEndpoint.get("verify", "/api/v1/audit/verify", {
+      query: {
+        /** `true`: recompute the whole chain from its first record instead of from the last verified checkpoint. */
+        full: Schema.optional(Schema.Literals(["true", "false"])),
+      },
       success: Verification,
       error: [ServiceUnavailable],
     })
       .pipe(Route.requires("audit.event.verify", { timeoutMs: 60_000 }))
-      .annotate(OpenApi.Summary, "Verify the audit log's hash chain"),
+      .annotate(
+        OpenApi.Summary,
+        "Verify the audit log's hash chain from the last verified checkpoint (`full=true`: from its first record)",
+      ),
   )
   .annotate(OpenApi.Description, "The append-only, hash-chained audit log: query and verify") {}
 

@@ -37,8 +37,8 @@ const canonical = (value: unknown): string => {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`
 }
 
-/** The canonical encoding of a record and the hash before it: sorted-key JSON of every field (what is hashed). */
-export const canonicalEncoding = (record: NewRecord, prevHash: string): string =>
+/** The canonical encoding of a record and the hash before it, the general way: sorted-key JSON of every field. */
+export const canonicalEncodingOf = (record: NewRecord, prevHash: string): string =>
   canonical({
     id: record.id,
     occurredAt: record.occurredAt,
@@ -52,6 +52,37 @@ export const canonicalEncoding = (record: NewRecord, prevHash: string): string =
     metadata: record.metadata,
     prevHash,
   })
+
+// The record's own keys in sorted order, each with its JSON key text: the same bytes as canonicalEncodingOf without
+// building and sorting an object per record (a full verify hashes every record; the general way cost ≈ 15 µs each).
+const FIELDS = [
+  "action",
+  "actorId",
+  "id",
+  "ip",
+  "metadata",
+  "occurredAt",
+  "outcome",
+  "prevHash",
+  "requestId",
+  "targetId",
+  "targetType",
+] as const
+const KEYS = FIELDS.map((key) => `${JSON.stringify(key)}:`)
+
+/** The canonical encoding of a record and the hash before it: sorted-key JSON of every field (what is hashed). */
+export const canonicalEncoding = (record: NewRecord, prevHash: string): string => {
+  const values: Record<(typeof FIELDS)[number], unknown> = { ...record, prevHash }
+  let out = "{"
+  for (let i = 0; i < FIELDS.length; i++) {
+    const value = values[FIELDS[i]!]
+    if (value === undefined) continue
+    if (out.length > 1) out += ","
+    out += KEYS[i]
+    out += typeof value === "string" ? JSON.stringify(value) : canonical(value)
+  }
+  return `${out}}`
+}
 
 /** SHA-256 (hex) of the canonical encoding of a record and its predecessor's hash. */
 export const hashOf = (record: NewRecord, prevHash: string): string =>

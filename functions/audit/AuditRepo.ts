@@ -19,6 +19,19 @@ export interface StoredRecord {
   readonly record: AuditRecord
 }
 
+/** A record as the chain walk reads it: the stored fields as plain data (no schema class built per row). */
+export interface ChainRecord {
+  readonly seq: string
+  readonly record: NewRecord & { readonly hash: string; readonly prevHash: string }
+}
+
+/** A verified position of the chain: the record at `seq` has `hash`, and the `checked` records up to it all check. */
+export interface Checkpoint {
+  readonly seq: string
+  readonly hash: string
+  readonly checked: number
+}
+
 interface Row {
   readonly seq: string
   readonly id: string
@@ -40,9 +53,9 @@ interface Row {
 const COLUMNS = `e.seq::text AS seq, e.id, e.occurred_at, e.actor_id, e.action, e.target_type, e.target_id, e.outcome,
   e.request_id, e.ip, e.metadata, e.hash, e.prev_hash`
 
-const toStored = (row: Row): StoredRecord => ({
+const toChain = (row: Row): ChainRecord => ({
   seq: row.seq,
-  record: new AuditRecord({
+  record: {
     id: row.id,
     occurredAt: row.occurred_at.toISOString(),
     actorId: row.actor_id,
@@ -55,8 +68,13 @@ const toStored = (row: Row): StoredRecord => ({
     metadata: row.metadata,
     hash: row.hash,
     prevHash: row.prev_hash,
-  }),
+  },
 })
+
+const toStored = (row: Row): StoredRecord => {
+  const { seq, record } = toChain(row)
+  return { seq, record: new AuditRecord(record) }
+}
 
 /** The audit log's table: appends serialised into one linear hash chain, filtered reads, the chain in order. */
 export class AuditRepo extends Context.Service<
@@ -67,7 +85,13 @@ export class AuditRepo extends Context.Service<
     /** A page of records, newest first (occurredAt, then chain order), `limit` + 1 rows. */
     list(filter: ListFilter): Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
     /** Up to `limit` records after chain position `afterSeq`, in chain order. */
-    chain(afterSeq: string, limit: number): Effect.Effect<ReadonlyArray<StoredRecord>, DbError>
+    chain(afterSeq: string, limit: number): Effect.Effect<ReadonlyArray<ChainRecord>, DbError>
+    /** The record at chain position `seq`, if there is one. */
+    at(seq: string): Effect.Effect<ChainRecord | undefined, DbError>
+    /** The furthest verified position, if the chain was ever verified. */
+    lastCheckpoint(): Effect.Effect<Checkpoint | undefined, DbError>
+    /** Keeps a verified position (the same position twice keeps the first). */
+    saveCheckpoint(checkpoint: Checkpoint): Effect.Effect<void, DbError>
   }
 >()("audit/AuditRepo") {
   /** The repository over the service's Db. */
@@ -76,6 +100,7 @@ export class AuditRepo extends Context.Service<
     Effect.gen(function* () {
       const db = yield* Db
       const table = `${db.schema}.audit_events`
+      const checkpoints = `${db.schema}.audit_checkpoints`
       const lockKey = `${db.schema}.audit_events:chain`
       // Appends of this instance queue here, in memory, rather than each holding a pooled connection while it waits
       // for the advisory lock (a burst of Record calls would otherwise exhaust the pool).
@@ -149,10 +174,29 @@ export class AuditRepo extends Context.Service<
           `SELECT ${COLUMNS} FROM ${table} e WHERE e.seq > $1::bigint ORDER BY e.seq LIMIT $2`,
           [afterSeq, limit],
         )
-        return rows.map(toStored)
+        return rows.map(toChain)
       })
 
-      return AuditRepo.of({ append, list, chain })
+      const at = Effect.fn("AuditRepo.at")(function* (seq: string) {
+        const [row] = yield* db.query<Row>(`SELECT ${COLUMNS} FROM ${table} e WHERE e.seq = $1::bigint`, [seq])
+        return row === undefined ? undefined : toChain(row)
+      })
+
+      const lastCheckpoint = Effect.fn("AuditRepo.lastCheckpoint")(function* () {
+        const [row] = yield* db.query<{ seq: string; hash: string; checked: string }>(
+          `SELECT c.seq::text AS seq, c.hash, c.checked::text AS checked FROM ${checkpoints} c ORDER BY c.seq DESC LIMIT 1`,
+        )
+        return row === undefined ? undefined : { seq: row.seq, hash: row.hash, checked: Number(row.checked) }
+      })
+
+      const saveCheckpoint = Effect.fn("AuditRepo.saveCheckpoint")(function* (checkpoint: Checkpoint) {
+        yield* db.query(
+          `INSERT INTO ${checkpoints} (seq, hash, checked) VALUES ($1::bigint, $2, $3) ON CONFLICT (seq) DO NOTHING`,
+          [checkpoint.seq, checkpoint.hash, checkpoint.checked],
+        )
+      })
+
+      return AuditRepo.of({ append, list, chain, at, lastCheckpoint, saveCheckpoint })
     }),
   )
 }

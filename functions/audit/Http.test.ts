@@ -113,7 +113,7 @@ describe("audit HTTP", () => {
     expect(item.prevHash).toMatch(/^[0-9a-f]{64}$/)
     expect(item.metadata).toEqual({ note: "identity.user.updated" })
     const res = await fetch(`${audit.url}/api/v1/audit/verify`)
-    expect(await res.json()).toEqual({ ok: true, checked: 31, head: item.hash })
+    expect(await res.json()).toEqual({ ok: true, checked: 31, head: item.hash, rechecked: 31 })
   })
 
   it.each([

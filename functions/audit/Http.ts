@@ -16,7 +16,7 @@ export const AuditHttp = HttpApiBuilder.group(
     const log = yield* AuditLog
     return handlers
       .handle("list", ({ query }) => log.list({ ...query, from: iso(query.from), to: iso(query.to) }))
-      .handle("verify", () => log.verify())
+      .handle("verify", ({ query }) => log.verify({ full: query.full === "true" }))
   }),
 )
 

@@ -164,6 +164,7 @@ describe("a Kafka outage", () => {
         ok: true,
         checked: 30,
         head: expect.stringMatching(/^[0-9a-f]{64}$/),
+        rechecked: 30,
       })
     } finally {
       await audit.close()

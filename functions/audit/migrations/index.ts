@@ -68,4 +68,24 @@ export const migrations: ReadonlyArray<Migration> = [
       END
       $do$;`,
   },
+  {
+    id: "0102_audit_checkpoints",
+    sql: `
+      -- Positions of the chain a verification found intact, so the next one re-hashes only what was appended after
+      -- the last (AuditLog.verify; ?full=true still walks everything).
+      CREATE TABLE audit_checkpoints (
+        seq          bigint PRIMARY KEY,
+        hash         text NOT NULL,
+        checked      bigint NOT NULL,
+        verified_at  timestamptz NOT NULL DEFAULT now()
+      );
+      COMMENT ON TABLE audit_checkpoints IS 'verified chain positions: the record at seq had hash, checked records up to it check';
+      DO $do$
+      BEGIN
+        EXECUTE format('GRANT SELECT, INSERT ON %I.audit_checkpoints TO %I', current_schema(), current_schema() || '_writer');
+      EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'audit writer role not granted audit_checkpoints here (%): grant it separately', SQLERRM;
+      END
+      $do$;`,
+  },
 ]
