@@ -170,10 +170,16 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       Effect.flatMap(([duration, result]) =>
         Effect.as(Metric.update(queryDuration, Duration.toSeconds(duration)), result.rows),
       ),
-      Effect.withSpan("Db.query", {
-        kind: "client",
-        attributes: { "db.system": "postgresql", "db.namespace": schema, "db.query.text": sql.slice(0, 500) },
-      }),
+      // No stack trace (a `new Error()` per query): the span's statement says where it comes from, and it is
+      // made for every query.
+      Effect.withSpan(
+        "Db.query",
+        {
+          kind: "client",
+          attributes: { "db.system": "postgresql", "db.namespace": schema, "db.query.text": sql.slice(0, 500) },
+        },
+        { captureStackTrace: false },
+      ),
     )
 
   const query = <A extends Row = Row>(sql: string, params?: ReadonlyArray<unknown>) =>
@@ -231,7 +237,8 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
       ).pipe(
         Effect.flatten,
         Effect.tap(() => Effect.forEach(afterCommit, (next) => next, { discard: true })),
-        Effect.withSpan("Db.transaction"),
+        // No stack trace either: made for every transaction; its caller's span is its parent.
+        Effect.withSpan("Db.transaction", undefined, { captureStackTrace: false }),
       )
     })
 
