@@ -44,44 +44,57 @@ export class Outbox extends Context.Service<
         const service = typeof of === "string" ? of : of.name
         const declared = typeof of === "string" ? undefined : new Set(of.events.publishes)
         const topic = CloudEvent.topicOf(service)
-        const publish = Effect.fn("Outbox.publish")(function* (event: NewEvent) {
-          if (declared !== undefined && !declared.has(event.type)) {
-            return yield* Effect.die(
-              new Error(`event ${event.type} is not declared in ${service}'s manifest (events.publishes)`),
+        const channel = channelOf(db.schema)
+        // Its span without a stack trace: made for every event, and its name says where it comes from.
+        const publish = Effect.fnUntraced(
+          function* (event: NewEvent) {
+            if (declared !== undefined && !declared.has(event.type)) {
+              return yield* Effect.die(
+                new Error(`event ${event.type} is not declared in ${service}'s manifest (events.publishes)`),
+              )
+            }
+            const span = yield* Effect.option(Effect.currentSpan)
+            const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
+            const data = isRecord(event.data)
+              ? { ...(yield* auditFields), target: event.subject, ...event.data }
+              : event.data
+            const envelope = CloudEvent.make({
+              source: service,
+              ...event,
+              data,
+              ...(traceparent ? { traceparent } : {}),
+            })
+            const json = JSON.stringify(envelope)
+            // Kafka refuses messages over its limit (1 MiB by default) for good; such a row would stall the relay.
+            if (Buffer.byteLength(json) > MAX_EVENT_BYTES) {
+              return yield* Effect.die(
+                new Error(
+                  `event ${event.type} is ${Buffer.byteLength(json)} bytes; events are limited to ${MAX_EVENT_BYTES}`,
+                ),
+              )
+            }
+            // With a notification to the outbox's channel, in the same statement (no extra round trip): delivered at
+            // COMMIT, it wakes an idle relay at once instead of at its next poll (never at a rollback). Only a hint.
+            yield* db.query(
+              `WITH added AS (INSERT INTO ${db.schema}.outbox (id, topic, key, event) VALUES ($1, $2, $3, $4))
+             SELECT pg_notify($5, '')`,
+              [envelope.id, topic, event.subject, json, channel],
             )
-          }
-          const span = yield* Effect.option(Effect.currentSpan)
-          const traceparent = span._tag === "Some" ? HttpTraceContext.toHeaders(span.value).traceparent : undefined
-          const data = isRecord(event.data)
-            ? { ...(yield* auditFields), target: event.subject, ...event.data }
-            : event.data
-          const envelope = CloudEvent.make({
-            source: service,
-            ...event,
-            data,
-            ...(traceparent ? { traceparent } : {}),
-          })
-          const json = JSON.stringify(envelope)
-          // Kafka refuses messages over its limit (1 MiB by default) for good; such a row would stall the relay.
-          if (Buffer.byteLength(json) > MAX_EVENT_BYTES) {
-            return yield* Effect.die(
-              new Error(
-                `event ${event.type} is ${Buffer.byteLength(json)} bytes; events are limited to ${MAX_EVENT_BYTES}`,
-              ),
-            )
-          }
-          yield* db.query(`INSERT INTO ${db.schema}.outbox (id, topic, key, event) VALUES ($1, $2, $3, $4)`, [
-            envelope.id,
-            topic,
-            event.subject,
-            json,
-          ])
-          return envelope
-        })
+            return envelope
+          },
+          Effect.withSpan("Outbox.publish", undefined, { captureStackTrace: false }),
+        )
         return Outbox.of({ publish })
       }),
     )
 }
+
+/**
+ * The Postgres notification channel on which a schema's outbox announces new rows (`pg_notify` at each publish,
+ * delivered at COMMIT): listeners (the relay) wake on it rather than waiting out their poll. A channel name is at most
+ * 63 bytes; a longer one is cut there (two schemas sharing a channel only wake each other's relay for nothing).
+ */
+export const channelOf = (schema: string): string => `outbox_${schema}`.slice(0, 63)
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)

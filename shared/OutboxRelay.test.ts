@@ -3,10 +3,11 @@ import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { type CloudEvent, topicOf } from "./CloudEvent.ts"
+import { type CloudEvent, make, topicOf } from "./CloudEvent.ts"
 import { Db } from "./Db.ts"
 import { Kafka } from "./Kafka.ts"
 import * as KafkaEventBus from "./KafkaEventBus.ts"
+import { channelOf } from "./Outbox.ts"
 import { OutboxRelay } from "./OutboxRelay.ts"
 import { messageCount, outboxOf, readTopic, serviceDb, testKafka, waitUntil } from "./testing/busHarness.ts"
 
@@ -45,7 +46,80 @@ const publishItems = (db: Db["Service"], count: number, keys: number, perTx: num
     }
   })
 
+// Until the relay's connection is LISTENing on the outbox's channel (its last statement, now idle).
+const listening = (db: Db["Service"]) =>
+  waitUntil(
+    "the relay listening",
+    Effect.map(
+      db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE application_name = $1 AND state = 'idle' AND query = $2`,
+        [db.schema, `LISTEN "${channelOf(db.schema)}"`],
+      ),
+      ([row]) => row?.n === 1,
+    ),
+  )
+
 describe("OutboxRelay", () => {
+  it.live(
+    "wakes when a publishing transaction commits instead of waiting out its poll, and polls for rows never announced",
+    () =>
+      Effect.gen(function* () {
+        const producer = yield* serviceDb("t_wake")
+        const kafka = yield* testKafka
+        const topic = topicOf(producer.schema)
+        const outbox = yield* outboxOf(producer)
+        // A poll far longer than the waits below: only the notification can publish in time.
+        yield* Layer.build(OutboxRelay.layer({ pollInterval: "60 seconds", topics: [topic] })).pipe(
+          Effect.provideService(Db, producer),
+          Effect.provideService(Kafka, kafka),
+        )
+        yield* listening(producer)
+        for (let n = 1; n <= 3; n++) {
+          const committedAt = Date.now()
+          yield* producer.transaction(outbox.publish({ type: "test.item.created", subject: "k", data: { n } }))
+          yield* waitUntil(
+            `event ${n} published`,
+            Effect.map(publishedCount(producer), (count) => count === n),
+            "5 seconds",
+          )
+          assert.isBelow(Date.now() - committedAt, 5_000)
+        }
+      }),
+    60_000,
+  )
+
+  it.live(
+    "finds rows written without a notification by polling: notifications are only a hint",
+    () =>
+      Effect.gen(function* () {
+        const producer = yield* serviceDb("t_hint")
+        const kafka = yield* testKafka
+        const topic = topicOf(producer.schema)
+        yield* Layer.build(OutboxRelay.layer({ pollInterval: "200 millis", topics: [topic] })).pipe(
+          Effect.provideService(Db, producer),
+          Effect.provideService(Kafka, kafka),
+        )
+        yield* listening(producer)
+        // As a row left by a writer that did not notify (or whose notification nobody heard) is.
+        const event = make({ source: producer.schema, type: "test.item.created", subject: "k", data: { n: 1 } })
+        yield* producer.query(`INSERT INTO ${producer.schema}.outbox (id, topic, key, event) VALUES ($1, $2, $3, $4)`, [
+          event.id,
+          topic,
+          "k",
+          JSON.stringify(event),
+        ])
+        yield* waitUntil(
+          "the row published",
+          Effect.map(publishedCount(producer), (count) => count === 1),
+          "5 seconds",
+        )
+        const [message] = yield* readTopic(kafka, topic, 1)
+        assert.strictEqual(JSON.parse(message!.value!.toString()).id, event.id)
+      }),
+    60_000,
+  )
+
   it.live(
     "carries outbox rows through Kafka to a consumer, in order per key, continuing the producer's trace",
     () =>

@@ -1,9 +1,12 @@
-import { Context, Duration, Effect, Layer, Metric } from "effect"
+import { type Cause, Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import type kafkajs from "kafkajs"
+import type pg from "pg"
+import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
 import { assertIdentifier, Db, DbError } from "./Db.ts"
 import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
-import { pollLoop } from "./PollLoop.ts"
+import { channelOf } from "./Outbox.ts"
+import { makeWakeUp, pollLoop, type WakeUp } from "./PollLoop.ts"
 
 /** Tuning of the relay; the defaults suit a service publishing up to several thousand events a second. */
 export interface OutboxRelayOptions {
@@ -16,8 +19,17 @@ export interface OutboxRelayOptions {
    * records' own overhead; the first row of a batch is always sent.
    */
   readonly maxBatchBytes?: number
-  /** Wait between polls when the outbox is drained; default 100 ms. */
+  /**
+   * Wait between polls when the outbox is drained; default 100 ms. With `listen`, an idle relay wakes as soon as a
+   * publishing transaction commits; the poll stays for rows whose notification it missed.
+   */
   readonly pollInterval?: Duration.Input
+  /**
+   * LISTEN on the outbox's channel (`Outbox.channelOf`), on a connection of the pool held for it, and wake at each
+   * notification `Outbox.publish` sends; default true. Notifications are only a hint: rows written while the
+   * connection was down (or by anything that does not notify) are found by the poll.
+   */
+  readonly listen?: boolean
   /** Longest wait between retries while Kafka or Postgres is failing; default 1 s (events flow soon after a return). */
   readonly maxBackoff?: Duration.Input
   /** Topics (and their `.dlq`) created at start; topics met later in the outbox are created on first use. */
@@ -86,6 +98,8 @@ export class OutboxRelay extends Context.Service<
 
         // The last batch was cut short by bytes: more rows wait, so the loop goes on without its idle pause.
         let cutShort = false
+        // Another relay holds the lock: this one asks again after a poll interval, not at every notification.
+        let standby = false
         const publishBatch = Effect.fn("OutboxRelay.publishBatch", {
           kind: "producer",
           attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "db.namespace": schema },
@@ -106,7 +120,8 @@ export class OutboxRelay extends Context.Service<
                 const [lock] = yield* sql<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS locked", [
                   `outbox_relay:${schema}`,
                 ])
-                if (!lock?.locked) return 0
+                standby = !lock?.locked
+                if (standby) return 0
                 return yield* Effect.gen(function* () {
                   const rows = yield* sql<OutboxRow & Record<string, unknown>>(
                     `SELECT seq, topic, key, event FROM ${schema}.outbox
@@ -152,16 +167,31 @@ export class OutboxRelay extends Context.Service<
             Effect.withTracerEnabled(false),
           )
 
-        const round = Effect.flatMap(pending, (some) => (some ? publishBatch() : Effect.succeed(0))).pipe(
+        const round = Effect.flatMap(pending, (some) =>
+          some
+            ? publishBatch()
+            : Effect.sync(() => {
+                standby = false
+                return 0
+              }),
+        ).pipe(
           Effect.tap((count) => (count > 0 ? Metric.update(published, count) : Effect.void)),
           Effect.map((count) => (count > 0 && cutShort ? batchSize : count)),
+          Effect.tap(() => (standby ? Effect.sleep(pollInterval) : Effect.void)),
         )
+        const wakeUp = options.listen === false ? undefined : makeWakeUp()
         const loop = pollLoop(round, {
           what: "outbox relay",
           batchSize,
           pollInterval,
           maxBackoff: options.maxBackoff ?? "1 second",
+          ...(wakeUp === undefined ? {} : { wakeUp }),
         }).pipe(Effect.annotateLogs({ component: "OutboxRelay", schema }))
+        if (wakeUp !== undefined) {
+          yield* Effect.forkScoped(
+            listen(db, channelOf(schema), wakeUp).pipe(Effect.annotateLogs({ component: "OutboxRelay", schema })),
+          )
+        }
 
         // In the background: a slow or absent broker must not hold the function's start (sends create topics anyway).
         const createTopics =
@@ -174,6 +204,44 @@ export class OutboxRelay extends Context.Service<
         return OutboxRelay.of({ publishBatch })
       }),
     )
+}
+
+/**
+ * Holds a pooled connection LISTENing on `channel` and signals `wakeUp` at each notification, for as long as the
+ * scope lives; when the connection fails (a server restart) it is destroyed and LISTEN taken again after a backoff.
+ * Meanwhile the relay polls as it would without. Once listening, one signal: rows written while it was not are looked
+ * for at once.
+ */
+const listen = (db: Db["Service"], channel: string, wakeUp: WakeUp) => {
+  const session = db.withConnection((client) =>
+    Effect.callback<never, DbError>((resume) => {
+      const fail = (cause: unknown) =>
+        resume(Effect.fail(new DbError({ message: `outbox relay: listening on ${channel}: ${String(cause)}`, cause })))
+      const onNotification = (message: pg.Notification) => {
+        if (message.channel === channel) wakeUp.signal()
+      }
+      const onEnd = () => fail(new Error("connection ended"))
+      client.on("notification", onNotification)
+      client.on("error", fail)
+      client.on("end", onEnd)
+      client.query(`LISTEN "${channel}"`).then(() => wakeUp.signal(), fail)
+      // The connection is destroyed when this ends (interrupted or failed: withConnection does not return it to the
+      // pool), which ends the LISTEN; its late errors must still not go unhandled.
+      return Effect.sync(() => {
+        client.off("notification", onNotification)
+        client.off("end", onEnd)
+        client.off("error", fail)
+        client.on("error", () => {})
+      })
+    }),
+  )
+  const backoff = Backoff.exponential({ base: "1 second", max: "30 seconds" }).pipe(
+    Schedule.setInputType<Cause.Cause<DbError>>(),
+    Schedule.tap(({ input, attempt }) =>
+      Effect.logWarning("outbox relay: not listening for notifications, polling only", input, { retry: attempt }),
+    ),
+  )
+  return session.pipe(Backoff.retryForever(backoff))
 }
 
 const toMessage = (row: OutboxRow): kafkajs.Message => ({

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, type Duration, Effect, Fiber, Logger } from "effect"
 import { TestClock } from "effect/testing"
-import { pollLoop } from "./PollLoop.ts"
+import { makeWakeUp, pollLoop } from "./PollLoop.ts"
 
 // What the loop logs: each line's message parts and whether it carried a cause.
 const logCapture = () => {
@@ -58,6 +58,28 @@ describe("pollLoop", () => {
       assert.isTrue(warnings.every((line) => line.failed))
     }).pipe(Effect.provide(logs.layer))
   })
+
+  it.effect("ends an idle wait at a wake-up signal, keeps a signal sent during a round, and still polls without", () =>
+    Effect.gen(function* () {
+      const wakeUp = makeWakeUp()
+      const started: Array<number> = []
+      const round = Effect.gen(function* () {
+        const at = yield* Clock.currentTimeMillis
+        started.push(at)
+        // The round at 300 ms is signalled while it runs (after it looked): the next one comes at once.
+        if (at === 300 && started.filter((t) => t === 300).length === 1) wakeUp.signal()
+        return 0
+      })
+      const fiber = yield* Effect.forkChild(
+        pollLoop(round, { what: "test poll", batchSize: 10, pollInterval: "1 second", maxBackoff: "1 second", wakeUp }),
+      )
+      yield* TestClock.adjust("300 millis")
+      wakeUp.signal()
+      yield* TestClock.adjust("2000 millis")
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(started, [0, 300, 300, 1300, 2300])
+    }),
+  )
 
   it.effect("runs the next round at once after a full one and waits the poll interval after a short one", () =>
     Effect.gen(function* () {
