@@ -1,17 +1,23 @@
-// The event path, producer commit to consumer handler, three ways in one run, one process:
+// The event path, producer commit to consumer handler, three ways in one run:
 //   outbox+kafka: `Outbox.publish` inside `Db.transaction` (one event per transaction, as a route does) → the outbox
-//                 relay → the Kafka broker of .env.test → a subscription through the kernel's KafkaEventBus (inbox
-//                 transaction per event), all from `Kernel.events` with the default settings functions run with;
+//                 relay → the Kafka broker of .env.test → a subscription through the kernel's KafkaEventBus (an inbox
+//                 transaction per fetched batch), all from `Kernel.events` with the default settings functions run with;
 //   bare kafka:   a plain kafkajs producer sending the same envelopes (batches of 100, acks -1) to another topic and a
 //                 plain kafkajs consumer (eachMessage, auto-commit) reading them: no database (the baseline);
 //   pg bus:       the same commits read by the embedded Postgres-backed bus (PgEventBus, no relay, no broker).
+// The commits come from `--producer-procs` child processes (bench/outbox-producer.ts), each with `--producers` fibers
+// and a pool of its own, as in production, where the routes that publish run in other processes than the relay and
+// the consumer; this process runs the relay and the consumer as a function runs them (`Kernel.events`) and hands the
+// children credit. `--producer-procs 0` commits from fibers in this process instead (how it was measured before
+// 2026-12-03's second run: the commits then shared one event loop with the relay and the consumer).
 // Per path: a throughput phase (producers flat out, at most `--window` events committed but not yet consumed; rate
 // consumed over `--seconds` after `--warmup`), then a latency phase (open loop at min(5000/s, 0.8 × that path's
 // throughput) for `--latency-seconds`). Latency: a wall-clock timestamp put in the event's data as it is written
 // (inside the transaction, just before COMMIT; bare: just before the send) to the handler's call. At the end every
 // event is checked consumed exactly once and in order per key. Prints tables and, last, one JSON line; never asserts.
 //   node bench/outbox.ts [--seconds 20] [--warmup 5] [--latency-seconds 10] [--latency-rate N] [--producers 16]
-//     [--window 5000] [--keys 8] [--paths bare,outbox-kafka,pg-bus] [--stages N [--profile DIR]]
+//     [--producer-procs 2] [--window 5000] [--keys 8] [--paths bare,outbox-kafka,pg-bus] [--stages N [--profile DIR] [--together]]
+import { type ChildProcess, fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdir, writeFile } from "node:fs/promises"
 import { Session } from "node:inspector/promises"
@@ -34,10 +40,12 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "5" },
     "latency-seconds": { type: "string", default: "10" },
     producers: { type: "string", default: "16" },
+    "producer-procs": { type: "string", default: "2" },
     window: { type: "string", default: "5000" },
     keys: { type: "string", default: "8" },
     paths: { type: "string", default: "bare,outbox-kafka,pg-bus" },
     stages: { type: "string", default: "0" },
+    together: { type: "boolean", default: false },
     profile: { type: "string" },
     "latency-rate": { type: "string" },
   },
@@ -46,10 +54,12 @@ const seconds = Number(values.seconds)
 const warmup = Number(values.warmup)
 const latencySeconds = Number(values["latency-seconds"])
 const producers = Number(values.producers)
+const producerProcs = Number(values["producer-procs"])
 const window = Number(values.window)
 const keysPerProducer = Number(values.keys)
 const paths = values.paths.split(",")
 const stagesCount = Number(values.stages)
+const together = values.together
 const profileDir = values.profile
 
 /** With `--profile DIR` (stages only): runs `f` under the V8 CPU profiler, written to DIR/<name>.cpuprofile. */
@@ -132,6 +142,10 @@ class Gate {
     this.stopped = false
     this.mode = { _tag: "open", rate, since: now() - (this.issued / rate) * 1000 }
   }
+  /** Credit granted but not used (a producer process stopped with some left): it was never issued after all. */
+  giveBack(count: number) {
+    this.issued -= count
+  }
   /** Exactly `count` more events, as fast as the producers go, consumed or not. */
   budget(count: number) {
     this.stopped = false
@@ -183,7 +197,8 @@ interface PathResult {
 interface Running {
   readonly sink: Sink
   readonly gate: Gate
-  produce(): Promise<void>
+  /** Produces until the gate stops; `profile`: the CPU profile file to write of the committing process(es). */
+  produce(profile?: string): Promise<void>
   /** Starts the consumer. */
   subscribe(): Promise<void>
   /** Outbox rows the relay has not published yet (outbox+kafka only). */
@@ -343,6 +358,7 @@ const startKernelPath = async (tag: string, kafka: boolean): Promise<Running> =>
       ).pipe(Effect.provideContext(Context.add(consumer, Scope.Scope, scope))),
     )
 
+  const children = producerProcs > 0 ? await startProducerProcs(m, gate) : undefined
   const db = Context.get(producer, Db)
   const outbox = Context.get(producer, Outbox.Outbox)
   const next = Array.from({ length: producers }, () => 0)
@@ -370,7 +386,8 @@ const startKernelPath = async (tag: string, kafka: boolean): Promise<Running> =>
             count(`SELECT count(*)::int AS n FROM ${m.producer.name}.outbox WHERE published_at IS NULL`),
         }
       : {}),
-    produce: () =>
+    produce: (profile) =>
+      children?.produce(profile) ??
       Effect.runPromise(
         Effect.forEach(
           Array.from({ length: producers }, (_, w) => w),
@@ -389,11 +406,90 @@ const startKernelPath = async (tag: string, kafka: boolean): Promise<Running> =>
         : {}),
     }),
     close: async () => {
+      children?.close()
       await Effect.runPromise(Scope.close(scope, Exit.void))
       for (const schema of [m.producer.name, m.consumer.name]) {
         await dropSchema(schema)
       }
       if (kafka) await deleteTopics([m.topic, CloudEvent.dlqOf(m.topic)])
+    },
+  }
+}
+
+/**
+ * `--producer-procs` child processes committing a path's events (bench/outbox-producer.ts), each with `--producers`
+ * fibers; they ask for credit in small grants, which the gate gives as it would to fibers here, and report their
+ * commits with each request and when they stop.
+ */
+const startProducerProcs = async (m: ReturnType<typeof manifests>, gate: Gate) => {
+  type FromChild =
+    | { readonly t: "ready" }
+    | { readonly t: "want"; readonly n: number; readonly committed: number }
+    | { readonly t: "done"; readonly committed: number; readonly unused: number }
+  const reported = Array.from({ length: producerProcs }, () => 0)
+  const report = (p: number, committed: number) => {
+    gate.committed += committed - reported[p]!
+    reported[p] = committed
+  }
+  let stopped: Array<() => void> = []
+  let closing = false
+  const children = await Promise.all(
+    Array.from(
+      { length: producerProcs },
+      (_, p) =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          const config = {
+            schema: m.producer.name,
+            type: m.type,
+            workers: producers,
+            firstWorker: p * producers,
+            keysPerWorker: keysPerProducer,
+          }
+          const child = fork(new URL("./outbox-producer.ts", import.meta.url), [JSON.stringify(config)], {
+            stdio: ["ignore", "inherit", "inherit", "ipc"],
+          })
+          child.on("exit", (code) => {
+            if (closing) return
+            console.error(`producer process ${p} exited (${code})`)
+            reject(new Error(`producer process ${p} exited`))
+            process.exit(1)
+          })
+          child.on("message", (message: FromChild) => {
+            switch (message.t) {
+              case "ready":
+                resolve(child)
+                return
+              case "want":
+                report(p, message.committed)
+                void gate.take(message.n).then((n) => child.connected && child.send({ t: "grant", n }))
+                return
+              case "done":
+                report(p, message.committed)
+                gate.giveBack(message.unused)
+                stopped[p]?.()
+                return
+            }
+          })
+        }),
+    ),
+  )
+  return {
+    produce: async (profile?: string) => {
+      const done = children.map((_, p) => new Promise<void>((resolve) => (stopped[p] = resolve)))
+      for (const [p, child] of children.entries()) {
+        child.send({ t: "start", ...(profile === undefined ? {} : { profile: `${profile}-proc${p}.cpuprofile` }) })
+      }
+      // A child holding credit asks again only when it runs low: tell it at once when the gate stops.
+      const watch = setInterval(() => {
+        if (gate.stopped) for (const child of children) child.send({ t: "stop" })
+      }, 5)
+      await Promise.all(done)
+      clearInterval(watch)
+      stopped = []
+    },
+    close: () => {
+      closing = true
+      for (const child of children) child.disconnect()
     },
   }
 }
@@ -495,9 +591,11 @@ const startBare = async (): Promise<Running> => {
  * to its last. With `--profile DIR`, each stage under the CPU profiler.
  */
 const stages = async (name: string, r: Running, count: number) => {
+  if (together) return consumerSide(name, r, count)
   const t0 = now()
   r.gate.budget(count)
-  await profiled(`${name}-commit`, () => r.produce())
+  if (producerProcs > 0 && profileDir !== undefined && name !== "bare") await r.produce(`${profileDir}/${name}-commit`)
+  else await profiled(`${name}-commit`, () => r.produce())
   const committedAt = now()
   await r.startRelay?.()
   const relayStart = now()
@@ -522,6 +620,34 @@ const stages = async (name: string, r: Running, count: number) => {
     outOfOrder: r.sink.outOfOrder,
   }
   console.log(`${name} stages: ${JSON.stringify(result)}`)
+  return result
+}
+
+/**
+ * `--stages N --together`: the consumer side's most, as a function runs it: N events committed first, then the relay
+ * (outbox+kafka) and the consumer running together on that backlog (the consumer's group joined first), timed from
+ * the relay's start (pg bus: the subscription's) until the last event is handled.
+ */
+const consumerSide = async (name: string, r: Running, count: number) => {
+  r.gate.budget(count)
+  await r.produce()
+  let t0 = now()
+  await r.subscribe()
+  if (r.unpublished) {
+    // The consumer joins its group first (nothing to read yet), as it has long done in a running function.
+    await sleep(5_000)
+    t0 = now()
+  }
+  await r.startRelay?.()
+  await profiled(`${name}-relay+consume`, () => drain(r, name))
+  const result = {
+    count: r.gate.committed,
+    consumerSideRate: r.sink.consumed / ((r.sink.lastAt - t0) / 1000),
+    consumedOnce: r.sink.consumed,
+    duplicates: r.sink.duplicates,
+    outOfOrder: r.sink.outOfOrder,
+  }
+  console.log(`${name} relay and consumer together: ${JSON.stringify(result)}`)
   return result
 }
 
@@ -551,7 +677,7 @@ for (const name of paths) {
 if (stagesCount > 0) process.exit(0)
 const fmt = (x: number | undefined, digits = 0) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits))
 console.log(
-  `event path, ${producers} producers (one event per transaction), window ${window}, ${seconds} s after ${warmup} s warm-up:`,
+  `event path, ${producerProcs > 0 ? `${producerProcs} producer processes × ${producers} fibers` : `${producers} producer fibers in this process`} (one event per transaction), window ${window}, ${seconds} s after ${warmup} s warm-up:`,
 )
 console.log(
   "path          events/s  committed/s  p50/p99 ms (at max)   latency phase: offered  p50 ms  p99 ms  max ms   once/dup/missing/order",
@@ -600,6 +726,7 @@ console.log(
     warmup,
     latencySeconds,
     producers,
+    producerProcs,
     window,
     targets: { rate: TARGET_RATE, p99Ms: TARGET_P99_MS, ratioToBare: TARGET_RATIO },
     results,
