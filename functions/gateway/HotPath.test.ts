@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Context } from "effect"
+import { Context, Tracer } from "effect"
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import { requestRecorder } from "../../shared/HttpMetrics.ts"
 import { defineModule } from "../../shared/Module.ts"
 import { sql } from "../../shared/testing/harness.ts"
 import { type JwksServer, serveJwks } from "../../shared/testing/jwksServer.ts"
@@ -54,12 +55,66 @@ const downManifest = defineModule({
   routes: [{ method: "GET", path: "/api/v1/down/thing", auth: "public" }],
 })
 
+type HotServices = Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
+
+// The gateway's hot path over the given services, as `Http.ts` builds it (routes resolved without its cache).
+const hotPathOver = (context: HotServices, table: RouteTable.RouteTable, options: ReturnType<typeof proxyOptions>) =>
+  makeHotPath({
+    services: context,
+    upstreams: Context.get(context, Upstreams),
+    auth: Context.get(context, EdgeAuth),
+    permissions: Context.get(context, Permissions),
+    limits: Context.get(context, RateLimits),
+    cors: options.cors,
+    maxBodyBytes: options.maxBodyBytes,
+    routeOf: (method, path) => {
+      const resolved = table.resolve(method, path)
+      return resolved._tag === "Match"
+        ? {
+            route: resolved.route,
+            own: settingsOf(resolved.route, options),
+            record: requestRecorder(method, resolved.route.template),
+          }
+        : undefined
+    },
+  })
+
+// A server in front of a hot path: 599 when it did not take a request.
+const probeServer = (hot: ReturnType<typeof makeHotPath>) =>
+  createServer((request, response) => {
+    const url = request.url ?? "/"
+    const header = request.headers["x-request-id"]
+    const taken = hot({
+      request,
+      response,
+      method: request.method ?? "GET",
+      path: url.split("?")[0]!,
+      requestId: typeof header === "string" ? header : randomUUID(),
+      clientIp: request.socket.remoteAddress ?? "",
+      trustedPeer: false,
+      started: performance.now(),
+    })
+    if (!taken) response.writeHead(NOT_TAKEN).end()
+  })
+
+// A tracer that exports: the native tracer's spans, kept.
+const exported: Array<Tracer.Span> = []
+const recordingTracer = Tracer.make({
+  span: (options) => {
+    const span = Tracer.nativeTracer.span(options)
+    exported.push(span)
+    return span
+  },
+})
+
 let gateway: GatewayUnderTest
 let echo: TestUpstream
 let jwks: JwksServer
 let privateKey: CryptoKey
 let probe: Server
 let probeUrl: string
+let exportingProbe: Server
+let exportingProbeUrl: string
 
 beforeAll(async () => {
   const pair = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true })
@@ -91,43 +146,21 @@ beforeAll(async () => {
     },
   })
   // The gateway's hot path over its running services, behind a server of its own: 599 when it did not take a request.
-  const context = gateway.running.context as unknown as Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
+  const context = gateway.running.context as unknown as HotServices
   const table = RouteTable.fromManifests(manifests)
   const options = proxyOptions(gateway.config, table)
-  const hot = makeHotPath({
-    services: context,
-    upstreams: Context.get(context, Upstreams),
-    auth: Context.get(context, EdgeAuth),
-    permissions: Context.get(context, Permissions),
-    limits: Context.get(context, RateLimits),
-    cors: options.cors,
-    maxBodyBytes: options.maxBodyBytes,
-    routeOf: (method, path) => {
-      const resolved = table.resolve(method, path)
-      return resolved._tag === "Match" ? { route: resolved.route, own: settingsOf(resolved.route, options) } : undefined
-    },
-  })
-  probe = createServer((request, response) => {
-    const url = request.url ?? "/"
-    const header = request.headers["x-request-id"]
-    const taken = hot({
-      request,
-      response,
-      method: request.method ?? "GET",
-      path: url.split("?")[0]!,
-      requestId: typeof header === "string" ? header : randomUUID(),
-      clientIp: request.socket.remoteAddress ?? "",
-      trustedPeer: false,
-      started: performance.now(),
-    })
-    if (!taken) response.writeHead(NOT_TAKEN).end()
-  })
+  probe = probeServer(hotPathOver(context, table, options))
+  // The same over a tracer that exports (it records the spans it makes): the hot path makes its span only then.
+  exportingProbe = probeServer(hotPathOver(Context.add(context, Tracer.Tracer, recordingTracer), table, options))
+  await new Promise<void>((resolve) => exportingProbe.listen(0, "127.0.0.1", resolve))
+  exportingProbeUrl = `http://127.0.0.1:${(exportingProbe.address() as AddressInfo).port}`
   await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve))
   probeUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
 })
 
 afterAll(async () => {
   await new Promise((resolve) => probe?.close(resolve))
+  await new Promise((resolve) => exportingProbe?.close(resolve))
   await gateway?.close()
   await Promise.all([echo?.close(), jwks?.close()])
   if (gateway) await sql(`DROP SCHEMA IF EXISTS ${gateway.schema} CASCADE`)
@@ -239,5 +272,47 @@ describe.skipIf(!REDIS)("the gateway's hot path", () => {
     expect(down.status).toBe(503)
     expect(down.headers.get("retry-after")).toBe("1")
     expect(((await down.json()) as { code: string }).code).toBe("service_unavailable")
+  })
+
+  it("makes its server span when a tracer exports, and continues the trace (sampled or not) either way", async () => {
+    const traceId = randomUUID().replaceAll("-", "")
+    const headers = { traceparent: `00-${traceId}-b7ad6b7169203331-01`, "x-request-id": "hot-span" }
+    const before = exported.length
+    const res = await fetch(`${exportingProbeUrl}/api/v1/echo/public?x=1`, { headers })
+    expect(res.status).toBe(200)
+    await res.body?.cancel()
+    const spans = exported.slice(before)
+    expect(spans).toHaveLength(1)
+    const span = spans[0]!
+    expect(span.name).toBe("http.server GET")
+    expect(span.kind).toBe("server")
+    expect(span.traceId).toBe(traceId)
+    expect(span.parent._tag === "Some" && span.parent.value.spanId).toBe("b7ad6b7169203331")
+    expect(span.status._tag).toBe("Ended")
+    expect(Object.fromEntries(span.attributes)).toMatchObject({
+      "http.request.method": "GET",
+      "url.path": "/api/v1/echo/public",
+      "http.route": "/api/v1/echo/public",
+      "http.response.status_code": 200,
+    })
+    // The upstream's traceparent is that span's.
+    expect(echo.seen.at(-1)!.headers.traceparent).toBe(`00-${traceId}-${span.spanId}-01`)
+
+    // Without an exporting tracer no span is made, and the ids still continue the trace; an unsampled parent stays
+    // unsampled, and a request without one starts a trace.
+    const unsampled = await fetch(`${probeUrl}/api/v1/echo/public`, {
+      headers: { traceparent: `00-${traceId}-b7ad6b7169203331-00` },
+    })
+    expect(unsampled.status).toBe(200)
+    await unsampled.body?.cancel()
+    expect(echo.seen.at(-1)!.headers.traceparent).toMatch(
+      new RegExp(`^00-${traceId}-(?!b7ad6b7169203331)[0-9a-f]{16}-00$`),
+    )
+    const fresh = await fetch(`${probeUrl}/api/v1/echo/public`)
+    await fresh.body?.cancel()
+    const started = echo.seen.at(-1)!.headers.traceparent as string
+    expect(started).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/)
+    expect(started).not.toContain(traceId)
+    expect(exported.length).toBe(before + 1)
   })
 })

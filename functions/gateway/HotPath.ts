@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Cause, Clock, Context, Effect, Exit, LogLevel, References, Tracer } from "effect"
+import { Hex } from "effect/encoding"
 import { Cookies, type Headers, type HttpServerResponse, HttpTraceContext } from "effect/http"
 import type { Permissions } from "../../shared/access/Permissions.ts"
-import { recordRequestNow } from "../../shared/HttpMetrics.ts"
+import type { RequestRecorder } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import * as Cors from "./Cors.ts"
 import type { EdgeAuth } from "./EdgeAuth.ts"
@@ -15,10 +16,12 @@ import type { Route } from "./RouteTable.ts"
 import { hasBody, sendNow, stream } from "./SocketAnswers.ts"
 import { isFailure, type UpstreamFailure, type UpstreamResponse, type Upstreams } from "./Upstreams.ts"
 
-/** A route as the hot path needs it: the route, its settings, and whether its limits count without waiting. */
+/** A route as the hot path needs it: the route, its settings, and its RED metrics for this method. */
 export interface HotRoute {
   readonly route: Route
   readonly own: RouteSettings
+  /** The request metrics labelled with this method and route template, resolved once per status. */
+  readonly record: RequestRecorder
 }
 
 /** One request as the front saw it (request id, client address and trust computed once for either path). */
@@ -69,6 +72,10 @@ export const makeHotPath = (deps: {
   // As `Effect.withSpan` decides it for a span of the default trace level (Info).
   const sampledByLevel = !LogLevel.isGreaterThan(Context.get(services, Tracer.MinimumTraceLevel), "Info")
   const enabled = Context.get(services, References.TracerEnabled)
+  // Whether a tracer exports spans (OTLP, a test's): only then is a span object made per request. The native tracer
+  // keeps its spans in memory where nothing reads the hot path's (its ids reach the upstream and, on the rare logged
+  // answers, the log lines: both come from the ids alone).
+  const exporting = tracer !== Tracer.nativeTracer
 
   const run = <A>(effect: Effect.Effect<A>, then: (value: A) => void) =>
     Effect.runForkWith(services)(effect).addObserver((exit) => {
@@ -105,22 +112,36 @@ export const makeHotPath = (deps: {
 
     // Taken: from here the request is answered on this path.
     const parent = HttpTraceContext.fromHeaders(headers as unknown as Headers.Headers)
-    const span = tracer.span({
-      name: `http.server ${method}`,
-      parent,
-      annotations: Context.empty(),
-      links: spanLinks.length === 0 ? [] : [...spanLinks],
-      startTime: timing ? clock.currentTimeNanosUnsafe() : 0n,
-      kind: "server",
-      root: false,
-      sampled: parent._tag === "Some" && parent.value.sampled === false ? false : sampledByLevel,
-    })
-    for (const [key, value] of spanAnnotations) span.attribute(key, value)
-    span.attribute("http.request.method", method)
-    span.attribute("url.path", path)
+    let sampled = parent._tag === "Some" && parent.value.sampled === false ? false : sampledByLevel
+    let span: Tracer.Span | undefined
+    let traceId: string
+    let spanId: string
+    if (exporting) {
+      span = tracer.span({
+        name: `http.server ${method}`,
+        parent,
+        annotations: Context.empty(),
+        links: spanLinks.length === 0 ? [] : [...spanLinks],
+        startTime: timing ? clock.currentTimeNanosUnsafe() : 0n,
+        kind: "server",
+        root: false,
+        sampled,
+      })
+      for (const [key, value] of spanAnnotations) span.attribute(key, value)
+      span.attribute("http.request.method", method)
+      span.attribute("url.path", path)
+      traceId = span.traceId
+      spanId = span.spanId
+      sampled = span.sampled
+    } else {
+      // The ids the native span would draw: the parent's trace, a span id of its own.
+      traceId = parent._tag === "Some" ? parent.value.traceId : Hex.random(32)
+      spanId = Hex.random(16)
+    }
 
     const finished = (status: number) => {
-      recordRequestNow(services, method, route.template, status, (performance.now() - arrival.started) / 1000)
+      hot.record(services, status, (performance.now() - arrival.started) / 1000)
+      if (span === undefined) return
       span.attribute("http.route", route.template)
       span.attribute("http.response.status_code", status)
       span.end(timing ? clock.currentTimeNanosUnsafe() : 0n, Exit.void)
@@ -130,7 +151,7 @@ export const makeHotPath = (deps: {
         Effect.annotateLogs(
           actor === undefined ? { request_id: requestId } : { request_id: requestId, user_id: actor },
         ),
-        Effect.withParentSpan(span),
+        Effect.withParentSpan(span ?? Tracer.externalSpan({ traceId, spanId, sampled })),
       )
     // An answer of the gateway's own (a refusal, a problem for an upstream failure), as the Effect path writes it.
     const reply = (answer: HttpServerResponse.HttpServerResponse) => {
@@ -168,7 +189,7 @@ export const makeHotPath = (deps: {
         path,
         requestId,
         // As HttpTraceContext.toHeaders writes it, without its B3 header.
-        traceparent: `00-${span.traceId.padStart(32, "0")}-${span.spanId}-${span.sampled ? "01" : "00"}`,
+        traceparent: `00-${traceId.padStart(32, "0")}-${spanId}-${sampled ? "01" : "00"}`,
         trustedPeer: arrival.trustedPeer,
         maxBodyBytes,
         timeoutMs: own.timeoutMs,

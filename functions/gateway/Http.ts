@@ -6,7 +6,7 @@ import { type Headers, HttpRouter, HttpServerResponse, HttpTraceContext } from "
 import { Permissions } from "../../shared/access/Permissions.ts"
 import { clientAddress } from "../../shared/ClientAddress.ts"
 import type { Front } from "../../shared/Drain.ts"
-import { recordRequest } from "../../shared/HttpMetrics.ts"
+import { recordRequest, requestRecorder } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "../../shared/RequestContext.ts"
 import * as Server from "../../shared/Server.ts"
@@ -140,7 +140,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       )
     }
 
-    // The matched route and its settings per method and path, for the hot path: most requests repeat a few paths.
+    // The matched route, its settings and its metrics per method and path, for the hot path: most requests repeat a few paths.
     // Matches only (a flood of unknown paths does not push them out); bounded, the oldest first out (paths with ids
     // are many).
     const hotRoutes = new Map<string, HotRoute>()
@@ -151,7 +151,11 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       if (known !== undefined) return known
       const resolved = options.table.resolve(method, path)
       if (resolved._tag !== "Match") return undefined
-      const hot = { route: resolved.route, own: settingsFor(resolved.route) }
+      const hot = {
+        route: resolved.route,
+        own: settingsFor(resolved.route),
+        record: requestRecorder(method, resolved.route.template),
+      }
       if (hotRoutes.size >= ROUTE_CACHE_ENTRIES) hotRoutes.delete(hotRoutes.keys().next().value!)
       hotRoutes.set(key, hot)
       return hot
