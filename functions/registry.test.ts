@@ -1,9 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { plan } from "../infra/deploy.ts"
 import { discover } from "../scripts/build.ts"
-import { discoverModules, isCurrent } from "../scripts/registry.ts"
+import { discoverModules, isCurrent, jobsOfFunction } from "../scripts/registry.ts"
 import { registryProblems, startOrder } from "../shared/Module.ts"
 import { manifests } from "./registry.ts"
 
@@ -21,6 +22,27 @@ const sources = (dir: string): Array<string> =>
 // registry.ts is generated from functions/*/module.ts: a function added without regenerating it fails here, so its
 // permissions and events can never be silently unknown to authz and audit.
 describe("functions/registry.ts", () => {
+  it("shows the jobs a function's app declares, with their schedules", async () => {
+    const root = mkdtempSync(join(tmpdir(), "registry-jobs-"))
+    try {
+      mkdirSync(join(root, "chores"))
+      writeFileSync(
+        join(root, "chores", "App.ts"),
+        `export const app = { definition: { jobs: {
+          "sweep": { schedule: "0 3 * * *", catchUp: true, handler: () => undefined },
+          "send": { handler: () => undefined },
+        } } }`,
+      )
+      expect(await jobsOfFunction("chores", root)).toEqual([
+        { name: "sweep", schedule: "0 3 * * *", catchUp: true },
+        { name: "send" },
+      ])
+      expect(await jobsOfFunction("none", root)).toEqual([])
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
   it("lists every function with a module.ts and its routes (else: npm run registry)", async () => {
     expect(await isCurrent(), "functions/registry.ts is stale: run `npm run registry`").toBe(true)
     expect(manifests.map((m) => m.name).sort()).toEqual(discoverModules())

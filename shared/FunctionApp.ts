@@ -1,8 +1,9 @@
-import { type Effect, Layer } from "effect"
+import { type Effect, Layer, type Redacted } from "effect"
 import type { HttpRouter, HttpServer } from "effect/http"
 import { routesOf } from "./access/Route.ts"
 import type { ConfigInvalid } from "./Config.ts"
 import * as GrpcDeferred from "./GrpcDeferred.ts"
+import * as Jobs from "./Jobs.ts"
 import type { ModuleDeclaration, RouteSpec } from "./Module.ts"
 import * as Server from "./Server.ts"
 
@@ -37,7 +38,7 @@ export interface DefinedApp<C = any> extends FunctionApp<C> {
 }
 
 /** A function with an HTTP contract: the parts its entries and tests assemble. */
-export interface Definition<C extends ServersConfig, R, S, RC, RU> {
+export interface Definition<C extends ServersConfig, R, S, RC, RU, RJ = never> {
   readonly manifest: Pick<ModuleDeclaration, "name">
   /** Its public contract (`Api.ts`): each endpoint declares who may call it; the guard enforces that. */
   readonly api: { readonly identifier: string; readonly groups: object }
@@ -48,6 +49,11 @@ export interface Definition<C extends ServersConfig, R, S, RC, RU> {
   readonly grpc?: () => Promise<GrpcDeferred.GrpcModule<any>>
   /** Background work of a container (event consumers, relays); Lambda leaves it out (it would freeze between calls). */
   readonly background?: (config: C) => Layer.Layer<never, unknown, RC>
+  /**
+   * Its durable jobs by name (`Jobs.cron`, `Jobs.onDemand`, each with its handler), kept in `<DB_SCHEMA>_jobs`: a
+   * container runs them; every runtime may enqueue them (`Jobs.Jobs`). Needs the database keys (`Config.database`).
+   */
+  readonly jobs?: Jobs.JobSpecs<RJ>
   /** Development routes outside its contract, served unguarded (the dev mailbox). */
   readonly unguarded?: (config: C) => Layer.Layer<never, never, RU>
   /**
@@ -61,18 +67,40 @@ export interface Definition<C extends ServersConfig, R, S, RC, RU> {
 type ServerGiven = Layer.Success<typeof HttpServer.layerServices> | HttpRouter.HttpRouter
 
 /** The services a definition's parts need that `services` does not give: `never` when it is complete. */
-type Missing<R, S, RC, RU> = Exclude<R | RC | RU, S | ServerGiven>
+type Missing<R, S, RC, RU, RJ> = Exclude<R | RC | RU | RJ, S | ServerGiven | Jobs.Jobs>
 
 /**
  * A function's app from its parts. A container serves HTTP (every route guarded as its contract declares) and, with
  * `grpc`, gRPC, plus its background work; Lambda serves the same guarded HTTP app. A part that needs a service
  * `services` does not give is a type error naming it.
  */
-export const define = <C extends ServersConfig, R, S, RC = never, RU = never>(
-  definition: Definition<C, R, S, RC, RU> &
-    ([Missing<R, S, RC, RU>] extends [never] ? unknown : { readonly missing: Missing<R, S, RC, RU> }),
-): DefinedApp<C> & { readonly definition: Definition<C, R, S, RC, RU> } => {
+export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ = never>(
+  definition: Definition<C, R, S, RC, RU, RJ> &
+    ([Missing<R, S, RC, RU, RJ>] extends [never] ? unknown : { readonly missing: Missing<R, S, RC, RU, RJ> }),
+): DefinedApp<C> & { readonly definition: Definition<C, R, S, RC, RU, RJ> } => {
   const { api, http, grpc, background, unguarded, services } = definition
+  // Its jobs on its own database; on Lambda only enqueued (an invocation is frozen between calls).
+  const jobs = (config: C, runtime: Runtime) => {
+    const declared = definition.jobs ?? {}
+    if (Object.keys(declared).length === 0) return Jobs.none(definition.manifest.name)
+    const db = config as Partial<{ readonly databaseUrl: Redacted.Redacted<string>; readonly dbSchema: string }>
+    if (db.databaseUrl === undefined || db.dbSchema === undefined) {
+      throw new Error(`${definition.manifest.name} declares jobs: its config needs the database keys (Config.database)`)
+    }
+    return Jobs.layer({
+      service: definition.manifest.name,
+      url: db.databaseUrl,
+      schema: db.dbSchema,
+      jobs: declared,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      work: runtime === "container",
+    })
+  }
+  // What the parts run on: the function's services and its jobs (whose handlers use those services).
+  const given = (config: C, runtime: Runtime) => {
+    const services_ = services(config, runtime)
+    return jobs(config, runtime).pipe(Layer.provideMerge(services_)) as unknown as typeof services_
+  }
   const declared = routesOf(api)
   const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
     const served = servers(http, {
@@ -82,8 +110,9 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never>(
       grpc,
       ...(unguarded ? { unguarded: unguarded(config) } : {}),
     })
-    const given = services(config, "container")
-    const provided = standIns === undefined ? given : Layer.merge(given, standIns.pipe(Layer.provide(given)))
+    const provided_ = given(config, "container")
+    const provided =
+      standIns === undefined ? provided_ : Layer.merge(provided_, standIns.pipe(Layer.provide(provided_)))
     return Layer.mergeAll(served, background?.(config) ?? Layer.empty).pipe(
       Layer.provideMerge(provided),
     ) as Layer.Layer<unknown, unknown, never>
@@ -97,7 +126,7 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never>(
     container: (config) => layer(config) as Layer.Layer<never, unknown, never>,
     lambda: (config) =>
       Server.app(Server.guarded(http, declared), { api, maxBodyBytes: config.maxBodyBytes }).pipe(
-        Layer.provide(services(config, "lambda")),
+        Layer.provide(given(config, "lambda")),
       ) as Layer.Layer<unknown, unknown, never>,
   }
 }

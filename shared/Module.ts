@@ -14,6 +14,13 @@ export interface RouteSpec {
   readonly userPerMinute?: number
 }
 
+/** A durable job as the registry shows it: its name and, for a cron job, its UTC schedule and catch-up. */
+export interface JobSummary {
+  readonly name: string
+  readonly schedule?: string
+  readonly catchUp?: boolean
+}
+
 /** A permission a function defines: `{module}.{resource}.{action}`. */
 export interface PermissionSpec {
   readonly name: string
@@ -63,6 +70,8 @@ export interface ModuleManifest {
   readonly edge?: true
   /** Derived: each endpoint of `Api.ts` with its declaration (`Route.open`, `Route.signedIn`, `Route.requires`). */
   readonly routes: ReadonlyArray<RouteSpec>
+  /** Derived: the durable jobs its app definition declares (`App.ts`, `jobs`), by name, with their schedules. */
+  readonly jobs?: ReadonlyArray<JobSummary>
   readonly permissions: ReadonlyArray<PermissionSpec>
   /**
    * Event types it publishes (`<name>.entity.action`) and consumes (another function's types, or `*` for every event);
@@ -81,8 +90,8 @@ export interface ModuleManifest {
   readonly assets?: ReadonlyArray<AssetSpec>
 }
 
-/** What a function's `module.ts` declares: everything but its routes, which its HTTP contract declares. */
-export type ModuleDeclaration = Omit<ModuleManifest, "routes">
+/** What a function's `module.ts` declares: everything but its routes (its HTTP contract) and jobs (its app). */
+export type ModuleDeclaration = Omit<ModuleManifest, "routes" | "jobs">
 
 const NAME = /^[a-z][a-z0-9-]*$/
 /** A permission string: `{module}.{resource}.{action}` segments (authz's grants use the same rule, plus wildcards). */
