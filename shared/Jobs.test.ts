@@ -81,6 +81,41 @@ describe("Jobs (real Postgres)", () => {
     }
   }, 60_000)
 
+  it("enqueues many in one call, each once per key as enqueue would (also a key twice in the call)", async () => {
+    const schema = freshSchema("t_jobs").schema
+    const ran: Array<unknown> = []
+    const started = await start(schema, {
+      "send-receipt": Jobs.onDemand((data) => Effect.sync(() => void ran.push(data))),
+    })
+    try {
+      const before = await Effect.runPromise(started.jobs.enqueue("send-receipt", { order: 1 }, { key: "order-1" }))
+      const ids = await Effect.runPromise(
+        started.jobs.enqueueMany("send-receipt", [
+          { data: { order: 1 }, key: "order-1" },
+          { data: { order: 2 }, key: "order-2" },
+          { data: { order: 2 }, key: "order-2" },
+          { data: { order: 3 } },
+          { data: { order: 4 }, runAt: new Date(Date.now() + 1_500) },
+        ]),
+      )
+      expect(ids).toHaveLength(5)
+      expect(ids[0]).toBe(before)
+      expect(ids[2]).toBe(ids[1])
+      expect(new Set(ids).size).toBe(4)
+      await until("the batch", () => ran.length === 4, 15_000)
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      expect(ran).toHaveLength(4)
+      expect(ran).toEqual(expect.arrayContaining([{ order: 1 }, { order: 2 }, { order: 3 }, { order: 4 }]))
+      // The same keys again, after they ran: nothing more runs.
+      await Effect.runPromise(started.jobs.enqueueMany("send-receipt", [{ data: { order: 2 }, key: "order-2" }]))
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      expect(ran).toHaveLength(4)
+    } finally {
+      await started.close()
+      await dropJobs(schema)
+    }
+  }, 60_000)
+
   it("retries a failing job with growing waits, then dead-letters it where it can be listed", async () => {
     const schema = freshSchema("t_jobs").schema
     const attempts: Array<number> = []

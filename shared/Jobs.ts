@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import { Context, Effect, Exit, Layer, Metric, Redacted, Schedule, Schema } from "effect"
-import type { PgBoss } from "pg-boss"
+import type { JobInsert, PgBoss } from "pg-boss"
 import { assertIdentifier } from "./Db.ts"
 import { register } from "./Health.ts"
 
@@ -90,6 +90,14 @@ export class Jobs extends Context.Service<
       data: unknown,
       options?: { readonly key?: string; readonly runAt?: Date },
     ): Effect.Effect<string, JobsError>
+    /**
+     * Enqueues many runs of a declared on-demand job in one INSERT (a producer's batch: one round trip, not one per
+     * job), each as `enqueue` would: with `key`, once per key, also within the call. Returns their ids, in order.
+     */
+    enqueueMany(
+      name: string,
+      items: ReadonlyArray<{ readonly data: unknown; readonly key?: string; readonly runAt?: Date }>,
+    ): Effect.Effect<ReadonlyArray<string>, JobsError>
     /** Jobs of `name` that failed their last attempt, newest first (the admin listing). */
     deadLetters(name: string, limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, JobsError>
   }
@@ -98,7 +106,7 @@ export class Jobs extends Context.Service<
 /** The jobs of a function that declares none: enqueueing any is a defect. */
 export const none = (service: string): Layer.Layer<Jobs> => {
   const undeclared = (name: string) => Effect.die(new Error(`job ${name} is not declared by ${service}`))
-  return Layer.succeed(Jobs, Jobs.of({ enqueue: undeclared, deadLetters: undeclared }))
+  return Layer.succeed(Jobs, Jobs.of({ enqueue: undeclared, enqueueMany: undeclared, deadLetters: undeclared }))
 }
 
 /** How the kernel runs a function's jobs. */
@@ -328,6 +336,27 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
               }),
             )
             return sent ?? id ?? ""
+          }),
+        enqueueMany: (name, items) =>
+          Effect.gen(function* () {
+            yield* declared(name)
+            // Ids are made here (from the key, else random), so each item's id is known though the INSERT skips what
+            // it already holds (ON CONFLICT DO NOTHING: a key enqueued before); a key twice in the call is one job.
+            const ids = items.map((item) => (item.key === undefined ? randomUUID() : idOfKey(name, item.key)))
+            const unique = new Map<string, JobInsert>()
+            items.forEach((item, i) => {
+              const id = ids[i]!
+              if (unique.has(id)) return
+              unique.set(id, {
+                id,
+                data: (item.data ?? {}) as object,
+                ...(item.runAt === undefined ? {} : { startAfter: item.runAt }),
+              })
+            })
+            if (unique.size > 0) {
+              yield* call(`jobs ${name} could not be enqueued`, () => boss.insert(name, [...unique.values()]))
+            }
+            return ids
           }),
         deadLetters: (name, limit = 100) =>
           Effect.gen(function* () {
