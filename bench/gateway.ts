@@ -10,6 +10,13 @@
 //                                             gateway's and the forwarder's top self-time functions are printed)
 //                         [--header-probe]    (one more path: straight to identity with the headers the gateway adds,
 //                                             traceparent, x-request-id and x-forwarded-*: what they cost identity)
+//                         [--sources]         (the functions run from their TypeScript sources, as `npm start` and the
+//                                             tests run them; by default from their images' files, scripts/build.ts
+//                                             --image, as deployed: from the sources each function held 20-45 MiB more RSS;
+//                                             with --cpu-prof, --sources names the source files in the profiles)
+//                         [--node-options "FLAGS"] (Node options of the functions and the forwarder; by default the
+//                                             heap bounds the image gives each function, infra/deploy.ts; "" for
+//                                             V8's own sizing)
 import { execFileSync, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import {
@@ -29,6 +36,8 @@ import { delimiter, join, resolve } from "node:path"
 import { parseArgs, parseEnv } from "node:util"
 import { Agent, request } from "undici"
 import { startPlatform } from "../e2e/testing/platform.ts"
+import { functionHeapOptions } from "../infra/deploy.ts"
+import { assemble, build, discover } from "../scripts/build.ts"
 import { type Child, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { childPids, mib, processCpuMs, profileTop, rssBytes } from "./lib.ts"
@@ -43,6 +52,8 @@ const { values } = parseArgs({
     "nginx-workers": { type: "string", default: "1" },
     "cpu-prof": { type: "string" },
     "header-probe": { type: "boolean", default: false },
+    "node-options": { type: "string", default: functionHeapOptions },
+    sources: { type: "boolean", default: false },
   },
 })
 const seconds = Number(values.seconds)
@@ -53,6 +64,8 @@ const nginxWorkers = Number(values["nginx-workers"])
 const profileDir = values["cpu-prof"] === undefined ? undefined : resolve(values["cpu-prof"])
 if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true })
 const profileFlags = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]
+// What the functions and the forwarder run with: as deployed (the image's heap bounds) unless told otherwise.
+const nodeOptions = [values["node-options"], ...profileFlags].filter((flag) => flag !== "").join(" ")
 
 // Targets (reported, never enforced). Memory: each function's RSS at the end of the load ≤ 3 × the idle RSS of a bare
 // node:http server (bench/fixtures/bare-http.mjs, the baseline of bench:cold-start) measured in the same run.
@@ -91,6 +104,14 @@ const measured = (() => {
   }
 })()
 
+// Every function bundled and laid out as its image holds it (what ships), run with `node main.mjs`; unless --sources.
+const imagesDir = !values.sources ? mkdtempSync(join(tmpdir(), "bench-gateway-images-")) : undefined
+if (imagesDir !== undefined) {
+  for (const report of await build(discover(), { outdir: join(imagesDir, "build") })) {
+    await assemble(report, "main", join(imagesDir, report.name))
+  }
+}
+
 const adminEmail = `bench-admin-${randomUUID().slice(0, 8)}@example.com`
 const platform = await startPlatform({
   env: {
@@ -100,8 +121,11 @@ const platform = await startPlatform({
     RATE_LIMIT_IP_PER_MINUTE: process.env.BENCH_IP_LIMIT ?? "100000000",
     RATE_LIMIT_USER_PER_MINUTE: process.env.BENCH_USER_LIMIT ?? "100000000",
     LOGIN_IP_LIMIT_PER_MINUTE: "100000000",
-    ...(profileDir === undefined ? {} : { NODE_OPTIONS: profileFlags.join(" ") }),
+    ...(nodeOptions === "" ? {} : { NODE_OPTIONS: nodeOptions }),
   },
+  ...(imagesDir === undefined
+    ? {}
+    : { entry: (name: string) => ({ script: join(imagesDir, name, "main.mjs"), cwd: join(imagesDir, name) }) }),
 })
 const identity = platform.functions.get("identity")!
 const gatewayPid = platform.functions.get("gateway")!.child.pid!
@@ -113,6 +137,7 @@ const stop = () => {
     await Promise.all(extra.map((child) => child.stop()))
     if (nginxDir !== undefined) rmSync(nginxDir, { recursive: true, force: true })
     await platform.stop()
+    if (imagesDir !== undefined) rmSync(imagesDir, { recursive: true, force: true })
   })()
   return stopping
 }
@@ -123,9 +148,14 @@ const startForwarder = async () => {
   const port = await freePort()
   const child = spawnChild({
     name: "forwarder",
-    args: [...profileFlags, join(import.meta.dirname, "forwarder.ts")],
+    args: [join(import.meta.dirname, "forwarder.ts")],
     cwd: ROOT,
-    env: { ...process.env, NODE_OPTIONS: undefined, UPSTREAM_URL: identity.url, HTTP_PORT: String(port) },
+    env: {
+      ...process.env,
+      NODE_OPTIONS: nodeOptions === "" ? undefined : nodeOptions,
+      UPSTREAM_URL: identity.url,
+      HTTP_PORT: String(port),
+    },
   })
   extra.push(child)
   const url = `http://127.0.0.1:${port}`
@@ -475,6 +505,8 @@ try {
   console.log(
     `measured: ${measured.commit}${measured.uncommitted.length > 0 ? ` + uncommitted ${measured.uncommitted.join(", ")}` : ""}`,
   )
+  console.log(`functions run from: ${imagesDir === undefined ? "their TypeScript sources" : "their images' files"}`)
+  console.log(`node options of the functions and the forwarder: ${values["node-options"] || "(none: V8's own sizing)"}`)
   console.log(`max rate, ${concurrency} clients, median of ${rounds} rounds (paths alternating):`)
   const header = ["path", "rps", "rounds", "proxy CPU/req", "identity CPU/req", "non-200"]
   const rows = paths.map((p) => {
@@ -572,6 +604,8 @@ try {
       seconds,
       concurrency,
       rounds,
+      nodeOptions: values["node-options"],
+      from: imagesDir === undefined ? "sources" : "images",
       nginx: nginx === undefined ? { skipped: nginxSkipped } : { version: nginx.version, workers: nginxWorkers },
       paths: summary,
       directRps: direct.rps,

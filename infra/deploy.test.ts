@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { manifests } from "../functions/registry.ts"
 import { defineRegistry, type ModuleManifest } from "../shared/Module.ts"
-import { functionSecrets, functionSettings, plan } from "./deploy.ts"
+import { functionHeap, functionHeapOptions, functionSecrets, functionSettings, plan } from "./deploy.ts"
 
 const configOf = (fn: string) => readFileSync(`functions/${fn}/Config.ts`, "utf8")
 
@@ -58,5 +58,20 @@ describe("the deploy plan", () => {
     expect(functionSettings).toEqual(
       Object.fromEntries(manifests.flatMap((m) => (m.settings ? [[m.name, m.settings]] : []))),
     )
+  })
+
+  // The heap bounds are declared once (deploy.ts); the image, which Kubernetes and SST run, carries exactly those.
+  it("gives the image the functions' heap bounds as declared, within the containers' memory", () => {
+    const dockerfile = readFileSync("infra/Dockerfile", "utf8")
+    const declared = /^ARG NODE_HEAP_OPTIONS="([^"]*)"$/m.exec(dockerfile)?.[1]
+    expect(declared).toBe(functionHeapOptions)
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "))
+    expect(runtime).toMatch(/^ARG NODE_HEAP_OPTIONS$/m)
+    expect(runtime).toMatch(/^ENV .*NODE_OPTIONS="\$\{NODE_HEAP_OPTIONS\}"/m)
+    // Kubernetes' limit (scripts/k8s.ts) and SST's default task memory are 512 MiB: the old space, the young
+    // generation (2 semi-spaces) and what Node holds outside the heap (≈ 100 MiB measured) fit under it.
+    const k8s = readFileSync("scripts/k8s.ts", "utf8")
+    expect(k8s).toContain('limits: { cpu: "1", memory: "512Mi"')
+    expect(functionHeap.maxOldSpaceMiB + 2 * functionHeap.maxSemiSpaceMiB + 128).toBeLessThanOrEqual(512)
   })
 })

@@ -24,6 +24,21 @@ export interface FunctionPlan {
   readonly public: boolean
 }
 
+/**
+ * Each function's V8 heap bounds, the one place they are declared: the image sets them (infra/Dockerfile's
+ * NODE_HEAP_OPTIONS, checked against this by infra/deploy.test.ts), so Kubernetes and SST/ECS, which run that image,
+ * have them; `npm start --processes` and the gateway bench give them to each function process.
+ * - The young generation (two semi-spaces) is what V8 grows first under load: left to itself it reaches 2 × 64 MiB
+ *   on a large host, and keeps it; 8 MiB semi-spaces hold the in-flight requests of a busy function.
+ * - The old space is capped well under the containers' 512 MiB limit (scripts/k8s.ts; SST's default task memory),
+ *   so a runaway heap ends as a V8 out-of-memory exit (restarted) rather than the kernel's kill of a container.
+ * The trade-off (RSS against GC time, measured by `npm run bench:gateway`) is in README.md, "Memory".
+ */
+export const functionHeap = { maxSemiSpaceMiB: 8, maxOldSpaceMiB: 256 } as const
+
+/** `functionHeap` as Node options (NODE_OPTIONS). */
+export const functionHeapOptions = `--max-semi-space-size=${functionHeap.maxSemiSpaceMiB} --max-old-space-size=${functionHeap.maxOldSpaceMiB}`
+
 /** Secrets every function gets. */
 const common: ReadonlyArray<SecretSpec> = [
   {

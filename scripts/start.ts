@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
+import { functionHeap, functionHeapOptions } from "../infra/deploy.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { type ModuleManifest, peerAddresses, startOrder } from "../shared/Module.ts"
 import { type Child, describeExit, spawnChild, stopAll, waitForHttp } from "./lib/processes.ts"
@@ -30,6 +31,9 @@ interface Supervised {
   child?: Child
   restarts: number
 }
+
+/** Node options with the caller's own after ours, so that theirs win. */
+const withNodeOptions = (ours: string, theirs: string | undefined) => (theirs ? `${ours} ${theirs}` : ours)
 
 const separate = process.argv.includes("--processes") || process.env.START_PROCESSES === "1"
 
@@ -132,6 +136,8 @@ const main = async () => {
         args: [`functions/${manifest.name}/main.ts`],
         env: {
           ...env,
+          // The heap bounds each function has in its container (the operator's own NODE_OPTIONS after them wins).
+          NODE_OPTIONS: withNodeOptions(functionHeapOptions, env.NODE_OPTIONS),
           HTTP_PORT: String(httpPort(manifest)),
           ...(manifest.ports.grpc ? { GRPC_PORT: String(grpcPort(manifest)) } : {}),
         },
@@ -152,7 +158,12 @@ const main = async () => {
     const platform: Supervised = {
       name: "platform",
       args: ["scripts/together.ts"],
-      env: { ...env, PLATFORM_PORTS: JSON.stringify(ports) },
+      env: {
+        ...env,
+        PLATFORM_PORTS: JSON.stringify(ports),
+        // One heap for every function: the per-function old-space cap does not apply; the young generation's does.
+        NODE_OPTIONS: withNodeOptions(`--max-semi-space-size=${functionHeap.maxSemiSpaceMiB}`, env.NODE_OPTIONS),
+      },
       // Its lines say which function wrote them (the logger's `service`).
       label: "",
       restarts: 0,

@@ -55,6 +55,11 @@ export const mailText = async (platform: Pick<Platform, "smtp">, email: string):
 export const startPlatform = async (
   options: {
     readonly env?: Record<string, string>
+    /**
+     * How a function is started: its script and working directory (default: functions/<name>/main.ts from the
+     * repository, as Node runs TypeScript; a bench may run the image's bundle instead).
+     */
+    readonly entry?: (name: string) => { readonly script: string; readonly cwd: string }
     /** Rewrites the run's database URL as the functions get it (a fault proxy in front of Postgres). */
     readonly databaseVia?: (url: string) => string
   } = {},
@@ -109,10 +114,11 @@ export const startPlatform = async (
   const functions = new Map<string, RunningFunction>()
   const launch = (name: string) => {
     const port = ports.get(name)!
+    const entry = options.entry?.(name) ?? { script: join(ROOT, "functions", name, "main.ts"), cwd: ROOT }
     const child = spawnChild({
       name,
-      args: [join(ROOT, "functions", name, "main.ts")],
-      cwd: ROOT,
+      args: [entry.script],
+      cwd: entry.cwd,
       env: { ...base, HTTP_PORT: String(port.http), GRPC_PORT: String(port.grpc) },
     })
     const running: RunningFunction = { name, url: httpUrl(name), grpcPort: port.grpc, child }
