@@ -17,7 +17,7 @@
 //                         [--node-options "FLAGS"] (Node options of the functions and the forwarder; by default the
 //                                             heap bounds the image gives each function, infra/deploy.ts; "" for
 //                                             V8's own sizing)
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import {
   accessSync,
@@ -40,7 +40,7 @@ import { functionHeapOptions } from "../infra/deploy.ts"
 import { assemble, build, discover } from "../scripts/build.ts"
 import { type Child, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
-import { childPids, mib, processCpuMs, profileTop, rssBytes } from "./lib.ts"
+import { childPids, measuredCommit, mib, processCpuMs, profileTop, rssBytes } from "./lib.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 const { values } = parseArgs({
@@ -84,25 +84,7 @@ if (!process.env.DATABASE_URL && existsSync(join(ROOT, ".env.test"))) {
 }
 
 // What is measured: the commit checked out, and whether the code the platform runs differs from it.
-const measured = (() => {
-  try {
-    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim()
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "functions", "shared", "bench"], {
-      cwd: ROOT,
-      encoding: "utf8",
-    })
-    // Porcelain lines are "XY path": the status letters may start with a space, so the lines are not trimmed.
-    return {
-      commit,
-      uncommitted: dirty
-        .split("\n")
-        .filter((line) => line.length > 3)
-        .map((line) => line.slice(3)),
-    }
-  } catch {
-    return { commit: "unknown", uncommitted: [] }
-  }
-})()
+const measured = measuredCommit(["functions", "shared", "bench"])
 
 // Every function bundled and laid out as its image holds it (what ships), run with `node main.mjs`; unless --sources.
 const imagesDir = !values.sources ? mkdtempSync(join(tmpdir(), "bench-gateway-images-")) : undefined

@@ -18,10 +18,9 @@
 //   node bench/jobs.ts [--rate 1000] [--seconds 20] [--warmup 5] [--enqueue single,batch] [--batch 10] [--linger 10]
 //     [--targets real,embedded] [--embedded-rate 300] [--crash-runs 3] [--embedded-crash-runs 1]
 //     [--worker-batch N] [--poll S] [--profile DIR]
-import { execFileSync, fork } from "node:child_process"
+import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { Session } from "node:inspector/promises"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
@@ -31,7 +30,7 @@ import { startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { Health } from "../shared/Health.ts"
 import * as Jobs from "../shared/Jobs.ts"
 import { freePort } from "../shared/testing/ports.ts"
-import { processCpuMs, quantile, textTable } from "./lib.ts"
+import { measuredCommit, processCpuMs, profiled, quantile, textTable } from "./lib.ts"
 
 const { values } = parseArgs({
   options: {
@@ -270,24 +269,6 @@ const dropSchema = async (url: string, schema: string) => {
   }
 }
 
-/** With `--profile DIR`: the CPU profile of this process (the worker) while `f` runs, to DIR/<name>.cpuprofile. */
-const profiled = async <A>(name: string, f: () => Promise<A>): Promise<A> => {
-  const dir = values.profile
-  if (dir === undefined) return f()
-  const session = new Session()
-  session.connect()
-  await session.post("Profiler.enable")
-  await session.post("Profiler.start")
-  try {
-    return await f()
-  } finally {
-    const { profile } = await session.post("Profiler.stop")
-    mkdirSync(dir, { recursive: true })
-    writeFileSync(join(dir, `${name}-worker.cpuprofile`), JSON.stringify(profile))
-    session.disconnect()
-  }
-}
-
 const workerBatch = values["worker-batch"] === undefined ? undefined : Number(values["worker-batch"])
 const pollSeconds = values.poll === undefined ? undefined : Number(values.poll)
 
@@ -346,7 +327,7 @@ const openLoop = async (
     process.stderr.write(`${name}: ${rate}/s for ${warmup} s warm-up + ${seconds} s\n`)
     const cpu0 = { worker: process.cpuUsage(), producer: processCpuMs(child.pid ?? -1) }
     const t0 = now()
-    const done = await profiled(name, async () => {
+    const done = await profiled(values.profile, `${name}-worker.cpuprofile`, async () => {
       child.send({ t: "start" })
       return message<{
         enqueued: number
@@ -445,25 +426,7 @@ const crash = async (target: string, url: string, runs: number) => {
 }
 
 // What is measured: the commit checked out, and whether the code the platform runs differs from it.
-const measured = () => {
-  try {
-    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim()
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "shared", "bench"], {
-      cwd: ROOT,
-      encoding: "utf8",
-    })
-    // Porcelain lines are "XY path": the status letters may start with a space, so the lines are not trimmed.
-    return {
-      commit,
-      uncommitted: dirty
-        .split("\n")
-        .filter((line) => line.length > 3)
-        .map((line) => line.slice(3)),
-    }
-  } catch {
-    return { commit: "unknown", uncommitted: [] }
-  }
-}
+const measured = () => measuredCommit(["shared", "bench"])
 
 const main = async () => {
   // The real servers of `npm run infra:up` (.env.test), unless the environment names them.

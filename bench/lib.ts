@@ -1,8 +1,11 @@
 // A small cold-start harness: spawn a command, time spawn -> first HTTP 200, repeat, summarise.
 
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { readdirSync, readFileSync } from "node:fs"
 import { get } from "node:http"
+import { Session } from "node:inspector/promises"
+import { join } from "node:path"
 import { NotReady, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { freePort } from "../shared/testing/ports.ts"
 
@@ -420,5 +423,44 @@ export const profileTop = (
     byOrigin: [...origins.entries()]
       .sort((a, b) => b[1] - a[1])
       .map(([origin, us]) => ({ origin, ms: us / 1000, share: share(us) })),
+  }
+}
+
+/**
+ * What a bench measured: the commit checked out, and which of `paths` (the code the platform runs) differ from it,
+ * so a figure taken with uncommitted edits says so.
+ */
+export const measuredCommit = (paths: ReadonlyArray<string>): { commit: string; uncommitted: Array<string> } => {
+  const root = join(import.meta.dirname, "..")
+  try {
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", ...paths], { cwd: root, encoding: "utf8" })
+    // Porcelain lines are "XY path": the status letters may start with a space, so the lines are not trimmed.
+    return {
+      commit,
+      uncommitted: dirty
+        .split("\n")
+        .filter((line) => line.length > 3)
+        .map((line) => line.slice(3)),
+    }
+  } catch {
+    return { commit: "unknown", uncommitted: [] }
+  }
+}
+
+/** Runs `f` under this process's V8 CPU profiler when `dir` is given, writing `dir/<file>`; else just runs it. */
+export const profiled = async <A>(dir: string | undefined, file: string, f: () => Promise<A>): Promise<A> => {
+  if (dir === undefined) return f()
+  const session = new Session()
+  session.connect()
+  await session.post("Profiler.enable")
+  await session.post("Profiler.start")
+  try {
+    return await f()
+  } finally {
+    const { profile } = await session.post("Profiler.stop")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(join(dir, file), JSON.stringify(profile))
+    session.disconnect()
   }
 }

@@ -19,8 +19,6 @@
 //     [--producer-procs 2] [--window 5000] [--keys 8] [--paths bare,outbox-kafka,pg-bus] [--stages N [--profile DIR] [--together]]
 import { type ChildProcess, fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdir, writeFile } from "node:fs/promises"
-import { Session } from "node:inspector/promises"
 import { parseArgs } from "node:util"
 import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import kafkajs from "kafkajs"
@@ -32,7 +30,7 @@ import * as Kernel from "../shared/Kernel.ts"
 import type { ModuleManifest } from "../shared/Module.ts"
 import * as Outbox from "../shared/Outbox.ts"
 import * as PgEventBus from "../shared/PgEventBus.ts"
-import { quantile } from "./lib.ts"
+import { profiled, quantile } from "./lib.ts"
 
 const { values } = parseArgs({
   options: {
@@ -61,23 +59,6 @@ const paths = values.paths.split(",")
 const stagesCount = Number(values.stages)
 const together = values.together
 const profileDir = values.profile
-
-/** With `--profile DIR` (stages only): runs `f` under the V8 CPU profiler, written to DIR/<name>.cpuprofile. */
-const profiled = async <A>(name: string, f: () => Promise<A>): Promise<A> => {
-  if (profileDir === undefined) return f()
-  const session = new Session()
-  session.connect()
-  await session.post("Profiler.enable")
-  await session.post("Profiler.start")
-  try {
-    return await f()
-  } finally {
-    const { profile } = await session.post("Profiler.stop")
-    await mkdir(profileDir, { recursive: true })
-    await writeFile(`${profileDir}/${name}.cpuprofile`, JSON.stringify(profile))
-    session.disconnect()
-  }
-}
 
 const TARGET_RATE = 5_000
 const TARGET_P99_MS = 250
@@ -595,20 +576,20 @@ const stages = async (name: string, r: Running, count: number) => {
   const t0 = now()
   r.gate.budget(count)
   if (producerProcs > 0 && profileDir !== undefined && name !== "bare") await r.produce(`${profileDir}/${name}-commit`)
-  else await profiled(`${name}-commit`, () => r.produce())
+  else await profiled(profileDir, `${name}-commit.cpuprofile`, () => r.produce())
   const committedAt = now()
   await r.startRelay?.()
   const relayStart = now()
   if (r.unpublished) {
     const unpublished = r.unpublished
-    await profiled(`${name}-relay`, async () => {
+    await profiled(profileDir, `${name}-relay.cpuprofile`, async () => {
       while ((await unpublished()) > 0) await sleep(10)
     })
   }
   const relayDone = now()
   await r.subscribe()
   const subscribedAt = now()
-  await profiled(`${name}-consume`, () => drain(r, name))
+  await profiled(profileDir, `${name}-consume.cpuprofile`, () => drain(r, name))
   const result = {
     count,
     commitRate: count / ((committedAt - t0) / 1000),
@@ -639,7 +620,7 @@ const consumerSide = async (name: string, r: Running, count: number) => {
     t0 = now()
   }
   await r.startRelay?.()
-  await profiled(`${name}-relay+consume`, () => drain(r, name))
+  await profiled(profileDir, `${name}-relay+consume.cpuprofile`, () => drain(r, name))
   const result = {
     count: r.gate.committed,
     consumerSideRate: r.sink.consumed / ((r.sink.lastAt - t0) / 1000),
