@@ -127,7 +127,14 @@ describe("KafkaEventBus", () => {
         const dead = yield* readTopic(kafka, CloudEvent.dlqOf(topic), 1)
         assert.strictEqual(KafkaEventBus.header(dead[0]!, KafkaEventBus.DlqHeaders.offset), "2")
         assert.strictEqual(KafkaEventBus.header(dead[0]!, KafkaEventBus.DlqHeaders.attempts), "3")
-        yield* waitUntil("event 4", () => handled.includes(4))
+        // Committed, not only handled: event 4's write commits with its batch's transaction, after its handler ran.
+        yield* waitUntil(
+          "event 4's effect committed",
+          Effect.map(
+            consumer.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${consumer.schema}.effects WHERE n = 4`),
+            (rows) => rows[0]?.n === 1,
+          ),
+        )
         assert.deepStrictEqual(handled, [0, 1, 3, 4])
         assert.strictEqual(poisonCalls, 3)
         // Its retries ran alone, once the events before it had committed.
@@ -163,11 +170,17 @@ describe("KafkaEventBus", () => {
         yield* send("k", JSON.stringify(event("test.item.created", 3)), 1)
         yield* waitUntil("event 3", () => handled.includes(3))
         assert.deepStrictEqual(handled, [1, 2, 3])
-        const [inbox] = yield* consumer.query<{ count: number }>(
+        // Its inbox row commits with its batch's transaction, just after its handler ran.
+        const inboxed = consumer.query<{ count: number }>(
           `SELECT count(*)::int AS count FROM ${consumer.schema}.inbox WHERE consumer = $1`,
           [group],
         )
-        assert.strictEqual(inbox?.count, 3)
+        yield* waitUntil(
+          "event 3's inbox row committed",
+          Effect.map(inboxed, (rows) => rows[0]?.count === 3),
+        )
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual((yield* inboxed)[0]?.count, 3)
       }),
     60_000,
   )

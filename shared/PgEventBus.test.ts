@@ -85,7 +85,14 @@ describe("PgEventBus", () => {
       yield* publish(3)
 
       yield* bus.subscribe({ topic, group: "g2", handler })
-      yield* waitUntil("event 3", () => calls.has(3))
+      // Committed, not only handled: event 3's write commits with its batch's transaction, after its handler ran.
+      yield* waitUntil(
+        "event 3's effect committed",
+        Effect.map(
+          consumer.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${consumer.schema}.effects WHERE n = 3`),
+          (rows) => rows[0]?.n === 1,
+        ),
+      )
 
       assert.deepStrictEqual(Object.fromEntries(calls), { 0: 1, 1: 3, 2: 3, 3: 1 })
       const effects = yield* consumer.query<{ n: number }>(`SELECT n FROM ${consumer.schema}.effects ORDER BY n`)
