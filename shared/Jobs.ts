@@ -103,10 +103,13 @@ export class Jobs extends Context.Service<
   }
 >()("shared/Jobs") {}
 
+// Asking for a job the function does not declare is a defect of the caller, not something to enqueue.
+const undeclared = (service: string, name: string) => Effect.die(new Error(`job ${name} is not declared by ${service}`))
+
 /** The jobs of a function that declares none: enqueueing any is a defect. */
 export const none = (service: string): Layer.Layer<Jobs> => {
-  const undeclared = (name: string) => Effect.die(new Error(`job ${name} is not declared by ${service}`))
-  return Layer.succeed(Jobs, Jobs.of({ enqueue: undeclared, enqueueMany: undeclared, deadLetters: undeclared }))
+  const refuse = (name: string) => undeclared(service, name)
+  return Layer.succeed(Jobs, Jobs.of({ enqueue: refuse, enqueueMany: refuse, deadLetters: refuse }))
 }
 
 /** How the kernel runs a function's jobs. */
@@ -320,44 +323,47 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
       }
 
       const declared = (name: string) =>
-        options.jobs[name] === undefined
-          ? Effect.die(new Error(`job ${name} is not declared by ${options.service}`))
-          : Effect.void
+        options.jobs[name] === undefined ? undeclared(options.service, name) : Effect.void
+
+      const enqueueMany = (
+        name: string,
+        items: ReadonlyArray<{ readonly data: unknown; readonly key?: string; readonly runAt?: Date }>,
+      ) =>
+        Effect.gen(function* () {
+          yield* declared(name)
+          // Ids are made here (from the key, else random), so each item's id is known though the INSERT skips what
+          // it already holds (ON CONFLICT DO NOTHING: a key enqueued before); a key twice in the call is one job.
+          const ids = items.map((item) => (item.key === undefined ? randomUUID() : idOfKey(name, item.key)))
+          const unique = new Map<string, JobInsert>()
+          items.forEach((item, i) => {
+            const id = ids[i]!
+            if (unique.has(id)) return
+            unique.set(id, {
+              id,
+              data: (item.data ?? {}) as object,
+              ...(item.runAt === undefined ? {} : { startAfter: item.runAt }),
+            })
+          })
+          if (unique.size > 0) {
+            yield* call(`jobs ${name} could not be enqueued`, () => boss.insert(name, [...unique.values()]))
+          }
+          return ids
+        })
 
       return Jobs.of({
+        // One job is a batch of one: the same id rules (from the key, else random) and the same INSERT.
         enqueue: (name, data, enqueueOptions) =>
-          Effect.gen(function* () {
-            yield* declared(name)
-            const id = enqueueOptions?.key === undefined ? undefined : idOfKey(name, enqueueOptions.key)
-            const sent = yield* call(`job ${name} could not be enqueued`, () =>
-              boss.send(name, (data ?? {}) as object, {
-                ...(id === undefined ? {} : { id }),
-                ...(enqueueOptions?.runAt === undefined ? {} : { startAfter: enqueueOptions.runAt }),
-              }),
-            )
-            return sent ?? id ?? ""
-          }),
-        enqueueMany: (name, items) =>
-          Effect.gen(function* () {
-            yield* declared(name)
-            // Ids are made here (from the key, else random), so each item's id is known though the INSERT skips what
-            // it already holds (ON CONFLICT DO NOTHING: a key enqueued before); a key twice in the call is one job.
-            const ids = items.map((item) => (item.key === undefined ? randomUUID() : idOfKey(name, item.key)))
-            const unique = new Map<string, JobInsert>()
-            items.forEach((item, i) => {
-              const id = ids[i]!
-              if (unique.has(id)) return
-              unique.set(id, {
-                id,
-                data: (item.data ?? {}) as object,
-                ...(item.runAt === undefined ? {} : { startAfter: item.runAt }),
-              })
-            })
-            if (unique.size > 0) {
-              yield* call(`jobs ${name} could not be enqueued`, () => boss.insert(name, [...unique.values()]))
-            }
-            return ids
-          }),
+          Effect.map(
+            enqueueMany(name, [
+              {
+                data,
+                ...(enqueueOptions?.key === undefined ? {} : { key: enqueueOptions.key }),
+                ...(enqueueOptions?.runAt === undefined ? {} : { runAt: enqueueOptions.runAt }),
+              },
+            ]),
+            (ids) => ids[0]!,
+          ),
+        enqueueMany,
         deadLetters: (name, limit = 100) =>
           Effect.gen(function* () {
             yield* declared(name)

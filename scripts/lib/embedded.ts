@@ -1,7 +1,8 @@
 // How tests and benches run `npm start` on its embedded defaults beside the real test servers: an environment with no
 // real server's address, and a PORT_OFFSET under which every function's ports are free.
-import { createServer } from "node:net"
+
 import { manifests } from "../../functions/registry.ts"
+import { bindable } from "../../shared/testing/ports.ts"
 
 // What would point npm start at a real server (the addresses .env.test holds) or change how Node runs it.
 const EXTERNAL = /^(DATABASE_URL|REDIS_URL|KAFKA_BROKERS|S3_.*|AWS_.*|SMTP_URL|DB_SCHEMA|NODE_OPTIONS)$/
@@ -14,13 +15,6 @@ export const embeddedEnv = (
   ...extra,
 })
 
-const portFree = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
-
 /** A PORT_OFFSET (scripts/start.ts) that moves every function's HTTP and gRPC ports onto free ones. */
 export const freePortOffset = async (): Promise<number> => {
   const ports = manifests.flatMap((m) => [m.ports.http, ...(m.ports.grpc === undefined ? [] : [m.ports.grpc])])
@@ -28,7 +22,7 @@ export const freePortOffset = async (): Promise<number> => {
     const offset = 20_000 + Math.floor(Math.random() * 30_000)
     if (
       ports.every((p) => p + offset < 65_000) &&
-      (await Promise.all(ports.map((p) => portFree(p + offset)))).every(Boolean)
+      (await Promise.all(ports.map((p) => bindable(p + offset)))).every(Boolean)
     )
       return offset
   }

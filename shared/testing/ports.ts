@@ -6,7 +6,8 @@ import { createServer } from "node:net"
 const LOW = 20_000
 const HIGH = 32_767
 
-const bindable = (port: number): Promise<boolean> =>
+/** Whether `port` can be listened on right now, on every address (the probe is closed before it answers). */
+export const bindable = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const server = createServer()
     server.unref()
