@@ -5,8 +5,8 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { EdgeAuth } from "./EdgeAuth.ts"
 import { tooMany, unavailable } from "./EdgeProblems.ts"
-import { type Counting, type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
-import { DEFAULT_BUCKET, type RouteSettings } from "./RouteSettings.ts"
+import { type Quota, type RateLimited, RateLimits } from "./RateLimits.ts"
+import { countingOf, type RouteSettings } from "./RouteSettings.ts"
 import type { Route } from "./RouteTable.ts"
 
 /** The admission decision: the gateway's own refusal, or who sent the request and the quotas it counted against. */
@@ -15,15 +15,6 @@ export type Admission =
   | { readonly _tag: "Admitted"; readonly actor: string | undefined; readonly quotas: ReadonlyArray<Quota> }
 
 const refused = (answer: HttpServerResponse.HttpServerResponse): Admission => ({ _tag: "Refused", answer })
-
-/**
- * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own
- * limit (declared on its endpoint, as the sign-in routes', or set in `GATEWAY_ROUTES`) counts exactly. Those limits are
- * small and guard costly or abusable work (a password hash, a mail) from a flood, where a synced limit's excess grows
- * with the flood's rate (2 × instances × rate × sync interval); their requests are few, so an exact count's Redis
- * round trip costs little.
- */
-const countingOf = (limit: RouteSettings["ip"]): Counting => (limit.bucket === DEFAULT_BUCKET ? "synced" : "exact")
 
 /**
  * Whether a matched route's request goes on: rate limited per address, authenticated at the edge when the route is

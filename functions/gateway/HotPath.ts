@@ -11,7 +11,7 @@ import { forwardFailure, isProblem, tooMany } from "./EdgeProblems.ts"
 import { isBodyless, tightestOf, upstreamRequestOf } from "./Forwarding.ts"
 import { downstream, rateLimitHeaders } from "./ProxyHeaders.ts"
 import type { Quota, RateLimits } from "./RateLimits.ts"
-import { DEFAULT_BUCKET, type RouteSettings } from "./RouteSettings.ts"
+import { countingOf, type RouteSettings } from "./RouteSettings.ts"
 import type { Route } from "./RouteTable.ts"
 import { hasBody, sendNow, stream } from "./SocketAnswers.ts"
 import { isFailure, type UpstreamFailure, type UpstreamResponse, type Upstreams } from "./Upstreams.ts"
@@ -93,7 +93,7 @@ export const makeHotPath = (deps: {
     const { route, own } = hot
     if (!upstreams.readyNow(route.upstream)) return false
     const countIp = own.ip.perMinute > 0
-    if (countIp && (own.ip.bucket !== DEFAULT_BUCKET || !limits.countsNow)) return false
+    if (countIp && (countingOf(own.ip) !== "synced" || !limits.countsNow)) return false
     let actor: string | undefined
     let countUser = false
     if (route.auth !== "public") {
@@ -101,13 +101,15 @@ export const makeHotPath = (deps: {
       if (claims === undefined) return false
       actor = claims.sub
       countUser = own.user.perMinute > 0
-      if (countUser && (own.user.bucket !== DEFAULT_BUCKET || !limits.countsNow)) return false
+      if (countUser && (countingOf(own.user) !== "synced" || !limits.countsNow)) return false
       if (typeof route.auth === "object" && permissions.checkNow(actor, route.auth.permission) !== true) return false
     }
 
     // Both counts are taken before either refusal is answered, as the Effect path starts both before waiting. An
     // address count not decided at once (a limiter without local counting) leaves the request to the Effect path.
-    const ipCount = countIp ? limits.countNow("ip", own.ip.bucket, clientIp, own.ip.perMinute, "synced") : undefined
+    const ipCount = countIp
+      ? limits.countNow("ip", own.ip.bucket, clientIp, own.ip.perMinute, countingOf(own.ip))
+      : undefined
     if (countIp && ipCount === undefined) return false
 
     // Taken: from here the request is answered on this path.
@@ -170,7 +172,7 @@ export const makeHotPath = (deps: {
       const quotas: Array<Quota> = []
       const userCount =
         countUser && actor !== undefined
-          ? limits.countNow("user", own.user.bucket, actor, own.user.perMinute, "synced")
+          ? limits.countNow("user", own.user.bucket, actor, own.user.perMinute, countingOf(own.user))
           : undefined
       // The same limiter as the address's: decided at once too, or the limit would be skipped.
       if (countUser && userCount === undefined) throw new Error("a synced user limit was not counted at once")

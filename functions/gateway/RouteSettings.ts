@@ -1,4 +1,5 @@
 import type { ProxyOptions } from "./ProxyOptions.ts"
+import type { Counting } from "./RateLimits.ts"
 import type { Route } from "./RouteTable.ts"
 
 /** The bucket of the gateway's default limits; a route with a limit of its own counts in a bucket of its own. */
@@ -36,3 +37,13 @@ export const settingsOf = (
         : { bucket: name, perMinute: user },
   } satisfies RouteSettings
 }
+
+/**
+ * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own
+ * limit (declared on its endpoint, as the sign-in routes', or set in `GATEWAY_ROUTES`) counts exactly. Those limits are
+ * small and guard costly or abusable work (a password hash, a mail) from a flood, where a synced limit's excess grows
+ * with the flood's rate (2 × instances × rate × sync interval); their requests are few, so an exact count's Redis
+ * round trip costs little.
+ */
+export const countingOf = (limit: RouteSettings["ip"]): Counting =>
+  limit.bucket === DEFAULT_BUCKET ? "synced" : "exact"
