@@ -224,8 +224,7 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
             )
             // A server that did not answer will not answer a ROLLBACK either: fail at once, and the connection is
             // destroyed (the server rolls back when it sees it close) instead of waiting out a second timeout.
-            const error: unknown = Option.getOrUndefined(Exit.findErrorOption(exit))
-            if (error instanceof DbError && error.code === CLIENT_TIMEOUT) return yield* Effect.fail(error)
+            if (timedOut(exit)) return yield* Effect.fail(Option.getOrThrow(Exit.findErrorOption(exit)) as DbError)
             if (exit._tag === "Success" && session.aborted) {
               yield* run(client, "ROLLBACK")
               return Exit.fail<E | DbError>(abortedError()) as Exit.Exit<A, E | DbError>
@@ -288,14 +287,21 @@ export const make = (schema: string, pool: pg.Pool): Db["Service"] => {
             outer.afterCommit.push(...inner.afterCommit)
             return exit
           }
-          // Interrupted: the whole transaction rolls back. Nothing queried: nothing to undo.
-          if (!taken || Exit.hasInterrupts(exit)) return exit
+          // Interrupted: the whole transaction rolls back. Nothing queried: nothing to undo. A server that did not
+          // answer will not answer a ROLLBACK TO either: the transaction fails at once (as `transaction` does).
+          if (!taken || Exit.hasInterrupts(exit) || timedOut(exit)) return exit
           return Effect.andThen(rollback, exit)
         }),
       )
     })
 
   return Db.of({ schema, pool, query, transaction, afterCommit, withConnection, savepoint })
+}
+
+// The work failed because pg gave up waiting on the server (a query or connection bound): the server may be hung.
+const timedOut = (exit: Exit.Exit<unknown, unknown>): boolean => {
+  const error: unknown = Option.getOrUndefined(Exit.findErrorOption(exit))
+  return error instanceof DbError && error.code === CLIENT_TIMEOUT
 }
 
 /** SQLSTATE in_failed_sql_transaction: work went on after a statement failed inside its transaction. */

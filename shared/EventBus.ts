@@ -2,7 +2,7 @@ import { Cause, Context, type Duration, Effect, Metric, Option, Predicate, Schem
 import { Headers, HttpTraceContext } from "effect/http"
 import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
-import { assertIdentifier, Db, type DbError } from "./Db.ts"
+import { assertIdentifier, Db, type DbError, IN_FAILED_TRANSACTION } from "./Db.ts"
 
 /** How a failing handler is retried before its event is dead-lettered: `maxAttempts` runs, doubling delays. */
 export interface RetryPolicy {
@@ -99,10 +99,11 @@ const isUnavailable = (cause: unknown): boolean =>
     return code !== undefined && UNAVAILABLE.test(code)
   })
 
-// A COMMIT refused because of what the handler wrote: integrity (23) or serialization/deadlock (40).
+// A COMMIT refused because of what the handler wrote: integrity (23) or serialization/deadlock (40), or work the
+// handler went on with after catching a failed statement (25P02: Db refuses to commit the aborted transaction).
 const isDataError = (error: unknown): boolean => {
   const code = dbCodeOf(error)
-  return code !== undefined && /^(23|40)/.test(code)
+  return code !== undefined && (/^(23|40)/.test(code) || code === IN_FAILED_TRANSACTION)
 }
 
 // The handler's fault (its failure, or a COMMIT refused for what it wrote) counts as an attempt; the database being
@@ -438,6 +439,8 @@ export const consumeBatch = <R, ES = never, RS = never>(
 
     let next = 0
     let outages = 0
+    // After a round whose COMMIT was refused for what a handler wrote, its events go alone up to here.
+    let aloneUntil = 0
     while (next < decoded.length) {
       if (batch.proceed !== undefined && !batch.proceed()) return
       const d = decoded[next]!
@@ -447,15 +450,24 @@ export const consumeBatch = <R, ES = never, RS = never>(
         next++
         continue
       }
-      const exit = yield* Effect.exit(round(decoded.slice(next, next + EVENTS_PER_TRANSACTION)))
+      const alone = Effect.gen(function* () {
+        const outcome = d._tag === "Undecodable" ? d.outcome : yield* handleAlone(batch, d)
+        yield* settleAlone(db, batch, settle, { index: d.index, outcome })
+        next++
+      })
+      if (next < aloneUntil) {
+        yield* alone
+        continue
+      }
+      const run = decoded.slice(next, next + EVENTS_PER_TRANSACTION)
+      const exit = yield* Effect.exit(round(run))
       if (exit._tag === "Failure") {
         if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-        // A COMMIT refused for what a handler wrote (integrity, serialization) names no event: each goes alone,
-        // which finds the one at fault.
+        // A COMMIT refused for what a handler wrote (integrity, serialization) names no event: each event of the
+        // round goes alone, which finds the one at fault (the round is not tried again once per event before it).
         if (handlerFault(exit.cause) !== undefined) {
-          const outcome = d._tag === "Undecodable" ? d.outcome : yield* handleAlone(batch, d)
-          yield* settleAlone(db, batch, settle, { index: d.index, outcome })
-          next++
+          aloneUntil = next + run.length
+          yield* alone
           continue
         }
         outages++

@@ -112,6 +112,42 @@ describe("PgEventBus", () => {
     }),
   )
 
+  it.live("dead-letters a handler that caught a failed statement and went on, and goes on with the next event", () =>
+    Effect.gen(function* () {
+      const { consumer, bus, publish, topic } = yield* setup
+      yield* consumer.query(`CREATE TABLE ${consumer.schema}.effects (n integer NOT NULL)`)
+      const handler = (event: CloudEvent) =>
+        Effect.gen(function* () {
+          const n = numberOf(event)
+          // Its transaction is aborted by the failed statement it swallows: Db refuses to commit it (25P02), which
+          // is the handler's fault like any failure of its own, not the database being away.
+          if (n === 1) return yield* Effect.ignore(consumer.query("SELECT 1 / 0"))
+          yield* consumer.query(`INSERT INTO ${consumer.schema}.effects (n) VALUES ($1)`, [n])
+        })
+      yield* publish(0)
+      yield* publish(1)
+      yield* publish(2)
+      yield* bus.subscribe({ topic, group: "g-aborted", handler })
+      yield* waitUntil(
+        "event 2's effect committed",
+        Effect.map(
+          consumer.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${consumer.schema}.effects WHERE n = 2`),
+          (rows) => rows[0]?.n === 1,
+        ),
+      )
+      const effects = yield* consumer.query<{ n: number }>(`SELECT n FROM ${consumer.schema}.effects ORDER BY n`)
+      assert.deepStrictEqual(
+        effects.map((row) => row.n),
+        [0, 2],
+      )
+      const dead = yield* consumer.query<{ reason: string; error: string }>(
+        `SELECT reason, error FROM ${consumer.schema}.dead_letters WHERE group_id = 'g-aborted'`,
+      )
+      assert.strictEqual(dead.length, 1)
+      assert.strictEqual(dead[0]?.reason, "handler-failed")
+    }),
+  )
+
   it.live("waits for a transaction that commits after a later one instead of skipping its row", () =>
     Effect.gen(function* () {
       const { producer, bus, publish, topic } = yield* setup
