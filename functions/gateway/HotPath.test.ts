@@ -4,21 +4,21 @@ import type { AddressInfo } from "node:net"
 import { Context, Tracer } from "effect"
 import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from "jose"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Permissions } from "../../shared/access/Permissions.ts"
+import type { Permissions } from "../../shared/access/Permissions.ts"
 import { requestRecorder } from "../../shared/HttpMetrics.ts"
 import { defineModule } from "../../shared/Module.ts"
 import { sql } from "../../shared/testing/harness.ts"
 import { type JwksServer, serveJwks } from "../../shared/testing/jwksServer.ts"
 import { freePort } from "../../shared/testing/ports.ts"
 import { proxyOptions } from "./App.ts"
-import { EdgeAuth } from "./EdgeAuth.ts"
+import type { EdgeAuth } from "./EdgeAuth.ts"
 import { makeHotPath } from "./HotPath.ts"
-import { RateLimits } from "./RateLimits.ts"
+import type { RateLimits } from "./RateLimits.ts"
 import { settingsOf } from "./RouteSettings.ts"
 import * as RouteTable from "./RouteTable.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
 import { startUpstream, type TestUpstream } from "./testing/upstream.ts"
-import { Upstreams } from "./Upstreams.ts"
+import type { Upstreams } from "./Upstreams.ts"
 
 // The gateway's hot path (no fiber per request) against its Effect path, in front of a real upstream, with real Redis
 // (synced default limits) and tokens signed by a test key served as a JWKS. A probe server runs the gateway's own hot
@@ -61,10 +61,6 @@ type HotServices = Context.Context<Upstreams | EdgeAuth | Permissions | RateLimi
 const hotPathOver = (context: HotServices, table: RouteTable.RouteTable, options: ReturnType<typeof proxyOptions>) =>
   makeHotPath({
     services: context,
-    upstreams: Context.get(context, Upstreams),
-    auth: Context.get(context, EdgeAuth),
-    permissions: Context.get(context, Permissions),
-    limits: Context.get(context, RateLimits),
     cors: options.cors,
     maxBodyBytes: options.maxBodyBytes,
     routeOf: (method, path) => {

@@ -2,19 +2,19 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { Cause, Clock, Context, Effect, Exit, LogLevel, References, Tracer } from "effect"
 import { Hex } from "effect/encoding"
 import { Cookies, type Headers, type HttpServerResponse, HttpTraceContext } from "effect/http"
-import type { Permissions } from "../../shared/access/Permissions.ts"
+import { Permissions } from "../../shared/access/Permissions.ts"
 import type { RequestRecorder } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import * as Cors from "./Cors.ts"
-import type { EdgeAuth } from "./EdgeAuth.ts"
+import { EdgeAuth } from "./EdgeAuth.ts"
 import { forwardFailure, isProblem, tooMany } from "./EdgeProblems.ts"
 import { isBodyless, tightestOf, upstreamRequestOf } from "./Forwarding.ts"
 import { downstream, rateLimitHeaders } from "./ProxyHeaders.ts"
-import type { Quota, RateLimits } from "./RateLimits.ts"
+import { type Quota, RateLimits } from "./RateLimits.ts"
 import { countingOf, type RouteSettings } from "./RouteSettings.ts"
 import type { Route } from "./RouteTable.ts"
 import { hasBody, sendNow, stream } from "./SocketAnswers.ts"
-import { isFailure, type UpstreamFailure, type UpstreamResponse, type Upstreams } from "./Upstreams.ts"
+import { isFailure, type UpstreamFailure, type UpstreamResponse, Upstreams } from "./Upstreams.ts"
 
 /** A route as the hot path needs it: the route, its settings, and its RED metrics for this method. */
 export interface HotRoute {
@@ -53,16 +53,16 @@ export interface Arrival {
  */
 export const makeHotPath = (deps: {
   readonly services: Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
-  readonly upstreams: Upstreams["Service"]
-  readonly auth: EdgeAuth["Service"]
-  readonly permissions: Permissions["Service"]
-  readonly limits: RateLimits["Service"]
   readonly cors: Cors.CorsOptions
   readonly maxBodyBytes: number
   /** The matched route of a path, or undefined when it needs the Effect path (no match, wrong method). */
   readonly routeOf: (method: string, path: string) => HotRoute | undefined
 }) => {
-  const { services, upstreams, auth, permissions, limits, cors, maxBodyBytes } = deps
+  const { services, cors, maxBodyBytes } = deps
+  const upstreams = Context.get(services, Upstreams)
+  const auth = Context.get(services, EdgeAuth)
+  const permissions = Context.get(services, Permissions)
+  const limits = Context.get(services, RateLimits)
   // The span settings of the layer's fiber, read once: they do not change per request.
   const tracer = Context.get(services, Tracer.Tracer)
   const clock = Context.get(services, Clock.Clock)

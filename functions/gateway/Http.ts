@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Socket } from "node:net"
-import { Context, Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { type Headers, HttpRouter, HttpServerResponse, HttpTraceContext } from "effect/http"
-import { Permissions } from "../../shared/access/Permissions.ts"
+import type { Permissions } from "../../shared/access/Permissions.ts"
 import { clientAddress } from "../../shared/ClientAddress.ts"
 import type { Front } from "../../shared/Drain.ts"
 import { recordRequest, requestRecorder } from "../../shared/HttpMetrics.ts"
@@ -15,12 +15,12 @@ import * as AccountPages from "./AccountPages.ts"
 import { admission } from "./Admission.ts"
 import * as Cors from "./Cors.ts"
 import * as Docs from "./Docs.ts"
-import { EdgeAuth } from "./EdgeAuth.ts"
+import type { EdgeAuth } from "./EdgeAuth.ts"
 import { forwarding } from "./Forwarding.ts"
 import { type Arrival, type HotRoute, makeHotPath } from "./HotPath.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import type { ProxyOptions } from "./ProxyOptions.ts"
-import { RateLimits } from "./RateLimits.ts"
+import type { RateLimits } from "./RateLimits.ts"
 import { type RouteSettings, settingsOf } from "./RouteSettings.ts"
 import { isOwnPath, type Route } from "./RouteTable.ts"
 import { send } from "./SocketAnswers.ts"
@@ -162,10 +162,6 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     }
     const hotPath = makeHotPath({
       services: context,
-      upstreams: Context.get(context, Upstreams),
-      auth: Context.get(context, EdgeAuth),
-      permissions: Context.get(context, Permissions),
-      limits: Context.get(context, RateLimits),
       cors: options.cors,
       maxBodyBytes: options.maxBodyBytes,
       routeOf,
