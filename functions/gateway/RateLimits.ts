@@ -57,12 +57,12 @@ export class RateLimits extends Context.Service<
       perMinute: number,
       counting: Counting,
     ): Effect.Effect<Effect.Effect<Quota, RateLimited>>
+    /** Whether synced limits are decided at once (`countNow` answers them): with Redis and a sync interval. */
+    readonly countsNow: boolean
     /**
      * The same count when its answer is known at once (a synced limit), without an effect: the quota, or
      * RateLimited when over; undefined, and nothing counted, for an exact limit (then `start`).
      */
-    /** Whether synced limits are decided at once (`countNow` answers them): with Redis and a sync interval. */
-    readonly countsNow: boolean
     countNow(
       subject: Subject,
       bucket: string,
