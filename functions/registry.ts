@@ -19,7 +19,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
       { method: "GET", path: "/api/v1/audit/events", auth: { permission: "audit.event.read" } },
       { method: "GET", path: "/api/v1/audit/verify", auth: { permission: "audit.event.verify" }, timeoutMs: 60000 },
     ],
-    jobs: [],
+    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
   {
     ...authManifest,
@@ -33,7 +33,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
       { method: "GET", path: "/api/v1/auth/oidc/{provider}/callback", auth: "public" },
       { method: "GET", path: "/.well-known/jwks.json", auth: "public" },
     ],
-    jobs: [],
+    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
   {
     ...authzManifest,
@@ -53,7 +53,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
         auth: { permission: "authz.assignment.delete" },
       },
     ],
-    jobs: [],
+    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
   { ...gatewayManifest, routes: [], jobs: [] },
   {
@@ -72,6 +72,6 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
       { method: "POST", path: "/api/v1/auth/password-reset", auth: "public", ipPerMinute: 10 },
       { method: "POST", path: "/api/v1/auth/password-reset/confirm", auth: "public", ipPerMinute: 10 },
     ],
-    jobs: [],
+    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
 ])

@@ -30,14 +30,17 @@ export const routesOfFunction = async (name: string, root = FUNCTIONS): Promise<
   return routesOf(apis[0] as HttpApi.HttpApi<string, any>)
 }
 
-/** The jobs a function's app definition declares (its App.ts `app`), with their schedules; none without an App.ts. */
+/**
+ * The jobs a function's app runs (its App.ts `app`: those it declares and the kernel's `retention` job when it has the
+ * kernel's tables), with their schedules; none without an App.ts.
+ */
 export const jobsOfFunction = async (name: string, root = FUNCTIONS): Promise<Array<JobSummary>> => {
   const file = join(root, name, "App.ts")
   if (!existsSync(file)) return []
   const { app } = (await import(pathToFileURL(file).href)) as {
-    app?: { definition?: { jobs?: Record<string, { schedule?: string; catchUp?: boolean }> } }
+    app?: { jobs?: Record<string, { schedule?: string; catchUp?: boolean }> }
   }
-  return Object.entries(app?.definition?.jobs ?? {}).map(([job, spec]) => ({
+  return Object.entries(app?.jobs ?? {}).map(([job, spec]) => ({
     name: job,
     ...(spec.schedule === undefined ? {} : { schedule: spec.schedule }),
     ...(spec.catchUp === undefined ? {} : { catchUp: spec.catchUp }),

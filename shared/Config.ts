@@ -88,6 +88,15 @@ export const intBetween = (name: string, minimum: number, maximum: number) =>
     name,
   )
 
+/** A number setting within [minimum, maximum] (fractions allowed: `0.5` days). */
+export const numberBetween = (name: string, minimum: number, maximum: number) =>
+  Config.schema(
+    Schema.NumberFromString.check(
+      Schema.isBetween({ minimum, maximum }, { message: `Expected a number from ${minimum} to ${maximum}` }),
+    ),
+    name,
+  )
+
 /** A Postgres schema name: plain lower-case identifier (it is interpolated into SQL). */
 export const schemaName = (name: string) =>
   Config.schema(
@@ -167,7 +176,19 @@ export const database = (functionName: string, defaults: PoolDefaults = {}) => (
   databaseUrl: secret("DATABASE_URL"),
   dbSchema: schemaName("DB_SCHEMA").pipe(Config.withDefault(defaultSchema(functionName))),
   ...pool(defaults),
+  ...retention,
 })
+
+/**
+ * How long the kernel's tables keep what has served its purpose (shared/Retention.ts): events in the outbox and the
+ * inbox's deduplication rows, mail in the mail outbox; and how many rows one DELETE of the retention job removes.
+ */
+export const retention = {
+  eventRetentionDays: numberBetween("EVENT_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(7)),
+  mailRetentionDays: numberBetween("MAIL_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(7)),
+  retentionBatchSize: intBetween("RETENTION_BATCH_SIZE", 1, 100_000).pipe(Config.withDefault(1_000)),
+}
+
 
 /** A function's own defaults for its pool's keys (the environment still overrides them). */
 export interface PoolDefaults {

@@ -4,7 +4,9 @@ import { routesOf } from "./access/Route.ts"
 import type { ConfigInvalid } from "./Config.ts"
 import * as GrpcDeferred from "./GrpcDeferred.ts"
 import * as Jobs from "./Jobs.ts"
+import { retentionMigrations } from "./KernelMigrations.ts"
 import type { ModuleDeclaration, RouteSpec } from "./Module.ts"
+import * as Retention from "./Retention.ts"
 import * as Server from "./Server.ts"
 
 /** Where a function runs: a long-lived container (servers and background work) or a Lambda invocation (HTTP only). */
@@ -29,6 +31,8 @@ export interface FunctionApp<C = any> {
 export interface DefinedApp<C = any> extends FunctionApp<C> {
   /** Its routes with their declarations, from its contract: what its guard enforces. */
   readonly routes: ReadonlyArray<RouteSpec>
+  /** Its durable jobs: those it declares and, with the kernel's tables, the kernel's `retention` job. */
+  readonly jobs: Jobs.JobSpecs<any>
   /**
    * Its container as a layer that also gives its services (tests read them), with `standIns` replacing any of the
    * services it gives (tests stand in for other functions: a local permission check instead of authz's). Stand-ins may
@@ -39,7 +43,8 @@ export interface DefinedApp<C = any> extends FunctionApp<C> {
 
 /** A function with an HTTP contract: the parts its entries and tests assemble. */
 export interface Definition<C extends ServersConfig, R, S, RC, RU, RJ = never> {
-  readonly manifest: Pick<ModuleDeclaration, "name">
+  /** Its manifest (`module.ts`); with the kernel's migrations it has the kernel's tables, and their retention job. */
+  readonly manifest: Pick<ModuleDeclaration, "name"> & Partial<Pick<ModuleDeclaration, "migrations">>
   /** Its public contract (`Api.ts`): each endpoint declares who may call it; the guard enforces that. */
   readonly api: { readonly identifier: string; readonly groups: object }
   readonly config: Effect.Effect<C, ConfigInvalid>
@@ -54,6 +59,11 @@ export interface Definition<C extends ServersConfig, R, S, RC, RU, RJ = never> {
    * container runs them; every runtime may enqueue them (`Jobs.Jobs`). Needs the database keys (`Config.database`).
    */
   readonly jobs?: Jobs.JobSpecs<RJ>
+  /**
+   * What its own tables keep and for how long (`Retention.Rule`s, from its config). A function with the kernel's tables
+   * runs the `retention` job (every 10 minutes) over the kernel's rules (outbox, inbox, mail) and these.
+   */
+  readonly retention?: (config: C) => ReadonlyArray<Retention.Rule>
   /** Development routes outside its contract, served unguarded (the dev mailbox). */
   readonly unguarded?: (config: C) => Layer.Layer<never, never, RU>
   /**
@@ -67,7 +77,7 @@ export interface Definition<C extends ServersConfig, R, S, RC, RU, RJ = never> {
 type ServerGiven = Layer.Success<typeof HttpServer.layerServices> | HttpRouter.HttpRouter
 
 /** The services a definition's parts need that `services` does not give: `never` when it is complete. */
-type Missing<R, S, RC, RU, RJ> = Exclude<R | RC | RU | RJ, S | ServerGiven | Jobs.Jobs>
+type Missing<R, S, RC, RU, RJ> = Exclude<R | RC | RU | RJ, S | ServerGiven | Jobs.Jobs | Retention.Rules>
 
 /**
  * A function's app from its parts. A container serves HTTP (every route guarded as its contract declares) and, with
@@ -79,10 +89,23 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
     ([Missing<R, S, RC, RU, RJ>] extends [never] ? unknown : { readonly missing: Missing<R, S, RC, RU, RJ> }),
 ): DefinedApp<C> & { readonly definition: Definition<C, R, S, RC, RU, RJ> } => {
   const { api, http, grpc, background, unguarded, services } = definition
+  // A function with the kernel's tables prunes them (and what its `retention` names) with the kernel's job.
+  const prunes = definition.manifest.migrations?.some((m) => m.id === retentionMigrations[0]!.id) ?? false
+  const jobSpecs: Jobs.JobSpecs<any> = { ...(prunes ? { [Retention.JOB]: Retention.job } : {}), ...definition.jobs }
+  const retention = (config: C) => {
+    if (!prunes) return Layer.empty
+    const kernel = config as unknown as Retention.KernelRetentionConfig & { readonly retentionBatchSize?: number }
+    if (kernel.retentionBatchSize === undefined) {
+      throw new Error(
+        `${definition.manifest.name} has the kernel's tables: its config needs the database keys (Config.database)`,
+      )
+    }
+    const rules = [...Retention.kernelRules(kernel), ...(definition.retention?.(config) ?? [])]
+    return Retention.layer(rules, kernel.retentionBatchSize)
+  }
   // Its jobs on its own database; on Lambda only enqueued (an invocation is frozen between calls).
   const jobs = (config: C, runtime: Runtime) => {
-    const declared = definition.jobs ?? {}
-    if (Object.keys(declared).length === 0) return Jobs.none(definition.manifest.name)
+    if (Object.keys(jobSpecs).length === 0) return Jobs.none(definition.manifest.name)
     const db = config as Partial<{ readonly databaseUrl: Redacted.Redacted<string>; readonly dbSchema: string }>
     if (db.databaseUrl === undefined || db.dbSchema === undefined) {
       throw new Error(`${definition.manifest.name} declares jobs: its config needs the database keys (Config.database)`)
@@ -91,22 +114,22 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
       service: definition.manifest.name,
       url: db.databaseUrl,
       schema: db.dbSchema,
-      jobs: declared,
+      jobs: jobSpecs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       work: runtime === "container",
     })
   }
   // What the parts run on: the function's services and its jobs (whose handlers use those services).
   const given = (config: C, runtime: Runtime) => {
-    const services_ = services(config, runtime)
-    return jobs(config, runtime).pipe(Layer.provideMerge(services_)) as unknown as typeof services_
+    const services_ = Layer.merge(services(config, runtime), retention(config))
+    return jobs(config, runtime).pipe(Layer.provideMerge(services_)) as unknown as ReturnType<typeof services>
   }
-  const declared = routesOf(api)
+  const routes = routesOf(api)
   const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
     const served = servers(http, {
       api,
       config,
-      declared,
+      declared: routes,
       grpc,
       ...(unguarded ? { unguarded: unguarded(config) } : {}),
     })
@@ -121,11 +144,12 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
     manifest: definition.manifest,
     config: definition.config,
     definition,
-    routes: declared,
+    routes,
+    jobs: jobSpecs,
     layer,
     container: (config) => layer(config) as Layer.Layer<never, unknown, never>,
     lambda: (config) =>
-      Server.app(Server.guarded(http, declared), { api, maxBodyBytes: config.maxBodyBytes }).pipe(
+      Server.app(Server.guarded(http, routes), { api, maxBodyBytes: config.maxBodyBytes }).pipe(
         Layer.provide(given(config, "lambda")),
       ) as Layer.Layer<unknown, unknown, never>,
   }

@@ -12,7 +12,9 @@ import * as Cfg from "./Config.ts"
 import * as FunctionApp from "./FunctionApp.ts"
 import * as Jobs from "./Jobs.ts"
 import * as Kernel from "./Kernel.ts"
+import { kernelMigrations } from "./KernelMigrations.ts"
 import { defineModule } from "./Module.ts"
+import { deleteWhere } from "./Retention.ts"
 import { type AppUnderTest, startApp } from "./testing/appHarness.ts"
 import { sql } from "./testing/harness.ts"
 
@@ -120,4 +122,60 @@ describe("a function's declared jobs", () => {
     const [queue] = await sql(`SELECT count(*)::int AS n FROM ${schema}_jobs.queue WHERE name = 'do-chore'`)
     expect(queue!.n).toBe(1)
   })
+})
+
+// A function with the kernel's tables: its app runs the kernel's `retention` job over the kernel's rules and its own.
+const tidyManifest = defineModule({
+  name: "tidy",
+  version: "0.0.1",
+  description: "A function with the kernel's tables and a table of its own to prune",
+  ports: { http: 18_099 },
+  dependsOn: [],
+  permissions: [],
+  events: { publishes: [], consumes: [] },
+  migrations: [
+    ...kernelMigrations,
+    { id: "0100_crumbs", sql: "CREATE TABLE crumbs (id int PRIMARY KEY, dropped_at timestamptz NOT NULL)" },
+  ],
+})
+
+const tidyConfig = Cfg.load({ ...Cfg.base({ httpPort: tidyManifest.ports.http }), ...Cfg.database(tidyManifest.name) })
+
+const tidy = FunctionApp.define({
+  manifest: tidyManifest,
+  api: ChoresApi,
+  config: tidyConfig,
+  http: HttpLive,
+  retention: () => [{ name: "crumbs", keepDays: 1, delete: deleteWhere("crumbs", "id", "dropped_at < $2") }],
+  services: (c) => Layer.mergeAll(NoTokens, Kernel.foundation(tidyManifest, c)),
+})
+
+describe("the kernel's retention job", () => {
+  it("is declared by every function with the kernel's tables and prunes them with the function's own rules", async () => {
+    expect(Object.keys(tidy.jobs)).toEqual(["retention"])
+    expect(tidy.jobs.retention?.schedule).toBe("*/10 * * * *")
+    const tidySchema = `t_tidy_${randomBytes(4).toString("hex")}`
+    const started = await startApp(tidy, { env: { DB_SCHEMA: tidySchema } })
+    try {
+      await sql(`INSERT INTO ${tidySchema}.crumbs VALUES (1, now() - interval '2 days'), (2, now())`)
+      await sql(`INSERT INTO ${tidySchema}.inbox (consumer, event_id, processed_at)
+                 VALUES ('c', 'old', now() - interval '8 days'), ('c', 'young', now())`)
+      // The cron tick is every 10 minutes; the same job enqueued runs now.
+      const jobs = Context.get(started.running.context as Context.Context<Jobs.Jobs>, Jobs.Jobs)
+      await Effect.runPromise(jobs.enqueue("retention", {}))
+      const left = async () => ({
+        crumbs: (await sql(`SELECT id FROM ${tidySchema}.crumbs ORDER BY id`)).map((r) => r.id),
+        inbox: (await sql(`SELECT event_id FROM ${tidySchema}.inbox`)).map((r) => r.event_id),
+      })
+      const deadline = Date.now() + 30_000
+      while ((await left()).crumbs.length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      expect(await left()).toEqual({ crumbs: [2], inbox: ["young"] })
+      const metrics = await (await fetch(`${started.url}/metrics`)).text()
+      expect(metrics).toMatch(/retention_pruned_total\{[^}]*rule="crumbs"[^}]*\} 1/)
+    } finally {
+      await started.close()
+      await sql(`DROP SCHEMA IF EXISTS ${tidySchema}_jobs CASCADE`)
+      await sql(`DROP SCHEMA IF EXISTS ${tidySchema} CASCADE`)
+    }
+  }, 90_000)
 })

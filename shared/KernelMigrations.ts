@@ -85,9 +85,21 @@ export const mailMigrations: ReadonlyArray<Migration> = [
   },
 ]
 
+/** Indexes the retention job (shared/Retention.ts) finds the kernel's prunable rows by, oldest first. */
+export const retentionMigrations: ReadonlyArray<Migration> = [
+  {
+    id: "0003_kernel_retention",
+    sql: `
+      CREATE INDEX outbox_created_at ON outbox (created_at);
+      CREATE INDEX inbox_processed_at ON inbox (processed_at);
+      CREATE INDEX mail_outbox_created_at ON mail_outbox (created_at);`,
+  },
+]
+
 /** Every kernel migration, in order; a function's manifest lists these before its own. */
 export const kernelMigrations: ReadonlyArray<Migration> = [
   ...outboxMigrations,
   ...eventBusMigrations,
   ...mailMigrations,
+  ...retentionMigrations,
 ]

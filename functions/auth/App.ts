@@ -19,7 +19,7 @@ import { manifest } from "./module.ts"
 import { OidcLinksRepo } from "./OidcLinksRepo.ts"
 import { OidcLogin } from "./OidcLogin.ts"
 import { Sessions } from "./Sessions.ts"
-import { SessionsRepo } from "./SessionsRepo.ts"
+import { retentionRules, SessionsRepo } from "./SessionsRepo.ts"
 import { SignIn } from "./SignIn.ts"
 import { SigningKeys } from "./SigningKeys.ts"
 import { SigningKeysRepo } from "./SigningKeysRepo.ts"
@@ -116,6 +116,7 @@ export const app = FunctionApp.define({
   http: HttpLive,
   grpc: () => import("./Grpc.ts"),
   background: Background,
+  retention: (config) => retentionRules(config.sessionRetentionDays),
   services: (config, runtime) =>
     AccessLive(config).pipe(
       Layer.provideMerge(

@@ -24,6 +24,8 @@ export const sessionsConfig = {
   loginMaxDelaySeconds: Cfg.intBetween("LOGIN_MAX_DELAY_SECONDS", 60, 900).pipe(Config.withDefault(900)),
   /** Login and register attempts per client address per minute. */
   loginIpLimitPerMinute: Cfg.intBetween("LOGIN_IP_LIMIT_PER_MINUTE", 1, 1_000_000_000).pipe(Config.withDefault(60)),
+  /** How long an ended session (expired or revoked) and an expired refresh token are kept before retention deletes them. */
+  sessionRetentionDays: Cfg.numberBetween("SESSION_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(30)),
 }
 
 /** One external OpenID Provider users may sign in with (authorization code + PKCE). */

@@ -1,5 +1,6 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { Db, type DbError } from "../../shared/Db.ts"
+import { deleteWhere, type Rule } from "../../shared/Retention.ts"
 
 /** What a refresh token points at, read under the session's row lock. */
 export interface RefreshTokenRow {
@@ -153,3 +154,13 @@ export class SessionsRepo extends Context.Service<
     }),
   )
 }
+
+/**
+ * What retention deletes of auth's sessions, `keepDays` after they served their purpose: refresh tokens expired that
+ * long ago (an expired token is refused whether it is superseded or not, so reuse detection loses nothing), then
+ * sessions that ended (expired or revoked) that long ago, with their remaining tokens.
+ */
+export const retentionRules = (keepDays: number): ReadonlyArray<Rule> => [
+  { name: "refresh_tokens", keepDays, delete: deleteWhere("refresh_tokens", "token_hash", "expires_at < $2") },
+  { name: "sessions", keepDays, delete: deleteWhere("sessions", "id", "expires_at < $2 OR revoked_at < $2") },
+]

@@ -16,7 +16,7 @@ import { IdentityApi } from "./Api.ts"
 import { AppBaseUrl } from "./AppBaseUrl.ts"
 import type { IdentityConfig } from "./Config.ts"
 import { loadConfig } from "./Config.ts"
-import { EmailTokens } from "./EmailTokens.ts"
+import { EmailTokens, retentionRules } from "./EmailTokens.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
 import { Passwords } from "./Passwords.ts"
@@ -95,6 +95,7 @@ export const app = FunctionApp.define({
   http: HttpLive,
   grpc: () => import("./Grpc.ts"),
   background: Background,
+  retention: (config) => retentionRules(config.emailTokenRetentionDays),
   // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
   unguarded: (config) =>
     Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import { Context, Duration, Effect, Layer, Option } from "effect"
 import { Db, type DbError } from "../../shared/Db.ts"
+import { deleteWhere, type Rule } from "../../shared/Retention.ts"
 import type { UserId } from "./User.ts"
 
 /** What a mailed token lets its holder do. */
@@ -67,3 +68,8 @@ export class EmailTokens extends Context.Service<
     }),
   )
 }
+
+/** What retention deletes of the mailed tokens: those expired `keepDays` ago (a used token expires like any other). */
+export const retentionRules = (keepDays: number): ReadonlyArray<Rule> => [
+  { name: "email_tokens", keepDays, delete: deleteWhere("email_tokens", "token_hash", "expires_at < $2") },
+]

@@ -88,4 +88,22 @@ export const migrations: ReadonlyArray<Migration> = [
       END
       $do$;`,
   },
+  {
+    id: "0103_writer_prunes_kernel_tables",
+    sql: `
+      -- The retention job (shared/Retention.ts) deletes the kernel's served rows (outbox, inbox, mail); the writer
+      -- role audit works as may delete those, never the log. Where the role cannot be granted here, the notice says so.
+      DO $do$
+      DECLARE
+        s text := current_schema();
+        r text := current_schema() || '_writer';
+      BEGIN
+        EXECUTE format('GRANT DELETE ON %I.inbox, %I.outbox TO %I', s, s, r);
+        -- The DELETE picks its rows FOR UPDATE, which needs UPDATE on the table too.
+        EXECUTE format('GRANT SELECT, UPDATE, DELETE ON %I.mail_outbox TO %I', s, r);
+      EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'audit writer role not granted DELETE on the kernel tables here (%): grant it separately', SQLERRM;
+      END
+      $do$;`,
+  },
 ]

@@ -68,4 +68,11 @@ export const migrations: ReadonlyArray<Migration> = [
     id: "0103_sessions_revoked_at",
     sql: `CREATE INDEX sessions_recently_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;`,
   },
+  {
+    id: "0104_retention",
+    sql: `
+      -- Retention (Sessions.ts retentionRules) finds ended sessions and expired refresh tokens, oldest first.
+      CREATE INDEX sessions_expires_at ON sessions (expires_at);
+      CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);`,
+  },
 ]

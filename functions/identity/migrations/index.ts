@@ -43,4 +43,10 @@ export const migrations: ReadonlyArray<Migration> = [
       -- guard), and a status change is written only if no other one came between.
       ALTER TABLE users ADD COLUMN status_version bigint NOT NULL DEFAULT 0;`,
   },
+  {
+    id: "0104_email_tokens_expires_at",
+    sql: `
+      -- Retention (EmailTokens.ts retentionRules) finds expired tokens, oldest first.
+      CREATE INDEX email_tokens_expires_at ON email_tokens (expires_at);`,
+  },
 ]
