@@ -52,6 +52,31 @@ const until = async (what: string, check: () => boolean | Promise<boolean>, time
 const dropJobs = (schema: string) => sql(`DROP SCHEMA IF EXISTS ${schema}_jobs CASCADE`)
 
 describe("Jobs (real Postgres)", () => {
+  it("enqueue-only (a Lambda invocation): installs the store when it first enqueues, not at start", async () => {
+    const schema = freshSchema("t_jobs_lazy").schema
+    const ran: Array<unknown> = []
+    const jobs = { later: Jobs.onDemand((data) => Effect.sync(() => void ran.push(data))) }
+    const enqueuer = await start(schema, jobs, { work: false })
+    try {
+      const installed = async () =>
+        (await sql("SELECT 1 FROM information_schema.schemata WHERE schema_name = $1", [`${schema}_jobs`])).length > 0
+      expect(await installed()).toBe(false)
+      await Effect.runPromise(enqueuer.jobs.enqueue("later", { n: 1 }))
+      expect(await installed()).toBe(true)
+      // A worker of the same function runs what was enqueued.
+      const worker = await start(schema, jobs)
+      try {
+        await until("the enqueued job", () => ran.length === 1)
+        expect(ran).toEqual([{ n: 1 }])
+      } finally {
+        await worker.close()
+      }
+    } finally {
+      await enqueuer.close()
+      await dropJobs(schema)
+    }
+  })
+
   it("runs an on-demand job once per key, and not before its run-at time", async () => {
     const schema = freshSchema("t_jobs").schema
     const ran: Array<{ data: unknown; at: number; attempt: number }> = []

@@ -196,36 +196,50 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
       const inContext = (effect: Effect.Effect<unknown, never, R>) =>
         void Effect.runFork(Effect.provideContext(effect, context))
       boss.on("error", (error) => inContext(Effect.logWarning("job store error", { error: messageOf(error) })))
-      yield* Effect.acquireRelease(
-        Effect.tryPromise({ try: () => boss.start(), catch: jobsError("the job store did not start") }),
-        () =>
-          Effect.promise(() =>
-            boss.stop({ graceful: true, timeout: options.shutdownTimeoutMs ?? 10_000 }).catch(() => {}),
-          ),
-      )
-
       const call = <A>(message: string, f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: jobsError(message) })
+      const retryOf = (name: string) => ({ ...defaultRetry, ...options.jobs[name]!.retry })
+
+      // The store started (pg-boss's own migrations, under its lock) with a queue and a dead-letter queue per job.
+      let started = false
+      const install = Effect.gen(function* () {
+        yield* call("the job store did not start", () => boss.start())
+        started = true
+        for (const name of names) {
+          const retry = retryOf(name)
+          const queue = {
+            retryLimit: retry.limit,
+            retryDelay: retry.delaySeconds,
+            retryBackoff: true,
+            retryDelayMax: retry.maxDelaySeconds,
+            heartbeatSeconds: options.heartbeatSeconds ?? 10,
+            expireInSeconds: options.jobs[name]!.timeoutSeconds ?? 900,
+            deadLetter: deadQueue(name),
+          }
+          yield* call(`the dead-letter queue of ${name} could not be made`, async () => {
+            if (!(await boss.getQueue(deadQueue(name))))
+              await boss.createQueue(deadQueue(name), { retentionSeconds: 30 * 86_400 })
+          })
+          yield* call(`the queue of ${name} could not be made`, async () => {
+            if (await boss.getQueue(name)) await boss.updateQueue(name, queue)
+            else await boss.createQueue(name, queue)
+          })
+        }
+      })
+      yield* Effect.addFinalizer(() =>
+        started
+          ? Effect.promise(() =>
+              boss.stop({ graceful: true, timeout: options.shutdownTimeoutMs ?? 10_000 }).catch(() => {}),
+            )
+          : Effect.void,
+      )
+      // A worker installs at start; an enqueue-only process (a Lambda invocation) when it first enqueues, so its cold
+      // start does not wait on the store for jobs it may never enqueue.
+      if (work) yield* install
+      const installed: Effect.Effect<void, JobsError> = work ? Effect.void : yield* Effect.cached(install)
 
       for (const name of names) {
         const spec = options.jobs[name]!
-        const retry = { ...defaultRetry, ...spec.retry }
-        const queue = {
-          retryLimit: retry.limit,
-          retryDelay: retry.delaySeconds,
-          retryBackoff: true,
-          retryDelayMax: retry.maxDelaySeconds,
-          heartbeatSeconds: options.heartbeatSeconds ?? 10,
-          expireInSeconds: spec.timeoutSeconds ?? 900,
-          deadLetter: deadQueue(name),
-        }
-        yield* call(`the dead-letter queue of ${name} could not be made`, async () => {
-          if (!(await boss.getQueue(deadQueue(name))))
-            await boss.createQueue(deadQueue(name), { retentionSeconds: 30 * 86_400 })
-        })
-        yield* call(`the queue of ${name} could not be made`, async () => {
-          if (await boss.getQueue(name)) await boss.updateQueue(name, queue)
-          else await boss.createQueue(name, queue)
-        })
+        const retry = retryOf(name)
         if (!work) continue
         if (spec.schedule !== undefined) {
           const schedule = spec.schedule
@@ -323,7 +337,7 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
       }
 
       const declared = (name: string) =>
-        options.jobs[name] === undefined ? undeclared(options.service, name) : Effect.void
+        options.jobs[name] === undefined ? undeclared(options.service, name) : installed
 
       const enqueueMany = (
         name: string,
