@@ -189,7 +189,6 @@ export const retention = {
   retentionBatchSize: intBetween("RETENTION_BATCH_SIZE", 1, 100_000).pipe(Config.withDefault(1_000)),
 }
 
-
 /** A function's own defaults for its pool's keys (the environment still overrides them). */
 export interface PoolDefaults {
   readonly max?: number
