@@ -22,16 +22,34 @@ const sources = (dir: string): Array<string> =>
 // registry.ts is generated from functions/*/module.ts: a function added without regenerating it fails here, so its
 // permissions and events can never be silently unknown to authz and audit.
 describe("functions/registry.ts", () => {
-  it("shows the jobs a function's app declares, with their schedules", async () => {
+  it("shows the kernel's retention job on every function defined with the kernel's tables", () => {
+    // The gateway (the edge) is not a FunctionApp: it has the kernel's inbox only to follow events without Redis.
+    const defined = manifests.filter((m) => m.edge !== true && existsSync(join("functions", m.name, "App.ts")))
+    for (const m of defined) {
+      const prunes = m.migrations.some((migration) => migration.id === "0003_kernel_retention")
+      expect(
+        m.jobs?.some((job) => job.name === "retention"),
+        m.name,
+      ).toBe(prunes)
+    }
+    expect(
+      defined
+        .filter((m) => m.jobs?.some((job) => job.name === "retention"))
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(["audit", "auth", "authz", "identity"])
+  })
+
+  it("shows the jobs a function's app runs, with their schedules", async () => {
     const root = mkdtempSync(join(tmpdir(), "registry-jobs-"))
     try {
       mkdirSync(join(root, "chores"))
       writeFileSync(
         join(root, "chores", "App.ts"),
-        `export const app = { definition: { jobs: {
+        `export const app = { jobs: {
           "sweep": { schedule: "0 3 * * *", catchUp: true, handler: () => undefined },
           "send": { handler: () => undefined },
-        } } }`,
+        } }`,
       )
       expect(await jobsOfFunction("chores", root)).toEqual([
         { name: "sweep", schedule: "0 3 * * *", catchUp: true },
