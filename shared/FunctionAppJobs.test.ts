@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto"
 import { Context, Effect, Layer, Schema } from "effect"
 import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { deadLettersOf } from "../scripts/dead-letters.ts"
 import { Refused, Verifier } from "./access/Authentication.ts"
 import * as Route from "./access/Route.ts"
 import { OPENAPI_PATH } from "./access/RouteGuard.ts"
@@ -75,6 +76,7 @@ const app = FunctionApp.define({
     "do-chore": Jobs.onDemand((data) =>
       Effect.flatMap(Effect.service(Ledger), (ledger) => Effect.sync(() => void ledger.done.push(data))),
     ),
+    "refuse-chore": Jobs.onDemand(() => Effect.fail(new Error("this chore always fails")), { retry: { limit: 0 } }),
   },
   services: (c) =>
     Layer.mergeAll(NoTokens, Layer.succeed(Ledger, { done: [] })).pipe(
@@ -121,6 +123,26 @@ describe("a function's declared jobs", () => {
     expect(counted, metrics.slice(0, 2_000)).toMatch(/ 1$/)
     const [queue] = await sql(`SELECT count(*)::int AS n FROM ${schema}_jobs.queue WHERE name = 'do-chore'`)
     expect(queue!.n).toBe(1)
+  })
+
+  it("that fail their last attempt are listed for the operator (npm run dead-letters)", async () => {
+    const jobs = Context.get(running.running.context as Context.Context<Jobs.Jobs>, Jobs.Jobs)
+    const id = await Effect.runPromise(jobs.enqueue("refuse-chore", { chore: "windows" }))
+    const url = process.env.DATABASE_URL!
+    const deadline = Date.now() + 30_000
+    let found = await deadLettersOf(app, { url, schema })
+    while (found.jobs.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200))
+      found = await deadLettersOf(app, { url, schema })
+    }
+    expect(found.jobs).toEqual([
+      expect.objectContaining({ id, job: "refuse-chore", data: { chore: "windows" }, attempts: 1 }),
+    ])
+    expect(JSON.stringify(found.jobs[0]!.error)).toContain("this chore always fails")
+    // The function has no event tables: no event dead letters, and no failure for it.
+    expect(found.events).toEqual([])
+    expect((await deadLettersOf(app, { url, schema, job: "do-chore" })).jobs).toEqual([])
+    await expect(deadLettersOf(app, { url, schema, job: "nope" })).rejects.toThrow(/has no job nope/)
   })
 })
 
