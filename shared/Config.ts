@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs"
 import { Config, ConfigProvider, Effect, Option, Redacted, Schema } from "effect"
 import { type DbOptions, DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, SQL_IDENTIFIER } from "./Db.ts"
+import * as ErrorBus from "./ErrorBus.ts"
 import { grpcUrlKey, type ModuleManifest } from "./Module.ts"
 import * as ServiceIdentity from "./ServiceIdentity.ts"
 import { entryProblem } from "./TrustedProxies.ts"
@@ -120,7 +121,7 @@ const splitList = (list: string): ReadonlyArray<string> =>
     .map((item) => item.trim())
     .filter((item) => item.length > 0)
 
-/** Keys every function reads: environment, log level, ports, trace export, event brokers. */
+/** Keys every function reads: environment, log level, ports, trace export, event brokers, error reporting. */
 export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
   env: Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
   logLevel: Config.Literals(["trace", "debug", "info", "warn", "error", "fatal"], "LOG_LEVEL").pipe(
@@ -149,6 +150,8 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
   kafkaBrokers: Config.option(commaList("KAFKA_BROKERS")),
   ...ServiceIdentity.config(),
+  /** SENTRY_DSN and the rest of the error bus's keys (docs/errors.md). */
+  ...ErrorBus.config(),
 })
 
 /**

@@ -3,6 +3,7 @@ import { Headers, HttpTraceContext } from "effect/http"
 import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
 import { assertIdentifier, Db, type DbError, IN_FAILED_TRANSACTION } from "./Db.ts"
+import { ErrorBus } from "./ErrorBus.ts"
 
 /** How a failing handler is retried before its event is dead-lettered: `maxAttempts` runs, doubling delays. */
 export interface RetryPolicy {
@@ -305,13 +306,22 @@ const handleAlone = <R>(
             }),
           )
     // A fault is waited for once, as it is met; an outage in between waits on its own backoff and leaves it standing.
+    // The last one is reported to the error bus (inside the event's span: its trace and span ids) as it is logged.
     const afterFault = (fault: HandlerFault) =>
       fault.attempts >= retry.maxAttempts
-        ? Effect.as(Effect.logError("handler failed, dead-lettering", fault.cause, { attempts: fault.attempts }), {
-            _tag: "Failed",
-            attempts: fault.attempts,
-            error: fault.error,
-          } satisfies Outcome)
+        ? Effect.logError("handler failed, dead-lettering", fault.cause, { attempts: fault.attempts }).pipe(
+            Effect.andThen(
+              ErrorBus.use((errors) =>
+                errors.capture({
+                  cause: fault.cause,
+                  origin: "event",
+                  route: `event:${subscription.consumer}/${decoded.event.type}`,
+                  tags: { consumer: subscription.consumer, topic: subscription.topic, event_type: decoded.event.type },
+                }),
+              ),
+            ),
+            Effect.as({ _tag: "Failed", attempts: fault.attempts, error: fault.error } satisfies Outcome),
+          )
         : Effect.logWarning("handler failed, retrying", { attempt: fault.attempts, error: fault.error }).pipe(
             Effect.andThen(Effect.sleep(waitOf(retry, fault.attempts))),
             Effect.as(undefined),

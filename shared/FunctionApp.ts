@@ -2,6 +2,7 @@ import { type Effect, Layer, type Redacted } from "effect"
 import type { HttpRouter, HttpServer } from "effect/http"
 import { routesOf } from "./access/Route.ts"
 import type { ConfigInvalid } from "./Config.ts"
+import * as ErrorBus from "./ErrorBus.ts"
 import * as GrpcDeferred from "./GrpcDeferred.ts"
 import * as Jobs from "./Jobs.ts"
 import { retentionMigrations } from "./KernelMigrations.ts"
@@ -18,7 +19,7 @@ export type Runtime = "container" | "lambda"
  * here, so a function is wired once.
  */
 export interface FunctionApp<C = any> {
-  readonly manifest: Pick<ModuleDeclaration, "name">
+  readonly manifest: Pick<ModuleDeclaration, "name" | "version">
   /** Its validated configuration (`Config.load`): invalid configuration stops the start with every problem. */
   readonly config: Effect.Effect<C, ConfigInvalid>
   /** Everything a container runs, from the configuration. */
@@ -44,7 +45,7 @@ export interface DefinedApp<C = any> extends FunctionApp<C> {
 /** A function with an HTTP contract: the parts its entries and tests assemble. */
 export interface Definition<C extends ServersConfig, R, S, RC, RU, RJ = never> {
   /** Its manifest (`module.ts`); with the kernel's migrations it has the kernel's tables, and their retention job. */
-  readonly manifest: Pick<ModuleDeclaration, "name"> & Partial<Pick<ModuleDeclaration, "migrations">>
+  readonly manifest: Pick<ModuleDeclaration, "name" | "version"> & Partial<Pick<ModuleDeclaration, "migrations">>
   /** Its public contract (`Api.ts`): each endpoint declares who may call it; the guard enforces that. */
   readonly api: { readonly identifier: string; readonly groups: object }
   readonly config: Effect.Effect<C, ConfigInvalid>
@@ -125,19 +126,28 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
     return jobs(config, runtime).pipe(Layer.provideMerge(services_)) as unknown as ReturnType<typeof services>
   }
   const routes = routesOf(api)
+  // Outside production every function lists its recent error reports (`GET /_dev/errors`, merged by the gateway).
+  const development = (config: C) =>
+    config.env === "production"
+      ? unguarded?.(config)
+      : Layer.merge(unguarded?.(config) ?? Layer.empty, ErrorBus.devRoute as Layer.Layer<never>)
+  // The error bus under every part, so that each capture point (HTTP, gRPC, jobs, consumers) reports through it.
+  const reporting = (config: C) => ErrorBus.fromConfig(definition.manifest, config)
   const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
+    const dev = development(config)
     const served = servers(http, {
       api,
       config,
       declared: routes,
       grpc,
-      ...(unguarded ? { unguarded: unguarded(config) } : {}),
+      ...(dev ? { unguarded: dev } : {}),
     })
     const provided_ = given(config, "container")
     const provided =
       standIns === undefined ? provided_ : Layer.merge(provided_, standIns.pipe(Layer.provide(provided_)))
     return Layer.mergeAll(served, background?.(config) ?? Layer.empty).pipe(
       Layer.provideMerge(provided),
+      Layer.provideMerge(reporting(config)),
     ) as Layer.Layer<unknown, unknown, never>
   }
   return {
@@ -151,6 +161,7 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
     lambda: (config) =>
       Server.app(Server.guarded(http, routes), { api, maxBodyBytes: config.maxBodyBytes }).pipe(
         Layer.provide(given(config, "lambda")),
+        Layer.provide(reporting(config)),
       ) as Layer.Layer<unknown, unknown, never>,
   }
 }
@@ -164,8 +175,8 @@ export const byRuntime = <AC, EC, RC, AL, EL, RL>(
   layers: { readonly container: Layer.Layer<AC, EC, RC>; readonly lambda: Layer.Layer<AL, EL, RL> },
 ) => (runtime === "container" ? layers.container : layers.lambda) as Layer.Layer<AC | AL, EC | EL, RC | RL>
 
-/** What the servers and the Lambda app read from a function's validated config (`Config.base`). */
-export interface ServersConfig {
+/** What the servers, the Lambda app and the error bus read from a function's validated config (`Config.base`). */
+export interface ServersConfig extends ErrorBus.FunctionErrorConfig {
   readonly httpPort: number
   /** Read only when the function serves gRPC. */
   readonly grpcPort?: number

@@ -8,6 +8,7 @@ import {
   HealthCheckResponse_ServingStatus,
   HealthService,
 } from "../proto/gen/grpc/health/v1/health.ts"
+import { ErrorBus } from "./ErrorBus.ts"
 import * as Grpc from "./Grpc.ts"
 import { NUL_MESSAGE, nulField } from "./NulText.ts"
 import * as Problem from "./Problem.ts"
@@ -137,6 +138,7 @@ const refuseNul = (request: unknown) => {
 export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R>) {
   const context = yield* Effect.context<R>()
   const identity = yield* ServiceIdentity
+  const errors = yield* ErrorBus
   const run = Effect.runForkWith(context)
   const inFlight = new Set<Fiber.Fiber<void>>()
   const statuses = new Map<string, ServingStatus>([["", "SERVING"]])
@@ -218,12 +220,18 @@ export const make = Effect.fnUntraced(function* <R>(options: GrpcServerOptions<R
           ),
         ),
       ).pipe(
-        Effect.onExit((exit) =>
-          Effect.annotateCurrentSpan(
-            "rpc.grpc.status_code",
-            Exit.isSuccess(exit) ? grpc.status.OK : Grpc.failureStatus(exit.cause).code,
-          ),
-        ),
+        Effect.onExit((exit) => {
+          if (Exit.isSuccess(exit)) return Effect.annotateCurrentSpan("rpc.grpc.status_code", grpc.status.OK)
+          const status = Grpc.failureStatus(exit.cause)
+          const annotated = Effect.annotateCurrentSpan("rpc.grpc.status_code", status.code)
+          // The server's fault (INTERNAL) goes to the error bus here, inside the call's span (its trace and span ids).
+          return status.unexpected && !call.cancelled && !Cause.hasInterruptsOnly(exit.cause)
+            ? Effect.andThen(
+                annotated,
+                errors.capture({ cause: exit.cause, origin: "grpc", route: `${svc.name}/${method}` }),
+              )
+            : annotated
+        }),
         Effect.withSpan(spanName, {
           kind: "server",
           ...(parent ? { parent } : { root: true }),

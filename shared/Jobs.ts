@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from "node:crypto"
-import { Context, Effect, Exit, Layer, Metric, Redacted, Schedule, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Metric, Redacted, Schedule, Schema } from "effect"
 import type { JobInsert, PgBoss } from "pg-boss"
 import { assertIdentifier } from "./Db.ts"
+import { ErrorBus } from "./ErrorBus.ts"
 import { register } from "./Health.ts"
 
 // Durable jobs on pg-boss (https://github.com/timgit/pg-boss), in a schema of the function's own (`<schema>_jobs`).
@@ -264,7 +265,22 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
                 Metric.withAttributes(lag, { job: name }),
                 Math.max(0, Date.now() - due.getTime()) / 1000,
               )
-              yield* spec.handler(job.data, { id: job.id, attempt, due })
+              yield* spec.handler(job.data, { id: job.id, attempt, due }).pipe(
+                // The last attempt's failure is reported here, inside the run's span (its trace and span ids), and
+                // logged as dead-lettered below.
+                Effect.tapCause((cause) =>
+                  attempt > retry.limit && !Cause.hasInterruptsOnly(cause)
+                    ? ErrorBus.use((errors) =>
+                        errors.capture({
+                          cause,
+                          origin: "job",
+                          route: `job:${name}`,
+                          tags: { job: name, job_id: job.id },
+                        }),
+                      )
+                    : Effect.void,
+                ),
+              )
             }).pipe(
               Effect.withSpan(`job ${name}`, {
                 attributes: { "job.name": name, "job.id": job.id, "job.attempt": attempt },

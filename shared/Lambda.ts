@@ -2,8 +2,12 @@ import middy from "@middy/core"
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda"
 import { Context, Effect, identity, Layer } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import * as ErrorBus from "./ErrorBus.ts"
 import type { FunctionApp } from "./FunctionApp.ts"
 import { ClientIp } from "./RequestContext.ts"
+
+// How long an invocation waits for its error reports before answering (a report's request is bounded anyway).
+const LAMBDA_FLUSH_MS = 2_000
 
 // Content types whose bodies travel as text; everything else is base64 in the Lambda result.
 const TEXTUAL = /^(text\/|application\/(json|problem\+json|xml|javascript)|[^;]*\+json)/
@@ -59,12 +63,15 @@ export const handler = (app: FunctionApp) => {
     readonly dispose: () => Promise<void>
   }
   // API Gateway has no socket to the client: its address comes from the event (throttles and audit need it).
-  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(async (event) =>
-    toResult(
+  return middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>().handler(async (event) => {
+    const result = await toResult(
       await web.handler(
         toRequest(event),
         Context.make(ClientIp, event.requestContext.http.sourceIp ?? "") as Context.Context<never>,
       ),
-    ),
-  )
+    )
+    // A frozen invocation sends nothing: a defect's report leaves before the answer (nothing to wait for otherwise).
+    await ErrorBus.flushAll(LAMBDA_FLUSH_MS)
+    return result
+  })
 }

@@ -1,6 +1,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, ConfigProvider, Effect, Exit, Layer, Runtime } from "effect"
 import { ConfigInvalid, loadDotEnv } from "./Config.ts"
+import * as ErrorBus from "./ErrorBus.ts"
 import type { FunctionApp } from "./FunctionApp.ts"
 
 /**
@@ -31,8 +32,33 @@ const containerOf = (app: FunctionApp): Layer.Layer<never, unknown, never> =>
     }),
   )
 
-const launch = <E>(layer: Layer.Layer<never, E, never>) =>
+const launch = <E>(layer: Layer.Layer<never, E, never>) => {
+  stopOnFatalErrors()
   Layer.launch(layer).pipe(NodeRuntime.runMain({ disableErrorReporting: false, teardown }))
+}
+
+// Set once an uncaught exception or unhandled rejection has been met: the process then exits 1.
+let failed = false
+
+/**
+ * An uncaught exception or an unhandled rejection is a defect nothing caught, and the process's state is no longer
+ * known: it is reported first (`ErrorBus.fatal`: logged, sent, waited for), then the process shuts down as on SIGTERM
+ * (stop accepting, drain, close pools) and exits 1, at the latest after twice the shutdown timeout. Node's default
+ * would exit at once, losing the report and the requests in flight.
+ */
+const stopOnFatalErrors = () => {
+  const stop = (origin: "uncaughtException" | "unhandledRejection") => (error: unknown) => {
+    const first = !failed
+    failed = true
+    void ErrorBus.fatal(error, origin).then((shutdownTimeoutMs) => {
+      if (!first) return
+      setTimeout(() => process.exit(1), 2 * shutdownTimeoutMs + 1_000).unref()
+      process.emit("SIGTERM", "SIGTERM")
+    })
+  }
+  process.on("uncaughtException", stop("uncaughtException"))
+  process.on("unhandledRejection", stop("unhandledRejection"))
+}
 
 /**
  * Runs several functions' containers in one process (npm start's default: modules load once, memory is shared),
@@ -52,6 +78,9 @@ export const runTogether = (
   launch(containers.reduce((all, container) => Layer.merge(all, container), Layer.empty as Layer.Layer<never, unknown>))
 }
 
-// SIGTERM/SIGINT interrupt the main fiber: a run ended only by that interruption is a clean shutdown (0, not 130).
+// SIGTERM/SIGINT interrupt the main fiber: a run ended only by that interruption is a clean shutdown (0, not 130),
+// unless it was a fatal error's shutdown (1).
 const teardown: Runtime.Teardown = (exit, onExit) =>
-  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+    ? onExit(failed ? 1 : 0)
+    : Runtime.defaultTeardown(exit, onExit)

@@ -2,6 +2,8 @@ import { type Cause, Effect } from "effect"
 import { HttpServerError, HttpServerResponse } from "effect/http"
 import * as Problem from "./Problem.ts"
 
+const isResponse = HttpServerResponse.isHttpServerResponse
+
 const isProblem = (response: HttpServerResponse.HttpServerResponse) =>
   (response.headers["content-type"] ?? "").startsWith("application/problem+json")
 
@@ -16,6 +18,16 @@ const exceededBodyLimit = (cause: Cause.Cause<unknown>): boolean => {
   }
   return cause.reasons.some(visit)
 }
+
+/**
+ * Whether the answer to a failure is a defect for the error bus: a 5xx, but not a deliberate one (503 for an outage or
+ * a shutdown, 504 for a timeout, a response a handler chose to die with). A 4xx is the caller's, never reported.
+ */
+export const isUnexpected = (cause: Cause.Cause<unknown>, status: number): boolean =>
+  status >= 500 &&
+  status !== 503 &&
+  status !== 504 &&
+  !cause.reasons.every((r) => r._tag === "Die" && isResponse(r.defect))
 
 // Turns a failure or defect that escaped the handlers into a response; defects are logged, never shown.
 export const causeToResponse = (cause: Cause.Cause<unknown>) =>

@@ -72,7 +72,7 @@ const GreetHttp = HttpApiBuilder.layer(GreetApi).pipe(
     ),
   ),
 )
-const greetManifest = { name: "greet" }
+const greetManifest = { name: "greet", version: "0.0.1" }
 const greetConfig = Cfg.load(Cfg.base({ httpPort: 18_098 }))
 
 describe("FunctionApp.define", () => {
