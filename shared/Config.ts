@@ -121,6 +121,23 @@ const splitList = (list: string): ReadonlyArray<string> =>
     .map((item) => item.trim())
     .filter((item) => item.length > 0)
 
+/** The characters Kafka allows in a topic name. */
+export const KAFKA_TOPIC_CHARS = /^[a-zA-Z0-9._-]*$/
+
+/**
+ * `KAFKA_TOPIC_PREFIX`: put before the name of every Kafka topic and consumer group of this environment (`staging.`),
+ * so that environments can share a cluster; default none. Only Kafka's topic characters; the length of each whole name
+ * is checked by the Kafka client where the topics are known.
+ */
+export const kafkaTopicPrefix = Config.schema(
+  Schema.String.check(
+    Schema.isPattern(KAFKA_TOPIC_CHARS, {
+      message: "Expected only the characters of Kafka topic names: a-z A-Z 0-9 . _ -",
+    }),
+  ),
+  "KAFKA_TOPIC_PREFIX",
+).pipe(Config.withDefault(""))
+
 /** Keys every function reads: environment, log level, ports, trace export, event brokers, error reporting. */
 export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: number }) => ({
   env: Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
@@ -149,6 +166,8 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   otelEndpoint: Config.option(Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT")),
   /** Comma-separated brokers; unset = the Postgres-backed event bus (embedded default). */
   kafkaBrokers: Config.option(commaList("KAFKA_BROKERS")),
+  /** Validated here with the other keys; the Kafka client applies it (shared/Kafka.ts). */
+  kafkaTopicPrefix,
   ...ServiceIdentity.config(),
   /** SENTRY_DSN and the rest of the error bus's keys (docs/errors.md). */
   ...ErrorBus.config(),

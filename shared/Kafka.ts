@@ -1,10 +1,16 @@
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import kafkajs from "kafkajs"
+import { KAFKA_TOPIC_CHARS, kafkaTopicPrefix } from "./Config.ts"
 
 /** How a process reaches Kafka and how the topics it creates are shaped. */
 export interface KafkaOptions {
   readonly brokers: ReadonlyArray<string>
   readonly clientId: string
+  /**
+   * This environment's prefix of every topic and consumer group name on the cluster; default `KAFKA_TOPIC_PREFIX`
+   * (none when unset). The platform's code, manifests and events keep the names without it.
+   */
+  readonly topicPrefix?: string
   /** Partitions of topics this process creates (existing topics are left alone); default 3. */
   readonly partitions?: number
   /** Replication of topics this process creates; default the broker's `default.replication.factor`. */
@@ -22,6 +28,9 @@ export interface KafkaOptions {
  * would not see that; an explicit value is the same everywhere.)
  */
 export const DEFAULT_RETRY: kafkajs.RetryOptions = { initialRetryTime: 100, maxRetryTime: 1_000, retries: 5 }
+
+/** The longest topic name Kafka accepts. */
+export const MAX_TOPIC_LENGTH = 249
 
 /** A Kafka operation failed (broker unreachable, topic creation refused); carries the kafkajs error as cause. */
 export class KafkaError extends Schema.TaggedError<KafkaError>()("KafkaError", {
@@ -42,20 +51,38 @@ export class Kafka extends Context.Service<
   Kafka,
   {
     readonly client: kafkajs.Kafka
-    /** Creates those of `topics` that do not exist yet, with the configured partitions; remembers the ones it has seen. */
+    /**
+     * The cluster's name of one of the platform's topics (`auth.events`): with this environment's prefix. The one place
+     * the prefix is applied to topics; every kafkajs call of the platform names topics through it.
+     */
+    topic(name: string): string
+    /** The cluster's name of one of the platform's consumer groups: with this environment's prefix. */
+    group(id: string): string
+    /** Fails, naming `KAFKA_TOPIC_PREFIX`, when the cluster's name of one of `topics` is longer than Kafka accepts. */
+    checkTopics(topics: ReadonlyArray<string>): Effect.Effect<void, KafkaError>
+    /** Creates those of `topics` (the platform's names) that do not exist yet, with the configured partitions. */
     ensureTopics(topics: ReadonlyArray<string>): Effect.Effect<void, KafkaError>
+    /** Runs `f` on an admin connection of its own, closed after it. */
+    admin<A>(what: string, f: (admin: kafkajs.Admin) => Promise<A>): Effect.Effect<A, KafkaError>
     /** A producer, not yet connected, disconnected when the scope closes. */
     producer(config?: kafkajs.ProducerConfig): Effect.Effect<kafkajs.Producer, never, Scope.Scope>
     /** Asks the cluster for its brokers over a long-lived admin connection: the readiness check. */
     readonly ping: Effect.Effect<void, KafkaError>
   }
 >()("shared/Kafka") {
-  /** A client for `options.brokers`; kafkajs logs (warn and above) go to the Effect logger of the layer. */
+  /**
+   * A client for `options.brokers`; kafkajs logs (warn and above) go to the Effect logger of the layer. A function
+   * reads `KAFKA_TOPIC_PREFIX` once validated with its other keys (`Config.base`), so a bad one here is a defect.
+   */
   static readonly layer = (options: KafkaOptions) =>
     Layer.effect(
       Kafka,
       Effect.gen(function* () {
         const context = yield* Effect.context<never>()
+        const prefix = options.topicPrefix ?? (yield* Effect.orDie(kafkaTopicPrefix))
+        if (!KAFKA_TOPIC_CHARS.test(prefix)) {
+          return yield* Effect.die(new Error(`Kafka topic prefix ${JSON.stringify(prefix)}: only a-z A-Z 0-9 . _ -`))
+        }
         const client = new kafkajs.Kafka({
           brokers: [...options.brokers],
           clientId: options.clientId,
@@ -65,34 +92,49 @@ export class Kafka extends Context.Service<
           logLevel: kafkajs.logLevel.WARN,
           logCreator: logCreator(context),
         })
+        const topic = (name: string) => `${prefix}${name}`
+        const group = (id: string) => `${prefix}${id}`
+
+        const checkTopics = (topics: ReadonlyArray<string>) => {
+          const tooLong = topics.map(topic).filter((name) => name.length > MAX_TOPIC_LENGTH)
+          return tooLong.length === 0
+            ? Effect.void
+            : Effect.fail(
+                new KafkaError({
+                  message: `KAFKA_TOPIC_PREFIX: ${tooLong.map((name) => `${name} is ${name.length} characters`).join(", ")}, above Kafka's ${MAX_TOPIC_LENGTH}`,
+                  cause: undefined,
+                }),
+              )
+        }
+
+        const admin = <A>(what: string, f: (admin: kafkajs.Admin) => Promise<A>) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => client.admin()),
+            (admin) => tryKafka(what, async () => f(await admin.connect().then(() => admin))),
+            (admin) => Effect.promise(() => admin.disconnect().catch(() => undefined)),
+          )
+
         const ensured = new Set<string>()
 
         const ensureTopics = Effect.fn("Kafka.ensureTopics")(function* (topics: ReadonlyArray<string>) {
-          const missing = [...new Set(topics)].filter((topic) => !ensured.has(topic))
+          const missing = [...new Set(topics)].filter((name) => !ensured.has(name))
           if (missing.length === 0) return
-          const admin = client.admin()
-          yield* Effect.acquireUseRelease(
-            tryKafka("connecting the admin client", () => admin.connect()),
-            () =>
-              tryKafka(`creating topics ${missing.join(", ")}`, async () => {
-                // Asking first keeps kafkajs from logging an error for every topic that already exists.
-                const existing = new Set(await admin.listTopics())
-                const absent = missing.filter((topic) => !existing.has(topic))
-                if (absent.length === 0) return
-                await admin.createTopics({
-                  waitForLeaders: true,
-                  topics: absent.map((topic) => ({
-                    topic,
-                    numPartitions: options.partitions ?? 3,
-                    ...(options.replicationFactor !== undefined
-                      ? { replicationFactor: options.replicationFactor }
-                      : {}),
-                  })),
-                })
-              }),
-            () => Effect.promise(() => admin.disconnect()),
-          )
-          for (const topic of missing) ensured.add(topic)
+          yield* checkTopics(missing)
+          yield* admin(`creating topics ${missing.map(topic).join(", ")}`, async (admin) => {
+            // Asking first keeps kafkajs from logging an error for every topic that already exists.
+            const existing = new Set(await admin.listTopics())
+            const absent = missing.map(topic).filter((name) => !existing.has(name))
+            if (absent.length === 0) return
+            await admin.createTopics({
+              waitForLeaders: true,
+              topics: absent.map((name) => ({
+                topic: name,
+                numPartitions: options.partitions ?? 3,
+                ...(options.replicationFactor !== undefined ? { replicationFactor: options.replicationFactor } : {}),
+              })),
+            })
+          })
+          for (const name of missing) ensured.add(name)
         })
 
         const producer = (config?: kafkajs.ProducerConfig) =>
@@ -123,7 +165,7 @@ export class Kafka extends Context.Service<
           Effect.asVoid,
         )
 
-        return Kafka.of({ client, ensureTopics, producer, ping })
+        return Kafka.of({ client, topic, group, checkTopics, ensureTopics, admin, producer, ping })
       }),
     )
 }

@@ -63,17 +63,20 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       }),
     )
 
+  // `topic` is the platform's name, `groupId` and the batch's topic the cluster's (the headers say where it was read).
   const deadLetter = (
-    group: string,
-    { topic, partition }: kafkajs.Batch,
+    topic: string,
+    groupId: string,
+    batch: kafkajs.Batch,
     message: kafkajs.KafkaMessage,
     outcome: Outcome,
     retry: RetryPolicy,
   ) => {
     const dead = deadLetterOf(outcome)
     if (dead === undefined) return Effect.void
+    const dlq = kafka.topic(CloudEvent.dlqOf(topic))
     const record: kafkajs.ProducerRecord = {
-      topic: CloudEvent.dlqOf(topic),
+      topic: dlq,
       acks: -1,
       messages: [
         {
@@ -83,11 +86,11 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
             ...message.headers,
             [DlqHeaders.error]: dead.error,
             [DlqHeaders.reason]: dead.reason,
-            [DlqHeaders.topic]: topic,
-            [DlqHeaders.partition]: String(partition),
+            [DlqHeaders.topic]: batch.topic,
+            [DlqHeaders.partition]: String(batch.partition),
             [DlqHeaders.offset]: message.offset,
             [DlqHeaders.attempts]: String(dead.attempts),
-            [DlqHeaders.group]: group,
+            [DlqHeaders.group]: groupId,
           },
         },
       ],
@@ -98,7 +101,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       Effect.retry(backoff(retry)),
       Effect.withSpan("EventBus.deadLetter", {
         kind: "producer",
-        attributes: { "messaging.system": "kafka", "messaging.destination.name": CloudEvent.dlqOf(topic) },
+        attributes: { "messaging.system": "kafka", "messaging.destination.name": dlq },
       }),
     )
   }
@@ -108,6 +111,9 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
     const retry = retryPolicy(options.retry, subscription.retry)
     // A broadcast subscription reads every partition in a group of its own, from the retained start, never committed.
     const broadcast = subscription.broadcast !== undefined
+    // The cluster's names (this environment's prefix); `topic` and `group` stay the platform's in logs and spans.
+    const physical = kafka.topic(topic)
+    const groupId = kafka.group(broadcast ? `${group}.${randomUUID()}` : group)
 
     // One fetched batch (one partition, in order) through `consumeBatch`: an inbox transaction per run of messages,
     // then per settled message its dead letter (if any) and its offset, which kafkajs commits after the batch. Messages
@@ -136,7 +142,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
             ({ index, outcome }) => {
               const message = batch.messages[index]!
               const resolve = Effect.sync(() => payload.resolveOffset(message.offset))
-              if (!broadcast) return Effect.andThen(deadLetter(group, batch, message, outcome, retry), resolve)
+              if (!broadcast) return Effect.andThen(deadLetter(topic, groupId, batch, message, outcome, retry), resolve)
               const dead = deadLetterOf(outcome)
               return dead === undefined
                 ? resolve
@@ -179,10 +185,14 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       })
 
     return Effect.gen(function* () {
+      // A name too long for Kafka (with this environment's prefix) is a mistake to report at start, not to retry.
+      yield* kafka
+        .checkTopics([topic, CloudEvent.dlqOf(topic)])
+        .pipe(Effect.mapError((cause) => new EventBusError({ message: cause.message, cause })))
       const consumer = yield* Effect.acquireRelease(
         Effect.sync(() =>
           kafka.client.consumer({
-            groupId: broadcast ? `${group}.${randomUUID()}` : group,
+            groupId,
             allowAutoTopicCreation: false,
             maxWaitTimeInMs: options.maxWaitTimeMs ?? 1_000,
             ...(options.sessionTimeoutMs !== undefined ? { sessionTimeout: options.sessionTimeoutMs } : {}),
@@ -210,7 +220,9 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       const start = Effect.gen(function* () {
         yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
         yield* tryKafka("connecting the consumer", () => consumer.connect())
-        yield* tryKafka(`subscribing to ${topic}`, () => consumer.subscribe({ topics: [topic], fromBeginning: true }))
+        yield* tryKafka(`subscribing to ${physical}`, () =>
+          consumer.subscribe({ topics: [physical], fromBeginning: true }),
+        )
         yield* tryKafka("starting the consumer", () =>
           consumer.run({
             autoCommit: !broadcast,

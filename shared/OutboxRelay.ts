@@ -82,8 +82,9 @@ export class OutboxRelay extends Context.Service<
               yield* tryKafka("connecting the producer", () => producer.connect())
               connected = true
             }
+            // The outbox holds the platform's topic names; the cluster's carry this environment's prefix.
             const topicMessages = topics.map((topic) => ({
-              topic,
+              topic: kafka.topic(topic),
               messages: rows.filter((row) => row.topic === topic).map((row) => row.message),
             }))
             yield* tryKafka("publishing to Kafka", () => producer.sendBatch({ acks: -1, topicMessages }))
@@ -193,11 +194,14 @@ export class OutboxRelay extends Context.Service<
           )
         }
 
-        // In the background: a slow or absent broker must not hold the function's start (sends create topics anyway).
+        // A topic name too long for Kafka with this environment's prefix stops the start; creating the topics happens in
+        // the background: a slow or absent broker must not hold the function's start (sends create topics anyway).
+        const known = (options.topics ?? []).flatMap((topic) => [topic, CloudEvent.dlqOf(topic)])
+        yield* Effect.orDie(kafka.checkTopics(known))
         const createTopics =
-          options.topics && options.topics.length > 0
+          known.length > 0
             ? kafka
-                .ensureTopics(options.topics.flatMap((topic) => [topic, CloudEvent.dlqOf(topic)]))
+                .ensureTopics(known)
                 .pipe(Effect.catch((error) => Effect.logWarning("could not create topics at start", error)))
             : Effect.void
         yield* Effect.forkScoped(Effect.andThen(createTopics, loop))
