@@ -35,9 +35,20 @@ export interface SubscribeOptions<R = never> {
    * Every instance of the consumer receives every event, for a view kept in process memory (revoked sessions): no
    * shared position (Kafka: a consumer group of this process's own, never committed), no inbox (the handler must be
    * idempotent and gets no transaction), no dead letters (a failing event is logged and skipped). The subscription
-   * starts with the events published within `since` before it (Kafka: the topic's retained events).
+   * starts with the events published within `since` before it (by the time they reached the outbox, or Kafka).
    */
-  readonly broadcast?: { readonly since: Duration.Input }
+  readonly broadcast?: Broadcast
+}
+
+/** A broadcast subscription's replay: how far back it starts, and who learns when it has caught up. */
+export interface Broadcast {
+  readonly since: Duration.Input
+  /**
+   * Run once every event published before the subscription started (at least back to `since`) has been handled:
+   * from then on the view is complete, give or take the bus's delay. `subscribe` itself returns at once (a broker
+   * away must not hold a function's start), so a view that must not answer incomplete waits for this.
+   */
+  readonly onCaughtUp?: Effect.Effect<void>
 }
 
 /** A subscription could not be started (broker or database unreachable, bad topic name). */

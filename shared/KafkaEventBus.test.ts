@@ -31,7 +31,7 @@ const setup = Effect.gen(function* () {
   // Several messages in one request, so that they arrive in one fetched batch.
   const sendAll = (messages: ReadonlyArray<{ key: string; value: string }>, partition: number) =>
     tryKafka("send", () => producer.send({ topic, messages: messages.map((message) => ({ ...message, partition })) }))
-  return { consumer, kafka, topic, bus, send, sendAll }
+  return { consumer, kafka, topic, bus, producer, send, sendAll }
 })
 
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -181,6 +181,53 @@ describe("KafkaEventBus", () => {
         )
         yield* Effect.sleep("300 millis")
         assert.strictEqual((yield* inboxed)[0]?.count, 3)
+      }),
+    60_000,
+  )
+
+  it.live(
+    "a broadcast subscription replays the events of `since` ago and says it caught up once those sent before it are handled",
+    () =>
+      Effect.gen(function* () {
+        const { topic, bus, producer } = yield* setup
+        const sendAt = (n: number, timestamp: number) =>
+          tryKafka("send", () =>
+            producer.send({
+              topic,
+              messages: [
+                {
+                  key: `k${n}`,
+                  value: JSON.stringify(event("test.item.created", n)),
+                  partition: n % 3,
+                  timestamp: String(timestamp),
+                },
+              ],
+            }),
+          )
+        // Older than `since` on every partition: not replayed.
+        for (let n = 0; n < 3; n++) yield* sendAt(n, Date.now() - 2 * 3_600_000)
+        for (let n = 3; n < 30; n++) yield* sendAt(n, Date.now())
+        const seen: Array<number> = []
+        let seenWhenCaughtUp: ReadonlyArray<number> | undefined
+        yield* bus.subscribe({
+          topic,
+          group: `g-${topic}`,
+          broadcast: {
+            since: "1 hour",
+            onCaughtUp: Effect.sync(() => {
+              seenWhenCaughtUp = [...seen]
+            }),
+          },
+          handler: (e) => Effect.sync(() => void seen.push((e.data as { n: number }).n)),
+        })
+        yield* waitUntil("the replay to catch up", () => seenWhenCaughtUp !== undefined)
+        assert.deepStrictEqual(
+          [...(seenWhenCaughtUp ?? [])].sort((a, b) => a - b),
+          Array.from({ length: 27 }, (_, i) => i + 3),
+        )
+        yield* sendAt(30, Date.now())
+        yield* waitUntil("an event after the replay", () => seen.includes(30))
+        assert.notInclude(seen, 0)
       }),
     60_000,
   )

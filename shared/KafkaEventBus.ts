@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import { type Cause, Duration, Effect, FiberSet, Layer, Queue, Schedule, type Scope, Semaphore } from "effect"
+import { type Cause, Clock, Duration, Effect, FiberSet, Layer, Queue, Schedule, type Scope, Semaphore } from "effect"
 import type kafkajs from "kafkajs"
 import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
@@ -109,11 +109,38 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
   const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
     const { topic, group, handler } = subscription
     const retry = retryPolicy(options.retry, subscription.retry)
-    // A broadcast subscription reads every partition in a group of its own, from the retained start, never committed.
-    const broadcast = subscription.broadcast !== undefined
+    // A broadcast subscription reads every partition in a group of its own, from `since` ago, never committed.
+    const broadcast = subscription.broadcast
     // The cluster's names (this environment's prefix); `topic` and `group` stay the platform's in logs and spans.
     const physical = kafka.topic(topic)
-    const groupId = kafka.group(broadcast ? `${group}.${randomUUID()}` : group)
+    const groupId = kafka.group(broadcast === undefined ? group : `${group}.${randomUUID()}`)
+
+    // A broadcast subscription's place in its topic, kept across restarts of its consumer (which resume there): per
+    // partition the next offset to handle, and where each partition ended when the subscription first reached the
+    // broker. It has caught up once every partition got that far.
+    const next = new Map<number, bigint>()
+    let end: ReadonlyMap<number, bigint> | undefined
+    let caughtUp = false
+    const checkCaughtUp = Effect.suspend(() => {
+      if (caughtUp || end === undefined) return Effect.void
+      for (const [partition, last] of end) if ((next.get(partition) ?? 0n) < last) return Effect.void
+      caughtUp = true
+      return Effect.andThen(Effect.logDebug("broadcast subscription caught up"), broadcast?.onCaughtUp ?? Effect.void)
+    })
+    // Once, on the first start that reaches the broker: the first offset of `since` ago on each partition, then each
+    // partition's end (asked in that order, so an event published in between is replayed, never skipped).
+    const position = (since: Duration.Input) =>
+      Effect.gen(function* () {
+        if (end !== undefined) return
+        const from = (yield* Clock.currentTimeMillis) - Duration.toMillis(Duration.fromInputUnsafe(since))
+        const [starts, ends] = yield* kafka.admin(`finding the offsets of ${physical} to replay`, async (admin) => {
+          const starts = await admin.fetchTopicOffsetsByTimestamp(physical, from)
+          return [starts, await admin.fetchTopicOffsets(physical)] as const
+        })
+        for (const { partition, offset } of starts) next.set(partition, BigInt(offset))
+        end = new Map(ends.map(({ partition, high }) => [partition, BigInt(high)]))
+        yield* checkCaughtUp
+      })
 
     // One fetched batch (one partition, in order) through `consumeBatch`: an inbox transaction per run of messages,
     // then per settled message its dead letter (if any) and its offset, which kafkajs commits after the batch. Messages
@@ -126,7 +153,7 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
         handler,
         retry,
         system: "kafka",
-        inbox: !broadcast,
+        inbox: broadcast === undefined,
         messages: batch.messages.map((message) => ({
           payload: message.value?.toString("utf8") ?? null,
           traceparent: header(message, "traceparent"),
@@ -142,13 +169,23 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
             ({ index, outcome }) => {
               const message = batch.messages[index]!
               const resolve = Effect.sync(() => payload.resolveOffset(message.offset))
-              if (!broadcast) return Effect.andThen(deadLetter(topic, groupId, batch, message, outcome, retry), resolve)
+              if (broadcast === undefined) {
+                return Effect.andThen(deadLetter(topic, groupId, batch, message, outcome, retry), resolve)
+              }
               const dead = deadLetterOf(outcome)
+              const moved = Effect.andThen(
+                resolve,
+                Effect.suspend(() => {
+                  const after = BigInt(message.offset) + 1n
+                  if (after > (next.get(batch.partition) ?? 0n)) next.set(batch.partition, after)
+                  return checkCaughtUp
+                }),
+              )
               return dead === undefined
-                ? resolve
+                ? moved
                 : Effect.andThen(
                     Effect.logError("event skipped by a broadcast subscription", { group, topic, ...dead }),
-                    resolve,
+                    moved,
                   )
             },
             { discard: true },
@@ -217,15 +254,26 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       consumer.on(consumer.events.CRASH, ({ payload }) => {
         if (!payload.restart) Queue.offerUnsafe(stopped, String(payload.error))
       })
+      // A broadcast consumer, joining (again), goes to where the subscription stands on each partition: the seeks are
+      // taken before its first fetch.
+      if (broadcast !== undefined) {
+        consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+          for (const partition of payload.memberAssignment[physical] ?? []) {
+            const offset = next.get(partition)
+            if (offset !== undefined) consumer.seek({ topic: physical, partition, offset: offset.toString() })
+          }
+        })
+      }
       const start = Effect.gen(function* () {
         yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
+        if (broadcast !== undefined) yield* position(broadcast.since)
         yield* tryKafka("connecting the consumer", () => consumer.connect())
         yield* tryKafka(`subscribing to ${physical}`, () =>
           consumer.subscribe({ topics: [physical], fromBeginning: true }),
         )
         yield* tryKafka("starting the consumer", () =>
           consumer.run({
-            autoCommit: !broadcast,
+            autoCommit: broadcast === undefined,
             partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
             // Offsets are resolved by `handleBatch` as messages are settled, never the whole batch at once.
             eachBatchAutoResolve: false,

@@ -229,4 +229,57 @@ describe("PgEventBus", () => {
       assert.strictEqual(dead[0]?.n, "0")
     }),
   )
+
+  it.live(
+    "a broadcast subscription replays the events of `since` ago and says it caught up once those committed before it are handled",
+    () =>
+      Effect.gen(function* () {
+        const { producer, bus, publish, topic } = yield* setup
+        yield* publish(0)
+        yield* publish(1)
+        // Older than `since`: not replayed.
+        yield* producer.query(`UPDATE ${producer.schema}.outbox SET created_at = now() - interval '2 hours'`)
+        // More than one poll's batch (25): the replay takes several rounds.
+        for (let n = 2; n < 60; n++) yield* publish(n)
+        const seen: Array<number> = []
+        let seenWhenCaughtUp: ReadonlyArray<number> | undefined
+        yield* bus.subscribe({
+          topic,
+          group: "g6",
+          broadcast: {
+            since: "1 hour",
+            onCaughtUp: Effect.sync(() => {
+              seenWhenCaughtUp = [...seen]
+            }),
+          },
+          handler: (event) => Effect.sync(() => void seen.push(numberOf(event))),
+        })
+        yield* waitUntil("the replay to catch up", () => seenWhenCaughtUp !== undefined)
+        assert.deepStrictEqual(
+          seenWhenCaughtUp,
+          Array.from({ length: 58 }, (_, i) => i + 2),
+        )
+        yield* publish(60)
+        yield* waitUntil("an event after the replay", () => seen.includes(60))
+      }),
+  )
+
+  it.live("a broadcast subscription on a topic with nothing to replay says at once that it caught up", () =>
+    Effect.gen(function* () {
+      const { bus, topic } = yield* setup
+      let caughtUp = false
+      yield* bus.subscribe({
+        topic,
+        group: "g7",
+        broadcast: {
+          since: "1 hour",
+          onCaughtUp: Effect.sync(() => {
+            caughtUp = true
+          }),
+        },
+        handler: () => Effect.void,
+      })
+      yield* waitUntil("caught up", () => caughtUp)
+    }),
+  )
 })

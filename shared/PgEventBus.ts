@@ -1,4 +1,5 @@
 import { Duration, Effect, Layer, type Scope, Semaphore } from "effect"
+import * as Backoff from "./Backoff.ts"
 import { assertIdentifier, Db } from "./Db.ts"
 import {
   consumeBatch,
@@ -41,6 +42,12 @@ export const schemaOfTopic = (topic: string): string => {
 interface Position {
   readonly txid: string
   readonly seq: string
+}
+
+// Whether `a` comes before `b` in the order subscriptions read the outbox.
+const isBefore = (a: Position, b: Position): boolean => {
+  const [at, bt] = [BigInt(a.txid), BigInt(b.txid)]
+  return at < bt || (at === bt && BigInt(a.seq) < BigInt(b.seq))
 }
 
 interface OutboxRow extends Position {
@@ -150,6 +157,23 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
               ),
             )
 
+    // Where a broadcast subscription has caught up: the topic's last row committed when it started (read after
+    // `startPosition`, so a row committed in between is before it). Rows committed later are read in order after it:
+    // the poll never passes a row of a transaction still running, so none committed before this one is left behind.
+    const endPosition = (source: string) =>
+      db
+        .query<Position & Record<string, unknown>>(
+          `SELECT o.txid::text AS txid, o.seq::text AS seq FROM ${source}.outbox o
+           WHERE o.topic = $1 ORDER BY o.txid DESC, o.seq DESC LIMIT 1`,
+          [topic],
+        )
+        .pipe(
+          Effect.catchIf(
+            (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
+            () => Effect.succeed([]),
+          ),
+        )
+
     // `cursor` moves once the rows' offset is committed, so a failure mid-batch resumes after the last row settled.
     const poll = (source: string, cursor: { position: Position }) =>
       Effect.gen(function* () {
@@ -194,8 +218,22 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
 
     const run = (source: string) =>
       Effect.gen(function* () {
-        const [stored] = yield* startPosition(source)
+        // Retried: the database away at start delays the subscription, it does not end it.
+        const [stored, last] = yield* Effect.all([
+          Effect.map(startPosition(source), ([row]) => row),
+          broadcast === undefined ? Effect.succeed(undefined) : Effect.map(endPosition(source), ([row]) => row),
+        ]).pipe(
+          Effect.tapError((error) => Effect.logWarning("cannot find where to start reading, retrying", error)),
+          Effect.retry(Backoff.exponential({ base: "200 millis", max: "10 seconds" })),
+        )
         const cursor = { position: stored ?? { txid: "0", seq: "0" } }
+        let caughtUp = broadcast === undefined
+        const checkCaughtUp = Effect.suspend(() => {
+          if (caughtUp || (last !== undefined && isBefore(cursor.position, last))) return Effect.void
+          caughtUp = true
+          return broadcast?.onCaughtUp ?? Effect.void
+        })
+        yield* checkCaughtUp
         // A producer that has not started (or migrated) yet has no outbox: nothing to read, not a failure.
         let waiting = false
         const round = turn.withPermit(poll(source, cursor)).pipe(
@@ -204,6 +242,7 @@ export const make = Effect.fnUntraced(function* (options: PgEventBusOptions = {}
               waiting = false
             }),
           ),
+          Effect.tap(() => checkCaughtUp),
           Effect.catchIf(
             (error) => NOT_MIGRATED.has(String((error as { code?: unknown }).code)),
             () =>

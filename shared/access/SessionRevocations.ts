@@ -1,4 +1,4 @@
-import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Config, Context, Deferred, Duration, Effect, Layer, Option, Schema } from "effect"
 import { Cache, type CacheError } from "../Cache.ts"
 import { EventBus } from "../EventBus.ts"
 import type { Health } from "../Health.ts"
@@ -79,9 +79,18 @@ export class SessionRevocations extends Context.Service<
   static readonly layerDegrading = Layer.unwrap(Effect.map(sharedStore, (shared) => store(shared, true)))
 }
 
+/** When the memory of a process following the revocation events holds every revocation still in force. */
+interface CatchUp {
+  /** Done once the subscription has replayed the events published before it started. */
+  readonly caughtUp: Deferred.Deferred<void>
+  /** How long a request waits for it when nothing else can answer, before a 503. */
+  readonly wait: Duration.Input
+}
+
 const store = (
   shared: Option.Option<Layer.Layer<SharedList, CacheError | Config.ConfigError, Health>>,
   degrade: boolean,
+  catchUp: Option.Option<CatchUp> = Option.none(),
 ) => {
   const make = Effect.gen(function* () {
     const memory = yield* RevokedInMemory
@@ -106,13 +115,45 @@ const store = (
       }).pipe(Effect.catchTag("CacheError", whenRedisFails(Effect.void)))
     })
 
+    // Memory alone may say "not revoked" only once it holds every revocation still in force: at once for a process
+    // that follows no events (it knows nothing more to wait for), once caught up for one that does. A restarted
+    // verifier without Redis would otherwise pass a session revoked before its start until the replay reached it.
+    // Until then a request waits for the replay, at most `wait`, then gets a 503. Chosen over holding the start until
+    // caught up (or failing it after a timeout): with Redis answering nothing needs to wait, and a broker away at start
+    // would otherwise hold or fail every verifier's start while Redis could answer; without Redis the embedded bus
+    // catches up in one poll, so the first requests wait milliseconds.
+    const incomplete = Problem.unavailable(
+      "session revocations still catching up",
+      "session state is unavailable, retry later",
+    )
+    const memoryAlone = (sid: string) =>
+      Option.match(catchUp, {
+        onNone: () => Effect.succeed(false),
+        onSome: ({ caughtUp, wait }) =>
+          Deferred.isDoneUnsafe(caughtUp)
+            ? Effect.succeed(false)
+            : Deferred.await(caughtUp).pipe(
+                Effect.timeoutOption(wait),
+                Effect.flatMap(
+                  Option.match({
+                    onNone: () => incomplete("the revocation events published before the start are not all read yet"),
+                    onSome: () => memory.has(sid),
+                  }),
+                ),
+              ),
+      })
+
     const isRevoked = Effect.fn("SessionRevocations.isRevoked")(function* (sid: string) {
       if (yield* memory.has(sid)) return true
-      if (Option.isNone(list)) return false
-      return yield* list.value.get(sid).pipe(
-        Effect.map((found) => found._tag === "Some"),
-        Effect.catchTag("CacheError", whenRedisFails(Effect.succeed(false))),
-      )
+      if (Option.isSome(list)) {
+        // Redis's answer when it gives one (none while it cannot and this store degrades to memory).
+        const shared = yield* list.value.get(sid).pipe(
+          Effect.map((found) => Option.some(found._tag === "Some")),
+          Effect.catchTag("CacheError", whenRedisFails(Effect.succeed(Option.none<boolean>()))),
+        )
+        if (Option.isSome(shared)) return shared.value
+      }
+      return yield* memoryAlone(sid)
     })
     return SessionRevocations.of({ revoke, isRevoked })
   })
@@ -144,30 +185,48 @@ export interface RevocationFeed {
  * every event (a broadcast subscription: no shared consumer group, no inbox), starting with the events of the last
  * `rememberSeconds` (default one hour, above the access-token lifetime), so an instance started while Redis is down
  * still knows the revocations still in force. While Redis cannot answer, memory alone answers: a revocation made
- * meanwhile reaches every verifier through the bus (within the poll interval: about 100 ms embedded).
+ * meanwhile reaches every verifier through the bus (within the poll interval: about 100 ms embedded). Memory alone
+ * answers only once that replay is done: before, a request Redis cannot answer waits for it (at most `catchUpWait`,
+ * default 5 s) and is then refused with 503.
  */
 export const following = (options: {
   readonly service: string
   readonly feed: RevocationFeed
   readonly defaultTtlSeconds?: number
   readonly rememberSeconds?: number
+  readonly catchUpWait?: Duration.Input
 }) =>
-  Layer.effectDiscard(
+  Layer.unwrap(
     Effect.gen(function* () {
-      const bus = yield* EventBus
-      const memory = yield* RevokedInMemory
-      yield* bus.subscribe({
-        topic: options.feed.topic,
-        types: [options.feed.type],
-        group: `${options.service.replaceAll("-", "_")}_session_revocations`,
-        broadcast: { since: Duration.seconds(options.rememberSeconds ?? 3_600) },
-        handler: (event) =>
-          Effect.flatMap(decodeRevoked(event.data), (data) =>
-            memory.remember(
-              data.sessionId,
-              Date.parse(event.time) + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
-            ),
-          ),
-      })
+      // One per build of the layer: a restarted verifier starts again from "not caught up".
+      const caughtUp = yield* Deferred.make<void>()
+      const subscription = Layer.effectDiscard(
+        Effect.gen(function* () {
+          const bus = yield* EventBus
+          const memory = yield* RevokedInMemory
+          yield* bus.subscribe({
+            topic: options.feed.topic,
+            types: [options.feed.type],
+            group: `${options.service.replaceAll("-", "_")}_session_revocations`,
+            broadcast: {
+              since: Duration.seconds(options.rememberSeconds ?? 3_600),
+              onCaughtUp: Effect.asVoid(Deferred.succeed(caughtUp, undefined)),
+            },
+            handler: (event) =>
+              Effect.flatMap(decodeRevoked(event.data), (data) =>
+                memory.remember(
+                  data.sessionId,
+                  Date.parse(event.time) + (data.ttlSeconds ?? options.defaultTtlSeconds ?? 900) * 1000,
+                ),
+              ),
+          })
+        }),
+      )
+      const catchUp = { caughtUp, wait: options.catchUpWait ?? "5 seconds" }
+      return subscription.pipe(
+        Layer.provideMerge(
+          Layer.unwrap(Effect.map(sharedStore, (shared) => store(shared, true, Option.some(catchUp)))),
+        ),
+      )
     }),
-  ).pipe(Layer.provideMerge(SessionRevocations.layerDegrading))
+  )
