@@ -3,6 +3,7 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import * as SessionRevocations from "../../shared/access/SessionRevocations.ts"
 import * as Cfg from "../../shared/Config.ts"
 import type { Db } from "../../shared/Db.ts"
+import * as ErrorBus from "../../shared/ErrorBus.ts"
 import type { EventBus } from "../../shared/EventBus.ts"
 import type * as FunctionApp from "../../shared/FunctionApp.ts"
 import type { Health } from "../../shared/Health.ts"
@@ -33,6 +34,7 @@ export const proxyOptions = (config: GatewayConfig, table: RouteTable.RouteTable
   cors: { origins: config.corsOrigins },
   trustedProxies: config.trustedProxies,
   devMail: config.env !== "production",
+  devErrors: config.env !== "production",
 })
 
 const kernelOf = (config: GatewayConfig) => ({
@@ -126,7 +128,8 @@ export const ServicesLive = (
 
 /**
  * The gateway as its entry runs it: the edge's HTTP server (no gRPC, no Lambda entry) over the route table of every
- * function's routes (from the registry), with its services.
+ * function's routes (from the registry), with its services, and its error bus under all of it (as `FunctionApp` gives
+ * every other function its own).
  */
 export const app: FunctionApp.FunctionApp<GatewayConfig> = {
   manifest,
@@ -140,6 +143,7 @@ export const app: FunctionApp.FunctionApp<GatewayConfig> = {
       Layer.provide(ServicesLive(config, table)),
       Layer.provide(Identity(config)),
       Layer.provide(Infrastructure(config)),
+      Layer.provide(ErrorBus.fromConfig(manifest, config)),
     )
   },
 }

@@ -3,6 +3,7 @@ import { Cause, Clock, Context, Effect, Exit, LogLevel, References, Tracer } fro
 import { Hex } from "effect/encoding"
 import { Cookies, type Headers, type HttpServerResponse, HttpTraceContext } from "effect/http"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import { ErrorBus } from "../../shared/ErrorBus.ts"
 import type { RequestRecorder } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import * as Cors from "./Cors.ts"
@@ -63,6 +64,7 @@ export const makeHotPath = (deps: {
   const auth = Context.get(services, EdgeAuth)
   const permissions = Context.get(services, Permissions)
   const limits = Context.get(services, RateLimits)
+  const errors = Context.get(services, ErrorBus)
   // The span settings of the layer's fiber, read once: they do not change per request.
   const tracer = Context.get(services, Tracer.Tracer)
   const clock = Context.get(services, Clock.Clock)
@@ -243,8 +245,10 @@ export const makeHotPath = (deps: {
         finished(upstream.status)
       }
     } catch (error) {
-      // What the Effect path answers for a defect: 500, logged.
-      run(logged(Effect.logError("unhandled failure", Cause.die(error))), () => {})
+      // What the Effect path answers for a defect: 500, logged and reported (with the ids this path drew itself).
+      const cause = Cause.die(error)
+      errors.captureNow({ cause, origin: "http", route: route.template }, { requestId, traceId, spanId })
+      run(logged(Effect.logError("unhandled failure", cause)), () => {})
       if (!response.headersSent) reply(Problem.response(500))
       else response.destroy()
     }

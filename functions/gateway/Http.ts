@@ -6,6 +6,7 @@ import { type Headers, HttpRouter, HttpServerResponse, HttpTraceContext } from "
 import type { Permissions } from "../../shared/access/Permissions.ts"
 import { clientAddress } from "../../shared/ClientAddress.ts"
 import type { Front } from "../../shared/Drain.ts"
+import { ErrorBus } from "../../shared/ErrorBus.ts"
 import { recordRequest, requestRecorder } from "../../shared/HttpMetrics.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { ClientIp, isSaneId, RequestId } from "../../shared/RequestContext.ts"
@@ -14,6 +15,7 @@ import { trustedProxies } from "../../shared/TrustedProxies.ts"
 import * as AccountPages from "./AccountPages.ts"
 import { admission } from "./Admission.ts"
 import * as Cors from "./Cors.ts"
+import * as DevErrors from "./DevErrors.ts"
 import * as Docs from "./Docs.ts"
 import type { EdgeAuth } from "./EdgeAuth.ts"
 import { forwarding } from "./Forwarding.ts"
@@ -41,6 +43,7 @@ const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "iden
 export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyServices> =>
   Effect.gen(function* () {
     const trusted = trustedProxies(options.trustedProxies)
+    const errors = yield* ErrorBus
     const admit = yield* admission
     const forward = yield* forwarding(options.maxBodyBytes, trusted)
     const context = yield* Effect.context<ProxyServices>()
@@ -115,7 +118,13 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       const parent = HttpTraceContext.fromHeaders(request.headers as unknown as Headers.Headers)
       return decide(request, response, path, clientIp, requestId, cell).pipe(
         Effect.map((answer) => Cors.decorate(answer, options.cors, request.headers.origin)),
-        Effect.catchCause((cause) => Effect.as(Effect.logError("unhandled failure", cause), Problem.response(500))),
+        // A defect of the gateway's own (an upstream's 5xx is that function's to report): logged and reported.
+        Effect.catchCause((cause) =>
+          Effect.logError("unhandled failure", cause).pipe(
+            Effect.andThen(errors.capture({ cause, origin: "http", route: cell.route })),
+            Effect.as(Problem.response(500)),
+          ),
+        ),
         Effect.tap((answer) =>
           Effect.andThen(
             send(request, response, answer, requestId),
@@ -257,7 +266,7 @@ export const HttpLive = Layer.mergeAll(
 export const serve = (options: ProxyOptions, server: { readonly port: number; readonly shutdownTimeoutMs: number }) =>
   Layer.effectDiscard(Effect.flatMap(Upstreams, (upstreams) => upstreams.warm)).pipe(
     Layer.provideMerge(
-      Server.serve(HttpLive, {
+      Server.serve(options.devErrors ? Layer.merge(HttpLive, DevErrors.route) : HttpLive, {
         port: server.port,
         maxBodyBytes: options.maxBodyBytes,
         shutdownTimeoutMs: server.shutdownTimeoutMs,

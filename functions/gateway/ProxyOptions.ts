@@ -14,4 +14,6 @@ export interface ProxyOptions {
   readonly trustedProxies: ReadonlyArray<string>
   /** Proxy `GET /_dev/mail` to identity (never in production). */
   readonly devMail: boolean
+  /** Serve `GET /_dev/errors`, every function's recent error reports merged (never in production). */
+  readonly devErrors: boolean
 }

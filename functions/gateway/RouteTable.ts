@@ -1,3 +1,4 @@
+import { DEV_ERRORS_PATH } from "../../shared/ErrorBus.ts"
 import type { ModuleManifest, RouteSpec } from "../../shared/Module.ts"
 import * as AccountPages from "./AccountPages.ts"
 
@@ -71,6 +72,8 @@ const OWN_PATHS = new Set([
   "/readyz/upstreams",
   "/docs",
   ...AccountPages.OWN_PATHS,
+  // The platform's recent error reports, merged (development only; in production nothing answers it: 404).
+  DEV_ERRORS_PATH,
 ])
 
 /**

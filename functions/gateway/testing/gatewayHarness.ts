@@ -1,6 +1,7 @@
 import { ConfigProvider, Effect, Layer } from "effect"
 import type { HttpServer } from "effect/http"
 import type { Db } from "../../../shared/Db.ts"
+import * as ErrorBus from "../../../shared/ErrorBus.ts"
 import type { EventBus } from "../../../shared/EventBus.ts"
 import type { ModuleManifest } from "../../../shared/Module.ts"
 import { ServiceIdentity } from "../../../shared/ServiceIdentity.ts"
@@ -8,6 +9,7 @@ import { baseUrl, freshSchema, type Running, start } from "../../../shared/testi
 import { Infrastructure, proxyOptions, ServicesLive } from "../App.ts"
 import { type GatewayConfig, load, upstreamManifests } from "../Config.ts"
 import * as Http from "../Http.ts"
+import { manifest } from "../module.ts"
 import * as RouteTable from "../RouteTable.ts"
 import type { Upstreams } from "../Upstreams.ts"
 
@@ -21,7 +23,7 @@ export interface GatewayUnderTest {
 }
 
 /**
- * Starts the gateway as main.ts wires it, routing the given manifests (default: the registry's), with configuration
+ * Starts the gateway as main.ts wires it (with its error bus), routing the given manifests (default: the registry's), with configuration
  * read from `env` over the test environment (real Postgres and Redis; `REDIS_URL: undefined` leaves Redis out).
  * `bus` replaces the event bus the gateway follows (e.g. a PgEventBus reading the test schemas' outboxes).
  */
@@ -53,6 +55,8 @@ export const startGateway = async (
       Layer.provideMerge(ServicesLive(config, table, options.bus)),
       Layer.provide(ServiceIdentity.layerDev("gateway")),
       Layer.provide(Layer.fresh(Infrastructure(config))),
+      // Its error bus, as the gateway's app has it (tests read it from the running context).
+      Layer.provideMerge(ErrorBus.fromConfig(manifest, config)),
       // Following events through SessionRevocations reads REDIS_URL through the config provider as well.
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: env as Record<string, string> }))),
     ),

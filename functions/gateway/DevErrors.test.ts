@@ -1,0 +1,151 @@
+// The gateway and the error bus: `GET /_dev/errors` merges every function's recent reports (a defect behind the
+// gateway is reported once, by the function that met it), names an upstream that does not answer, and is not served in
+// production; a defect on the gateway's own hot path (no fiber) is reported with the route, request and trace ids.
+import { randomBytes } from "node:crypto"
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { Context } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { Permissions } from "../../shared/access/Permissions.ts"
+import type { ErrorEvent } from "../../shared/ErrorBus.ts"
+import { requestRecorder } from "../../shared/HttpMetrics.ts"
+import { type AppUnderTest, startApp } from "../../shared/testing/appHarness.ts"
+import { app as faultsApp, manifest as faultsManifest } from "../../shared/testing/faultsApp.ts"
+import { sql } from "../../shared/testing/harness.ts"
+import { freePort } from "../../shared/testing/ports.ts"
+import { productionEnv } from "../../shared/testing/productionEnv.ts"
+import { proxyOptions } from "./App.ts"
+import type { EdgeAuth } from "./EdgeAuth.ts"
+import { makeHotPath } from "./HotPath.ts"
+import type { RateLimits } from "./RateLimits.ts"
+import { settingsOf } from "./RouteSettings.ts"
+import * as RouteTable from "./RouteTable.ts"
+import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
+import { Upstreams } from "./Upstreams.ts"
+
+const faultsRouted = { ...faultsManifest, routes: faultsApp.routes }
+const ghost = {
+  ...faultsManifest,
+  name: "ghost",
+  ports: { http: 2 },
+  routes: [{ method: "GET" as const, path: "/api/v1/ghost/things", auth: "public" as const }],
+}
+const manifests = [faultsRouted, ghost]
+const schema = `t_faults_${randomBytes(4).toString("hex")}`
+
+let faults: AppUnderTest
+let gateway: GatewayUnderTest
+let probe: Server
+let probeUrl: string
+
+type HotServices = Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
+
+beforeAll(async () => {
+  faults = await startApp(faultsApp, { env: { DB_SCHEMA: schema } })
+  gateway = await startGateway({
+    manifests,
+    env: { FAULTS_URL: faults.url, GHOST_URL: `http://127.0.0.1:${await freePort()}` },
+  })
+  // The gateway's hot path over its running services (its error bus among them) with an upstream client that throws
+  // once it is asked to forward: a defect of the hot path itself.
+  const context = gateway.running.context as unknown as HotServices
+  const upstreams = Context.get(context, Upstreams)
+  const broken = Context.add(context, Upstreams, {
+    ...upstreams,
+    forwardNow: () => {
+      throw new Error("the forwarding broke")
+    },
+  })
+  const table = RouteTable.fromManifests(manifests)
+  const options = proxyOptions(gateway.config, table)
+  const hot = makeHotPath({
+    services: broken,
+    cors: options.cors,
+    maxBodyBytes: options.maxBodyBytes,
+    routeOf: (method, path) => {
+      const resolved = table.resolve(method, path)
+      return resolved._tag === "Match"
+        ? { route: resolved.route, own: settingsOf(resolved.route, options), record: requestRecorder(method, path) }
+        : undefined
+    },
+  })
+  probe = createServer((request, response) => {
+    const taken = hot({
+      request,
+      response,
+      method: request.method ?? "GET",
+      path: (request.url ?? "/").split("?")[0]!,
+      requestId: String(request.headers["x-request-id"]),
+      clientIp: request.socket.remoteAddress ?? "",
+      trustedPeer: false,
+      started: performance.now(),
+    })
+    if (!taken) response.writeHead(599).end()
+  })
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve))
+  probeUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
+}, 60_000)
+
+afterAll(async () => {
+  await new Promise((resolve) => probe?.close(resolve))
+  await gateway?.close()
+  await faults?.close()
+  if (gateway) await sql(`DROP SCHEMA IF EXISTS ${gateway.schema} CASCADE`)
+  await sql(`DROP SCHEMA IF EXISTS ${schema}_jobs CASCADE`)
+})
+
+const listing = async (url: string) =>
+  (await (await fetch(`${url}/_dev/errors`)).json()) as { items: Array<ErrorEvent>; unreachable: Array<string> }
+
+describe("GET /_dev/errors at the gateway", () => {
+  it("lists every function's recent reports, newest first; a defect behind the gateway is reported by its function only", async () => {
+    const answer = await fetch(`${gateway.url}/api/v1/faults/die/7`, { headers: { "x-request-id": "through-gw" } })
+    expect(answer.status).toBe(500)
+    const { items, unreachable } = await listing(gateway.url)
+    const reports = items.filter((item) => item.tags.request_id === "through-gw")
+    expect(reports).toHaveLength(1)
+    expect(reports[0]).toMatchObject({
+      transaction: "/api/v1/faults/die/:id",
+      tags: { service: "faults", origin: "http" },
+    })
+    const times = items.map((item) => item.timestamp)
+    expect(times).toEqual([...times].sort((a, b) => b - a))
+    // The ghost function does not answer: named, not hiding the others.
+    expect(unreachable).toEqual(["ghost"])
+  })
+
+  it("reports a defect of the gateway's own hot path with its route, request id, trace and span ids", async () => {
+    // The upstream's client is loaded by a first request on the Effect path: only then does the hot path take one.
+    expect((await fetch(`${gateway.url}/api/v1/faults/missing`)).status).toBe(404)
+    const answer = await fetch(`${probeUrl}/api/v1/faults/missing`, { headers: { "x-request-id": "hot-defect" } })
+    expect(answer.status).toBe(500)
+    const { items } = await listing(gateway.url)
+    const [report, ...more] = items.filter((item) => item.tags.request_id === "hot-defect")
+    expect(more).toEqual([])
+    expect(report).toMatchObject({
+      transaction: "/api/v1/faults/missing",
+      fingerprint: ["Error", "/api/v1/faults/missing"],
+      tags: { service: "gateway", origin: "http", route: "/api/v1/faults/missing" },
+    })
+    expect(report!.tags.trace_id).toMatch(/^[0-9a-f]{32}$/)
+    expect(report!.tags.span_id).toMatch(/^[0-9a-f]{16}$/)
+    expect(report!.exception.values.at(-1)!.value).toBe("the forwarding broke")
+  })
+
+  it("is not served in production", async () => {
+    const production = await startGateway({
+      manifests,
+      env: {
+        ...productionEnv("gateway", ["gateway", "faults", "ghost"]),
+        FAULTS_URL: faults.url,
+        GHOST_URL: `http://127.0.0.1:${await freePort()}`,
+      },
+    })
+    try {
+      expect((await fetch(`${production.url}/_dev/errors`)).status).toBe(404)
+    } finally {
+      await production.close()
+      await sql(`DROP SCHEMA IF EXISTS ${production.schema} CASCADE`)
+    }
+  })
+})
