@@ -16,6 +16,7 @@ import * as ErrorBus from "./ErrorBus.ts"
 import { consume } from "./EventBus.ts"
 import * as GrpcClient from "./GrpcClient.ts"
 import * as GrpcServer from "./GrpcServer.ts"
+import * as Lambda from "./Lambda.ts"
 import { NotFound } from "./Problem.ts"
 import { RequestId } from "./RequestContext.ts"
 import { ServiceIdentity } from "./ServiceIdentity.ts"
@@ -23,6 +24,7 @@ import { type AppUnderTest, startApp } from "./testing/appHarness.ts"
 import { serviceDb } from "./testing/busHarness.ts"
 import { app, SECRET_EMAIL, SECRET_JWT } from "./testing/faultsApp.ts"
 import { eventually, sql } from "./testing/harness.ts"
+import { apiGatewayEvent, lambdaContext } from "./testing/lambdaEvent.ts"
 import { freePort } from "./testing/ports.ts"
 import { productionEnv } from "./testing/productionEnv.ts"
 import { type CapturedEvent, type SentryCapture, startSentryCapture } from "./testing/sentryCapture.ts"
@@ -131,6 +133,30 @@ describe("HTTP", () => {
       await production.close()
     }
   }, 60_000)
+})
+
+describe("Lambda", () => {
+  it("reports a route that dies and has sent the report by the time the invocation answers", async () => {
+    // The Lambda entry reads its configuration from the environment.
+    process.env.SENTRY_DSN = capture.dsn
+    process.env.DB_SCHEMA = schema
+    try {
+      const handler = Lambda.handler(app)
+      const event = apiGatewayEvent("GET", "/api/v1/faults/die/9")
+      const result = await handler(
+        { ...event, headers: { ...event.headers, "x-request-id": "lambda-die" } },
+        lambdaContext("faults"),
+      )
+      expect(result.statusCode).toBe(500)
+      // No wait: a frozen invocation would send nothing after it answered.
+      expect(eventsWhere(withRequestId("lambda-die"))).toMatchObject([
+        { transaction: "/api/v1/faults/die/:id", tags: { service: "faults", origin: "http" } },
+      ])
+    } finally {
+      delete process.env.SENTRY_DSN
+      delete process.env.DB_SCHEMA
+    }
+  })
 })
 
 describe("jobs", () => {
