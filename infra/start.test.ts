@@ -40,6 +40,10 @@ describe("npm start (embedded defaults)", () => {
       const mailbox = await fetch("http://127.0.0.1:8082/_dev/mail")
       expect(mailbox.status).toBe(200)
       expect(await mailbox.json()).toEqual({ items: [] })
+      // Every function's recent error reports, merged at the gateway: each one answers from the shared process.
+      const errors = await fetch("http://127.0.0.1:8080/_dev/errors")
+      expect(errors.status).toBe(200)
+      expect(await errors.json()).toEqual({ items: [], unreachable: [] })
 
       // The platform's main story through the gateway, on the embedded defaults (PGlite, memory caches, the
       // Postgres-backed bus, the dev mailbox).
@@ -93,6 +97,10 @@ describe("npm start -- --processes", () => {
       // One process per function: each function's lines carry its own label.
       for (const name of ["gateway", "auth", "identity", "authz", "audit"]) expect(child.output()).toContain(`${name} `)
       expect((await fetch("http://127.0.0.1:8982/readyz")).status).toBe(200)
+      // Every function's recent error reports, merged at the gateway from each process's own listing.
+      const errors = await fetch("http://127.0.0.1:8980/_dev/errors")
+      expect(errors.status).toBe(200)
+      expect(await errors.json()).toEqual({ items: [], unreachable: [] })
     } finally {
       child.process.kill("SIGINT")
       await child.exited
