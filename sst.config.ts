@@ -102,6 +102,9 @@ export default $config({
         // No SST Kafka component: MSK, Redpanda, ... reachable from the VPC. Under `sst dev`: the Postgres-backed bus.
         case "KAFKA_BROKERS":
           return $dev ? undefined : secret("KafkaBrokers")
+        // Per stage, for stages sharing one Kafka cluster (`staging.`); none until set.
+        case "KAFKA_TOPIC_PREFIX":
+          return $dev ? undefined : secret("KafkaTopicPrefix", "")
         // Public keys (not secret), one map for every function (`npm run keys:generate`); dev keys under `sst dev`.
         case "SERVICE_PUBLIC_KEYS":
           return $dev ? undefined : secret("ServicePublicKeys")

@@ -62,9 +62,18 @@ export const functionSecrets: Readonly<Record<string, ReadonlyArray<SecretSpec>>
   registry.flatMap((m) => (m.secrets === undefined ? [] : [[m.name, m.secrets]])),
 )
 
-/** Plain settings every function is given by the deploy target (values the operator provides). */
+/**
+ * Plain settings every function is given by the deploy target (values the operator provides); one with a `default`
+ * is optional: the targets pass the default while the operator has not set it.
+ */
 export const plainSettings = [
   { key: "KAFKA_BROKERS", description: "comma-separated Kafka brokers (`host:9092,...`)" },
+  {
+    key: "KAFKA_TOPIC_PREFIX",
+    description:
+      "put before every Kafka topic and consumer group name (`staging.`), so that environments can share a cluster; empty for none",
+    default: "",
+  },
   {
     key: "SERVICE_PUBLIC_KEYS",
     description: "JSON map of every function's public service key (`npm run keys:generate`)",

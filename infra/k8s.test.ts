@@ -111,7 +111,7 @@ beforeAll(async () => {
     ...["--namespace", "apps", "--image-prefix", "registry.example.com/team", "--tag", "2.0.1"],
     ...["--pod-cidr", "10.244.0.0/16,fd00::/8", "--host", "api.example.org", "--ingress-class", "traefik"],
     ...["--ingress-namespace", "traefik", "--set", "KAFKA_BROKERS=k1:9092,k2:9092"],
-    ...["--set", "APP_BASE_URL=https://api.example.org"],
+    ...["--set", "APP_BASE_URL=https://api.example.org", "--set", "KAFKA_TOPIC_PREFIX=staging."],
   )
   // What the operator does: secrets/<function>.env from the examples (here: the required keys, dummy values).
   for (const p of plans) {
@@ -176,6 +176,8 @@ describe("k8s render (scripts/k8s.ts)", () => {
     expect(Object.keys(shared.data).sort()).toEqual(plainSettings.map((s) => s.key).sort())
     expect(shared.data.TRUSTED_PROXIES).toBe("10.0.0.0/8")
     expect(shared.data.KAFKA_BROKERS).toBe("CHANGE-ME")
+    // Optional: its default, no placeholder to replace.
+    expect(shared.data.KAFKA_TOPIC_PREFIX).toBe("")
     for (const p of plans) {
       const settings = functionSettings[p.name] ?? []
       const own = objects.filter((o) => o.kind === "ConfigMap" && o.metadata.name === `${p.name}-config`)
@@ -373,7 +375,11 @@ describe("k8s render (scripts/k8s.ts)", () => {
       for (const peer of p.peers) expect(envOf(deployment)[peer.key]).toContain(`.apps.svc`)
     }
     const shared = one(customObjects, "ConfigMap", "platform-config")
-    expect(shared.data).toMatchObject({ TRUSTED_PROXIES: "10.244.0.0/16,fd00::/8", KAFKA_BROKERS: "k1:9092,k2:9092" })
+    expect(shared.data).toMatchObject({
+      TRUSTED_PROXIES: "10.244.0.0/16,fd00::/8",
+      KAFKA_BROKERS: "k1:9092,k2:9092",
+      KAFKA_TOPIC_PREFIX: "staging.",
+    })
     expect(one(customObjects, "ConfigMap", "identity-config").data.APP_BASE_URL).toBe("https://api.example.org")
     const ingress = customObjects.find((o) => o.kind === "Ingress")!
     expect(ingress.spec.ingressClassName).toBe("traefik")

@@ -203,7 +203,8 @@ describe("sst.config.ts run() (deploy)", () => {
     const parameters = new Map(ofType(made, "aws.ssm.Parameter").map((m) => [m.instance.arn, m]))
     const secretValues = [
       ...ofType(made, "sst.Secret")
-        .filter((m) => m.name !== "KafkaBrokers" && m.name !== "ServicePublicKeys")
+        // The plain settings' values, kept as SST secrets (per stage) but not secret.
+        .filter((m) => !["KafkaBrokers", "KafkaTopicPrefix", "ServicePublicKeys"].includes(m.name))
         .map((m) => m.instance.value),
       PG.password,
       REDIS.password,
@@ -278,6 +279,7 @@ describe("sst.config.ts run() (deploy)", () => {
     expect(names.sort()).toEqual(
       [
         "KafkaBrokers",
+        "KafkaTopicPrefix",
         "KeyEncryptionKey",
         "OidcProviders",
         "ServicePublicKeys",
@@ -287,6 +289,7 @@ describe("sst.config.ts run() (deploy)", () => {
     )
     // Optional (not required by plan()): a placeholder, so an unset secret does not stop the deploy.
     expect(secrets.find((m) => m.name === "OidcProviders")!.args).toBe("[]")
+    expect(secrets.find((m) => m.name === "KafkaTopicPrefix")!.args).toBe("")
     const docs = readFileSync(new URL("../docs/deploy-sst.md", import.meta.url), "utf8")
     for (const name of names) expect(docs, name).toMatch(new RegExp(`npx sst secret set ${name}\\b`))
   })

@@ -356,13 +356,16 @@ const functionDocs = (p: FunctionPlan, all: ReadonlyArray<FunctionPlan>, o: Rend
     : []),
 ]
 
-const configMap = (name: string, settings: ReadonlyArray<{ key: string; description: string }>, o: RenderOptions) => ({
+/** A plain setting as the plan declares it; one with a `default` is optional and rendered with it unless `--set`. */
+type Setting = { readonly key: string; readonly description: string; readonly default?: string }
+
+const configMap = (name: string, settings: ReadonlyArray<Setting>, o: RenderOptions) => ({
   apiVersion: "v1",
   kind: "ConfigMap",
   metadata: { name, namespace: o.namespace, labels: { "app.kubernetes.io/part-of": PART_OF } },
   data: Object.fromEntries(
     settings.map((s) => {
-      const value = s.key === "TRUSTED_PROXIES" ? o.podCidr : o.settings[s.key]
+      const value = s.key === "TRUSTED_PROXIES" ? o.podCidr : (o.settings[s.key] ?? s.default)
       return [
         s.key,
         new Commented(`${value === undefined ? `${PLACEHOLDER}: ` : ""}${s.description}`, value ?? PLACEHOLDER),
@@ -545,6 +548,7 @@ if (import.meta.main) {
     .map((path) => path.slice(0, -".example".length))
     .filter((path) => !existsSync(join(out, path)))
   const placeholders = [...plainSettings, ...Object.values(functionSettings).flat()]
+    .filter((s: Setting) => s.default === undefined)
     .map((s) => s.key)
     .filter((key) => key !== "TRUSTED_PROXIES" && options.settings[key] === undefined)
   process.stderr.write(
