@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { Health } from "./Health.ts"
 import * as Jobs from "./Jobs.ts"
+import { faultProxy } from "./testing/faultProxy.ts"
 import { freshSchema, sql } from "./testing/harness.ts"
 import { freePort } from "./testing/ports.ts"
 
@@ -76,6 +77,40 @@ describe("Jobs (real Postgres)", () => {
       await dropJobs(schema)
     }
   })
+
+  it("a worker starts without its store and runs its jobs once the database takes it (HTTP would not wait)", async () => {
+    const schema = freshSchema("t_jobs_late").schema
+    const target = new URL(process.env.DATABASE_URL!)
+    const proxy = await faultProxy({ host: target.hostname, port: Number(target.port) })
+    await proxy.set("down")
+    const ran: Array<unknown> = []
+    const jobs = { later: Jobs.onDemand((data) => Effect.sync(() => void ran.push(data))) }
+    // The layer is built while the database refuses connections: the store's start is retried in the background.
+    const scope = Scope.makeUnsafe()
+    const context = await Effect.runPromise(
+      Layer.buildWithScope(
+        Jobs.layer({ service: "test", url: Redacted.make(proxy.via(process.env.DATABASE_URL!)), schema, jobs }).pipe(
+          Layer.provideMerge(Health.layer),
+        ),
+        scope,
+      ),
+    )
+    try {
+      const health = Context.get(context, Health)
+      const before = await Effect.runPromise(health.readiness)
+      expect(before.checks.jobs).toBe("degraded")
+      await proxy.set("pass")
+      const id = await Effect.runPromise(Context.get(context, Jobs.Jobs).enqueue("later", { n: 1 }))
+      await until("the job enqueued once the store came up", () => ran.length === 1, 60_000)
+      expect(ran).toEqual([{ n: 1 }])
+      expect(id).toMatch(/^[0-9a-f-]{36}$/)
+      expect((await Effect.runPromise(health.readiness)).checks.jobs).toBe("ok")
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await proxy.close()
+      await dropJobs(schema)
+    }
+  }, 90_000)
 
   it("runs an on-demand job once per key, and not before its run-at time", async () => {
     const schema = freshSchema("t_jobs").schema

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto"
-import { Cause, Context, Effect, Exit, Layer, Metric, Redacted, Schedule, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Metric, Redacted, Schedule, Schema, Semaphore } from "effect"
 import type { JobInsert, PgBoss } from "pg-boss"
+import * as Backoff from "./Backoff.ts"
 import { assertIdentifier } from "./Db.ts"
 import { ErrorBus } from "./ErrorBus.ts"
 import { register } from "./Health.ts"
@@ -162,7 +163,9 @@ const messageOf = (cause: unknown) => (cause instanceof Error ? cause.message : 
 /**
  * Runs a function's declared jobs: installs pg-boss in `<schema>_jobs` (its own migrations, under its own lock), a
  * queue and a dead-letter queue per job, the cron schedules (UTC; ticks deduplicated across instances by pg-boss's
- * schedule table), and a worker per job. Registers the "jobs" readiness check and keeps the queue gauges current.
+ * schedule table), and a worker per job. A container starts them in the background (HTTP does not wait; an enqueue
+ * waits for the same start); an enqueue-only process when it first enqueues. Registers the "jobs" readiness check
+ * (not critical) and keeps the queue gauges current.
  */
 export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, R> =>
   Layer.effect(
@@ -175,156 +178,181 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
       }
       const jobsSchema = assertIdentifier(`${options.schema}_jobs`)
       const context = yield* Effect.context<R>()
-      const { PgBoss } = yield* Effect.promise(() => import("pg-boss"))
       const pollSeconds = options.pollSeconds ?? 0.5
       const superviseSeconds = options.superviseSeconds ?? 5
-      const boss: PgBoss = new PgBoss({
-        connectionString: Redacted.value(options.url),
-        schema: jobsSchema,
-        application_name: `${options.service}-jobs`,
-        max: 4,
-        // The embedded PGlite server delivers no NOTIFY to other sessions: every worker polls (pollSeconds).
-        useListenNotify: false,
-        schedule: work && names.some((name) => options.jobs[name]!.schedule !== undefined),
-        supervise: work,
-        superviseIntervalSeconds: superviseSeconds,
-        monitorIntervalSeconds: superviseSeconds,
-        cronWorkerIntervalSeconds: superviseSeconds,
-        cronMonitorIntervalSeconds: superviseSeconds,
-        openTelemetry: { enabled: false },
-      })
       // Work started from pg-boss's callbacks runs with the layer's context: its logger, tracer and metric registry.
       const inContext = (effect: Effect.Effect<unknown, never, R>) =>
         void Effect.runFork(Effect.provideContext(effect, context))
-      boss.on("error", (error) => inContext(Effect.logWarning("job store error", { error: messageOf(error) })))
       const call = <A>(message: string, f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: jobsError(message) })
       const retryOf = (name: string) => ({ ...defaultRetry, ...options.jobs[name]!.retry })
 
-      // The store started (pg-boss's own migrations, under its lock) with a queue and a dead-letter queue per job.
-      let started = false
-      const install = Effect.gen(function* () {
-        yield* call("the job store did not start", () => boss.start())
-        started = true
-        for (const name of names) {
-          const retry = retryOf(name)
-          const queue = {
-            retryLimit: retry.limit,
-            retryDelay: retry.delaySeconds,
-            retryBackoff: true,
-            retryDelayMax: retry.maxDelaySeconds,
-            heartbeatSeconds: options.heartbeatSeconds ?? 10,
-            expireInSeconds: options.jobs[name]!.timeoutSeconds ?? 900,
-            deadLetter: deadQueue(name),
+      // The store: pg-boss loaded and started (its own migrations, under its own lock) with a queue and a dead-letter
+      // queue per job. Made once, by whatever needs it first: a container's workers, started in the background so
+      // that HTTP does not wait for them, or the first enqueue (an enqueue-only Lambda invocation may never need it).
+      // A failed attempt is undone and leaves the next caller to try again.
+      const boot = Effect.gen(function* () {
+        const { PgBoss } = yield* Effect.promise(() => import("pg-boss"))
+        const boss: PgBoss = new PgBoss({
+          connectionString: Redacted.value(options.url),
+          schema: jobsSchema,
+          application_name: `${options.service}-jobs`,
+          max: 4,
+          // The embedded PGlite server delivers no NOTIFY to other sessions: every worker polls (pollSeconds).
+          useListenNotify: false,
+          schedule: work && names.some((name) => options.jobs[name]!.schedule !== undefined),
+          supervise: work,
+          superviseIntervalSeconds: superviseSeconds,
+          monitorIntervalSeconds: superviseSeconds,
+          cronWorkerIntervalSeconds: superviseSeconds,
+          cronMonitorIntervalSeconds: superviseSeconds,
+          openTelemetry: { enabled: false },
+        })
+        boss.on("error", (error) => inContext(Effect.logWarning("job store error", { error: messageOf(error) })))
+        const install = Effect.gen(function* () {
+          yield* call("the job store did not start", () => boss.start())
+          for (const name of names) {
+            const retry = retryOf(name)
+            const queue = {
+              retryLimit: retry.limit,
+              retryDelay: retry.delaySeconds,
+              retryBackoff: true,
+              retryDelayMax: retry.maxDelaySeconds,
+              heartbeatSeconds: options.heartbeatSeconds ?? 10,
+              expireInSeconds: options.jobs[name]!.timeoutSeconds ?? 900,
+              deadLetter: deadQueue(name),
+            }
+            yield* call(`the dead-letter queue of ${name} could not be made`, async () => {
+              if (!(await boss.getQueue(deadQueue(name))))
+                await boss.createQueue(deadQueue(name), { retentionSeconds: 30 * 86_400 })
+            })
+            yield* call(`the queue of ${name} could not be made`, async () => {
+              if (await boss.getQueue(name)) await boss.updateQueue(name, queue)
+              else await boss.createQueue(name, queue)
+            })
           }
-          yield* call(`the dead-letter queue of ${name} could not be made`, async () => {
-            if (!(await boss.getQueue(deadQueue(name))))
-              await boss.createQueue(deadQueue(name), { retentionSeconds: 30 * 86_400 })
-          })
-          yield* call(`the queue of ${name} could not be made`, async () => {
-            if (await boss.getQueue(name)) await boss.updateQueue(name, queue)
-            else await boss.createQueue(name, queue)
-          })
-        }
+        })
+        yield* install.pipe(
+          Effect.tapError(() => Effect.promise(() => boss.stop({ graceful: false }).catch(() => {}))),
+        )
+        return boss
       })
-      yield* Effect.addFinalizer(() =>
-        started
-          ? Effect.promise(() =>
-              boss.stop({ graceful: true, timeout: options.shutdownTimeoutMs ?? 10_000 }).catch(() => {}),
-            )
-          : Effect.void,
+      let store: PgBoss | undefined
+      const booting = Semaphore.makeUnsafe(1)
+      const ensure: Effect.Effect<PgBoss, JobsError> = booting.withPermits(1)(
+        Effect.suspend(() =>
+          store !== undefined
+            ? Effect.succeed(store)
+            : Effect.tap(boot, (boss) =>
+                Effect.sync(() => {
+                  store = boss
+                }),
+              ),
+        ),
       )
-      // A worker installs at start; an enqueue-only process (a Lambda invocation) when it first enqueues, so its cold
-      // start does not wait on the store for jobs it may never enqueue.
-      if (work) yield* install
-      const installed: Effect.Effect<void, JobsError> = work ? Effect.void : yield* Effect.cached(install)
+      yield* Effect.addFinalizer(() =>
+        store === undefined
+          ? Effect.void
+          : Effect.promise(() =>
+              store!.stop({ graceful: true, timeout: options.shutdownTimeoutMs ?? 10_000 }).catch(() => {}),
+            ),
+      )
 
-      for (const name of names) {
-        const spec = options.jobs[name]!
-        const retry = retryOf(name)
-        if (!work) continue
-        if (spec.schedule !== undefined) {
-          const schedule = spec.schedule
-          yield* call(`the schedule of ${name} could not be set`, () =>
-            boss.schedule(name, schedule, {}, { tz: "UTC", missed: spec.catchUp ? "once" : "skip" }),
-          )
-        } else {
-          yield* call(`the schedule of ${name} could not be removed`, () => boss.unschedule(name))
-        }
+      // A container's workers and schedules, once the store is up (each job's once, though a failed start is retried).
+      const working = new Set<string>()
+      const startWorkers = (boss: PgBoss) =>
+        Effect.forEach(
+          names.filter((name) => !working.has(name)),
+          (name) => Effect.tap(startWorker(boss, name), () => Effect.sync(() => working.add(name))),
+        )
+      const startWorker = (boss: PgBoss, name: string) =>
+        Effect.gen(function* () {
+          const spec = options.jobs[name]!
+          const retry = retryOf(name)
+          if (spec.schedule !== undefined) {
+            const schedule = spec.schedule
+            yield* call(`the schedule of ${name} could not be set`, () =>
+              boss.schedule(name, schedule, {}, { tz: "UTC", missed: spec.catchUp ? "once" : "skip" }),
+            )
+          } else {
+            yield* call(`the schedule of ${name} could not be removed`, () => boss.unschedule(name))
+          }
 
-        const runOne = async (job: {
-          readonly id: string
-          readonly data: unknown
-          readonly retryCount: number
-          readonly startAfter: Date
-        }) => {
-          const attempt = job.retryCount + 1
-          const due = job.startAfter
-          const exit = await Effect.runPromiseExit(
-            Effect.gen(function* () {
-              yield* Metric.update(
-                Metric.withAttributes(lag, { job: name }),
-                Math.max(0, Date.now() - due.getTime()) / 1000,
-              )
-              yield* spec.handler(job.data, { id: job.id, attempt, due }).pipe(
-                // The last attempt's failure is reported here, inside the run's span (its trace and span ids), and
-                // logged as dead-lettered below.
-                Effect.tapCause((cause) =>
-                  attempt > retry.limit && !Cause.hasInterruptsOnly(cause)
-                    ? ErrorBus.use((errors) =>
-                        errors.capture({
-                          cause,
-                          origin: "job",
-                          route: `job:${name}`,
-                          tags: { job: name, job_id: job.id },
-                        }),
-                      )
-                    : Effect.void,
-                ),
-              )
-            }).pipe(
-              Effect.withSpan(`job ${name}`, {
-                attributes: { "job.name": name, "job.id": job.id, "job.attempt": attempt },
-              }),
-              Effect.annotateLogs({ job: name, job_id: job.id, attempt }),
-              Effect.provideContext(context),
+          const runOne = async (job: {
+            readonly id: string
+            readonly data: unknown
+            readonly retryCount: number
+            readonly startAfter: Date
+          }) => {
+            const attempt = job.retryCount + 1
+            const due = job.startAfter
+            const exit = await Effect.runPromiseExit(
+              Effect.gen(function* () {
+                yield* Metric.update(
+                  Metric.withAttributes(lag, { job: name }),
+                  Math.max(0, Date.now() - due.getTime()) / 1000,
+                )
+                yield* spec.handler(job.data, { id: job.id, attempt, due }).pipe(
+                  // The last attempt's failure is reported here, inside the run's span (its trace and span ids), and
+                  // logged as dead-lettered below.
+                  Effect.tapCause((cause) =>
+                    attempt > retry.limit && !Cause.hasInterruptsOnly(cause)
+                      ? ErrorBus.use((errors) =>
+                          errors.capture({
+                            cause,
+                            origin: "job",
+                            route: `job:${name}`,
+                            tags: { job: name, job_id: job.id },
+                          }),
+                        )
+                      : Effect.void,
+                  ),
+                )
+              }).pipe(
+                Effect.withSpan(`job ${name}`, {
+                  attributes: { "job.name": name, "job.id": job.id, "job.attempt": attempt },
+                }),
+                Effect.annotateLogs({ job: name, job_id: job.id, attempt }),
+                Effect.provideContext(context),
+              ),
+            )
+            if (Exit.isSuccess(exit)) {
+              inContext(Metric.update(Metric.withAttributes(runs, { job: name, outcome: "completed" }), 1))
+              return { id: job.id, status: "completed" as const }
+            }
+            const last = attempt > retry.limit
+            const error = exit.cause.toString().slice(0, 2_000)
+            inContext(
+              Effect.gen(function* () {
+                yield* Metric.update(
+                  Metric.withAttributes(runs, { job: name, outcome: last ? "dead-lettered" : "failed" }),
+                  1,
+                )
+                if (last) yield* Effect.logError("job failed its last attempt: dead-lettered", { error })
+                else yield* Effect.logWarning("job failed, will retry", { error })
+              }).pipe(Effect.annotateLogs({ job: name, job_id: job.id, attempt })),
+            )
+            return { id: job.id, status: "failed" as const, output: { error } }
+          }
+
+          yield* call(`the worker of ${name} could not start`, () =>
+            boss.work(
+              name,
+              {
+                batchSize: options.batchSize ?? 10,
+                pollingIntervalSeconds: pollSeconds,
+                burstWhenBatchFull: true,
+                includeMetadata: true,
+                perJobResults: true,
+              },
+              (jobs) => Promise.all(jobs.map(runOne)),
             ),
           )
-          if (Exit.isSuccess(exit)) {
-            inContext(Metric.update(Metric.withAttributes(runs, { job: name, outcome: "completed" }), 1))
-            return { id: job.id, status: "completed" as const }
-          }
-          const last = attempt > retry.limit
-          const error = exit.cause.toString().slice(0, 2_000)
-          inContext(
-            Effect.gen(function* () {
-              yield* Metric.update(
-                Metric.withAttributes(runs, { job: name, outcome: last ? "dead-lettered" : "failed" }),
-                1,
-              )
-              if (last) yield* Effect.logError("job failed its last attempt: dead-lettered", { error })
-              else yield* Effect.logWarning("job failed, will retry", { error })
-            }).pipe(Effect.annotateLogs({ job: name, job_id: job.id, attempt })),
-          )
-          return { id: job.id, status: "failed" as const, output: { error } }
-        }
-
-        yield* call(`the worker of ${name} could not start`, () =>
-          boss.work(
-            name,
-            {
-              batchSize: options.batchSize ?? 10,
-              pollingIntervalSeconds: pollSeconds,
-              burstWhenBatchFull: true,
-              includeMetadata: true,
-              perJobResults: true,
-            },
-            (jobs) => Promise.all(jobs.map(runOne)),
-          ),
-        )
-      }
+        })
 
       // Queue depth and dead letters for the gauges, and the readiness check: the job store answers.
-      const counts = call("the job store did not answer", () => boss.getQueues([...names, ...names.map(deadQueue)]))
+      const counts = Effect.flatMap(ensure, (boss) =>
+        call("the job store did not answer", () => boss.getQueues([...names, ...names.map(deadQueue)])),
+      )
       const gauges = Effect.flatMap(counts, (queues) =>
         Effect.forEach(
           queues,
@@ -344,23 +372,34 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
         ),
       )
       if (names.length > 0 && work) {
+        // Started in the background, retried while the database cannot take it (it is logged each time): HTTP
+        // listens meanwhile, and an enqueue waits for the same start.
+        yield* Effect.flatMap(ensure, startWorkers).pipe(
+          Effect.tapError((error) =>
+            Effect.logWarning("the job store did not start, retrying", { error: error.message }),
+          ),
+          Effect.retry(Backoff.exponential({ base: "1 second", max: "30 seconds", jitter: true })),
+          Effect.forkScoped,
+        )
         yield* gauges.pipe(
           Effect.ignore,
           Effect.repeat(Schedule.spaced(`${superviseSeconds} seconds`)),
           Effect.forkScoped,
         )
-        yield* register("jobs", counts)
+        // Not critical: the function serves without its jobs (its database, which they live in, has its own check);
+        // /readyz shows them degraded until the store answers.
+        yield* register("jobs", counts, { critical: false })
       }
 
-      const declared = (name: string) =>
-        options.jobs[name] === undefined ? undeclared(options.service, name) : installed
+      // The store for a declared job; asking for another is a defect of the caller.
+      const storeFor = (name: string) => (options.jobs[name] === undefined ? undeclared(options.service, name) : ensure)
 
       const enqueueMany = (
         name: string,
         items: ReadonlyArray<{ readonly data: unknown; readonly key?: string; readonly runAt?: Date }>,
       ) =>
         Effect.gen(function* () {
-          yield* declared(name)
+          const boss = yield* storeFor(name)
           // Ids are made here (from the key, else random), so each item's id is known though the INSERT skips what
           // it already holds (ON CONFLICT DO NOTHING: a key enqueued before); a key twice in the call is one job.
           const ids = items.map((item) => (item.key === undefined ? randomUUID() : idOfKey(name, item.key)))
@@ -396,7 +435,7 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
         enqueueMany,
         deadLetters: (name, limit = 100) =>
           Effect.gen(function* () {
-            yield* declared(name)
+            const boss = yield* storeFor(name)
             // The dead-letter queue holds a copy of each failed job; its last error stays on the original (kept for
             // the queue's retention), read for the newest `limit` of them.
             const found = yield* call(`the dead letters of ${name} could not be read`, () =>
