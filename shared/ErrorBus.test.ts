@@ -220,6 +220,11 @@ describe("the error bus's configuration", () => {
     expect(text).not.toContain("secret-value")
   })
 
+  it("takes an empty DSN (a deploy target's unset optional secret) as none", async () => {
+    const exit = await load({ SENTRY_DSN: "" })
+    expect(Exit.isSuccess(exit) && exit.value.sentryDsn).toEqual(Option.none())
+  })
+
   it("accepts a Sentry or GlitchTip DSN and keeps it redacted", async () => {
     const exit = await load({ SENTRY_DSN: "https://abc123@glitchtip.example.com/7" })
     const dsn = Exit.isSuccess(exit) ? exit.value.sentryDsn : Option.none()

@@ -449,12 +449,16 @@ export const layer = (options: ErrorBusOptions): Layer.Layer<never> =>
 
 // ---- configuration -------------------------------------------------------------------------------------------------
 
-const Dsn = Schema.String.check(Schema.makeFilter((dsn: string) => dsnProblem(dsn) ?? true))
+// Empty is unset: a deploy target passes an optional secret the operator has not set as "" (SST's placeholder).
+const Dsn = Schema.String.check(Schema.makeFilter((dsn: string) => (dsn === "" ? true : (dsnProblem(dsn) ?? true))))
 
 /** The error bus's keys, part of every function's configuration (`Config.base`). */
 export const config = () => ({
-  /** Where defects are reported (a Sentry or GlitchTip DSN); unset: not sent (outside production: `GET /_dev/errors`). */
-  sentryDsn: Config.option(Config.schema(Dsn, "SENTRY_DSN").pipe(Config.map(Redacted.make))),
+  /** Where defects are reported (a Sentry or GlitchTip DSN); unset or empty: not sent. */
+  sentryDsn: Config.schema(Dsn, "SENTRY_DSN").pipe(
+    Config.withDefault(""),
+    Config.map((dsn) => (dsn === "" ? Option.none() : Option.some(Redacted.make(dsn)))),
+  ),
   /** The environment events are filed under; default NODE_ENV. */
   sentryEnvironment: Config.option(Config.String("SENTRY_ENVIRONMENT")),
   /** The release events are filed under; default `<function>@<manifest version>` (the image's tag). */
