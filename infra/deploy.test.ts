@@ -48,9 +48,15 @@ describe("the deploy plan", () => {
     })
     const front = fn({ name: "front", ports: { http: 8080 }, edge: true })
     const [planned, edge] = plan(defineRegistry([billing, front]))
-    expect(planned?.secrets.map((s) => s.key)).toEqual(["SERVICE_KEY", "REDIS_URL", "DATABASE_URL", "STRIPE_API_KEY"])
+    expect(planned?.secrets.map((s) => s.key)).toEqual([
+      "SERVICE_KEY",
+      "REDIS_URL",
+      "SENTRY_DSN",
+      "DATABASE_URL",
+      "STRIPE_API_KEY",
+    ])
     expect(planned?.public).toBe(false)
-    expect(edge?.secrets.map((s) => s.key)).toEqual(["SERVICE_KEY", "REDIS_URL"])
+    expect(edge?.secrets.map((s) => s.key)).toEqual(["SERVICE_KEY", "REDIS_URL", "SENTRY_DSN"])
     expect([edge?.public, edge?.peers.map((p) => p.key)]).toEqual([true, ["BILLING_URL"]])
     expect(functionSecrets).toEqual(
       Object.fromEntries(manifests.flatMap((m) => (m.secrets ? [[m.name, m.secrets]] : []))),

@@ -282,6 +282,7 @@ describe("sst.config.ts run() (deploy)", () => {
         "KafkaTopicPrefix",
         "KeyEncryptionKey",
         "OidcProviders",
+        "SentryDsn",
         "ServicePublicKeys",
         "SmtpUrl",
         ...functions.map((fn) => `ServiceKey${pascal(fn.name)}`),
@@ -290,6 +291,7 @@ describe("sst.config.ts run() (deploy)", () => {
     // Optional (not required by plan()): a placeholder, so an unset secret does not stop the deploy.
     expect(secrets.find((m) => m.name === "OidcProviders")!.args).toBe("[]")
     expect(secrets.find((m) => m.name === "KafkaTopicPrefix")!.args).toBe("")
+    expect(secrets.find((m) => m.name === "SentryDsn")!.args).toBe("")
     const docs = readFileSync(new URL("../docs/deploy-sst.md", import.meta.url), "utf8")
     for (const name of names) expect(docs, name).toMatch(new RegExp(`npx sst secret set ${name}\\b`))
   })
@@ -368,6 +370,8 @@ function expectedSecret(fn: FunctionPlan, key: string): string {
       return "<secret SmtpUrl>"
     case "OIDC_PROVIDERS":
       return "<secret OidcProviders>"
+    case "SENTRY_DSN":
+      return "<secret SentryDsn>"
     default:
       throw new Error(`no expected value for ${key}`)
   }
