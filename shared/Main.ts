@@ -50,11 +50,14 @@ const stopOnFatalErrors = () => {
   const stop = (origin: "uncaughtException" | "unhandledRejection") => (error: unknown) => {
     const first = !failed
     failed = true
-    void ErrorBus.fatal(error, origin).then((shutdownTimeoutMs) => {
-      if (!first) return
-      setTimeout(() => process.exit(1), 2 * shutdownTimeoutMs + 1_000).unref()
-      process.emit("SIGTERM", "SIGTERM")
-    })
+    // Reporting never fails the stop (a rejection here would come back to this handler).
+    void ErrorBus.fatal(error, origin)
+      .catch(() => 0)
+      .then((shutdownTimeoutMs) => {
+        if (!first) return
+        setTimeout(() => process.exit(1), 2 * shutdownTimeoutMs + 1_000).unref()
+        process.emit("SIGTERM", "SIGTERM")
+      })
   }
   process.on("uncaughtException", stop("uncaughtException"))
   process.on("unhandledRejection", stop("unhandledRejection"))
