@@ -22,9 +22,8 @@ const sources = (dir: string): Array<string> =>
 // registry.ts is generated from functions/*/module.ts: a function added without regenerating it fails here, so its
 // permissions and events can never be silently unknown to authz and audit.
 describe("functions/registry.ts", () => {
-  it("shows the kernel's retention job on every function defined with the kernel's tables", () => {
-    // The gateway (the edge) is not a FunctionApp: it has the kernel's inbox only to follow events without Redis.
-    const defined = manifests.filter((m) => m.edge !== true && existsSync(join("functions", m.name, "App.ts")))
+  it("shows the kernel's retention job on every function with the kernel's tables (the gateway's when it has a database)", () => {
+    const defined = manifests.filter((m) => existsSync(join("functions", m.name, "App.ts")))
     for (const m of defined) {
       const prunes = m.migrations.some((migration) => migration.id === "0003_kernel_retention")
       expect(
@@ -37,7 +36,7 @@ describe("functions/registry.ts", () => {
         .filter((m) => m.jobs?.some((job) => job.name === "retention"))
         .map((m) => m.name)
         .sort(),
-    ).toEqual(["audit", "auth", "authz", "identity"])
+    ).toEqual(["audit", "auth", "authz", "gateway", "identity"])
   })
 
   it("shows the jobs a function's app runs, with their schedules", async () => {

@@ -55,7 +55,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
     ],
     jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
-  { ...gatewayManifest, routes: [], jobs: [] },
+  { ...gatewayManifest, routes: [], jobs: [{ name: "retention", schedule: "*/10 * * * *" }] },
   {
     ...identityManifest,
     routes: [

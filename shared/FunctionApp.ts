@@ -24,6 +24,8 @@ export interface FunctionApp<C = any> {
   readonly config: Effect.Effect<C, ConfigInvalid>
   /** Everything a container runs, from the configuration. */
   readonly container: (config: C) => Layer.Layer<never, unknown, never>
+  /** Its durable jobs (the registry lists them). */
+  readonly jobs?: Jobs.JobSpecs<any>
   /** What a Lambda invocation serves (the HTTP app alone), when the function runs on Lambda. */
   readonly lambda?: (config: C) => Layer.Layer<unknown, unknown, never>
 }

@@ -7,7 +7,9 @@ import * as ErrorBus from "../../shared/ErrorBus.ts"
 import type { EventBus } from "../../shared/EventBus.ts"
 import type * as FunctionApp from "../../shared/FunctionApp.ts"
 import type { Health } from "../../shared/Health.ts"
+import * as Jobs from "../../shared/Jobs.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import * as Retention from "../../shared/Retention.ts"
 import { sessionRevoked } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
@@ -57,6 +59,9 @@ export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(co
  */
 export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
+/** Its jobs, when it has a database: the kernel's retention job over its inbox. */
+const jobs = { [Retention.JOB]: Retention.job }
+
 /**
  * What the gateway learns from events. Revoked sessions: process memory fed by auth's `auth.session.revoked` events,
  * and Redis's shared list with `REDIS_URL`. Authz changes clear the permission cache. Following events needs a
@@ -69,9 +74,17 @@ export const Following = (config: GatewayConfig, bus: Layer.Layer<EventBus, neve
   Option.match(config.databaseUrl, {
     onNone: () => SessionRevocations.SessionRevocations.layerDegrading,
     onSome: (url) =>
-      Layer.merge(
+      Layer.mergeAll(
         SessionRevocations.following({ service: manifest.name, feed: sessionRevoked }),
         Permissions.following(manifest.name, permissionChanges),
+        // Its inbox is pruned by the kernel's retention job, as every function with the kernel's tables does.
+        Jobs.layer({
+          service: manifest.name,
+          url,
+          schema: config.dbSchema,
+          jobs,
+          shutdownTimeoutMs: config.shutdownTimeoutMs,
+        }).pipe(Layer.provide(Retention.layer(Retention.kernelRules(config), config.retentionBatchSize))),
       ).pipe(
         Layer.provide(bus),
         Layer.provide(
@@ -134,6 +147,7 @@ export const ServicesLive = (
 export const app: FunctionApp.FunctionApp<GatewayConfig> = {
   manifest,
   config: loadConfig,
+  jobs,
   container: (config) => {
     const table = RouteTable.fromManifests(upstreamManifests(manifests))
     return Http.serve(proxyOptions(config, table), {

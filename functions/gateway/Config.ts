@@ -37,6 +37,8 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   databaseUrl: Config.option(Cfg.secret("DATABASE_URL")),
   dbSchema: Cfg.schemaName("DB_SCHEMA").pipe(Config.withDefault(Cfg.defaultSchema(manifest.name))),
   ...Cfg.pool({ max: 3 }),
+  /** How long its inbox keeps handled events' rows (the kernel's retention job, when it has a database). */
+  ...Cfg.retention,
   /** Authz's gRPC address, for per-route permission checks. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
   /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
