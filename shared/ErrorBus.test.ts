@@ -1,7 +1,19 @@
 // The error bus against a real HTTP capture server speaking Sentry's envelope protocol (shared/testing/sentryCapture.ts):
 // what an event carries, what never leaves the process, the per-fingerprint limit, the endpoint's own refusals, and the
 // configuration's checks. The capture points (HTTP, gRPC, jobs, events, the process) are tested in ErrorCapture.test.ts.
-import { Cause, ConfigProvider, Context, Effect, Exit, Layer, Option, Redacted, Scope, type Tracer } from "effect"
+import {
+  Cause,
+  ConfigProvider,
+  Context,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  Option,
+  Redacted,
+  Scope,
+  type Tracer,
+} from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Cfg from "./Config.ts"
 import * as ErrorBus from "./ErrorBus.ts"
@@ -43,6 +55,16 @@ const arriving = async (run: () => Promise<void>) => {
   await run()
   return capture.envelopes.slice(before)
 }
+
+// How many reports were dropped for `reason` so far (error_reports_dropped_total).
+const droppedFor = (reason: string) =>
+  Effect.runPromise(
+    Effect.map(Metric.snapshot, (snapshots) =>
+      snapshots
+        .filter((s) => s.id === "error_reports_dropped_total" && s.attributes?.reason === reason)
+        .reduce((n, s) => n + Number((s.state as { count: number | bigint }).count), 0),
+    ),
+  )
 
 const EMAIL = "ada.lovelace@example.com"
 const JWT = "eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjMiLCJzaWQiOiJhYmMifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
@@ -96,7 +118,8 @@ describe("ErrorBus", () => {
     for (const secret of [EMAIL, JWT, REFRESH, "hunter2"]) expect(envelope!.raw).not.toContain(secret)
   })
 
-  it("sends at most the limit per fingerprint (defect type and route) a minute, and other fingerprints still", async () => {
+  it("sends at most the limit per fingerprint (defect type and route) a minute, counts the rest, others still go", async () => {
+    const droppedBefore = await droppedFor("rate_limited")
     const arrived = await arriving(() =>
       withBus(optionsFor({ perMinute: 5 }), (bus) => {
         for (let i = 0; i < 100; i++) {
@@ -109,6 +132,8 @@ describe("ErrorBus", () => {
     const reindex = events.filter((e) => e.transaction === "job:reindex")
     expect(reindex.length).toBeGreaterThan(0)
     expect(reindex.length).toBeLessThanOrEqual(5)
+    // Every one not sent is counted as dropped by the limit.
+    expect((await droppedFor("rate_limited")) - droppedBefore).toBe(100 - reindex.length)
     expect(events.filter((e) => e.transaction === "job:compact")).toHaveLength(1)
   })
 
