@@ -96,10 +96,31 @@ export const retentionMigrations: ReadonlyArray<Migration> = [
   },
 ]
 
+/**
+ * The answers of creating requests sent with an `Idempotency-Key` (shared/Idempotency.ts), per caller and key, kept
+ * 24 hours (the retention job): the same key and request again gets the stored answer, another request a 422.
+ */
+export const idempotencyMigrations: ReadonlyArray<Migration> = [
+  {
+    id: "0004_kernel_idempotency",
+    sql: `
+      CREATE TABLE idempotency_keys (
+        caller       text NOT NULL,
+        key          text NOT NULL,
+        request_hash text NOT NULL,
+        response     jsonb,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (caller, key)
+      );
+      CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);`,
+  },
+]
+
 /** Every kernel migration, in order; a function's manifest lists these before its own. */
 export const kernelMigrations: ReadonlyArray<Migration> = [
   ...outboxMigrations,
   ...eventBusMigrations,
   ...mailMigrations,
   ...retentionMigrations,
+  ...idempotencyMigrations,
 ]

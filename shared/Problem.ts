@@ -75,6 +75,20 @@ export class Conflict extends HttpApiError.Problem<Conflict>()(
   { code: Schema.tag("conflict") },
 ) {}
 
+/** 412 precondition_failed: the `If-Match` version is not the resource's current one (a stale write). */
+export class PreconditionFailed extends HttpApiError.Problem<PreconditionFailed>()(
+  "PreconditionFailed",
+  { type: typeOf("precondition_failed"), status: 412, title: "Precondition failed" },
+  { code: Schema.tag("precondition_failed") },
+) {}
+
+/** 422 idempotency_key_reused: the caller's `Idempotency-Key` was first used with another request. */
+export class IdempotencyKeyReused extends HttpApiError.Problem<IdempotencyKeyReused>()(
+  "IdempotencyKeyReused",
+  { type: typeOf("idempotency_key_reused"), status: 422, title: "Idempotency key reused" },
+  { code: Schema.tag("idempotency_key_reused") },
+) {}
+
 /** 409 last_admin: the change would leave no active user holding `*` (nobody could administer the platform). */
 export class LastAdmin extends HttpApiError.Problem<LastAdmin>()(
   "LastAdmin",
@@ -151,6 +165,7 @@ const statusCodes: Record<number, { code: string; title: string }> = {
   406: { code: "not_acceptable", title: "Not acceptable" },
   408: { code: "request_timeout", title: "Request timeout" },
   409: { code: "conflict", title: "Conflict" },
+  412: { code: "precondition_failed", title: "Precondition failed" },
   413: { code: "payload_too_large", title: "Payload too large" },
   415: { code: "unsupported_media_type", title: "Unsupported media type" },
   422: { code: "unprocessable_entity", title: "Unprocessable entity" },

@@ -89,7 +89,7 @@ const kernelCases = (url: () => string) => {
         }),
       ),
     )
-    expect(counts).toEqual({ outbox: 1, inbox: 25, mail_outbox: 2 })
+    expect(counts).toEqual({ outbox: 1, inbox: 25, mail_outbox: 2, idempotency_keys: 0 })
     expect(left).toEqual({
       // An unpublished row is the relay's still: never deleted while Kafka carries the events.
       outbox: ["old-unpublished", "young-published", "young-unpublished"],

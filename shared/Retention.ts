@@ -1,5 +1,6 @@
 import { Context, Effect, Layer, Metric, Option } from "effect"
 import { Db, type DbError } from "./Db.ts"
+import * as Idempotency from "./Idempotency.ts"
 import * as Jobs from "./Jobs.ts"
 
 // Retention: rows that have served their purpose are deleted by a job of the function that owns them, a short DELETE
@@ -41,7 +42,8 @@ export interface KernelRetentionConfig {
  *   (consumers further behind than that lose them: keep it above the longest consumer outage you plan for);
  * - inbox: deduplication rows of events handled `EVENT_RETENTION_DAYS` ago (no bus redelivers an event older than its
  *   retention, so its row has nothing left to deduplicate: keep Kafka's `retention.ms` at most this long);
- * - mail_outbox: mail written `MAIL_RETENTION_DAYS` ago, sent or given up (its links expired long before).
+ * - mail_outbox: mail written `MAIL_RETENTION_DAYS` ago, sent or given up (its links expired long before);
+ * - idempotency_keys: answers kept for `Idempotency-Key` repeats, once their 24-hour window has passed.
  * Dead letters are not pruned: each waits for a person.
  */
 export const kernelRules = (config: KernelRetentionConfig): ReadonlyArray<Rule> => [
@@ -62,6 +64,13 @@ export const kernelRules = (config: KernelRetentionConfig): ReadonlyArray<Rule> 
     name: "mail_outbox",
     keepDays: config.mailRetentionDays,
     delete: deleteWhere("mail_outbox", "id", "created_at < $2"),
+  },
+  {
+    name: "idempotency_keys",
+    keepDays: Idempotency.WINDOW_HOURS / 24,
+    delete: (schema) =>
+      `DELETE FROM ${schema}.idempotency_keys WHERE (caller, key) IN (
+         SELECT caller, key FROM ${schema}.idempotency_keys WHERE created_at < $2 LIMIT $1 FOR UPDATE SKIP LOCKED)`,
   },
 ]
 
