@@ -47,7 +47,12 @@ const common: ReadonlyArray<SecretSpec> = [
     description: "the function's own Ed25519 service key (`npm run keys:generate`)",
   },
   { key: "REDIS_URL", required: true, description: "Redis (`rediss://:token@host:6379` with TLS and auth)" },
-  { key: "SENTRY_DSN", required: false, placeholder: "", description: "a Sentry or GlitchTip DSN the function reports its defects to (docs/errors.md); empty: none" },
+  {
+    key: "SENTRY_DSN",
+    required: false,
+    placeholder: "",
+    description: "a Sentry or GlitchTip DSN the function reports its defects to (docs/errors.md); empty: none",
+  },
 ]
 
 /** Secrets of functions that own data (all but the edge): their Postgres. */

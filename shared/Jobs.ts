@@ -231,9 +231,7 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
             })
           }
         })
-        yield* install.pipe(
-          Effect.tapError(() => Effect.promise(() => boss.stop({ graceful: false }).catch(() => {}))),
-        )
+        yield* install.pipe(Effect.tapError(() => Effect.promise(() => boss.stop({ graceful: false }).catch(() => {}))))
         return boss
       })
       let store: PgBoss | undefined
