@@ -10,6 +10,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3"
+import { createPresignedPost } from "@aws-sdk/s3-presigned-post"
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
 import { Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
 import { register } from "./Health.ts"
@@ -32,7 +33,7 @@ export class InvalidKey extends Schema.TaggedError<InvalidKey>()("InvalidKey", {
 
 /** The store cannot presign this operation (the filesystem store has no server to accept uploads). */
 export class PresignUnsupported extends Schema.TaggedError<PresignUnsupported>()("PresignUnsupported", {
-  operation: Schema.Literals(["get", "put"]),
+  operation: Schema.Literals(["get", "put", "post"]),
   backend: Schema.String,
 }) {
   override get message() {
@@ -62,6 +63,27 @@ export interface PutOptions {
 export interface PresignPutOptions {
   readonly expiresInSeconds: number
   readonly contentType?: string
+}
+
+/**
+ * Options of `BlobStore.presignPost`: the one content type the upload may have, the size range its file must fall in
+ * (bytes, inclusive) and how long the grant lasts (at most `MAX_POST_SECONDS`: an upload grant is short-lived).
+ */
+export interface PresignPostOptions {
+  readonly contentType: string
+  readonly minBytes: number
+  readonly maxBytes: number
+  readonly expiresInSeconds: number
+}
+
+/**
+ * An HTML-form upload (S3's POST Object): POST `url` as `multipart/form-data` with every one of `fields`, then the
+ * file as the last part, named `file`. The grant ends at `expiresAt`.
+ */
+export interface PresignedPost {
+  readonly url: string
+  readonly fields: Readonly<Record<string, string>>
+  readonly expiresAt: Date
 }
 
 /** Options of `BlobStore.presignGet`. */
@@ -103,6 +125,11 @@ export class BlobStore extends Context.Service<
     presignPut(key: string, options: PresignPutOptions): Effect.Effect<string, Failure | PresignUnsupported>
     /** A URL a client can GET the object from until it expires. */
     presignGet(key: string, options: PresignGetOptions): Effect.Effect<string, Failure | PresignUnsupported>
+    /**
+     * A form upload of exactly this key whose signed policy pins the content type and the file's size range: storage
+     * itself refuses anything else (S3; see README on emulators that do not check the policy).
+     */
+    presignPost(key: string, options: PresignPostOptions): Effect.Effect<PresignedPost, Failure | PresignUnsupported>
   }
 >()("shared/BlobStore") {
   /** The S3 store: registers the "s3" readiness check (HeadBucket) and destroys the client with the layer. */
@@ -172,6 +199,12 @@ export class BlobStore extends Context.Service<
 const MAX_KEY_BYTES = 1024
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
+/** The longest a presigned POST may last: 15 minutes. */
+export const MAX_POST_SECONDS = 900
+
+/** The largest file one S3 POST Object may carry (5 GiB). */
+export const MAX_POST_BYTES = 5 * 1024 ** 3
+
 /** Checks a key against the rules every store applies (see `InvalidKey`); returns it unchanged. */
 export const validateKey = (key: string): Effect.Effect<string, InvalidKey> => {
   const reason = keyProblem(key)
@@ -199,6 +232,16 @@ interface Backend {
   delete(key: string): Effect.Effect<void, Failure>
   presignPut(key: string, expiresIn: number, contentType?: string): Effect.Effect<string, Failure | PresignUnsupported>
   presignGet(key: string, expiresIn: number): Effect.Effect<string, Failure | PresignUnsupported>
+  presignPost(key: string, post: PostGrant): Effect.Effect<PresignedPost, Failure | PresignUnsupported>
+}
+
+// A presigned POST's options once checked, with the instant it ends (whole seconds: the policy has no fractions).
+interface PostGrant {
+  readonly contentType: string
+  readonly minBytes: number
+  readonly maxBytes: number
+  readonly expiresInSeconds: number
+  readonly expiresAt: Date
 }
 
 const duration = Metric.histogram("blobstore_operation_duration_seconds", {
@@ -233,6 +276,15 @@ const make = (backend: string, attributes: Record<string, string>, impl: Backend
           }),
         )
 
+  const postGrant = (options: PresignPostOptions) =>
+    Effect.suspend(() => {
+      const problem = postProblem(options)
+      if (problem !== undefined) return Effect.fail(new BlobStoreError({ message: problem, cause: null }))
+      // Rounded down to the second, as the policy's expiration is: never later than the grant really ends.
+      const end = Math.floor((Date.now() + options.expiresInSeconds * 1000) / 1000) * 1000
+      return Effect.succeed<PostGrant>({ ...options, expiresAt: new Date(end) })
+    })
+
   return BlobStore.of({
     put: op("put", (key, body: Uint8Array | string, options?: PutOptions) =>
       impl.put(
@@ -250,7 +302,26 @@ const make = (backend: string, attributes: Record<string, string>, impl: Backend
     presignGet: op("presignGet", (key, options: PresignGetOptions) =>
       Effect.flatMap(expiry(options.expiresInSeconds), (seconds) => impl.presignGet(key, seconds)),
     ),
+    presignPost: op("presignPost", (key, options: PresignPostOptions) =>
+      Effect.flatMap(postGrant(options), (grant) => impl.presignPost(key, grant)),
+    ),
   })
+}
+
+// A content type is one header value: printable ASCII, no line breaks (it is signed into a policy and sent back as-is).
+const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/
+
+const postProblem = (options: PresignPostOptions): string | undefined => {
+  const { contentType, minBytes, maxBytes, expiresInSeconds } = options
+  if (!CONTENT_TYPE.test(contentType)) return "contentType must be 1..255 printable ASCII characters"
+  if (!Number.isSafeInteger(minBytes) || minBytes < 0) return `minBytes must be an integer >= 0, got ${minBytes}`
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < minBytes || maxBytes > MAX_POST_BYTES) {
+    return `maxBytes must be an integer in minBytes..${MAX_POST_BYTES}, got ${maxBytes}`
+  }
+  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > MAX_POST_SECONDS) {
+    return `expiresInSeconds must be an integer in 1..${MAX_POST_SECONDS}, got ${expiresInSeconds}`
+  }
+  return undefined
 }
 
 const errorText = (cause: unknown) => (cause instanceof Error ? cause.message || cause.name : String(cause))
@@ -340,6 +411,18 @@ const s3Backend = (client: S3Client, bucket: string) => {
       attempt("presigning GetObject", () =>
         getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn }),
       ),
+    // The policy (signed with the client's credentials) pins the key, the Content-Type field and the file's size; the
+    // field is sent back in `fields`, so the uploader cannot forget it and S3 stores it as the object's type.
+    presignPost: (key, grant) =>
+      attempt("presigning POST Object", () =>
+        createPresignedPost(client, {
+          Bucket: bucket,
+          Key: key,
+          Fields: { "Content-Type": grant.contentType },
+          Conditions: [["content-length-range", grant.minBytes, grant.maxBytes]],
+          Expires: grant.expiresInSeconds,
+        }),
+      ).pipe(Effect.map(({ url, fields }) => ({ url, fields, expiresAt: grant.expiresAt }))),
   } satisfies Backend & { headBucket: Effect.Effect<unknown, BlobStoreError> }
 }
 
@@ -460,6 +543,7 @@ const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Bac
         }),
       ),
     presignPut: () => Effect.fail(new PresignUnsupported({ operation: "put", backend: "filesystem" })),
+    presignPost: () => Effect.fail(new PresignUnsupported({ operation: "post", backend: "filesystem" })),
     presignGet: (key) =>
       publicBaseUrl === undefined
         ? Effect.map(within(objects, key), (path) => pathToFileURL(path).href)
