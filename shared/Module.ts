@@ -12,6 +12,11 @@ export interface RouteSpec {
   readonly ipPerMinute?: number
   /** Requests per minute per signed-in user at the gateway, when not its default (0 = unlimited). */
   readonly userPerMinute?: number
+  /**
+   * The largest request body the route accepts, when not the default (`MAX_BODY_BYTES`), at the gateway and in the
+   * function alike (an upload route's files): larger ones get 413.
+   */
+  readonly maxBodyBytes?: number
 }
 
 /** A durable job as the registry shows it: its name and, for a cron job, its UTC schedule and catch-up. */

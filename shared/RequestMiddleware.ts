@@ -4,7 +4,7 @@ import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse 
 import { clientIp } from "./ClientAddress.ts"
 import { ErrorBus } from "./ErrorBus.ts"
 import { RouteCell, recordRequest } from "./HttpMetrics.ts"
-import { type KnownRoute, methodNotAllowed } from "./KnownRoutes.ts"
+import { declaredBodyLimit, type KnownRoute, methodNotAllowed } from "./KnownRoutes.ts"
 import { refuseNul } from "./NulRefusal.ts"
 import * as Problem from "./Problem.ts"
 import { causeToResponse, isUnexpected, normalize } from "./ProblemResponses.ts"
@@ -12,15 +12,18 @@ import { ClientIp, isSaneId, RequestId } from "./RequestContext.ts"
 import type { TrustedProxies } from "./TrustedProxies.ts"
 
 /**
- * Global middleware: request id, log annotation, body limit, problem+json for every error (a defect, or a failure
- * answered 500, also goes to the error bus with its route, request id and trace), RED metrics.
+ * Global middleware: request id, log annotation, body limit (`maxBodyBytes`, or the route's own where it declares
+ * one), problem+json for every error (a defect, or a failure answered 500, also goes to the error bus with its route,
+ * request id and trace), RED metrics.
  */
 export const requestMiddleware = (
   maxBodyBytes: number,
   routes: ReadonlyArray<KnownRoute> = [],
   trusted: TrustedProxies = () => false,
-) =>
-  HttpRouter.middleware<{ handles: unknown }>()(
+) => {
+  // Most functions have none: their requests never look a route up for it.
+  const sized = routes.filter((r) => r.maxBodyBytes !== undefined)
+  return HttpRouter.middleware<{ handles: unknown }>()(
     // The bus is taken when the middleware is built: a Lambda's web handler runs requests without the app's layers.
     Effect.map(
       Effect.service(ErrorBus),
@@ -35,9 +38,13 @@ export const requestMiddleware = (
             const cell = { route: "unmatched" }
             const started = performance.now()
             const declared = Number(request.headers["content-length"] ?? 0)
+            const limit =
+              sized.length === 0
+                ? maxBodyBytes
+                : (declaredBodyLimit(sized, request.method, request.url) ?? maxBodyBytes)
             const handled =
-              declared > maxBodyBytes
-                ? Problem.response(413, `request body is larger than ${maxBodyBytes} bytes`)
+              declared > limit
+                ? Problem.response(413, `request body is larger than ${limit} bytes`)
                 : yield* Effect.flatMap(refuseNul(request), (refused) =>
                     refused === undefined ? httpEffect : Effect.succeed(refused),
                   ).pipe(
@@ -52,7 +59,7 @@ export const requestMiddleware = (
                     Effect.provideService(RouteCell, cell),
                     Effect.provideService(RequestId, requestId),
                     Effect.provideService(ClientIp, yield* clientIp(request, trusted)),
-                    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
+                    Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(limit)),
                     Effect.annotateLogs({ request_id: requestId }),
                   )
             const response = normalize(
@@ -66,3 +73,4 @@ export const requestMiddleware = (
     ),
     { global: true },
   )
+}

@@ -1,7 +1,9 @@
 import { connect } from "node:net"
 import { Effect, Layer } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
 import { describe, expect, it } from "vitest"
+import * as Route from "./access/Route.ts"
 import { Health, register } from "./Health.ts"
 import * as Kernel from "./Kernel.ts"
 import { ClientIp } from "./RequestContext.ts"
@@ -85,6 +87,48 @@ describe("Server", () => {
     expect(await ipFrom(["127.0.0.1", "::ffff:127.0.0.1", "10.0.0.2"], "6.6.6.6, 203.0.113.7, 10.0.0.2")).toBe(
       "203.0.113.7",
     )
+  })
+
+  it("a route's declared body limit replaces the default there: over it (declared or chunked) is 413", async () => {
+    const MiB = 1024 * 1024
+    const api = HttpApi.make("sized").add(
+      HttpApiGroup.make("g")
+        .add(HttpApiEndpoint.post("large", "/large").pipe(Route.open({ maxBodyBytes: 3 * MiB })))
+        .add(HttpApiEndpoint.post("small", "/small").pipe(Route.open())),
+    )
+    // Each answers the size of the body it read (reading applies the limit to a body without a length).
+    const counted = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+      Effect.map(request.arrayBuffer, (body) => HttpServerResponse.text(String(body.byteLength))),
+    )
+    const routes = Layer.mergeAll(HttpRouter.add("POST", "/large", counted), HttpRouter.add("POST", "/small", counted))
+    const app = await start(Server.serve(routes, { port: 0, api, maxBodyBytes: MiB }).pipe(Layer.provide(base)))
+    try {
+      const url = baseUrl(app as never)
+      const post = (path: string, body: Uint8Array | ReadableStream<Uint8Array>) =>
+        fetch(`${url}${path}`, { method: "POST", body, duplex: "half" } as RequestInit)
+      const chunked = (chunks: number) => {
+        let sent = 0
+        return new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (sent++ >= chunks) return controller.close()
+            controller.enqueue(new Uint8Array(256 * 1024))
+          },
+        })
+      }
+      const through = await post("/large", new Uint8Array(2 * MiB))
+      expect([through.status, await through.text()]).toEqual([200, String(2 * MiB)])
+      const chunkedThrough = await post("/large", chunked(8))
+      expect([chunkedThrough.status, await chunkedThrough.text()]).toEqual([200, String(2 * MiB)])
+      const declared = await post("/large", new Uint8Array(4 * MiB))
+      expect(declared.status).toBe(413)
+      expect(await declared.json()).toMatchObject({ detail: `request body is larger than ${3 * MiB} bytes` })
+      expect((await post("/large", chunked(16))).status).toBe(413)
+      // The default still holds on a route without its own.
+      expect((await post("/small", new Uint8Array(2 * MiB))).status).toBe(413)
+      expect((await post("/small", chunked(8))).status).toBe(413)
+    } finally {
+      await app.close()
+    }
   })
 
   it("on shutdown stops accepting and lets an in-flight request finish", async () => {

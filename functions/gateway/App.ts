@@ -115,7 +115,6 @@ export const ServicesLive = (
       version: manifest.version,
       edge: {
         settingsOf: (route) => settingsOf(route, proxyOptions(config, table)),
-        maxBodyBytes: config.maxBodyBytes,
       },
     }),
   ).pipe(

@@ -13,6 +13,7 @@ export const RouteOverride = Schema.Struct({
   timeoutMs: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 600_000 }))),
   ipPerMinute: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
   userPerMinute: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  maxBodyBytes: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
 })
 
 /** Per-route settings over the defaults. */
@@ -64,7 +65,10 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   rateLimitSyncMs,
   /** Namespace of the rate-limit keys in Redis. */
   rateLimitPrefix: Config.String("RATE_LIMIT_PREFIX").pipe(Config.withDefault("gateway-rl")),
-  /** Per-route timeouts and limits (JSON array of `{method?, path, timeoutMs?, ipPerMinute?, userPerMinute?}`). */
+  /**
+   * Per-route timeouts and limits (JSON array of `{method?, path, timeoutMs?, ipPerMinute?, userPerMinute?,
+   * maxBodyBytes?}`).
+   */
   routeOverrides: Config.schema(Schema.fromJsonString(Schema.Array(RouteOverride)), "GATEWAY_ROUTES").pipe(
     Config.withDefault([] as ReadonlyArray<RouteOverride>),
   ),

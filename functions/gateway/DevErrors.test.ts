@@ -66,7 +66,6 @@ beforeAll(async () => {
   const hot = makeHotPath({
     services: broken,
     cors: options.cors,
-    maxBodyBytes: options.maxBodyBytes,
     routeOf: (method, path) => {
       const resolved = table.resolve(method, path)
       return resolved._tag === "Match"

@@ -10,7 +10,7 @@ import type { Route } from "./RouteTable.ts"
 import { hasBody } from "./SocketAnswers.ts"
 import { type ForwardRequest, Upstreams } from "./Upstreams.ts"
 
-/** One admitted request to forward: the client's, with its route, timeout, actor and counted quotas. */
+/** One admitted request to forward: the client's, with its route, timeout, body limit, actor and counted quotas. */
 export interface Forward {
   readonly request: IncomingMessage
   readonly response: ServerResponse
@@ -19,6 +19,7 @@ export interface Forward {
   readonly requestId: string
   readonly route: Route
   readonly timeoutMs: number
+  readonly maxBodyBytes: number
   readonly actor: string | undefined
   readonly quotas: ReadonlyArray<Quota>
 }
@@ -78,7 +79,7 @@ export const isBodyless = (method: string, status: number) =>
  * Forwarding: the request goes to its upstream with its body streamed and the forwarding headers; the answer comes
  * back streamed with the tightest quota's RateLimit-* headers, or as the gateway's problem when the upstream failed.
  */
-export const forwarding = (maxBodyBytes: number, trusted: TrustedProxies) =>
+export const forwarding = (trusted: TrustedProxies) =>
   Effect.gen(function* () {
     const upstreams = yield* Upstreams
     return (forward: Forward) =>
@@ -99,7 +100,7 @@ export const forwarding = (maxBodyBytes: number, trusted: TrustedProxies) =>
               requestId,
               traceparent,
               trustedPeer: peer !== undefined && trusted(peer),
-              maxBodyBytes,
+              maxBodyBytes: forward.maxBodyBytes,
               timeoutMs: forward.timeoutMs,
             }),
           ),

@@ -41,6 +41,8 @@ const echoManifest = defineModule({
   routes: [
     { method: "GET", path: "/api/v1/echo/public", auth: "public" },
     { method: "POST", path: "/api/v1/echo/upload", auth: "public" },
+    // A route with a body limit of its own (an upload's), over the gateway's 1 MiB default.
+    { method: "POST", path: "/api/v1/echo/large", auth: "public", maxBodyBytes: 3 * 1024 * 1024 },
     { method: "GET", path: "/api/v1/echo/stream", auth: "public" },
     // The manifest's own timeout (GATEWAY_ROUTES shortens it below) and limits.
     { method: "GET", path: "/api/v1/echo/slow", auth: "public", timeoutMs: 5_000 },
@@ -384,6 +386,36 @@ describe("streaming and body limits", () => {
       },
     })
     const chunked = await fetch(`${gateway.url}/api/v1/echo/upload`, {
+      method: "POST",
+      body,
+      duplex: "half",
+    } as RequestInit)
+    expect(chunked.status).toBe(413)
+  })
+
+  it("a route's own body limit holds instead of the default: 2 MiB through, 4 MiB declared or chunked 413", async () => {
+    const through = await fetch(`${gateway.url}/api/v1/echo/large`, {
+      method: "POST",
+      body: new Uint8Array(2 * 1024 * 1024),
+    })
+    expect(through.status).toBe(200)
+    expect(((await through.json()) as { bytes: number }).bytes).toBe(2 * 1024 * 1024)
+    const declared = await fetch(`${gateway.url}/api/v1/echo/large`, {
+      method: "POST",
+      body: new Uint8Array(4 * 1024 * 1024),
+    })
+    expect(declared.status).toBe(413)
+    expect(((await declared.json()) as { detail: string }).detail).toBe("request body is larger than 3145728 bytes")
+    const chunk = new Uint8Array(256 * 1024)
+    let sent = 0
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 16) return controller.close()
+        sent++
+        controller.enqueue(chunk)
+      },
+    })
+    const chunked = await fetch(`${gateway.url}/api/v1/echo/large`, {
       method: "POST",
       body,
       duplex: "half",

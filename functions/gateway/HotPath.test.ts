@@ -62,7 +62,6 @@ const hotPathOver = (context: HotServices, table: RouteTable.RouteTable, options
   makeHotPath({
     services: context,
     cors: options.cors,
-    maxBodyBytes: options.maxBodyBytes,
     routeOf: (method, path) => {
       const resolved = table.resolve(method, path)
       return resolved._tag === "Match"

@@ -55,11 +55,10 @@ export interface Arrival {
 export const makeHotPath = (deps: {
   readonly services: Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
   readonly cors: Cors.CorsOptions
-  readonly maxBodyBytes: number
   /** The matched route of a path, or undefined when it needs the Effect path (no match, wrong method). */
   readonly routeOf: (method: string, path: string) => HotRoute | undefined
 }) => {
-  const { services, cors, maxBodyBytes } = deps
+  const { services, cors } = deps
   const upstreams = Context.get(services, Upstreams)
   const auth = Context.get(services, EdgeAuth)
   const permissions = Context.get(services, Permissions)
@@ -88,11 +87,11 @@ export const makeHotPath = (deps: {
     const { request, response, method, path, requestId, clientIp } = arrival
     if (!enabled || method === "OPTIONS") return false
     const headers = request.headers
-    const length = headers["content-length"]
-    if (length !== undefined && Number(length) > maxBodyBytes) return false
     const hot = deps.routeOf(method, path)
     if (hot === undefined) return false
     const { route, own } = hot
+    const length = headers["content-length"]
+    if (length !== undefined && Number(length) > own.maxBodyBytes) return false
     if (!upstreams.readyNow(route.upstream)) return false
     const countIp = own.ip.perMinute > 0
     if (countIp && (countingOf(own.ip) !== "synced" || !limits.countsNow)) return false
@@ -195,7 +194,7 @@ export const makeHotPath = (deps: {
         // As HttpTraceContext.toHeaders writes it, without its B3 header.
         traceparent: `00-${traceId.padStart(32, "0")}-${spanId}-${sampled ? "01" : "00"}`,
         trustedPeer: arrival.trustedPeer,
-        maxBodyBytes,
+        maxBodyBytes: own.maxBodyBytes,
         timeoutMs: own.timeoutMs,
       })
       let answered = false

@@ -45,7 +45,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     const trusted = trustedProxies(options.trustedProxies)
     const errors = yield* ErrorBus
     const admit = yield* admission
-    const forward = yield* forwarding(options.maxBodyBytes, trusted)
+    const forward = yield* forwarding(trusted)
     const context = yield* Effect.context<ProxyServices>()
     const settings = new Map<Route, RouteSettings>()
     const settingsFor = (route: Route) => {
@@ -69,10 +69,6 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       Effect.gen(function* () {
         const method = request.method ?? "GET"
         const headers = request.headers as Record<string, string | undefined>
-        const declared = Number(headers["content-length"] ?? 0)
-        if (declared > options.maxBodyBytes) {
-          return Problem.response(413, `request body is larger than ${options.maxBodyBytes} bytes`)
-        }
         const resolved =
           options.devMail && path === DEV_MAIL.template
             ? method === "GET" || method === "HEAD"
@@ -97,6 +93,10 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
         const route = resolved.route
         cell.route = route.template
         const own = settingsFor(route)
+        // The route's own limit (an upload's) or the default, before any work: the body is not read.
+        if (Number(headers["content-length"] ?? 0) > own.maxBodyBytes) {
+          return Problem.response(413, `request body is larger than ${own.maxBodyBytes} bytes`)
+        }
         const admitted = yield* admit(route, own, headers.authorization, clientIp)
         if (admitted._tag === "Refused") return admitted.answer
         return yield* forward({
@@ -107,6 +107,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
           requestId,
           route,
           timeoutMs: own.timeoutMs,
+          maxBodyBytes: own.maxBodyBytes,
           actor: admitted.actor,
           quotas: admitted.quotas,
         })
@@ -172,7 +173,6 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     const hotPath = makeHotPath({
       services: context,
       cors: options.cors,
-      maxBodyBytes: options.maxBodyBytes,
       routeOf,
     })
     // Whether a connection's peer is a trusted proxy, asked once per connection (a keep-alive one carries many

@@ -114,7 +114,6 @@ describe("the platform's OpenAPI document", () => {
       {
         settingsOf: (r) =>
           settingsOf(r, { maxBodyBytes: 1024, timeoutMs: 1234, ipPerMinute: 0, userPerMinute: 0, overrides: [] }),
-        maxBodyBytes: 1024,
       },
     ) as Json
     const operation = merged.paths[route.template].post

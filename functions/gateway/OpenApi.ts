@@ -36,9 +36,8 @@ const renameRefs = (value: unknown, renamed: ReadonlyMap<string, string>): unkno
 
 /** What the gateway itself answers on a route, besides what the upstream does: from its configuration. */
 export interface EdgeSettings {
-  /** The route's effective timeout and rate limits (`Http.settingsOf`). */
+  /** The route's effective timeout, rate limits and body limit (`Http.settingsOf`). */
   readonly settingsOf: (route: Route) => RouteSettings
-  readonly maxBodyBytes: number
 }
 
 /**
@@ -55,7 +54,7 @@ export const edgeAnswers = (route: Route, edge: EdgeSettings): Array<ProblemAnsw
       : undefined,
   ].filter((l) => l !== undefined)
   return [
-    ...kernelRefusals(edge.maxBodyBytes),
+    ...kernelRefusals(settings.maxBodyBytes),
     ...(route.template.includes("{")
       ? [{ problem: NotFound, description: "No such resource, or a path the gateway does not route" }]
       : []),

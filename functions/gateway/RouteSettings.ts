@@ -8,6 +8,8 @@ export const DEFAULT_BUCKET = "default"
 /** The effective settings of one route. */
 export interface RouteSettings {
   readonly timeoutMs: number
+  /** Larger request bodies get 413, declared (`Content-Length`) or streamed. */
+  readonly maxBodyBytes: number
   readonly ip: { readonly bucket: string; readonly perMinute: number }
   readonly user: { readonly bucket: string; readonly perMinute: number }
 }
@@ -23,13 +25,14 @@ export const settingsOf = (
       (o) => o.path === route.template && (o.method === undefined || o.method === route.method),
     ),
   ]
-  const pick = <K extends "timeoutMs" | "ipPerMinute" | "userPerMinute">(key: K) =>
+  const pick = <K extends "timeoutMs" | "ipPerMinute" | "userPerMinute" | "maxBodyBytes">(key: K) =>
     own.reduce<number | undefined>((value, o) => o[key] ?? value, undefined)
   const name = `${route.method} ${route.template}`
   const ip = pick("ipPerMinute")
   const user = pick("userPerMinute")
   return {
     timeoutMs: pick("timeoutMs") ?? options.timeoutMs,
+    maxBodyBytes: pick("maxBodyBytes") ?? options.maxBodyBytes,
     ip: ip === undefined ? { bucket: DEFAULT_BUCKET, perMinute: options.ipPerMinute } : { bucket: name, perMinute: ip },
     user:
       user === undefined

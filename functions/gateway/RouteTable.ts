@@ -17,6 +17,7 @@ export interface Route {
   readonly timeoutMs?: number
   readonly ipPerMinute?: number
   readonly userPerMinute?: number
+  readonly maxBodyBytes?: number
 }
 
 /** How a request path and method resolve against the table. */
@@ -104,6 +105,7 @@ export const routesOf = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | 
         ...(r.timeoutMs === undefined ? {} : { timeoutMs: r.timeoutMs }),
         ...(r.ipPerMinute === undefined ? {} : { ipPerMinute: r.ipPerMinute }),
         ...(r.userPerMinute === undefined ? {} : { userPerMinute: r.userPerMinute }),
+        ...(r.maxBodyBytes === undefined ? {} : { maxBodyBytes: r.maxBodyBytes }),
       })
     }
   }

@@ -3,8 +3,11 @@ import { HttpApi, type HttpApiEndpoint } from "effect/http-api"
 import type { RouteSpec } from "../Module.ts"
 import { Authentication } from "./Authentication.ts"
 
-/** What a route may carry besides who may call it: how long the gateway waits for it, and its rate limits there. */
-export type RouteLimits = Pick<RouteSpec, "timeoutMs" | "ipPerMinute" | "userPerMinute">
+/**
+ * What a route may carry besides who may call it: how long the gateway waits for it, its rate limits there, and its
+ * body limit (at the gateway and in the function).
+ */
+export type RouteLimits = Pick<RouteSpec, "timeoutMs" | "ipPerMinute" | "userPerMinute" | "maxBodyBytes">
 
 /**
  * The declaration of a route, annotated on its endpoint in the function's `Api.ts`: the one place a route's access,

@@ -48,7 +48,7 @@ export const platformDocument = async (
     table,
     documents,
     { title: "Platform API", version: manifest.version },
-    { settingsOf: (route) => settingsOf(route, options), maxBodyBytes: config.maxBodyBytes },
+    { settingsOf: (route) => settingsOf(route, options) },
   )
   return { document, table, config }
 }
