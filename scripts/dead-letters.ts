@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
 import { Effect, Layer, Redacted } from "effect"
-import { loadDotEnv } from "../shared/Config.ts"
+import { defaultSchema, loadDotEnv } from "../shared/Config.ts"
 import type { DefinedApp } from "../shared/FunctionApp.ts"
 import { Health } from "../shared/Health.ts"
 import * as Jobs from "../shared/Jobs.ts"
@@ -48,7 +48,7 @@ export const deadLettersOf = (
     url: Redacted.make(options.url),
     schema: options.schema,
     jobs: app.jobs,
-    work: false,
+    readOnly: true,
   }).pipe(Layer.provide(Health.layer)) as Layer.Layer<Jobs.Jobs, Jobs.JobsError>
   return Effect.runPromise(
     Effect.gen(function* () {
@@ -127,7 +127,7 @@ const main = async () => {
     process.stderr.write("DATABASE_URL is not set: the dead letters live in the function's database\n")
     process.exit(2)
   }
-  const schema = process.env.DB_SCHEMA ?? name.replaceAll("-", "_")
+  const schema = process.env.DB_SCHEMA ?? defaultSchema(name)
   const { app } = (await import(pathToFileURL(file).href)) as { app: DefinedApp }
   const found = await deadLettersOf(app, {
     url,

@@ -206,8 +206,9 @@ export const database = (functionName: string, defaults: PoolDefaults = {}) => (
  * inbox's deduplication rows, mail in the mail outbox; and how many rows one DELETE of the retention job removes.
  */
 export const retention = {
-  eventRetentionDays: numberBetween("EVENT_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(7)),
-  mailRetentionDays: numberBetween("MAIL_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(7)),
+  eventRetentionDays: numberBetween("EVENT_RETENTION_DAYS", 1, 3650).pipe(Config.withDefault(7)),
+  inboxRetentionDays: numberBetween("INBOX_RETENTION_DAYS", 1, 3650).pipe(Config.withDefault(14)),
+  mailRetentionDays: numberBetween("MAIL_RETENTION_DAYS", 1, 3650).pipe(Config.withDefault(7)),
   retentionBatchSize: intBetween("RETENTION_BATCH_SIZE", 1, 100_000).pipe(Config.withDefault(1_000)),
 }
 

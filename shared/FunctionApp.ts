@@ -94,7 +94,7 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
   const { api, http, grpc, background, unguarded, services } = definition
   // A function with the kernel's tables prunes them (and what its `retention` names) with the kernel's job.
   const prunes = definition.manifest.migrations?.some((m) => m.id === retentionMigrations[0]!.id) ?? false
-  const jobSpecs: Jobs.JobSpecs<any> = { ...(prunes ? { [Retention.JOB]: Retention.job } : {}), ...definition.jobs }
+  const jobSpecs: Jobs.JobSpecs<any> = { ...(prunes ? Retention.jobs : {}), ...definition.jobs }
   const retention = (config: C) => {
     if (!prunes) return Layer.empty
     const kernel = config as unknown as Retention.KernelRetentionConfig & { readonly retentionBatchSize?: number }

@@ -181,7 +181,7 @@ describe("the kernel's retention job", () => {
     try {
       await sql(`INSERT INTO ${tidySchema}.crumbs VALUES (1, now() - interval '2 days'), (2, now())`)
       await sql(`INSERT INTO ${tidySchema}.inbox (consumer, event_id, processed_at)
-                 VALUES ('c', 'old', now() - interval '8 days'), ('c', 'young', now())`)
+                 VALUES ('c', 'old', now() - interval '15 days'), ('c', 'young', now())`)
       // The cron tick is every 10 minutes; the same job enqueued runs now.
       const jobs = Context.get(started.running.context as Context.Context<Jobs.Jobs>, Jobs.Jobs)
       await Effect.runPromise(jobs.enqueue("retention", {}))

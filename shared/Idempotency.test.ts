@@ -119,7 +119,12 @@ describe("Idempotency-Key", () => {
         const pruned = yield* Retention.run.pipe(
           Effect.provide(
             Retention.layer(
-              Retention.kernelRules({ eventRetentionDays: 7, mailRetentionDays: 7, kafkaBrokers: Option.none() }),
+              Retention.kernelRules({
+                eventRetentionDays: 7,
+                inboxRetentionDays: 14,
+                mailRetentionDays: 7,
+                kafkaBrokers: Option.none(),
+              }),
               100,
             ),
           ),

@@ -133,6 +133,11 @@ export interface JobsOptions<R> {
   readonly shutdownTimeoutMs?: number
   /** False: enqueue only, no workers, schedules or supervision (a Lambda invocation, frozen between calls). */
   readonly work?: boolean
+  /**
+   * True: only read (the operator's dead-letter listing beside live instances): no worker, no pg-boss migration, no
+   * queue created or changed. The store must exist.
+   */
+  readonly readOnly?: boolean
 }
 
 const JOB_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
@@ -172,7 +177,8 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
     Jobs,
     Effect.gen(function* () {
       const names = Object.keys(options.jobs)
-      const work = options.work ?? true
+      const readOnly = options.readOnly ?? false
+      const work = (options.work ?? true) && !readOnly
       for (const name of names) {
         if (!JOB_NAME.test(name)) return yield* Effect.die(new Error(`job name ${name} must match ${JOB_NAME}`))
       }
@@ -201,6 +207,8 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
           useListenNotify: false,
           schedule: work && names.some((name) => options.jobs[name]!.schedule !== undefined),
           supervise: work,
+          // A listing changes nothing: no pg-boss migration, no schema (the caller checks that one exists).
+          ...(readOnly ? { migrate: false, createSchema: false } : {}),
           superviseIntervalSeconds: superviseSeconds,
           monitorIntervalSeconds: superviseSeconds,
           cronWorkerIntervalSeconds: superviseSeconds,
@@ -210,6 +218,7 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
         boss.on("error", (error) => inContext(Effect.logWarning("job store error", { error: messageOf(error) })))
         const install = Effect.gen(function* () {
           yield* call("the job store did not start", () => boss.start())
+          if (readOnly) return
           for (const name of names) {
             const retry = retryOf(name)
             const queue = {
@@ -231,7 +240,14 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
             })
           }
         })
-        yield* install.pipe(Effect.tapError(() => Effect.promise(() => boss.stop({ graceful: false }).catch(() => {}))))
+        // Not cut short (a readiness deadline, a closing scope): an abandoned start would leave a running store
+        // behind with its pool and timers; a failed one is stopped.
+        yield* install.pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) ? Effect.void : Effect.promise(() => boss.stop({ graceful: false }).catch(() => {})),
+          ),
+          Effect.uninterruptible,
+        )
         return boss
       })
       let store: PgBoss | undefined
@@ -244,7 +260,7 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
                 Effect.sync(() => {
                   store = boss
                 }),
-              ),
+              ).pipe(Effect.uninterruptible),
         ),
       )
       yield* Effect.addFinalizer(() =>
@@ -337,7 +353,9 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
               name,
               {
                 batchSize: options.batchSize ?? 10,
-                pollingIntervalSeconds: pollSeconds,
+                // A cron job's ticks are sent every superviseSeconds: polling its queue more often finds nothing.
+                pollingIntervalSeconds:
+                  spec.schedule === undefined ? pollSeconds : Math.max(pollSeconds, superviseSeconds),
                 burstWhenBatchFull: true,
                 includeMetadata: true,
                 perJobResults: true,
@@ -348,8 +366,11 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
         })
 
       // Queue depth and dead letters for the gauges, and the readiness check: the job store answers.
-      const counts = Effect.flatMap(ensure, (boss) =>
-        call("the job store did not answer", () => boss.getQueues([...names, ...names.map(deadQueue)])),
+      // Read from the store once started: asking must not start it (the background start does, with its backoff).
+      const counts = Effect.suspend(() =>
+        store === undefined
+          ? Effect.fail(new JobsError({ message: "the job store has not started yet", cause: null }))
+          : call("the job store did not answer", () => store!.getQueues([...names, ...names.map(deadQueue)])),
       )
       const gauges = Effect.flatMap(counts, (queues) =>
         Effect.forEach(
@@ -397,6 +418,8 @@ export const layer = <R>(options: JobsOptions<R>): Layer.Layer<Jobs, JobsError, 
         items: ReadonlyArray<{ readonly data: unknown; readonly key?: string; readonly runAt?: Date }>,
       ) =>
         Effect.gen(function* () {
+          if (readOnly)
+            return yield* Effect.die(new Error(`the job store of ${options.service} was opened to read only`))
           const boss = yield* storeFor(name)
           // Ids are made here (from the key, else random), so each item's id is known though the INSERT skips what
           // it already holds (ON CONFLICT DO NOTHING: a key enqueued before); a key twice in the call is one job.

@@ -12,6 +12,9 @@ export class MailError extends Schema.TaggedError<MailError>()("MailError", {
 }) {}
 
 /** A queued mail handed to a transport; `id` is stable across retries (it becomes the Message-ID). */
+/** Delivery attempts of a mail before it is given up (each failure waits longer; see `MailSenderOptions`). */
+export const DEFAULT_MAX_ATTEMPTS = 10
+
 export interface OutgoingMail extends Mail {
   readonly id: string
 }
@@ -99,7 +102,7 @@ const make = (transport: MailTransport, options: MailSenderOptions) =>
     const batchSize = options.batchSize ?? 20
     const pollInterval = Duration.fromInputUnsafe(options.pollInterval ?? "500 millis")
     const backoff = { base: options.baseBackoff ?? "1 second", max: options.maxBackoff ?? "1 minute" }
-    const maxAttempts = options.maxAttempts ?? 10
+    const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
     const leaseMs = Duration.toMillis(options.claimLease ?? "2 minutes")
     // A mail's retries are timed by its row (next_attempt_at), not by a running schedule: a sender restarting, or
     // another instance, takes them up where they were.

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startEmbeddedPostgres } from "../infra/embedded/postgres.ts"
 import { Db } from "./Db.ts"
 import { kernelMigrations } from "./KernelMigrations.ts"
+import { DEFAULT_MAX_ATTEMPTS as MAIL_MAX_ATTEMPTS } from "./MailSender.ts"
 import { migrate } from "./Migrator.ts"
 import * as Retention from "./Retention.ts"
 import { freshSchema } from "./testing/harness.ts"
@@ -38,14 +39,16 @@ const seed = (db: Db["Service"]) =>
       ])
     }
     yield* db.query(`INSERT INTO ${s}.inbox (consumer, event_id, processed_at) VALUES ('c', 'young', $1)`, [ago(6)])
-    const mail = (subject: string, createdDaysAgo: number, sent: boolean) =>
+    const mail = (subject: string, createdDaysAgo: number, sent: boolean, attempts = 1) =>
       db.query(
-        `INSERT INTO ${s}.mail_outbox (id, "to", subject, text, html, created_at, sent_at)
-         VALUES ($1, 'someone@example.com', $2, '', '', $3, $4)`,
-        [randomUUID(), subject, ago(createdDaysAgo), sent ? ago(createdDaysAgo) : null],
+        `INSERT INTO ${s}.mail_outbox (id, "to", subject, text, html, created_at, sent_at, attempts)
+         VALUES ($1, 'someone@example.com', $2, '', '', $3, $4, $5)`,
+        [randomUUID(), subject, ago(createdDaysAgo), sent ? ago(createdDaysAgo) : null, attempts],
       )
     yield* mail("old-sent", 8, true)
-    yield* mail("old-abandoned", 8, false)
+    yield* mail("old-given-up", 8, false, MAIL_MAX_ATTEMPTS)
+    // Still being tried (its sender was down): kept, however old.
+    yield* mail("old-pending", 8, false, 3)
     yield* mail("young-sent", 2, true)
     yield* mail("young-pending", 0, false)
   })
@@ -63,6 +66,7 @@ const remaining = (db: Db["Service"]) =>
 
 const kernelConfig = (kafka: boolean) => ({
   eventRetentionDays: 7,
+  inboxRetentionDays: 7,
   mailRetentionDays: 7,
   kafkaBrokers: kafka ? Option.some(["kafka:9092"]) : Option.none(),
 })
@@ -94,7 +98,7 @@ const kernelCases = (url: () => string) => {
       // An unpublished row is the relay's still: never deleted while Kafka carries the events.
       outbox: ["old-unpublished", "young-published", "young-unpublished"],
       inbox: ["young"],
-      mail: ["young-pending", "young-sent"],
+      mail: ["old-pending", "young-pending", "young-sent"],
     })
   })
 

@@ -1,7 +1,9 @@
 import { Config, type Effect, Schema } from "effect"
+import { REVOCATION_REPLAY_SECONDS } from "../../shared/access/SessionRevocations.ts"
 import * as Cfg from "../../shared/Config.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
+import { REVOCATION_MARGIN_SECONDS } from "./Sessions.ts"
 
 /** Auth's configuration keys for signing keys and tokens. */
 export const keysConfig = {
@@ -10,7 +12,15 @@ export const keysConfig = {
   /** Extra time a retired key stays published beyond the access-token lifetime (clock skew, JWKS caches). */
   signingKeyGraceSeconds: Cfg.intBetween("SIGNING_KEY_GRACE_SECONDS", 0, 86_400).pipe(Config.withDefault(600)),
   ...Cfg.tokenClaims(Cfg.localOrigin(manifest.name, manifests)),
-  accessTokenTtlSeconds: Cfg.intBetween("ACCESS_TOKEN_TTL_SECONDS", 60, 86_400).pipe(Config.withDefault(900)),
+  /**
+   * At most what a restarted verifier replays of the revocations (less their margin): a token never outlives the
+   * memory of its session's revocation.
+   */
+  accessTokenTtlSeconds: Cfg.intBetween(
+    "ACCESS_TOKEN_TTL_SECONDS",
+    60,
+    REVOCATION_REPLAY_SECONDS - REVOCATION_MARGIN_SECONDS,
+  ).pipe(Config.withDefault(900)),
 }
 
 /** Sessions (refresh-token families) and brute-force throttling. */
@@ -25,7 +35,7 @@ export const sessionsConfig = {
   /** Login and register attempts per client address per minute. */
   loginIpLimitPerMinute: Cfg.intBetween("LOGIN_IP_LIMIT_PER_MINUTE", 1, 1_000_000_000).pipe(Config.withDefault(60)),
   /** How long an ended session (expired or revoked) and an expired refresh token are kept before retention deletes them. */
-  sessionRetentionDays: Cfg.numberBetween("SESSION_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(30)),
+  sessionRetentionDays: Cfg.numberBetween("SESSION_RETENTION_DAYS", 1, 3650).pipe(Config.withDefault(30)),
 }
 
 /** One external OpenID Provider users may sign in with (authorization code + PKCE). */

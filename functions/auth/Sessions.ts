@@ -41,7 +41,7 @@ const newRefreshToken = () => randomBytes(32).toString("base64url")
 const hashOf = (token: string) => createHash("sha256").update(token).digest()
 
 /** Verifiers accept tokens up to 5 s past `exp`; clocks of machines differ too. */
-const REVOCATION_MARGIN_SECONDS = 60
+export const REVOCATION_MARGIN_SECONDS = 60
 
 const invalidRefresh = () => new Unauthorized({ detail: "the refresh token is invalid, expired or revoked" })
 

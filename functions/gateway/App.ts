@@ -60,7 +60,7 @@ export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(co
 export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
 /** Its jobs, when it has a database: the kernel's retention job over its inbox. */
-const jobs = { [Retention.JOB]: Retention.job }
+const jobs = Retention.jobs
 
 /**
  * What the gateway learns from events. Revoked sessions: process memory fed by auth's `auth.session.revoked` events,

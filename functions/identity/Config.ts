@@ -17,7 +17,7 @@ export const loadConfig = Cfg.load({
   /** authz's gRPC address (`host:port`): the permission checks of the admin routes. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
   /** How long a verification or reset token is kept after it expired (used ones expire too) before retention deletes it. */
-  emailTokenRetentionDays: Cfg.numberBetween("EMAIL_TOKEN_RETENTION_DAYS", 0.01, 3650).pipe(Config.withDefault(7)),
+  emailTokenRetentionDays: Cfg.numberBetween("EMAIL_TOKEN_RETENTION_DAYS", 1, 3650).pipe(Config.withDefault(7)),
 })
 
 /** Identity's validated configuration. */

@@ -180,6 +180,13 @@ export interface RevocationFeed {
 }
 
 /**
+ * How far back a verifier replays the issuer's revocations when it starts (`following`): a revocation must stay in
+ * force as long as an access token of the session could, so the issuer's token lifetime plus its margin is at most
+ * this (auth's `ACCESS_TOKEN_TTL_SECONDS` is bounded by it).
+ */
+export const REVOCATION_REPLAY_SECONDS = 3_600
+
+/**
  * Revocations for a verifier in another process than the issuer (and for the issuer's own instances): memory fed by
  * the issuer's revocation events (`feed`), plus Redis's shared list when `REDIS_URL` is set. Every instance follows
  * every event (a broadcast subscription: no shared consumer group, no inbox), starting with the events of the last
@@ -209,7 +216,7 @@ export const following = (options: {
             types: [options.feed.type],
             group: `${options.service.replaceAll("-", "_")}_session_revocations`,
             broadcast: {
-              since: Duration.seconds(options.rememberSeconds ?? 3_600),
+              since: Duration.seconds(options.rememberSeconds ?? REVOCATION_REPLAY_SECONDS),
               onCaughtUp: Effect.asVoid(Deferred.succeed(caughtUp, undefined)),
             },
             handler: (event) =>

@@ -106,4 +106,16 @@ export const migrations: ReadonlyArray<Migration> = [
       END
       $do$;`,
   },
+  {
+    id: "0104_writer_prunes_idempotency_keys",
+    sql: `
+      -- The kernel's idempotency_keys table (0004) is pruned by the retention job too.
+      DO $do$
+      BEGIN
+        EXECUTE format('GRANT SELECT, UPDATE, DELETE ON %I.idempotency_keys TO %I', current_schema(), current_schema() || '_writer');
+      EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'audit writer role not granted idempotency_keys here (%): grant it separately', SQLERRM;
+      END
+      $do$;`,
+  },
 ]
