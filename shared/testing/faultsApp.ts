@@ -100,7 +100,10 @@ export const app = FunctionApp.define({
   config: Cfg.load({ ...Cfg.base({ httpPort: manifest.ports.http }), ...Cfg.database(manifest.name) }),
   http: HttpLive,
   jobs: {
-    doomed: Jobs.onDemand(() => Effect.die(new Error("the doomed job fails, as always")), { retry: { limit: 0 } }),
+    // One retry: only the last of its two attempts is a report.
+    doomed: Jobs.onDemand(() => Effect.die(new Error("the doomed job fails, as always")), {
+      retry: { limit: 1, delaySeconds: 1, maxDelaySeconds: 1 },
+    }),
   },
   services: (config) =>
     NoTokens.pipe(
