@@ -5,7 +5,9 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3"
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Option } from "effect"
+import { ConfigProvider, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { HttpServerRequest } from "effect/http"
+import * as BlobForms from "./BlobForms.ts"
 import { BlobStore, type BlobStoreError, type PresignedPost } from "./BlobStore.ts"
 import { Health } from "./Health.ts"
 
@@ -55,6 +57,24 @@ const decodePolicy = (post: PresignedPost) =>
     expiration: string
     conditions: Array<unknown>
   }
+
+/** A form as an upload route gets it: the real multipart parser over the body a browser would send (chunks: streamed). */
+const formParts = (form: FormData) => {
+  const request = new Request("http://store.test/upload", { method: "POST", body: form })
+  return HttpServerRequest.fromWeb(request).multipartStream
+}
+
+/** The form of a presigned POST with `file` (fields first, then the file), with `change` applied to the fields. */
+const uploadForm = (post: PresignedPost, file: Uint8Array, change: (form: FormData) => void = () => {}) => {
+  const form = new FormData()
+  for (const [name, value] of Object.entries(post.fields)) form.append(name, value)
+  change(form)
+  form.append("file", new Blob([file]), "upload.bin")
+  return form
+}
+
+/** The token of a signed URL: its last path segment. */
+const tokenOf = (url: string) => url.slice(url.lastIndexOf("/") + 1)
 
 // AWS SigV4 for a POST policy: the signing key is derived from the secret, date, region and service of the credential.
 const policySignature = (post: PresignedPost, secret: string) => {
@@ -292,6 +312,21 @@ layer(s3Layer, { excludeTestServices: true })("BlobStore (s3 only)", (it) => {
     }),
   )
 
+  it.effect("S3 serves its own uploads and downloads: the platform's signed-URL entry points refuse every token", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const post = yield* store.presignPost(k("x.png"), {
+        contentType: "image/png",
+        minBytes: 0,
+        maxBytes: 1,
+        expiresInSeconds: 60,
+      })
+      const refused = yield* Effect.flip(store.receivePost("anything", formParts(uploadForm(post, bytes(1)))))
+      assert.strictEqual(refused._tag === "SignedUrlRefused" && refused.reason, "signature")
+      assert.strictEqual((yield* Effect.flip(store.openSigned("anything")))._tag, "SignedUrlRefused")
+    }),
+  )
+
   it.effect("a presigned GET of a missing key answers 404", () =>
     Effect.gen(function* () {
       const store = yield* BlobStore
@@ -373,6 +408,169 @@ layer(withHealth(BlobStore.layerFileSystem({ root: Path.join(fsRoot, "only") }))
   },
 )
 
+const SIGNING = Redacted.make("k".repeat(32))
+const SERVED = "http://platform.test/api/v1/things/blobs"
+const signedRoot = Path.join(fsRoot, "signed")
+
+layer(
+  withHealth(BlobStore.layerFileSystem({ root: signedRoot, signedUrls: { baseUrl: `${SERVED}/`, secret: SIGNING } })),
+  { excludeTestServices: true },
+)("BlobStore (filesystem with signed URLs: the embedded presigned POST)", (it) => {
+  const grant = { contentType: "image/png", minBytes: 10, maxBytes: 64 * 1024, expiresInSeconds: 300 }
+  const refusal = (effect: Effect.Effect<unknown, unknown>) =>
+    Effect.map(
+      Effect.flip(effect),
+      (error) => (error as { reason?: string; _tag: string }).reason ?? (error as { _tag: string })._tag,
+    )
+
+  it.effect("presignPost is a signed URL of the serving function; the form sent to it is stored as granted", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const post = yield* store.presignPost("posts/1/photo.png", grant)
+      assert.isTrue(post.url.startsWith(`${SERVED}/`), post.url)
+      assert.deepStrictEqual(post.fields, { key: "posts/1/photo.png", "Content-Type": "image/png" })
+      assert.isAtMost(post.expiresAt.getTime() - Date.now(), 300_000)
+      const received = yield* store.receivePost(tokenOf(post.url), formParts(uploadForm(post, bytes(40_000))))
+      assert.deepStrictEqual(received, { key: "posts/1/photo.png", size: 40_000, contentType: "image/png" })
+      const stored = Option.getOrThrow(yield* store.get("posts/1/photo.png"))
+      assert.deepStrictEqual([stored.contentType, Array.from(stored.body)], ["image/png", Array.from(bytes(40_000))])
+      // Exactly the range's ends are inside it.
+      for (const size of [10, 64 * 1024]) {
+        const edge = yield* store.presignPost(`posts/1/edge-${size}.png`, grant)
+        assert.strictEqual(
+          (yield* store.receivePost(tokenOf(edge.url), formParts(uploadForm(edge, bytes(size))))).size,
+          size,
+        )
+      }
+    }),
+  )
+
+  it.effect("refuses what the grant does not allow, and stores nothing (no object, no temp file)", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const key = "posts/2/refused.png"
+      const post = yield* store.presignPost(key, grant)
+      const token = tokenOf(post.url)
+      const send = (file: Uint8Array, change?: (form: FormData) => void) =>
+        refusal(store.receivePost(token, formParts(uploadForm(post, file, change))))
+      assert.strictEqual(yield* send(bytes(64 * 1024 + 1)), "too_large")
+      assert.strictEqual(yield* send(bytes(9)), "too_small")
+      assert.strictEqual(yield* send(bytes(100), (f) => f.set("Content-Type", "text/html")), "type")
+      assert.strictEqual(yield* send(bytes(100), (f) => f.set("key", "posts/2/other.png")), "form")
+      assert.strictEqual(yield* send(bytes(100), (f) => f.delete("Content-Type")), "form")
+      assert.strictEqual(yield* send(bytes(100), (f) => f.append("acl", "public-read")), "form")
+      assert.strictEqual(yield* send(bytes(100), (f) => f.append("key", key)), "form")
+      const noFile = new FormData()
+      for (const [name, value] of Object.entries(post.fields)) noFile.append(name, value)
+      assert.strictEqual(yield* refusal(store.receivePost(token, formParts(noFile))), "form")
+      const renamed = new FormData()
+      for (const [name, value] of Object.entries(post.fields)) renamed.append(name, value)
+      renamed.append("upload", new Blob([bytes(100)]), "x.png")
+      assert.strictEqual(yield* refusal(store.receivePost(token, formParts(renamed))), "form")
+
+      assert.deepStrictEqual(yield* store.head(key), Option.none())
+      assert.deepStrictEqual(yield* Effect.promise(() => readdir(Path.join(signedRoot, "tmp"))), [])
+    }),
+  )
+
+  it.effect("ignores what follows the file, as S3 does (the file is the form's last field)", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const post = yield* store.presignPost("posts/2/trailing.png", grant)
+      const form = uploadForm(post, bytes(100))
+      form.append("Content-Type", "text/html")
+      form.append("file", new Blob([bytes(200)]), "second.png")
+      assert.strictEqual((yield* store.receivePost(tokenOf(post.url), formParts(form))).size, 100)
+      const stored = Option.getOrThrow(yield* store.head("posts/2/trailing.png"))
+      assert.deepStrictEqual([stored.size, stored.contentType], [100, "image/png"])
+    }),
+  )
+
+  it.effect("refuses a forged, tampered, expired or other-purpose token before reading the form", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const post = yield* store.presignPost("posts/3/a.png", grant)
+      const token = tokenOf(post.url)
+      const form = () => formParts(uploadForm(post, bytes(100)))
+      const [payload = "", mac = ""] = token.split(".")
+      const claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as BlobForms.PostGrant
+      const widened = Buffer.from(JSON.stringify({ ...claims, max: 10 ** 9 })).toString("base64url")
+      const now = Math.floor(Date.now() / 1000)
+      for (const [bad, reason] of [
+        [`${widened}.${mac}`, "signature"],
+        [`${payload}.${mac.slice(0, -2)}AA`, "signature"],
+        [payload, "signature"],
+        ["", "signature"],
+        [BlobForms.sign(Redacted.make("x".repeat(32)), claims), "signature"],
+        [BlobForms.sign(SIGNING, { op: "get", key: claims.key, exp: now + 60 }), "signature"],
+        [BlobForms.sign(SIGNING, { ...claims, exp: now - 1 }), "expired"],
+      ] as const) {
+        assert.strictEqual(yield* refusal(store.receivePost(bad, form())), reason, bad)
+      }
+      assert.deepStrictEqual(yield* store.head("posts/3/a.png"), Option.none())
+    }),
+  )
+
+  it.effect("stops reading a file over the limit: the rest of a large streamed body is never pulled", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      const post = yield* store.presignPost("posts/4/big.png", grant)
+      const body = new Response(uploadForm(post, bytes(8 * 1024 * 1024)))
+      const contentType = body.headers.get("content-type") ?? ""
+      const source = body.body!.getReader()
+      // The body as a network would bring it, in 64 KiB pieces, counting what the receiver pulled.
+      let pulled = 0
+      let rest = new Uint8Array()
+      const counted = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (rest.byteLength === 0) {
+            const next = await source.read()
+            if (next.done) return controller.close()
+            rest = next.value
+          }
+          const piece = rest.subarray(0, 64 * 1024)
+          rest = rest.subarray(piece.byteLength)
+          pulled += piece.byteLength
+          controller.enqueue(piece)
+        },
+      })
+      const request = new Request("http://store.test/upload", {
+        method: "POST",
+        body: counted,
+        headers: { "content-type": contentType },
+        duplex: "half",
+      } as RequestInit)
+      const reason = yield* refusal(
+        store.receivePost(tokenOf(post.url), HttpServerRequest.fromWeb(request).multipartStream),
+      )
+      assert.strictEqual(reason, "too_large")
+      assert.isBelow(pulled, 1024 * 1024)
+      yield* Effect.promise(() => source.cancel())
+    }),
+  )
+
+  it.effect("presignGet is a signed download URL that openSigned serves; a gone object is none", () =>
+    Effect.gen(function* () {
+      const store = yield* BlobStore
+      yield* store.put("posts/5/doc.pdf", bytes(3000), { contentType: "application/pdf" })
+      const url = yield* store.presignGet("posts/5/doc.pdf", { expiresInSeconds: 60 })
+      assert.isTrue(url.startsWith(`${SERVED}/`))
+      const opened = Option.getOrThrow(yield* store.openSigned(tokenOf(url)))
+      assert.deepStrictEqual(
+        [opened.key, opened.size, opened.contentType],
+        ["posts/5/doc.pdf", 3000, "application/pdf"],
+      )
+      const read = yield* Stream.runCollect(opened.body)
+      assert.deepStrictEqual(Array.from(Buffer.concat(Array.from(read))), Array.from(bytes(3000)))
+      // An upload URL is not a download URL, nor the reverse.
+      const post = yield* store.presignPost("posts/5/doc.pdf", grant)
+      assert.strictEqual(yield* refusal(store.openSigned(tokenOf(post.url))), "signature")
+      yield* store.delete("posts/5/doc.pdf")
+      assert.deepStrictEqual(yield* store.openSigned(tokenOf(url)), Option.none())
+    }),
+  )
+})
+
 describe("BlobStore (filesystem with a public base URL)", () => {
   it.effect("presignGet is <publicBaseUrl>/<encoded key>", () =>
     Effect.gen(function* () {
@@ -414,5 +612,45 @@ describe("BlobStore.layer", () => {
       const missingBucket = yield* Effect.flip(checks({ S3_ENDPOINT: env("S3_ENDPOINT") }))
       assert.match(String(missingBucket), /S3_BUCKET/)
     }),
+  )
+
+  it.live(
+    "with a signed-URL base the filesystem store presigns POSTs; BLOB_SIGNING_KEY lets another process verify",
+    () =>
+      Effect.gen(function* () {
+        const storeOf = (vars: Record<string, string>) =>
+          Effect.service(BlobStore).pipe(
+            Effect.provide(
+              withHealth(BlobStore.layerFromEnv({ signedUrlBase: SERVED })).pipe(
+                Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: vars }))),
+              ),
+            ),
+          )
+        const dir = { BLOB_DIR: Path.join(fsRoot, "from-env") }
+        const key = { ...dir, BLOB_SIGNING_KEY: "s".repeat(40) }
+        const grant = { contentType: "text/plain", minBytes: 1, maxBytes: 100, expiresInSeconds: 60 }
+        const post = yield* (yield* storeOf(key)).presignPost("env/a.txt", grant)
+        // Another store with the same key (a restarted process) takes the upload; one with a random key does not.
+        const other = yield* storeOf(key)
+        assert.strictEqual((yield* other.receivePost(tokenOf(post.url), formParts(uploadForm(post, bytes(5))))).size, 5)
+        const random = yield* storeOf(dir)
+        const refused = yield* Effect.flip(random.receivePost(tokenOf(post.url), formParts(uploadForm(post, bytes(5)))))
+        assert.strictEqual(refused._tag === "SignedUrlRefused" && refused.reason, "signature")
+        // A short key is refused at start, without echoing it.
+        const short = yield* Effect.flip(storeOf({ ...dir, BLOB_SIGNING_KEY: "too-short-a-key" }))
+        assert.match(String(short), /BLOB_SIGNING_KEY/)
+        assert.notMatch(String(short), /too-short-a-key/)
+        // Without a base, no uploads.
+        const plain = yield* Effect.flip(
+          Effect.flatMap(Effect.service(BlobStore), (s) => s.presignPost("env/b.txt", grant)).pipe(
+            Effect.provide(
+              withHealth(BlobStore.layer).pipe(
+                Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: key }))),
+              ),
+            ),
+          ),
+        )
+        assert.strictEqual(plain._tag, "PresignUnsupported")
+      }),
   )
 })

@@ -1,5 +1,6 @@
-import { createHash, randomUUID } from "node:crypto"
-import { mkdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises"
+import { createHash, randomBytes, randomUUID } from "node:crypto"
+import { createReadStream } from "node:fs"
+import { type FileHandle, mkdir, open, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import {
@@ -12,8 +13,12 @@ import {
 } from "@aws-sdk/client-s3"
 import { createPresignedPost } from "@aws-sdk/s3-presigned-post"
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
-import { Config, Context, Duration, Effect, Layer, Metric, Option, Schema } from "effect"
+import { Config, Context, Duration, Effect, Layer, Metric, Option, Redacted, Schema, Stream } from "effect"
+import type * as Multipart from "effect/http/Multipart"
+import * as BlobForms from "./BlobForms.ts"
 import { register } from "./Health.ts"
+
+export { SignedUrlRefused } from "./BlobForms.ts"
 
 /** A storage operation failed (S3 unreachable, access denied, disk full); carries the underlying error as cause. */
 export class BlobStoreError extends Schema.TaggedError<BlobStoreError>()("BlobStoreError", {
@@ -106,9 +111,34 @@ export interface S3BlobStoreOptions {
 export interface FileSystemBlobStoreOptions {
   readonly root: string
   readonly publicBaseUrl?: string
+  /** Where a function serves this store's signed URLs; without it the store presigns no uploads. */
+  readonly signedUrls?: SignedUrls
+}
+
+/**
+ * Where a function serves the filesystem store's signed URLs, `<baseUrl>/<token>` (POST: an upload form, GET: a
+ * download; it hands the requests to `receivePost` and `openSigned`), and the key that signs their tokens.
+ */
+export interface SignedUrls {
+  readonly baseUrl: string
+  readonly secret: Redacted.Redacted<string>
+}
+
+/** An upload a signed URL took: the key, the file's size and the content type it is stored with. */
+export interface ReceivedUpload {
+  readonly key: string
+  readonly size: number
+  readonly contentType: string
+}
+
+/** An object a signed download URL names: its metadata and its bytes as they are read. */
+export interface SignedDownload extends BlobInfo {
+  readonly key: string
+  readonly body: Stream.Stream<Uint8Array, BlobStoreError>
 }
 
 type Failure = BlobStoreError | InvalidKey
+type SignedUrlRefused = BlobForms.SignedUrlRefused
 
 /** Object storage for a service: S3 in production, a directory in the embedded default. */
 export class BlobStore extends Context.Service<
@@ -130,6 +160,17 @@ export class BlobStore extends Context.Service<
      * itself refuses anything else (S3; see README on emulators that do not check the policy).
      */
     presignPost(key: string, options: PresignPostOptions): Effect.Effect<PresignedPost, Failure | PresignUnsupported>
+    /**
+     * Takes an upload form sent to one of this store's own signed URLs (the filesystem store's `presignPost`; `token`
+     * is the URL's last segment): only as its grant allows (`BlobForms.receiveForm`), streamed to a temporary file and
+     * moved into place whole. A store that serves no signed URLs (S3 serves its own) refuses every token.
+     */
+    receivePost(
+      token: string,
+      parts: Stream.Stream<Multipart.Part, Multipart.MultipartError>,
+    ): Effect.Effect<ReceivedUpload, SignedUrlRefused | BlobStoreError>
+    /** The object one of this store's own signed download URLs names (none when it is gone), as `receivePost`. */
+    openSigned(token: string): Effect.Effect<Option.Option<SignedDownload>, SignedUrlRefused | BlobStoreError>
   }
 >()("shared/BlobStore") {
   /** The S3 store: registers the "s3" readiness check (HeadBucket) and destroys the client with the layer. */
@@ -149,10 +190,11 @@ export class BlobStore extends Context.Service<
 
   /**
    * The embedded-default store: objects under `<root>/objects/<key>`, content type and ETag under
-   * `<root>/meta/<key>.json`, writes atomic (temp file + rename). `presignGet` returns `publicBaseUrl/<key>` when
-   * set, else a `file://` URL (neither signed nor expiring: development only); `presignPut` fails with
-   * `PresignUnsupported`. Limits: a key cannot be both an object and a "folder" of others (`a` and `a/b`), and
-   * each path segment is at most 250 bytes (`InvalidKey` otherwise).
+   * `<root>/meta/<key>.json`, writes atomic (temp file + rename). With `signedUrls`, `presignPost` and `presignGet`
+   * give signed, expiring URLs of the function that serves them (`receivePost`, `openSigned`); `presignGet` gives
+   * `publicBaseUrl/<key>` when that is set, and without either a `file://` URL (development only). `presignPut` fails
+   * with `PresignUnsupported`, as `presignPost` does without `signedUrls`. Limits: a key cannot be both an object and a
+   * "folder" of others (`a` and `a/b`), and each path segment is at most 250 bytes (`InvalidKey` otherwise).
    */
   static readonly layerFileSystem = (options: FileSystemBlobStoreOptions) =>
     Layer.effect(
@@ -162,39 +204,59 @@ export class BlobStore extends Context.Service<
         yield* fsAttempt(`creating ${root}`, () =>
           Promise.all(["objects", "meta", "tmp"].map((dir) => mkdir(Path.join(root, dir), { recursive: true }))),
         )
-        return make("filesystem", { "blobstore.root": root }, fileSystemBackend(root, options.publicBaseUrl))
+        return make("filesystem", { "blobstore.root": root }, fileSystemBackend(root, options))
       }),
     )
 
   /**
    * S3 when `S3_ENDPOINT` or `S3_BUCKET` is set (then `S3_BUCKET` is required; `S3_REGION`,
    * `S3_FORCE_PATH_STYLE` optional), else the filesystem under `BLOB_DIR` (default `$DATA_DIR/blobs`, i.e.
-   * `.data/blobs`) with `BLOB_PUBLIC_BASE_URL` as its public base URL.
+   * `.data/blobs`) with `BLOB_PUBLIC_BASE_URL` as its public base URL and, when `signedUrlBase` is given (where the
+   * function serves them), signed URLs keyed by `BLOB_SIGNING_KEY` (at least 32 characters; unset: a random key of
+   * the process, so its URLs end with it).
    */
-  static readonly layer = Layer.unwrap(
-    Effect.gen(function* () {
-      const endpoint = yield* Config.option(Config.String("S3_ENDPOINT"))
-      const bucket = yield* Config.option(Config.String("S3_BUCKET"))
-      if (Option.isSome(endpoint) || Option.isSome(bucket)) {
-        const region = yield* Config.option(Config.String("S3_REGION"))
-        const forcePathStyle = yield* Config.option(Config.Boolean("S3_FORCE_PATH_STYLE"))
-        return BlobStore.layerS3({
-          bucket: yield* Config.String("S3_BUCKET"),
-          ...Option.match(endpoint, { onNone: () => ({}), onSome: (endpoint) => ({ endpoint }) }),
-          ...Option.match(region, { onNone: () => ({}), onSome: (region) => ({ region }) }),
-          ...Option.match(forcePathStyle, { onNone: () => ({}), onSome: (forcePathStyle) => ({ forcePathStyle }) }),
+  static readonly layerFromEnv = (options: { readonly signedUrlBase?: string } = {}) =>
+    Layer.unwrap(
+      Effect.gen(function* () {
+        const endpoint = yield* Config.option(Config.String("S3_ENDPOINT"))
+        const bucket = yield* Config.option(Config.String("S3_BUCKET"))
+        if (Option.isSome(endpoint) || Option.isSome(bucket)) {
+          const region = yield* Config.option(Config.String("S3_REGION"))
+          const forcePathStyle = yield* Config.option(Config.Boolean("S3_FORCE_PATH_STYLE"))
+          return BlobStore.layerS3({
+            bucket: yield* Config.String("S3_BUCKET"),
+            ...Option.match(endpoint, { onNone: () => ({}), onSome: (endpoint) => ({ endpoint }) }),
+            ...Option.match(region, { onNone: () => ({}), onSome: (region) => ({ region }) }),
+            ...Option.match(forcePathStyle, { onNone: () => ({}), onSome: (forcePathStyle) => ({ forcePathStyle }) }),
+          })
+        }
+        const dataDir = yield* Config.String("DATA_DIR").pipe(Config.withDefault(".data"))
+        const root = yield* Config.String("BLOB_DIR").pipe(Config.withDefault(Path.join(dataDir, "blobs")))
+        const publicBaseUrl = yield* Config.option(Config.String("BLOB_PUBLIC_BASE_URL"))
+        const signingKey = yield* Config.option(signingKeyConfig)
+        return BlobStore.layerFileSystem({
+          root,
+          ...Option.match(publicBaseUrl, { onNone: () => ({}), onSome: (publicBaseUrl) => ({ publicBaseUrl }) }),
+          ...(options.signedUrlBase === undefined
+            ? {}
+            : {
+                signedUrls: {
+                  baseUrl: options.signedUrlBase,
+                  secret: Option.getOrElse(signingKey, () => Redacted.make(randomBytes(32).toString("base64url"))),
+                },
+              }),
         })
-      }
-      const dataDir = yield* Config.String("DATA_DIR").pipe(Config.withDefault(".data"))
-      const root = yield* Config.String("BLOB_DIR").pipe(Config.withDefault(Path.join(dataDir, "blobs")))
-      const publicBaseUrl = yield* Config.option(Config.String("BLOB_PUBLIC_BASE_URL"))
-      return BlobStore.layerFileSystem({
-        root,
-        ...Option.match(publicBaseUrl, { onNone: () => ({}), onSome: (publicBaseUrl) => ({ publicBaseUrl }) }),
-      })
-    }),
-  )
+      }),
+    )
+
+  /** `layerFromEnv` without signed URLs. */
+  static readonly layer = BlobStore.layerFromEnv()
 }
+
+const signingKeyConfig = Config.schema(
+  Schema.Redacted(Schema.String.check(Schema.isMinLength(32, { message: "Expected at least 32 characters" }))),
+  "BLOB_SIGNING_KEY",
+)
 
 const MAX_KEY_BYTES = 1024
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -232,11 +294,16 @@ interface Backend {
   delete(key: string): Effect.Effect<void, Failure>
   presignPut(key: string, expiresIn: number, contentType?: string): Effect.Effect<string, Failure | PresignUnsupported>
   presignGet(key: string, expiresIn: number): Effect.Effect<string, Failure | PresignUnsupported>
-  presignPost(key: string, post: PostGrant): Effect.Effect<PresignedPost, Failure | PresignUnsupported>
+  presignPost(key: string, post: CheckedPost): Effect.Effect<PresignedPost, Failure | PresignUnsupported>
+  receivePost(
+    token: string,
+    parts: Stream.Stream<Multipart.Part, Multipart.MultipartError>,
+  ): Effect.Effect<ReceivedUpload, SignedUrlRefused | BlobStoreError>
+  openSigned(token: string): Effect.Effect<Option.Option<SignedDownload>, SignedUrlRefused | BlobStoreError>
 }
 
 // A presigned POST's options once checked, with the instant it ends (whole seconds: the policy has no fractions).
-interface PostGrant {
+interface CheckedPost {
   readonly contentType: string
   readonly minBytes: number
   readonly maxBytes: number
@@ -266,6 +333,16 @@ const make = (backend: string, attributes: Record<string, string>, impl: Backend
         return result
       }).pipe(Effect.withSpan(`BlobStore.${operation}`, span))
 
+  // The operations named by a token rather than a key: the key is the token's, checked by its signature.
+  const timed = <A, E>(operation: string, effect: Effect.Effect<A, E>) =>
+    Effect.timed(effect).pipe(
+      Effect.tap(([elapsed]) =>
+        Metric.update(Metric.withAttributes(duration, { backend, operation }), Duration.toSeconds(elapsed)),
+      ),
+      Effect.map(([, result]) => result),
+      Effect.withSpan(`BlobStore.${operation}`, span),
+    )
+
   const expiry = (seconds: number) =>
     Number.isInteger(seconds) && seconds > 0 && seconds <= MAX_PRESIGN_SECONDS
       ? Effect.succeed(seconds)
@@ -282,7 +359,7 @@ const make = (backend: string, attributes: Record<string, string>, impl: Backend
       if (problem !== undefined) return Effect.fail(new BlobStoreError({ message: problem, cause: null }))
       // Rounded down to the second, as the policy's expiration is: never later than the grant really ends.
       const end = Math.floor((Date.now() + options.expiresInSeconds * 1000) / 1000) * 1000
-      return Effect.succeed<PostGrant>({ ...options, expiresAt: new Date(end) })
+      return Effect.succeed<CheckedPost>({ ...options, expiresAt: new Date(end) })
     })
 
   return BlobStore.of({
@@ -305,6 +382,8 @@ const make = (backend: string, attributes: Record<string, string>, impl: Backend
     presignPost: op("presignPost", (key, options: PresignPostOptions) =>
       Effect.flatMap(postGrant(options), (grant) => impl.presignPost(key, grant)),
     ),
+    receivePost: (token, parts) => timed("receivePost", impl.receivePost(token, parts)),
+    openSigned: (token) => timed("openSigned", impl.openSigned(token)),
   })
 }
 
@@ -423,8 +502,15 @@ const s3Backend = (client: S3Client, bucket: string) => {
           Expires: grant.expiresInSeconds,
         }),
       ).pipe(Effect.map(({ url, fields }) => ({ url, fields, expiresAt: grant.expiresAt }))),
+    // S3 takes its uploads and serves its downloads itself.
+    receivePost: () => noSignedUrls,
+    openSigned: () => noSignedUrls,
   } satisfies Backend & { headBucket: Effect.Effect<unknown, BlobStoreError> }
 }
+
+const noSignedUrls = Effect.fail(
+  new BlobForms.SignedUrlRefused({ reason: "signature", detail: "this store serves no signed URLs" }),
+)
 
 const fsAttempt = <A>(what: string, f: () => Promise<A>) =>
   Effect.tryPromise({
@@ -451,7 +537,8 @@ interface Meta {
 // NAME_MAX is 255 bytes on common filesystems; metadata files add ".json".
 const MAX_SEGMENT_BYTES = 250
 
-const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Backend => {
+const fileSystemBackend = (root: string, options: Omit<FileSystemBlobStoreOptions, "root">): Backend => {
+  const { publicBaseUrl, signedUrls } = options
   const objects = Path.join(root, "objects")
   const metas = Path.join(root, "meta")
   const tmp = Path.join(root, "tmp")
@@ -474,6 +561,52 @@ const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Bac
     const text = await absentAsUndefined(readFile(path, "utf8"))
     return text === undefined ? {} : (JSON.parse(text) as Meta)
   }
+
+  // Moves a complete temp file into place with its metadata (written beside it), data first.
+  const install = async (tmpData: string, data: string, meta: string, written: Meta) => {
+    const tmpMeta = `${tmpData}.json`
+    await writeFile(tmpMeta, JSON.stringify(written))
+    await place(tmpData, data)
+    await place(tmpMeta, meta)
+  }
+
+  const removeTemp = (tmpData: string) =>
+    Promise.all([rm(tmpData, { force: true }), rm(`${tmpData}.json`, { force: true })])
+
+  // Streams an upload's file to a temp file, then installs it: a refused or failed upload leaves nothing behind.
+  const putStream = (key: string, file: Stream.Stream<Uint8Array, SignedUrlRefused>, contentType: string) =>
+    Effect.flatMap(keyPaths(key), ([data, meta]) =>
+      Effect.acquireUseRelease(
+        fsAttempt(`creating a temp file for ${key}`, async () => {
+          const tmpData = Path.join(tmp, randomUUID())
+          return { tmpData, handle: await open(tmpData, "wx") }
+        }),
+        ({ tmpData, handle }) => {
+          const hash = createHash("md5")
+          return Stream.runForEach(file, (chunk) =>
+            fsAttempt(`writing ${key}`, () => {
+              hash.update(chunk)
+              return handle.writeFile(chunk)
+            }),
+          ).pipe(
+            Effect.andThen(
+              fsAttempt(`writing ${key}`, async () => {
+                await handle.close()
+                await install(tmpData, data, meta, { contentType, etag: `"${hash.digest("hex")}"` })
+              }),
+            ),
+          )
+        },
+        ({ tmpData, handle }) => Effect.promise(() => closeQuietly(handle).then(() => removeTemp(tmpData))),
+      ),
+    )
+
+  // A signed token's key passed the key rules when it was signed; one the filesystem cannot hold is the store's fault.
+  const keyPaths = (key: string) =>
+    paths(key).pipe(Effect.mapError((error) => new BlobStoreError({ message: error.message, cause: error })))
+
+  const signedUrl = (urls: SignedUrls, grant: BlobForms.PostGrant | BlobForms.GetGrant) =>
+    `${urls.baseUrl.replace(/\/+$/, "")}/${BlobForms.sign(urls.secret, grant)}`
 
   // Moves a temp file into place, recreating the folder if a concurrent delete pruned it.
   const place = async (from: string, to: string) => {
@@ -503,15 +636,12 @@ const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Bac
       Effect.flatMap(paths(key), ([data, meta]) =>
         fsAttempt(`writing ${key}`, async () => {
           const tmpData = Path.join(tmp, randomUUID())
-          const tmpMeta = `${tmpData}.json`
           const etag = `"${createHash("md5").update(body).digest("hex")}"`
           try {
             await writeFile(tmpData, body)
-            await writeFile(tmpMeta, JSON.stringify({ contentType, etag } satisfies Meta))
-            await place(tmpData, data)
-            await place(tmpMeta, meta)
+            await install(tmpData, data, meta, { contentType, etag })
           } finally {
-            await Promise.all([rm(tmpData, { force: true }), rm(tmpMeta, { force: true })])
+            await removeTemp(tmpData)
           }
         }),
       ),
@@ -543,10 +673,59 @@ const fileSystemBackend = (root: string, publicBaseUrl: string | undefined): Bac
         }),
       ),
     presignPut: () => Effect.fail(new PresignUnsupported({ operation: "put", backend: "filesystem" })),
-    presignPost: () => Effect.fail(new PresignUnsupported({ operation: "post", backend: "filesystem" })),
-    presignGet: (key) =>
-      publicBaseUrl === undefined
-        ? Effect.map(within(objects, key), (path) => pathToFileURL(path).href)
-        : Effect.succeed(`${publicBaseUrl.replace(/\/+$/, "")}/${key.split("/").map(encodeURIComponent).join("/")}`),
+    presignPost: (key, post) =>
+      signedUrls === undefined
+        ? Effect.fail(new PresignUnsupported({ operation: "post", backend: "filesystem" }))
+        : Effect.map(paths(key), () => {
+            const grant: BlobForms.PostGrant = {
+              op: "post",
+              key,
+              contentType: post.contentType,
+              min: post.minBytes,
+              max: post.maxBytes,
+              exp: post.expiresAt.getTime() / 1000,
+            }
+            return { url: signedUrl(signedUrls, grant), fields: BlobForms.formFields(grant), expiresAt: post.expiresAt }
+          }),
+    presignGet: (key, expiresIn) =>
+      publicBaseUrl !== undefined
+        ? Effect.succeed(`${publicBaseUrl.replace(/\/+$/, "")}/${key.split("/").map(encodeURIComponent).join("/")}`)
+        : signedUrls !== undefined
+          ? Effect.map(paths(key), () =>
+              signedUrl(signedUrls, { op: "get", key, exp: Math.floor(Date.now() / 1000) + expiresIn }),
+            )
+          : Effect.map(within(objects, key), (path) => pathToFileURL(path).href),
+    receivePost: (token, parts) =>
+      signedUrls === undefined
+        ? noSignedUrls
+        : Effect.gen(function* () {
+            const grant = yield* BlobForms.verify(signedUrls.secret, token, "post", Date.now())
+            const size = yield* BlobForms.receiveForm(grant, parts, (file) =>
+              putStream(grant.key, file, grant.contentType),
+            )
+            return { key: grant.key, size, contentType: grant.contentType }
+          }),
+    openSigned: (token) =>
+      signedUrls === undefined
+        ? noSignedUrls
+        : Effect.gen(function* () {
+            const { key } = yield* BlobForms.verify(signedUrls.secret, token, "get", Date.now())
+            const [data, meta] = yield* keyPaths(key)
+            return yield* fsAttempt(`reading ${key}`, async () => {
+              const stats = await absentAsUndefined(stat(data))
+              if (stats === undefined || !stats.isFile()) return Option.none()
+              const { contentType, etag } = await readMeta(meta)
+              // Opened when the answer is sent; an object deleted in between ends the answer early.
+              const body = Stream.suspend(() =>
+                Stream.fromAsyncIterable(
+                  createReadStream(data),
+                  (cause) => new BlobStoreError({ message: `filesystem reading ${key}: ${errorText(cause)}`, cause }),
+                ),
+              ) as Stream.Stream<Uint8Array, BlobStoreError>
+              return Option.some({ key, size: stats.size, contentType, etag, body })
+            })
+          }),
   }
 }
+
+const closeQuietly = (handle: FileHandle) => handle.close().catch(() => undefined)
