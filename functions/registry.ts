@@ -58,8 +58,23 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
   },
   {
     ...blogManifest,
-    routes: [{ method: "GET", path: "/api/v1/blog/items", auth: "public", ipPerMinute: 120 }],
-    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
+    routes: [
+      { method: "GET", path: "/api/v1/blog/posts", auth: "public" },
+      { method: "GET", path: "/api/v1/blog/posts/{idOrSlug}", auth: "public" },
+      { method: "GET", path: "/api/v1/blog/feed.xml", auth: "public" },
+      { method: "GET", path: "/api/v1/blog/tags", auth: "public" },
+      { method: "GET", path: "/api/v1/blog/me/posts", auth: { permission: "blog.post.create" } },
+      { method: "POST", path: "/api/v1/blog/posts", auth: { permission: "blog.post.create" } },
+      { method: "PATCH", path: "/api/v1/blog/posts/{id}", auth: "user" },
+      { method: "POST", path: "/api/v1/blog/posts/{id}/publish", auth: "user" },
+      { method: "POST", path: "/api/v1/blog/posts/{id}/unpublish", auth: "user" },
+      { method: "DELETE", path: "/api/v1/blog/posts/{id}", auth: "user" },
+    ],
+    jobs: [
+      { name: "retention", schedule: "*/10 * * * *" },
+      { name: "publish-scheduled" },
+      { name: "publish-overdue", schedule: "* * * * *" },
+    ],
   },
   { ...gatewayManifest, routes: [], jobs: [{ name: "retention", schedule: "*/10 * * * *" }] },
   {
