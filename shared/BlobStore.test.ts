@@ -5,10 +5,10 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3"
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Config, ConfigProvider, Effect, Layer, Option, Redacted, Stream } from "effect"
 import { HttpServerRequest } from "effect/http"
 import * as BlobForms from "./BlobForms.ts"
-import { BlobStore, type BlobStoreError, type PresignedPost } from "./BlobStore.ts"
+import { BlobStore, type BlobStoreError, config as blobStoreConfig, type PresignedPost } from "./BlobStore.ts"
 import { Health } from "./Health.ts"
 
 // Real S3 (moto at S3_ENDPOINT, from the global setup) and the filesystem store run the same behaviour suite.
@@ -621,9 +621,13 @@ describe("BlobStore.layer", () => {
         const storeOf = (vars: Record<string, string>) =>
           Effect.service(BlobStore).pipe(
             Effect.provide(
-              withHealth(BlobStore.layerFromEnv({ signedUrlBase: SERVED })).pipe(
-                Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: vars }))),
-              ),
+              withHealth(
+                Layer.unwrap(
+                  Effect.gen(function* () {
+                    return BlobStore.layerFrom(yield* Config.all(blobStoreConfig()), { signedUrlBase: SERVED })
+                  }),
+                ),
+              ).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: vars })))),
             ),
           )
         const dir = { BLOB_DIR: Path.join(fsRoot, "from-env") }

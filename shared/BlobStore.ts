@@ -209,54 +209,81 @@ export class BlobStore extends Context.Service<
     )
 
   /**
-   * S3 when `S3_ENDPOINT` or `S3_BUCKET` is set (then `S3_BUCKET` is required; `S3_REGION`,
-   * `S3_FORCE_PATH_STYLE` optional), else the filesystem under `BLOB_DIR` (default `$DATA_DIR/blobs`, i.e.
-   * `.data/blobs`) with `BLOB_PUBLIC_BASE_URL` as its public base URL and, when `signedUrlBase` is given (where the
-   * function serves them), signed URLs keyed by `BLOB_SIGNING_KEY` (at least 32 characters; unset: a random key of
-   * the process, so its URLs end with it).
+   * The store its keys (`config`, validated at start with a function's others) name: S3 when `S3_ENDPOINT` or
+   * `S3_BUCKET` is set (then `S3_BUCKET` is required), else the filesystem under `BLOB_DIR` (default
+   * `$DATA_DIR/blobs`, i.e. `.data/blobs`) with `BLOB_PUBLIC_BASE_URL` as its public base URL and, when
+   * `signedUrlBase` is given (where the function serves them), signed URLs keyed by `BLOB_SIGNING_KEY` (unset: a random
+   * key of the process, so its URLs end with it).
    */
-  static readonly layerFromEnv = (options: { readonly signedUrlBase?: string } = {}) =>
-    Layer.unwrap(
-      Effect.gen(function* () {
-        const endpoint = yield* Config.option(Config.String("S3_ENDPOINT"))
-        const bucket = yield* Config.option(Config.String("S3_BUCKET"))
-        if (Option.isSome(endpoint) || Option.isSome(bucket)) {
-          const region = yield* Config.option(Config.String("S3_REGION"))
-          const forcePathStyle = yield* Config.option(Config.Boolean("S3_FORCE_PATH_STYLE"))
-          return BlobStore.layerS3({
-            bucket: yield* Config.String("S3_BUCKET"),
-            ...Option.match(endpoint, { onNone: () => ({}), onSome: (endpoint) => ({ endpoint }) }),
-            ...Option.match(region, { onNone: () => ({}), onSome: (region) => ({ region }) }),
-            ...Option.match(forcePathStyle, { onNone: () => ({}), onSome: (forcePathStyle) => ({ forcePathStyle }) }),
-          })
-        }
-        const dataDir = yield* Config.String("DATA_DIR").pipe(Config.withDefault(".data"))
-        const root = yield* Config.String("BLOB_DIR").pipe(Config.withDefault(Path.join(dataDir, "blobs")))
-        const publicBaseUrl = yield* Config.option(Config.String("BLOB_PUBLIC_BASE_URL"))
-        const signingKey = yield* Config.option(signingKeyConfig)
-        return BlobStore.layerFileSystem({
-          root,
-          ...Option.match(publicBaseUrl, { onNone: () => ({}), onSome: (publicBaseUrl) => ({ publicBaseUrl }) }),
-          ...(options.signedUrlBase === undefined
-            ? {}
-            : {
-                signedUrls: {
-                  baseUrl: options.signedUrlBase,
-                  secret: Option.getOrElse(signingKey, () => Redacted.make(randomBytes(32).toString("base64url"))),
-                },
-              }),
-        })
-      }),
-    )
+  static readonly layerFrom = (config: BlobStoreConfig, options: { readonly signedUrlBase?: string } = {}) => {
+    const given = <A, K extends string>(value: Option.Option<A>, key: K) =>
+      Option.match(value, { onNone: () => ({}), onSome: (v) => ({ [key]: v }) as { [P in K]: A } })
+    if (Option.isSome(config.s3Endpoint) || Option.isSome(config.s3Bucket)) {
+      if (Option.isNone(config.s3Bucket)) {
+        return Layer.effect(
+          BlobStore,
+          Effect.fail(new BlobStoreError({ message: "S3_BUCKET: required when S3_ENDPOINT is set", cause: null })),
+        )
+      }
+      return BlobStore.layerS3({
+        bucket: config.s3Bucket.value,
+        ...given(config.s3Endpoint, "endpoint"),
+        ...given(config.s3Region, "region"),
+        ...given(config.s3ForcePathStyle, "forcePathStyle"),
+      })
+    }
+    return BlobStore.layerFileSystem({
+      root: Option.getOrElse(config.blobDir, () => Path.join(config.dataDir, "blobs")),
+      ...given(config.blobPublicBaseUrl, "publicBaseUrl"),
+      ...(options.signedUrlBase === undefined
+        ? {}
+        : {
+            signedUrls: {
+              baseUrl: options.signedUrlBase,
+              secret: Option.getOrElse(config.blobSigningKey, () =>
+                Redacted.make(randomBytes(32).toString("base64url")),
+              ),
+            },
+          }),
+    })
+  }
 
-  /** `layerFromEnv` without signed URLs. */
-  static readonly layer = BlobStore.layerFromEnv()
+  /** `layerFrom` with its keys read from the environment, without signed URLs. */
+  static readonly layer = Layer.unwrap(
+    Effect.gen(function* () {
+      return BlobStore.layerFrom(yield* Config.all(config()))
+    }),
+  )
 }
 
-const signingKeyConfig = Config.schema(
-  Schema.Redacted(Schema.String.check(Schema.isMinLength(32, { message: "Expected at least 32 characters" }))),
-  "BLOB_SIGNING_KEY",
-)
+/** The blob store's keys, to spread into a function's configuration (`Config.load` checks them with the others). */
+export function config() {
+  return {
+    /** S3 (or an S3-compatible server) when this or `S3_BUCKET` is set. */
+    s3Endpoint: Config.option(Config.String("S3_ENDPOINT")),
+    s3Bucket: Config.option(Config.String("S3_BUCKET")),
+    s3Region: Config.option(Config.String("S3_REGION")),
+    /** Default: true with `S3_ENDPOINT` (emulators), false otherwise. */
+    s3ForcePathStyle: Config.option(Config.Boolean("S3_FORCE_PATH_STYLE")),
+    /** The embedded store's folder; default `$DATA_DIR/blobs`. */
+    blobDir: Config.option(Config.String("BLOB_DIR")),
+    dataDir: Config.String("DATA_DIR").pipe(Config.withDefault(".data")),
+    /** Where something serves the embedded store's folder over HTTP (development only). */
+    blobPublicBaseUrl: Config.option(Config.String("BLOB_PUBLIC_BASE_URL")),
+    /** The key of the embedded store's signed URLs; at least 32 characters. */
+    blobSigningKey: Config.option(
+      Config.schema(
+        Schema.Redacted(Schema.String.check(Schema.isMinLength(32, { message: "Expected at least 32 characters" }))),
+        "BLOB_SIGNING_KEY",
+      ),
+    ),
+  }
+}
+
+/** The blob store's keys as loaded. */
+export type BlobStoreConfig = {
+  readonly [K in keyof ReturnType<typeof config>]: Config.Success<ReturnType<typeof config>[K]>
+}
 
 const MAX_KEY_BYTES = 1024
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600

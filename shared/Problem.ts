@@ -103,6 +103,20 @@ export class EmailTaken extends HttpApiError.Problem<EmailTaken>()(
   { code: Schema.tag("email_taken") },
 ) {}
 
+/** 415 unsupported_media_type: the request's (or an upload's) content type is not one the route accepts. */
+export class UnsupportedMediaType extends HttpApiError.Problem<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { type: typeOf("unsupported_media_type"), status: 415, title: "Unsupported media type" },
+  { code: Schema.tag("unsupported_media_type") },
+) {}
+
+/** 422 upload_mismatch: an uploaded object is not what was declared for it (size or type); it has been deleted. */
+export class UploadMismatch extends HttpApiError.Problem<UploadMismatch>()(
+  "UploadMismatch",
+  { type: typeOf("upload_mismatch"), status: 422, title: "Upload mismatch" },
+  { code: Schema.tag("upload_mismatch") },
+) {}
+
 /** 503 service_unavailable: a dependency is down; retry later (after `retryAfter` seconds when it says so). */
 export class ServiceUnavailable extends HttpApiError.Problem<ServiceUnavailable>()(
   "ServiceUnavailable",
