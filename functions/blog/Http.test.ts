@@ -512,6 +512,7 @@ describe("bad input is a 4xx naming the field, never a 5xx", () => {
     ["an excerpt over 500 characters", { title: "ok", excerpt: long(501) }, "excerpt"],
     ["a slug with spaces and capitals", { title: "ok", slug: "Not A Slug" }, "slug"],
     ["a slug over 120 characters", { title: "ok", slug: long(121) }, "slug"],
+    ["a slug shaped like a post id", { title: "ok", slug: randomUUID() }, "slug"],
     ["a tag with capitals", { title: "ok", tags: ["UPPER"] }, "tags.0"],
     ["a repeated tag", { title: "ok", tags: ["a", "a"] }, "tags"],
     ["eleven tags", { title: "ok", tags: Array.from({ length: 11 }, (_, i) => `t${i}`) }, "tags"],
@@ -598,12 +599,12 @@ describe("bad input is a 4xx naming the field, never a 5xx", () => {
 })
 
 describe("contract", () => {
-  it("publishes every route of the Blog table in its OpenAPI document, open reads without security", async () => {
+  it("publishes the posts' routes of the Blog table in its OpenAPI document, open reads without security", async () => {
     const document = (await (await fetch(`${blog.url}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { security?: unknown }>>
     }
-    expect(Object.keys(document.paths).sort()).toEqual(
-      [
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining([
         "/api/v1/blog/feed.xml",
         "/api/v1/blog/me/posts",
         "/api/v1/blog/posts",
@@ -612,7 +613,7 @@ describe("contract", () => {
         "/api/v1/blog/posts/{id}/unpublish",
         "/api/v1/blog/posts/{idOrSlug}",
         "/api/v1/blog/tags",
-      ].sort(),
+      ]),
     )
     expect(document.paths["/api/v1/blog/posts"]?.get?.security ?? []).toEqual([])
     expect(document.paths["/api/v1/blog/posts"]?.post?.security).not.toEqual([])

@@ -16,10 +16,14 @@ const noControl = Schema.makeFilter((s: string) => !CONTROL.test(s), {
 /** A post's id (a UUID). */
 export const PostId = Schema.String.check(Schema.isPattern(UUID, { message: "must be a UUID" }))
 
-/** A slug: lowercase `[a-z0-9]` words joined by single hyphens, at most 120 characters. */
+/**
+ * A slug: lowercase `[a-z0-9]` words joined by single hyphens, at most 120 characters, and not shaped like a post id
+ * (a reader's `/posts/{idOrSlug}` reads such a string as an id).
+ */
 export const Slug = Schema.String.check(
   Schema.isMaxLength(MAX_SLUG, { message: `must be at most ${MAX_SLUG} characters` }),
   Schema.isPattern(SLUG, { message: "must be lowercase letters and digits in words joined by single hyphens" }),
+  Schema.makeFilter((s: string) => !UUID.test(s), { message: "must not look like a post id (a UUID)" }),
 )
 
 /** How a reader names a post: its id or its slug. */

@@ -11,6 +11,7 @@ describe("slugs", () => {
     ["TypeScript 7 is here", "typescript-7-is-here"],
     ["日本語のタイトル", FALLBACK_SLUG],
     ["🎉🎉", FALLBACK_SLUG],
+    ["0B9F1C1E-4C59-4C6A-9D4C-1F0E8D7A6B5C", "post-0b9f1c1e-4c59-4c6a-9d4c-1f0e8d7a6b5c"],
   ])("folds %j to ASCII: %s", (title, slug) => {
     expect(slugOf(title)).toBe(slug)
     expect(slugOf(title)).toMatch(SLUG)

@@ -6,6 +6,8 @@ export const SLUG = /^[a-z0-9]+(?:-[a-z0-9]+)*$/
 /** The longest slug (API.md). */
 export const MAX_SLUG = 120
 
+const ID_SHAPED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
 /** Room a derived slug leaves for the `-N` that makes it unique (`-999999999`). */
 const SUFFIX_ROOM = 10
 
@@ -14,10 +16,13 @@ export const FALLBACK_SLUG = "post"
 
 /**
  * The slug a title gives: Unicode folded to ASCII (ü → ue, ø → o, Ж → zh, & → and) by @sindresorhus/slugify, lowercase
- * `[a-z0-9-]`, cut at a word boundary to leave room for a `-N` suffix; `post` when nothing is left.
+ * `[a-z0-9-]`, cut at a word boundary to leave room for a `-N` suffix; `post` when nothing is left, `post-` before one
+ * that would look like a post id.
  */
 export const slugOf = (title: string): string => {
-  const full = slugify(title, { decamelize: false })
+  const folded = slugify(title, { decamelize: false })
+  // A slug shaped like a post id would be read as one (`/posts/{idOrSlug}`).
+  const full = ID_SHAPED.test(folded) ? `${FALLBACK_SLUG}-${folded}` : folded
   const room = MAX_SLUG - SUFFIX_ROOM
   if (full.length <= room) return full === "" ? FALLBACK_SLUG : full
   const cut = full.slice(0, room)
