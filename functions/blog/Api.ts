@@ -13,6 +13,7 @@ import {
   Unauthorized,
   ValidationFailed,
 } from "../../shared/Problem.ts"
+import { AttachmentsApi } from "./AttachmentsApi.ts"
 import { manifest } from "./module.ts"
 import { IdOrSlug, NewPost, Post, PostChanges, PostId, Publication, Status, Tag } from "./Post.ts"
 
@@ -131,4 +132,7 @@ export class WritingApi extends HttpApiGroup.make("writing")
   .annotate(OpenApi.Description, "Writing posts: drafts, changes, publishing and scheduling") {}
 
 /** Blog's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class BlogApi extends Contract.make(HttpApi.make("blog").add(ReadingApi).add(WritingApi), manifest) {}
+export class BlogApi extends Contract.make(
+  HttpApi.make("blog").add(ReadingApi).add(WritingApi).add(AttachmentsApi),
+  manifest,
+) {}

@@ -11,6 +11,7 @@ import { revocationsFor } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { BlogApi } from "./Api.ts"
+import { CLEANUP_JOB, cleanupJob, withAttachments } from "./Attachments.ts"
 import { type BlogConfig, loadConfig } from "./Config.ts"
 import { FeedSettings } from "./Feed.ts"
 import { HttpLive } from "./Http.ts"
@@ -80,12 +81,14 @@ export const app = FunctionApp.define({
   background: Background,
   jobs: {
     [PUBLISH_JOB]: Jobs.onDemand(publishScheduled, { retry: { limit: 10, delaySeconds: 1, maxDelaySeconds: 30 } }),
+    [CLEANUP_JOB]: cleanupJob,
     [OVERDUE_JOB]: Jobs.cron("* * * * *", () =>
       Effect.flatMap(Effect.service(Posts), (posts) => Effect.asVoid(posts.publishOverdue())),
     ),
   },
   services: (config, runtime) =>
     DomainLive(config).pipe(
+      withAttachments(config),
       Layer.merge(Routing),
       Layer.provideMerge(AccessLive(config)),
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),

@@ -1,7 +1,14 @@
 import { Config, type Effect, Schema } from "effect"
+import * as BlobStore from "../../shared/BlobStore.ts"
 import * as Cfg from "../../shared/Config.ts"
 import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
+import {
+  ATTACHMENT_MAX_BYTES_LIMIT,
+  contentTypeList,
+  DEFAULT_ATTACHMENT_MAX_BYTES,
+  DEFAULT_ATTACHMENT_TYPES,
+} from "./Attachments.ts"
 import { manifest } from "./module.ts"
 
 /** Blog's configuration, read and validated once at start (every problem reported at once). */
@@ -25,6 +32,14 @@ export const loadConfig = Cfg.load({
     ),
     "BLOG_SEARCH_LANGUAGE",
   ).pipe(Config.withDefault("english")),
+  /** The content types an attachment may have (comma-separated `type/subtype`). */
+  attachmentTypes: contentTypeList("BLOG_ATTACHMENT_TYPES").pipe(Config.withDefault(DEFAULT_ATTACHMENT_TYPES)),
+  /** The largest attachment, in bytes. */
+  attachmentMaxBytes: Cfg.intBetween("BLOG_ATTACHMENT_MAX_BYTES", 1, ATTACHMENT_MAX_BYTES_LIMIT).pipe(
+    Config.withDefault(DEFAULT_ATTACHMENT_MAX_BYTES),
+  ),
+  /** Where attachments are stored: S3, or the embedded folder whose signed URLs blog serves. */
+  ...BlobStore.config(),
 })
 
 /** Blog's validated configuration. */

@@ -9,6 +9,7 @@ import * as Jobs from "../../shared/Jobs.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { BlogApi } from "./Api.ts"
+import { AttachmentsHttp } from "./AttachmentsHttp.ts"
 import { ATOM, atom, FEED_SIZE, FeedSettings } from "./Feed.ts"
 import { Post } from "./Post.ts"
 import { Posts } from "./Posts.ts"
@@ -143,6 +144,6 @@ export const WritingHttp = HttpApiBuilder.group(
  * `Jobs`.
  */
 export const HttpLive = HttpApiBuilder.layer(BlogApi, { openapiPath: OPENAPI_PATH }).pipe(
-  Layer.provide([ReadingHttp, WritingHttp]),
+  Layer.provide([ReadingHttp, WritingHttp, AttachmentsHttp]),
   Layer.provide(validationProblems),
 )

@@ -14,6 +14,7 @@ import {
   type ServiceUnavailable,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import { Attachments } from "./Attachments.ts"
 import { render } from "./Markdown.ts"
 import type { Attachment, NewPost, Post, PostChanges, Publication, Status } from "./Post.ts"
 import { PostsRepo, type RowChanges, type StoredPost } from "./PostsRepo.ts"
@@ -161,11 +162,8 @@ export class Posts extends Context.Service<
         const language = options.searchLanguage
         yield* useSearchLanguage(db, language)
 
-        // Part B's seam: the attachments of posts by post id. Attachments.ts's `attachmentsOf` replaces this once
-        // attachments land; until then a post has none.
-        const attachmentsOf = (
-          _postIds: ReadonlyArray<string>,
-        ): Effect.Effect<ReadonlyMap<string, ReadonlyArray<Attachment>>, DbError> => Effect.succeed(new Map())
+        // The attachments of posts by post id (Attachments.ts).
+        const { attachmentsOf } = yield* Attachments
 
         const none: ReadonlyMap<string, ReadonlyArray<Attachment>> = new Map()
         const withAttachments = (posts: ReadonlyArray<StoredPost>) =>
