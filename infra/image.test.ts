@@ -78,6 +78,12 @@ const productionSettings = (name: string): Record<string, string> => ({
   KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
   SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
   APP_BASE_URL: "https://platform.example.com",
+  // The bucket every function is given (SST's), here moto's; a function that stores files refuses to start without.
+  S3_ENDPOINT: process.env.S3_ENDPOINT!,
+  S3_BUCKET: process.env.S3_BUCKET!,
+  S3_REGION: process.env.S3_REGION!,
+  AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID!,
+  AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY!,
   TRUSTED_PROXIES: "10.0.0.0/8",
   SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
   LOG_LEVEL: "warn",

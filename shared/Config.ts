@@ -39,7 +39,8 @@ const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0"])
 /**
  * With `NODE_ENV=production`, the development defaults a loaded configuration would fall back to, as problems naming
  * their keys: the development service key (public knowledge), the in-process event bus where Kafka is expected (a
- * function with a database), the dev mailbox instead of SMTP, a localhost `APP_BASE_URL` in mails.
+ * function with a database), the dev mailbox instead of SMTP, a localhost `APP_BASE_URL` in mails, the embedded folder
+ * as the blob store of a function that stores blobs (`BlobStore.config`).
  */
 export const developmentDefaults = (values: Record<string, unknown>): Array<string> => {
   if (values.env !== "production") return []
@@ -53,6 +54,9 @@ export const developmentDefaults = (values: Record<string, unknown>): Array<stri
     problems.push("KAFKA_BROKERS: required in production (the Postgres-backed event bus is the development default)")
   }
   if (unset("smtpUrl")) problems.push("SMTP_URL: required in production (mail would go to the dev mailbox)")
+  if (unset("s3Bucket")) {
+    problems.push("S3_BUCKET: required in production (files would go to a folder of the container, the embedded store)")
+  }
   if (values.appBaseUrl instanceof URL && LOCAL_HOSTS.has(values.appBaseUrl.hostname)) {
     problems.push("APP_BASE_URL: must be the platform's public URL in production, not localhost")
   }

@@ -4,13 +4,14 @@ import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3"
-import { Effect } from "effect"
+import { ConfigProvider, Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sql } from "../../shared/testing/harness.ts"
 import { freePort } from "../../shared/testing/ports.ts"
 import { startIssuer, type TokenIssuer } from "../authz/testing/authzHarness.ts"
 import { app } from "./App.ts"
 import { CLEANUP_JOB, MAX_ATTACHMENTS } from "./Attachments.ts"
+import { loadConfig } from "./Config.ts"
 import { type BlogUnderTest, freshBlogSchema, startBlog } from "./testing/blogApp.ts"
 
 // Attachments on the real servers: the blog on Postgres with moto's S3 (the whole flow, with a real multipart form
@@ -508,5 +509,33 @@ describe("attachments on the embedded store (the blog's own upload URL)", () => 
     expect(res.status).toBe(413)
     expect(await readdir(Path.join(dir, "tmp"))).toEqual([])
     expect((await complete(postId, attachment.id)).status).toBe(409)
+  })
+})
+
+describe("attachments' configuration", () => {
+  const problems = (env: Record<string, string>) =>
+    Effect.runPromise(
+      Effect.flip(loadConfig).pipe(
+        Effect.provide(
+          ConfigProvider.layer(ConfigProvider.fromEnv({ env: { DATABASE_URL: "postgres://x@h/db", ...env } })),
+        ),
+        Effect.map((error) => error.problems.join("\n")),
+      ),
+    )
+
+  it("refuses the embedded store in production (S3_BUCKET named), bad types and sizes, with the other problems", async () => {
+    const production = await problems({ NODE_ENV: "production" })
+    expect(production).toContain("S3_BUCKET: required in production")
+    expect(await problems({ NODE_ENV: "production", S3_BUCKET: "files" })).not.toContain("S3_BUCKET")
+    const bad = await problems({
+      BLOG_ATTACHMENT_TYPES: "image/png, Text/HTML",
+      BLOG_ATTACHMENT_MAX_BYTES: String(200 * 1024 * 1024),
+      BLOB_SIGNING_KEY: "short",
+      HTTP_PORT: "x",
+    })
+    for (const key of ["BLOG_ATTACHMENT_TYPES", "BLOG_ATTACHMENT_MAX_BYTES", "BLOB_SIGNING_KEY", "HTTP_PORT"]) {
+      expect(bad).toContain(`${key}:`)
+    }
+    expect(bad).not.toContain("short")
   })
 })
