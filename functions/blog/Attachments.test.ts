@@ -260,7 +260,12 @@ describe("attachments on S3 (moto)", () => {
     expect((await call("POST", `/api/v1/blog/posts/${draft}/publish`, { as: alice, body: {} })).status).toBe(200)
     const refused = await attach(draft, body, bob)
     expect([refused.status, refused.body.code]).toEqual([403, "forbidden"])
+    const version = async () =>
+      ((await call("GET", `/api/v1/blog/posts/${draft}`, { as: alice })).body as unknown as { version: number }).version
+    const before = await version()
     const { attachment } = await declared(draft, body)
+    // The check is the rule of PATCH, and writes nothing: the post keeps its version.
+    expect(await version()).toBe(before)
     expect((await complete(draft, attachment.id, bob)).status).toBe(403)
     const deleted = await call("DELETE", `/api/v1/blog/posts/${draft}/attachments/${attachment.id}`, { as: reader })
     expect(deleted.status).toBe(403)
