@@ -36,7 +36,5 @@ export const manifest = defineModule({
     { key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" },
     { key: "BLOG_FEED_TITLE", description: "the Atom feed's title (Blog)" },
     { key: "BLOG_SEARCH_LANGUAGE", description: "the Postgres text search configuration of post search (english)" },
-    { key: "BLOG_ATTACHMENT_TYPES", description: "the content types attachments may have (comma-separated)" },
-    { key: "BLOG_ATTACHMENT_MAX_BYTES", description: "the largest attachment in bytes (10485760)" },
   ],
 })
