@@ -60,7 +60,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
     ...blogManifest,
     routes: [
       { method: "GET", path: "/api/v1/blog/posts", auth: "public" },
-      { method: "GET", path: "/api/v1/blog/posts/{idOrSlug}", auth: "public" },
+      { method: "GET", path: "/api/v1/blog/posts/{id}", auth: "public" },
       { method: "GET", path: "/api/v1/blog/feed.xml", auth: "public" },
       { method: "GET", path: "/api/v1/blog/tags", auth: "public" },
       { method: "GET", path: "/api/v1/blog/me/posts", auth: { permission: "blog.post.create" } },

@@ -45,8 +45,9 @@ export class ReadingApi extends HttpApiGroup.make("reading")
     })
       .pipe(Route.open())
       .annotate(OpenApi.Summary, "Published posts, newest first; with `q`, ranked by relevance"),
-    HttpApiEndpoint.get("get", "/api/v1/blog/posts/:idOrSlug", {
-      params: { idOrSlug: IdOrSlug },
+    // `{id}` as in the writers' routes on a post (one path in the document), but a slug is read here too.
+    HttpApiEndpoint.get("get", "/api/v1/blog/posts/:id", {
+      params: { id: IdOrSlug },
       headers: { "if-none-match": Schema.optional(Schema.String) },
       success: [Versioned, HttpApiSchema.Empty(304)],
       error: [NotFound, Unauthorized, ValidationFailed, ServiceUnavailable],
@@ -103,7 +104,8 @@ export class WritingApi extends HttpApiGroup.make("writing")
     HttpApiEndpoint.post("publish", "/api/v1/blog/posts/:id/publish", {
       params: { id: PostId },
       headers: ifMatch,
-      payload: Publication,
+      // No body at all (read as null) is a publication now, as `{}` is.
+      payload: [Publication, Schema.Null],
       success: Versioned,
       error: [NotFound, Forbidden, PreconditionFailed, Conflict, ValidationFailed, ServiceUnavailable],
     })

@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto"
+import { Effect } from "effect"
 import { XMLParser, XMLValidator } from "fast-xml-parser"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sql } from "../../shared/testing/harness.ts"
+import { Posts } from "./Posts.ts"
 import { type BlogUnderTest, freshBlogSchema, startBlog } from "./testing/blogApp.ts"
 
 // Blog as main.ts runs it on the real Postgres: every route of the Blog table, its ownership rules (authz's answers
@@ -122,10 +124,11 @@ describe("writing posts", () => {
 
   it("keeps slugs unique under concurrency: -2, -3 … and a given slug that is taken is 409", async () => {
     const title = `Same title ${randomUUID().slice(0, 8)}`
-    const posts = await Promise.all(Array.from({ length: 6 }, () => create(alice, { title })))
+    // More writers at once than a write's attempts: each still gets its own slug, in sequence.
+    const posts = await Promise.all(Array.from({ length: 12 }, () => create(alice, { title })))
     const base = title.toLowerCase().replaceAll(" ", "-")
     expect(posts.map((p) => p.slug).sort()).toEqual(
-      [base, `${base}-2`, `${base}-3`, `${base}-4`, `${base}-5`, `${base}-6`].sort(),
+      [base, ...Array.from({ length: 11 }, (_, i) => `${base}-${i + 2}`)].sort(),
     )
     const taken = await call("POST", "/api/v1/blog/posts", { as: bob, body: { title: "x", slug: base } })
     expect(taken.status).toBe(409)
@@ -471,6 +474,35 @@ describe("reading posts", () => {
 })
 
 describe("scheduled publishing", () => {
+  it("publishes now when publish is sent without a body", async () => {
+    const post = await create(alice, { title: "No body" })
+    const res = await fetch(`${blog.url}/api/v1/blog/posts/${post.id}/publish`, {
+      method: "POST",
+      headers: headers[alice],
+    })
+    expect(res.status, await res.clone().text()).toBe(200)
+    expect(((await res.json()) as Post).status).toBe("published")
+  })
+
+  it("sweeps a scheduled post whose job never ran: published once by the overdue sweep, not again", async () => {
+    const post = await create(alice, { title: "Lost job" })
+    // Scheduled in the past with no job behind it (as if its job had failed for good).
+    await sql(
+      `UPDATE ${schema}.posts SET status = 'scheduled', publish_at = now() - interval '1 minute' WHERE id = $1`,
+      [post.id],
+    )
+    const sweep = () =>
+      Effect.runPromise(
+        Effect.flatMap(Effect.service(Posts), (posts) => posts.publishOverdue()).pipe(
+          Effect.provideContext(blog.running.context),
+        ),
+      )
+    expect(await sweep()).toBeGreaterThanOrEqual(1)
+    expect((await call("GET", `/api/v1/blog/posts/${post.id}`)).body.status).toBe("published")
+    await sweep()
+    expect(await eventsOf(post.id, "blog.post.published")).toHaveLength(1)
+  })
+
   it("publishes a scheduled post within 5 s of publishAt, exactly once, also when rescheduled", async () => {
     const post = await create(alice, { title: "Scheduled" })
     const first = new Date(Date.now() + 2_000).toISOString()
@@ -530,8 +562,8 @@ describe("bad input is a 4xx naming the field, never a 5xx", () => {
     const cases: Array<[string, string, { body?: unknown; headers?: Record<string, string> }, string]> = [
       ["PATCH", "/api/v1/blog/posts/not-a-uuid", { body: {} }, "params.id"],
       ["DELETE", "/api/v1/blog/posts/123", {}, "params.id"],
-      ["GET", "/api/v1/blog/posts/Bad_Slug!", {}, "params.idOrSlug"],
-      ["GET", `/api/v1/blog/posts/${long(121)}`, {}, "params.idOrSlug"],
+      ["GET", "/api/v1/blog/posts/Bad_Slug!", {}, "params.id"],
+      ["GET", `/api/v1/blog/posts/${long(121)}`, {}, "params.id"],
       ["GET", "/api/v1/blog/posts?cursor=garbage", {}, "query.cursor"],
       [
         "GET",
@@ -611,7 +643,6 @@ describe("contract", () => {
         "/api/v1/blog/posts/{id}",
         "/api/v1/blog/posts/{id}/publish",
         "/api/v1/blog/posts/{id}/unpublish",
-        "/api/v1/blog/posts/{idOrSlug}",
         "/api/v1/blog/tags",
       ]),
     )

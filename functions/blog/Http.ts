@@ -67,7 +67,7 @@ export const ReadingHttp = HttpApiBuilder.group(
           const ifNoneMatch = yield* parseCondition("if-none-match", headers["if-none-match"])
           const caller = yield* optionalCaller(verifier, request.headers.authorization)
           if ("refused" in caller) return caller.refused
-          const post = yield* provide(posts.read(params.idOrSlug, caller.viewer))
+          const post = yield* provide(posts.read(params.id, caller.viewer))
           if (ifNoneMatch !== undefined && noneMatchFails(ifNoneMatch, post.version)) {
             return HttpServerResponse.empty({ status: 304, headers: { etag: etagOf(post.version) } })
           }
@@ -121,7 +121,7 @@ export const WritingHttp = HttpApiBuilder.group(
       .handle("publish", ({ params, headers, payload }) =>
         Effect.gen(function* () {
           const ifMatch = yield* parseCondition("if-match", headers["if-match"])
-          return versioned(yield* provide(posts.publish(yield* caller, params.id, payload, ifMatch)))
+          return versioned(yield* provide(posts.publish(yield* caller, params.id, payload ?? {}, ifMatch)))
         }),
       )
       .handle("unpublish", ({ params, headers }) =>

@@ -18,7 +18,7 @@ export const PostId = Schema.String.check(Schema.isPattern(UUID, { message: "mus
 
 /**
  * A slug: lowercase `[a-z0-9]` words joined by single hyphens, at most 120 characters, and not shaped like a post id
- * (a reader's `/posts/{idOrSlug}` reads such a string as an id).
+ * (`GET /posts/{id}` reads such a string as an id, anything else as a slug).
  */
 export const Slug = Schema.String.check(
   Schema.isMaxLength(MAX_SLUG, { message: `must be at most ${MAX_SLUG} characters` }),

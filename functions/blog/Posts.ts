@@ -277,8 +277,10 @@ export class Posts extends Context.Service<
                   }
                   return post.value
                 }
-                // Derived: the next free `-N`; a concurrent writer taking it first makes the insert skip, then retry.
+                // Derived: the next free `-N`, found by one writer of this title at a time (the lock is held until the
+                // commit); a slug taken meanwhile another way (given explicitly) makes the insert skip, then retry.
                 const base = slugOf(input.title)
+                yield* repo.lockSlug(base)
                 for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
                   const post = yield* repo.insert({ ...row, slug: yield* freeSlug(base), slugFixed: false })
                   if (Option.isSome(post)) return post.value

@@ -112,6 +112,11 @@ export class PostsRepo extends Context.Service<
     insert(row: NewRow): Effect.Effect<Option.Option<StoredPost>, DbError>
     /** The highest `-N` suffix of `base` in use (1 for `base` itself), 0 when `base` is free. */
     slugTaken(base: string): Effect.Effect<number, DbError>
+    /**
+     * Inside a transaction, waits for any other transaction deriving slugs from `base` to end: writers of one title
+     * take their `-N` in turn instead of all trying the same one.
+     */
+    lockSlug(base: string): Effect.Effect<void, DbError>
     /** Whether another post than `id` has this slug. */
     slugUsedElsewhere(slug: string, id: string): Effect.Effect<boolean, DbError>
     byId(id: string): Effect.Effect<Option.Option<StoredPost>, DbError>
@@ -189,6 +194,10 @@ export class PostsRepo extends Context.Service<
         )
         if (row === undefined || !row.base) return 0
         return Math.max(1, Number(row.highest ?? 1))
+      })
+
+      const lockSlug = Effect.fn("PostsRepo.lockSlug")(function* (base: string) {
+        yield* db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`${posts}.slug:${base}`])
       })
 
       const slugUsedElsewhere = Effect.fn("PostsRepo.slugUsedElsewhere")(function* (slug: string, id: string) {
@@ -351,17 +360,20 @@ export class PostsRepo extends Context.Service<
       })
 
       const overdue = Effect.fn("PostsRepo.overdue")(function* (limit: number) {
-        const rows = yield* db.query<{ id: string; publish_at: Date }>(
-          `SELECT id, publish_at FROM ${posts} WHERE status = 'scheduled' AND publish_at <= now()
+        // The time in ISO form to the microsecond (Postgres's precision), so that publishIfDue's check reads it back
+        // exactly whatever the precision it was written with.
+        const rows = yield* db.query<{ id: string; publish_at: string }>(
+          `SELECT id, to_char(publish_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS publish_at FROM ${posts} WHERE status = 'scheduled' AND publish_at <= now()
            ORDER BY publish_at LIMIT $1`,
           [limit],
         )
-        return rows.map((row) => ({ id: row.id, publishAt: row.publish_at.toISOString() }))
+        return rows.map((row) => ({ id: row.id, publishAt: row.publish_at }))
       })
 
       return PostsRepo.of({
         insert,
         slugTaken,
+        lockSlug,
         slugUsedElsewhere,
         byId,
         bySlug,

@@ -21,7 +21,7 @@ export const FALLBACK_SLUG = "post"
  */
 export const slugOf = (title: string): string => {
   const folded = slugify(title, { decamelize: false })
-  // A slug shaped like a post id would be read as one (`/posts/{idOrSlug}`).
+  // A slug shaped like a post id would be read as one (`GET /posts/{id}` takes an id or a slug).
   const full = ID_SHAPED.test(folded) ? `${FALLBACK_SLUG}-${folded}` : folded
   const room = MAX_SLUG - SUFFIX_ROOM
   if (full.length <= room) return full === "" ? FALLBACK_SLUG : full
