@@ -616,9 +616,11 @@ const useSearchLanguage = (db: Db["Service"], language: string) =>
           `setweight(to_tsvector('${language}'::regconfig, ${column}), '${weight}')`
         yield* db.query("SET LOCAL statement_timeout = 0")
         yield* db.query(`ALTER TABLE ${posts} DROP COLUMN search`)
+        // Kept in the row as migration 0101 keeps it, set in the same statement so that the rewrite stores it so.
         yield* db.query(
           `ALTER TABLE ${posts} ADD COLUMN search tsvector GENERATED ALWAYS AS (
-             ${vector("title", "A")} || ${vector("excerpt", "B")} || ${vector("body", "C")}) STORED`,
+             ${vector("title", "A")} || ${vector("excerpt", "B")} || ${vector("body", "C")}) STORED,
+           ALTER COLUMN search SET STORAGE MAIN`,
         )
         yield* db.query(`CREATE INDEX posts_search ON ${posts} USING gin (search)`)
         yield* db.query(`UPDATE ${settings} SET language = $1`, [language])

@@ -50,6 +50,12 @@ describe("search language", () => {
         [`${schema}.posts`],
       )
       expect(column.expression).toContain("'simple'::regconfig")
+      // Still kept in the row (migration 0101), as searching it needs.
+      const [storage] = await sql(
+        `SELECT attstorage FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'search'`,
+        [`${schema}.posts`],
+      )
+      expect(storage.attstorage).toBe("m")
     } finally {
       await simple.close()
     }

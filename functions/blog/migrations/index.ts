@@ -55,6 +55,14 @@ export const migrations: ReadonlyArray<Migration> = [
       INSERT INTO search_settings (language) VALUES ('english');`,
   },
   {
+    id: "0101_blog_search_inline",
+    sql: `
+      -- The search vector stays in the row (compressed) rather than out of line: a search checks and ranks it for every
+      -- post it considers, and a lookup in the TOAST table per post was most of a search's cost. Body and HTML, read
+      -- for the page's posts only, go out of line first.
+      ALTER TABLE posts ALTER COLUMN search SET STORAGE MAIN;`,
+  },
+  {
     id: "0150_blog_attachments",
     sql: `
       CREATE TABLE attachments (
