@@ -5,7 +5,9 @@
 //   pages:   the public list's page 1 and page 1,000 (limit 20; the cursor of page 1,000 read from the table), taken
 //            in turns; medians side by side (target: within 20 % of each other).
 //   etag:    `GET /posts/{slug}` with `If-None-Match` (304, no body) and without (200), --concurrency requests in
-//            flight for --seconds each; requests per second side by side.
+//            flight for --seconds each; requests per second side by side, on blog's own port and then through the
+//            gateway of the whole platform (`e2e/testing/platform.ts`: every function its own process, rate limits
+//            off) over a post of the same shape.
 // The posts are written by one INSERT … SELECT (titles of 6, excerpts of 20 and bodies of --words words), in a schema
 // of their own, dropped after. Prints a table and, last, one JSON line; never asserts.
 //   set -a; . ./.env.test; set +a; node bench/blog.ts [--posts 100000] [--words 120] [--queries 200]
@@ -13,6 +15,7 @@
 import { randomBytes, randomUUID } from "node:crypto"
 import { parseArgs } from "node:util"
 import pg from "pg"
+import { startPlatform } from "../e2e/testing/platform.ts"
 import { app } from "../functions/blog/App.ts"
 import { grantsStandIn } from "../functions/blog/testing/blogApp.ts"
 import { encodeCursor } from "../shared/Pagination.ts"
@@ -28,6 +31,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "5" },
     /** Keep the schema afterwards (to look at the queries' plans), printing its name. */
     keep: { type: "boolean", default: false },
+    /** Also measure the 200/304 pair through the gateway of the whole platform. */
+    gateway: { type: "boolean", default: true },
     /** A schema kept by an earlier run (`--keep`): its posts are measured again, nothing is written. */
     schema: { type: "string" },
   },
@@ -66,6 +71,35 @@ const draw = `floor(${VOCABULARY} * random() ^ 3)::int`
 const words = (n: number) => `(SELECT string_agg(${WORD("k")}, ' ') FROM (SELECT ${draw} AS k
   FROM generate_series(1, ${n}) g WHERE g <= ${n} + 0 * i) w)`
 
+// The whole platform (every function its own process), one post in its blog, the 200/304 pair through its gateway.
+async function throughGateway(
+  rps: (headers: Record<string, string>, base: string) => Promise<number>,
+): Promise<{ full: number; notModified: number }> {
+  const platform = await startPlatform({ env: { RATE_LIMIT_IP_PER_MINUTE: "0", RATE_LIMIT_USER_PER_MINUTE: "0" } })
+  try {
+    const client = new pg.Client({ connectionString: platformDatabase(platform.database) })
+    await client.connect()
+    await client.query(
+      `INSERT INTO blog.posts (id, slug, slug_fixed, title, excerpt, body, html, status, published_at, author_id,
+         created_at, updated_at)
+       SELECT gen_random_uuid(), 'bench-1', true, title, excerpt, body, html, 'published', now(), author_id, now(), now()
+       FROM (SELECT 'A post' AS title, $1 AS excerpt, $2 AS body, $3 AS html, gen_random_uuid() AS author_id) p`,
+      ["x ".repeat(100), "word ".repeat(WORDS), `<p>${"word ".repeat(WORDS)}</p>`],
+    )
+    await client.end()
+    await rps({}, platform.url)
+    return { full: await rps({}, platform.url), notModified: await rps({ "if-none-match": '"1"' }, platform.url) }
+  } finally {
+    await platform.stop()
+  }
+}
+
+function platformDatabase(name: string) {
+  const at = new URL(url!)
+  at.pathname = `/${name}`
+  return at.toString()
+}
+
 try {
   const seeded = performance.now()
   await db.query("SET statement_timeout = 0")
@@ -82,9 +116,9 @@ try {
   if (values.schema === undefined) await db.query(`ANALYZE ${schema}.posts`)
   const seedSeconds = (performance.now() - seeded) / 1000
 
-  const timed = async (path: string, headers: Record<string, string> = {}) => {
+  const timed = async (path: string, headers: Record<string, string> = {}, base = blog.url) => {
     const started = performance.now()
-    const response = await fetch(`${blog.url}${path}`, { headers })
+    const response = await fetch(`${base}${path}`, { headers })
     await response.arrayBuffer()
     if (response.status !== 200 && response.status !== 304) throw new Error(`${path}: ${response.status}`)
     return performance.now() - started
@@ -122,13 +156,13 @@ try {
   }
 
   // etag: 200 vs 304 on one post.
-  const rps = async (headers: Record<string, string>) => {
+  const rps = async (headers: Record<string, string>, base = blog.url) => {
     const until = performance.now() + SECONDS * 1000
     let done = 0
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         while (performance.now() < until) {
-          await timed("/api/v1/blog/posts/bench-1", headers)
+          await timed("/api/v1/blog/posts/bench-1", headers, base)
           done++
         }
       }),
@@ -138,6 +172,9 @@ try {
   await rps({})
   const full = await rps({})
   const notModified = await rps({ "if-none-match": '"1"' })
+
+  // The same pair through the gateway: a platform of its own, one post like the others in its blog schema.
+  const viaGateway = values.gateway ? await throughGateway(rps) : undefined
 
   const ms = (n: number) => n.toFixed(1)
   console.log(`blog bench: ${POSTS} published posts (bodies of ${WORDS} words), seeded in ${seedSeconds.toFixed(1)} s`)
@@ -186,6 +223,12 @@ try {
       [
         ["200 (no If-None-Match)", full.toFixed(0), String(CONCURRENCY)],
         ["304 (If-None-Match)", notModified.toFixed(0), String(CONCURRENCY)],
+        ...(viaGateway === undefined
+          ? []
+          : [
+              ["200 through the gateway", viaGateway.full.toFixed(0), String(CONCURRENCY)],
+              ["304 through the gateway", viaGateway.notModified.toFixed(0), String(CONCURRENCY)],
+            ]),
       ],
     ),
   )
@@ -204,6 +247,8 @@ try {
       pageRatio: quantile(thousandth, 0.5) / quantile(first, 0.5),
       rps200: full,
       rps304: notModified,
+      gatewayRps200: viaGateway?.full,
+      gatewayRps304: viaGateway?.notModified,
     }),
   )
 } finally {
