@@ -4,6 +4,7 @@ import { defineRegistry, type ModuleManifest } from "../shared/Module.ts"
 import { manifest as auditManifest } from "./audit/module.ts"
 import { manifest as authManifest } from "./auth/module.ts"
 import { manifest as authzManifest } from "./authz/module.ts"
+import { manifest as billingManifest } from "./billing/module.ts"
 import { manifest as blogManifest } from "./blog/module.ts"
 import { manifest as gatewayManifest } from "./gateway/module.ts"
 import { manifest as identityManifest } from "./identity/module.ts"
@@ -54,6 +55,11 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
         auth: { permission: "authz.assignment.delete" },
       },
     ],
+    jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
+  },
+  {
+    ...billingManifest,
+    routes: [{ method: "GET", path: "/api/v1/billing/items", auth: "public", ipPerMinute: 120 }],
     jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
   {

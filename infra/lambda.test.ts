@@ -118,7 +118,7 @@ const json = (result: Result) => JSON.parse(result.body) as Record<string, any>
 
 describe("every function's bundled Lambda entry", () => {
   it("covers every function with a lambda.ts, packaged without node_modules", () => {
-    expect(names).toEqual(["audit", "auth", "authz", "identity"])
+    expect(names).toEqual(["audit", "auth", "authz", "billing", "blog", "identity"])
     for (const name of names) expect(hasNodeModulesAbove(join(packagesDir, name))).toBe(false)
   })
 
@@ -134,6 +134,15 @@ describe("every function's bundled Lambda entry", () => {
     expect(anonymous.headers["www-authenticate"]).toBe("Bearer")
     const user = await issuer.issue(randomUUID())
     expect((await audit.invoke("GET", "/api/v1/audit/events", { token: user })).statusCode).toBe(403)
+  })
+
+  it("billing: readiness, its contract, its public route", async () => {
+    const billing = lambdaOf("billing")
+    expect((await billing.invoke("GET", "/readyz")).statusCode).toBe(200)
+    expect((await billing.invoke("GET", "/openapi.json")).statusCode).toBe(200)
+    const items = await billing.invoke("GET", "/api/v1/billing/items")
+    expect(items.statusCode, items.body).toBe(200)
+    expect(json(items)).toMatchObject({ items: [] })
   })
 
   it("authz: readiness, a signed-in caller's grants, 401 and 403 on the admin routes", async () => {
