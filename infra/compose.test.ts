@@ -20,11 +20,13 @@ describe("docker compose and LocalStack", () => {
       ["PG_PORT", 5432],
       ["REDIS_PORT", 6379],
       ["S3_PORT", 4566],
+      ["STRIPE_MOCK_PORT", 12111],
     ] as const) {
       const port = libDefault(key)
       expect(port, key).toBeDefined()
       expect(compose, key).toContain(`127.0.0.1:${port}:${inner}`)
     }
+    expect(compose).toContain(`image: stripe/stripe-mock:${libDefault("STRIPE_MOCK_VERSION")}`)
     const bucket = libDefault("S3_BUCKET")
     expect(readFileSync("localstack/init/ready.d/10-buckets.sh", "utf8")).toContain(`S3_BUCKET:-${bucket}`)
     expect(readFileSync("localstack/README.md", "utf8")).toContain(`\`${bucket}\``)

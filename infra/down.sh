@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stop the local test infrastructure started by infra/up.sh. Idempotent.
 #
-#   bash infra/down.sh [--purge] [postgres|redis|kafka|s3 ...]   (default: all)
+#   bash infra/down.sh [--purge] [postgres|redis|kafka|s3|stripe ...]   (default: all)
 #
-# Cached downloads (Kafka jars, Maven repo, moto virtualenv) are kept. --purge also
+# Cached downloads (Kafka jars, Maven repo, moto virtualenv, stripe-mock binary) are kept. --purge also
 # deletes the servers' data (PostgreSQL cluster, Kafka log dirs, Redis dir) so the
 # next infra/up.sh starts from empty stores.
 set -euo pipefail
@@ -41,9 +41,10 @@ exec 9>"$INFRA_DIR/.lock"
 flock -w 600 9 || die "timed out waiting for another infra/up.sh or infra/down.sh"
 
 # Signal the JVM and moto first so their shutdowns overlap with the others.
-kpid="" mpid=""
+kpid="" mpid="" spid=""
 if wants kafka && kpid="$(kafka_pid)"; then kill "$kpid" 2>/dev/null || true; fi
 if wants s3 && mpid="$(moto_pid)"; then kill "$mpid" 2>/dev/null || true; fi
+if wants stripe && spid="$(stripe_mock_pid)"; then kill "$spid" 2>/dev/null || true; fi
 
 if wants postgres; then
   if pid="$(pg_pid)"; then
@@ -82,4 +83,8 @@ fi
 
 if wants s3; then
   stop_service s3 "$mpid" "$MOTO_PID" 20
+fi
+
+if wants stripe; then
+  stop_service stripe "$spid" "$STRIPE_MOCK_PID" 10
 fi

@@ -9,7 +9,7 @@ INFRA_DIR="${INFRA_DIR:-$REPO_ROOT/.infra}"
 case "$INFRA_DIR" in /*) ;; *) INFRA_DIR="$PWD/$INFRA_DIR" ;; esac
 ENV_FILE="${ENV_FILE:-$REPO_ROOT/.env.test}"
 
-ALL_SERVICES=(postgres redis kafka s3)
+ALL_SERVICES=(postgres redis kafka s3 stripe)
 
 # Ports: loopback only, deliberately not the defaults (5432, 6379, 9092, 5000).
 PG_PORT="${PG_PORT:-55432}"
@@ -17,6 +17,8 @@ REDIS_PORT="${REDIS_PORT:-56379}"
 KAFKA_PORT="${KAFKA_PORT:-59092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-59093}"
 S3_PORT="${S3_PORT:-59000}"
+# stripe-mock serves plain HTTP only here (its default is 12111 HTTP + 12112 HTTPS).
+STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-52111}"
 
 PG_DB="${PG_DB:-platform}"
 S3_BUCKET="${S3_BUCKET:-platform-test}"
@@ -37,6 +39,11 @@ MOTO_PIP_SPEC="${MOTO_PIP_SPEC:-moto[s3]==5.2.5 flask flask-cors}"
 # The venv is built with uv (pip-installed from PyPI into .infra/tools, ~3x faster and
 # far less CPU than venv+pip); INFRA_NO_UV=1 or a failed uv bootstrap falls back to pip.
 INFRA_NO_UV="${INFRA_NO_UV:-}"
+# stripe-mock (Stripe's official mock of its API) is built once with Go from the module proxy at this
+# version (v0.203.0 builds in ~90 s on the 2-core CI machine) and the binary cached under $INFRA_DIR.
+# Go is needed only for that first build: GO names the toolchain when it is not on PATH.
+STRIPE_MOCK_VERSION="${STRIPE_MOCK_VERSION:-v0.203.0}"
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_OS_USER="${PG_OS_USER:-postgres}"
@@ -59,6 +66,10 @@ TOOLS_DIR="$INFRA_DIR/tools"
 MOTO_DIR="$INFRA_DIR/moto"
 MOTO_PID="$MOTO_DIR/moto.pid"
 MOTO_LOG="$MOTO_DIR/moto.log"
+STRIPE_DIR="$INFRA_DIR/stripe-mock"
+STRIPE_MOCK_BIN="$STRIPE_DIR/bin-$STRIPE_MOCK_VERSION/stripe-mock"
+STRIPE_MOCK_PID="$STRIPE_DIR/stripe-mock.pid"
+STRIPE_MOCK_LOG="$STRIPE_DIR/stripe-mock.log"
 
 # ---------------------------------------------------------------- helpers
 
@@ -145,6 +156,7 @@ orphans() {
     postgres) managed="$(pg_pid || true)" regex='(^|/)postgres$' arg="$PGDATA" ;;
     kafka) managed="$(kafka_pid || true)" regex='(^|/)java$' arg="$KAFKA_CONF" ;;
     s3) managed="$(moto_pid || true)" regex='(^|/)python[0-9.]*$' arg="$VENV/bin/moto_server" ;;
+    stripe) managed="$(stripe_mock_pid || true)" regex='(^|/)stripe-mock$' arg="$STRIPE_MOCK_BIN" ;;
     *) return 0 ;;
   esac
   for p in $(our_procs "$regex" "$arg"); do [ "$p" = "$managed" ] || echo "$p"; done
@@ -197,6 +209,13 @@ redis_ping() {
 
 kafka_pid() { managed_pid "$KAFKA_PID" "$KAFKA_CONF"; }
 moto_pid() { managed_pid "$MOTO_PID" "moto_server -H 127.0.0.1 -p $S3_PORT"; }
+stripe_mock_pid() { managed_pid "$STRIPE_MOCK_PID" "$STRIPE_MOCK_BIN -http-addr 127.0.0.1:$STRIPE_MOCK_PORT"; }
+
+# stripe_mock_ready: stripe-mock answers an authenticated API call (its fixtures are loaded).
+stripe_mock_ready() {
+  curl -fsS -o /dev/null --max-time 3 -H 'Authorization: Bearer sk_test_infra' \
+    "http://127.0.0.1:$STRIPE_MOCK_PORT/v1/customers"
+}
 
 # select_services ARGS...: validate service names (default: all) into SERVICES.
 select_services() {
@@ -207,6 +226,7 @@ select_services() {
     case "$a" in
       pg | postgresql) a=postgres ;;
       moto) a=s3 ;;
+      stripe-mock) a=stripe ;;
     esac
     for s in "${ALL_SERVICES[@]}"; do [ "$s" = "$a" ] && SERVICES+=("$a") && continue 2; done
     die "unknown service '$a' (known: ${ALL_SERVICES[*]})"

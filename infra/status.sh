@@ -2,7 +2,7 @@
 # Print which local test servers (started by infra/up.sh) are up.
 # Exit status 0 when all requested services are up, 1 otherwise.
 #
-#   bash infra/status.sh [postgres|redis|kafka|s3 ...]   (default: all)
+#   bash infra/status.sh [postgres|redis|kafka|s3|stripe ...]   (default: all)
 set -euo pipefail
 
 # shellcheck source=infra/lib.sh
@@ -31,5 +31,10 @@ if wants s3; then
   if pid="$(moto_pid)" && port_open "$S3_PORT"; then
     show s3 1 "127.0.0.1:$S3_PORT pid $pid"
   else show s3 0 "127.0.0.1:$S3_PORT"; fi
+fi
+if wants stripe; then
+  if pid="$(stripe_mock_pid)" && port_open "$STRIPE_MOCK_PORT"; then
+    show stripe 1 "127.0.0.1:$STRIPE_MOCK_PORT pid $pid"
+  else show stripe 0 "127.0.0.1:$STRIPE_MOCK_PORT"; fi
 fi
 exit "$down"

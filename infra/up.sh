@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Start the local test infrastructure (PostgreSQL 15, Redis, Kafka 4 in KRaft mode,
-# moto S3) on loopback, non-default ports, and write .env.test for the tests.
+# moto S3, stripe-mock) on loopback, non-default ports, and write .env.test for the tests.
 #
-#   bash infra/up.sh [postgres|redis|kafka|s3 ...]   (default: all)
+#   bash infra/up.sh [postgres|redis|kafka|s3|stripe ...]   (default: all)
 #
 # Idempotent: servers already running are left alone. Downloads (Kafka jars, the
-# moto virtualenv) are cached under $INFRA_DIR (default .infra/). Missing system
+# moto virtualenv, the stripe-mock binary) are cached under $INFRA_DIR (default .infra/). Missing system
 # packages are installed with apt-get when running as root.
 set -euo pipefail
 
@@ -418,6 +418,50 @@ up_s3() {
   ready s3 "ready on 127.0.0.1:$S3_PORT (moto), bucket $S3_BUCKET ($(elapsed "$t"))"
 }
 
+# ---------------------------------------------------------------- stripe (stripe-mock)
+
+# Build the pinned stripe-mock once with Go (from the module proxy) into $STRIPE_MOCK_BIN.
+stripe_prepare() {
+  [ -x "$STRIPE_MOCK_BIN" ] && return 0
+  local t="$EPOCHREALTIME" log="$STRIPE_DIR/go-install.log" tmp="$STRIPE_DIR/bin.tmp"
+  mkdir -p "$STRIPE_DIR"
+  [ -x "$GO" ] || command -v "$GO" >/dev/null ||
+    fail stripe "Go not found (looked for '$GO'): it builds stripe-mock $STRIPE_MOCK_VERSION once; install Go or set GO=/path/to/go"
+  rm -rf "$tmp"
+  # CGO off: a static binary, no C compiler needed.
+  CGO_ENABLED=0 GOBIN="$tmp" "$GO" install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION" </dev/null >"$log" 2>&1 ||
+    fail stripe "go install github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION failed" "$log"
+  [ -x "$tmp/stripe-mock" ] || fail stripe "stripe-mock missing after go install" "$log"
+  mkdir -p "$(dirname "$STRIPE_MOCK_BIN")"
+  mv -f "$tmp/stripe-mock" "$STRIPE_MOCK_BIN"
+  rm -rf "$tmp"
+  printf '%-9s built stripe-mock %s with %s in %s\n' stripe "$STRIPE_MOCK_VERSION" "$("$GO" version | cut -d' ' -f3)" "$(elapsed "$t")"
+}
+
+up_stripe() {
+  local t="$EPOCHREALTIME" pid
+  stripe_prepare
+  mkdir -p "$STRIPE_DIR"
+  stop_orphans stripe "$STRIPE_MOCK_PID" "$STRIPE_MOCK_PORT"
+  if pid="$(stripe_mock_pid)"; then
+    wait_for stripe 30 "$STRIPE_MOCK_LOG" "$pid" stripe_mock_ready
+    ready stripe "already running on 127.0.0.1:$STRIPE_MOCK_PORT (stripe-mock, pid $pid)"
+    return
+  fi
+  port_open "$STRIPE_MOCK_PORT" && fail stripe "port $STRIPE_MOCK_PORT is already used by another program"
+  : >"$STRIPE_MOCK_LOG"
+  # The tests use HTTP. stripe-mock always opens an HTTPS listener too (on :12112, every interface, unless told
+  # otherwise): it gets a free loopback port, so it never clashes with another instance or leaves the machine.
+  # shellcheck disable=SC2016
+  setsid bash -c "$CLOSE_FDS"'echo $$ >"$0"; exec "$@"' "$STRIPE_MOCK_PID" \
+    "$STRIPE_MOCK_BIN" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT" -https-addr 127.0.0.1: </dev/null >>"$STRIPE_MOCK_LOG" 2>&1 9>&- &
+  local i
+  for ((i = 0; i < 50; i++)); do pid="$(stripe_mock_pid)" && break; sleep 0.1; done
+  [ -n "$pid" ] || fail stripe "stripe-mock did not start" "$STRIPE_MOCK_LOG"
+  wait_for stripe 30 "$STRIPE_MOCK_LOG" "$pid" stripe_mock_ready
+  ready stripe "ready on 127.0.0.1:$STRIPE_MOCK_PORT (stripe-mock $STRIPE_MOCK_VERSION, pid $pid) ($(elapsed "$t"))"
+}
+
 # ---------------------------------------------------------------- env file
 
 write_env() {
@@ -434,6 +478,7 @@ S3_BUCKET=$S3_BUCKET
 AWS_REGION=$S3_REGION
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
+STRIPE_API_BASE=http://127.0.0.1:$STRIPE_MOCK_PORT
 EOF
   chmod 644 "$tmp"
   mv -f "$tmp" "$ENV_FILE"
