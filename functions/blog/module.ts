@@ -32,9 +32,9 @@ export const manifest = defineModule({
     consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
   migrations: [...kernelMigrations, ...migrations],
+  // What the operator must provide on every target; BLOG_FEED_TITLE and BLOG_SEARCH_LANGUAGE have defaults (Config.ts),
+  // as identity's retention keys do, and are set only where they should differ.
   settings: [
     { key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" },
-    { key: "BLOG_FEED_TITLE", description: "the Atom feed's title (Blog)" },
-    { key: "BLOG_SEARCH_LANGUAGE", description: "the Postgres text search configuration of post search (english)" },
   ],
 })
