@@ -145,6 +145,36 @@ describe("every function's bundled Lambda entry", () => {
     expect(json(items)).toMatchObject({ items: [] })
   })
 
+  it("blog: readiness, its contract, the public list, a post written and scheduled (the job enqueued), 401 and 403", async () => {
+    const schema = freshSchema("lambda_blog").schema
+    // Its job store too (`<schema>_jobs`), made by the first enqueue.
+    schemas.push(`${schema}_jobs`)
+    const blog = lambdaOf("blog", schema)
+    expect((await blog.invoke("GET", "/readyz")).statusCode).toBe(200)
+    expect((await blog.invoke("GET", "/openapi.json")).statusCode).toBe(200)
+    const list = await blog.invoke("GET", "/api/v1/blog/posts")
+    expect(list.statusCode, list.body).toBe(200)
+    expect(json(list)).toEqual({ items: [], nextCursor: null })
+    // The harness's administrator holds `*` in authz: blog asks authz over gRPC, as its own function.
+    const admin = await issuer.issue(authz.adminId)
+    const created = await blog.invoke("POST", "/api/v1/blog/posts", { token: admin, body: { title: "From a Lambda" } })
+    expect(created.statusCode, created.body).toBe(201)
+    const post = json(created)
+    // Scheduling enqueues the publish job from an invocation (the job store installed on first use, no workers).
+    const publishAt = new Date(Date.now() + 3_600_000).toISOString()
+    const scheduled = await blog.invoke("POST", `/api/v1/blog/posts/${post.id}/publish`, {
+      token: admin,
+      body: { publishAt },
+    })
+    expect(scheduled.statusCode, scheduled.body).toBe(200)
+    expect(json(scheduled).status).toBe("scheduled")
+    expect((await blog.invoke("GET", `/api/v1/blog/posts/${post.slug}`)).statusCode).toBe(404)
+    expect((await blog.invoke("PATCH", `/api/v1/blog/posts/${post.id}`, { body: { title: "x" } })).statusCode).toBe(401)
+    const stranger = await issuer.issue(randomUUID())
+    const refused = await blog.invoke("POST", "/api/v1/blog/posts", { token: stranger, body: { title: "x" } })
+    expect(refused.statusCode).toBe(403)
+  })
+
   it("authz: readiness, a signed-in caller's grants, 401 and 403 on the admin routes", async () => {
     // On the harness's schema, where its administrator holds the admin role.
     const lambda = lambdaOf("authz", authz.db.schema)
