@@ -1,5 +1,5 @@
 // Smoke test of the servers started by infra/up.sh, using the settings in .env.test:
-// PostgreSQL query, Redis round trip, Kafka topic create + produce + consume, S3 put + get.
+// PostgreSQL query, Redis round trip, Kafka topic create + produce + consume, S3 put + get, a stripe-mock PaymentIntent.
 //   node infra/smoke.mjs
 import { randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs"
@@ -118,6 +118,25 @@ results.push(
     await s3.send(new DeleteObjectCommand({ Bucket: env.S3_BUCKET, Key }))
     if (body !== `hello ${id}`) throw new Error(`got ${body}`)
     return `put + get in bucket ${env.S3_BUCKET}`
+  }),
+)
+
+results.push(
+  await check("stripe", async () => {
+    const { default: Stripe } = await import("stripe")
+    const base = new URL(env.STRIPE_API_BASE)
+    const stripe = new Stripe("sk_test_smoke", {
+      host: base.hostname,
+      port: base.port,
+      protocol: "http",
+      maxNetworkRetries: 0,
+    })
+    const intent = await stripe.paymentIntents.create(
+      { amount: 100, currency: "eur" },
+      { idempotencyKey: `smoke-${id}` },
+    )
+    if (!intent.id.startsWith("pi_") || intent.amount !== 100) throw new Error(`got ${JSON.stringify(intent)}`)
+    return `PaymentIntent ${intent.id} created (stripe-mock)`
   }),
 )
 
