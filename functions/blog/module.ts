@@ -34,7 +34,5 @@ export const manifest = defineModule({
   migrations: [...kernelMigrations, ...migrations],
   // What the operator must provide on every target; BLOG_FEED_TITLE and BLOG_SEARCH_LANGUAGE have defaults (Config.ts),
   // as identity's retention keys do, and are set only where they should differ.
-  settings: [
-    { key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" },
-  ],
+  settings: [{ key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" }],
 })
