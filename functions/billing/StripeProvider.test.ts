@@ -6,6 +6,7 @@
 import { Effect, Exit, Option, Redacted } from "effect"
 import Stripe from "stripe"
 import { describe, expect, it } from "vitest"
+import * as Provider from "./Provider.ts"
 import * as StripeProvider from "./StripeProvider.ts"
 
 const apiBase = process.env.STRIPE_API_BASE
@@ -26,7 +27,7 @@ const onMock = (base = apiBase) => {
   return { provider, sent, answered }
 }
 
-const request = (invoiceId: string, attempt: number): StripeProvider.ChargeRequest => ({
+const request = (invoiceId: string, attempt: number): Provider.ChargeRequest => ({
   invoiceId,
   attempt,
   amount: 1999,
@@ -76,11 +77,11 @@ describe("StripeProvider on stripe-mock", () => {
     const { provider, sent } = onMock()
     const saved = await Effect.runPromise(provider.savePaymentMethod("user-1", "pm_card_visa"))
     expect(saved).toMatchObject({ provider: "stripe", paymentMethodRef: "pm_card_visa", brand: "visa", last4: "4242" })
-    expect((saved as StripeProvider.SavedPaymentMethod).customerRef).toMatch(/^cus_/)
+    expect((saved as Provider.SavedPaymentMethod).customerRef).toMatch(/^cus_/)
     expect(sent[0]).toEqual({
       method: "POST",
       path: "/v1/customers",
-      idempotencyKey: StripeProvider.saveKey("user-1", "pm_card_visa"),
+      idempotencyKey: Provider.saveKey("user-1", "pm_card_visa"),
     })
   })
 

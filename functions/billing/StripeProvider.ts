@@ -5,10 +5,16 @@
 import { Config, Effect, Option, Redacted } from "effect"
 import Stripe from "stripe"
 import { ConfigInvalid } from "../../shared/Config.ts"
-
-/** The providers billing can charge through; `test` is the built-in one (the token decides the outcome). */
-export const PROVIDERS = ["test", "stripe"] as const
-export type ProviderName = (typeof PROVIDERS)[number]
+import {
+  type ChargeOutcome,
+  type ChargeRequest,
+  chargeKey,
+  PROVIDERS,
+  type ProviderName,
+  type SavedPaymentMethod,
+  type SaveFailure,
+  saveKey,
+} from "./Provider.ts"
 
 /** The payment keys of billing's configuration, spread into it and read at start with its others. */
 export const config = {
@@ -51,44 +57,6 @@ export const settings = (config: StripeConfig): Effect.Effect<Option.Option<Stri
   return Effect.succeed(Option.some({ secretKey, apiBase: config.stripeApiBase }))
 }
 
-/** A payment method saved from a client-side token: Stripe's customer and payment method, and what to show of it. */
-export interface SavedPaymentMethod {
-  readonly provider: "stripe"
-  readonly customerRef: string
-  readonly paymentMethodRef: string
-  readonly brand: string
-  readonly last4: string
-}
-
-/** One charge of an invoice: `attempt` numbers its payment attempts from 1; amounts are integer minor units. */
-export interface ChargeRequest {
-  readonly invoiceId: string
-  readonly attempt: number
-  readonly amount: number
-  readonly currency: string
-  readonly customerRef: string
-  readonly paymentMethodRef: string
-}
-
-/**
- * A charge's outcome. `declined`: the payment method was refused (retry on the dunning schedule, or with another
- * method); `unavailable`: Stripe could not be reached or failed, nothing is known to be charged (the same attempt may be
- * retried with the same key).
- */
-export type ChargeOutcome =
-  | { readonly _tag: "paid"; readonly reference: string }
-  | { readonly _tag: "declined"; readonly reason: string }
-  | { readonly _tag: "unavailable"; readonly reason: string }
-
-/** A token that could not be saved: refused by Stripe (`declined`) or Stripe unreachable (`unavailable`). */
-export type SaveFailure = Exclude<ChargeOutcome, { readonly _tag: "paid" }>
-
-/** The idempotency key of an invoice's payment attempt: a retry of the attempt is the same PaymentIntent. */
-export const chargeKey = (invoiceId: string, attempt: number) => `billing-invoice-${invoiceId}-attempt-${attempt}`
-
-/** The idempotency key of saving a token for an owner: the same token saved twice makes one customer. */
-export const saveKey = (ownerId: string, token: string) => `billing-payment-method-${ownerId}-${token}`
-
 /** API keys in a message (stripe-mock quotes the whole Authorization header in its 401's message). */
 const API_KEYS = /\b(sk|rk|pk)_(test|live)_\w+/g
 
@@ -98,7 +66,7 @@ const API_KEYS = /\b(sk|rk|pk)_(test|live)_\w+/g
  * parameters) is a defect of ours or of the configuration that no retry mends: it dies with the SDK's message, any API
  * key in it masked.
  */
-export const outcomeOfError = (error: unknown): Effect.Effect<SaveFailure> => {
+export const outcomeOfError = (error: unknown): Effect.Effect<Exclude<SaveFailure, { readonly _tag: "invalid" }>> => {
   if (error instanceof Stripe.errors.StripeCardError) {
     return Effect.succeed({ _tag: "declined", reason: error.decline_code ?? error.code ?? "card_declined" })
   }
