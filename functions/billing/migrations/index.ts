@@ -167,4 +167,27 @@ export const migrations: ReadonlyArray<Migration> = [
       );
     `,
   },
+  {
+    // A subscription's billing cycle anchor (Periods.ts): its period ends are anchor + k × the plan's interval, each
+    // computed from the anchor, so a cycle anchored on the 31st comes back to the 31st after a short month (the
+    // current period alone cannot tell Jan 31 from Jan 28 once February clamped it). Set at creation to the first
+    // paid period's start (the trial's end when there is a trial, else the period start) by a trigger when the insert
+    // does not give it; a plan change to another interval resets it to the change's time.
+    id: "0102_billing_anchor",
+    sql: `
+      ALTER TABLE subscriptions ADD COLUMN billing_anchor timestamptz;
+      UPDATE subscriptions SET billing_anchor = COALESCE(trial_end, current_period_start);
+      ALTER TABLE subscriptions ALTER COLUMN billing_anchor SET NOT NULL;
+      CREATE FUNCTION subscriptions_default_anchor() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NEW.billing_anchor IS NULL THEN
+          NEW.billing_anchor := COALESCE(NEW.trial_end, NEW.current_period_start);
+        END IF;
+        RETURN NEW;
+      END
+      $fn$;
+      CREATE TRIGGER subscriptions_default_anchor BEFORE INSERT ON subscriptions
+        FOR EACH ROW EXECUTE FUNCTION subscriptions_default_anchor();
+    `,
+  },
 ]
