@@ -101,12 +101,12 @@ describe("roles", () => {
   it("permissions no function defines are 400, wildcards included", async () => {
     const res = await call("POST", "/api/v1/roles", {
       name: unique("unknown"),
-      permissions: ["blog.post.create", "blog.post.publish", "nothing.*", "identity.user.read"],
+      permissions: ["blog.post.create", "blog.post.teleport", "nothing.*", "identity.user.read"],
     })
     expect(res.status).toBe(400)
     const body = await problem(res)
     expect(body.errors).toEqual([
-      { path: "permissions.1", message: "unknown permission blog.post.publish" },
+      { path: "permissions.1", message: "unknown permission blog.post.teleport" },
       { path: "permissions.2", message: "unknown permission nothing.*" },
     ])
   })
