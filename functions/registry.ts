@@ -59,7 +59,11 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
   },
   {
     ...billingManifest,
-    routes: [{ method: "GET", path: "/api/v1/billing/items", auth: "public", ipPerMinute: 120 }],
+    routes: [
+      { method: "GET", path: "/api/v1/billing/plans", auth: "public" },
+      { method: "POST", path: "/api/v1/billing/plans", auth: { permission: "billing.plan.create" } },
+      { method: "PATCH", path: "/api/v1/billing/plans/{id}", auth: { permission: "billing.plan.update" } },
+    ],
     jobs: [{ name: "retention", schedule: "*/10 * * * *" }],
   },
   {

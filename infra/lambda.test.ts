@@ -136,13 +136,25 @@ describe("every function's bundled Lambda entry", () => {
     expect((await audit.invoke("GET", "/api/v1/audit/events", { token: user })).statusCode).toBe(403)
   })
 
-  it("billing: readiness, its contract, its public route", async () => {
+  it("billing: readiness, its contract, the public plans, a plan created by an administrator, 401 and 403", async () => {
     const billing = lambdaOf("billing")
     expect((await billing.invoke("GET", "/readyz")).statusCode).toBe(200)
     expect((await billing.invoke("GET", "/openapi.json")).statusCode).toBe(200)
-    const items = await billing.invoke("GET", "/api/v1/billing/items")
-    expect(items.statusCode, items.body).toBe(200)
-    expect(json(items)).toMatchObject({ items: [] })
+    const empty = await billing.invoke("GET", "/api/v1/billing/plans")
+    expect(empty.statusCode, empty.body).toBe(200)
+    expect(json(empty)).toEqual({ items: [], nextCursor: null })
+    // The harness's administrator holds `*` in authz: billing asks authz over gRPC, as its own function.
+    const admin = await issuer.issue(authz.adminId)
+    const plan = { code: "lambda-pro", name: "Pro", amount: 1999, currency: "EUR", interval: "month" }
+    const created = await billing.invoke("POST", "/api/v1/billing/plans", { token: admin, body: plan })
+    expect(created.statusCode, created.body).toBe(201)
+    const listed = await billing.invoke("GET", "/api/v1/billing/plans")
+    expect(json(listed).items).toEqual([json(created)])
+    expect((await billing.invoke("POST", "/api/v1/billing/plans", { body: plan })).statusCode).toBe(401)
+    const stranger = await issuer.issue(randomUUID())
+    expect((await billing.invoke("POST", "/api/v1/billing/plans", { token: stranger, body: plan })).statusCode).toBe(
+      403,
+    )
   })
 
   it("blog: readiness, its contract, the public list, a post written and scheduled (the job enqueued), 401 and 403", async () => {

@@ -104,7 +104,8 @@ export const PERMISSION = /^[a-z0-9]+(\.[a-z0-9]+)*$/
 const ENV_KEY = /^[A-Z][A-Z0-9_]*$/
 /** What a manifest consumes when it consumes every function's events (audit). */
 export const EVERY_EVENT = "*"
-const EVENT_TYPE = /^[a-z0-9]+(\.[a-z0-9]+){2,}$/
+// Words of a segment may be joined by "_" (`billing.subscription.past_due`, as API.md names billing's events).
+const EVENT_TYPE = /^[a-z0-9]+(?:_[a-z0-9]+)*(\.[a-z0-9]+(?:_[a-z0-9]+)*){2,}$/
 
 /** Checks a declaration and returns it; a broken one fails at import time, before anything starts. */
 export const defineModule = <const M extends ModuleDeclaration>(manifest: M): M => {

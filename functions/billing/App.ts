@@ -1,23 +1,47 @@
 import { Layer } from "effect"
+import * as Authentication from "../../shared/access/Authentication.ts"
+import { Permissions } from "../../shared/access/Permissions.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
+import { Idempotency } from "../../shared/Idempotency.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { Outbox } from "../../shared/Outbox.ts"
+import { revocationsFor } from "../auth/TokenVerification.ts"
+import { permissionChanges } from "../authz/PermissionChanges.ts"
+import { manifests } from "../registry.ts"
 import { BillingApi } from "./Api.ts"
 import { type BillingConfig, loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
-import { Items } from "./Items.ts"
 import { manifest } from "./module.ts"
+import { Plans } from "./Plans.ts"
 
-/** Billing's domain. */
-export const DomainLive = Items.layer
+/** Billing's domain: plans over their table and the outbox. */
+export const DomainLive = () => Plans.layer.pipe(Layer.provide(Outbox.layer(manifest)))
 
 /**
- * How billing checks callers: its routes are all open, so it verifies no token. A signed-in route needs
- * `Authentication.layer` against auth's JWKS here, a permission route `Permissions.layer` too (see audit's App.ts).
+ * How billing enforces its own routes (zero trust): bearer tokens against auth's JWKS and the session revocations, and
+ * permissions through authz's `Authorize` (answers reused ≤ 500 ms) for the routes and the ownership rules. Needs
+ * `SessionRevocations` and `ServiceIdentity`.
  */
-export const AccessLive = Layer.empty
+export const AccessLive = (config: BillingConfig) =>
+  Layer.merge(
+    Authentication.layer({ issuer: config.jwtIssuer, audience: config.jwtAudience, jwks: { url: config.authJwksUrl } }),
+    Permissions.layer({ address: config.authzGrpcUrl, ttlMs: 500 }),
+  )
+
+/** Billing's identity on internal calls (its service tokens to authz); no function depends on it. */
+export const Identity = (config: BillingConfig) => Kernel.identity(manifest, manifests, config)
 
 /** The kernel infrastructure billing runs on (logging, telemetry, health, Postgres + migrations), from config. */
 export const Infrastructure = (config: BillingConfig) => Kernel.foundation(manifest, config)
+
+/**
+ * The event side of the container: the relay of billing's outbox (with Kafka) and the bus the session revocations
+ * follow. Lambda leaves it out: its outbox rows wait for the containers.
+ */
+export const Bus = (config: BillingConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+
+/** The container's background work: authz's changes clear the permission cache. */
+export const Background = () => Permissions.following(manifest.name, permissionChanges)
 
 /** Billing as its entries and tests run it: its HTTP contract, every route enforced as declared. */
 export const app = FunctionApp.define({
@@ -25,5 +49,13 @@ export const app = FunctionApp.define({
   api: BillingApi,
   config: loadConfig,
   http: HttpLive,
-  services: (config) => AccessLive.pipe(Layer.provideMerge(DomainLive), Layer.provideMerge(Infrastructure(config))),
+  background: Background,
+  services: (config, runtime) =>
+    DomainLive().pipe(
+      Layer.provideMerge(AccessLive(config)),
+      Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
+      Layer.provideMerge(Idempotency.layer),
+      Layer.provideMerge(Identity(config)),
+      Layer.provideMerge(Infrastructure(config)),
+    ),
 })

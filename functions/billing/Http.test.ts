@@ -1,38 +1,315 @@
+import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type AppUnderTest, startApp } from "../../shared/testing/appHarness.ts"
-import { freshSchema, sql } from "../../shared/testing/harness.ts"
-import { app } from "./App.ts"
+import { sql } from "../../shared/testing/harness.ts"
+import { type BillingUnderTest, freshBillingSchema, startBilling } from "./testing/billingApp.ts"
 
-// Billing as main.ts runs it, on the real Postgres (infra/up.sh), in a schema of its own.
-describe("billing", () => {
-  const schema = freshSchema("billing").schema
-  let running: AppUnderTest
+// Billing as main.ts runs it on the real Postgres: the routes of the Billing table, their permissions and ownership
+// rules (authz's answers stood in for), idempotent creation and bad input.
 
-  beforeAll(async () => {
-    running = await startApp(app, { env: { DB_SCHEMA: schema } })
+const admin = randomUUID() // creates and archives plans, reads and acts on everyone's
+const alice = randomUUID() // a customer
+const bob = randomUUID() // another customer
+const clerk = randomUUID() // may create plans, not change them
+const grants = {
+  [admin]: [
+    "billing.plan.create",
+    "billing.plan.update",
+    "billing.subscription.read.any",
+    "billing.subscription.update.any",
+    "billing.invoice.read.any",
+    "billing.invoice.update.any",
+  ],
+  [clerk]: ["billing.plan.create"],
+}
+
+const schema = freshBillingSchema()
+let billing: BillingUnderTest
+const headers: Record<string, Record<string, string>> = {}
+
+beforeAll(async () => {
+  billing = await startBilling({ grants, schema })
+  for (const user of [admin, alice, bob, clerk]) headers[user] = await billing.as(user)
+}, 60_000)
+afterAll(() => billing?.close())
+
+type Plan = {
+  id: string
+  code: string
+  name: string
+  description: string
+  amount: number
+  currency: string
+  interval: string
+  intervalCount: number
+  trialDays: number
+  active: boolean
+  createdAt: string
+}
+type Problem = { status: number; code: string; detail?: string; errors?: Array<{ path: string; message: string }> }
+type Page<A> = { items: Array<A>; nextCursor: string | null }
+type Body = Plan & Problem & Page<Plan>
+
+const call = async (
+  method: string,
+  path: string,
+  options: { as?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+) => {
+  const body = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
+  const response = await fetch(`${billing.url}${path}`, {
+    method,
+    headers: {
+      ...(options.as ? headers[options.as] : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...options.headers,
+    },
+    ...(body === undefined ? {} : { body }),
   })
-  afterAll(() => running?.close())
+  const text = await response.text()
+  const type = response.headers.get("content-type") ?? ""
+  return {
+    status: response.status,
+    headers: response.headers,
+    type,
+    body: (type.includes("json") && text !== "" ? JSON.parse(text) : text) as Body,
+  }
+}
 
-  it("lists its items, newest first, from its own table", async () => {
-    await sql(
-      `INSERT INTO ${schema}.billing_items (title, created_at) VALUES ('first', now() - interval '1 minute'), ('second', now())`,
-    )
-    const response = await fetch(`${running.url}/api/v1/billing/items`)
-    expect(response.status).toBe(200)
-    const body = (await response.json()) as { items: Array<{ title: string }> }
-    expect(body.items.map((i) => i.title)).toEqual(["second", "first"])
+const code = (prefix = "plan") => `${prefix}-${randomUUID().slice(0, 8)}`
+const newPlan = (extra: Record<string, unknown> = {}) => ({
+  code: code(),
+  name: "Pro",
+  amount: 1999,
+  currency: "EUR",
+  interval: "month",
+  ...extra,
+})
+const createPlan = async (extra: Record<string, unknown> = {}) => {
+  const res = await call("POST", "/api/v1/billing/plans", { as: admin, body: newPlan(extra) })
+  expect(res.status, JSON.stringify(res.body)).toBe(201)
+  return res.body as Plan
+}
+const eventsOf = async (subject: string) =>
+  (await sql(`SELECT event FROM ${schema}.outbox WHERE key = $1 ORDER BY seq`, [subject])).map(
+    (row) => row.event as { type: string; data: Record<string, unknown> },
+  )
+const allActive = async () => {
+  const plans: Array<Plan> = []
+  let cursor: string | null = null
+  do {
+    const res = await call("GET", `/api/v1/billing/plans?limit=100${cursor ? `&cursor=${cursor}` : ""}`)
+    expect(res.status).toBe(200)
+    plans.push(...res.body.items)
+    cursor = res.body.nextCursor
+  } while (cursor !== null)
+  return plans
+}
+
+describe("plans", () => {
+  it("creates a plan (201, defaults, an event) that anyone then lists", async () => {
+    const body = newPlan({
+      description: "For teams",
+      intervalCount: 3,
+      trialDays: 14,
+      amount: 120_000,
+      currency: "JPY",
+    })
+    const res = await call("POST", "/api/v1/billing/plans", { as: admin, body })
+    expect(res.status).toBe(201)
+    const plan = res.body as Plan
+    expect(plan).toMatchObject({
+      code: body.code,
+      name: "Pro",
+      description: "For teams",
+      amount: 120_000,
+      currency: "JPY",
+      interval: "month",
+      intervalCount: 3,
+      trialDays: 14,
+      active: true,
+    })
+    expect(plan.createdAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+    const defaults = await createPlan({ interval: "year" })
+    expect(defaults).toMatchObject({ description: "", intervalCount: 1, trialDays: 0 })
+    const events = await eventsOf(plan.id)
+    expect(events.map((e) => e.type)).toEqual(["billing.plan.created"])
+    expect(events[0]!.data).toMatchObject({ planId: plan.id, amount: 120_000, currency: "JPY", actor: admin })
+    // Public: no token needed.
+    const listed = await allActive()
+    expect(listed.map((p) => p.id)).toEqual(expect.arrayContaining([plan.id, defaults.id]))
   })
 
-  it("publishes its route in its contract, declared open", async () => {
-    const document = (await (await fetch(`${running.url}/openapi.json`)).json()) as {
-      paths: Record<string, { get?: { security?: unknown } }>
+  it("keeps a code unique: a second plan with it is 409", async () => {
+    const plan = await createPlan()
+    const again = await call("POST", "/api/v1/billing/plans", { as: admin, body: newPlan({ code: plan.code }) })
+    expect(again.status).toBe(409)
+    expect(again.body.code).toBe("conflict")
+    const rows = await sql(`SELECT count(*)::int AS n FROM ${schema}.plans WHERE code = $1`, [plan.code])
+    expect(rows[0].n).toBe(1)
+  })
+
+  it("answers a repeated Idempotency-Key with the first plan, another body under it with 422", async () => {
+    const key = { "idempotency-key": randomUUID() }
+    const body = newPlan()
+    const first = await call("POST", "/api/v1/billing/plans", { as: admin, body, headers: key })
+    expect(first.status).toBe(201)
+    const again = await call("POST", "/api/v1/billing/plans", { as: admin, body, headers: key })
+    expect(again.status).toBe(201)
+    expect(again.body).toEqual(first.body)
+    const other = await call("POST", "/api/v1/billing/plans", { as: admin, body: newPlan(), headers: key })
+    expect(other.status).toBe(422)
+    expect(other.body.code).toBe("idempotency_key_reused")
+    // A key is the caller's own: the clerk's request under the admin's key is a request of its own (here a 409).
+    const clerks = await call("POST", "/api/v1/billing/plans", { as: clerk, body, headers: key })
+    expect(clerks.status).toBe(409)
+  })
+
+  it("lists active plans in pages, oldest first, with a cursor that continues where the page ended", async () => {
+    const created = [await createPlan(), await createPlan(), await createPlan()]
+    const ids: Array<string> = []
+    let cursor: string | null = null
+    do {
+      const res = await call("GET", `/api/v1/billing/plans?limit=2${cursor ? `&cursor=${cursor}` : ""}`)
+      expect(res.status).toBe(200)
+      expect(res.body.items.length).toBeLessThanOrEqual(2)
+      ids.push(...res.body.items.map((p) => p.id))
+      cursor = res.body.nextCursor
+    } while (cursor !== null)
+    expect(new Set(ids).size).toBe(ids.length)
+    const positions = created.map((p) => ids.indexOf(p.id))
+    expect(positions.every((p) => p >= 0)).toBe(true)
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions)
+  })
+
+  it("changes name, description and active only; an archived plan leaves the public list", async () => {
+    const plan = await createPlan()
+    const res = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, {
+      as: admin,
+      body: { name: "Pro (legacy)", description: "Old price", active: false },
+    })
+    expect(res.status).toBe(200)
+    expect(res.body).toMatchObject({ ...plan, name: "Pro (legacy)", description: "Old price", active: false })
+    expect((await allActive()).map((p) => p.id)).not.toContain(plan.id)
+    const updated = (await eventsOf(plan.id)).filter((e) => e.type === "billing.plan.updated")
+    expect(updated).toHaveLength(1)
+    expect(updated[0]!.data.changes).toEqual(["name", "description", "active"])
+    // Nothing to change: no event.
+    const same = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, { as: admin, body: { active: false } })
+    expect(same.status).toBe(200)
+    expect((await eventsOf(plan.id)).filter((e) => e.type === "billing.plan.updated")).toHaveLength(1)
+    // A price never changes.
+    for (const field of ["amount", "currency", "interval", "intervalCount", "trialDays", "code"]) {
+      const price = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, { as: admin, body: { [field]: 1 } })
+      expect(price.status, field).toBe(400)
+      expect(price.body.errors?.map((e) => e.path)).toContain(field)
     }
-    expect(Object.keys(document.paths)).toContain("/api/v1/billing/items")
-    expect(document.paths["/api/v1/billing/items"]?.get?.security ?? []).toEqual([])
+    const restored = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, { as: admin, body: { active: true } })
+    expect(restored.body).toMatchObject({ active: true, amount: plan.amount })
+  })
+
+  it("answers 404 for an unknown plan, 401 without a token and 403 without the permission", async () => {
+    const missing = await call("PATCH", `/api/v1/billing/plans/${randomUUID()}`, { as: admin, body: { name: "x" } })
+    expect(missing.status).toBe(404)
+    expect(missing.body.code).toBe("not_found")
+    const anonymous = await call("POST", "/api/v1/billing/plans", { body: newPlan() })
+    expect(anonymous.status).toBe(401)
+    expect(anonymous.headers.get("www-authenticate")).toBe("Bearer")
+    expect((await call("POST", "/api/v1/billing/plans", { as: alice, body: newPlan() })).status).toBe(403)
+    const plan = await createPlan()
+    const clerks = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, { as: clerk, body: { name: "x" } })
+    expect(clerks.status).toBe(403)
+    expect(clerks.body.code).toBe("forbidden")
+  })
+})
+
+describe("bad input is a 400 naming the field, never a 5xx", () => {
+  it.each([
+    ["a negative amount", { amount: -1 }, "amount"],
+    ["a fractional amount", { amount: 19.99 }, "amount"],
+    ["an amount as a string", { amount: "1999" }, "amount"],
+    ["an unknown currency", { currency: "XYZ" }, "currency"],
+    ["a currency in lower case", { currency: "eur" }, "currency"],
+    ["an unknown interval", { interval: "fortnight" }, "interval"],
+    ["intervalCount 0", { intervalCount: 0 }, "intervalCount"],
+    ["intervalCount 366", { intervalCount: 366 }, "intervalCount"],
+    ["a fractional intervalCount", { intervalCount: 1.5 }, "intervalCount"],
+    ["negative trialDays", { trialDays: -1 }, "trialDays"],
+    ["trialDays 731", { trialDays: 731 }, "trialDays"],
+    ["a code with capitals", { code: "Pro Monthly" }, "code"],
+    ["a code over 64 characters", { code: "x".repeat(65) }, "code"],
+    ["an empty name", { name: "" }, "name"],
+    ["a blank name", { name: "  " }, "name"],
+    ["a name over 200 characters", { name: "x".repeat(201) }, "name"],
+    ["a control character in the description", { description: "a\u0007b" }, "description"],
+    ["a description over 2,000 characters", { description: "x".repeat(2001) }, "description"],
+    ["an unknown field", { active: false }, "active"],
+    ["another unknown field", { price: 5 }, "price"],
+  ])("creating a plan with %s → 400 naming %s", async (_case, extra, field) => {
+    const res = await call("POST", "/api/v1/billing/plans", { as: admin, body: newPlan(extra) })
+    expect(res.status, JSON.stringify(res.body)).toBe(400)
+    expect(res.body.code).toBe("validation_failed")
+    expect(res.body.errors?.map((e) => e.path)).toContain(field)
+  })
+
+  it("refuses amounts beyond 2^53 - 1 and missing fields, naming them", async () => {
+    // JSON numbers past 2^53 - 1 cannot be held exactly: 9007199254740993 reads as ...992, still beyond the bound.
+    for (const amount of ["9007199254740992", "9007199254740993", "1e300"]) {
+      const raw = JSON.stringify(newPlan({ amount: 0 })).replace('"amount":0', `"amount":${amount}`)
+      const res = await call("POST", "/api/v1/billing/plans", { as: admin, raw })
+      expect(res.status, amount).toBe(400)
+      expect(res.body.errors?.map((e) => e.path)).toContain("amount")
+    }
+    const largest = await call("POST", "/api/v1/billing/plans", {
+      as: admin,
+      body: newPlan({ amount: Number.MAX_SAFE_INTEGER }),
+    })
+    expect(largest.status).toBe(201)
+    expect(largest.body.amount).toBe(Number.MAX_SAFE_INTEGER)
+    const missing = await call("POST", "/api/v1/billing/plans", { as: admin, body: { code: code() } })
+    expect(missing.status).toBe(400)
+    expect(missing.body.errors?.map((e) => e.path)).toEqual(
+      expect.arrayContaining(["name", "amount", "currency", "interval"]),
+    )
+  })
+
+  it("refuses bad ids, cursors, limits and Idempotency-Keys with 400", async () => {
+    const cases: Array<[string, string, { body?: unknown; headers?: Record<string, string> }, string]> = [
+      ["PATCH", "/api/v1/billing/plans/not-a-uuid", { body: {} }, "params.id"],
+      ["GET", "/api/v1/billing/plans?cursor=garbage", {}, "query.cursor"],
+      [
+        "GET",
+        `/api/v1/billing/plans?cursor=${Buffer.from(JSON.stringify({ at: "x'; DROP TABLE plans", id: "y" })).toString("base64url")}`,
+        {},
+        "query.cursor",
+      ],
+      ["GET", "/api/v1/billing/plans?limit=0", {}, "query.limit"],
+      ["GET", "/api/v1/billing/plans?limit=101", {}, "query.limit"],
+      ["POST", "/api/v1/billing/plans", { body: newPlan(), headers: { "idempotency-key": "a b" } }, "Idempotency-Key"],
+    ]
+    for (const [method, path, options, field] of cases) {
+      const res = await call(method, path, { as: admin, ...options })
+      expect(res.status, `${method} ${path} ${JSON.stringify(res.body)}`).toBe(400)
+      expect(
+        res.body.errors?.map((e) => e.path),
+        `${method} ${path}`,
+      ).toContain(field)
+    }
+  })
+})
+
+describe("contract", () => {
+  it("publishes billing's routes in its OpenAPI document, the public list without security", async () => {
+    const document = (await (await fetch(`${billing.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { security?: unknown }>>
+    }
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining(["/api/v1/billing/plans", "/api/v1/billing/plans/{id}"]),
+    )
+    expect(document.paths["/api/v1/billing/plans"]?.get?.security ?? []).toEqual([])
+    expect(document.paths["/api/v1/billing/plans"]?.post?.security).not.toEqual([])
   })
 
   it("refuses what its contract does not serve with a problem, not a stack trace", async () => {
-    const response = await fetch(`${running.url}/api/v1/billing/items`, { method: "DELETE" })
+    const response = await fetch(`${billing.url}/api/v1/billing/plans`, { method: "DELETE" })
     expect(response.status).toBe(405)
     expect(response.headers.get("content-type")).toContain("application/problem+json")
   })

@@ -1,22 +1,62 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
+import { CurrentUser } from "../../shared/access/Authentication.ts"
 import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
+import { DbError } from "../../shared/Db.ts"
+import * as Idempotency from "../../shared/Idempotency.ts"
+import * as Problem from "../../shared/Problem.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { BillingApi } from "./Api.ts"
-import { Items } from "./Items.ts"
+import { Plan } from "./Model.ts"
+import { Plans } from "./Plans.ts"
 
-/** Handlers of the items group. */
-export const ItemsHttp = HttpApiBuilder.group(
+const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
+
+/** The signed-in caller's user id. */
+const caller = Effect.map(Effect.service(CurrentUser), (user) => user.userId)
+
+/**
+ * Runs a create or a payment once per caller and `Idempotency-Key` (none: at once), its answer kept as `schema`:
+ * the work and the kept answer commit together.
+ */
+const once = <A, I, E, R>(
+  idempotency: Idempotency.Idempotency["Service"],
+  headers: { readonly "idempotency-key"?: string | undefined },
+  request: unknown,
+  schema: Schema.Codec<A, I>,
+  work: Effect.Effect<A, E, R>,
+) =>
+  Effect.gen(function* () {
+    const userId = yield* caller
+    const key = yield* Idempotency.keyOf(headers)
+    return yield* idempotency.once({ caller: userId, key, request }, schema, work).pipe(
+      Effect.catchIf(
+        (error): error is DbError => error instanceof DbError,
+        (error: DbError) => unavailable(error),
+      ),
+      // An answer kept under the key that no longer reads as what it was: a defect, not the client's fault.
+      Effect.catchIf(Schema.isSchemaError, (error) => Effect.die(error)),
+    )
+  })
+
+/** Handlers of the plans. */
+export const PlansHttp = HttpApiBuilder.group(
   BillingApi,
-  "items",
+  "plans",
   Effect.fn(function* (handlers) {
-    const items = yield* Items
-    return handlers.handle("list", () => Effect.map(items.newest(50), (list) => ({ items: list })))
+    const plans = yield* Plans
+    const idempotency = yield* Idempotency.Idempotency
+    return handlers
+      .handle("list", ({ query }) => plans.listActive(query))
+      .handle("create", ({ headers, payload }) =>
+        once(idempotency, headers, { route: "plans.create", payload }, Plan, plans.create(payload)),
+      )
+      .handle("update", ({ params, payload }) => plans.update(params.id, payload))
   }),
 )
 
-/** Billing's HTTP routes, ready to serve; needs `Items`. */
+/** Billing's HTTP routes, ready to serve; needs `Plans` and `Idempotency`. */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
-  Layer.provide(ItemsHttp),
+  Layer.provide(PlansHttp),
   Layer.provide(validationProblems),
 )
