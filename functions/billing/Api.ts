@@ -4,8 +4,9 @@ import * as Route from "../../shared/access/Route.ts"
 import * as Contract from "../../shared/Contract.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
 import { Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
-import { Id, Plan } from "./Model.ts"
+import { Id, Invoice, InvoiceStatus, Plan, Subscription, SubscriptionStatus } from "./Model.ts"
 import { manifest } from "./module.ts"
+import { NewPaymentMethod, PaymentDeclined, PaymentMethod } from "./PaymentMethods.ts"
 import { NewPlan, PlanChanges } from "./Plans.ts"
 
 /** `Idempotency-Key` of a create or a payment: the same key and body within 24 h replays the first answer. */
@@ -40,5 +41,80 @@ export class PlansApi extends HttpApiGroup.make("plans")
   )
   .annotate(OpenApi.Description, "Plans: what billing sells, at a price fixed when the plan is made") {}
 
+/** The caller's payment method: saved at the provider from a client-side token. */
+export class PaymentMethodApi extends HttpApiGroup.make("paymentMethod")
+  .add(
+    HttpApiEndpoint.put("save", "/api/v1/billing/payment-method", {
+      payload: NewPaymentMethod,
+      success: PaymentMethod,
+      error: [ValidationFailed, PaymentDeclined, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(
+        OpenApi.Summary,
+        "Save the caller's payment method from a provider token (replaces any earlier one); 402 when declined",
+      ),
+  )
+  .annotate(OpenApi.Description, "The caller's payment method, which billing charges for their invoices") {}
+
+/** Subscriptions: the caller's own, or everyone's with billing.subscription.read.any. */
+export class SubscriptionsApi extends HttpApiGroup.make("subscriptions")
+  .add(
+    HttpApiEndpoint.get("mine", "/api/v1/billing/subscriptions/me", {
+      query: { ...pageQuery, status: Schema.optional(SubscriptionStatus) },
+      success: Page(Subscription),
+      error: [ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "The caller's subscriptions, newest first (`?status=`)"),
+    HttpApiEndpoint.get("list", "/api/v1/billing/subscriptions", {
+      query: { ...pageQuery, customerId: Schema.optional(Id), status: Schema.optional(SubscriptionStatus) },
+      success: Page(Subscription),
+      error: [ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.requires("billing.subscription.read.any"))
+      .annotate(OpenApi.Summary, "Everyone's subscriptions, newest first (`?customerId=&status=`)"),
+    HttpApiEndpoint.get("get", "/api/v1/billing/subscriptions/:id", {
+      params: { id: Id },
+      success: Subscription,
+      error: [NotFound, ValidationFailed, ServiceUnavailable],
+    })
+      // Signed in: the caller's own, or anyone's with billing.subscription.read.any; anyone else's is a 404.
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "A subscription (one's own, or with billing.subscription.read.any)"),
+  )
+  .annotate(OpenApi.Description, "Subscriptions to plans") {}
+
+/** Invoices: the caller's own, or everyone's with billing.invoice.read.any. */
+export class InvoicesApi extends HttpApiGroup.make("invoices")
+  .add(
+    HttpApiEndpoint.get("mine", "/api/v1/billing/invoices/me", {
+      query: { ...pageQuery, status: Schema.optional(InvoiceStatus) },
+      success: Page(Invoice),
+      error: [ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "The caller's invoices, newest first (`?status=`)"),
+    HttpApiEndpoint.get("list", "/api/v1/billing/invoices", {
+      query: { ...pageQuery, customerId: Schema.optional(Id), status: Schema.optional(InvoiceStatus) },
+      success: Page(Invoice),
+      error: [ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.requires("billing.invoice.read.any"))
+      .annotate(OpenApi.Summary, "Everyone's invoices, newest first (`?customerId=&status=`)"),
+    HttpApiEndpoint.get("get", "/api/v1/billing/invoices/:id", {
+      params: { id: Id },
+      success: Invoice,
+      error: [NotFound, ValidationFailed, ServiceUnavailable],
+    })
+      // Signed in: the caller's own, or anyone's with billing.invoice.read.any; anyone else's is a 404.
+      .pipe(Route.signedIn())
+      .annotate(OpenApi.Summary, "An invoice (one's own, or with billing.invoice.read.any)"),
+  )
+  .annotate(OpenApi.Description, "Invoices: one per subscription and period, numbered gaplessly per year") {}
+
 /** Billing's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
-export class BillingApi extends Contract.make(HttpApi.make("billing").add(PlansApi), manifest) {}
+export class BillingApi extends Contract.make(
+  HttpApi.make("billing").add(PlansApi).add(PaymentMethodApi).add(SubscriptionsApi).add(InvoicesApi),
+  manifest,
+) {}

@@ -12,10 +12,21 @@ import { BillingApi } from "./Api.ts"
 import { type BillingConfig, loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
 import { manifest } from "./module.ts"
+import { PaymentMethods } from "./PaymentMethods.ts"
 import { Plans } from "./Plans.ts"
+import * as Providers from "./Providers.ts"
+import { Reads } from "./Reads.ts"
 
-/** Billing's domain: plans over their table and the outbox. */
-export const DomainLive = () => Plans.layer.pipe(Layer.provide(Outbox.layer(manifest)))
+/**
+ * Billing's domain: plans (events through the outbox), the reads of subscriptions and invoices, customers' payment
+ * methods through the provider BILLING_PAYMENT_PROVIDER chooses.
+ */
+export const DomainLive = (config: BillingConfig) =>
+  Layer.mergeAll(
+    Plans.layer.pipe(Layer.provide(Outbox.layer(manifest))),
+    Reads.layer,
+    PaymentMethods.layer.pipe(Layer.provide(Providers.layer(config))),
+  )
 
 /**
  * How billing enforces its own routes (zero trust): bearer tokens against auth's JWKS and the session revocations, and
@@ -51,7 +62,7 @@ export const app = FunctionApp.define({
   http: HttpLive,
   background: Background,
   services: (config, runtime) =>
-    DomainLive().pipe(
+    DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
       Layer.provideMerge(Idempotency.layer),

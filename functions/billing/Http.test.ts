@@ -45,9 +45,46 @@ type Plan = {
   active: boolean
   createdAt: string
 }
-type Problem = { status: number; code: string; detail?: string; errors?: Array<{ path: string; message: string }> }
+type Subscription = {
+  id: string
+  customerId: string
+  planId: string
+  status: string
+  currentPeriodStart: string
+  currentPeriodEnd: string
+  trialEnd: string | null
+  cancelAtPeriodEnd: boolean
+  canceledAt: string | null
+  createdAt: string
+}
+type Invoice = {
+  id: string
+  number: string | null
+  subscriptionId: string
+  customerId: string
+  status: string
+  currency: string
+  lines: Array<{ description: string; amount: number; quantity: number; periodStart: string; periodEnd: string }>
+  subtotal: number
+  total: number
+  amountPaid: number
+  amountDue: number
+  periodStart: string
+  periodEnd: string
+  attempts: number
+  nextAttemptAt: string | null
+  paidAt: string | null
+  createdAt: string
+}
+type Problem = {
+  status: number
+  code: string
+  detail?: string
+  declineCode?: string
+  errors?: Array<{ path: string; message: string }>
+}
 type Page<A> = { items: Array<A>; nextCursor: string | null }
-type Body = Plan & Problem & Page<Plan>
+type Body = Plan & Subscription & Invoice & Problem & Page<any> & { provider: string; brand: string; last4: string }
 
 const call = async (
   method: string,
@@ -218,6 +255,186 @@ describe("plans", () => {
     const clerks = await call("PATCH", `/api/v1/billing/plans/${plan.id}`, { as: clerk, body: { name: "x" } })
     expect(clerks.status).toBe(403)
     expect(clerks.body.code).toBe("forbidden")
+  })
+})
+
+describe("payment method", () => {
+  it("saves the caller's method from a token (200, what to show of it) and replaces it on the next PUT", async () => {
+    const saved = await call("PUT", "/api/v1/billing/payment-method", { as: alice, body: { token: "tok_visa" } })
+    expect(saved.status, JSON.stringify(saved.body)).toBe(200)
+    expect(saved.body).toEqual({ provider: "test", brand: "visa", last4: "4242" })
+    const again = await call("PUT", "/api/v1/billing/payment-method", {
+      as: alice,
+      body: { token: "tok_insufficient_funds" },
+    })
+    expect(again.body).toEqual({ provider: "test", brand: "visa", last4: "9995" })
+    const rows = await sql(
+      `SELECT provider, payment_method_ref, last4 FROM ${schema}.payment_methods WHERE customer_id = $1`,
+      [alice],
+    )
+    expect(rows).toEqual([{ provider: "test", payment_method_ref: "pm_test_tok_insufficient_funds", last4: "9995" }])
+  })
+
+  it("refuses a token the provider does not know (400 naming token), no token, and an anonymous caller", async () => {
+    const unknown = await call("PUT", "/api/v1/billing/payment-method", { as: bob, body: { token: "tok_nonsense" } })
+    expect(unknown.status).toBe(400)
+    expect(unknown.body.errors?.map((e) => e.path)).toEqual(["token"])
+    for (const body of [{}, { token: "" }, { token: "has space" }, { token: "x".repeat(256) }, { token: 4242 }]) {
+      const bad = await call("PUT", "/api/v1/billing/payment-method", { as: bob, body })
+      expect(bad.status, JSON.stringify(body)).toBe(400)
+      expect(bad.body.errors?.map((e) => e.path)).toContain("token")
+    }
+    const extra = await call("PUT", "/api/v1/billing/payment-method", {
+      as: bob,
+      body: { token: "tok_visa", cvc: "1" },
+    })
+    expect(extra.status).toBe(400)
+    expect(extra.body.errors?.map((e) => e.path)).toContain("cvc")
+    expect((await sql(`SELECT 1 FROM ${schema}.payment_methods WHERE customer_id = $1`, [bob])).length).toBe(0)
+    expect((await call("PUT", "/api/v1/billing/payment-method", { body: { token: "tok_visa" } })).status).toBe(401)
+  })
+})
+
+// Subscriptions and invoices as the engine writes them (Lifecycle.ts), written here directly: the reads and their
+// ownership rules are what this part tests.
+const insertSubscription = async (customerId: string, planId: string, status = "active") => {
+  const [row] = await sql(
+    `INSERT INTO ${schema}.subscriptions (customer_id, plan_id, status, current_period_start, current_period_end,
+       canceled_at)
+     VALUES ($1, $2, $3, now(), now() + interval '1 month', CASE WHEN $3 = 'canceled' THEN now() END) RETURNING id`,
+    [customerId, planId, status],
+  )
+  return row.id as string
+}
+const insertInvoice = async (subscriptionId: string, customerId: string, status = "open") => {
+  const [row] = await sql(
+    `INSERT INTO ${schema}.invoices (number, subscription_id, customer_id, status, reason, currency, lines, subtotal,
+       total, amount_paid, amount_due, period_start, period_end, paid_at)
+     VALUES (CASE WHEN $3 <> 'draft' THEN 'T-' || gen_random_uuid() END, $1, $2, $3, 'subscription_create', 'EUR',
+       $4, 1999, 1999, CASE WHEN $3 = 'paid' THEN 1999 ELSE 0 END, CASE WHEN $3 = 'paid' THEN 0 ELSE 1999 END,
+       now() + make_interval(secs => random() * 1e6), now() + interval '10 years',
+       CASE WHEN $3 = 'paid' THEN now() END)
+     RETURNING id`,
+    [
+      subscriptionId,
+      customerId,
+      status,
+      JSON.stringify([
+        {
+          description: "Pro",
+          amount: 1999,
+          quantity: 1,
+          periodStart: "2026-01-01T00:00:00.000Z",
+          periodEnd: "2026-02-01T00:00:00.000Z",
+        },
+      ]),
+    ],
+  )
+  return row.id as string
+}
+
+describe("reading subscriptions and invoices", () => {
+  let plan: Plan
+  const carol = randomUUID() // a customer of her own, for the filters
+  const owned: { sub: string; inv: Array<string>; bobSub: string; bobInv: string } = {
+    sub: "",
+    inv: [],
+    bobSub: "",
+    bobInv: "",
+  }
+  beforeAll(async () => {
+    plan = await createPlan()
+    owned.sub = await insertSubscription(carol, plan.id)
+    owned.inv = [await insertInvoice(owned.sub, carol, "paid"), await insertInvoice(owned.sub, carol, "open")]
+    owned.bobSub = await insertSubscription(bob, plan.id, "past_due")
+    owned.bobInv = await insertInvoice(owned.bobSub, bob, "open")
+    headers[carol] = await billing.as(carol)
+  })
+
+  it("lists the caller's own, newest first, with ?status=", async () => {
+    const subs = await call("GET", "/api/v1/billing/subscriptions/me", { as: carol })
+    expect(subs.status, JSON.stringify(subs.body)).toBe(200)
+    expect(subs.body.items.map((s: Subscription) => s.id)).toEqual([owned.sub])
+    expect(subs.body.items[0]).toMatchObject({ customerId: carol, planId: plan.id, status: "active", trialEnd: null })
+    expect(subs.body.nextCursor).toBeNull()
+    const invoices = await call("GET", "/api/v1/billing/invoices/me", { as: carol })
+    expect(invoices.body.items.map((i: Invoice) => i.id)).toEqual([...owned.inv].reverse())
+    expect(invoices.body.items[1]).toMatchObject({ status: "paid", total: 1999, amountPaid: 1999, amountDue: 0 })
+    const open = await call("GET", "/api/v1/billing/invoices/me?status=open", { as: carol })
+    expect(open.body.items.map((i: Invoice) => i.id)).toEqual([owned.inv[1]])
+    expect((await call("GET", "/api/v1/billing/subscriptions/me?status=canceled", { as: carol })).body.items).toEqual(
+      [],
+    )
+    // Someone with none has an empty list, not everyone's.
+    expect((await call("GET", "/api/v1/billing/invoices/me", { as: clerk })).body).toEqual({
+      items: [],
+      nextCursor: null,
+    })
+  })
+
+  it("reads one's own by id; another's is 404 (not 403) unless the caller may read any", async () => {
+    const own = await call("GET", `/api/v1/billing/invoices/${owned.inv[0]}`, { as: carol })
+    expect(own.status).toBe(200)
+    expect(own.body).toMatchObject({ id: owned.inv[0], customerId: carol, subscriptionId: owned.sub })
+    expect(own.body.lines).toHaveLength(1)
+    expect((await call("GET", `/api/v1/billing/subscriptions/${owned.sub}`, { as: carol })).status).toBe(200)
+    for (const path of [`/api/v1/billing/subscriptions/${owned.bobSub}`, `/api/v1/billing/invoices/${owned.bobInv}`]) {
+      const theirs = await call("GET", path, { as: carol })
+      expect(theirs.status, path).toBe(404)
+      expect(theirs.body.code).toBe("not_found")
+      const missing = await call("GET", path.replace(/[^/]+$/, randomUUID()), { as: carol })
+      expect(missing.body).toEqual({ ...theirs.body, detail: missing.body.detail })
+      expect((await call("GET", path, { as: admin })).status, path).toBe(200)
+      expect((await call("GET", path)).status, path).toBe(401)
+    }
+  })
+
+  it("lists everyone's with the .read.any permission, filtered by ?customerId=&status=, in pages", async () => {
+    const bobs = await call("GET", `/api/v1/billing/subscriptions?customerId=${bob}`, { as: admin })
+    expect(bobs.status).toBe(200)
+    expect(bobs.body.items.map((s: Subscription) => s.id)).toEqual([owned.bobSub])
+    const pastDue = await call("GET", "/api/v1/billing/subscriptions?status=past_due", { as: admin })
+    expect(pastDue.body.items.map((s: Subscription) => s.id)).toContain(owned.bobSub)
+    expect(pastDue.body.items.every((s: Subscription) => s.status === "past_due")).toBe(true)
+    const carols = await call("GET", `/api/v1/billing/invoices?customerId=${carol}&status=open`, { as: admin })
+    expect(carols.body.items.map((i: Invoice) => i.id)).toEqual([owned.inv[1]])
+    // Pages of one: every invoice once, newest first.
+    const seen: Array<string> = []
+    let cursor: string | null = null
+    do {
+      const page = await call("GET", `/api/v1/billing/invoices?limit=1${cursor ? `&cursor=${cursor}` : ""}`, {
+        as: admin,
+      })
+      expect(page.status).toBe(200)
+      seen.push(...page.body.items.map((i: Invoice) => i.id))
+      cursor = page.body.nextCursor
+    } while (cursor !== null)
+    expect(seen).toEqual(expect.arrayContaining([...owned.inv, owned.bobInv]))
+    expect(new Set(seen).size).toBe(seen.length)
+    const times = (await sql(`SELECT id FROM ${schema}.invoices ORDER BY created_at DESC, id DESC`)).map((r) => r.id)
+    expect(seen).toEqual(times)
+    expect((await call("GET", "/api/v1/billing/invoices", { as: carol })).status).toBe(403)
+    expect((await call("GET", "/api/v1/billing/subscriptions", { as: carol })).status).toBe(403)
+    expect((await call("GET", "/api/v1/billing/subscriptions")).status).toBe(401)
+  })
+
+  it("refuses bad ids, filters and cursors with 400 naming them", async () => {
+    const cases: Array<[string, string]> = [
+      ["/api/v1/billing/subscriptions/not-a-uuid", "params.id"],
+      ["/api/v1/billing/invoices/1", "params.id"],
+      ["/api/v1/billing/subscriptions?customerId=bob", "query.customerId"],
+      ["/api/v1/billing/subscriptions?status=unpaid", "query.status"],
+      ["/api/v1/billing/invoices?status=overdue", "query.status"],
+      ["/api/v1/billing/invoices/me?status=late", "query.status"],
+      ["/api/v1/billing/invoices/me?cursor=xyz", "query.cursor"],
+      ["/api/v1/billing/subscriptions/me?limit=1000", "query.limit"],
+      ["/api/v1/billing/invoices/me?customerId=" + bob, "customerId"],
+    ]
+    for (const [path, field] of cases) {
+      const res = await call("GET", path, { as: admin })
+      expect(res.status, `${path} ${JSON.stringify(res.body)}`).toBe(400)
+      expect(res.body.errors?.map((e) => e.path).join(" "), path).toContain(field)
+    }
   })
 })
 

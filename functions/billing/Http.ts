@@ -1,6 +1,7 @@
 import { Effect, Layer, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { CurrentUser } from "../../shared/access/Authentication.ts"
+import { Permissions } from "../../shared/access/Permissions.ts"
 import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import { DbError } from "../../shared/Db.ts"
 import * as Idempotency from "../../shared/Idempotency.ts"
@@ -8,7 +9,9 @@ import * as Problem from "../../shared/Problem.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { BillingApi } from "./Api.ts"
 import { Plan } from "./Model.ts"
+import { PaymentMethods } from "./PaymentMethods.ts"
 import { Plans } from "./Plans.ts"
+import { Reads } from "./Reads.ts"
 
 const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
@@ -55,8 +58,60 @@ export const PlansHttp = HttpApiBuilder.group(
   }),
 )
 
-/** Billing's HTTP routes, ready to serve; needs `Plans` and `Idempotency`. */
+/** Handler of the caller's payment method. */
+export const PaymentMethodHttp = HttpApiBuilder.group(
+  BillingApi,
+  "paymentMethod",
+  Effect.fn(function* (handlers) {
+    const methods = yield* PaymentMethods
+    return handlers.handle("save", ({ payload }) =>
+      Effect.flatMap(caller, (userId) => methods.save(userId, payload.token)),
+    )
+  }),
+)
+
+// The Permissions the app is built with (a test's stand-in or authz), for the ownership rules asked per call.
+const withPermissions = Effect.map(
+  Effect.service(Permissions),
+  (permissions) =>
+    <A, E>(effect: Effect.Effect<A, E, Permissions>) =>
+      Effect.provideService(effect, Permissions, permissions),
+)
+
+/** Handlers of the subscriptions' reads (the writes are the engine's, Lifecycle.ts). */
+export const SubscriptionsHttp = HttpApiBuilder.group(
+  BillingApi,
+  "subscriptions",
+  Effect.fn(function* (handlers) {
+    const reads = yield* Reads
+    const provide = yield* withPermissions
+    return handlers
+      .handle("mine", ({ query }) =>
+        Effect.flatMap(caller, (userId) => reads.subscriptions({ ...query, customerId: userId })),
+      )
+      .handle("list", ({ query }) => reads.subscriptions(query))
+      .handle("get", ({ params }) => Effect.flatMap(caller, (userId) => provide(reads.subscription(userId, params.id))))
+  }),
+)
+
+/** Handlers of the invoices' reads (the writes are the engine's, Lifecycle.ts). */
+export const InvoicesHttp = HttpApiBuilder.group(
+  BillingApi,
+  "invoices",
+  Effect.fn(function* (handlers) {
+    const reads = yield* Reads
+    const provide = yield* withPermissions
+    return handlers
+      .handle("mine", ({ query }) =>
+        Effect.flatMap(caller, (userId) => reads.invoices({ ...query, customerId: userId })),
+      )
+      .handle("list", ({ query }) => reads.invoices(query))
+      .handle("get", ({ params }) => Effect.flatMap(caller, (userId) => provide(reads.invoice(userId, params.id))))
+  }),
+)
+
+/** Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Idempotency` and `Permissions`. */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
-  Layer.provide(PlansHttp),
+  Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp]),
   Layer.provide(validationProblems),
 )
