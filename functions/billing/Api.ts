@@ -7,6 +7,7 @@ import { Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, Validatio
 import { Id, Invoice, InvoiceStatus, Plan, Subscription, SubscriptionStatus } from "./Model.ts"
 import { manifest } from "./module.ts"
 import { NewPaymentMethod, PaymentDeclined, PaymentMethod } from "./PaymentMethods.ts"
+import { PlanChangeApi } from "./PlanChangeApi.ts"
 import { NewPlan, PlanChanges } from "./Plans.ts"
 
 /** `Idempotency-Key` of a create or a payment: the same key and body within 24 h replays the first answer. */
@@ -115,6 +116,6 @@ export class InvoicesApi extends HttpApiGroup.make("invoices")
 
 /** Billing's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
 export class BillingApi extends Contract.make(
-  HttpApi.make("billing").add(PlansApi).add(PaymentMethodApi).add(SubscriptionsApi).add(InvoicesApi),
+  HttpApi.make("billing").add(PlansApi).add(PaymentMethodApi).add(SubscriptionsApi).add(InvoicesApi).add(PlanChangeApi),
   manifest,
 ) {}

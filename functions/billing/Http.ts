@@ -10,6 +10,7 @@ import { validationProblems } from "../../shared/Server.ts"
 import { BillingApi } from "./Api.ts"
 import { Plan } from "./Model.ts"
 import { PaymentMethods } from "./PaymentMethods.ts"
+import { PlanChangeHttp } from "./PlanChangeHttp.ts"
 import { Plans } from "./Plans.ts"
 import { Reads } from "./Reads.ts"
 
@@ -112,6 +113,6 @@ export const InvoicesHttp = HttpApiBuilder.group(
 
 /** Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Idempotency` and `Permissions`. */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
-  Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp]),
+  Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp, PlanChangeHttp]),
   Layer.provide(validationProblems),
 )

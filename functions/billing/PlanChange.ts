@@ -310,8 +310,8 @@ export class PlanChanges extends Context.Service<
           const paid = total === 0
           const [invoice] = yield* db.query<{ id: string }>(
             `INSERT INTO ${t("invoices")} (number, subscription_id, customer_id, status, reason, currency, lines,
-               subtotal, total, amount_due, period_start, period_end, next_attempt_at, paid_at)
-             VALUES ($1, $2, $3, $4, 'subscription_cycle', $5, $6, $7, $8, $8, $9, $10, $11, $12)
+               subtotal, total, amount_due, period_start, period_end, next_attempt_at, paid_at, created_at)
+             VALUES ($1, $2, $3, $4, 'subscription_cycle', $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (subscription_id, period_start) DO NOTHING
              RETURNING id`,
             [
@@ -327,6 +327,8 @@ export class PlanChanges extends Context.Service<
               outcome.newPeriod.end,
               paid ? null : at,
               paid ? at : null,
+              // Made at the subscription's time (its test clock's), as the engine's invoices are.
+              at,
             ],
           )
           if (invoice === undefined) {

@@ -1,0 +1,204 @@
+import { randomUUID } from "node:crypto"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { sql } from "../../shared/testing/harness.ts"
+import { type BillingUnderTest, freshBillingSchema, startBilling } from "./testing/billingApp.ts"
+
+// The plan-change routes as main.ts runs billing, on the real Postgres: the preview and the change over HTTP, their
+// ownership rule (authz's answers stood in for) and bad input. Subscriptions live on test clocks (written here
+// directly, as the engine makes them), so the preview and the change see one instant.
+
+const admin = randomUUID() // billing.subscription.update.any
+const alice = randomUUID() // a customer
+const bob = randomUUID() // another customer
+const grants = { [admin]: ["billing.subscription.update.any", "billing.subscription.read.any"] }
+
+const schema = freshBillingSchema()
+let billing: BillingUnderTest
+const headers: Record<string, Record<string, string>> = {}
+
+type Line = { description: string; amount: number; quantity: number; periodStart: string; periodEnd: string }
+type Body = {
+  lines: Array<Line>
+  total: number
+  currency: string
+  subscription: { id: string; planId: string; currentPeriodStart: string; currentPeriodEnd: string }
+  invoiceId: string | null
+  status: number
+  code: string
+  detail?: string
+  errors?: Array<{ path: string; message: string }>
+}
+
+const call = async (
+  method: string,
+  path: string,
+  options: { as?: string; body?: unknown; headers?: Record<string, string> } = {},
+) => {
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+  const response = await fetch(`${billing.url}${path}`, {
+    method,
+    headers: {
+      ...(options.as ? headers[options.as] : {}),
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...options.headers,
+    },
+    ...(body === undefined ? {} : { body }),
+  })
+  const text = await response.text()
+  return { status: response.status, body: (text === "" ? {} : JSON.parse(text)) as Body }
+}
+
+const plans: Record<string, string> = {}
+const insertPlan = async (code: string, amount: number, extra: { interval?: string; active?: boolean } = {}) => {
+  const [row] = await sql(
+    `INSERT INTO ${schema}.plans (code, name, amount, currency, interval_unit, active, interval_count)
+     VALUES ($1, $2, $3, 'EUR', $4, $5, 1) RETURNING id`,
+    [`${code.toLowerCase()}-${randomUUID().slice(0, 8)}`, code, amount, extra.interval ?? "month", extra.active ?? true],
+  )
+  plans[code] = row.id
+}
+
+/** A subscription of `customer` on a fresh test clock at `at`, in January 2027. */
+const subscribe = async (customer: string, planCode: string, at: string, status = "active") => {
+  const [clock] = await sql(
+    `INSERT INTO ${schema}.test_clocks (frozen_time, created_by) VALUES ($1, $2) RETURNING id`,
+    [at, admin],
+  )
+  const [row] = await sql(
+    `INSERT INTO ${schema}.subscriptions (customer_id, plan_id, status, current_period_start, current_period_end,
+       canceled_at, test_clock_id)
+     VALUES ($1, $2, $3, '2027-01-01T00:00:00Z', '2027-02-01T00:00:00Z',
+       CASE WHEN $3 = 'canceled' THEN '2027-01-01T00:00:00Z'::timestamptz END, $4)
+     RETURNING id`,
+    [customer, plans[planCode], status, clock.id],
+  )
+  return { id: row.id as string, clock: clock.id as string }
+}
+
+const pending = async (subscriptionId: string): Promise<Array<Line>> =>
+  (
+    await sql(
+      `SELECT description, amount, quantity, period_start, period_end FROM ${schema}.pending_lines
+       WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, amount`,
+      [subscriptionId],
+    )
+  ).map((row) => ({
+    description: row.description,
+    amount: Number(row.amount),
+    quantity: row.quantity,
+    periodStart: row.period_start.toISOString(),
+    periodEnd: row.period_end.toISOString(),
+  }))
+
+const previewPath = (id: string, planId: string) =>
+  `/api/v1/billing/subscriptions/${id}/change-plan/preview?planId=${encodeURIComponent(planId)}`
+const changePath = (id: string) => `/api/v1/billing/subscriptions/${id}/change-plan`
+
+beforeAll(async () => {
+  billing = await startBilling({ grants, schema })
+  for (const user of [admin, alice, bob]) headers[user] = await billing.as(user)
+  await insertPlan("Basic", 1000)
+  await insertPlan("Pro", 3000)
+  await insertPlan("Premium", 5000)
+  await insertPlan("Annual", 10_000, { interval: "year" })
+  await insertPlan("Retired", 2000, { active: false })
+}, 60_000)
+afterAll(() => billing?.close())
+
+describe("plan change over HTTP", () => {
+  // Each case: the preview's answer is exactly what the change then wrote as pending lines and answered.
+  it.each([
+    ["upgrade", "Basic", "Pro", "2027-01-16T00:00:00Z", 1032],
+    ["downgrade", "Pro", "Basic", "2027-01-16T00:00:00Z", -1032],
+    ["last second", "Basic", "Premium", "2027-01-31T23:59:59Z", 0],
+  ] as const)("%s: the preview is what the change writes", async (_, from, to, at, total) => {
+    const sub = await subscribe(alice, from, at)
+    const preview = await call("GET", previewPath(sub.id, plans[to] ?? ""), { as: alice })
+    expect(preview.status, JSON.stringify(preview.body)).toBe(200)
+    expect(preview.body.total).toBe(total)
+    const change = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans[to] } })
+    expect(change.status, JSON.stringify(change.body)).toBe(200)
+    expect(await pending(sub.id)).toEqual(preview.body.lines)
+    expect({ lines: change.body.lines, total: change.body.total, currency: change.body.currency }).toEqual(preview.body)
+    expect(change.body.subscription.planId).toBe(plans[to])
+  })
+
+  it("same day twice: the second preview credits the first change's plan, and is what the second writes", async () => {
+    const sub = await subscribe(alice, "Basic", "2027-01-16T10:00:00Z")
+    expect((await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Pro } })).status).toBe(200)
+    await sql(`UPDATE ${schema}.test_clocks SET frozen_time = '2027-01-16T15:00:00Z' WHERE id = $1`, [sub.clock])
+    const preview = await call("GET", previewPath(sub.id, plans.Premium ?? ""), { as: alice })
+    expect(preview.body.lines.map((line) => line.description)).toEqual([
+      "Unused time on Pro after 2027-01-16T15:00:00Z",
+      "Remaining time on Premium after 2027-01-16T15:00:00Z",
+    ])
+    const before = (await pending(sub.id)).length
+    expect((await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Premium } })).status).toBe(200)
+    expect((await pending(sub.id)).slice(before)).toEqual(preview.body.lines)
+  })
+
+  it("resets the cycle for another interval: the new period from now, invoiced now", async () => {
+    const sub = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z")
+    const change = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Annual } })
+    expect(change.status, JSON.stringify(change.body)).toBe(200)
+    expect(change.body.subscription).toMatchObject({
+      currentPeriodStart: "2027-01-16T00:00:00.000Z",
+      currentPeriodEnd: "2028-01-16T00:00:00.000Z",
+    })
+    const invoice = await call("GET", `/api/v1/billing/invoices/${change.body.invoiceId}`, { as: alice })
+    expect(invoice.status).toBe(200)
+    expect(invoice.body.lines).toEqual(change.body.lines)
+  })
+
+  it("lets the customer and update.any change it; anyone else gets a 404, no token a 401", async () => {
+    const sub = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z")
+    expect((await call("GET", previewPath(sub.id, plans.Pro ?? ""), { as: bob })).status).toBe(404)
+    expect((await call("POST", changePath(sub.id), { as: bob, body: { planId: plans.Pro } })).status).toBe(404)
+    expect((await call("GET", previewPath(sub.id, plans.Pro ?? ""))).status).toBe(401)
+    expect((await call("POST", changePath(sub.id), { body: { planId: plans.Pro } })).status).toBe(401)
+    expect((await call("GET", previewPath(sub.id, plans.Pro ?? ""), { as: admin })).status).toBe(200)
+    expect((await call("POST", changePath(sub.id), { as: admin, body: { planId: plans.Pro } })).status).toBe(200)
+    expect(await pending(sub.id)).toHaveLength(2)
+  })
+
+  it("replays a change under its Idempotency-Key; another plan under the key is a 422", async () => {
+    const sub = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z")
+    const key = { "idempotency-key": randomUUID() }
+    const first = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Pro }, headers: key })
+    const again = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Pro }, headers: key })
+    expect(first.status).toBe(200)
+    expect(again).toEqual(first)
+    expect(await pending(sub.id)).toHaveLength(2)
+    const other = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Premium }, headers: key })
+    expect(other.status).toBe(422)
+  })
+
+  it("answers bad input with a 4xx naming it", async () => {
+    const sub = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z")
+    const canceled = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z", "canceled")
+    // planId not a UUID: 400 naming it, in the query and in the body.
+    const badQuery = await call("GET", previewPath(sub.id, "pro"), { as: alice })
+    expect(badQuery.status).toBe(400)
+    expect(badQuery.body.errors?.map((e) => e.path)).toEqual(["query.planId"])
+    const badBody = await call("POST", changePath(sub.id), { as: alice, body: { planId: "pro" } })
+    expect(badBody.status).toBe(400)
+    expect(badBody.body.errors?.map((e) => e.path)).toContain("planId")
+    const missing = await call("POST", changePath(sub.id), { as: alice, body: {} })
+    expect(missing.status).toBe(400)
+    expect(missing.body.errors?.map((e) => e.path)).toContain("planId")
+    expect(
+      (await call("GET", `/api/v1/billing/subscriptions/nope/change-plan/preview?planId=${plans.Pro}`, { as: alice }))
+        .status,
+    ).toBe(400)
+    // An unknown plan is a 404, an archived one a 409, and so is a canceled subscription.
+    const unknown = await call("POST", changePath(sub.id), { as: alice, body: { planId: randomUUID() } })
+    expect([unknown.status, unknown.body.detail]).toEqual([404, expect.stringMatching(/no plan/)])
+    const retired = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Retired } })
+    expect([retired.status, retired.body.detail]).toEqual([409, expect.stringMatching(/archived/)])
+    const ended = await call("GET", previewPath(canceled.id, plans.Pro ?? ""), { as: alice })
+    expect([ended.status, ended.body.detail]).toEqual([409, expect.stringMatching(/canceled/)])
+    expect((await call("POST", changePath(canceled.id), { as: alice, body: { planId: plans.Pro } })).status).toBe(409)
+    expect((await call("POST", changePath(randomUUID()), { as: alice, body: { planId: plans.Pro } })).status).toBe(404)
+    expect(await pending(sub.id)).toEqual([])
+  })
+})
