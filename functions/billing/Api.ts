@@ -3,7 +3,14 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "
 import * as Route from "../../shared/access/Route.ts"
 import * as Contract from "../../shared/Contract.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
-import { Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import {
+  Conflict,
+  Forbidden,
+  IdempotencyKeyReused,
+  NotFound,
+  ServiceUnavailable,
+  ValidationFailed,
+} from "../../shared/Problem.ts"
 import { Id, Invoice, InvoiceStatus, Plan, Subscription, SubscriptionStatus } from "./Model.ts"
 import { manifest } from "./module.ts"
 import { NewPaymentMethod, PaymentDeclined, PaymentMethod } from "./PaymentMethods.ts"
@@ -58,6 +65,12 @@ export class PaymentMethodApi extends HttpApiGroup.make("paymentMethod")
   )
   .annotate(OpenApi.Description, "The caller's payment method, which billing charges for their invoices") {}
 
+/** What a customer sends to subscribe: an active plan, and (with billing.testclock.manage) a test clock to live on. */
+export const NewSubscription = Schema.Struct({ planId: Id, testClockId: Schema.optional(Id) })
+
+/** When a subscription ends: at the end of its current period (the default), or now. */
+export const Cancellation = Schema.Struct({ atPeriodEnd: Schema.optional(Schema.Boolean) })
+
 /** Subscriptions: the caller's own, or everyone's with billing.subscription.read.any. */
 export class SubscriptionsApi extends HttpApiGroup.make("subscriptions")
   .add(
@@ -83,6 +96,29 @@ export class SubscriptionsApi extends HttpApiGroup.make("subscriptions")
       // Signed in: the caller's own, or anyone's with billing.subscription.read.any; anyone else's is a 404.
       .pipe(Route.signedIn())
       .annotate(OpenApi.Summary, "A subscription (one's own, or with billing.subscription.read.any)"),
+    HttpApiEndpoint.post("create", "/api/v1/billing/subscriptions", {
+      headers: idempotencyKey,
+      payload: NewSubscription,
+      success: Subscription.pipe(HttpApiSchema.status(201)),
+      error: [NotFound, Forbidden, Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(
+        OpenApi.Summary,
+        "Subscribe the caller to an active plan; the first invoice is paid at once unless trialing (declined: incomplete)",
+      ),
+    HttpApiEndpoint.post("cancel", "/api/v1/billing/subscriptions/:id/cancel", {
+      params: { id: Id },
+      // No body at all (read as null) cancels at the period's end, as `{}` does.
+      payload: [Cancellation, Schema.Null],
+      success: Subscription,
+      error: [NotFound, Forbidden, Conflict, ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(
+        OpenApi.Summary,
+        "Cancel at the period's end (default) or now (one's own, or with billing.subscription.update.any)",
+      ),
   )
   .annotate(OpenApi.Description, "Subscriptions to plans") {}
 
@@ -111,11 +147,34 @@ export class InvoicesApi extends HttpApiGroup.make("invoices")
       // Signed in: the caller's own, or anyone's with billing.invoice.read.any; anyone else's is a 404.
       .pipe(Route.signedIn())
       .annotate(OpenApi.Summary, "An invoice (one's own, or with billing.invoice.read.any)"),
+    HttpApiEndpoint.post("pay", "/api/v1/billing/invoices/:id/pay", {
+      params: { id: Id },
+      headers: idempotencyKey,
+      success: Invoice,
+      error: [NotFound, Forbidden, Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.signedIn())
+      .annotate(
+        OpenApi.Summary,
+        "A payment attempt now (one's own, or with billing.invoice.update.any); Idempotency-Key honoured",
+      ),
+    HttpApiEndpoint.post("void", "/api/v1/billing/invoices/:id/void", {
+      params: { id: Id },
+      success: Invoice,
+      error: [NotFound, Conflict, ValidationFailed, ServiceUnavailable],
+    })
+      .pipe(Route.requires("billing.invoice.update.any"))
+      .annotate(OpenApi.Summary, "Void an open invoice"),
   )
   .annotate(OpenApi.Description, "Invoices: one per subscription and period, numbered gaplessly per year") {}
 
 /** Billing's HTTP contract; request-decoding failures render as 400 validation_failed problems. */
 export class BillingApi extends Contract.make(
-  HttpApi.make("billing").add(PlansApi).add(PaymentMethodApi).add(SubscriptionsApi).add(InvoicesApi).add(PlanChangeApi),
+  HttpApi.make("billing")
+    .add(PlansApi)
+    .add(PaymentMethodApi)
+    .add(SubscriptionsApi)
+    .add(InvoicesApi)
+    .add(PlanChangeApi),
   manifest,
 ) {}

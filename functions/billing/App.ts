@@ -4,28 +4,41 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { revocationsFor } from "../auth/TokenVerification.ts"
 import { permissionChanges } from "../authz/PermissionChanges.ts"
 import { manifests } from "../registry.ts"
 import { BillingApi } from "./Api.ts"
-import { type BillingConfig, loadConfig } from "./Config.ts"
+import { type BillingConfig, BillingSettings, loadConfig } from "./Config.ts"
 import { HttpLive } from "./Http.ts"
+import { Lifecycle } from "./Lifecycle.ts"
 import { manifest } from "./module.ts"
 import { PaymentMethods } from "./PaymentMethods.ts"
 import { Plans } from "./Plans.ts"
 import * as Providers from "./Providers.ts"
 import { Reads } from "./Reads.ts"
+import { ReceiptRecipients } from "./Receipts.ts"
+import * as Renewals from "./Renewals.ts"
+import { Replays } from "./Replays.ts"
 
 /**
  * Billing's domain: plans (events through the outbox), the reads of subscriptions and invoices, customers' payment
- * methods through the provider BILLING_PAYMENT_PROVIDER chooses.
+ * methods and the engine (Lifecycle.ts) charging through the provider BILLING_PAYMENT_PROVIDER chooses, receipts
+ * queued through the Notifier, and the replays of Idempotency-Keys around the engine's work.
  */
 export const DomainLive = (config: BillingConfig) =>
   Layer.mergeAll(
-    Plans.layer.pipe(Layer.provide(Outbox.layer(manifest))),
+    Plans.layer,
     Reads.layer,
-    PaymentMethods.layer.pipe(Layer.provide(Providers.layer(config))),
+    Replays.layer,
+    PaymentMethods.layer,
+    Lifecycle.layer({ retryScheduleDays: config.retryScheduleDays }),
+    Layer.succeed(BillingSettings, BillingSettings.of({ testClocks: config.testClocks })),
+  ).pipe(
+    Layer.provide(
+      Layer.mergeAll(Outbox.layer(manifest), Providers.layer(config), Notifier.layer, ReceiptRecipients.none),
+    ),
   )
 
 /**
@@ -61,6 +74,8 @@ export const app = FunctionApp.define({
   config: loadConfig,
   http: HttpLive,
   background: Background,
+  // Renewals and payment retries on wall time, every minute (Renewals.ts).
+  jobs: Renewals.jobs,
   services: (config, runtime) =>
     DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),

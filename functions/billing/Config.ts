@@ -1,4 +1,4 @@
-import { Config, type Effect, Option, Schema } from "effect"
+import { Config, Context, type Effect, Option, Schema } from "effect"
 import * as Cfg from "../../shared/Config.ts"
 import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
@@ -66,3 +66,12 @@ export const loadConfig = Cfg.load({
 
 /** Billing's validated configuration. */
 export type BillingConfig = Effect.Success<typeof loadConfig>
+
+/** What billing's handlers need of its configuration. */
+export class BillingSettings extends Context.Service<
+  BillingSettings,
+  {
+    /** Whether test clocks are served (BILLING_TEST_CLOCKS): without them a subscription cannot name one. */
+    readonly testClocks: boolean
+  }
+>()("billing/BillingSettings") {}

@@ -10,6 +10,7 @@ const admin = randomUUID() // creates and archives plans, reads and acts on ever
 const alice = randomUUID() // a customer
 const bob = randomUUID() // another customer
 const clerk = randomUUID() // may create plans, not change them
+const auditor = randomUUID() // reads everyone's subscriptions and invoices, acts on none
 const grants = {
   [admin]: [
     "billing.plan.create",
@@ -18,8 +19,10 @@ const grants = {
     "billing.subscription.update.any",
     "billing.invoice.read.any",
     "billing.invoice.update.any",
+    "billing.testclock.manage",
   ],
   [clerk]: ["billing.plan.create"],
+  [auditor]: ["billing.subscription.read.any", "billing.invoice.read.any"],
 }
 
 const schema = freshBillingSchema()
@@ -28,7 +31,7 @@ const headers: Record<string, Record<string, string>> = {}
 
 beforeAll(async () => {
   billing = await startBilling({ grants, schema })
-  for (const user of [admin, alice, bob, clerk]) headers[user] = await billing.as(user)
+  for (const user of [admin, alice, bob, clerk, auditor]) headers[user] = await billing.as(user)
 }, 60_000)
 afterAll(() => billing?.close())
 
@@ -435,6 +438,218 @@ describe("reading subscriptions and invoices", () => {
       expect(res.status, `${path} ${JSON.stringify(res.body)}`).toBe(400)
       expect(res.body.errors?.map((e) => e.path).join(" "), path).toContain(field)
     }
+  })
+})
+
+describe("subscribing, paying, voiding and canceling (through the engine)", () => {
+  const newCustomer = async (token?: string) => {
+    const id = randomUUID()
+    headers[id] = await billing.as(id)
+    if (token !== undefined) {
+      const saved = await call("PUT", "/api/v1/billing/payment-method", { as: id, body: { token } })
+      expect(saved.status).toBe(200)
+    }
+    return id
+  }
+  const subscribe = async (as: string, body: Record<string, unknown>, extra: Record<string, string> = {}) =>
+    call("POST", "/api/v1/billing/subscriptions", { as, body, headers: extra })
+  const invoicesOf = async (as: string) =>
+    (await call("GET", "/api/v1/billing/invoices/me", { as })).body.items as Array<Invoice>
+  const attemptsOf = async (invoiceId: string) =>
+    (await sql(`SELECT count(*)::int AS n FROM ${schema}.payment_attempts WHERE invoice_id = $1`, [invoiceId]))[0].n
+
+  let plan: Plan
+  beforeAll(async () => {
+    plan = await createPlan({ amount: 2500, currency: "EUR", interval: "month" })
+  })
+
+  it("subscribes with a saved method: 201 active, Location, the first invoice numbered and paid", async () => {
+    const customer = await newCustomer("tok_visa")
+    const res = await subscribe(customer, { planId: plan.id })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    const subscription = res.body as Subscription
+    expect(res.headers.get("location")).toBe(`/api/v1/billing/subscriptions/${subscription.id}`)
+    expect(subscription).toMatchObject({ customerId: customer, planId: plan.id, status: "active", trialEnd: null })
+    const [invoice, ...others] = await invoicesOf(customer)
+    expect(others).toEqual([])
+    expect(invoice).toMatchObject({
+      subscriptionId: subscription.id,
+      status: "paid",
+      currency: "EUR",
+      total: 2500,
+      amountPaid: 2500,
+      amountDue: 0,
+      attempts: 1,
+      periodStart: subscription.currentPeriodStart,
+      periodEnd: subscription.currentPeriodEnd,
+    })
+    expect(invoice!.number).toMatch(/^\d{4}-\d{6,}$/)
+    const read = await call("GET", `/api/v1/billing/subscriptions/${subscription.id}`, { as: customer })
+    expect(read.body).toEqual(subscription)
+  })
+
+  it("answers a repeated Idempotency-Key with the first subscription (one made, one charge), another body with 422", async () => {
+    const customer = await newCustomer("tok_visa")
+    const key = { "idempotency-key": randomUUID() }
+    const first = await subscribe(customer, { planId: plan.id }, key)
+    expect(first.status).toBe(201)
+    const again = await subscribe(customer, { planId: plan.id }, key)
+    expect(again.status).toBe(201)
+    expect(again.body).toEqual(first.body)
+    const rows = await sql(`SELECT count(*)::int AS n FROM ${schema}.subscriptions WHERE customer_id = $1`, [customer])
+    expect(rows[0].n).toBe(1)
+    const charges = await sql(
+      `SELECT count(*)::int AS n FROM ${schema}.test_provider_charges WHERE customer_ref = $1`,
+      [`cus_test_${customer}`],
+    )
+    expect(charges[0].n).toBe(1)
+    const other = await subscribe(customer, { planId: (await createPlan()).id }, key)
+    expect(other.status).toBe(422)
+    expect(other.body.code).toBe("idempotency_key_reused")
+    // A refused request leaves its key free: the same key, once the refusal is mended, works.
+    const late = await newCustomer()
+    const lateKey = { "idempotency-key": randomUUID() }
+    expect((await subscribe(late, { planId: plan.id }, lateKey)).status).toBe(409)
+    await call("PUT", "/api/v1/billing/payment-method", { as: late, body: { token: "tok_visa" } })
+    expect((await subscribe(late, { planId: plan.id }, lateKey)).status).toBe(201)
+  })
+
+  it("answers 409 while a request with the same key is still running (never a second subscription)", async () => {
+    const customer = await newCustomer("tok_visa")
+    const key = { "idempotency-key": randomUUID() }
+    const results = await Promise.all([1, 2, 3].map(() => subscribe(customer, { planId: plan.id }, key)))
+    const statuses = results.map((r) => r.status).sort()
+    expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1)
+    expect(statuses.every((s) => s === 201 || s === 409)).toBe(true)
+    expect(new Set(results.filter((r) => r.status === 201).map((r) => r.body.id)).size).toBe(1)
+    const rows = await sql(`SELECT count(*)::int AS n FROM ${schema}.subscriptions WHERE customer_id = $1`, [customer])
+    expect(rows[0].n).toBe(1)
+  })
+
+  it("starts a trial without an invoice, and refuses what cannot be subscribed to", async () => {
+    const customer = await newCustomer()
+    const trial = await createPlan({ trialDays: 14 })
+    const res = await subscribe(customer, { planId: trial.id })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    expect(res.body.status).toBe("trialing")
+    expect(Date.parse(res.body.trialEnd!) - Date.parse(res.body.currentPeriodStart)).toBe(14 * 86_400_000)
+    expect(await invoicesOf(customer)).toEqual([])
+    // No trial and no saved method: 409.
+    const noMethod = await subscribe(customer, { planId: plan.id })
+    expect(noMethod.status).toBe(409)
+    expect(noMethod.body.detail).toContain("payment method")
+    const archived = await createPlan()
+    await call("PATCH", `/api/v1/billing/plans/${archived.id}`, { as: admin, body: { active: false } })
+    expect((await subscribe(customer, { planId: archived.id })).status).toBe(409)
+    expect((await subscribe(customer, { planId: randomUUID() })).status).toBe(404)
+    for (const body of [{}, { planId: "pro" }, { planId: plan.id, customerId: randomUUID() }]) {
+      const bad = await subscribe(customer, body)
+      expect(bad.status, JSON.stringify(body)).toBe(400)
+    }
+    expect((await call("POST", "/api/v1/billing/subscriptions", { body: { planId: plan.id } })).status).toBe(401)
+  })
+
+  it("puts a subscription on a test clock only for billing.testclock.manage, and only on a clock that exists", async () => {
+    const [clock] = await sql(
+      `INSERT INTO ${schema}.test_clocks (frozen_time, created_by) VALUES ('2030-01-15T10:00:00Z', $1) RETURNING id`,
+      [admin],
+    )
+    const customer = await newCustomer("tok_visa")
+    const refused = await subscribe(customer, { planId: plan.id, testClockId: clock.id })
+    expect(refused.status).toBe(403)
+    await call("PUT", "/api/v1/billing/payment-method", { as: admin, body: { token: "tok_visa" } })
+    const onClock = await subscribe(admin, { planId: plan.id, testClockId: clock.id })
+    expect(onClock.status, JSON.stringify(onClock.body)).toBe(201)
+    expect(onClock.body.currentPeriodStart).toBe("2030-01-15T10:00:00.000Z")
+    expect(onClock.body.currentPeriodEnd).toBe("2030-02-15T10:00:00.000Z")
+    expect((await subscribe(admin, { planId: plan.id, testClockId: randomUUID() })).status).toBe(404)
+  })
+
+  it("a declined first payment leaves the subscription incomplete and the invoice open; /pay with a good method restores active", async () => {
+    const customer = await newCustomer("tok_declined")
+    const res = await subscribe(customer, { planId: plan.id })
+    expect(res.status).toBe(201)
+    expect(res.body.status).toBe("incomplete")
+    const [invoice] = await invoicesOf(customer)
+    expect(invoice).toMatchObject({ status: "open", attempts: 1, amountDue: 2500, amountPaid: 0 })
+    // Another attempt now, still declined: 200 with the invoice as it stands.
+    const declined = await call("POST", `/api/v1/billing/invoices/${invoice!.id}/pay`, { as: customer })
+    expect(declined.status, JSON.stringify(declined.body)).toBe(200)
+    expect(declined.body).toMatchObject({ status: "open", attempts: 2 })
+    await call("PUT", "/api/v1/billing/payment-method", { as: customer, body: { token: "tok_visa" } })
+    const key = { "idempotency-key": randomUUID() }
+    const paid = await call("POST", `/api/v1/billing/invoices/${invoice!.id}/pay`, { as: customer, headers: key })
+    expect(paid.status).toBe(200)
+    expect(paid.body).toMatchObject({ status: "paid", attempts: 3, amountPaid: 2500, amountDue: 0 })
+    expect(paid.body.paidAt).not.toBeNull()
+    // The same key: the same answer, no fourth attempt.
+    const replay = await call("POST", `/api/v1/billing/invoices/${invoice!.id}/pay`, { as: customer, headers: key })
+    expect(replay.body).toEqual(paid.body)
+    expect(await attemptsOf(invoice!.id)).toBe(3)
+    const subscription = await call("GET", `/api/v1/billing/subscriptions/${res.body.id}`, { as: customer })
+    expect(subscription.body.status).toBe("active")
+    // Paid already: a conflict, not another charge.
+    const again = await call("POST", `/api/v1/billing/invoices/${invoice!.id}/pay`, { as: customer })
+    expect(again.status).toBe(409)
+    expect(await attemptsOf(invoice!.id)).toBe(3)
+  })
+
+  it("pays and voids by the rules: own or .update.any to pay, .update.any to void; others' are 404, readers' 403", async () => {
+    const customer = await newCustomer("tok_insufficient_funds")
+    await subscribe(customer, { planId: plan.id })
+    const [invoice] = await invoicesOf(customer)
+    const pay = `/api/v1/billing/invoices/${invoice!.id}/pay`
+    const voidIt = `/api/v1/billing/invoices/${invoice!.id}/void`
+    expect((await call("POST", pay, { as: bob })).status).toBe(404)
+    expect((await call("POST", pay, { as: auditor })).status).toBe(403)
+    expect((await call("POST", pay)).status).toBe(401)
+    expect((await call("POST", voidIt, { as: customer })).status).toBe(403)
+    expect((await call("POST", voidIt, { as: auditor })).status).toBe(403)
+    expect(await attemptsOf(invoice!.id)).toBe(1)
+    const byAdmin = await call("POST", pay, { as: admin })
+    expect(byAdmin.status).toBe(200)
+    expect(byAdmin.body).toMatchObject({ status: "open", attempts: 2 })
+    const voided = await call("POST", voidIt, { as: admin })
+    expect(voided.status, JSON.stringify(voided.body)).toBe(200)
+    expect(voided.body).toMatchObject({ id: invoice!.id, status: "void" })
+    // Void is open → void only; a void invoice is neither paid nor voided again.
+    expect((await call("POST", voidIt, { as: admin })).status).toBe(409)
+    expect((await call("POST", pay, { as: customer })).status).toBe(409)
+    expect((await call("POST", `/api/v1/billing/invoices/${randomUUID()}/void`, { as: admin })).status).toBe(404)
+    expect((await call("POST", "/api/v1/billing/invoices/nope/pay", { as: admin })).status).toBe(400)
+  })
+
+  it("cancels at the period's end by default or now; another's is 404, a reader's 403, twice is 409", async () => {
+    const customer = await newCustomer("tok_visa")
+    const created = await subscribe(customer, { planId: plan.id })
+    const cancel = `/api/v1/billing/subscriptions/${created.body.id}/cancel`
+    expect((await call("POST", cancel, { as: bob, body: {} })).status).toBe(404)
+    expect((await call("POST", cancel, { as: auditor, body: {} })).status).toBe(403)
+    const atEnd = await call("POST", cancel, { as: customer })
+    expect(atEnd.status, JSON.stringify(atEnd.body)).toBe(200)
+    expect(atEnd.body).toMatchObject({ status: "active", cancelAtPeriodEnd: true, canceledAt: null })
+    const now = await call("POST", cancel, { as: admin, body: { atPeriodEnd: false } })
+    expect(now.status).toBe(200)
+    expect(now.body.status).toBe("canceled")
+    expect(now.body.canceledAt).not.toBeNull()
+    expect((await call("POST", cancel, { as: customer, body: { atPeriodEnd: false } })).status).toBe(409)
+    expect((await call("POST", cancel, { as: customer, body: { atPeriodEnd: "no" } })).status).toBe(400)
+  })
+
+  it("publishes its events with the subscription's sequence", async () => {
+    const customer = await newCustomer("tok_visa")
+    const created = await subscribe(customer, { planId: plan.id })
+    const events = (
+      await sql(`SELECT event FROM ${schema}.outbox WHERE event->'data'->>'subscriptionId' = $1 ORDER BY seq`, [
+        created.body.id,
+      ])
+    ).map((row) => row.event as { type: string; data: { sequence: number } })
+    expect(events.map((e) => e.type)).toEqual(
+      expect.arrayContaining(["billing.subscription.created", "billing.invoice.finalized", "billing.invoice.paid"]),
+    )
+    const sequences = events.map((e) => e.data.sequence)
+    expect([...sequences].sort((a, b) => a - b)).toEqual(sequences)
+    expect(new Set(sequences).size).toBe(sequences.length)
   })
 })
 

@@ -1,4 +1,5 @@
 import { Effect, Layer, Schema } from "effect"
+import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { CurrentUser } from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
@@ -6,13 +7,20 @@ import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import { DbError } from "../../shared/Db.ts"
 import * as Idempotency from "../../shared/Idempotency.ts"
 import * as Problem from "../../shared/Problem.ts"
+import { Forbidden, NotFound } from "../../shared/Problem.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { BillingApi } from "./Api.ts"
-import { Plan } from "./Model.ts"
+import { BillingSettings } from "./Config.ts"
+import { Lifecycle } from "./Lifecycle.ts"
+import { Invoice, Plan, Subscription } from "./Model.ts"
 import { PaymentMethods } from "./PaymentMethods.ts"
 import { PlanChangeHttp } from "./PlanChangeHttp.ts"
 import { Plans } from "./Plans.ts"
 import { Reads } from "./Reads.ts"
+import { Replays } from "./Replays.ts"
+
+/** Who may put a subscription on a test clock. */
+const TEST_CLOCKS = "billing.testclock.manage"
 
 const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
@@ -79,14 +87,50 @@ const withPermissions = Effect.map(
       Effect.provideService(effect, Permissions, permissions),
 )
 
-/** Handlers of the subscriptions' reads (the writes are the engine's, Lifecycle.ts). */
+/** Handlers of the subscriptions: reads with their ownership rule, writes through the engine (Lifecycle.ts). */
 export const SubscriptionsHttp = HttpApiBuilder.group(
   BillingApi,
   "subscriptions",
   Effect.fn(function* (handlers) {
     const reads = yield* Reads
+    const lifecycle = yield* Lifecycle
+    const replays = yield* Replays
+    const settings = yield* BillingSettings
+    const permissions = yield* Permissions
     const provide = yield* withPermissions
     return handlers
+      .handle("create", ({ headers, payload }) =>
+        Effect.gen(function* () {
+          const userId = yield* caller
+          if (payload.testClockId !== undefined) {
+            // A subscription on a frozen clock is never renewed on wall time: only who manages clocks may put one there.
+            if (!settings.testClocks) return yield* new NotFound({ detail: "test clocks are off (testClockId)" })
+            if (!(yield* permissions.check(userId, TEST_CLOCKS))) {
+              return yield* new Forbidden({ detail: `a subscription on a test clock needs ${TEST_CLOCKS}` })
+            }
+          }
+          const key = yield* Idempotency.keyOf(headers)
+          const subscription = yield* replays.once(
+            { caller: userId, key, request: { route: "subscriptions.create", payload } },
+            Subscription,
+            Effect.map(
+              lifecycle.subscribe({ customerId: userId, planId: payload.planId, testClockId: payload.testClockId }),
+              (made) => made.subscription,
+            ),
+          )
+          return HttpServerResponse.jsonUnsafe(subscription, {
+            status: 201,
+            headers: { location: `/api/v1/billing/subscriptions/${subscription.id}` },
+          })
+        }),
+      )
+      .handle("cancel", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const userId = yield* caller
+          yield* provide(reads.authorize("subscription", userId, params.id, "billing.subscription.update.any"))
+          return yield* lifecycle.cancel(params.id, { atPeriodEnd: payload?.atPeriodEnd ?? true })
+        }),
+      )
       .handle("mine", ({ query }) =>
         Effect.flatMap(caller, (userId) => reads.subscriptions({ ...query, customerId: userId })),
       )
@@ -95,14 +139,29 @@ export const SubscriptionsHttp = HttpApiBuilder.group(
   }),
 )
 
-/** Handlers of the invoices' reads (the writes are the engine's, Lifecycle.ts). */
+/** Handlers of the invoices: reads with their ownership rule, payments and voiding through the engine. */
 export const InvoicesHttp = HttpApiBuilder.group(
   BillingApi,
   "invoices",
   Effect.fn(function* (handlers) {
     const reads = yield* Reads
+    const lifecycle = yield* Lifecycle
+    const replays = yield* Replays
     const provide = yield* withPermissions
     return handlers
+      .handle("pay", ({ params, headers }) =>
+        Effect.gen(function* () {
+          const userId = yield* caller
+          yield* provide(reads.authorize("invoice", userId, params.id, "billing.invoice.update.any"))
+          const key = yield* Idempotency.keyOf(headers)
+          return yield* replays.once(
+            { caller: userId, key, request: { route: "invoices.pay", id: params.id } },
+            Invoice,
+            lifecycle.collect(params.id, { manual: true }),
+          )
+        }),
+      )
+      .handle("void", ({ params }) => lifecycle.voidInvoice(params.id))
       .handle("mine", ({ query }) =>
         Effect.flatMap(caller, (userId) => reads.invoices({ ...query, customerId: userId })),
       )
@@ -111,7 +170,10 @@ export const InvoicesHttp = HttpApiBuilder.group(
   }),
 )
 
-/** Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Idempotency` and `Permissions`. */
+/**
+ * Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Lifecycle`, `Replays`,
+ * `Idempotency`, `BillingSettings` and `Permissions`.
+ */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp, PlanChangeHttp]),
   Layer.provide(validationProblems),

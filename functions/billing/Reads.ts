@@ -3,7 +3,7 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import { Db } from "../../shared/Db.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
 import * as Problem from "../../shared/Problem.ts"
-import { NotFound, type ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
+import { Forbidden, NotFound, type ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
 import {
   type Invoice,
   type InvoiceRow,
@@ -64,6 +64,16 @@ export class Reads extends Context.Service<
     subscription(viewer: string, id: string): Effect.Effect<Subscription, NotFound | ServiceUnavailable, Permissions>
     /** An invoice the viewer owns or may read with `billing.invoice.read.any`; 404 otherwise. */
     invoice(viewer: string, id: string): Effect.Effect<Invoice, NotFound | ServiceUnavailable, Permissions>
+    /**
+     * Whether the caller may act on a subscription or an invoice: their own, or anyone's with `any`. Otherwise a 403
+     * when they may read it (the `.read.any` permission), a 404 when they may not even see it.
+     */
+    authorize(
+      kind: "subscription" | "invoice",
+      callerId: string,
+      id: string,
+      any: string,
+    ): Effect.Effect<void, NotFound | Forbidden | ServiceUnavailable, Permissions>
   }
 >()("billing/Reads") {
   /** Reads over billing's tables; the ownership rule asks the request's `Permissions`. */
@@ -71,6 +81,9 @@ export class Reads extends Context.Service<
     Reads,
     Effect.gen(function* () {
       const db = yield* Db
+
+      const may = (userId: string, permission: string) =>
+        Effect.flatMap(Effect.service(Permissions), (permissions) => permissions.check(userId, permission))
 
       // A keyset page of `table`, newest first, with the filters the contract validated.
       const list = <R>(table: string, columns: string, query: ListQuery<string>) =>
@@ -116,15 +129,28 @@ export class Reads extends Context.Service<
           const [row] = yield* db
             .query<Positioned<R>>(`SELECT ${columns} FROM ${db.schema}.${table} WHERE id = $1`, [id])
             .pipe(Effect.catchTag("DbError", unavailable))
-          const visible =
-            row !== undefined &&
-            (row.customer_id === viewer ||
-              (yield* Effect.flatMap(Effect.service(Permissions), (permissions) => permissions.check(viewer, readAny))))
+          const visible = row !== undefined && (row.customer_id === viewer || (yield* may(viewer, readAny)))
           if (!visible) return yield* new NotFound({ detail: `no ${what} ${id}` })
           return row
         })
 
+      const authorize = Effect.fn("Reads.authorize")(function* (
+        kind: "subscription" | "invoice",
+        callerId: string,
+        id: string,
+        any: string,
+      ) {
+        const [row] = yield* db
+          .query<{ customer_id: string }>(`SELECT customer_id FROM ${db.schema}.${kind}s WHERE id = $1`, [id])
+          .pipe(Effect.catchTag("DbError", unavailable))
+        if (row === undefined) return yield* new NotFound({ detail: `no ${kind} ${id}` })
+        if (row.customer_id === callerId || (yield* may(callerId, any))) return
+        if (!(yield* may(callerId, READ_ANY[kind]))) return yield* new NotFound({ detail: `no ${kind} ${id}` })
+        return yield* new Forbidden({ detail: `acting on another customer's ${kind} needs ${any}` })
+      })
+
       return Reads.of({
+        authorize,
         subscriptions: Effect.fn("Reads.subscriptions")(function* (query) {
           const page = yield* list<SubscriptionRow>("subscriptions", SUBSCRIPTION_COLUMNS, query)
           return { items: page.items.map(toSubscription), nextCursor: page.nextCursor }
