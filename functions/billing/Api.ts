@@ -16,6 +16,7 @@ import { manifest } from "./module.ts"
 import { NewPaymentMethod, PaymentDeclined, PaymentMethod } from "./PaymentMethods.ts"
 import { PlanChangeApi } from "./PlanChangeApi.ts"
 import { NewPlan, PlanChanges } from "./Plans.ts"
+import { TestClocksApi } from "./TestClocksApi.ts"
 
 /** `Idempotency-Key` of a create or a payment: the same key and body within 24 h replays the first answer. */
 const idempotencyKey = { "idempotency-key": Schema.optional(Schema.String) }
@@ -175,6 +176,7 @@ export class BillingApi extends Contract.make(
     .add(PaymentMethodApi)
     .add(SubscriptionsApi)
     .add(InvoicesApi)
-    .add(PlanChangeApi),
+    .add(PlanChangeApi)
+    .add(TestClocksApi),
   manifest,
 ) {}

@@ -431,7 +431,7 @@ describe("reading subscriptions and invoices", () => {
       ["/api/v1/billing/invoices/me?status=late", "query.status"],
       ["/api/v1/billing/invoices/me?cursor=xyz", "query.cursor"],
       ["/api/v1/billing/subscriptions/me?limit=1000", "query.limit"],
-      ["/api/v1/billing/invoices/me?customerId=" + bob, "customerId"],
+      [`/api/v1/billing/invoices/me?customerId=${bob}`, "customerId"],
     ]
     for (const [path, field] of cases) {
       const res = await call("GET", path, { as: admin })

@@ -18,6 +18,7 @@ import { PlanChangeHttp } from "./PlanChangeHttp.ts"
 import { Plans } from "./Plans.ts"
 import { Reads } from "./Reads.ts"
 import { Replays } from "./Replays.ts"
+import { TestClocksHttp } from "./TestClocksHttp.ts"
 
 /** Who may put a subscription on a test clock. */
 const TEST_CLOCKS = "billing.testclock.manage"
@@ -175,6 +176,6 @@ export const InvoicesHttp = HttpApiBuilder.group(
  * `Idempotency`, `BillingSettings` and `Permissions`.
  */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
-  Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp, PlanChangeHttp]),
+  Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp, PlanChangeHttp, TestClocksHttp]),
   Layer.provide(validationProblems),
 )
