@@ -1,4 +1,4 @@
-import { Clock, Context, Effect, Layer, type Option, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
 import { Permissions } from "../../shared/access/Permissions.ts"
 import { Db } from "../../shared/Db.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
@@ -12,6 +12,7 @@ import {
   type ServiceUnavailable,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import { Lifecycle } from "./Lifecycle.ts"
 import {
   Id,
   Line,
@@ -25,7 +26,7 @@ import {
 } from "./Model.ts"
 import { Currency, type MoneyOverflow, overflowProblem, sum } from "./Money.ts"
 import type { Period } from "./Periods.ts"
-import { describeTime, prorate, sameInterval } from "./Proration.ts"
+import { prorate, sameInterval } from "./Proration.ts"
 
 // A plan change, previewed or made: ONE function (`planChange`) decides what it costs, from the subscription, the two
 // plans and the time; the preview returns its answer and the change writes exactly that answer, in one transaction
@@ -36,9 +37,10 @@ import { describeTime, prorate, sameInterval } from "./Proration.ts"
 // - same interval (the common case): to pending_lines, which the subscription's next invoice takes (migration 0101);
 // - another interval: the billing cycle resets (Proration.ts), so the new period starts now and is invoiced now, as
 //   Stripe does: an invoice for [at, new end) with the change's lines and any pending ones, finalized (numbered) in
-//   the same transaction, its payment collected by the dunning sweep (next_attempt_at = at); a credit larger than the
-//   charges goes back to pending_lines for the invoice after. Otherwise a customer moving to a yearly plan would use
-//   the year before paying for it (and could cancel at its end never having paid).
+//   the same transaction, charged by the engine right after the commit (due from `at`, so the dunning sweep charges
+//   it if that attempt never ran); a credit larger than the charges goes back to pending_lines for the invoice after.
+//   Otherwise a customer moving to a yearly plan would use the year before paying for it (and could cancel at its end
+//   never having paid).
 // - while trialing nothing was paid, so nothing is prorated: the plan is swapped and the trial goes on; its end
 //   invoices the new plan.
 // Time is the subscription's: its test clock's frozen time when it has one, else the wall clock.
@@ -190,6 +192,9 @@ export class PlanChanges extends Context.Service<
       const t = (table: string) => `${db.schema}.${table}`
 
       const idempotency = yield* Idempotency
+      // The engine, when the app has it: a reset's invoice is charged right after the change commits (else, and if
+      // that fails, the dunning sweep charges it: it is due from the change's time).
+      const engine = yield* Effect.serviceOption(Lifecycle)
 
       const subscriptionById = (id: string, lock: boolean) =>
         Effect.map(
@@ -270,7 +275,7 @@ export class PlanChanges extends Context.Service<
         at: Date,
       ) =>
         Effect.gen(function* () {
-          // Oldest first; a change's credit (negative) before its charge, as the change made them.
+          // Oldest first, as the engine's renewal reads them (a change's credit before its charge).
           const pending = yield* db.query<{
             id: string
             description: string
@@ -280,7 +285,7 @@ export class PlanChanges extends Context.Service<
             period_end: Date
           }>(
             `SELECT id, description, amount, quantity, period_start, period_end FROM ${t("pending_lines")}
-             WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, amount, id FOR UPDATE`,
+             WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id FOR UPDATE`,
             [row.id],
           )
           const lines: Array<Line> = [
@@ -307,27 +312,24 @@ export class PlanChanges extends Context.Service<
             [year],
           )
           const number = `${year}-${String(counter?.last).padStart(6, "0")}`
-          const paid = total === 0
           const [invoice] = yield* db.query<{ id: string }>(
             `INSERT INTO ${t("invoices")} (number, subscription_id, customer_id, status, reason, currency, lines,
-               subtotal, total, amount_due, period_start, period_end, next_attempt_at, paid_at, created_at)
-             VALUES ($1, $2, $3, $4, 'subscription_cycle', $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)
+               subtotal, total, amount_due, period_start, period_end, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 'open', 'subscription_cycle', $4, $5, $6, $7, $7, $8, $9, $10, $10)
              ON CONFLICT (subscription_id, period_start) DO NOTHING
              RETURNING id`,
             [
               number,
               row.id,
               row.customer_id,
-              paid ? "paid" : "open",
               outcome.currency,
               JSON.stringify(lines),
               subtotal,
               total,
               outcome.newPeriod.start,
               outcome.newPeriod.end,
-              paid ? null : at,
-              paid ? at : null,
-              // Made at the subscription's time (its test clock's), as the engine's invoices are.
+              // Due for payment now (the engine's collect; a total of 0 it marks paid without the provider), and made
+              // at the subscription's time (its test clock's), as the engine's invoices are.
               at,
             ],
           )
@@ -353,8 +355,36 @@ export class PlanChanges extends Context.Service<
               ],
             )
           }
-          return { id: invoice.id, number, total, paid }
+          return {
+            invoiceId: invoice.id,
+            number,
+            total,
+            amountDue: total,
+            currency: outcome.currency,
+            periodStart: outcome.newPeriod.start.toISOString(),
+            periodEnd: outcome.newPeriod.end.toISOString(),
+          }
         })
+
+      // The first payment attempt of a reset's invoice, outside the change's transaction (the provider is remote). Only
+      // while none was made: a replayed change must not add attempts beside the dunning schedule. Its failures are the
+      // dunning's to handle; the change stands.
+      const chargeNow = (lifecycle: Lifecycle["Service"], invoiceId: string) =>
+        Effect.gen(function* () {
+          const [invoice] = yield* db.query<{ attempts: number; status: string }>(
+            `SELECT attempts, status FROM ${t("invoices")} WHERE id = $1`,
+            [invoiceId],
+          )
+          if (invoice?.status !== "open" || invoice.attempts > 0) return
+          yield* lifecycle.collect(invoiceId)
+        }).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning("plan change: the reset invoice's payment is left to the dunning sweep", {
+              invoiceId,
+              error: String(error),
+            }),
+          ),
+        )
 
       const change = Effect.fn("PlanChanges.change")(function* (
         callerId: string,
@@ -368,7 +398,7 @@ export class PlanChanges extends Context.Service<
           key,
           request: { route: "subscriptions.changePlan", subscriptionId, planId },
         }
-        return yield* idempotency
+        const result = yield* idempotency
           .once(
             request,
             PlanChangeResult,
@@ -376,22 +406,26 @@ export class PlanChanges extends Context.Service<
               Effect.gen(function* () {
                 const { row, fromPlan, toPlan, at, outcome } = yield* decide(subscriptionId, planId, true)
                 const reset = outcome.newPeriod
-                let invoice: { id: string; number: string; total: number; paid: boolean } | undefined
+                let invoice: Effect.Success<ReturnType<typeof invoiceNow>> | undefined
                 if (reset !== null) {
                   invoice = yield* invoiceNow(row, { ...outcome, newPeriod: reset }, at)
                 } else if (outcome.lines.length > 0) {
                   yield* db.query(
+                    // Each line a microsecond after the one before: read back in created_at order (the next invoice's
+                    // order), a change's credit comes before its charge.
                     `INSERT INTO ${t("pending_lines")} (subscription_id, description, amount, currency, quantity,
-                     period_start, period_end)
-                   SELECT $1, l.description, l.amount, $2, l.quantity, l.period_start, l.period_end
-                   FROM jsonb_to_recordset($3::jsonb)
-                     AS l(description text, amount bigint, quantity integer, period_start timestamptz,
-                          period_end timestamptz)`,
+                       period_start, period_end, created_at)
+                     SELECT $1, l.description, l.amount, $2, l.quantity, l.period_start, l.period_end,
+                       now() + make_interval(secs => l.n / 1e6)
+                     FROM jsonb_to_recordset($3::jsonb)
+                       AS l(n integer, description text, amount bigint, quantity integer, period_start timestamptz,
+                            period_end timestamptz)`,
                     [
                       row.id,
                       outcome.currency,
                       JSON.stringify(
-                        outcome.lines.map((line) => ({
+                        outcome.lines.map((line, i) => ({
+                          n: i + 1,
                           description: line.description,
                           amount: line.amount,
                           quantity: line.quantity,
@@ -403,7 +437,7 @@ export class PlanChanges extends Context.Service<
                   )
                 }
                 // One event per fact, each with the next number of the subscription's sequence.
-                const events = invoice === undefined ? 1 : invoice.paid ? 3 : 2
+                const events = invoice === undefined ? 1 : 2
                 const [updated] = yield* db.query<StoredSubscription>(
                   `UPDATE ${t("subscriptions")} SET plan_id = $2, seq = seq + $3,
                    current_period_start = COALESCE($4, current_period_start),
@@ -413,66 +447,46 @@ export class PlanChanges extends Context.Service<
                   [row.id, toPlan.id, events, reset?.start ?? null, reset?.end ?? null],
                 )
                 if (updated === undefined) return yield* Effect.die(new Error(`subscription ${row.id} vanished`))
-                let sequence = Number(updated.seq) - events
-                if (invoice !== undefined) {
-                  sequence += 1
-                  yield* outbox.publish({
-                    type: "billing.invoice.finalized",
-                    subject: row.id,
-                    data: {
-                      subscriptionId: row.id,
-                      sequence,
-                      invoiceId: invoice.id,
-                      number: invoice.number,
-                      customerId: row.customer_id,
-                      reason: "subscription_cycle",
-                      total: invoice.total,
-                      currency: outcome.currency,
-                    },
-                  })
-                  if (invoice.paid) {
-                    sequence += 1
-                    yield* outbox.publish({
-                      type: "billing.invoice.paid",
-                      subject: row.id,
-                      data: {
-                        subscriptionId: row.id,
-                        sequence,
-                        invoiceId: invoice.id,
-                        number: invoice.number,
-                        customerId: row.customer_id,
-                        amountPaid: 0,
-                        currency: outcome.currency,
-                      },
-                    })
-                  }
-                }
-                sequence += 1
+                const first = Number(updated.seq) - events + 1
                 yield* outbox.publish({
                   type: "billing.subscription.plan_changed",
                   subject: row.id,
                   data: {
                     subscriptionId: row.id,
-                    sequence,
                     customerId: row.customer_id,
+                    sequence: first,
                     fromPlanId: fromPlan.id,
                     toPlanId: toPlan.id,
-                    at: describeTime(at),
+                    at: at.toISOString(),
                     lines: outcome.lines,
                     total: outcome.total,
                     currency: outcome.currency,
                     cycleReset: reset !== null,
                     currentPeriodStart: updated.current_period_start.toISOString(),
                     currentPeriodEnd: updated.current_period_end.toISOString(),
-                    invoiceId: invoice?.id ?? null,
+                    invoiceId: invoice?.invoiceId ?? null,
                   },
                 })
+                if (invoice !== undefined) {
+                  // As the engine's finalized invoices say it (Lifecycle.ts).
+                  yield* outbox.publish({
+                    type: "billing.invoice.finalized",
+                    subject: row.id,
+                    data: {
+                      subscriptionId: row.id,
+                      customerId: row.customer_id,
+                      sequence: first + 1,
+                      ...invoice,
+                      reason: "subscription_cycle",
+                    },
+                  })
+                }
                 return {
                   subscription: toSubscription(updated),
                   lines: outcome.lines,
                   total: outcome.total,
                   currency: outcome.currency,
-                  invoiceId: invoice?.id ?? null,
+                  invoiceId: invoice?.invoiceId ?? null,
                 }
               }),
             ),
@@ -482,6 +496,8 @@ export class PlanChanges extends Context.Service<
             // An answer kept under the key that no longer reads as what it was: a defect, not the caller's fault.
             Effect.catchIf(Schema.isSchemaError, (error) => Effect.die(error)),
           )
+        if (result.invoiceId !== null && Option.isSome(engine)) yield* chargeNow(engine.value, result.invoiceId)
+        return result
       })
 
       return PlanChanges.of({ preview, change })

@@ -79,7 +79,7 @@ const pending = async (subscriptionId: string): Promise<Array<Line>> =>
   (
     await sql(
       `SELECT description, amount, quantity, period_start, period_end FROM ${schema}.pending_lines
-       WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, amount`,
+       WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id`,
       [subscriptionId],
     )
   ).map((row) => ({
