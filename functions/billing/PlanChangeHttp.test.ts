@@ -19,6 +19,8 @@ const headers: Record<string, Record<string, string>> = {}
 type Line = { description: string; amount: number; quantity: number; periodStart: string; periodEnd: string }
 type Body = {
   lines: Array<Line>
+  amountPaid: number
+  attempts: number
   total: number
   currency: string
   subscription: { id: string; planId: string; currentPeriodStart: string; currentPeriodEnd: string }
@@ -53,7 +55,13 @@ const insertPlan = async (code: string, amount: number, extra: { interval?: stri
   const [row] = await sql(
     `INSERT INTO ${schema}.plans (code, name, amount, currency, interval_unit, active, interval_count)
      VALUES ($1, $2, $3, 'EUR', $4, $5, 1) RETURNING id`,
-    [`${code.toLowerCase()}-${randomUUID().slice(0, 8)}`, code, amount, extra.interval ?? "month", extra.active ?? true],
+    [
+      `${code.toLowerCase()}-${randomUUID().slice(0, 8)}`,
+      code,
+      amount,
+      extra.interval ?? "month",
+      extra.active ?? true,
+    ],
   )
   plans[code] = row.id
 }
@@ -137,17 +145,23 @@ describe("plan change over HTTP", () => {
     expect((await pending(sub.id)).slice(before)).toEqual(preview.body.lines)
   })
 
-  it("resets the cycle for another interval: the new period from now, invoiced now", async () => {
-    const sub = await subscribe(alice, "Basic", "2027-01-16T00:00:00Z")
-    const change = await call("POST", changePath(sub.id), { as: alice, body: { planId: plans.Annual } })
+  it("resets the cycle for another interval: the new period from now, invoiced and charged now", async () => {
+    const carol = randomUUID()
+    headers[carol] = await billing.as(carol)
+    const card = await call("PUT", "/api/v1/billing/payment-method", { as: carol, body: { token: "tok_visa" } })
+    expect(card.status, JSON.stringify(card.body)).toBe(200)
+    const sub = await subscribe(carol, "Basic", "2027-01-16T00:00:00Z")
+    const change = await call("POST", changePath(sub.id), { as: carol, body: { planId: plans.Annual } })
     expect(change.status, JSON.stringify(change.body)).toBe(200)
     expect(change.body.subscription).toMatchObject({
       currentPeriodStart: "2027-01-16T00:00:00.000Z",
       currentPeriodEnd: "2028-01-16T00:00:00.000Z",
     })
-    const invoice = await call("GET", `/api/v1/billing/invoices/${change.body.invoiceId}`, { as: alice })
+    const invoice = await call("GET", `/api/v1/billing/invoices/${change.body.invoiceId}`, { as: carol })
     expect(invoice.status).toBe(200)
     expect(invoice.body.lines).toEqual(change.body.lines)
+    // Charged by the app's engine right after the change: 10,000 for the year less 516 unused of January.
+    expect(invoice.body).toMatchObject({ status: "paid", total: 9484, amountPaid: 9484, attempts: 1 })
   })
 
   it("lets the customer and update.any change it; anyone else gets a 404, no token a 401", async () => {
