@@ -213,6 +213,19 @@ describe("plan change over HTTP", () => {
     expect([ended.status, ended.body.detail]).toEqual([409, expect.stringMatching(/canceled/)])
     expect((await call("POST", changePath(canceled.id), { as: alice, body: { planId: plans.Pro } })).status).toBe(409)
     expect((await call("POST", changePath(randomUUID()), { as: alice, body: { planId: plans.Pro } })).status).toBe(404)
+    // Malformed requests: a repeated planId, a body that is not an object or not JSON, an unknown field: 400s.
+    const twice = await call("GET", `${previewPath(sub.id, plans.Pro ?? "")}&planId=${plans.Basic}`, { as: alice })
+    expect(twice.status).toBe(400)
+    for (const body of [[], "x", null, { planId: 1 }, { planId: plans.Pro, extra: true }]) {
+      const res = await call("POST", changePath(sub.id), { as: alice, body })
+      expect(res.status, JSON.stringify(body)).toBe(400)
+    }
+    const notJson = await fetch(`${billing.url}${changePath(sub.id)}`, {
+      method: "POST",
+      headers: { ...headers[alice], "content-type": "application/json" },
+      body: "{",
+    })
+    expect(notJson.status).toBe(400)
     expect(await pending(sub.id)).toEqual([])
   })
 })
