@@ -176,6 +176,39 @@ describe("periods", () => {
     expect(() => periodsBetween(anchor, anchor, d("2029-01-31T00:00:00Z"), "day", 1, 100)).toThrow(RangeError)
   })
 
+  it("holds for every anchor day of a common and a leap year, monthly and yearly, 4 years on (exhaustive)", () => {
+    const time = 13 * 3_600_000 + 14 * 60_000 + 15_000 + 16
+    for (let day = Date.UTC(2027, 0, 1); day < Date.UTC(2029, 0, 1); day += 86_400_000) {
+      const anchor = new Date(day + time)
+      for (const [unit, months] of [
+        ["month", 1],
+        ["month", 5],
+        ["year", 12],
+      ] as const) {
+        const count = unit === "year" ? 1 : months
+        let previous = anchor
+        for (let k = 1; k <= (unit === "year" ? 4 : 48 / count); k++) {
+          const end = boundary(anchor, unit, count, k)
+          const total = anchor.getUTCMonth() + k * months
+          const year = anchor.getUTCFullYear() + Math.floor(total / 12)
+          const month = total % 12
+          // The anchor's day, clamped to the month's length; its month k × interval on; its time of day.
+          expect([end.getUTCFullYear(), end.getUTCMonth(), end.getUTCDate()]).toEqual([
+            year,
+            month,
+            Math.min(anchor.getUTCDate(), daysInMonth(year, month)),
+          ])
+          expect(end.getTime() % 86_400_000).toBe(time)
+          // Chained renewals land on the same boundary; the instant before it is in the period ending there.
+          expect(nextPeriodEnd(anchor, previous, unit, count).getTime()).toBe(end.getTime())
+          const holding = periodAt(anchor, new Date(end.getTime() - 1), unit, count)
+          expect([holding.start.getTime(), holding.end.getTime()]).toEqual([previous.getTime(), end.getTime()])
+          previous = end
+        }
+      }
+    }
+  })
+
   it("counts whole seconds between two times", () => {
     expect(secondsBetween(d("2027-01-31T00:00:00Z"), d("2027-02-28T00:00:00Z"))).toBe(28 * 86_400)
     expect(secondsBetween(d("2028-02-01T00:00:00Z"), d("2028-03-01T00:00:00Z"))).toBe(29 * 86_400)

@@ -137,6 +137,26 @@ describe("proration", () => {
     }
   })
 
+  it("at every hour of a period: a change and its undo net to 0, credits shrink as time passes, within the price", () => {
+    const from = plan("From", 1999)
+    const to = plan("To", 4999)
+    let lastCredit = -Infinity
+    for (let at = JANUARY.start.getTime(); at < JANUARY.end.getTime(); at += 3_600_000 + 1_000) {
+      const there = run(from, to, new Date(at))
+      const back = run(to, from, new Date(at))
+      expect(there.total + back.total).toBe(0)
+      const credit = there.lines.find((line) => line.amount < 0)?.amount ?? 0
+      const charge = there.lines.find((line) => line.amount > 0)?.amount ?? 0
+      expect(credit).toBeGreaterThanOrEqual(-1999)
+      expect(charge).toBeLessThanOrEqual(4999)
+      // Each line is within half a unit of the exact fraction (half-even rounding), and credits never grow later.
+      const left = (JANUARY.end.getTime() - at) / 1000
+      expect(Math.abs(credit + (1999 * Math.floor(left)) / 2_678_400)).toBeLessThanOrEqual(0.5)
+      expect(credit).toBeGreaterThanOrEqual(lastCredit)
+      lastCredit = credit
+    }
+  })
+
   it("computes with prices up to the largest amount without losing a unit", () => {
     const max = plan("Max", Number.MAX_SAFE_INTEGER)
     // 2^53 - 1 × 16/31, exact in bigint: 4,648,877,034,705,027.61 → …028.
