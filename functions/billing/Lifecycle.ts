@@ -34,6 +34,11 @@ import { ReceiptRecipients, receiptMail } from "./Receipts.ts"
 type Rec<T> = T & Record<string, unknown>
 type SubRow = Rec<SubscriptionRow & { readonly billing_anchor: Date }>
 type InvRow = Rec<InvoiceRow>
+type PayableRow = InvRow & {
+  readonly pm_customer_ref: string | null
+  readonly pm_method_ref: string | null
+  readonly undecided_attempt: number | null
+}
 
 const DAY_MS = 86_400_000
 const LIVE = ["trialing", "active", "past_due"] as const
@@ -174,16 +179,24 @@ export const make = (options: LifecycleOptions) =>
       Effect.map(db.query<InvRow>(`SELECT * FROM ${s}.invoices WHERE id = $1 FOR UPDATE`, [id]), (rows) => rows[0])
 
     /** The subscription of an invoice and the invoice, both locked, in that order (every writer locks them so). */
+    // With the invoice: its customer's payment method and its undecided attempt, if any (what a payment needs).
     const lockInvoiceWithSubscription = (invoiceId: string) =>
       Effect.gen(function* () {
-        const owner = yield* db.query<{ subscription_id: string }>(
-          `SELECT subscription_id FROM ${s}.invoices WHERE id = $1`,
+        const subscription = (yield* db.query<SubRow>(
+          `SELECT * FROM ${s}.subscriptions WHERE id = (SELECT subscription_id FROM ${s}.invoices WHERE id = $1)
+           FOR UPDATE`,
           [invoiceId],
-        )
-        if (owner[0] === undefined) return undefined
-        const subscription = yield* lockSubscription(owner[0].subscription_id)
-        const invoice = yield* lockInvoice(invoiceId)
-        if (subscription === undefined || invoice === undefined) return undefined
+        ))[0]
+        if (subscription === undefined) return undefined
+        const invoice = (yield* db.query<PayableRow>(
+          `SELECT i.*, pm.customer_ref AS pm_customer_ref, pm.payment_method_ref AS pm_method_ref,
+             (SELECT min(a.attempt) FROM ${s}.payment_attempts a WHERE a.invoice_id = i.id AND a.outcome IS NULL)
+               AS undecided_attempt
+           FROM ${s}.invoices i LEFT JOIN ${s}.payment_methods pm ON pm.customer_id = i.customer_id
+           WHERE i.id = $1 FOR UPDATE OF i`,
+          [invoiceId],
+        ))[0]
+        if (invoice === undefined) return undefined
         return { subscription, invoice }
       })
 
@@ -322,8 +335,21 @@ export const make = (options: LifecycleOptions) =>
       | { readonly _tag: "canceled"; readonly subscription: SubRow }
       | { readonly _tag: "renewed"; readonly subscription: SubRow; readonly draft?: { invoice: InvRow; seq: number } }
 
+    /**
+     * What a batch of renewals reads once: the plans met so far, and which of the batch's subscriptions have pending
+     * lines (none given: each subscription's are looked up).
+     */
+    interface BatchCache {
+      readonly plans: Map<string, Rec<PlanRow>>
+      readonly withPending?: ReadonlySet<string>
+    }
+
     /** Renews one locked subscription at `now`, within the caller's transaction; its invoice is left to finalize. */
-    const renewLocked = (subscription: SubRow, now: Date): Effect.Effect<Renewed, DbError> =>
+    const renewLocked = (
+      subscription: SubRow,
+      now: Date,
+      cache: BatchCache = { plans: new Map() },
+    ): Effect.Effect<Renewed, DbError> =>
       Effect.gen(function* () {
         if (!(LIVE as ReadonlyArray<string>).includes(subscription.status)) return { _tag: "none" } as const
         if (subscription.current_period_end.getTime() > now.getTime()) return { _tag: "none" } as const
@@ -346,20 +372,27 @@ export const make = (options: LifecycleOptions) =>
           })
           return { _tag: "canceled", subscription: rows[0]! } as const
         }
-        const plan = (yield* planOf(subscription.plan_id))!
+        let plan = cache.plans.get(subscription.plan_id)
+        if (plan === undefined) {
+          plan = (yield* planOf(subscription.plan_id))!
+          cache.plans.set(plan.id, plan)
+        }
         const next = nextPeriodEnd(subscription.billing_anchor, end, plan.interval_unit, plan.interval_count)
-        const pending = yield* db.query<{
-          id: string
-          description: string
-          amount: string
-          quantity: number
-          period_start: Date
-          period_end: Date
-        }>(
-          `SELECT id, description, amount, quantity, period_start, period_end FROM ${s}.pending_lines
-           WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id FOR UPDATE`,
-          [subscription.id],
-        )
+        const pending =
+          cache.withPending !== undefined && !cache.withPending.has(subscription.id)
+            ? []
+            : yield* db.query<{
+                id: string
+                description: string
+                amount: string
+                quantity: number
+                period_start: Date
+                period_end: Date
+              }>(
+                `SELECT id, description, amount, quantity, period_start, period_end FROM ${s}.pending_lines
+                 WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id FOR UPDATE`,
+                [subscription.id],
+              )
         const lines: Array<Line> = [
           planLine(plan, end, next),
           ...pending.map((line) => ({
@@ -384,14 +417,16 @@ export const make = (options: LifecycleOptions) =>
             pending.map((line) => line.id),
           ])
         }
-        const seq = yield* takeSeq(subscription.id, invoice === undefined ? 1 : 2)
+        // The period advanced and the events' sequence numbers taken in one statement.
+        const events = invoice === undefined ? 1 : 2
         const rows = yield* db.query<SubRow>(
-          `UPDATE ${s}.subscriptions SET current_period_start = $2, current_period_end = $3,
+          `UPDATE ${s}.subscriptions SET current_period_start = $2, current_period_end = $3, seq = seq + $4,
              status = CASE WHEN status = 'trialing' THEN 'active' ELSE status END
            WHERE id = $1 RETURNING *`,
-          [subscription.id, end, next],
+          [subscription.id, end, next, events],
         )
         const renewed = rows[0]!
+        const seq = Number(renewed.seq) - events + 1
         yield* emit("billing.subscription.renewed", renewed, seq, {
           status: renewed.status,
           trialEnded: subscription.status === "trialing",
@@ -432,12 +467,15 @@ export const make = (options: LifecycleOptions) =>
            WHERE id = $1 RETURNING *`,
           [invoice.id, now],
         ))[0]!
-        const status =
-          subscription.status === "past_due" || subscription.status === "incomplete" ? "active" : subscription.status
-        if (status !== subscription.status) {
-          yield* db.query(`UPDATE ${s}.subscriptions SET status = $2 WHERE id = $1`, [subscription.id, status])
-        }
-        const seq = yield* takeSeq(subscription.id, 1)
+        // Active again when the payment was what it waited for; the event's sequence number in the same statement.
+        const [after] = yield* db.query<{ seq: string; status: string }>(
+          `UPDATE ${s}.subscriptions SET seq = seq + 1,
+             status = CASE WHEN status IN ('past_due', 'incomplete') THEN 'active' ELSE status END
+           WHERE id = $1 RETURNING seq, status`,
+          [subscription.id],
+        )
+        const seq = Number(after!.seq)
+        const status = after!.status
         yield* emit("billing.invoice.paid", subscription, seq, {
           ...invoiceFacts(paid),
           amountPaid: Number(paid.amount_paid),
@@ -493,14 +531,11 @@ export const make = (options: LifecycleOptions) =>
             const email = yield* emailOf(invoice.customer_id)
             return { _tag: "done", invoice: yield* markPaid(subscription, invoice, now, email, null) } as Prepared
           }
-          const method = (yield* db.query<{ provider: string; customer_ref: string; payment_method_ref: string }>(
-            `SELECT provider, customer_ref, payment_method_ref FROM ${s}.payment_methods WHERE customer_id = $1`,
-            [invoice.customer_id],
-          ))[0]
-          const undecided = (yield* db.query<{ attempt: number }>(
-            `SELECT attempt FROM ${s}.payment_attempts WHERE invoice_id = $1 AND outcome IS NULL ORDER BY attempt LIMIT 1`,
-            [invoice.id],
-          ))[0]
+          const method =
+            invoice.pm_customer_ref === null || invoice.pm_method_ref === null
+              ? undefined
+              : { customer_ref: invoice.pm_customer_ref, payment_method_ref: invoice.pm_method_ref }
+          const undecided = invoice.undecided_attempt === null ? undefined : { attempt: invoice.undecided_attempt }
           if (method === undefined) {
             if (options.manual === true) {
               return yield* new Conflict({
@@ -517,24 +552,24 @@ export const make = (options: LifecycleOptions) =>
             }
           }
           const attempt = undecided?.attempt ?? invoice.attempts + 1
-          if (undecided === undefined) {
-            yield* db.query(
-              `INSERT INTO ${s}.payment_attempts (invoice_id, attempt, provider, idempotency_key, amount, currency, created_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-              [
-                invoice.id,
-                attempt,
-                provider.name,
-                chargeKey(invoice.id, attempt),
-                invoice.amount_due,
-                invoice.currency,
-                now,
-              ],
-            )
-          }
+          // The attempt (unless repeating the undecided one) and the invoice's lease, in one statement.
           yield* db.query(
-            `UPDATE ${s}.invoices SET attempts = GREATEST(attempts, $2), next_attempt_at = $3 WHERE id = $1`,
-            [invoice.id, attempt, later(now, leaseMs)],
+            `WITH attempt AS (
+               INSERT INTO ${s}.payment_attempts (invoice_id, attempt, provider, idempotency_key, amount, currency, created_at)
+               SELECT $1, $2, $4, $5, $6, $7, $8 WHERE $9
+             )
+             UPDATE ${s}.invoices SET attempts = GREATEST(attempts, $2), next_attempt_at = $3 WHERE id = $1`,
+            [
+              invoice.id,
+              attempt,
+              later(now, leaseMs),
+              provider.name,
+              chargeKey(invoice.id, attempt),
+              invoice.amount_due,
+              invoice.currency,
+              now,
+              undecided === undefined,
+            ],
           )
           return {
             _tag: "charge",
@@ -813,8 +848,20 @@ export const make = (options: LifecycleOptions) =>
               params,
             )
             const drafts: Array<{ invoice: InvRow; subscription: SubRow; seq: number }> = []
+            const pending =
+              due.length === 0
+                ? []
+                : yield* db.query<{ subscription_id: string }>(
+                    `SELECT DISTINCT subscription_id FROM ${s}.pending_lines
+                   WHERE invoice_id IS NULL AND subscription_id = ANY($1::uuid[])`,
+                    [due.map((row) => row.id)],
+                  )
+            const cache: BatchCache = {
+              plans: new Map(),
+              withPending: new Set(pending.map((row) => row.subscription_id)),
+            }
             for (const subscription of due) {
-              const renewed = yield* renewLocked(subscription, now)
+              const renewed = yield* renewLocked(subscription, now, cache)
               if (renewed._tag === "renewed" && renewed.draft !== undefined) {
                 drafts.push({ ...renewed.draft, subscription: renewed.subscription })
               }
