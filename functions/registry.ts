@@ -80,6 +80,12 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
       },
       { method: "GET", path: "/api/v1/billing/subscriptions/{id}/change-plan/preview", auth: "user" },
       { method: "POST", path: "/api/v1/billing/subscriptions/{id}/change-plan", auth: "user" },
+      { method: "POST", path: "/api/v1/billing/test-clocks", auth: { permission: "billing.testclock.manage" } },
+      {
+        method: "POST",
+        path: "/api/v1/billing/test-clocks/{id}/advance",
+        auth: { permission: "billing.testclock.manage" },
+      },
     ],
     jobs: [
       { name: "retention", schedule: "*/10 * * * *" },

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
 import { eventually } from "../../shared/testing/harness.ts"
 import { runAttachmentsFlow } from "./attachmentsFlow.ts"
+import { runBillingFlow } from "./billingFlow.ts"
 import { runBlogFlow } from "./blogFlow.ts"
 
 /** Where the flow runs: the gateway's URL, the bootstrap admin's address, and how to read a mail's text. */
@@ -15,7 +16,7 @@ export interface FlowTarget {
  * The platform's main story, only through the gateway: sign up (verification mail), sign in, /users/me; the bootstrap
  * administrator grants a role (enforced within 1 s) and takes it back (refused within 1 s); logout (the access token
  * refused within 1 s); the audit log holds the logins, the failure, the role changes and its chain verifies; then the
- * blog's story (`runBlogFlow`) and its attachments (`runAttachmentsFlow`).
+ * blog's story (`runBlogFlow`) and its attachments (`runAttachmentsFlow`), and billing's (`runBillingFlow`).
  */
 export const runPlatformFlow = async (target: FlowTarget) => {
   const { api, within, signUp } = platformClient(target)
@@ -95,6 +96,10 @@ export const runPlatformFlow = async (target: FlowTarget) => {
   // The first feature function: the blog's story as the administrator and an anonymous reader.
   await runBlogFlow(target.url, admin.access_token)
   await runAttachmentsFlow(target.url, admin.access_token)
+
+  // Billing's story: the administrator's plans, a customer's card, subscriptions, invoices and payments.
+  const customer = await signUp(`customer-${randomUUID().slice(0, 8)}@example.com`)
+  await runBillingFlow(target.url, admin.access_token, customer.access_token)
 }
 
 /** One JSON call to the platform at `url`, with a bearer token and a body when given; the body parsed when any. */

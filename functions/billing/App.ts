@@ -37,7 +37,15 @@ export const DomainLive = (config: BillingConfig) =>
     Layer.succeed(BillingSettings, BillingSettings.of({ testClocks: config.testClocks })),
   ).pipe(
     Layer.provide(
-      Layer.mergeAll(Outbox.layer(manifest), Providers.layer(config), Notifier.layer, ReceiptRecipients.none),
+      // Fresh: `npm start` builds every function in one layer graph, where a shared layer value (Notifier.layer is
+      // identity's too) is built once, over whichever function's database came first: identity's verification mails
+      // went to billing's mail table.
+      Layer.mergeAll(
+        Outbox.layer(manifest),
+        Providers.layer(config),
+        Layer.fresh(Notifier.layer),
+        ReceiptRecipients.none,
+      ),
     ),
   )
 
@@ -80,7 +88,8 @@ export const app = FunctionApp.define({
     DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
-      Layer.provideMerge(Idempotency.layer),
+      // Fresh for the same reason (blog's is the same layer value).
+      Layer.provideMerge(Layer.fresh(Idempotency.layer)),
       Layer.provideMerge(Identity(config)),
       Layer.provideMerge(Infrastructure(config)),
     ),
