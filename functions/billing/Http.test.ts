@@ -734,8 +734,24 @@ describe("contract", () => {
       paths: Record<string, Record<string, { security?: unknown }>>
     }
     expect(Object.keys(document.paths)).toEqual(
-      expect.arrayContaining(["/api/v1/billing/plans", "/api/v1/billing/plans/{id}"]),
+      expect.arrayContaining([
+        "/api/v1/billing/plans",
+        "/api/v1/billing/plans/{id}",
+        "/api/v1/billing/payment-method",
+        "/api/v1/billing/subscriptions",
+        "/api/v1/billing/subscriptions/me",
+        "/api/v1/billing/subscriptions/{id}",
+        "/api/v1/billing/subscriptions/{id}/cancel",
+        "/api/v1/billing/invoices",
+        "/api/v1/billing/invoices/me",
+        "/api/v1/billing/invoices/{id}",
+        "/api/v1/billing/invoices/{id}/pay",
+        "/api/v1/billing/invoices/{id}/void",
+      ]),
     )
+    // The declined payment method's problem is documented with its status.
+    const put = document.paths["/api/v1/billing/payment-method"]?.put as { responses?: Record<string, unknown> }
+    expect(Object.keys(put.responses ?? {})).toEqual(expect.arrayContaining(["200", "400", "402", "503"]))
     expect(document.paths["/api/v1/billing/plans"]?.get?.security ?? []).toEqual([])
     expect(document.paths["/api/v1/billing/plans"]?.post?.security).not.toEqual([])
   })
