@@ -405,23 +405,79 @@ describe("exactly once", () => {
     }
   })
 
-  it("numbers 50 concurrent finalizations 1..50 with no gap, 10 refused subscriptions among them", async () => {
+  it("numbers 50 concurrent finalizations 1..50 with no gap, while 10 roll back after taking a number and 10 are refused", async () => {
     const fresh = await startEngine({ db: billingDbOptions(undefined, 20) })
     try {
       const plan = await createPlan(fresh, { amount: 100 })
-      const customers = Array.from({ length: 60 }, () => randomUUID())
-      // 50 with a method (finalized), 10 without (refused before numbering) interleaved.
-      for (const customer of customers.slice(0, 50)) await savePaymentMethod(fresh, customer, "tok_visa")
+      const customers = Array.from({ length: 70 }, () => randomUUID())
+      const poisoned = customers.slice(50, 60)
+      // 60 with a method: 50 finalized, 10 whose `finalized` event the outbox refuses (a trigger), so their
+      // transaction rolls back after it took its number; 10 without a method (refused before numbering).
+      for (const customer of customers.slice(0, 60)) await savePaymentMethod(fresh, customer, "tok_visa")
+      await fresh.q(`CREATE TABLE $S.poisoned (id text PRIMARY KEY)`)
+      await fresh.q(`INSERT INTO $S.poisoned SELECT unnest($1::text[])`, [poisoned])
+      await fresh.q(
+        `CREATE FUNCTION $S.poison() RETURNS trigger LANGUAGE plpgsql AS $fn$
+         BEGIN
+           IF NEW.event::jsonb ->> 'type' = 'billing.invoice.finalized'
+              AND EXISTS (SELECT 1 FROM ${fresh.schema}.poisoned WHERE id = NEW.event::jsonb -> 'data' ->> 'customerId') THEN
+             RAISE EXCEPTION 'poisoned finalization';
+           END IF;
+           RETURN NEW;
+         END $fn$`,
+      )
+      await fresh.q(`CREATE TRIGGER poison BEFORE INSERT ON $S.outbox FOR EACH ROW EXECUTE FUNCTION $S.poison()`)
+      const shuffled = [...customers].sort(() => Math.random() - 0.5)
       const results = await Promise.all(
-        customers.map((customer) =>
+        shuffled.map((customer) =>
           fresh.runExit(fresh.engine.subscribe({ customerId: customer, planId: plan, now: T0 })),
         ),
       )
       expect(results.filter(Exit.isSuccess)).toHaveLength(50)
+      const failed = results
+        .filter(Exit.isFailure)
+        .map((exit) => (Option.getOrThrow(Exit.findErrorOption(exit)) as { _tag: string })._tag)
+      expect(failed.sort()).toEqual([...Array(10).fill("Conflict"), ...Array(10).fill("ServiceUnavailable")])
       const numbers = await fresh.q<{ number: string }>(`SELECT number FROM $S.invoices ORDER BY number`)
       expect(numbers.map((row) => row.number)).toEqual(
         Array.from({ length: 50 }, (_, i) => `2026-${String(i + 1).padStart(6, "0")}`),
       )
+      expect(await fresh.q(`SELECT year, last FROM $S.invoice_numbers`)).toEqual([{ year: 2026, last: "50" }])
+    } finally {
+      await fresh.close()
+    }
+  })
+
+  it("a subscription that cannot be renewed is logged and left due; the batch's others are renewed", async () => {
+    const fresh = await startEngine()
+    try {
+      const plan = await createPlan(fresh, { amount: 1000 })
+      const ids: Array<string> = []
+      for (let i = 0; i < 3; i++) {
+        const customer = randomUUID()
+        await savePaymentMethod(fresh, customer, "tok_visa")
+        ids.push(
+          (await fresh.run(fresh.engine.subscribe({ customerId: customer, planId: plan, now: T0 }))).subscription.id,
+        )
+      }
+      // A pending line that makes the next invoice's total overflow: its renewal dies.
+      await fresh.q(
+        `INSERT INTO $S.pending_lines (subscription_id, description, amount, currency, period_start, period_end)
+         VALUES ($1, 'Overflow', 9007199254740991, 'EUR', $2, $3)`,
+        [ids[1], T0, at(1)],
+      )
+      expect((await fresh.run(fresh.engine.renewDue(at(40)))).processed).toBe(2)
+      expect((await fresh.run(fresh.engine.renewDue(at(40)))).processed).toBe(0)
+      const counts = await fresh.q<{ id: string; n: string }>(
+        `SELECT s.id, count(i.id) AS n FROM $S.subscriptions s LEFT JOIN $S.invoices i ON i.subscription_id = s.id
+         GROUP BY s.id`,
+      )
+      expect(Object.fromEntries(counts.map((c) => [c.id, Number(c.n)]))).toEqual({
+        [ids[0]!]: 2,
+        [ids[1]!]: 1,
+        [ids[2]!]: 2,
+      })
+      expect(await fresh.q(`SELECT number FROM $S.invoices ORDER BY number`)).toHaveLength(5)
     } finally {
       await fresh.close()
     }

@@ -8,7 +8,7 @@
 //   repeated with its own key, never as a new attempt;
 // - gapless numbers per year: a counter row bumped in the transaction that finalizes (a rollback gives it back).
 // Events go to the outbox in the transaction of the change, each with the subscription's next sequence number.
-import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Option } from "effect"
 import { Db, DbError } from "../../shared/Db.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
@@ -860,14 +860,27 @@ export const make = (options: LifecycleOptions) =>
               plans: new Map(),
               withPending: new Set(pending.map((row) => row.subscription_id)),
             }
+            let processed = 0
             for (const subscription of due) {
-              const renewed = yield* renewLocked(subscription, now, cache)
+              // Each in a savepoint: one subscription that cannot be renewed (logged) does not hold up the others.
+              const exit = yield* Effect.exit(db.savepoint(renewLocked(subscription, now, cache)))
+              if (Exit.isFailure(exit)) {
+                if (Exit.hasInterrupts(exit)) return yield* Effect.failCause(exit.cause)
+                yield* Effect.logError("billing: a subscription could not be renewed; it stays due", {
+                  subscriptionId: subscription.id,
+                  cause: exit.cause,
+                })
+                continue
+              }
+              processed += 1
+              const renewed = exit.value
               if (renewed._tag === "renewed" && renewed.draft !== undefined) {
                 drafts.push({ ...renewed.draft, subscription: renewed.subscription })
               }
             }
             const invoices = yield* finalize(drafts, now)
-            return { processed: due.length, invoices: invoices.map((invoice) => invoice.id) }
+            // Failures are not counted: a batch of only failures ends the drain instead of claiming them again.
+            return { processed, invoices: invoices.map((invoice) => invoice.id) }
           }),
         )
         yield* collectAll(batch.invoices, now)
