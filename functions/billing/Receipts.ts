@@ -2,6 +2,7 @@
 // transaction that records the payment (sent only if it commits, delivered and retried by the MailSender). Billing
 // knows its customers by user id only; where their address comes from is the ReceiptRecipients port.
 import { Context, Effect, Layer, Option } from "effect"
+import * as GrpcDeferred from "../../shared/GrpcDeferred.ts"
 import type { Mail } from "../../shared/Notifier.ts"
 import { type Currency, format } from "./Money.ts"
 
@@ -15,6 +16,31 @@ export class ReceiptRecipients extends Context.Service<
 >()("billing/ReceiptRecipients") {
   /** No receipts (no address is known). */
   static readonly none = Layer.succeed(ReceiptRecipients, { emailOf: () => Effect.succeed(Option.none()) })
+
+  /**
+   * Addresses from identity (its gRPC `GetUser`, as billing's service identity: billing must list identity in its
+   * manifest's `dependsOn` so that identity accepts it as a caller). A customer identity does not know (a deleted
+   * account) gets no receipt; identity unreachable is a failure (the payment is recorded, the receipt skipped).
+   */
+  static readonly identity = (options: { readonly address: string }) =>
+    Layer.effect(
+      ReceiptRecipients,
+      Effect.gen(function* () {
+        const call = yield* GrpcDeferred.lazyClient(
+          () => import("../../proto/gen/identity/v1/identity.ts").then((proto) => proto.IdentityServiceClient),
+          { address: options.address },
+        )
+        return ReceiptRecipients.of({
+          emailOf: (customerId: string) =>
+            call("getUser", { id: customerId }, { idempotent: true }).pipe(
+              Effect.map((response) => Option.map(Option.fromUndefinedOr(response.user), (user) => user.email)),
+              Effect.catch((error) =>
+                error._tag === "NotFound" ? Effect.succeed(Option.none<string>()) : Effect.fail(error),
+              ),
+            ),
+        })
+      }),
+    )
 
   /** Addresses from a fixed table (tests, development). */
   static readonly local = (emails: Readonly<Record<string, string>>) =>
