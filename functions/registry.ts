@@ -63,7 +63,7 @@ export const manifests: ReadonlyArray<ModuleManifest> = defineRegistry([
       { method: "GET", path: "/api/v1/billing/plans", auth: "public" },
       { method: "POST", path: "/api/v1/billing/plans", auth: { permission: "billing.plan.create" } },
       { method: "PATCH", path: "/api/v1/billing/plans/{id}", auth: { permission: "billing.plan.update" } },
-      { method: "PUT", path: "/api/v1/billing/payment-method", auth: "user" },
+      { method: "PUT", path: "/api/v1/billing/payment-method", auth: "user", userPerMinute: 10 },
       { method: "GET", path: "/api/v1/billing/subscriptions/me", auth: "user" },
       { method: "GET", path: "/api/v1/billing/subscriptions", auth: { permission: "billing.subscription.read.any" } },
       { method: "GET", path: "/api/v1/billing/subscriptions/{id}", auth: "user" },

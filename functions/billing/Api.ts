@@ -58,7 +58,9 @@ export class PaymentMethodApi extends HttpApiGroup.make("paymentMethod")
       success: PaymentMethod,
       error: [ValidationFailed, PaymentDeclined, ServiceUnavailable],
     })
-      .pipe(Route.signedIn())
+      // Few a minute per customer: a route that tries cards is what card testing (fraudsters checking stolen numbers
+      // against a provider) looks for.
+      .pipe(Route.signedIn({ userPerMinute: 10 }))
       .annotate(
         OpenApi.Summary,
         "Save the caller's payment method from a provider token (replaces any earlier one); 402 when declined",
