@@ -28,7 +28,8 @@ export class ReceiptRecipients extends Context.Service<
       Effect.gen(function* () {
         const call = yield* GrpcDeferred.lazyClient(
           () => import("../../proto/gen/identity/v1/identity.ts").then((proto) => proto.IdentityServiceClient),
-          { address: options.address },
+          // A receipt must not hold a payment up for long: one short retry, then the receipt is skipped.
+          { address: options.address, timeoutMs: 1_000, retries: 1 },
         )
         return ReceiptRecipients.of({
           emailOf: (customerId: string) =>
