@@ -118,8 +118,33 @@ const json = (result: Result) => JSON.parse(result.body) as Record<string, any>
 
 describe("every function's bundled Lambda entry", () => {
   it("covers every function with a lambda.ts, packaged without node_modules", () => {
-    expect(names).toEqual(["audit", "auth", "authz", "billing", "blog", "identity"])
+    expect(names).toEqual(["analytics", "audit", "auth", "authz", "billing", "blog", "identity"])
     for (const name of names) expect(hasNodeModulesAbove(join(packagesDir, name))).toBe(false)
+  })
+
+  it("analytics: readiness, its contract, an ingestion counted once, its reports for an administrator, 401", async () => {
+    const analytics = lambdaOf("analytics")
+    expect((await analytics.invoke("GET", "/readyz")).statusCode).toBe(200)
+    expect((await analytics.invoke("GET", "/openapi.json")).statusCode).toBe(200)
+    const event = { id: randomUUID(), name: "lambda_check", properties: { k: "v" } }
+    const ingested = await analytics.invoke("POST", "/api/v1/analytics/events", { body: { events: [event, event] } })
+    expect(ingested.statusCode, ingested.body).toBe(202)
+    expect(json(ingested)).toEqual({ accepted: 1, duplicates: 1 })
+    // No rollup worker in a Lambda: the report reads the raw event past the watermark.
+    const to = new Date(Date.now() + 60_000).toISOString()
+    const from = new Date(Date.now() - 3_600_000).toISOString()
+    const top = await analytics.invoke(
+      "GET",
+      `/api/v1/analytics/top?event=lambda_check&property=k&from=${from}&to=${to}`,
+      {
+        token: authz.admin.authorization!.slice(7),
+      },
+    )
+    expect(top.statusCode, top.body).toBe(200)
+    expect(json(top)).toEqual({ items: [{ value: "v", count: 1 }] })
+    expect(
+      (await analytics.invoke("GET", `/api/v1/analytics/top?event=a&property=k&from=${from}&to=${to}`)).statusCode,
+    ).toBe(401)
   })
 
   it("audit: readiness, its contract, the log for an administrator, 401 and 403 otherwise", async () => {
