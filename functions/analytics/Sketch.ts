@@ -115,7 +115,7 @@ export const serialize = (sketch: Sketch): Buffer => {
   const sorted = [...sketch.hashes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
   const out = Buffer.alloc(1 + 8 * sorted.length)
   out[0] = SPARSE
-  sorted.forEach((h, i) => out.writeBigUInt64BE(h, 1 + 8 * i))
+  for (const [i, h] of sorted.entries()) out.writeBigUInt64BE(h, 1 + 8 * i)
   return out
 }
 
