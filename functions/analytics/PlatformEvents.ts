@@ -13,7 +13,7 @@ import { acceptedWindow, type EventRow, Events } from "./Events.ts"
 const text = (value: unknown): string | null =>
   typeof value === "string" && value.length > 0 ? value : typeof value === "number" ? String(value) : null
 
-const PRIVATE = /email|token|password|secret|^ip$|^requestId$|^actor$|^target$|^name$/i
+const PRIVATE = /^(email|ip|requestId|actor|target|name)$|Email$|token|password|secret/i
 
 const recordOf = (data: unknown): Record<string, unknown> =>
   typeof data === "object" && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : {}
