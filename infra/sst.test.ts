@@ -226,11 +226,13 @@ describe("sst.config.ts run() (deploy)", () => {
       }
     }
     expect(Object.keys(services.get("auth")!.args.ssm)).toContain("KEY_ENCRYPTION_KEY")
-    expect(Object.keys(services.get("identity")!.args.ssm)).toContain("SMTP_URL")
+    // identity's mails and billing's receipts.
+    const mailers = ["billing", "identity"]
+    for (const name of mailers) expect(Object.keys(services.get(name)!.args.ssm)).toContain("SMTP_URL")
     for (const fn of functions.filter((fn) => fn.name !== "auth")) {
       expect(Object.keys(services.get(fn.name)!.args.ssm), fn.name).not.toContain("KEY_ENCRYPTION_KEY")
     }
-    for (const fn of functions.filter((fn) => fn.name !== "identity")) {
+    for (const fn of functions.filter((fn) => !mailers.includes(fn.name))) {
       expect(Object.keys(services.get(fn.name)!.args.ssm), fn.name).not.toContain("SMTP_URL")
     }
   })

@@ -10,6 +10,8 @@ export interface FlowTarget {
   readonly url: string
   readonly adminEmail: string
   readonly mailText: (email: string) => Promise<string>
+  /** Whether `mailText` sees billing's receipts too (an SMTP server does; npm start's dev mailbox is identity's). */
+  readonly receipts?: boolean
 }
 
 /**
@@ -98,8 +100,14 @@ export const runPlatformFlow = async (target: FlowTarget) => {
   await runAttachmentsFlow(target.url, admin.access_token)
 
   // Billing's story: the administrator's plans, a customer's card, subscriptions, invoices and payments.
-  const customer = await signUp(`customer-${randomUUID().slice(0, 8)}@example.com`)
-  await runBillingFlow(target.url, admin.access_token, customer.access_token)
+  const customerEmail = `customer-${randomUUID().slice(0, 8)}@example.com`
+  const customer = await signUp(customerEmail)
+  await runBillingFlow(
+    target.url,
+    admin.access_token,
+    customer.access_token,
+    target.receipts ? { email: customerEmail, mailText: target.mailText } : undefined,
+  )
 }
 
 /** One JSON call to the platform at `url`, with a bearer token and a body when given; the body parsed when any. */

@@ -4,6 +4,7 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
 import * as Kernel from "../../shared/Kernel.ts"
+import { MailSender } from "../../shared/MailSender.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { revocationsFor } from "../auth/TokenVerification.ts"
@@ -44,7 +45,7 @@ export const DomainLive = (config: BillingConfig) =>
         Outbox.layer(manifest),
         Providers.layer(config),
         Layer.fresh(Notifier.layer),
-        ReceiptRecipients.none,
+        ReceiptRecipients.identity({ address: config.identityGrpcUrl }),
       ),
     ),
   )
@@ -72,8 +73,12 @@ export const Infrastructure = (config: BillingConfig) => Kernel.foundation(manif
  */
 export const Bus = (config: BillingConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
 
-/** The container's background work: authz's changes clear the permission cache. */
-export const Background = () => Permissions.following(manifest.name, permissionChanges)
+/**
+ * The container's background work: the queued receipts go out over SMTP (or to the dev mailbox), and authz's changes
+ * clear the permission cache.
+ */
+export const Background = (config: BillingConfig) =>
+  Layer.merge(MailSender.fromConfig(config), Permissions.following(manifest.name, permissionChanges))
 
 /** Billing as its entries and tests run it: its HTTP contract, every route enforced as declared. */
 export const app = FunctionApp.define({

@@ -56,6 +56,11 @@ export const loadConfig = Cfg.load({
   ...verifierConfig(manifests),
   /** authz's gRPC address (`host:port`): the permission checks of its routes and ownership rules. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
+  /** identity's gRPC address (`host:port`): the addresses receipts go to. */
+  identityGrpcUrl: Cfg.grpcAddress("identity", manifests),
+  /** SMTP server for receipts; unset = the dev mailbox (refused in production). */
+  smtpUrl: Config.option(Cfg.secret("SMTP_URL")),
+  mailFrom: Config.option(Config.String("MAIL_FROM")),
   /** BILLING_PAYMENT_PROVIDER (test|stripe), STRIPE_SECRET_KEY, STRIPE_API_BASE. */
   ...StripeProvider.config,
   /** Whether the test clock routes are served (404 when not). */

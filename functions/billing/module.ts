@@ -10,8 +10,9 @@ export const manifest = defineModule({
   version: "0.1.0",
   description: "Plans, subscriptions, invoices with gapless numbers, payments through a provider, dunning, test clocks",
   ports: { http: 8092 },
-  // authz answers the permission checks of its routes and of its ownership rules.
-  dependsOn: ["authz"],
+  // authz answers the permission checks of its routes and of its ownership rules; identity gives the addresses of
+  // receipts (its GetUser).
+  dependsOn: ["authz", "identity"],
   permissions: [
     { name: "billing.plan.create", description: "Create plans" },
     { name: "billing.plan.update", description: "Rename, describe and archive plans (never their price)" },
@@ -39,4 +40,6 @@ export const manifest = defineModule({
     consumes: [sessionRevoked.type, ...permissionChanges.types],
   },
   migrations: [...kernelMigrations, ...migrations],
+  // Receipts go out by mail, as identity's mails do.
+  secrets: [{ key: "SMTP_URL", required: true, description: "SMTP server for mail (`smtps://user:pass@host:465`)" }],
 })
