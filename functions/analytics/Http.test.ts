@@ -186,6 +186,10 @@ describe("reports' access and ranges", () => {
       [`/api/v1/analytics/timeseries?event=a&interval=hour&from=2026-01-01&to=${iso(now)}`, "query.from"],
       [`/api/v1/analytics/timeseries?event=a&interval=week&from=${iso(now - 1000)}&to=${iso(now)}`, "query.interval"],
       [
+        `/api/v1/analytics/timeseries?event=a&interval=minute&property=p&value=v&from=${iso(now - 1000)}&to=${iso(now)}`,
+        "query.interval",
+      ],
+      [
         `/api/v1/analytics/timeseries?event=a&interval=hour&property=p&from=${iso(now - 1000)}&to=${iso(now)}`,
         "query.value",
       ],

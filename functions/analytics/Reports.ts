@@ -192,6 +192,9 @@ export class Reports extends Context.Service<
         if ((query.property === undefined) !== (query.value === undefined)) {
           return yield* invalid(query.property === undefined ? "property" : "value", "property and value go together")
         }
+        if (query.property !== undefined && query.interval === "minute") {
+          return yield* invalid("interval", "a series by property value is hourly or daily")
+        }
         const [g, size] = GRANULARITIES[query.interval]
         const start = bucketOf(range.from, query.interval)
         const points = Math.ceil((range.to - start) / size)
@@ -241,7 +244,9 @@ export class Reports extends Context.Service<
         readonly to: string
         readonly limit: number
       }) {
-        const range = minutes(yield* checkRange(query.from, query.to))
+        // Property values are rolled up per hour and day: the range counts whole hours.
+        const checked = yield* checkRange(query.from, query.to)
+        const range = { from: Math.floor(checked.from / HOUR) * HOUR, to: Math.ceil(checked.to / HOUR) * HOUR }
         const segments = cover(range.from, range.to)
         const [rows, raw] = yield* snapshot(
           Effect.all([
