@@ -44,7 +44,7 @@ const retrySchedule = Config.schema(
 )
 
 /** BILLING_TEST_CLOCKS: explicit when set; otherwise on outside production and off in it. */
-const testClocks = Config.all([
+export const testClocks = Config.all([
   Config.Literals(["development", "test", "production"], "NODE_ENV").pipe(Config.withDefault("development")),
   Config.option(Config.Boolean("BILLING_TEST_CLOCKS")),
 ]).pipe(Config.map(([env, set]) => Option.getOrElse(set, () => env !== "production")))

@@ -653,6 +653,27 @@ describe("subscribing, paying, voiding and canceling (through the engine)", () =
   })
 })
 
+describe("with BILLING_TEST_CLOCKS=false", () => {
+  it("refuses a subscription on a test clock with 404, even to who manages clocks", async () => {
+    const off = await startBilling({ grants, schema, env: { BILLING_TEST_CLOCKS: "false" } })
+    try {
+      const [clock] = await sql(
+        `INSERT INTO ${schema}.test_clocks (frozen_time, created_by) VALUES (now(), $1) RETURNING id`,
+        [admin],
+      )
+      const res = await fetch(`${off.url}/api/v1/billing/subscriptions`, {
+        method: "POST",
+        headers: { ...(await off.as(admin)), "content-type": "application/json" },
+        body: JSON.stringify({ planId: (await createPlan()).id, testClockId: clock.id }),
+      })
+      expect(res.status).toBe(404)
+      expect(((await res.json()) as Problem).detail).toContain("test clocks are off")
+    } finally {
+      await off.close()
+    }
+  })
+})
+
 describe("bad input is a 400 naming the field, never a 5xx", () => {
   it.each([
     ["a negative amount", { amount: -1 }, "amount"],
