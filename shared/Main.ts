@@ -73,8 +73,10 @@ export const runTogether = (
   apps: ReadonlyArray<{ readonly app: FunctionApp; readonly env: Readonly<Record<string, string>> }>,
 ): void => {
   loadDotEnv()
+  // Each function is built fresh (its own memo map): a layer value two functions share (Notifier.layer,
+  // Idempotency.layer, …) would otherwise be built once, against whichever function's database came first.
   const containers = apps.map(({ app, env }) =>
-    containerOf(app).pipe(
+    Layer.fresh(containerOf(app)).pipe(
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...process.env, ...env } as never }))),
     ),
   )
