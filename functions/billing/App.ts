@@ -38,13 +38,10 @@ export const DomainLive = (config: BillingConfig) =>
     Layer.succeed(BillingSettings, BillingSettings.of({ testClocks: config.testClocks })),
   ).pipe(
     Layer.provide(
-      // Fresh: `npm start` builds every function in one layer graph, where a shared layer value (Notifier.layer is
-      // identity's too) is built once, over whichever function's database came first: identity's verification mails
-      // went to billing's mail table.
       Layer.mergeAll(
         Outbox.layer(manifest),
         Providers.layer(config),
-        Layer.fresh(Notifier.layer),
+        Notifier.layer,
         ReceiptRecipients.identity({ address: config.identityGrpcUrl }),
       ),
     ),
@@ -93,8 +90,7 @@ export const app = FunctionApp.define({
     DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
-      // Fresh for the same reason (blog's is the same layer value).
-      Layer.provideMerge(Layer.fresh(Idempotency.layer)),
+      Layer.provideMerge(Idempotency.layer),
       Layer.provideMerge(Identity(config)),
       Layer.provideMerge(Infrastructure(config)),
     ),
