@@ -52,7 +52,7 @@ export interface Increment {
 }
 
 const keyOf = (g: string, name: string, property: string, value: string, bucket: number) =>
-  JSON.stringify([g, name, property, value, bucket])
+  `${g}\u0000${name}\u0000${property}\u0000${value}\u0000${bucket}`
 
 /** The increments of a run of raw events: per granularity, per event (and `$all`), per property value. */
 export const aggregate = (events: ReadonlyArray<RawEvent>): Map<string, Increment> => {
@@ -92,10 +92,13 @@ interface Position {
 export class Rollups extends Context.Service<
   Rollups,
   {
-    /** Folds at most one batch of raw events past the watermark; returns how many (0: caught up, or another folds). */
-    foldOnce(): Effect.Effect<number, DbError>
-    /** Folds until caught up (tests, the bench). */
-    drain(): Effect.Effect<number, DbError>
+    /**
+     * Folds at most one batch (`limit`, default BATCH) of raw events past the watermark; returns how many (0: caught
+     * up, or another instance folds).
+     */
+    foldOnce(limit?: number): Effect.Effect<number, DbError>
+    /** Folds until caught up, `limit` events a transaction (the bench, after loading events directly). */
+    drain(limit?: number): Effect.Effect<number, DbError>
   }
 >()("analytics/Rollups") {
   static readonly layer = Layer.effect(
@@ -103,13 +106,16 @@ export class Rollups extends Context.Service<
     Effect.gen(function* () {
       const db = yield* Db
       const s = db.schema
-      const foldOnce = Effect.fn("Rollups.foldOnce")(function* () {
+      const foldOnce = Effect.fn("Rollups.foldOnce")(function* (limit: number = BATCH) {
         return yield* db.transaction(
           Effect.gen(function* () {
             const [lock] = yield* db.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [
               `${s}.rollups`,
             ])
             if (!lock?.ok) return 0
+            // The keys of a pass are looked up one by one in the primary key: a hash join would read the whole
+            // rollups table on every pass (it grows for ever), which the planner may prefer for a large batch.
+            yield* db.query("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
             const [mark] = yield* db.query<{ txid: string; seq: string }>(
               `SELECT last_txid::text AS txid, last_seq::text AS seq FROM ${s}.rollup_watermark`,
             )
@@ -125,7 +131,7 @@ export class Rollups extends Context.Service<
                FROM ${s}.events e
                WHERE (e.txid, e.seq) > ($1::xid8, $2::bigint) AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
                ORDER BY e.txid, e.seq LIMIT $3`,
-              [mark!.txid, mark!.seq, BATCH],
+              [mark!.txid, mark!.seq, limit],
             )
             if (rows.length === 0) return 0
             const increments = aggregate(
@@ -234,12 +240,12 @@ export class Rollups extends Context.Service<
           return kept
         })
 
-      const drain = Effect.fn("Rollups.drain")(function* () {
+      const drain = Effect.fn("Rollups.drain")(function* (limit: number = BATCH) {
         let total = 0
         for (;;) {
-          const n = yield* foldOnce()
+          const n = yield* foldOnce(limit)
           total += n
-          if (n < BATCH) return total
+          if (n < limit) return total
         }
       })
       return Rollups.of({ foldOnce, drain })
