@@ -216,11 +216,24 @@ if (!values["skip-queries"]) {
       await db.query(`ANALYZE ${schema}.events`)
       seedSeconds = (performance.now() - seeded) / 1000
       const folding = performance.now()
-      await Effect.runPromise(
-        Effect.flatMap(Effect.service(Rollups), (r) => r.drain(50_000)).pipe(
-          Effect.provideContext(analytics.running.context as never),
-        ) as Effect.Effect<number>,
-      )
+      // The app's own worker folds too (one at a time: a pass that finds the lock taken folds nothing), so until none
+      // is left.
+      const pending = async () =>
+        Number(
+          (
+            await db.query(
+              `SELECT count(*) AS n FROM ${schema}.events e, ${schema}.rollup_watermark w
+               WHERE (e.txid, e.seq) > (w.last_txid, w.last_seq)`,
+            )
+          ).rows[0].n,
+        )
+      do {
+        await Effect.runPromise(
+          Effect.flatMap(Effect.service(Rollups), (r) => r.drain(50_000)).pipe(
+            Effect.provideContext(analytics.running.context as never),
+          ) as Effect.Effect<number>,
+        )
+      } while ((await pending()) > 0)
       foldSeconds = (performance.now() - folding) / 1000
       await db.query(`ANALYZE ${schema}.rollups`)
     }
