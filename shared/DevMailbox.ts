@@ -45,12 +45,15 @@ export class DevMailbox extends Context.Service<
   )
 }
 
+/** Where a function serves its dev mailbox, and the gateway every function's, merged. */
+export const DEV_MAIL_PATH = "/_dev/mail"
+
 /** `GET /_dev/mail`: the dev mailbox as JSON (development only: mount it only when mail goes to the dev mailbox). */
 export const route = Layer.unwrap(
   Effect.map(Effect.service(DevMailbox), (mailbox) =>
     HttpRouter.add(
       "GET",
-      "/_dev/mail",
+      DEV_MAIL_PATH,
       mailbox.list().pipe(
         Effect.map((page) => HttpServerResponse.jsonUnsafe(page)),
         Effect.orDie,

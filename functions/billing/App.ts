@@ -1,6 +1,7 @@
-import { Layer } from "effect"
+import { Layer, Option } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
+import * as DevMailbox from "../../shared/DevMailbox.ts"
 import * as FunctionApp from "../../shared/FunctionApp.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
 import * as Kernel from "../../shared/Kernel.ts"
@@ -86,6 +87,10 @@ export const app = FunctionApp.define({
   background: Background,
   // Renewals and payment retries on wall time, every minute (Renewals.ts).
   jobs: Renewals.jobs,
+  // Its receipts in the dev mailbox are readable over HTTP only when mail goes to it and never in production (the
+  // gateway's `GET /_dev/mail` merges them with identity's mails).
+  unguarded: (config) =>
+    Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,
   services: (config, runtime) =>
     DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),

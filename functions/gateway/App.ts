@@ -35,8 +35,7 @@ export const proxyOptions = (config: GatewayConfig, table: RouteTable.RouteTable
   overrides: config.routeOverrides,
   cors: { origins: config.corsOrigins },
   trustedProxies: config.trustedProxies,
-  devMail: config.env !== "production",
-  devErrors: config.env !== "production",
+  development: config.env !== "production",
 })
 
 const kernelOf = (config: GatewayConfig) => ({

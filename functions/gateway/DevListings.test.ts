@@ -1,6 +1,8 @@
-// The gateway and the error bus: `GET /_dev/errors` merges every function's recent reports (a defect behind the
-// gateway is reported once, by the function that met it), names an upstream that does not answer, and is not served in
-// production; a defect on the gateway's own hot path (no fiber) is reported with the route, request and trace ids.
+// The gateway's development listings. The error bus: `GET /_dev/errors` merges every function's recent reports (a
+// defect behind the gateway is reported once, by the function that met it), names an upstream that does not answer, and
+// is not served in production; a defect on the gateway's own hot path (no fiber) is reported with the route, request
+// and trace ids. The dev mailboxes: `GET /_dev/mail` merges the sent mails of every function that has one, newest first,
+// leaving out those that have none (404) and naming those that do not answer.
 import { randomBytes } from "node:crypto"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -21,6 +23,7 @@ import type { RateLimits } from "./RateLimits.ts"
 import { settingsOf } from "./RouteSettings.ts"
 import * as RouteTable from "./RouteTable.ts"
 import { type GatewayUnderTest, startGateway } from "./testing/gatewayHarness.ts"
+import { startUpstream, type TestUpstream } from "./testing/upstream.ts"
 import { Upstreams } from "./Upstreams.ts"
 
 const faultsRouted = { ...faultsManifest, routes: faultsApp.routes }
@@ -30,21 +33,53 @@ const ghost = {
   ports: { http: 2 },
   routes: [{ method: "GET" as const, path: "/api/v1/ghost/things", auth: "public" as const }],
 }
-const manifests = [faultsRouted, ghost]
+// Two functions with a dev mailbox each (real HTTP servers standing in), their mails' times interleaved.
+const mailer = (name: string, port: number) => ({
+  ...faultsManifest,
+  name,
+  ports: { http: port },
+  routes: [{ method: "GET" as const, path: `/api/v1/${name}/things`, auth: "public" as const }],
+})
+const mailOf = (to: string, minute: number) => ({
+  to,
+  subject: `at ${minute}`,
+  text: `sent at minute ${minute}`,
+  html: `<p>sent at minute ${minute}</p>`,
+  sentAt: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(),
+})
+const mails = {
+  alpha: [mailOf("a@example.com", 5), mailOf("a@example.com", 1)],
+  beta: [mailOf("b@example.com", 7), mailOf("b@example.com", 3), mailOf("b@example.com", 2)],
+}
+const manifests = [faultsRouted, ghost, mailer("alpha", 3), mailer("beta", 4)]
 const schema = `t_faults_${randomBytes(4).toString("hex")}`
 
 let faults: AppUnderTest
 let gateway: GatewayUnderTest
 let probe: Server
 let probeUrl: string
+let mailboxes: Array<TestUpstream> = []
 
 type HotServices = Context.Context<Upstreams | EdgeAuth | Permissions | RateLimits>
 
 beforeAll(async () => {
   faults = await startApp(faultsApp, { env: { DB_SCHEMA: schema } })
+  mailboxes = await Promise.all(
+    [mails.alpha, mails.beta].map((items) =>
+      startUpstream((request, response) => {
+        // Every function lists its errors (none here) and these two their mails.
+        const listing = { "/_dev/mail": items, "/_dev/errors": [] }[request.url ?? ""]
+        if (listing === undefined) return false
+        response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ items: listing }))
+        return true
+      }),
+    ),
+  )
   gateway = await startGateway({
     manifests,
     env: {
+      ALPHA_URL: mailboxes[0]!.url,
+      BETA_URL: mailboxes[1]!.url,
       FAULTS_URL: faults.url,
       GHOST_URL: `http://127.0.0.1:${await freePort()}`,
       // No per-address count: the hot path then takes a public route with or without Redis.
@@ -94,6 +129,7 @@ afterAll(async () => {
   await new Promise((resolve) => probe?.close(resolve))
   await gateway?.close()
   await faults?.close()
+  await Promise.all(mailboxes.map((m) => m.close()))
   if (gateway) await sql(`DROP SCHEMA IF EXISTS ${gateway.schema} CASCADE`)
   await sql(`DROP SCHEMA IF EXISTS ${schema}_jobs CASCADE`)
 })
@@ -136,20 +172,41 @@ describe("GET /_dev/errors at the gateway", () => {
     expect(report!.exception.values.at(-1)!.value).toBe("the forwarding broke")
   })
 
-  it("is not served in production", async () => {
+  it("is not served in production (nor /_dev/mail)", async () => {
     const production = await startGateway({
       manifests,
       env: {
         ...productionEnv("gateway", ["gateway", "faults", "ghost"]),
         FAULTS_URL: faults.url,
         GHOST_URL: `http://127.0.0.1:${await freePort()}`,
+        ALPHA_URL: mailboxes[0]!.url,
+        BETA_URL: mailboxes[1]!.url,
       },
     })
     try {
       expect((await fetch(`${production.url}/_dev/errors`)).status).toBe(404)
+      expect((await fetch(`${production.url}/_dev/mail`)).status).toBe(404)
     } finally {
       await production.close()
       await sql(`DROP SCHEMA IF EXISTS ${production.schema} CASCADE`)
     }
+  })
+})
+
+describe("GET /_dev/mail at the gateway", () => {
+  it("merges the sent mails of every function with a dev mailbox, newest first; one without (404) is left out", async () => {
+    const answer = await fetch(`${gateway.url}/_dev/mail`)
+    expect(answer.status).toBe(200)
+    const { items, unreachable } = (await answer.json()) as {
+      items: Array<{ to: string; subject: string; sentAt: string }>
+      unreachable: Array<string>
+    }
+    expect(items.map((m) => m.subject)).toEqual(["at 7", "at 5", "at 3", "at 2", "at 1"])
+    expect(items[0]).toEqual(mails.beta[0])
+    expect(items[1]).toEqual(mails.alpha[0])
+    // faults has no dev mailbox (404): not unreachable; ghost does not answer.
+    expect(unreachable).toEqual(["ghost"])
+    // Asked once each, at the same path.
+    for (const mailbox of mailboxes) expect(mailbox.seen.map((r) => r.url)).toContain("/_dev/mail")
   })
 })

@@ -15,7 +15,7 @@ import { trustedProxies } from "../../shared/TrustedProxies.ts"
 import * as AccountPages from "./AccountPages.ts"
 import { admission } from "./Admission.ts"
 import * as Cors from "./Cors.ts"
-import * as DevErrors from "./DevErrors.ts"
+import * as DevListings from "./DevListings.ts"
 import * as Docs from "./Docs.ts"
 import type { EdgeAuth } from "./EdgeAuth.ts"
 import { forwarding } from "./Forwarding.ts"
@@ -27,8 +27,6 @@ import { type RouteSettings, settingsOf } from "./RouteSettings.ts"
 import { isOwnPath, type Route } from "./RouteTable.ts"
 import { send } from "./SocketAnswers.ts"
 import { Upstreams } from "./Upstreams.ts"
-
-const DEV_MAIL: Route = { method: "GET", template: "/_dev/mail", upstream: "identity", auth: "public" }
 
 /**
  * The proxy, in front of the gateway's router: every path that is not the gateway's own is resolved against the
@@ -69,12 +67,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       Effect.gen(function* () {
         const method = request.method ?? "GET"
         const headers = request.headers as Record<string, string | undefined>
-        const resolved =
-          options.devMail && path === DEV_MAIL.template
-            ? method === "GET" || method === "HEAD"
-              ? ({ _tag: "Match", route: DEV_MAIL } as const)
-              : ({ _tag: "MethodNotAllowed", allow: ["GET", "HEAD"] } as const)
-            : options.table.resolve(method, path)
+        const resolved = options.table.resolve(method, path)
         if (Cors.isPreflight(method, headers)) {
           if (resolved._tag === "NotFound") return Problem.response(404, "no such route")
           const allow = resolved._tag === "Match" ? options.table.allowed(path) : resolved.allow
@@ -155,7 +148,6 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     // are many).
     const hotRoutes = new Map<string, HotRoute>()
     const routeOf = (method: string, path: string): HotRoute | undefined => {
-      if (options.devMail && path === DEV_MAIL.template) return undefined
       const key = `${method} ${path}`
       const known = hotRoutes.get(key)
       if (known !== undefined) return known
@@ -266,7 +258,7 @@ export const HttpLive = Layer.mergeAll(
 export const serve = (options: ProxyOptions, server: { readonly port: number; readonly shutdownTimeoutMs: number }) =>
   Layer.effectDiscard(Effect.flatMap(Upstreams, (upstreams) => upstreams.warm)).pipe(
     Layer.provideMerge(
-      Server.serve(options.devErrors ? Layer.merge(HttpLive, DevErrors.route) : HttpLive, {
+      Server.serve(options.development ? Layer.mergeAll(HttpLive, DevListings.errors, DevListings.mail) : HttpLive, {
         port: server.port,
         maxBodyBytes: options.maxBodyBytes,
         shutdownTimeoutMs: server.shutdownTimeoutMs,

@@ -12,8 +12,9 @@ export interface ProxyOptions {
   readonly overrides: ReadonlyArray<RouteOverride>
   readonly cors: Cors.CorsOptions
   readonly trustedProxies: ReadonlyArray<string>
-  /** Proxy `GET /_dev/mail` to identity (never in production). */
-  readonly devMail: boolean
-  /** Serve `GET /_dev/errors`, every function's recent error reports merged (never in production). */
-  readonly devErrors: boolean
+  /**
+   * Serve the development listings (never in production): `GET /_dev/errors`, every function's recent error reports,
+   * and `GET /_dev/mail`, every function's dev mailbox, each merged newest first (DevListings.ts).
+   */
+  readonly development: boolean
 }

@@ -17,7 +17,7 @@ export interface RouteSettings {
 /** The settings of a route: the gateway's defaults, then the route's manifest, then `GATEWAY_ROUTES` (later wins). */
 export const settingsOf = (
   route: Route,
-  options: Omit<ProxyOptions, "table" | "cors" | "trustedProxies" | "devMail" | "devErrors">,
+  options: Omit<ProxyOptions, "table" | "cors" | "trustedProxies" | "development">,
 ) => {
   const own = [
     route,

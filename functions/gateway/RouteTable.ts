@@ -1,3 +1,4 @@
+import { DEV_MAIL_PATH } from "../../shared/DevMailbox.ts"
 import { DEV_ERRORS_PATH } from "../../shared/ErrorBus.ts"
 import type { ModuleManifest, RouteSpec } from "../../shared/Module.ts"
 import * as AccountPages from "./AccountPages.ts"
@@ -73,8 +74,10 @@ const OWN_PATHS = new Set([
   "/readyz/upstreams",
   "/docs",
   ...AccountPages.OWN_PATHS,
-  // The platform's recent error reports, merged (development only; in production nothing answers it: 404).
+  // The platform's recent error reports and its dev mailboxes, merged (development only; in production nothing answers
+  // them: 404).
   DEV_ERRORS_PATH,
+  DEV_MAIL_PATH,
 ])
 
 /**
