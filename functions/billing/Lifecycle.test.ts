@@ -336,31 +336,38 @@ describe("exactly once", () => {
     }
   })
 
-  it("an attempt cut off after the provider charged is repeated under its key: one charge, paid, one attempt", async () => {
-    let crash = true
+  // An engine whose process "dies" right after the provider answered (while `crash.on`), and a customer subscribed
+  // through it with tok_visa: the first invoice's attempt 1 charged at the provider, its outcome never recorded.
+  const crashedAfterCharge = async () => {
+    const crash = { on: true }
     const crashing = await startEngine({
       engine: { attemptLeaseMs: 60_000 },
       provider: (provider) => ({
         ...provider,
         charge: (request) =>
           Effect.flatMap(provider.charge(request), (outcome) =>
-            crash ? Effect.die(new Error("the process died after the provider answered")) : Effect.succeed(outcome),
+            crash.on ? Effect.die(new Error("the process died after the provider answered")) : Effect.succeed(outcome),
           ),
       }),
     })
+    const customer = randomUUID()
+    const plan = await createPlan(crashing, { amount: 4200 })
+    await savePaymentMethod(crashing, customer, "tok_visa")
+    const exit = await crashing.runExit(crashing.engine.subscribe({ customerId: customer, planId: plan, now: T0 }))
+    expect(Exit.isFailure(exit)).toBe(true)
+    return { crashing, crash, customer }
+  }
+
+  it("an attempt cut off after the provider charged is repeated under its key: one charge, paid, one attempt", async () => {
+    const { crashing, crash } = await crashedAfterCharge()
     try {
-      const customer = randomUUID()
-      const plan = await createPlan(crashing, { amount: 4200 })
-      await savePaymentMethod(crashing, customer, "tok_visa")
-      const exit = await crashing.runExit(crashing.engine.subscribe({ customerId: customer, planId: plan, now: T0 }))
-      expect(Exit.isFailure(exit)).toBe(true)
       const [invoice] = await crashing.q<{ id: string; status: string; attempts: number }>(
         `SELECT id, status, attempts FROM $S.invoices`,
       )
       expect(invoice).toMatchObject({ status: "open", attempts: 1 })
       const undecided = await crashing.q(`SELECT attempt FROM $S.payment_attempts WHERE outcome IS NULL`)
       expect(undecided).toEqual([{ attempt: 1 }])
-      crash = false
+      crash.on = false
       // Not before the lease of the instance that was charging it has ended.
       expect((await crashing.run(crashing.engine.retryDue(new Date(T0.getTime() + 30_000)))).processed).toBe(0)
       expect((await crashing.run(crashing.engine.retryDue(new Date(T0.getTime() + 60_000)))).processed).toBe(1)
@@ -370,6 +377,30 @@ describe("exactly once", () => {
       expect(ledger).toEqual([{ idempotency_key: chargeKey(invoice!.id, 1) }])
       const attempts = await crashing.q(`SELECT attempt, outcome FROM $S.payment_attempts`)
       expect(attempts).toEqual([{ attempt: 1, outcome: "paid" }])
+    } finally {
+      await crashing.close()
+    }
+  })
+
+  it("an undecided attempt is repeated with the method it was made with, not one the customer saved since", async () => {
+    const { crashing, crash, customer } = await crashedAfterCharge()
+    try {
+      // The attempt holds the method it charged.
+      expect(await crashing.q(`SELECT customer_ref, payment_method_ref, outcome FROM $S.payment_attempts`)).toEqual([
+        { customer_ref: `cus_test_${customer}`, payment_method_ref: "pm_test_tok_visa", outcome: null },
+      ])
+      // Meanwhile the customer saves another card: the repeat under the same key must still be the visa's charge (the
+      // provider refuses a key with other parameters: the attempt would stay undecided for ever).
+      await savePaymentMethod(crashing, customer, "tok_declined")
+      crash.on = false
+      expect((await crashing.run(crashing.engine.retryDue(new Date(T0.getTime() + 60_000)))).processed).toBe(1)
+      expect(await crashing.q(`SELECT status, attempts FROM $S.invoices`)).toEqual([{ status: "paid", attempts: 1 }])
+      expect(await crashing.q(`SELECT attempt, outcome FROM $S.payment_attempts`)).toEqual([
+        { attempt: 1, outcome: "paid" },
+      ])
+      expect(await crashing.q(`SELECT payment_method_ref, outcome FROM $S.test_provider_charges`)).toEqual([
+        { payment_method_ref: "pm_test_tok_visa", outcome: "paid" },
+      ])
     } finally {
       await crashing.close()
     }

@@ -15,6 +15,7 @@ import { Outbox } from "../../shared/Outbox.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { Conflict, NotFound, type ServiceUnavailable } from "../../shared/Problem.ts"
 import { PAYABLE, refusal } from "./InvoiceStatus.ts"
+import * as Invoices from "./Invoices.ts"
 import {
   type IntervalUnit,
   type Invoice,
@@ -26,7 +27,6 @@ import {
   toInvoice,
   toSubscription,
 } from "./Model.ts"
-import * as Money from "./Money.ts"
 import { nextPeriodEnd } from "./Periods.ts"
 import { type ChargeOutcome, type ChargeRequest, chargeKey, PaymentProvider } from "./Provider.ts"
 import { ReceiptRecipients, receiptMail } from "./Receipts.ts"
@@ -38,6 +38,9 @@ type PayableRow = InvRow & {
   readonly pm_customer_ref: string | null
   readonly pm_method_ref: string | null
   readonly undecided_attempt: number | null
+  /** The method the undecided attempt was made with (null for one written before migration 0103). */
+  readonly undecided_customer_ref: string | null
+  readonly undecided_method_ref: string | null
 }
 
 const DAY_MS = 86_400_000
@@ -131,8 +134,6 @@ const orUnavailable = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       error instanceof DbError ? unavailable(error) : Effect.fail(error as Exclude<E, DbError>),
   ) as Effect.Effect<A, Exclude<E, DbError> | ServiceUnavailable, R>
 
-const invoiceNumber = (year: number, n: number) => `${year}-${String(n).padStart(6, "0")}`
-
 const unitLabel = (unit: IntervalUnit, count: number) => (count === 1 ? unit : `${count} ${unit}s`)
 
 /** Billing's subscription and invoice engine. */
@@ -179,7 +180,8 @@ export const make = (options: LifecycleOptions) =>
       Effect.map(db.query<InvRow>(`SELECT * FROM ${s}.invoices WHERE id = $1 FOR UPDATE`, [id]), (rows) => rows[0])
 
     /** The subscription of an invoice and the invoice, both locked, in that order (every writer locks them so). */
-    // With the invoice: its customer's payment method and its undecided attempt, if any (what a payment needs).
+    // With the invoice: its customer's payment method and its undecided attempt, if any, with the method that attempt
+    // was made with (what a payment needs).
     const lockInvoiceWithSubscription = (invoiceId: string) =>
       Effect.gen(function* () {
         const subscription = (yield* db.query<SubRow>(
@@ -190,9 +192,13 @@ export const make = (options: LifecycleOptions) =>
         if (subscription === undefined) return undefined
         const invoice = (yield* db.query<PayableRow>(
           `SELECT i.*, pm.customer_ref AS pm_customer_ref, pm.payment_method_ref AS pm_method_ref,
-             (SELECT min(a.attempt) FROM ${s}.payment_attempts a WHERE a.invoice_id = i.id AND a.outcome IS NULL)
-               AS undecided_attempt
+             u.attempt AS undecided_attempt, u.customer_ref AS undecided_customer_ref,
+             u.payment_method_ref AS undecided_method_ref
            FROM ${s}.invoices i LEFT JOIN ${s}.payment_methods pm ON pm.customer_id = i.customer_id
+           LEFT JOIN LATERAL (
+             SELECT a.attempt, a.customer_ref, a.payment_method_ref FROM ${s}.payment_attempts a
+             WHERE a.invoice_id = i.id AND a.outcome IS NULL ORDER BY a.attempt LIMIT 1
+           ) u ON true
            WHERE i.id = $1 FOR UPDATE OF i`,
           [invoiceId],
         ))[0]
@@ -239,78 +245,41 @@ export const make = (options: LifecycleOptions) =>
     /** Inserts a draft invoice for a period (none if that period has one already: the unique key decides). */
     const insertDraft = (
       subscription: SubRow,
-      reason: "subscription_create" | "subscription_cycle",
+      reason: Invoices.Draft["reason"],
       currency: string,
       lines: ReadonlyArray<Line>,
-      period: { readonly start: Date; readonly end: Date },
+      period: Invoices.Draft["period"],
       now: Date,
+      pending: ReadonlyArray<string> = [],
     ) =>
-      Effect.gen(function* () {
-        const subtotal = yield* Money.sum(lines.map((line) => line.amount * line.quantity)).pipe(Effect.orDie)
-        const total = Math.max(0, subtotal)
-        const rows = yield* db.query<InvRow>(
-          `INSERT INTO ${s}.invoices (subscription_id, customer_id, status, reason, currency, lines, subtotal, total,
-             amount_due, period_start, period_end, next_attempt_at, created_at)
-           VALUES ($1, $2, 'draft', $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
-           ON CONFLICT (subscription_id, period_start) DO NOTHING
-           RETURNING *`,
-          [
-            subscription.id,
-            subscription.customer_id,
-            reason,
-            currency,
-            JSON.stringify(lines),
-            subtotal,
-            total,
-            period.start,
-            period.end,
-            // Charged at once by whoever made it; if that instance dies first, the dunning sweep charges it after this.
-            later(now, leaseMs),
-            now,
-          ],
-        )
-        // Credits beyond the charges wait for the next invoice.
-        if (rows[0] !== undefined && subtotal < 0) {
-          yield* db.query(
-            `INSERT INTO ${s}.pending_lines (subscription_id, description, amount, currency, period_start, period_end)
-             VALUES ($1, 'Credit carried over', $2, $3, $4, $5)`,
-            [subscription.id, subtotal, currency, period.start, period.end],
-          )
-        }
-        return rows[0]
-      })
+      Invoices.insertDraft(db, {
+        subscriptionId: subscription.id,
+        customerId: subscription.customer_id,
+        reason,
+        currency,
+        lines,
+        period,
+        pending,
+        // Charged at once by whoever made it; if that instance dies first, the dunning sweep charges it after this.
+        nextAttemptAt: later(now, leaseMs),
+        now,
+      }).pipe(Effect.orDie)
 
-    /**
-     * Finalizes drafts: numbers in order from the year's counter (one statement for all, so the counter's row is held
-     * only to the commit just after), status open, and each one's `finalized` event with the sequence given.
-     */
+    /** Finalizes drafts (Invoices.finalize), and each one's `finalized` event with the sequence given. */
     const finalize = (
       drafts: ReadonlyArray<{ readonly invoice: InvRow; readonly subscription: SubRow; readonly seq: number }>,
       now: Date,
     ) =>
       Effect.gen(function* () {
-        if (drafts.length === 0) return [] as Array<InvRow>
-        const year = now.getUTCFullYear()
-        const counter = yield* db.query<{ last: string }>(
-          `INSERT INTO ${s}.invoice_numbers (year, last) VALUES ($1, $2)
-           ON CONFLICT (year) DO UPDATE SET last = invoice_numbers.last + EXCLUDED.last RETURNING last`,
-          [year, drafts.length],
+        const out = yield* Invoices.finalize(
+          db,
+          drafts.map((draft) => draft.invoice.id),
+          now,
         )
-        const first = Number(counter[0]!.last) - drafts.length + 1
-        const numbers = drafts.map((_, i) => invoiceNumber(year, first + i))
-        const finalized = yield* db.query<InvRow>(
-          `UPDATE ${s}.invoices i SET status = 'open', number = v.number
-           FROM unnest($1::uuid[], $2::text[]) AS v(id, number) WHERE i.id = v.id RETURNING i.*`,
-          [drafts.map((d) => d.invoice.id), numbers],
-        )
-        const byId = new Map(finalized.map((row) => [row.id, row]))
-        const out: Array<InvRow> = []
-        for (const draft of drafts) {
-          const invoice = byId.get(draft.invoice.id)!
-          out.push(invoice)
+        for (const [i, draft] of drafts.entries()) {
           yield* emit("billing.invoice.finalized", draft.subscription, draft.seq, {
-            ...invoiceFacts(invoice),
-            reason: invoice.reason,
+            ...invoiceFacts(out[i]!),
+            reason: out[i]!.reason,
             status: "open",
           })
         }
@@ -380,43 +349,17 @@ export const make = (options: LifecycleOptions) =>
         const next = nextPeriodEnd(subscription.billing_anchor, end, plan.interval_unit, plan.interval_count)
         const pending =
           cache.withPending !== undefined && !cache.withPending.has(subscription.id)
-            ? []
-            : yield* db.query<{
-                id: string
-                description: string
-                amount: string
-                quantity: number
-                period_start: Date
-                period_end: Date
-              }>(
-                `SELECT id, description, amount, quantity, period_start, period_end FROM ${s}.pending_lines
-                 WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id FOR UPDATE`,
-                [subscription.id],
-              )
-        const lines: Array<Line> = [
-          planLine(plan, end, next),
-          ...pending.map((line) => ({
-            description: line.description,
-            amount: Number(line.amount),
-            quantity: line.quantity,
-            periodStart: line.period_start.toISOString(),
-            periodEnd: line.period_end.toISOString(),
-          })),
-        ]
+            ? { ids: [], lines: [] }
+            : yield* Invoices.pendingLines(db, subscription.id)
         const invoice = yield* insertDraft(
           subscription,
           "subscription_cycle",
           plan.currency,
-          lines,
+          [planLine(plan, end, next), ...pending.lines],
           { start: end, end: next },
           now,
+          pending.ids,
         )
-        if (invoice !== undefined && pending.length > 0) {
-          yield* db.query(`UPDATE ${s}.pending_lines SET invoice_id = $1 WHERE id = ANY($2::uuid[])`, [
-            invoice.id,
-            pending.map((line) => line.id),
-          ])
-        }
         // The period advanced and the events' sequence numbers taken in one statement.
         const events = invoice === undefined ? 1 : 2
         const rows = yield* db.query<SubRow>(
@@ -531,11 +474,16 @@ export const make = (options: LifecycleOptions) =>
             const email = yield* emailOf(invoice.customer_id)
             return { _tag: "done", invoice: yield* markPaid(subscription, invoice, now, email, null) } as Prepared
           }
-          const method =
-            invoice.pm_customer_ref === null || invoice.pm_method_ref === null
-              ? undefined
-              : { customer_ref: invoice.pm_customer_ref, payment_method_ref: invoice.pm_method_ref }
           const undecided = invoice.undecided_attempt === null ? undefined : { attempt: invoice.undecided_attempt }
+          // An undecided attempt is repeated with exactly the method it was made with, whatever the customer saved
+          // since: the same key with other parameters is an idempotency error at the provider (Stripe's), and the
+          // charge it may have made is that method's. A new attempt takes the customer's current method.
+          const method =
+            undecided !== undefined && invoice.undecided_customer_ref !== null && invoice.undecided_method_ref !== null
+              ? { customer_ref: invoice.undecided_customer_ref, payment_method_ref: invoice.undecided_method_ref }
+              : invoice.pm_customer_ref === null || invoice.pm_method_ref === null
+                ? undefined
+                : { customer_ref: invoice.pm_customer_ref, payment_method_ref: invoice.pm_method_ref }
           if (method === undefined) {
             if (options.manual === true) {
               return yield* new Conflict({
@@ -552,11 +500,14 @@ export const make = (options: LifecycleOptions) =>
             }
           }
           const attempt = undecided?.attempt ?? invoice.attempts + 1
-          // The attempt (unless repeating the undecided one) and the invoice's lease, in one statement.
+          // The attempt with the method it charges (unless repeating the undecided one) and the invoice's lease, in
+          // one statement.
           yield* db.query(
             `WITH attempt AS (
-               INSERT INTO ${s}.payment_attempts (invoice_id, attempt, provider, idempotency_key, amount, currency, created_at)
-               SELECT $1, $2, $4, $5, $6, $7, $8 WHERE $9
+               INSERT INTO ${s}.payment_attempts
+                 (invoice_id, attempt, provider, idempotency_key, amount, currency, created_at, customer_ref,
+                  payment_method_ref)
+               SELECT $1, $2, $4, $5, $6, $7, $8, $10, $11 WHERE $9
              )
              UPDATE ${s}.invoices SET attempts = GREATEST(attempts, $2), next_attempt_at = $3 WHERE id = $1`,
             [
@@ -569,6 +520,8 @@ export const make = (options: LifecycleOptions) =>
               invoice.currency,
               now,
               undecided === undefined,
+              method?.customer_ref ?? null,
+              method?.payment_method_ref ?? null,
             ],
           )
           return {

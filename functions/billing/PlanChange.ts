@@ -12,6 +12,7 @@ import {
   type ServiceUnavailable,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import * as Invoices from "./Invoices.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import {
   Id,
@@ -24,7 +25,7 @@ import {
   toPlan,
   toSubscription,
 } from "./Model.ts"
-import { Currency, type MoneyOverflow, overflowProblem, sum } from "./Money.ts"
+import { Currency, MoneyOverflow, overflowProblem } from "./Money.ts"
 import type { Period } from "./Periods.ts"
 import { prorate, sameInterval } from "./Proration.ts"
 
@@ -275,89 +276,34 @@ export class PlanChanges extends Context.Service<
         at: Date,
       ) =>
         Effect.gen(function* () {
-          // Oldest first, as the engine's renewal reads them (a change's credit before its charge).
-          const pending = yield* db.query<{
-            id: string
-            description: string
-            amount: string | number
-            quantity: number
-            period_start: Date
-            period_end: Date
-          }>(
-            `SELECT id, description, amount, quantity, period_start, period_end FROM ${t("pending_lines")}
-             WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id FOR UPDATE`,
-            [row.id],
-          )
-          const lines: Array<Line> = [
-            ...pending.map((line) =>
-              toLine({
-                description: line.description,
-                amount: Number(line.amount),
-                quantity: line.quantity,
-                periodStart: line.period_start,
-                periodEnd: line.period_end,
-              }),
+          // Oldest first, as the engine's renewal reads them (a change's credit before its charge); a net credit goes
+          // on to the next invoice, as the engine's invoices do (Invoices.ts).
+          const pending = yield* Invoices.pendingLines(db, row.id)
+          const draft = yield* Invoices.insertDraft(db, {
+            subscriptionId: row.id,
+            customerId: row.customer_id,
+            reason: "subscription_cycle",
+            currency: outcome.currency,
+            lines: [...pending.lines, ...outcome.lines],
+            period: outcome.newPeriod,
+            pending: pending.ids,
+            // Due for payment now (the engine's collect; a total of 0 it marks paid without the provider), and made
+            // at the subscription's time (its test clock's), as the engine's invoices are.
+            nextAttemptAt: at,
+            now: at,
+          }).pipe(
+            Effect.catchTag("MoneyOverflow", () =>
+              Effect.fail(overflowProblem(new MoneyOverflow({ field: "planId" }))),
             ),
-            ...outcome.lines,
-          ]
-          const subtotal = yield* sum(
-            lines.map((line) => line.amount * line.quantity),
-            "planId",
-          ).pipe(Effect.catchTag("MoneyOverflow", (error) => Effect.fail(overflowProblem(error))))
-          const total = Math.max(0, subtotal)
-          const year = at.getUTCFullYear()
-          const [counter] = yield* db.query<{ last: string | number }>(
-            `INSERT INTO ${t("invoice_numbers")} (year, last) VALUES ($1, 1)
-             ON CONFLICT (year) DO UPDATE SET last = ${t("invoice_numbers")}.last + 1 RETURNING last`,
-            [year],
           )
-          const number = `${year}-${String(counter?.last).padStart(6, "0")}`
-          const [invoice] = yield* db.query<{ id: string }>(
-            `INSERT INTO ${t("invoices")} (number, subscription_id, customer_id, status, reason, currency, lines,
-               subtotal, total, amount_due, period_start, period_end, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, 'open', 'subscription_cycle', $4, $5, $6, $7, $7, $8, $9, $10, $10)
-             ON CONFLICT (subscription_id, period_start) DO NOTHING
-             RETURNING id`,
-            [
-              number,
-              row.id,
-              row.customer_id,
-              outcome.currency,
-              JSON.stringify(lines),
-              subtotal,
-              total,
-              outcome.newPeriod.start,
-              outcome.newPeriod.end,
-              // Due for payment now (the engine's collect; a total of 0 it marks paid without the provider), and made
-              // at the subscription's time (its test clock's), as the engine's invoices are.
-              at,
-            ],
-          )
-          if (invoice === undefined) {
+          if (draft === undefined) {
             return yield* new Conflict({ detail: "an invoice starts at this instant already: retry a second later" })
           }
-          yield* db.query(`UPDATE ${t("pending_lines")} SET invoice_id = $1 WHERE id = ANY($2::uuid[])`, [
-            invoice.id,
-            pending.map((line) => line.id),
-          ])
-          if (subtotal < 0) {
-            yield* db.query(
-              `INSERT INTO ${t("pending_lines")} (subscription_id, description, amount, currency, period_start,
-                 period_end)
-               VALUES ($1, $2, $3, $4, $5, $6)`,
-              [
-                row.id,
-                `Credit carried over from invoice ${number}`,
-                subtotal,
-                outcome.currency,
-                outcome.newPeriod.start,
-                outcome.newPeriod.end,
-              ],
-            )
-          }
+          const [invoice] = yield* Invoices.finalize(db, [draft.id], at)
+          const total = Number(invoice!.total)
           return {
-            invoiceId: invoice.id,
-            number,
+            invoiceId: draft.id,
+            number: invoice!.number!,
             total,
             amountDue: total,
             currency: outcome.currency,

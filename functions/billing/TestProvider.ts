@@ -43,6 +43,8 @@ const cardOf = (paymentMethodRef: string): TestCard | undefined =>
 
 type ChargeRow = {
   readonly customer_ref: string
+  /** Null for a charge recorded before migration 0103. */
+  readonly payment_method_ref: string | null
   readonly amount: string | number
   readonly currency: string
   readonly outcome: "paid" | "declined"
@@ -84,10 +86,11 @@ export const make = Effect.gen(function* () {
       const outcome = card?.outcome ?? { _tag: "declined" as const, reason: "unknown_payment_method" }
       // One row per key: the first charge under a key decides; a repeat reads what it decided.
       const inserted = yield* db.query<ChargeRow>(
-        `INSERT INTO ${table} (idempotency_key, customer_ref, amount, currency, outcome, reason, reference)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        `INSERT INTO ${table}
+           (idempotency_key, customer_ref, amount, currency, outcome, reason, reference, payment_method_ref)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING customer_ref, amount, currency, outcome, reason, reference`,
+         RETURNING customer_ref, payment_method_ref, amount, currency, outcome, reason, reference`,
         [
           key,
           request.customerRef,
@@ -96,19 +99,28 @@ export const make = Effect.gen(function* () {
           outcome._tag,
           outcome._tag === "declined" ? outcome.reason : null,
           `ch_test_${randomUUID().replaceAll("-", "")}`,
+          request.paymentMethodRef,
         ],
       )
       const row =
         inserted[0] ??
         (yield* db.query<ChargeRow>(
-          `SELECT customer_ref, amount, currency, outcome, reason, reference FROM ${table} WHERE idempotency_key = $1`,
+          `SELECT customer_ref, payment_method_ref, amount, currency, outcome, reason, reference FROM ${table}
+           WHERE idempotency_key = $1`,
           [key],
         ))[0]
       if (row === undefined) return yield* Effect.die(new Error(`test provider: charge ${key} vanished`))
       // A key reused for another charge is our bug, as Stripe answers it with an idempotency error.
-      if (Number(row.amount) !== request.amount || row.currency !== request.currency) {
+      if (
+        Number(row.amount) !== request.amount ||
+        row.currency !== request.currency ||
+        row.customer_ref !== request.customerRef ||
+        (row.payment_method_ref !== null && row.payment_method_ref !== request.paymentMethodRef)
+      ) {
         return yield* Effect.die(
-          new Error(`test provider: idempotency key ${key} reused with other parameters (amount or currency)`),
+          new Error(
+            `test provider: idempotency key ${key} reused with other parameters (amount, currency, customer or method)`,
+          ),
         )
       }
       return outcomeOf(row)

@@ -190,4 +190,16 @@ export const migrations: ReadonlyArray<Migration> = [
         FOR EACH ROW EXECUTE FUNCTION subscriptions_default_anchor();
     `,
   },
+  {
+    // The payment method an attempt charges, written with the attempt: an undecided attempt (its outcome unknown after
+    // a crash or an unreachable provider) is repeated under its key with exactly these, never with a method the
+    // customer saved since (the same key with other parameters is refused by the provider). NULL: no method (declined
+    // without the provider), or an attempt written before this migration (repeated with the customer's current one).
+    // The test provider's ledger keeps the method a key charged too, to refuse the key with another, as Stripe does.
+    id: "0103_billing_attempt_method",
+    sql: `
+      ALTER TABLE payment_attempts ADD COLUMN customer_ref text, ADD COLUMN payment_method_ref text;
+      ALTER TABLE test_provider_charges ADD COLUMN payment_method_ref text;
+    `,
+  },
 ]
