@@ -104,7 +104,9 @@ if (!values["skip-ingest"]) {
       accepted += answer.accepted ?? 0
       duplicates += answer.duplicates ?? 0
     }
-    for (let i = 0; i < 20; i++) await send(bodyOf(batches + 1_000 + i).replaceAll(`_${tag}`, "_warmup")) // warm-up
+    for (let i = 0; i < 20; i++)
+      await send(bodyOf(i).replaceAll(`_${tag}`, "_warmup")) // warm-up (fresh ids)
+    ;[accepted, duplicates, failed] = [0, 0, 0]
     let next = 0
     const started = performance.now()
     await Promise.all(

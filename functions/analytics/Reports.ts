@@ -321,7 +321,8 @@ export class Reports extends Context.Service<
         const [row] = yield* db
           .transaction(
             Effect.andThen(
-              db.query("SET LOCAL jit = off"),
+              // Per-user hash aggregates over a month of events: in memory, not spilled to disk (4 MB by default).
+              db.query("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"),
               db.query<Record<string, string>>(
                 `WITH ${ctes.join(",\n")}
                  SELECT ${steps.map((_, i) => `(SELECT count(*) FROM f${i + 1})::text AS c${i + 1}`).join(", ")}`,
