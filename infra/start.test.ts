@@ -45,15 +45,21 @@ describe("npm start (embedded defaults)", () => {
       expect(errors.status).toBe(200)
       expect(await errors.json()).toEqual({ items: [], unreachable: [] })
 
+      // Every function's dev mailbox, merged at the gateway (identity's and billing's; the others have none).
+      const mails = await fetch("http://127.0.0.1:8080/_dev/mail")
+      expect(mails.status).toBe(200)
+      expect(await mails.json()).toEqual({ items: [], unreachable: [] })
+
       // The platform's main story through the gateway, on the embedded defaults (PGlite, memory caches, the
-      // Postgres-backed bus, the dev mailbox).
+      // Postgres-backed bus, the dev mailboxes), billing's receipts read in the gateway's merged mailbox.
       const mailText = async (email: string) => {
         const deadline = Date.now() + 20_000
         while (Date.now() < deadline) {
           const { items } = (await (await fetch("http://127.0.0.1:8080/_dev/mail")).json()) as {
             items: Array<{ to: string; text: string }>
           }
-          const mail = items.filter((m) => m.to.includes(email)).at(-1)
+          // Newest first: the newest mail to the address.
+          const mail = items.find((m) => m.to.includes(email))
           if (mail) return mail.text
           await new Promise((r) => setTimeout(r, 50))
         }

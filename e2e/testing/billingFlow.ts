@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
 import { eventually } from "../../shared/testing/harness.ts"
+import { callApi } from "./platformFlow.ts"
 
 /**
  * Billing's story through the gateway, as the administrator (every permission, `adminToken`), a signed-in customer
  * holding none (`customerToken`) and anonymous callers: plans created under an Idempotency-Key (a repeat is the same
  * plan) and listed publicly; the customer's card saved from a test token; a subscription whose first invoice is paid at
- * once (its receipt mailed, where the mailbox sees billing's mail); a declined card leaving a subscription `incomplete` with its invoice open, paid again with /pay after a good
+ * once (its receipt mailed); a declined card leaving a subscription `incomplete` with its invoice open, paid again with /pay after a good
  * card is saved (the same key replayed, no second attempt), which restores `active`; an open invoice voided by the
  * administrator (a second void 409); a cancellation at the period's end; the 4xx a customer meets (401, 403, someone
  * else's invoice 404, bad amounts and currencies 400 naming the field); and the audit log holding billing's events.
@@ -15,27 +16,11 @@ export const runBillingFlow = async (
   url: string,
   adminToken: string,
   customerToken: string,
-  /** Where the customer's receipts can be read, when the run's mailbox sees them (its SMTP server does). */
-  receipts?: { readonly email: string; readonly mailText: (email: string) => Promise<string> },
+  /** Where the customer's receipts are read: the customer's address and the text of the newest mail to it. */
+  receipts: { readonly email: string; readonly mailText: (email: string) => Promise<string> },
 ) => {
-  const call = async (
-    method: string,
-    path: string,
-    options: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
-  ) => {
-    const res = await fetch(`${url}${path}`, {
-      method,
-      headers: {
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-        ...(options.body === undefined ? {} : { "content-type": "application/json" }),
-        ...options.headers,
-      },
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-    })
-    const text = await res.text()
-    const json = (res.headers.get("content-type") ?? "").includes("json") && text !== ""
-    return { status: res.status, headers: res.headers, text, body: json ? JSON.parse(text) : undefined }
-  }
+  const call = (method: string, path: string, options?: Parameters<typeof callApi>[3]) =>
+    callApi(url, method, path, options)
   const admin = { token: adminToken }
   const customer = { token: customerToken }
   const tag = randomUUID().slice(0, 8)
@@ -80,15 +65,13 @@ export const runBillingFlow = async (
   const first = mine.body.items.find((i: { subscriptionId: string }) => i.subscriptionId === subscription.id)
   expect(first).toMatchObject({ status: "paid", total: 1999, amountPaid: 1999, currency: "EUR", attempts: 1 })
   expect(first.number).toMatch(/^\d{4}-\d{6,}$/)
-  if (receipts !== undefined) {
-    // The receipt of the paid invoice, mailed to the address identity holds for the customer.
-    await eventually(
-      "the receipt mail",
-      async () => (await receipts.mailText(receipts.email)).includes(`Invoice ${first.number}`),
-      20_000,
-    )
-    expect(await receipts.mailText(receipts.email)).toContain("19.99 EUR was paid")
-  }
+  // The receipt of the paid invoice, mailed to the address identity holds for the customer.
+  await eventually(
+    "the receipt mail",
+    async () => (await receipts.mailText(receipts.email)).includes(`Invoice ${first.number}`),
+    20_000,
+  )
+  expect(await receipts.mailText(receipts.email)).toContain("19.99 EUR was paid")
 
   // A declined card: incomplete, the invoice open; a good card and /pay restore it (the key replayed, not re-run).
   await call("PUT", "/api/v1/billing/payment-method", { ...customer, body: { token: "tok_declined" } })

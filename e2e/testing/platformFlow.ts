@@ -9,9 +9,8 @@ import { runBlogFlow } from "./blogFlow.ts"
 export interface FlowTarget {
   readonly url: string
   readonly adminEmail: string
+  /** The text of the newest mail to `email` (identity's mails and billing's receipts). */
   readonly mailText: (email: string) => Promise<string>
-  /** Whether `mailText` sees billing's receipts too (an SMTP server does; npm start's dev mailbox is identity's). */
-  readonly receipts?: boolean
 }
 
 /**
@@ -102,31 +101,34 @@ export const runPlatformFlow = async (target: FlowTarget) => {
   // Billing's story: the administrator's plans, a customer's card, subscriptions, invoices and payments.
   const customerEmail = `customer-${randomUUID().slice(0, 8)}@example.com`
   const customer = await signUp(customerEmail)
-  await runBillingFlow(
-    target.url,
-    admin.access_token,
-    customer.access_token,
-    target.receipts ? { email: customerEmail, mailText: target.mailText } : undefined,
-  )
+  await runBillingFlow(target.url, admin.access_token, customer.access_token, {
+    email: customerEmail,
+    mailText: target.mailText,
+  })
 }
 
-/** One JSON call to the platform at `url`, with a bearer token and a body when given; the body parsed when any. */
+/**
+ * One call to the platform at `url`, with a bearer token, headers and a JSON body when given; the answer's text, and
+ * its body parsed when it is JSON.
+ */
 export const callApi = async (
   url: string,
   method: string,
   path: string,
-  options: { token?: string; body?: unknown } = {},
+  options: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
 ) => {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: {
       ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
       ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+      ...options.headers,
     },
     ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
   })
   const text = await res.text()
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined }
+  const json = (res.headers.get("content-type") ?? "").includes("json") && text !== ""
+  return { status: res.status, headers: res.headers, text, body: json ? JSON.parse(text) : undefined }
 }
 
 /** A client of the platform through the gateway: calls, polling, and signing up a verified account. */
