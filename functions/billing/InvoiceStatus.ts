@@ -1,15 +1,16 @@
 import type { InvoiceStatus } from "./Model.ts"
 
 // The invoice's life: draft → open (finalized: numbered) → paid | void | uncollectible. As Stripe allows, an
-// uncollectible invoice (given up after the last dunning failure) may still be paid (the customer pays it with /pay)
-// or voided (written off for good); paid and void are final. Nothing else moves: not back to draft, not from one
+// uncollectible invoice (given up after the last dunning failure) may still be paid (the customer pays it with /pay);
+// only an open invoice is voided (the contract's /void: "open invoices only"; an uncollectible one is written off
+// already); paid and void are final. Nothing else moves: not back to draft, not from one
 // final state to another, not to itself (a repeated transition is the caller's conflict, never a silent success).
 
 /** Each status and the statuses it may move to. */
 export const TRANSITIONS: Readonly<Record<InvoiceStatus, ReadonlyArray<InvoiceStatus>>> = {
   draft: ["open"],
   open: ["paid", "void", "uncollectible"],
-  uncollectible: ["paid", "void"],
+  uncollectible: ["paid"],
   paid: [],
   void: [],
 }

@@ -225,7 +225,7 @@ describe("transitions the engine refuses", () => {
       ["paid", "void", false],
       ["void", "pay", false],
       ["void", "void", false],
-      ["uncollectible", "void", true],
+      ["uncollectible", "void", false],
       ["open", "void", true],
     ] as const) {
       await setStatus(from)

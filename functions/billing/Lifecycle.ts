@@ -103,7 +103,7 @@ type Engine = {
     subscriptionId: string,
     options: { readonly atPeriodEnd: boolean; readonly now?: Date },
   ): Effect.Effect<Subscription, NotFound | Conflict | ServiceUnavailable>
-  /** Voids an open (or uncollectible) invoice; any other status, or a payment attempt in flight, is a conflict. */
+  /** Voids an open invoice; any other status, or a payment attempt in flight, is a conflict. */
   voidInvoice(
     invoiceId: string,
     options?: { readonly now?: Date },
