@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sql } from "../../shared/testing/harness.ts"
-import { type BillingUnderTest, freshBillingSchema, startBilling } from "./testing/billingApp.ts"
+import { type BillingUnderTest, caller, freshBillingSchema, startBilling } from "./testing/billingApp.ts"
 
 // Billing as main.ts runs it on the real Postgres: the routes of the Billing table, their permissions and ownership
 // rules (authz's answers stood in for), idempotent creation and bad input.
@@ -89,30 +89,7 @@ type Problem = {
 type Page<A> = { items: Array<A>; nextCursor: string | null }
 type Body = Plan & Subscription & Invoice & Problem & Page<any> & { provider: string; brand: string; last4: string }
 
-const call = async (
-  method: string,
-  path: string,
-  options: { as?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
-) => {
-  const body = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
-  const response = await fetch(`${billing.url}${path}`, {
-    method,
-    headers: {
-      ...(options.as ? headers[options.as] : {}),
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-      ...options.headers,
-    },
-    ...(body === undefined ? {} : { body }),
-  })
-  const text = await response.text()
-  const type = response.headers.get("content-type") ?? ""
-  return {
-    status: response.status,
-    headers: response.headers,
-    type,
-    body: (type.includes("json") && text !== "" ? JSON.parse(text) : text) as Body,
-  }
-}
+const call = caller<Body>(() => billing, headers)
 
 const code = (prefix = "plan") => `${prefix}-${randomUUID().slice(0, 8)}`
 const newPlan = (extra: Record<string, unknown> = {}) => ({

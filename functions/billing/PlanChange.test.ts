@@ -8,6 +8,7 @@ import { Outbox } from "../../shared/Outbox.ts"
 import { manifest } from "./module.ts"
 import { type PlanChangePreview, PlanChanges } from "./PlanChange.ts"
 import { billingDb, billingDbOptions } from "./testing/engineDb.ts"
+import { asLine, pendingLinesSql } from "./testing/pendingLines.ts"
 
 // Plan changes on the real Postgres: the preview and the change through the service, subscriptions living on test
 // clocks so that the preview and the change see the same instant.
@@ -110,20 +111,7 @@ const change = (caller: string, id: string, planCode: string, key?: string) =>
   )
 
 /** The subscription's pending lines as the API shows lines, oldest first. */
-const pendingLines = async (id: string) =>
-  (
-    await sql<{ description: string; amount: string; quantity: number; period_start: Date; period_end: Date }>(
-      `SELECT description, amount, quantity, period_start, period_end FROM billing.pending_lines
-       WHERE subscription_id = $1 AND invoice_id IS NULL ORDER BY created_at, id`,
-      [id],
-    )
-  ).map((row) => ({
-    description: row.description,
-    amount: Number(row.amount),
-    quantity: row.quantity,
-    periodStart: row.period_start.toISOString(),
-    periodEnd: row.period_end.toISOString(),
-  }))
+const pendingLines = async (id: string) => (await sql(pendingLinesSql("billing"), [id])).map(asLine)
 
 const events = async (id: string) =>
   (

@@ -58,3 +58,34 @@ export const startBilling = async (options: {
     },
   }
 }
+
+/**
+ * Calls to a billing under test (`billing()`, read at each call) as a user whose headers `headers` holds, with a JSON
+ * body, a raw one or extra headers: the answer's status, headers, content type and body (parsed when JSON, else text).
+ */
+export const caller =
+  <B>(billing: () => Pick<BillingUnderTest, "url">, headers: Readonly<Record<string, Record<string, string>>>) =>
+  async (
+    method: string,
+    path: string,
+    options: { as?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  ) => {
+    const body = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
+    const response = await fetch(`${billing().url}${path}`, {
+      method,
+      headers: {
+        ...(options.as ? headers[options.as] : {}),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...options.headers,
+      },
+      ...(body === undefined ? {} : { body }),
+    })
+    const text = await response.text()
+    const type = response.headers.get("content-type") ?? ""
+    return {
+      status: response.status,
+      headers: response.headers,
+      type,
+      body: (type.includes("json") && text !== "" ? JSON.parse(text) : text) as B,
+    }
+  }
