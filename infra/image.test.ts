@@ -147,7 +147,7 @@ describe("every function's image", () => {
       child.kill("SIGTERM")
       const exit = await Promise.race([exited(child), sleep(SHUTDOWN_TIMEOUT_MS + 2_000, "timeout" as const)])
       expect(exit, `exit after SIGTERM: ${output.text}`).toEqual({ code: 0, signal: null })
-      expect(Date.now() - stopping).toBeLessThan(SHUTDOWN_TIMEOUT_MS)
+      expect(Date.now() - stopping, output.text).toBeLessThan(SHUTDOWN_TIMEOUT_MS)
       // Down: the image's health check fails.
       expect((await exited(run(name, { HTTP_PORT: String(port) }, HEALTHCHECK).child)).code).toBe(1)
     },

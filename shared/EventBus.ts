@@ -1,4 +1,4 @@
-import { Cause, Context, type Duration, Effect, Metric, Option, Predicate, Schema, type Scope } from "effect"
+import { Cause, Context, type Duration, Effect, Metric, Option, Predicate, Schema, Scope } from "effect"
 import { Headers, HttpTraceContext } from "effect/http"
 import * as Backoff from "./Backoff.ts"
 import * as CloudEvent from "./CloudEvent.ts"
@@ -527,3 +527,27 @@ export const retryPolicy = (busDefault: Partial<RetryPolicy> | undefined, own: P
   ...busDefault,
   ...own,
 })
+
+/**
+ * One subscription (and consumer group `<group>:<topic>`) per topic, for a consumer of many producers (audit,
+ * analytics), opened one after another and closed all at once when the caller's scope closes: closed one after
+ * another, each Kafka consumer's stop (its fetch in flight, leaving its group) added up with every producer the
+ * registry gained, towards a container's shutdown budget.
+ */
+export const subscribeEach = <R>(options: {
+  readonly topics: ReadonlyArray<string>
+  readonly group: string
+  readonly handler: (event: CloudEvent.CloudEvent) => Effect.Effect<void, unknown, R>
+}): Effect.Effect<void, EventBusError, EventBus | Scope.Scope | R> =>
+  Effect.gen(function* () {
+    const bus = yield* EventBus
+    const scope = yield* Scope.fork(yield* Effect.scope, "parallel")
+    yield* Effect.forEach(
+      options.topics,
+      (topic) =>
+        bus
+          .subscribe({ topic, types: "*", group: `${options.group}:${topic}`, handler: options.handler })
+          .pipe(Scope.provide(scope)),
+      { discard: true },
+    )
+  })

@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
 import type { CloudEvent } from "../../shared/CloudEvent.ts"
 import { Db } from "../../shared/Db.ts"
-import { EventBus } from "../../shared/EventBus.ts"
+import { subscribeEach } from "../../shared/EventBus.ts"
 import { MAX_PROPERTIES, MAX_STRING } from "./Api.ts"
 import { acceptedWindow, type EventRow, Events } from "./Events.ts"
 
@@ -121,22 +121,18 @@ export interface PlatformEventsOptions {
 export const layer = (options: PlatformEventsOptions) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
-      const bus = yield* EventBus
       const events = yield* Events
-      for (const topic of options.topics) {
-        yield* bus.subscribe({
-          topic,
-          types: "*",
-          group: `${options.group}:${topic}`,
-          handler: (event) =>
-            Effect.gen(function* () {
-              const row = rowOf(event)
-              const window = acceptedWindow(Date.now(), options.rawRetentionDays)
-              const t = row.occurredAt.getTime()
-              if (UUID.test(row.id) && t >= window.from && t <= window.to) yield* events.insert([row])
-              if (event.type.startsWith("billing.")) yield* followBilling(event)
-            }),
-        })
-      }
+      yield* subscribeEach({
+        topics: options.topics,
+        group: options.group,
+        handler: (event) =>
+          Effect.gen(function* () {
+            const row = rowOf(event)
+            const window = acceptedWindow(Date.now(), options.rawRetentionDays)
+            const t = row.occurredAt.getTime()
+            if (UUID.test(row.id) && t >= window.from && t <= window.to) yield* events.insert([row])
+            if (event.type.startsWith("billing.")) yield* followBilling(event)
+          }),
+      })
     }),
   )

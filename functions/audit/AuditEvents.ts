@@ -1,5 +1,5 @@
 import { Effect, Layer } from "effect"
-import { EventBus } from "../../shared/EventBus.ts"
+import { subscribeEach } from "../../shared/EventBus.ts"
 import { AuditLog } from "./AuditLog.ts"
 
 /** What the consumer reads: the topics, and the prefix of its consumer groups (one group per topic). */
@@ -16,15 +16,7 @@ export interface AuditEventsOptions {
 export const layer = (options: AuditEventsOptions) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
-      const bus = yield* EventBus
       const log = yield* AuditLog
-      for (const topic of options.topics) {
-        yield* bus.subscribe({
-          topic,
-          types: "*",
-          group: `${options.group}:${topic}`,
-          handler: (event) => Effect.asVoid(log.recordEvent(event)),
-        })
-      }
+      yield* subscribeEach({ ...options, handler: (event) => Effect.asVoid(log.recordEvent(event)) })
     }),
   )
