@@ -1,35 +1,19 @@
-import { Effect } from "effect"
-import { Permissions } from "../../../shared/access/Permissions.ts"
-import { type AppUnderTest, startApp } from "../../../shared/testing/appHarness.ts"
 import { freshSchema } from "../../../shared/testing/harness.ts"
-import { tokenOptions } from "../../auth/testing/authHarness.ts"
-import { startIssuer, type TokenIssuer } from "../../authz/testing/authzHarness.ts"
+import type { TokenIssuer } from "../../authz/testing/authzHarness.ts"
+import { type Grants, type SignedInUnderTest, signedInEnv, startSignedIn } from "../../authz/testing/signedInApp.ts"
 import { app } from "../App.ts"
 import type { BlogConfig } from "../Config.ts"
 
-/** Who holds which permission: authz's answers, stood in for (authz is tested in authz and through the platform). */
-export type Grants = Readonly<Record<string, ReadonlyArray<string>>>
+export { type Grants, grantsStandIn } from "../../authz/testing/signedInApp.ts"
 
 /** Blog as main.ts runs it (its `app`: HTTP, its jobs, its background work) on the real Postgres. */
-export interface BlogUnderTest extends AppUnderTest<BlogConfig> {
-  /** The `Authorization` header of a user: a real access token from the test issuer. */
-  readonly as: (userId: string) => Promise<Record<string, string>>
-}
+export type BlogUnderTest = SignedInUnderTest<BlogConfig>
 
 /** Environment of a blog under test: its schema, the test issuer's keys, the embedded bus (no Kafka). */
 export const blogEnv = (schema: string, jwksUrl: string): Record<string, string | undefined> => ({
-  DB_SCHEMA: schema,
-  DB_POOL_MAX: "8",
-  JWT_ISSUER: tokenOptions.issuer,
-  JWT_AUDIENCE: tokenOptions.audience,
-  AUTH_JWKS_URL: jwksUrl,
-  KAFKA_BROKERS: undefined,
+  ...signedInEnv(schema, jwksUrl),
   APP_BASE_URL: "https://blog.example",
 })
-
-/** The stand-in for authz: a user holds exactly the permissions `grants` lists for them. */
-export const grantsStandIn = (grants: Grants) =>
-  Permissions.local((userId, permission) => Effect.succeed(grants[userId]?.includes(permission) ?? false))
 
 /** A fresh blog schema name. */
 export const freshBlogSchema = () => freshSchema("blog").schema
@@ -38,23 +22,14 @@ export const freshBlogSchema = () => freshSchema("blog").schema
  * Starts blog's `app` with its configuration read from the test environment and `env`: tokens from a test issuer
  * (`issuer`, else one of its own) and permissions from `grants`.
  */
-export const startBlog = async (options: {
+export const startBlog = (options: {
   readonly grants: Grants
   readonly schema?: string
   readonly issuer?: TokenIssuer
   readonly env?: Record<string, string | undefined>
-}): Promise<BlogUnderTest> => {
-  const issuer = options.issuer ?? (await startIssuer())
-  const running = await startApp(app, {
-    env: { ...blogEnv(options.schema ?? freshBlogSchema(), issuer.jwksUrl.href), ...options.env },
-    standIns: () => grantsStandIn(options.grants),
+}): Promise<BlogUnderTest> =>
+  startSignedIn(app, {
+    ...options,
+    schema: options.schema ?? freshBlogSchema(),
+    env: { APP_BASE_URL: "https://blog.example", ...options.env },
   })
-  return {
-    ...running,
-    as: async (userId) => ({ authorization: `Bearer ${await issuer.issue(userId)}` }),
-    close: async () => {
-      await running.close()
-      if (options.issuer === undefined) await issuer.close()
-    },
-  }
-}
