@@ -110,6 +110,84 @@ export const runBillingFlow = async (
   expect(voided.body.status).toBe("void")
   expect((await call("POST", `/api/v1/billing/invoices/${toVoid.id}/void`, admin)).status).toBe(409)
 
+  // A plan change: the preview, then the change writing the same lines (prorated by the second, so the two agree to
+  // the second they were asked at: the flow compares their shape and sign, the function's tests the amounts).
+  const plus = await call("POST", "/api/v1/billing/plans", {
+    ...admin,
+    body: { code: `plus-${tag}`, name: "Plus", amount: 2999, currency: "EUR", interval: "month" },
+  })
+  expect(plus.status, plus.text).toBe(201)
+  const changePath = `/api/v1/billing/subscriptions/${subscription.id}/change-plan`
+  const preview = await call("GET", `${changePath}/preview?planId=${plus.body.id}`, customer)
+  expect(preview.status, preview.text).toBe(200)
+  expect(preview.body).toMatchObject({ currency: "EUR", lines: [{}, {}] })
+  expect(preview.body.lines[0].amount).toBeLessThan(0)
+  expect(preview.body.lines[1].amount).toBeGreaterThan(0)
+  expect(preview.body.total).toBeGreaterThan(0)
+  expect((await call("GET", `${changePath}/preview?planId=nope`, customer)).status).toBe(400)
+  const changed = await call("POST", changePath, { ...customer, body: { planId: plus.body.id } })
+  expect(changed.status, changed.text).toBe(200)
+  expect(changed.body).toMatchObject({ subscription: { planId: plus.body.id, status: "active" }, invoiceId: null })
+  expect(changed.body.lines.map((l: { description: string }) => l.description.split(" ")[0])).toEqual(
+    preview.body.lines.map((l: { description: string }) => l.description.split(" ")[0]),
+  )
+  expect((await call("POST", changePath, { ...customer, body: { planId: plus.body.id } })).status).toBe(409)
+
+  // A plan archived by the administrator: out of the public list, refused to new subscribers.
+  const archived = await call("PATCH", `/api/v1/billing/plans/${yen.body.id}`, { ...admin, body: { active: false } })
+  expect(archived.status, archived.text).toBe(200)
+  expect(archived.body).toMatchObject({ active: false, amount: 1200 })
+  const publicPlans = await call("GET", "/api/v1/billing/plans?limit=100")
+  expect(publicPlans.body.items.map((p: { id: string }) => p.id)).not.toContain(yen.body.id)
+  expect((await call("PATCH", `/api/v1/billing/plans/${plus.body.id}`, { ...admin, body: { amount: 1 } })).status).toBe(
+    400,
+  )
+
+  // The customer's subscriptions, and everyone's for the administrator.
+  const mySubscriptions = await call("GET", "/api/v1/billing/subscriptions/me", customer)
+  expect(mySubscriptions.status, mySubscriptions.text).toBe(200)
+  expect(mySubscriptions.body.items.map((s: { id: string }) => s.id)).toEqual(
+    expect.arrayContaining([subscription.id, declined.body.id]),
+  )
+  const theirSubscriptions = await call(
+    "GET",
+    `/api/v1/billing/subscriptions?customerId=${subscription.customerId}&status=active`,
+    admin,
+  )
+  expect(theirSubscriptions.status, theirSubscriptions.text).toBe(200)
+  expect(theirSubscriptions.body.items.map((s: { id: string }) => s.id)).toContain(subscription.id)
+
+  // A test clock: a trial on the clock's time, its first invoice made and paid when the clock passes the trial's end.
+  const trial = await call("POST", "/api/v1/billing/plans", {
+    ...admin,
+    body: { code: `trial-${tag}`, name: "Trial", amount: 500, currency: "EUR", interval: "month", trialDays: 14 },
+  })
+  expect(trial.status, trial.text).toBe(201)
+  const clock = await call("POST", "/api/v1/billing/test-clocks", {
+    ...admin,
+    body: { frozenTime: "2030-01-01T00:00:00Z" },
+  })
+  expect(clock.status, clock.text).toBe(201)
+  expect((await call("POST", "/api/v1/billing/test-clocks", { ...customer, body: {} })).status).toBe(403)
+  await call("PUT", "/api/v1/billing/payment-method", { ...admin, body: { token: "tok_visa" } })
+  const onClock = await call("POST", "/api/v1/billing/subscriptions", {
+    ...admin,
+    body: { planId: trial.body.id, testClockId: clock.body.id },
+  })
+  expect(onClock.status, onClock.text).toBe(201)
+  expect(onClock.body).toMatchObject({ status: "trialing", trialEnd: "2030-01-15T00:00:00.000Z" })
+  const advanced = await call("POST", `/api/v1/billing/test-clocks/${clock.body.id}/advance`, {
+    ...admin,
+    body: { to: "2030-01-16T00:00:00Z" },
+  })
+  expect(advanced.status, advanced.text).toBe(200)
+  const afterTrial = await call("GET", `/api/v1/billing/subscriptions/${onClock.body.id}`, admin)
+  expect(afterTrial.body).toMatchObject({ status: "active", currentPeriodStart: "2030-01-15T00:00:00.000Z" })
+  const trialInvoices = await call("GET", `/api/v1/billing/invoices/me?status=paid`, admin)
+  expect(
+    trialInvoices.body.items.filter((i: { subscriptionId: string }) => i.subscriptionId === onClock.body.id),
+  ).toMatchObject([{ total: 500, periodStart: "2030-01-15T00:00:00.000Z" }])
+
   // Cancellation at the period's end (the default).
   const canceled = await call("POST", `/api/v1/billing/subscriptions/${subscription.id}/cancel`, { ...customer })
   expect(canceled.status, canceled.text).toBe(200)
