@@ -22,7 +22,7 @@ import { tokenOptions } from "../functions/auth/testing/authHarness.ts"
 import { startIssuer } from "../functions/authz/testing/authzHarness.ts"
 import { Permissions } from "../shared/access/Permissions.ts"
 import { startApp } from "../shared/testing/appHarness.ts"
-import { measuredCommit, quantile, textTable } from "./lib.ts"
+import { databaseNamed, measuredCommit, quantile, textTable } from "./lib.ts"
 
 const { values } = parseArgs({
   options: {
@@ -115,7 +115,7 @@ if (!values["skip-ingest"]) {
       }),
     )
     const seconds = (performance.now() - started) / 1000
-    const db = new pg.Client({ connectionString: platformDatabase(platform.database) })
+    const db = new pg.Client({ connectionString: databaseNamed(url!, platform.database) })
     await db.connect()
     const counted = async (sql: string) => Number((await db.query(sql, [`%_${tag}`])).rows[0].n)
     const stored = await counted("SELECT count(*) AS n FROM analytics.events WHERE name LIKE $1")
@@ -163,12 +163,6 @@ if (!values["skip-ingest"]) {
   } finally {
     await platform.stop()
   }
-}
-
-function platformDatabase(name: string) {
-  const at = new URL(url!)
-  at.pathname = `/${name}`
-  return at.toString()
 }
 
 // ---- queries over 10M generated events ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import { app } from "../functions/blog/App.ts"
 import { grantsStandIn } from "../functions/blog/testing/blogApp.ts"
 import { encodeCursor } from "../shared/Pagination.ts"
 import { startApp } from "../shared/testing/appHarness.ts"
-import { measuredCommit, quantile, textTable } from "./lib.ts"
+import { databaseNamed, measuredCommit, quantile, textTable } from "./lib.ts"
 
 const { values } = parseArgs({
   options: {
@@ -77,7 +77,7 @@ async function throughGateway(
 ): Promise<{ full: number; notModified: number }> {
   const platform = await startPlatform({ env: { RATE_LIMIT_IP_PER_MINUTE: "0", RATE_LIMIT_USER_PER_MINUTE: "0" } })
   try {
-    const client = new pg.Client({ connectionString: platformDatabase(platform.database) })
+    const client = new pg.Client({ connectionString: databaseNamed(url!, platform.database) })
     await client.connect()
     await client.query(
       `INSERT INTO blog.posts (id, slug, slug_fixed, title, excerpt, body, html, status, published_at, author_id,
@@ -92,12 +92,6 @@ async function throughGateway(
   } finally {
     await platform.stop()
   }
-}
-
-function platformDatabase(name: string) {
-  const at = new URL(url!)
-  at.pathname = `/${name}`
-  return at.toString()
 }
 
 try {

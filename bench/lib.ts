@@ -464,3 +464,10 @@ export const profiled = async <A>(dir: string | undefined, file: string, f: () =
     session.disconnect()
   }
 }
+
+/** The address `url` of a Postgres server names, with database `name` instead (the platform's own, under a bench). */
+export const databaseNamed = (url: string, name: string): string => {
+  const at = new URL(url)
+  at.pathname = `/${name}`
+  return at.toString()
+}
