@@ -169,6 +169,20 @@ describe("reports' access and ranges", () => {
     expect((await get(path, await analytics.as(reader))).status).toBe(200)
   })
 
+  it("treats a property named like an object's inherited member (toString) as any other: absent, not a 500", async () => {
+    const headers = await analytics.as(reader)
+    const name = `inherited_${randomUUID().slice(0, 8)}`
+    expect((await ingest({ events: [event({ name, properties: { path: "/a" } })] })).status).toBe(202)
+    const range = `from=${iso(now - 3_600_000)}&to=${iso(Date.now() + 60_000)}`
+    const top = await get(`/api/v1/analytics/top?event=${name}&property=toString&${range}`, headers)
+    expect(top).toEqual({ status: 200, body: { items: [] } })
+    const series = await get(
+      `/api/v1/analytics/timeseries?event=${name}&interval=hour&property=toString&value=x&${range}`,
+      headers,
+    )
+    expect(series.status).toBe(200)
+  })
+
   it("refuses a range over 400 days, over 10,000 points, backwards, or not RFC 3339, naming the field", async () => {
     const headers = await analytics.as(reader)
     const cases: Array<[string, string]> = [

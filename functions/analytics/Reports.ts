@@ -196,7 +196,8 @@ export class Reports extends Context.Service<
         )
 
       const matches = (event: RawEvent, property: string | undefined, value: string | undefined) =>
-        property === undefined || (property in event.properties && valueText(event.properties[property]) === value)
+        property === undefined ||
+        (Object.hasOwn(event.properties, property) && valueText(event.properties[property]) === value)
 
       const timeseries = Effect.fn("Reports.timeseries")(function* (query: SeriesQuery) {
         const range = yield* checkRange(query.from, query.to)
@@ -280,7 +281,7 @@ export class Reports extends Context.Service<
         )
         const totals = new Map<string, number>(rows.map((r) => [r.value, Number(r.count)]))
         for (const event of raw) {
-          if (!(query.property in event.properties)) continue
+          if (!Object.hasOwn(event.properties, query.property)) continue
           const value = valueText(event.properties[query.property])
           totals.set(value, (totals.get(value) ?? 0) + 1)
         }
