@@ -9,10 +9,13 @@ export { type Grants, grantsStandIn } from "../../authz/testing/signedInApp.ts"
 /** Blog as main.ts runs it (its `app`: HTTP, its jobs, its background work) on the real Postgres. */
 export type BlogUnderTest = SignedInUnderTest<BlogConfig>
 
+/** What blog needs besides every signed-in function's environment: the base of its feed's links. */
+const BLOG_ENV = { APP_BASE_URL: "https://blog.example" }
+
 /** Environment of a blog under test: its schema, the test issuer's keys, the embedded bus (no Kafka). */
 export const blogEnv = (schema: string, jwksUrl: string): Record<string, string | undefined> => ({
   ...signedInEnv(schema, jwksUrl),
-  APP_BASE_URL: "https://blog.example",
+  ...BLOG_ENV,
 })
 
 /** A fresh blog schema name. */
@@ -31,5 +34,5 @@ export const startBlog = (options: {
   startSignedIn(app, {
     ...options,
     schema: options.schema ?? freshBlogSchema(),
-    env: { APP_BASE_URL: "https://blog.example", ...options.env },
+    env: { ...BLOG_ENV, ...options.env },
   })
