@@ -306,7 +306,7 @@ const startKernelPath = async (tag: string, kafka: boolean): Promise<Running> =>
     Context.merge(
       base,
       await build(
-        Kernel.events({ manifest, kafkaBrokers: kafka ? Option.some(brokers) : Option.none() }).pipe(
+        Kernel.events(manifest, { kafkaBrokers: kafka ? Option.some(brokers) : Option.none() }).pipe(
           Layer.provide(Layer.succeedContext(base as Context.Context<Db | Health>)),
         ),
       ),

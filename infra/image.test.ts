@@ -154,6 +154,24 @@ describe("every function's image", () => {
     60_000,
   )
 
+  // SIGTERM as soon as /readyz answers finds the gateway's consumers still joining their groups: kafkajs stopped then
+  // hung for good, about every other time (kafkajs#967, #1639); closing now waits for the join in flight.
+  it("gateway: stops within its shutdown timeout when SIGTERM follows readiness at once, 8 times in a row", async () => {
+    for (let attempt = 1; attempt <= 8; attempt++) {
+      const port = await freePort()
+      const { child, output } = run("gateway", { ...productionSettings("gateway"), HTTP_PORT: String(port) })
+      const deadline = Date.now() + 30_000
+      while ((await status(`http://127.0.0.1:${port}/readyz`)) !== 200) {
+        if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}): ${output.text}`)
+        if (Date.now() > deadline) throw new Error(`gateway: no 200 on /readyz after 30 s: ${output.text}`)
+        await sleep(20)
+      }
+      child.kill("SIGTERM")
+      const exit = await Promise.race([exited(child), sleep(SHUTDOWN_TIMEOUT_MS, "timeout" as const)])
+      expect(exit, `attempt ${attempt}: ${output.text}`).toEqual({ code: 0, signal: null })
+    }
+  }, 120_000)
+
   // The gateway's image forwards, not only answers its own routes: its HTTP client (undici) is loaded lazily, and a
   // bundle hands a dynamic import's exports differently from Node (the 500 this catches was invisible unbundled).
   it("gateway: forwards a public route to its upstream from the image's files", async () => {

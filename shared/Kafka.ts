@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import kafkajs from "kafkajs"
 import { KAFKA_TOPIC_CHARS, kafkaTopicPrefix } from "./Config.ts"
 
@@ -45,6 +45,33 @@ export const tryKafka = <A>(what: string, f: () => Promise<A>): Effect.Effect<A,
     catch: (cause) =>
       new KafkaError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause }),
   })
+
+/**
+ * A kafkajs client's lifecycle calls (connect, subscribe, run) remembered, so that closing it waits for the one in
+ * flight: a client stopped or disconnected while it still connects or joins its group hangs for good (kafkajs#967,
+ * #1639), and an interrupted start leaves that call running. `call` is `tryKafka`, remembered; `settled` waits for the
+ * last call, at most `within`.
+ */
+export const lifecycle = () => {
+  let last: Promise<unknown> = Promise.resolve()
+  return {
+    call: <A>(what: string, f: () => Promise<A>): Effect.Effect<A, KafkaError> =>
+      tryKafka(what, () => {
+        const call = f()
+        last = call.catch(() => undefined)
+        return call
+      }),
+    settled: (within: Duration.Input): Effect.Effect<void> =>
+      Effect.promise(() => last).pipe(Effect.timeoutOption(within), Effect.asVoid),
+  }
+}
+
+/** How long closing waits for a kafkajs call in flight, then for a disconnect. */
+const CLOSE_WITHIN = Duration.seconds(3)
+
+/** Disconnects a kafkajs client, at most `within`: a closing process does not wait on kafkajs for ever. */
+export const disconnect = (client: { disconnect(): Promise<void> }, within: Duration.Input): Effect.Effect<void> =>
+  Effect.promise(() => client.disconnect().catch(() => undefined)).pipe(Effect.timeoutOption(within), Effect.asVoid)
 
 /** One process's Kafka client: a kafkajs instance logging through Effect, topic creation and scoped producers. */
 export class Kafka extends Context.Service<
@@ -107,11 +134,12 @@ export class Kafka extends Context.Service<
               )
         }
 
+        // An admin client for one operation, disconnected once its call has settled (also when interrupted).
         const admin = <A>(what: string, f: (admin: kafkajs.Admin) => Promise<A>) =>
           Effect.acquireUseRelease(
-            Effect.sync(() => client.admin()),
-            (admin) => tryKafka(what, async () => f(await admin.connect().then(() => admin))),
-            (admin) => Effect.promise(() => admin.disconnect().catch(() => undefined)),
+            Effect.sync(() => ({ admin: client.admin(), calls: lifecycle() })),
+            ({ admin, calls }) => calls.call(what, async () => f(await admin.connect().then(() => admin))),
+            ({ admin, calls }) => Effect.andThen(calls.settled(CLOSE_WITHIN), disconnect(admin, CLOSE_WITHIN)),
           )
 
         const ensured = new Set<string>()
@@ -142,25 +170,30 @@ export class Kafka extends Context.Service<
             Effect.sync(() =>
               client.producer({ createPartitioner: kafkajs.Partitioners.DefaultPartitioner, ...config }),
             ),
-            (p) => Effect.promise(() => p.disconnect().catch(() => undefined)),
+            (p) => disconnect(p, CLOSE_WITHIN),
           )
 
         // One admin connection for readiness probes, opened on first use, reopened after a failure.
         const probe = client.admin()
+        const probeCalls = lifecycle()
         let probeConnected = false
-        yield* Effect.addFinalizer(() => Effect.promise(() => probe.disconnect().catch(() => undefined)))
+        yield* Effect.addFinalizer(() =>
+          Effect.andThen(probeCalls.settled(CLOSE_WITHIN), disconnect(probe, CLOSE_WITHIN)),
+        )
         const ping = Effect.gen(function* () {
           if (!probeConnected) {
-            yield* tryKafka("connecting the admin client", () => probe.connect())
+            yield* probeCalls.call("connecting the admin client", () => probe.connect())
             probeConnected = true
           }
-          yield* tryKafka("describing the cluster", () => probe.describeCluster())
+          yield* probeCalls.call("describing the cluster", () => probe.describeCluster())
         }).pipe(
           Effect.tapError(() =>
-            Effect.promise(() => {
-              probeConnected = false
-              return probe.disconnect().catch(() => undefined)
-            }),
+            Effect.andThen(
+              Effect.sync(() => {
+                probeConnected = false
+              }),
+              disconnect(probe, CLOSE_WITHIN),
+            ),
           ),
           Effect.asVoid,
         )

@@ -15,7 +15,7 @@ import {
   retryPolicy,
   type SubscribeOptions,
 } from "./EventBus.ts"
-import { Kafka, type KafkaError, tryKafka } from "./Kafka.ts"
+import { disconnect, Kafka, type KafkaError, lifecycle, tryKafka } from "./Kafka.ts"
 
 /** Tuning of the Kafka bus; every field has a default. */
 export interface KafkaEventBusOptions {
@@ -105,6 +105,8 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       }),
     )
   }
+
+  const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? "10 seconds")
 
   const subscribe = <R>(subscription: SubscribeOptions<R>): Effect.Effect<void, EventBusError, Scope.Scope | R> => {
     const { topic, group, handler } = subscription
@@ -235,18 +237,23 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
             ...(options.sessionTimeoutMs !== undefined ? { sessionTimeout: options.sessionTimeoutMs } : {}),
           }),
         ),
-        (consumer) => Effect.promise(() => consumer.disconnect().catch(() => undefined)),
+        (consumer) => disconnect(consumer, drainTimeout),
       )
+      // Its connect, subscribe and run: closing waits for the one in flight (kafkajs hangs otherwise).
+      const calls = lifecycle()
       // Created outside the subscribe span, so message traces do not hang off the subscription's.
       const run = yield* FiberSet.makeRuntimePromise<R>()
       // Closing: stop fetching and let the batch in flight finish its transaction (the rest of it is not started, and
       // what was settled is committed), then interrupt whatever still runs after the drain timeout; an interrupted
       // message is not committed and comes again.
       yield* Effect.addFinalizer(() =>
-        Effect.interruptible(Effect.promise(() => consumer.stop().catch(() => undefined))).pipe(
-          Effect.timeout(options.drainTimeout ?? "10 seconds"),
-          Effect.ignore,
-        ),
+        calls
+          .settled(drainTimeout)
+          .pipe(
+            Effect.andThen(Effect.interruptible(Effect.promise(() => consumer.stop().catch(() => undefined)))),
+            Effect.timeout(drainTimeout),
+            Effect.ignore,
+          ),
       )
       // kafkajs restarts a consumer that crashed on a retriable error (a broker away) by itself; on any other error it
       // stops for good. Those crashes come here, and the supervisor below starts the consumer again.
@@ -267,11 +274,11 @@ export const make = Effect.fnUntraced(function* (options: KafkaEventBusOptions =
       const start = Effect.gen(function* () {
         yield* kafka.ensureTopics([topic, CloudEvent.dlqOf(topic)])
         if (broadcast !== undefined) yield* position(broadcast.since)
-        yield* tryKafka("connecting the consumer", () => consumer.connect())
-        yield* tryKafka(`subscribing to ${physical}`, () =>
+        yield* calls.call("connecting the consumer", () => consumer.connect())
+        yield* calls.call(`subscribing to ${physical}`, () =>
           consumer.subscribe({ topics: [physical], fromBeginning: true }),
         )
-        yield* tryKafka("starting the consumer", () =>
+        yield* calls.call("starting the consumer", () =>
           consumer.run({
             autoCommit: broadcast === undefined,
             partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,

@@ -48,10 +48,10 @@ describe("Kafka outage", () => {
         ])
         const kernelEvents = (db: Db["Service"], publishes: ReadonlyArray<string>) =>
           Layer.build(
-            Kernel.events({
-              manifest: { name: db.schema, events: { publishes, consumes: ["*"] } },
-              kafkaBrokers: Option.some([broker.broker]),
-            }).pipe(Layer.provideMerge(Health.layer), Layer.provide(Layer.succeed(Db, db)), Layer.provide(collectLogs)),
+            Kernel.events(
+              { name: db.schema, events: { publishes, consumes: ["*"] } },
+              { kafkaBrokers: Option.some([broker.broker]) },
+            ).pipe(Layer.provideMerge(Health.layer), Layer.provide(Layer.succeed(Db, db)), Layer.provide(collectLogs)),
           )
         const producerContext = yield* kernelEvents(producer, ["test.item.created"])
         const bus = Context.get(yield* kernelEvents(consumer, []), EventBus)

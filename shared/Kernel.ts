@@ -1,4 +1,4 @@
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { topicOf } from "./CloudEvent.ts"
 import * as Cfg from "./Config.ts"
 import { Db, type DbOptions } from "./Db.ts"
@@ -56,12 +56,17 @@ export const base = (
  * anything, the outbox relay publishing `<service>.events`, imported only then (kafkajs is heavy). Without (the
  * embedded default): the Postgres-backed bus reading producers' outboxes.
  */
-export const events = (options: EventsOptions) => declaredConsumer(options.manifest).pipe(Layer.provide(bus(options)))
+export const events = (manifest: EventsManifest, config: EventsConfig) =>
+  declaredConsumer(manifest).pipe(Layer.provide(bus(manifest, config)))
 
-/** What `events` needs: the manifest (its name, what it publishes and consumes) and the Kafka brokers, if any. */
-export interface EventsOptions {
-  readonly manifest: Pick<ModuleManifest, "name" | "events">
+/** What `events` reads of a manifest: its name, what it publishes and consumes. */
+export type EventsManifest = Pick<ModuleManifest, "name" | "events">
+
+/** What `events` reads of a function's config (`Config.base`): the Kafka brokers, if any, and how long closing waits. */
+export interface EventsConfig {
   readonly kafkaBrokers: Option.Option<ReadonlyArray<string>>
+  /** How long closing a subscription waits for its work in flight; default 10 s. */
+  readonly shutdownTimeoutMs?: number
 }
 
 /**
@@ -101,9 +106,9 @@ export const declaredConsumer = (manifest: Pick<ModuleManifest, "name" | "events
     }),
   )
 
-const bus = (options: EventsOptions) =>
-  Option.match(options.kafkaBrokers, {
-    onNone: () => PgEventBus.layer(),
+const bus = (manifest: EventsManifest, config: EventsConfig) =>
+  Option.match(config.kafkaBrokers, {
+    onNone: () => PgEventBus.layer(drained(config)),
     onSome: (brokers) =>
       Layer.unwrap(
         Effect.promise(async () => {
@@ -117,17 +122,18 @@ const bus = (options: EventsOptions) =>
           const readiness = Layer.effectDiscard(
             Effect.flatMap(Effect.service(Kafka), (kafka) => register("kafka", kafka.ping, { critical: false })),
           )
-          const service = options.manifest.name
+          const service = manifest.name
           const relay =
-            options.manifest.events.publishes.length > 0
-              ? OutboxRelay.layer({ topics: [topicOf(service)] })
-              : Layer.empty
-          return Layer.mergeAll(relay, KafkaEventBus.layer(), readiness).pipe(
+            manifest.events.publishes.length > 0 ? OutboxRelay.layer({ topics: [topicOf(service)] }) : Layer.empty
+          return Layer.mergeAll(relay, KafkaEventBus.layer(drained(config)), readiness).pipe(
             Layer.provide(Kafka.layer({ brokers, clientId: service })),
           )
         }),
       ),
   })
+
+const drained = (config: EventsConfig) =>
+  config.shutdownTimeoutMs === undefined ? {} : { drainTimeout: Duration.millis(config.shutdownTimeoutMs) }
 
 /** What `foundation` reads from a function's validated config (`Config.base` + `Config.database`). */
 export interface FoundationConfig extends Cfg.PoolConfig {

@@ -44,7 +44,7 @@ export const Identity = (config: AnalyticsConfig) => Kernel.identity(manifest, m
 export const Infrastructure = (config: AnalyticsConfig) => Kernel.foundation(manifest, config)
 
 /** The bus analytics' consumers follow (Kafka with `KAFKA_BROKERS`, else the Postgres-backed bus). */
-export const Bus = (config: AnalyticsConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: AnalyticsConfig) => Kernel.events(manifest, config)
 
 /**
  * The container's background work: every producer's topic counted, the rollup worker, and authz's changes clearing

@@ -56,7 +56,7 @@ export const Background = (config: AuditConfig) =>
   )
 
 /** The bus audit's consumers follow (Kafka with `KAFKA_BROKERS`, else the Postgres-backed bus). */
-export const Bus = (config: AuditConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: AuditConfig) => Kernel.events(manifest, config)
 
 /**
  * Audit as its entries and tests run it: the HTTP contract (every route enforced as declared), gRPC (callers verified),

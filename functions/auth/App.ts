@@ -102,7 +102,7 @@ export const Background = (config: AuthConfig) =>
   ).pipe(Layer.provide(Bus(config)))
 
 /** The bus auth's consumers follow and its outbox is relayed to (Kafka with `KAFKA_BROKERS`, else Postgres). */
-export const Bus = (config: AuthConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: AuthConfig) => Kernel.events(manifest, config)
 
 /**
  * Auth as its entries and tests run it: the HTTP contract (every route enforced as declared, signed-in ones against

@@ -90,7 +90,7 @@ export const Infrastructure = (config: AuthzConfig) => Kernel.foundation(manifes
  * The event side of the container: the relay of authz's outbox (with Kafka) and the bus that the bootstrap consumer
  * and the session revocations follow. Lambda leaves it out: background work would freeze between invocations.
  */
-export const Bus = (config: AuthzConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: AuthzConfig) => Kernel.events(manifest, config)
 
 /** The consumer of identity's account events that makes `BOOTSTRAP_ADMIN_EMAIL` the first administrator. */
 export const Background = (config: AuthzConfig) => BootstrapAdminLive({ email: config.bootstrapAdminEmail })

@@ -69,7 +69,7 @@ export const Infrastructure = (config: BillingConfig) => Kernel.foundation(manif
  * The event side of the container: the relay of billing's outbox (with Kafka) and the bus the session revocations
  * follow. Lambda leaves it out: its outbox rows wait for the containers.
  */
-export const Bus = (config: BillingConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: BillingConfig) => Kernel.events(manifest, config)
 
 /**
  * The container's background work: the queued receipts go out over SMTP (or to the dev mailbox), and authz's changes

@@ -55,7 +55,7 @@ export const Infrastructure = (config: BlogConfig) => Kernel.foundation(manifest
  * The event side of the container: the relay of blog's outbox (with Kafka) and the bus the session revocations follow.
  * Lambda leaves it out: its outbox rows wait for the containers.
  */
-export const Bus = (config: BlogConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: BlogConfig) => Kernel.events(manifest, config)
 
 /** The container's background work: authz's changes clear the permission cache. */
 export const Background = () => Permissions.following(manifest.name, permissionChanges)

@@ -56,7 +56,7 @@ export const Infrastructure = (config: GatewayConfig) => Kernel.base(kernelOf(co
  * The bus the gateway follows events with (consumer only: it publishes nothing, so no relay): Kafka with
  * `KAFKA_BROKERS`, else the Postgres-backed bus.
  */
-export const Bus = (config: GatewayConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: GatewayConfig) => Kernel.events(manifest, config)
 
 /** Its jobs, when it has a database: the kernel's retention job over its inbox. */
 const jobs = Retention.jobs

@@ -75,7 +75,7 @@ export const Infrastructure = (config: IdentityConfig) =>
  * The event side of the container: the relay of identity's outbox (with Kafka) and the bus the session revocations
  * follow. Lambda leaves it out: background work would freeze between invocations; its rows wait for the containers.
  */
-export const Bus = (config: IdentityConfig) => Kernel.events({ manifest, kafkaBrokers: config.kafkaBrokers })
+export const Bus = (config: IdentityConfig) => Kernel.events(manifest, config)
 
 /**
  * The container's background work: the notifier's queued mails go out over SMTP (or to the dev mailbox), and authz's

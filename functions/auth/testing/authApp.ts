@@ -38,7 +38,7 @@ export const startIdentityGrpc = async (options: { readonly kafka?: boolean } = 
   const kernel = { service: "identity", version: "test", logLevel: "warn" as const }
   const db = freshSchema("identity")
   const relay = options.kafka
-    ? Kernel.events({ manifest: identityManifest, kafkaBrokers: Option.some(kafkaBrokers()) })
+    ? Kernel.events(identityManifest, { kafkaBrokers: Option.some(kafkaBrokers()) })
     : Layer.empty
   const running = (await start(
     Layer.mergeAll(
