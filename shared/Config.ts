@@ -151,7 +151,7 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   logPretty: Config.Boolean("LOG_PRETTY").pipe(Config.withDefault(false)),
   httpPort: Config.Port("HTTP_PORT").pipe(Config.withDefault(defaults.httpPort)),
   grpcPort: Config.Port("GRPC_PORT").pipe(Config.withDefault(defaults.grpcPort ?? 0)),
-  shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
+  shutdownTimeoutMs: Config.Int("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(ErrorBus.DEFAULT_SHUTDOWN_TIMEOUT_MS)),
   /** Larger request bodies get 413. */
   maxBodyBytes: Config.Int("MAX_BODY_BYTES").pipe(Config.withDefault(1024 * 1024)),
   /** Proxies whose X-Forwarded-For names the client (the gateway): addresses or CIDR ranges; none by default. */

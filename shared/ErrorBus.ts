@@ -545,6 +545,21 @@ export const fatal = async (error: unknown, origin: "uncaughtException" | "unhan
   return Math.max(...buses.map((entry) => entry.flushTimeoutMs))
 }
 
+/** `SHUTDOWN_TIMEOUT_MS` when unset: how long a closing function waits for its work in flight. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000
+
+/** The longest shutdown timeout of the functions alive in this process (`SHUTDOWN_TIMEOUT_MS`'s default before any). */
+export const shutdownTimeoutMs = (): number =>
+  live.size === 0 ? DEFAULT_SHUTDOWN_TIMEOUT_MS : Math.max(...[...live].map((entry) => entry.flushTimeoutMs))
+
+/** Says that a shutdown was cut after `afterMs` (logged as fatal through the first bus alive, else on stderr). */
+export const shutdownOverran = (afterMs: number): void => {
+  const message = `the shutdown did not finish within ${afterMs} ms: the process stops`
+  const [first] = live
+  if (first === undefined) process.stderr.write(`${message}\n`)
+  else first.log(Effect.logFatal(message))
+}
+
 /** Waits for the reports in flight of every bus in the process, at most `timeoutMs` (before a Lambda is frozen). */
 export const flushAll = (timeoutMs: number): Promise<boolean> =>
   Promise.all([...live].map((entry) => entry.bus.flush(timeoutMs))).then((all) => all.every(Boolean))

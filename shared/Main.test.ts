@@ -53,4 +53,30 @@ describe("Main", () => {
     expect(code, output).toBe(0)
     expect(output).not.toContain("loaded ")
   })
+
+  it("cuts a shutdown that outlives twice its timeout: logged, exit 1", async () => {
+    const port = await freePort()
+    const fixture = fileURLToPath(new URL("testing/httpOnlyMain.ts", import.meta.url))
+    const child = spawn(process.execPath, [fixture], {
+      env: {
+        ...process.env,
+        HTTP_PORT: String(port),
+        NODE_ENV: "test",
+        LOG_LEVEL: "error",
+        SHUTDOWN_TIMEOUT_MS: "300",
+        HELLO_HANG_ON_CLOSE: "1",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    running.push(child)
+    let output = ""
+    for (const stream of [child.stdout, child.stderr]) stream.on("data", (chunk) => (output += chunk))
+    await waitFor(`http://127.0.0.1:${port}/healthz`, child, () => output)
+    const stopping = Date.now()
+    child.kill("SIGTERM")
+    const [code] = await once(child, "exit")
+    expect(code, output).toBe(1)
+    expect(Date.now() - stopping).toBeGreaterThanOrEqual(1_600)
+    expect(output).toContain("the shutdown did not finish within 1600 ms")
+  })
 })

@@ -34,6 +34,7 @@ const containerOf = (app: FunctionApp): Layer.Layer<never, unknown, never> =>
 
 const launch = <E>(layer: Layer.Layer<never, E, never>) => {
   stopOnFatalErrors()
+  cutOverrunningShutdowns()
   Layer.launch(layer).pipe(NodeRuntime.runMain({ disableErrorReporting: false, teardown }))
 }
 
@@ -61,6 +62,23 @@ const stopOnFatalErrors = () => {
   }
   process.on("uncaughtException", stop("uncaughtException"))
   process.on("unhandledRejection", stop("unhandledRejection"))
+}
+
+/**
+ * SIGTERM/SIGINT start the shutdown (stop accepting, drain, close pools), each part bounded by the shutdown timeout;
+ * one that still runs after twice that timeout (a client library whose close never settles) is cut there: logged as
+ * fatal, exit 1. An orchestrator would otherwise kill the process later, without a word.
+ */
+const cutOverrunningShutdowns = () => {
+  const arm = () => {
+    const afterMs = 2 * ErrorBus.shutdownTimeoutMs() + 1_000
+    setTimeout(() => {
+      ErrorBus.shutdownOverran(afterMs)
+      process.exit(1)
+    }, afterMs).unref()
+  }
+  process.once("SIGTERM", arm)
+  process.once("SIGINT", arm)
 }
 
 /**

@@ -48,13 +48,16 @@ const NoTokens = Layer.succeed(
   }),
 )
 
+// With HELLO_HANG_ON_CLOSE=1: a part whose close never ends (as a client library's can), for the shutdown's deadline.
+const hangsOnClose = Layer.effectDiscard(Effect.addFinalizer(() => Effect.never))
+
 const app = FunctionApp.define({
   manifest,
   api: HelloApi,
   config: Cfg.load(Cfg.base({ httpPort: manifest.ports.http })),
   http: HttpLive,
   services: (config) =>
-    NoTokens.pipe(
+    Layer.merge(NoTokens, process.env.HELLO_HANG_ON_CLOSE === "1" ? hangsOnClose : Layer.empty).pipe(
       Layer.provideMerge(Kernel.base({ service: manifest.name, version: manifest.version, logLevel: config.logLevel })),
     ),
 })
