@@ -119,6 +119,27 @@ describe("functions/registry.ts", () => {
     expect(found).toEqual([])
   })
 
+  // Permissions and event types are declared once, in the manifests; code names them as literals (Route.requires, an
+  // ownership check, outbox.publish, a report counting another function's events). Every such literal in functions/
+  // and shared/ is one a manifest declares, so a typo or a renamed permission or event fails here, not in production.
+  it("has every permission, event type and topic that code names declared by a manifest", () => {
+    const declared = new Set(
+      manifests.flatMap((m) => [...m.permissions.map((p) => p.name), ...m.events.publishes, `${m.name}.events`]),
+    )
+    const named = new RegExp(`["'\`]((?:${names.join("|")})(?:\\.[a-z_]+)+)["'\`]`, "g")
+    const files = [...sources("functions"), ...sources("shared")].filter((file) => !file.split("/").includes("testing"))
+    const undeclared = files.flatMap((file) =>
+      [...readFileSync(file, "utf8").matchAll(named)]
+        .map((match) => match[1]!)
+        .filter((name) => !declared.has(name))
+        .map((name) => `${file}: ${name}`),
+    )
+    expect(undeclared).toEqual([])
+    // The test sees them: the names it checks include billing's route permissions and analytics' overview events.
+    const billing = readFileSync(join("functions", "billing", "Api.ts"), "utf8")
+    expect([...billing.matchAll(named)].map((match) => match[1])).toContain("billing.plan.create")
+  })
+
   // One composition per function: App.ts defines it once (`app`), and the entries only run that definition.
   it("has every function defined once, as App.ts `app`, and entries that only run it", async () => {
     for (const name of names) {
