@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
 import { eventually } from "../../shared/testing/harness.ts"
+import { runAnalyticsFlow } from "./analyticsFlow.ts"
 import { runAttachmentsFlow } from "./attachmentsFlow.ts"
 import { runBillingFlow } from "./billingFlow.ts"
 import { runBlogFlow } from "./blogFlow.ts"
@@ -17,7 +18,8 @@ export interface FlowTarget {
  * The platform's main story, only through the gateway: sign up (verification mail), sign in, /users/me; the bootstrap
  * administrator grants a role (enforced within 1 s) and takes it back (refused within 1 s); logout (the access token
  * refused within 1 s); the audit log holds the logins, the failure, the role changes and its chain verifies; then the
- * blog's story (`runBlogFlow`) and its attachments (`runAttachmentsFlow`), and billing's (`runBillingFlow`).
+ * blog's story (`runBlogFlow`) and its attachments (`runAttachmentsFlow`), billing's (`runBillingFlow`), and analytics'
+ * (`runAnalyticsFlow`: its overview counts the sign-ups, logins, post and subscription of the flows before it).
  */
 export const runPlatformFlow = async (target: FlowTarget) => {
   const { api, within, signUp } = platformClient(target)
@@ -105,6 +107,9 @@ export const runPlatformFlow = async (target: FlowTarget) => {
     email: customerEmail,
     mailText: target.mailText,
   })
+
+  // Analytics' story: events ingested, reports for the administrator; three sign-ups (and their logins) above.
+  await runAnalyticsFlow(target.url, admin.access_token, customer.access_token, { signups: 3, logins: 3 })
 }
 
 /**
