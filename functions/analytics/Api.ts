@@ -2,6 +2,7 @@ import { Schema, SchemaTransformation } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import * as Route from "../../shared/access/Route.ts"
 import * as Contract from "../../shared/Contract.ts"
+import { DateTime } from "../../shared/DateTime.ts"
 import { Limit } from "../../shared/Pagination.ts"
 import { ServiceUnavailable, Unauthorized, ValidationFailed } from "../../shared/Problem.ts"
 import { manifests } from "../registry.ts"
@@ -19,16 +20,6 @@ export const MAX_STRING = 512
 export const INGEST_PER_MINUTE = 600
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i
-
-/** An RFC 3339 date-time with its offset (`2026-05-01T00:00:00Z`) that exists. */
-export const Time = Schema.String.check(
-  Schema.makeFilter((text: string) =>
-    RFC3339.test(text) && !Number.isNaN(Date.parse(text))
-      ? true
-      : "must be an RFC 3339 date-time with offset, such as 2026-05-01T00:00:00Z",
-  ),
-)
 
 // The platform's own event types (`identity.user.created`, ...) are counted from the bus only: a client may not send
 // an event under a producing function's prefix, or anyone could add signups.
@@ -67,7 +58,7 @@ export const NewEvent = Schema.Struct({
   id: Schema.String.check(Schema.isPattern(UUID, { message: "must be a UUID" })),
   name: EventName,
   /** When it happened (default: when received); within the raw retention window and at most 5 minutes ahead. */
-  occurredAt: Schema.optional(Time),
+  occurredAt: Schema.optional(DateTime),
   /** The client's id of an anonymous visitor (counted as a unique user when no one is signed in). */
   anonymousId: Schema.optional(
     Schema.String.check(
@@ -111,7 +102,7 @@ const QueryEvent = Schema.String.check(
   Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$/, { message: "must be an event name" }),
 )
 
-const range = { from: Time, to: Time }
+const range = { from: DateTime, to: DateTime }
 
 /** The longest funnel window: 90 days. */
 export const MAX_WINDOW_SECONDS = 90 * 86_400

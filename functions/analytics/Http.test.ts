@@ -101,6 +101,8 @@ describe("ingestion", () => {
     ["a bad name", { events: [event({ name: "no spaces allowed" })] }, "events.0.name"],
     ["a platform event's name", { events: [event({ name: "identity.user.created" })] }, "events.0.name"],
     ["a date that is not RFC 3339", { events: [event({ occurredAt: "yesterday" })] }, "events.0.occurredAt"],
+    // Date.parse would roll it over into March.
+    ["a day that does not exist", { events: [event({ occurredAt: "2026-02-31T00:00:00Z" })] }, "events.0.occurredAt"],
     [
       "a date past the raw retention",
       { events: [event({ occurredAt: new Date(Date.now() - 91 * day).toISOString() })] },
@@ -198,6 +200,7 @@ describe("reports' access and ranges", () => {
         "query.windowSeconds",
       ],
       [`/api/v1/analytics/timeseries?event=a&interval=hour&from=2026-01-01&to=${iso(now)}`, "query.from"],
+      [`/api/v1/analytics/timeseries?event=a&interval=day&from=2026-02-30T00:00:00Z&to=${iso(now)}`, "query.from"],
       [`/api/v1/analytics/timeseries?event=a&interval=week&from=${iso(now - 1000)}&to=${iso(now)}`, "query.interval"],
       [
         `/api/v1/analytics/timeseries?event=a&interval=minute&property=p&value=v&from=${iso(now - 1000)}&to=${iso(now)}`,

@@ -2,6 +2,7 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import * as Route from "../../shared/access/Route.ts"
 import * as Contract from "../../shared/Contract.ts"
+import { exists } from "../../shared/DateTime.ts"
 import { Page, pageQuery } from "../../shared/Pagination.ts"
 import { ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { AuditRecord } from "./AuditRecord.ts"
@@ -16,8 +17,7 @@ export const Instant = Schema.String.check(
   Schema.makeFilter(
     (s: string) => {
       if (!RFC3339.test(s)) return true
-      const time = Date.parse(s)
-      return !Number.isNaN(time) && new Date(time).getUTCFullYear() >= 1
+      return exists(s) && new Date(Date.parse(s)).getUTCFullYear() >= 1
     },
     { message: "must be a date that exists, from year 1" },
   ),

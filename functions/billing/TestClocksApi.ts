@@ -1,24 +1,15 @@
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import * as Route from "../../shared/access/Route.ts"
+import { DateTime } from "../../shared/DateTime.ts"
 import { Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { Id } from "./Model.ts"
 import { TestClock } from "./TestClocks.ts"
 
-/** An RFC 3339 time with its offset (`2026-05-01T00:00:00Z`): anything else is a 400 naming the field. */
-const Time = Schema.String.check(
-  Schema.makeFilter((text: string) =>
-    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i.test(text) &&
-    !Number.isNaN(new Date(text).getTime())
-      ? true
-      : "Expected an RFC 3339 time such as 2026-05-01T00:00:00Z",
-  ),
-)
-
 /** A new test clock: frozen at `frozenTime` (default: now). */
-export const NewTestClock = Schema.Struct({ frozenTime: Schema.optional(Time) })
+export const NewTestClock = Schema.Struct({ frozenTime: Schema.optional(DateTime) })
 /** How far to move a clock: to `to`, after its time. */
-export const Advance = Schema.Struct({ to: Time })
+export const Advance = Schema.Struct({ to: DateTime })
 
 /**
  * Test clocks (like Stripe's), for billing.testclock.manage; only when BILLING_TEST_CLOCKS is on (404 otherwise). A

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { DateTime } from "../../shared/DateTime.ts"
 import { MAX_SLUG, SLUG } from "./Slugs.ts"
 
 // A post as the API shows it and the rules of what a writer may send. Each limit is said here once: the contract
@@ -71,23 +72,6 @@ export const Tags = Schema.Array(Tag).check(
 /** Where a post is in its life. */
 export const Status = Schema.Literals(["draft", "scheduled", "published", "archived"])
 export type Status = typeof Status.Type
-
-const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i
-
-// A date-time whose fields exist: `Date.parse` would roll 2030-02-30 over into March.
-const exists = (s: string) => {
-  const [, y, mo, d, h, mi, sec] = DATE_TIME.exec(s)?.map(Number) ?? []
-  if (y === undefined) return true
-  const day = new Date(Date.UTC(y, mo! - 1, d!))
-  const fields = day.getUTCMonth() === mo! - 1 && day.getUTCDate() === d && h! < 24 && mi! < 60 && sec! < 60
-  return fields && !Number.isNaN(Date.parse(s))
-}
-
-/** An RFC 3339 date-time with an offset (`2030-01-31T09:00:00Z`), one that exists. */
-export const DateTime = Schema.String.check(
-  Schema.isPattern(DATE_TIME, { message: "must be an RFC 3339 date-time with offset (2030-01-31T09:00:00Z)" }),
-  Schema.makeFilter(exists, { message: "must be a date-time that exists" }),
-)
 
 /** An attachment of a post (uploaded straight to storage; see Attachments.ts). */
 export const Attachment = Schema.Struct({
