@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
 import { eventually } from "../../shared/testing/harness.ts"
-import { callApi } from "./platformFlow.ts"
+import { callerOf } from "./platformFlow.ts"
 
 /**
  * Analytics' story through the gateway, as anonymous visitors, a signed-in customer holding no permission
@@ -20,8 +20,7 @@ export const runAnalyticsFlow = async (
   /** How many sign-ups and logins the flow made before this one (the overview counts at least those). */
   made: { readonly signups: number; readonly logins: number },
 ) => {
-  const call = (method: string, path: string, options?: Parameters<typeof callApi>[3]) =>
-    callApi(url, method, path, options)
+  const call = callerOf(url)
   const admin = { token: adminToken }
   const customer = { token: customerToken }
   // Names of this run only: every count of them is the flow's own.

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { expect } from "vitest"
 import { eventually } from "../../shared/testing/harness.ts"
-import { callApi } from "./platformFlow.ts"
+import { callerOf } from "./platformFlow.ts"
 
 /**
  * Billing's story through the gateway, as the administrator (every permission, `adminToken`), a signed-in customer
@@ -19,8 +19,7 @@ export const runBillingFlow = async (
   /** Where the customer's receipts are read: the customer's address and the text of the newest mail to it. */
   receipts: { readonly email: string; readonly mailText: (email: string) => Promise<string> },
 ) => {
-  const call = (method: string, path: string, options?: Parameters<typeof callApi>[3]) =>
-    callApi(url, method, path, options)
+  const call = callerOf(url)
   const admin = { token: adminToken }
   const customer = { token: customerToken }
   const tag = randomUUID().slice(0, 8)

@@ -136,6 +136,10 @@ export const callApi = async (
   return { status: res.status, headers: res.headers, text, body: json ? JSON.parse(text) : undefined }
 }
 
+/** `callApi` bound to one platform's `url`. */
+export const callerOf = (url: string) => (method: string, path: string, options?: Parameters<typeof callApi>[3]) =>
+  callApi(url, method, path, options)
+
 /** A client of the platform through the gateway: calls, polling, and signing up a verified account. */
 export const platformClient = (target: FlowTarget) => {
   const PASSWORD = "correct horse battery"

@@ -8,6 +8,7 @@ import * as Outbox from "../../shared/Outbox.ts"
 import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { type AnalyticsUnderTest, freshAnalyticsSchema, startAnalytics } from "./testing/analyticsApp.ts"
+import { postPublished, signupsLoginsAndAPost } from "./testing/platformEvents.ts"
 
 // Platform events counted by analytics through the bus's inbox on the real Postgres: a producer's outbox (as every
 // function's), the embedded bus reading it; each event counted once under its type with its actor, through a restart
@@ -74,21 +75,7 @@ afterAll(async () => {
 
 describe("platform events", () => {
   it("counts signups, logins and posts under their types with their actors, once through a restart", async () => {
-    await publish(
-      users.map((userId) => ({
-        type: "identity.user.created",
-        subject: userId,
-        data: { userId, email: `${userId}@example.com`, emailVerified: false },
-      })),
-    )
-    await publish(
-      users
-        .slice(0, 20)
-        .map((userId) => ({ type: "auth.login.succeeded", subject: userId, data: { actor: userId, userId } })),
-    )
-    await publish([
-      { type: "blog.post.published", subject: randomUUID(), data: { actor: users[0], postId: randomUUID() } },
-    ])
+    await publish(signupsLoginsAndAPost(users, 20))
     await eventually("the events are counted", async () => (await overview()).posts === 1, 30_000)
     const seen = await overview()
     expect(seen).toMatchObject({ signups: 30, logins: 20, posts: 1, activeUsers: { day: 30, week: 30, month: 30 } })
@@ -108,9 +95,7 @@ describe("platform events", () => {
     await analytics.close()
     await sql(`UPDATE ${schema}.eventbus_offsets SET last_txid = '0', last_seq = 0`)
     analytics = await startAnalytics({ readers: [reader], schema, env })
-    await publish([
-      { type: "blog.post.published", subject: randomUUID(), data: { actor: users[1], postId: randomUUID() } },
-    ])
+    await publish([postPublished(users[1]!)])
     await eventually("the new event is counted", async () => (await overview()).posts === 2, 30_000)
     await eventually("the topic was read again", async () => {
       const [row] = await sql(`SELECT count(*)::int AS n FROM ${schema}.eventbus_offsets WHERE last_seq > 0`)

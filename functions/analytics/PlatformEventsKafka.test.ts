@@ -10,6 +10,7 @@ import { OutboxRelay } from "../../shared/OutboxRelay.ts"
 import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { type AnalyticsUnderTest, freshAnalyticsSchema, startAnalytics } from "./testing/analyticsApp.ts"
+import { signupsLoginsAndAPost } from "./testing/platformEvents.ts"
 
 // Platform events counted by analytics from the real Kafka, as in production: a producer's outbox relayed to its topic,
 // analytics' consumer group reading it. Each event is counted once through a restart whose consumer group has its
@@ -109,21 +110,7 @@ afterAll(async () => {
 describe("platform events over the real Kafka", () => {
   it("counts each event once through a restart that reads the topic again from its start", async () => {
     const users = Array.from({ length: 12 }, () => randomUUID())
-    await publish(
-      users.map((userId) => ({
-        type: "identity.user.created",
-        subject: userId,
-        data: { userId, email: `${userId}@example.com`, emailVerified: true },
-      })),
-    )
-    await publish(
-      users
-        .slice(0, 7)
-        .map((userId) => ({ type: "auth.login.succeeded", subject: userId, data: { actor: userId, userId } })),
-    )
-    await publish([
-      { type: "blog.post.published", subject: randomUUID(), data: { actor: users[0], postId: randomUUID() } },
-    ])
+    await publish(signupsLoginsAndAPost(users, 7))
     const published = 12 + 7 + 1
     await eventually("the events are counted", async () => (await stored()).n >= published, 60_000)
     await eventually("analytics' group to commit the topic's end", caughtUp, 30_000)
