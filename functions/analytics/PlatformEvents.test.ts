@@ -1,14 +1,11 @@
 import { randomUUID } from "node:crypto"
-import { Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as CloudEvent from "../../shared/CloudEvent.ts"
-import { Db } from "../../shared/Db.ts"
-import { migrate } from "../../shared/Migrator.ts"
-import * as Outbox from "../../shared/Outbox.ts"
-import * as PgEventBus from "../../shared/PgEventBus.ts"
+import type { Db } from "../../shared/Db.ts"
+import type * as Outbox from "../../shared/Outbox.ts"
 import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { type AnalyticsUnderTest, freshAnalyticsSchema, startAnalytics } from "./testing/analyticsApp.ts"
-import { postPublished, signupsLoginsAndAPost } from "./testing/platformEvents.ts"
+import { overviewOf, postPublished, producerLayer, publisher, signupsLoginsAndAPost } from "./testing/platformEvents.ts"
 
 // Platform events counted by analytics through the bus's inbox on the real Postgres: a producer's outbox (as every
 // function's), the embedded bus reading it; each event counted once under its type with its actor, through a restart
@@ -20,32 +17,8 @@ let analytics: AnalyticsUnderTest
 let schema: string
 let env: Record<string, string>
 
-const publish = (events: ReadonlyArray<Outbox.NewEvent>) =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const db = yield* Db
-      const outbox = yield* Outbox.Outbox
-      return yield* db.transaction(Effect.forEach(events, (e) => outbox.publish(e)))
-    }).pipe(Effect.provideContext(producer.context)),
-  )
-
-type Overview = {
-  signups: number
-  activeUsers: { day: number; week: number; month: number }
-  logins: number
-  posts: number
-  subscriptions: { active: number }
-  mrr: { amount: number; currency: string | null }
-}
-const overview = async () => {
-  const from = new Date(Date.now() - 3_600_000).toISOString()
-  const to = new Date(Date.now() + 60_000).toISOString()
-  const response = await fetch(`${analytics.url}/api/v1/analytics/overview?from=${from}&to=${to}`, {
-    headers: await analytics.as(reader),
-  })
-  expect(response.status).toBe(200)
-  return (await response.json()) as Overview
-}
+const publish = publisher(() => producer.context)
+const overview = () => overviewOf(analytics, reader)
 
 const users = Array.from({ length: 30 }, () => randomUUID())
 const [monthly, yearly] = [randomUUID(), randomUUID()]
@@ -58,12 +31,7 @@ const subscription = (type: string, id: string, customer: string, sequence: numb
 
 beforeAll(async () => {
   const producerDb = freshSchema("t_aprod")
-  producer = await start(
-    Layer.effectDiscard(migrate([...Outbox.migrations, ...PgEventBus.migrations])).pipe(
-      Layer.provideMerge(Outbox.Outbox.layer(producerDb.schema)),
-      Layer.provideMerge(Db.layer(producerDb)),
-    ),
-  )
+  producer = await start(producerLayer(producerDb))
   schema = freshAnalyticsSchema()
   env = { ANALYTICS_TOPICS: CloudEvent.topicOf(producerDb.schema), ANALYTICS_CONSUMER_GROUP: schema }
   analytics = await startAnalytics({ readers: [reader], schema, env })

@@ -2,15 +2,13 @@ import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as CloudEvent from "../../shared/CloudEvent.ts"
-import { Db } from "../../shared/Db.ts"
+import type { Db } from "../../shared/Db.ts"
 import { Kafka } from "../../shared/Kafka.ts"
-import { migrate } from "../../shared/Migrator.ts"
-import * as Outbox from "../../shared/Outbox.ts"
+import type * as Outbox from "../../shared/Outbox.ts"
 import { OutboxRelay } from "../../shared/OutboxRelay.ts"
-import * as PgEventBus from "../../shared/PgEventBus.ts"
 import { eventually, freshSchema, type Running, sql, start } from "../../shared/testing/harness.ts"
 import { type AnalyticsUnderTest, freshAnalyticsSchema, startAnalytics } from "./testing/analyticsApp.ts"
-import { signupsLoginsAndAPost } from "./testing/platformEvents.ts"
+import { overviewOf, producerLayer, publisher, signupsLoginsAndAPost } from "./testing/platformEvents.ts"
 
 // Platform events counted by analytics from the real Kafka, as in production: a producer's outbox relayed to its topic,
 // analytics' consumer group reading it. Each event is counted once through a restart whose consumer group has its
@@ -29,14 +27,7 @@ let env: Record<string, string>
 
 const kafka = () => Context.get(producer.context, Kafka)
 
-const publish = (events: ReadonlyArray<Outbox.NewEvent>) =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const db = yield* Db
-      const outbox = yield* Outbox.Outbox
-      return yield* db.transaction(Effect.forEach(events, (e) => outbox.publish(e)))
-    }).pipe(Effect.provideContext(producer.context)),
-  )
+const publish = publisher(() => producer.context)
 
 // Runs `f` with a kafkajs admin client of the test broker.
 const withAdmin = async <A>(f: (admin: ReturnType<Kafka["Service"]["client"]["admin"]>) => Promise<A>) => {
@@ -67,16 +58,7 @@ const offsets = () =>
   })
 const caughtUp = async () => (await offsets()).every((p) => p.high === p.low || p.committed === p.high)
 
-type Overview = { signups: number; logins: number; posts: number; activeUsers: { day: number } }
-const overview = async () => {
-  const from = new Date(Date.now() - 3_600_000).toISOString()
-  const to = new Date(Date.now() + 60_000).toISOString()
-  const response = await fetch(`${analytics!.url}/api/v1/analytics/overview?from=${from}&to=${to}`, {
-    headers: await analytics!.as(reader),
-  })
-  expect(response.status).toBe(200)
-  return (await response.json()) as Overview
-}
+const overview = () => overviewOf(analytics!, reader)
 const stored = async () => {
   const [row] = await sql(
     `SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM ${schema}.events WHERE platform`,
@@ -92,9 +74,7 @@ beforeAll(async () => {
   producer = await start(
     OutboxRelay.layer({ batchSize: 50, pollInterval: "20 millis" }).pipe(
       Layer.provideMerge(Kafka.layer({ brokers: brokers.split(","), clientId: "analytics-kafka-producer" })),
-      Layer.provideMerge(Outbox.Outbox.layer(producerDb.schema)),
-      Layer.provideMerge(Layer.effectDiscard(migrate([...Outbox.migrations, ...PgEventBus.migrations]))),
-      Layer.provideMerge(Db.layer(producerDb)),
+      Layer.provideMerge(producerLayer(producerDb)),
     ),
   )
   await Effect.runPromise(kafka().ensureTopics([topic, CloudEvent.dlqOf(topic)]))
