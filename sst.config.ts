@@ -108,6 +108,9 @@ export default $config({
         // Public keys (not secret), one map for every function (`npm run keys:generate`); dev keys under `sst dev`.
         case "SERVICE_PUBLIC_KEYS":
           return $dev ? undefined : secret("ServicePublicKeys")
+        // The platform's bucket, for the functions that store files (their manifests declare S3_BUCKET).
+        case "S3_BUCKET":
+          return bucket.name
         // The load balancer and the gateway reach the functions from inside the VPC (SST's Vpc: 10.0.0.0/16).
         case "TRUSTED_PROXIES":
           return $dev ? "127.0.0.1,::1" : vpc.nodes.vpc.cidrBlock
@@ -137,15 +140,15 @@ export default $config({
         cluster,
         // The Dockerfile derives ports, health check and contents from the function's manifest.
         image: { context: ".", dockerfile: "infra/Dockerfile", args: { FUNCTION: name } },
-        // The bucket's name and the task role's access to it. Postgres, Redis and secrets are not linked: a link puts
-        // the resource's properties (passwords) in the task's plain environment.
-        link: [bucket],
+        // The task role's access to the bucket, for a function that stores files (its name comes as S3_BUCKET).
+        // Postgres, Redis and secrets are not linked: a link puts the resource's properties (passwords) in the task's
+        // plain environment.
+        link: settings.some(([key]) => key === "S3_BUCKET") ? [bucket] : [],
         environment: {
           NODE_ENV: $dev ? "development" : "production",
           HTTP_PORT: String(ports.http),
           // A function without gRPC gets no GRPC_PORT (the gateway would listen on a random port).
           ...(ports.grpc ? { GRPC_PORT: String(ports.grpc) } : {}),
-          S3_BUCKET: bucket.name,
           // <DEP>_URL, <DEP>_GRPC_URL, AUTH_JWKS_URL (every function but auth).
           ...Object.fromEntries(fn.peers.map((peer) => [peer.key, address(peer)])),
           ...present(settings),

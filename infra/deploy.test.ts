@@ -6,7 +6,13 @@ import { manifests } from "../functions/registry.ts"
 import { defineRegistry, type ModuleManifest } from "../shared/Module.ts"
 import { functionHeap, functionHeapOptions, functionSecrets, functionSettings, plan } from "./deploy.ts"
 
-const configOf = (fn: string) => readFileSync(`functions/${fn}/Config.ts`, "utf8")
+// A function's Config.ts, with the kernel's config modules it spreads (`...BlobStore.config()` reads the S3 keys).
+const kernelConfigs = { "BlobStore.config(": "shared/BlobStore.ts" } as const
+const configOf = (fn: string) => {
+  const own = readFileSync(`functions/${fn}/Config.ts`, "utf8")
+  const spread = Object.entries(kernelConfigs).filter(([call]) => own.includes(call))
+  return [own, ...spread.map(([, file]) => readFileSync(file, "utf8"))].join("\n")
+}
 
 describe("the deploy plan", () => {
   it("names only functions of the registry, and only keys their Config.ts reads", () => {

@@ -216,8 +216,10 @@ describe("sst.config.ts run() (deploy)", () => {
       for (const key of secretKeys) expect(Object.keys(environment), `${fn.name} ${key}`).not.toContain(key)
       const plain = JSON.stringify(environment)
       for (const value of secretValues) expect(plain, fn.name).not.toContain(value)
-      // A link puts the resource's properties (passwords) in the plain environment: only the bucket is linked.
-      expect(link).toEqual([ofType(made, "sst.aws.Bucket")[0]!.instance])
+      // A link puts the resource's properties (passwords) in the plain environment: only the bucket is linked, to the
+      // functions that store files (their manifests declare S3_BUCKET).
+      const storesFiles = (functionSettings[fn.name] ?? []).some((setting) => setting.key === "S3_BUCKET")
+      expect(link, fn.name).toEqual(storesFiles ? [ofType(made, "sst.aws.Bucket")[0]!.instance] : [])
       for (const [key, arn] of Object.entries(ssm)) {
         const parameter = parameters.get(arn)
         expect(parameter, `${fn.name} ${key}`).toBeDefined()
@@ -265,7 +267,9 @@ describe("sst.config.ts run() (deploy)", () => {
       for (const entry of env.TRUSTED_PROXIES.split(",")) expect(entryProblem(entry)).toBeUndefined()
       expect(env.KAFKA_BROKERS, fn.name).toBe("<secret KafkaBrokers>")
       expect(env.SERVICE_PUBLIC_KEYS, fn.name).toBe("<secret ServicePublicKeys>")
-      expect(env.S3_BUCKET, fn.name).toBe("Blobs-bucket-name")
+      // The bucket's name for the functions that store files, as their manifests say.
+      const storesFiles = (functionSettings[fn.name] ?? []).some((setting) => setting.key === "S3_BUCKET")
+      expect(env.S3_BUCKET, fn.name).toBe(storesFiles ? "Blobs-bucket-name" : undefined)
       // Only a function whose manifest declares APP_BASE_URL (identity's mails, blog's feed) is given it: the gateway's URL.
       const declared = (functionSettings[fn.name] ?? []).some((setting) => setting.key === "APP_BASE_URL")
       if (!declared) expect(Object.keys(env), fn.name).not.toContain("APP_BASE_URL")
@@ -276,6 +280,7 @@ describe("sst.config.ts run() (deploy)", () => {
       }
     }
     expect(functionSettings.identity?.map((setting) => setting.key)).toContain("APP_BASE_URL")
+    expect(functionSettings.blog?.map((setting) => setting.key)).toContain("S3_BUCKET")
     expect(output).toEqual({ url: gatewayUrl })
   })
 

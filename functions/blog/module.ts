@@ -34,5 +34,12 @@ export const manifest = defineModule({
   migrations: [...kernelMigrations, ...migrations],
   // What the operator must provide on every target; BLOG_FEED_TITLE and BLOG_SEARCH_LANGUAGE have defaults (Config.ts),
   // as identity's retention keys do, and are set only where they should differ.
-  settings: [{ key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" }],
+  settings: [
+    { key: "APP_BASE_URL", description: "the public URL of the platform (the Atom feed's links)" },
+    {
+      key: "S3_BUCKET",
+      description:
+        "the bucket of post attachments (its region from AWS_REGION or S3_REGION, credentials from the pod's or task's role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+    },
+  ],
 })
