@@ -6,13 +6,12 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import { DbError } from "../../shared/Db.ts"
 import * as Idempotency from "../../shared/Idempotency.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { Forbidden, NotFound } from "../../shared/Problem.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { BillingApi } from "./Api.ts"
 import { BillingSettings } from "./Config.ts"
 import { Lifecycle } from "./Lifecycle.ts"
-import { Invoice, Plan, Subscription } from "./Model.ts"
+import { Invoice, Plan, Subscription, unavailable } from "./Model.ts"
 import { PaymentMethods } from "./PaymentMethods.ts"
 import { PlanChangeHttp } from "./PlanChangeHttp.ts"
 import { Plans } from "./Plans.ts"
@@ -22,8 +21,6 @@ import { TestClocksHttp } from "./TestClocksHttp.ts"
 
 /** Who may put a subscription on a test clock. */
 const TEST_CLOCKS = "billing.testclock.manage"
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 /** The signed-in caller's user id. */
 const caller = Effect.map(Effect.service(CurrentUser), (user) => user.userId)

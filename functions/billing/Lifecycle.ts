@@ -12,7 +12,6 @@ import { Clock, Context, Effect, Exit, Layer, Option } from "effect"
 import { Db, DbError } from "../../shared/Db.ts"
 import { Notifier } from "../../shared/Notifier.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { Conflict, NotFound, type ServiceUnavailable } from "../../shared/Problem.ts"
 import { PAYABLE, refusal } from "./InvoiceStatus.ts"
 import * as Invoices from "./Invoices.ts"
@@ -26,6 +25,7 @@ import {
   type SubscriptionRow,
   toInvoice,
   toSubscription,
+  unavailable,
 } from "./Model.ts"
 import { nextPeriodEnd } from "./Periods.ts"
 import { type ChargeOutcome, type ChargeRequest, chargeKey, PaymentProvider } from "./Provider.ts"
@@ -126,7 +126,6 @@ type Engine = {
   nowFor(testClockId: string | null): Effect.Effect<Date, ServiceUnavailable>
 }
 
-const unavailable = Problem.unavailable("billing engine: the database failed", "billing is unavailable; try again")
 const orUnavailable = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.catch(
     effect,

@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import * as Problem from "../../shared/Problem.ts"
 import { Currency } from "./Money.ts"
 
 // Billing's resources as the API and the events show them (API.md "Billing"), their rows as the database holds them
@@ -6,6 +7,9 @@ import { Currency } from "./Money.ts"
 // are RFC 3339 UTC strings in the API and timestamptz in the database.
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** Billing's answer when its database fails: a 503 problem (the cause logged, never shown). */
+export const unavailable = Problem.unavailable("billing: the database failed", "billing is unavailable, retry later")
 
 /** An id of billing's (a UUID): anything else in a path or a query is a 400 naming it, never a database error. */
 export const Id = Schema.String.check(Schema.isPattern(UUID, { message: "must be a UUID" }))

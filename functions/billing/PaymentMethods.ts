@@ -3,6 +3,7 @@ import { HttpApiError } from "effect/http-api"
 import { Db } from "../../shared/Db.ts"
 import * as Problem from "../../shared/Problem.ts"
 import { type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
+import { unavailable } from "./Model.ts"
 import { PaymentProvider, type ProviderName } from "./Provider.ts"
 
 // A customer's saved payment method: one per customer (a PUT replaces it), saved at the provider from a client-side
@@ -31,8 +32,6 @@ export class PaymentDeclined extends HttpApiError.Problem<PaymentDeclined>()(
   { type: "urn:problem:payment_declined", status: 402, title: "Payment declined" },
   { code: Schema.tag("payment_declined"), declineCode: Schema.String },
 ) {}
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 /** The token the provider does not know: the caller's mistake, a 400 naming the field. */
 const invalidToken = (reason: string) =>

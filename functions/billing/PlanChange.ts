@@ -3,7 +3,6 @@ import { Permissions } from "../../shared/access/Permissions.ts"
 import { Db } from "../../shared/Db.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
 import { Outbox } from "../../shared/Outbox.ts"
-import * as Problem from "../../shared/Problem.ts"
 import {
   Conflict,
   Forbidden,
@@ -24,6 +23,7 @@ import {
   type SubscriptionStatus,
   toPlan,
   toSubscription,
+  unavailable,
 } from "./Model.ts"
 import { Currency, MoneyOverflow, overflowProblem } from "./Money.ts"
 import type { Period } from "./Periods.ts"
@@ -149,8 +149,6 @@ export const planChange = (
       newPeriod: proration.newPeriod,
     }
   })
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 type StoredSubscription = SubscriptionRow & { readonly billing_anchor: Date; readonly [column: string]: unknown }
 type StoredPlan = PlanRow & { readonly [column: string]: unknown }

@@ -2,9 +2,8 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { Db, UNIQUE_VIOLATION } from "../../shared/Db.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { Conflict, NotFound, type ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
-import { IntervalUnit, type Plan, type PlanRow, toPlan } from "./Model.ts"
+import { IntervalUnit, type Plan, type PlanRow, toPlan, unavailable } from "./Model.ts"
 import { Amount, Currency } from "./Money.ts"
 
 // Billing's plans: what an administrator sells. A plan's price (amount, currency, interval) never changes once created:
@@ -77,8 +76,6 @@ export interface PlanPage {
   readonly items: ReadonlyArray<Plan>
   readonly nextCursor: string | null
 }
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 // Rows with their keyset position as Postgres prints it (microseconds): what a cursor carries is what is stored.
 const COLUMNS = `id, code, name, description, amount, currency, interval_unit, interval_count, trial_days, active,

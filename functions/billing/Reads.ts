@@ -2,7 +2,6 @@ import { Context, Effect, Layer } from "effect"
 import { Permissions } from "../../shared/access/Permissions.ts"
 import { Db } from "../../shared/Db.ts"
 import { DEFAULT_LIMIT, decodeTimeCursor, pageOf } from "../../shared/Pagination.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { Forbidden, NotFound, type ServiceUnavailable, type ValidationFailed } from "../../shared/Problem.ts"
 import {
   type Invoice,
@@ -13,6 +12,7 @@ import {
   type SubscriptionStatus,
   toInvoice,
   toSubscription,
+  unavailable,
 } from "./Model.ts"
 
 // The reads of subscriptions and invoices, with billing's ownership rule: a customer reads their own; a holder of the
@@ -38,8 +38,6 @@ export interface ListQuery<S extends string> {
   readonly limit?: number | undefined
   readonly cursor?: string | undefined
 }
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 // Each row with its keyset position as Postgres prints it (microseconds): what a cursor carries is what is stored.
 const POSITION = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position`

@@ -1,8 +1,8 @@
 import { Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Db } from "../../shared/Db.ts"
 import { fingerprint, WINDOW_HOURS } from "../../shared/Idempotency.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { Conflict, IdempotencyKeyReused, type ServiceUnavailable } from "../../shared/Problem.ts"
+import { unavailable } from "./Model.ts"
 
 // `Idempotency-Key` for billing's requests that call the payment provider (subscribe, pay). The kernel's
 // `Idempotency.once` runs the work inside the transaction that keeps the answer; billing's engine must not run so: it
@@ -17,8 +17,6 @@ import { Conflict, IdempotencyKeyReused, type ServiceUnavailable } from "../../s
 //   so the same key may be retried, as with the kernel's `once`;
 // - the same key with another request: 422 idempotency_key_reused.
 // The keys live in the kernel's `idempotency_keys` table, per caller, for Idempotency.WINDOW_HOURS.
-
-const unavailable = Problem.unavailable("database unavailable", "billing is unavailable, retry later")
 
 /** What a call needs: the caller, the request's key (none: the work runs as is) and what identifies the request. */
 export interface ReplayRequest {

@@ -4,9 +4,9 @@
 // BILLING_TEST_CLOCKS is on (the API answers 404 otherwise).
 import { Context, Effect, Layer, Schema } from "effect"
 import { Db, DbError } from "../../shared/Db.ts"
-import * as Problem from "../../shared/Problem.ts"
 import { NotFound, type ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { Lifecycle } from "./Lifecycle.ts"
+import { unavailable } from "./Model.ts"
 import { drain } from "./Renewals.ts"
 
 /** A test clock as the API shows it. */
@@ -21,8 +21,6 @@ const DAY_MS = 86_400_000
 
 const invalid = (path: string, message: string) =>
   new ValidationFailed({ detail: "The request does not match the API contract", errors: [{ path, message }] })
-
-const unavailable = Problem.unavailable("billing test clocks: the database failed", "billing is unavailable; try again")
 
 const toClock = (row: { readonly id: string; readonly frozen_time: Date }): TestClock => ({
   id: row.id,
