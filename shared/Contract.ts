@@ -1,3 +1,4 @@
+import { Schema } from "effect"
 import type { HttpApiGroup } from "effect/http-api"
 import { HttpApi, OpenApi } from "effect/http-api"
 import { routesOf } from "./access/Route.ts"
@@ -24,3 +25,9 @@ export const make = <Id extends string, Groups extends HttpApiGroup.Constraint>(
 
 /** `identity` → `Identity`, `user-prefs` → `User prefs`: the document's title. */
 const title = (name: string) => `${name[0]?.toUpperCase() ?? ""}${name.slice(1).replaceAll("-", " ")}`
+
+/** The header of a create or pay that may be retried (`Idempotency.ts` replays its answer). */
+export const IDEMPOTENCY_KEY = "idempotency-key"
+
+/** An endpoint's `Idempotency-Key` header (optional; a malformed one is a 400 from `Idempotency.keyOf`). */
+export const idempotencyKeyHeader = { [IDEMPOTENCY_KEY]: Schema.optional(Schema.String) } as const

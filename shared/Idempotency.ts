@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto"
 import { Context, Effect, Layer, Option, Schema } from "effect"
+import { IDEMPOTENCY_KEY } from "./Contract.ts"
 import { Db, type DbError } from "./Db.ts"
 import { IdempotencyKeyReused, ValidationFailed } from "./Problem.ts"
 
@@ -11,7 +12,7 @@ import { IdempotencyKeyReused, ValidationFailed } from "./Problem.ts"
 // (its transaction rolled back), so a retry runs again (and fails the same way if the request was bad).
 
 /** The request header. */
-export const HEADER = "idempotency-key"
+export const HEADER = IDEMPOTENCY_KEY
 
 /** How long a key's answer is kept and replayed (the retention job deletes it after). */
 export const WINDOW_HOURS = 24

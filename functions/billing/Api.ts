@@ -19,7 +19,6 @@ import { NewPlan, PlanChanges } from "./Plans.ts"
 import { TestClocksApi } from "./TestClocksApi.ts"
 
 /** `Idempotency-Key` of a create or a payment: the same key and body within 24 h replays the first answer. */
-const idempotencyKey = { "idempotency-key": Schema.optional(Schema.String) }
 
 /** Plans: anyone lists the active ones; administrators create and archive them (a price never changes). */
 export class PlansApi extends HttpApiGroup.make("plans")
@@ -32,7 +31,7 @@ export class PlansApi extends HttpApiGroup.make("plans")
       .pipe(Route.open())
       .annotate(OpenApi.Summary, "Active plans, in the order they were created"),
     HttpApiEndpoint.post("create", "/api/v1/billing/plans", {
-      headers: idempotencyKey,
+      headers: Contract.idempotencyKeyHeader,
       payload: NewPlan,
       success: Plan.pipe(HttpApiSchema.status(201)),
       error: [Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
@@ -100,7 +99,7 @@ export class SubscriptionsApi extends HttpApiGroup.make("subscriptions")
       .pipe(Route.signedIn())
       .annotate(OpenApi.Summary, "A subscription (one's own, or with billing.subscription.read.any)"),
     HttpApiEndpoint.post("create", "/api/v1/billing/subscriptions", {
-      headers: idempotencyKey,
+      headers: Contract.idempotencyKeyHeader,
       payload: NewSubscription,
       success: Subscription.pipe(HttpApiSchema.status(201)),
       error: [NotFound, Forbidden, Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
@@ -152,7 +151,7 @@ export class InvoicesApi extends HttpApiGroup.make("invoices")
       .annotate(OpenApi.Summary, "An invoice (one's own, or with billing.invoice.read.any)"),
     HttpApiEndpoint.post("pay", "/api/v1/billing/invoices/:id/pay", {
       params: { id: Id },
-      headers: idempotencyKey,
+      headers: Contract.idempotencyKeyHeader,
       success: Invoice,
       error: [NotFound, Forbidden, Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
     })

@@ -1,6 +1,6 @@
-import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import {
   Conflict,
   Forbidden,
@@ -34,7 +34,7 @@ export class PlanChangeApi extends HttpApiGroup.make("planChange")
       ),
     HttpApiEndpoint.post("change", "/api/v1/billing/subscriptions/:id/change-plan", {
       params: { id: Id },
-      headers: { "idempotency-key": Schema.optional(Schema.String) },
+      headers: Contract.idempotencyKeyHeader,
       payload: PlanChangeRequest,
       success: PlanChangeResult,
       error: [...errors, IdempotencyKeyReused],

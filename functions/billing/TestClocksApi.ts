@@ -1,6 +1,7 @@
 import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import * as Route from "../../shared/access/Route.ts"
+import * as Contract from "../../shared/Contract.ts"
 import { DateTime } from "../../shared/DateTime.ts"
 import { Conflict, IdempotencyKeyReused, NotFound, ServiceUnavailable, ValidationFailed } from "../../shared/Problem.ts"
 import { Id } from "./Model.ts"
@@ -19,7 +20,7 @@ export const Advance = Schema.Struct({ to: DateTime })
 export class TestClocksApi extends HttpApiGroup.make("testClocks")
   .add(
     HttpApiEndpoint.post("create", "/api/v1/billing/test-clocks", {
-      headers: { "idempotency-key": Schema.optional(Schema.String) },
+      headers: Contract.idempotencyKeyHeader,
       payload: NewTestClock,
       success: TestClock.pipe(HttpApiSchema.status(201)),
       error: [NotFound, Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],

@@ -85,7 +85,7 @@ export class WritingApi extends HttpApiGroup.make("writing")
       .pipe(Route.requires("blog.post.create"))
       .annotate(OpenApi.Summary, "The caller's own posts, any status, newest first"),
     HttpApiEndpoint.post("create", "/api/v1/blog/posts", {
-      headers: { "idempotency-key": Schema.optional(Schema.String) },
+      headers: Contract.idempotencyKeyHeader,
       payload: NewPost,
       success: Versioned.pipe(HttpApiSchema.status(201)),
       error: [Conflict, IdempotencyKeyReused, ValidationFailed, ServiceUnavailable],
