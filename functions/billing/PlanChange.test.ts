@@ -7,6 +7,7 @@ import { Idempotency } from "../../shared/Idempotency.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import { manifest } from "./module.ts"
 import { type PlanChangePreview, PlanChanges } from "./PlanChange.ts"
+import { Reads } from "./Reads.ts"
 import { billingDb, billingDbOptions } from "./testing/engineDb.ts"
 import { asLine, pendingLinesSql } from "./testing/pendingLines.ts"
 
@@ -21,7 +22,7 @@ const grants: Record<string, ReadonlyArray<string>> = {
 }
 
 const layer = PlanChanges.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(Outbox.layer(manifest), Idempotency.layer)),
+  Layer.provideMerge(Layer.mergeAll(Outbox.layer(manifest), Idempotency.layer, Reads.layer)),
   Layer.provideMerge(
     Permissions.local((user, permission) => Effect.succeed(grants[user]?.includes(permission) ?? false)),
   ),

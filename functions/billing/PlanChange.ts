@@ -1,11 +1,11 @@
 import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
-import { Permissions } from "../../shared/access/Permissions.ts"
+import type { Permissions } from "../../shared/access/Permissions.ts"
 import { Db } from "../../shared/Db.ts"
 import { Idempotency } from "../../shared/Idempotency.ts"
 import { Outbox } from "../../shared/Outbox.ts"
 import {
   Conflict,
-  Forbidden,
+  type Forbidden,
   type IdempotencyKeyReused,
   NotFound,
   type ServiceUnavailable,
@@ -28,6 +28,7 @@ import {
 import { Currency, MoneyOverflow, overflowProblem } from "./Money.ts"
 import type { Period } from "./Periods.ts"
 import { prorate, sameInterval } from "./Proration.ts"
+import { Reads } from "./Reads.ts"
 
 // A plan change, previewed or made: ONE function (`planChange`) decides what it costs, from the subscription, the two
 // plans and the time; the preview returns its answer and the change writes exactly that answer, in one transaction
@@ -155,7 +156,6 @@ type StoredPlan = PlanRow & { readonly [column: string]: unknown }
 
 /** Who may change a subscription's plan: its customer, or a holder of this permission. */
 export const UPDATE_ANY = "billing.subscription.update.any"
-const READ_ANY = "billing.subscription.read.any"
 
 type Failure = NotFound | Forbidden | Conflict | ValidationFailed | ServiceUnavailable
 
@@ -220,22 +220,11 @@ export class PlanChanges extends Context.Service<
               (rows) => rows[0]?.frozen_time ?? new Date(Number.NaN),
             )
 
-      const may = (userId: string, permission: string) =>
-        Effect.flatMap(Effect.service(Permissions), (permissions) => permissions.check(userId, permission))
-
       // The caller may change the subscription (own, or update.any): 404 when they may not even see it, 403 when
-      // they may only read it. Asked before any transaction (a remote call never holds one open).
+      // they may only read it (Reads' ownership rule). Asked before any transaction (a remote call never holds one open).
+      const reads = yield* Reads
       const authorize = (callerId: string, subscriptionId: string) =>
-        Effect.gen(function* () {
-          const found = yield* subscriptionById(subscriptionId, false).pipe(Effect.catchTag("DbError", unavailable))
-          const notFound = new NotFound({ detail: `no subscription ${subscriptionId}` })
-          if (found === undefined) return yield* notFound
-          if (found.customer_id === callerId || (yield* may(callerId, UPDATE_ANY))) return
-          if (yield* may(callerId, READ_ANY)) {
-            return yield* new Forbidden({ detail: `changing another customer's subscription needs ${UPDATE_ANY}` })
-          }
-          return yield* notFound
-        })
+        reads.authorize("subscription", callerId, subscriptionId, UPDATE_ANY)
 
       // The subscription (locked when changing), both plans and the time, then THE decision.
       const decide = (subscriptionId: string, planId: string, lock: boolean) =>

@@ -10,6 +10,7 @@ import { Lifecycle } from "./Lifecycle.ts"
 import { manifest } from "./module.ts"
 import { PlanChanges } from "./PlanChange.ts"
 import { PaymentProvider } from "./Provider.ts"
+import { Reads } from "./Reads.ts"
 import { ReceiptRecipients } from "./Receipts.ts"
 import * as TestProvider from "./TestProvider.ts"
 import { billingDb, billingDbOptions } from "./testing/engineDb.ts"
@@ -22,6 +23,7 @@ const layer = PlanChanges.layer.pipe(
     Layer.mergeAll(
       Lifecycle.layer({ retryScheduleDays: [1, 3, 5] }),
       Idempotency.layer,
+      Reads.layer,
       Permissions.local(() => Effect.succeed(false)),
     ),
   ),
