@@ -1,24 +1,11 @@
 import { Effect, Layer } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { bearerToken, refuse, Verifier } from "../../shared/access/Authentication.ts"
+import { optionalCaller, Verifier } from "../../shared/access/Authentication.ts"
 import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import { validationProblems } from "../../shared/Server.ts"
 import { AnalyticsApi } from "./Api.ts"
 import { Events } from "./Events.ts"
 import { Reports } from "./Reports.ts"
-
-/** The caller of the open ingestion, when it sent a token: verified here (an invalid token is a 401, none is anonymous). */
-const optionalCaller = (verifier: Verifier["Service"], authorization: string | undefined) =>
-  Effect.gen(function* () {
-    const token = bearerToken(authorization)
-    if (token === "") return { userId: undefined }
-    if (token === undefined) return { refused: yield* refuse("malformed") }
-    const verified = yield* Effect.result(verifier.authenticate(token))
-    if (verified._tag === "Success") return { userId: verified.success.sub }
-    const error = verified.failure
-    if (error._tag === "Refused") return { refused: yield* refuse(error.reason) }
-    return yield* error
-  })
 
 /** Handlers of the ingestion. */
 export const IngestHttp = HttpApiBuilder.group(

@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
-import { bearerToken, CurrentUser, refuse, Verifier } from "../../shared/access/Authentication.ts"
+import { CurrentUser, optionalCaller, Verifier } from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
 import { OPENAPI_PATH } from "../../shared/access/RouteGuard.ts"
 import * as Idempotency from "../../shared/Idempotency.ts"
@@ -29,19 +29,6 @@ const versioned = (post: Post, options: { readonly status?: number; readonly loc
 
 const unavailable = Problem.unavailable("database unavailable", "the blog is unavailable, retry later")
 
-/** The caller of an open route, when it sent a token: verified here (an invalid token is a 401, none is anonymous). */
-const optionalCaller = (verifier: Verifier["Service"], authorization: string | undefined) =>
-  Effect.gen(function* () {
-    const token = bearerToken(authorization)
-    if (token === "") return { viewer: undefined }
-    if (token === undefined) return { refused: yield* refuse("malformed") }
-    const verified = yield* Effect.result(verifier.authenticate(token))
-    if (verified._tag === "Success") return { viewer: verified.success.sub }
-    const error = verified.failure
-    if (error._tag === "Refused") return { refused: yield* refuse(error.reason) }
-    return yield* error
-  })
-
 // The services the domain asks per call (the ownership rules' permissions, the scheduling of posts): those the app
 // is built with, stand-ins included.
 const callServices = Effect.gen(function* () {
@@ -66,8 +53,8 @@ export const ReadingHttp = HttpApiBuilder.group(
         Effect.gen(function* () {
           const ifNoneMatch = yield* parseCondition("if-none-match", headers["if-none-match"])
           const caller = yield* optionalCaller(verifier, request.headers.authorization)
-          if ("refused" in caller) return caller.refused
-          const post = yield* provide(posts.read(params.id, caller.viewer))
+          if (caller.refused !== undefined) return caller.refused
+          const post = yield* provide(posts.read(params.id, caller.userId))
           if (ifNoneMatch !== undefined && noneMatchFails(ifNoneMatch, post.version)) {
             return HttpServerResponse.empty({ status: 304, headers: { etag: etagOf(post.version) } })
           }

@@ -250,6 +250,30 @@ export const refuse = (reason: string) =>
     challenge(reason),
   )
 
+/**
+ * The caller of an open route, when it sent a token: verified as the route guard verifies (an invalid token is a 401
+ * answer in `refused`, none is anonymous: `userId` undefined). For routes anyone may call whose answer depends on who
+ * asks (a draft its author may read, the events of a signed-in user).
+ */
+export const optionalCaller = (
+  verifier: Verifier["Service"],
+  authorization: string | undefined,
+): Effect.Effect<
+  | { readonly userId: string | undefined; readonly refused?: undefined }
+  | { readonly userId?: undefined; readonly refused: HttpServerResponse.HttpServerResponse },
+  ServiceUnavailable
+> =>
+  Effect.gen(function* () {
+    const token = bearerToken(authorization)
+    if (token === "") return { userId: undefined }
+    if (token === undefined) return { refused: yield* refuse("malformed") }
+    const verified = yield* Effect.result(verifier.authenticate(token))
+    if (verified._tag === "Success") return { userId: verified.success.sub }
+    const error = verified.failure
+    if (error._tag === "Refused") return { refused: yield* refuse(error.reason) }
+    return yield* error
+  })
+
 /** What a handler runs with once its caller is verified: `CurrentUser`, the `Actor` of its events, `user_id` in logs. */
 export const asCaller = <A, E, R>(effect: Effect.Effect<A, E, R>, claims: AccessToken.AccessClaims) =>
   effect.pipe(
