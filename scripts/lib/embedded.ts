@@ -15,16 +15,20 @@ export const embeddedEnv = (
   ...extra,
 })
 
+// Every moved port stays below Linux's ephemeral range (32768–60999), as freePort's do: an outgoing connection (the
+// platform's own, to its database or a peer, while it starts) cannot take one between the probe and its listener.
+// With offsets up to 30,000 it happened (EADDRINUSE on analytics' port: npm start restarted and never came up).
+const LOW = 20_000
+const HIGH = 32_767
+
 /** A PORT_OFFSET (scripts/start.ts) that moves every function's HTTP and gRPC ports onto free ones. */
 export const freePortOffset = async (): Promise<number> => {
   const ports = manifests.flatMap((m) => [m.ports.http, ...(m.ports.grpc === undefined ? [] : [m.ports.grpc])])
+  const least = LOW - Math.min(...ports)
+  const most = HIGH - Math.max(...ports)
   for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 20_000 + Math.floor(Math.random() * 30_000)
-    if (
-      ports.every((p) => p + offset < 65_000) &&
-      (await Promise.all(ports.map((p) => bindable(p + offset)))).every(Boolean)
-    )
-      return offset
+    const offset = least + Math.floor(Math.random() * (most - least + 1))
+    if ((await Promise.all(ports.map((p) => bindable(p + offset)))).every(Boolean)) return offset
   }
-  throw new Error("no free range of ports for the platform")
+  throw new Error(`no free range of ports for the platform in ${LOW}-${HIGH}`)
 }
