@@ -1,4 +1,4 @@
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Db, type DbError } from "./Db.ts"
 
@@ -61,3 +61,10 @@ export const route = Layer.unwrap(
     ),
   ),
 ).pipe(Layer.provide(DevMailbox.layer))
+
+/**
+ * The dev mailbox's route for a function that mails: mounted only when mail goes to the dev mailbox (no `SMTP_URL`)
+ * and never in production (the gateway's `GET /_dev/mail` merges every function's).
+ */
+export const routeFor = (config: { readonly smtpUrl: Option.Option<unknown>; readonly env: string }) =>
+  Option.isNone(config.smtpUrl) && config.env !== "production" ? route : Layer.empty

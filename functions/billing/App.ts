@@ -1,4 +1,4 @@
-import { Layer, Option } from "effect"
+import { Layer } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { Permissions } from "../../shared/access/Permissions.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
@@ -87,10 +87,7 @@ export const app = FunctionApp.define({
   background: Background,
   // Renewals and payment retries on wall time, every minute (Renewals.ts).
   jobs: Renewals.jobs,
-  // Its receipts in the dev mailbox are readable over HTTP only when mail goes to it and never in production (the
-  // gateway's `GET /_dev/mail` merges them with identity's mails).
-  unguarded: (config) =>
-    Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,
+  unguarded: DevMailbox.routeFor,
   services: (config, runtime) =>
     DomainLive(config).pipe(
       Layer.provideMerge(AccessLive(config)),

@@ -1,4 +1,4 @@
-import { Layer, Option } from "effect"
+import { Layer } from "effect"
 import * as Authentication from "../../shared/access/Authentication.ts"
 import { AuthzClient, Permissions } from "../../shared/access/Permissions.ts"
 import * as DevMailbox from "../../shared/DevMailbox.ts"
@@ -96,9 +96,7 @@ export const app = FunctionApp.define({
   grpc: () => import("./Grpc.ts"),
   background: Background,
   retention: (config) => retentionRules(config.emailTokenRetentionDays),
-  // The dev mailbox is readable over HTTP only when mail goes to it and never in production.
-  unguarded: (config) =>
-    Option.isNone(config.smtpUrl) && config.env !== "production" ? DevMailbox.route : Layer.empty,
+  unguarded: DevMailbox.routeFor,
   services: (config, runtime) =>
     AccessLive(config).pipe(
       Layer.provideMerge(revocationsFor(manifest.name, runtime, Bus(config))),
