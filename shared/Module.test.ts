@@ -59,6 +59,25 @@ describe("Module manifests", () => {
     expect(problems.join("\n")).toMatch(/event type "created"/)
   })
 
+  // Words of a type are joined by `_` (billing.subscription.past_due); nothing else but lower-case letters and digits.
+  it("takes event types of three or more dotted parts, words joined by _, and refuses the rest", () => {
+    const problemsOf = (type: string) =>
+      validate(manifest({ events: { publishes: [type], consumes: [] } })).filter((p) => p.includes("event type"))
+    for (const good of ["blog.post.created", "blog.post.past_due", "blog.post_image.re_sized", "blog.a1.b2.c3"]) {
+      expect(problemsOf(good), good).toEqual([])
+    }
+    for (const bad of [
+      "blog.post",
+      "blog.Post.created",
+      "blog.post.past-due",
+      "blog.post._x",
+      "blog.post.x_",
+      "blog..x",
+    ]) {
+      expect(problemsOf(bad), bad).toHaveLength(1)
+    }
+  })
+
   it("refuses a route timeout or rate limit that is not a sensible whole number", () => {
     const problems = validate(
       manifest({
