@@ -22,18 +22,16 @@ import * as Providers from "./Providers.ts"
 import { Reads } from "./Reads.ts"
 import { ReceiptRecipients } from "./Receipts.ts"
 import * as Renewals from "./Renewals.ts"
-import { Replays } from "./Replays.ts"
 
 /**
  * Billing's domain: plans (events through the outbox), the reads of subscriptions and invoices, customers' payment
  * methods and the engine (Lifecycle.ts) charging through the provider BILLING_PAYMENT_PROVIDER chooses, receipts
- * queued through the Notifier, and the replays of Idempotency-Keys around the engine's work.
+ * queued through the Notifier.
  */
 export const DomainLive = (config: BillingConfig) =>
   Layer.mergeAll(
     Plans.layer,
     Reads.layer,
-    Replays.layer,
     PaymentMethods.layer,
     Lifecycle.layer({ retryScheduleDays: config.retryScheduleDays }),
     Layer.succeed(BillingSettings, BillingSettings.of({ testClocks: config.testClocks })),

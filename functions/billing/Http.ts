@@ -16,7 +16,6 @@ import { PaymentMethods } from "./PaymentMethods.ts"
 import { PlanChangeHttp } from "./PlanChangeHttp.ts"
 import { Plans } from "./Plans.ts"
 import { Reads } from "./Reads.ts"
-import { Replays } from "./Replays.ts"
 import { TestClocksHttp } from "./TestClocksHttp.ts"
 
 /** Who may put a subscription on a test clock. */
@@ -92,7 +91,7 @@ export const SubscriptionsHttp = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const reads = yield* Reads
     const lifecycle = yield* Lifecycle
-    const replays = yield* Replays
+    const idempotency = yield* Idempotency.Idempotency
     const settings = yield* BillingSettings
     const permissions = yield* Permissions
     const provide = yield* withPermissions
@@ -108,14 +107,16 @@ export const SubscriptionsHttp = HttpApiBuilder.group(
             }
           }
           const key = yield* Idempotency.keyOf(headers)
-          const subscription = yield* replays.once(
-            { caller: userId, key, request: { route: "subscriptions.create", payload } },
-            Subscription,
-            Effect.map(
-              lifecycle.subscribe({ customerId: userId, planId: payload.planId, testClockId: payload.testClockId }),
-              (made) => made.subscription,
-            ),
-          )
+          const subscription = yield* idempotency
+            .claimed(
+              { caller: userId, key, request: { route: "subscriptions.create", payload } },
+              Subscription,
+              Effect.map(
+                lifecycle.subscribe({ customerId: userId, planId: payload.planId, testClockId: payload.testClockId }),
+                (made) => made.subscription,
+              ),
+            )
+            .pipe(Effect.catchTag("DbError", unavailable))
           return HttpServerResponse.jsonUnsafe(subscription, {
             status: 201,
             headers: { location: `/api/v1/billing/subscriptions/${subscription.id}` },
@@ -144,7 +145,7 @@ export const InvoicesHttp = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const reads = yield* Reads
     const lifecycle = yield* Lifecycle
-    const replays = yield* Replays
+    const idempotency = yield* Idempotency.Idempotency
     const provide = yield* withPermissions
     return handlers
       .handle("pay", ({ params, headers }) =>
@@ -152,11 +153,13 @@ export const InvoicesHttp = HttpApiBuilder.group(
           const userId = yield* caller
           yield* provide(reads.authorize("invoice", userId, params.id, "billing.invoice.update.any"))
           const key = yield* Idempotency.keyOf(headers)
-          return yield* replays.once(
-            { caller: userId, key, request: { route: "invoices.pay", id: params.id } },
-            Invoice,
-            lifecycle.collect(params.id, { manual: true }),
-          )
+          return yield* idempotency
+            .claimed(
+              { caller: userId, key, request: { route: "invoices.pay", id: params.id } },
+              Invoice,
+              lifecycle.collect(params.id, { manual: true }),
+            )
+            .pipe(Effect.catchTag("DbError", unavailable))
         }),
       )
       .handle("void", ({ params }) => lifecycle.voidInvoice(params.id))
@@ -169,8 +172,8 @@ export const InvoicesHttp = HttpApiBuilder.group(
 )
 
 /**
- * Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Lifecycle`, `Replays`,
- * `Idempotency`, `BillingSettings` and `Permissions`.
+ * Billing's HTTP routes, ready to serve; needs `Plans`, `PaymentMethods`, `Reads`, `Lifecycle`, `Idempotency`,
+ * `BillingSettings` and `Permissions`.
  */
 export const HttpLive = HttpApiBuilder.layer(BillingApi, { openapiPath: OPENAPI_PATH }).pipe(
   Layer.provide([PlansHttp, PaymentMethodHttp, SubscriptionsHttp, InvoicesHttp, PlanChangeHttp, TestClocksHttp]),

@@ -5,19 +5,19 @@ import * as Idempotency from "../../shared/Idempotency.ts"
 import { NotFound } from "../../shared/Problem.ts"
 import { BillingApi } from "./Api.ts"
 import { BillingSettings } from "./Config.ts"
-import { Replays } from "./Replays.ts"
+import { unavailable } from "./Model.ts"
 import { TestClock, TestClocks } from "./TestClocks.ts"
 
 /**
  * Handlers of the test clocks, with their domain (TestClocks over the engine): the app provides Lifecycle, Db,
- * Replays and BillingSettings. With BILLING_TEST_CLOCKS off, both routes answer 404 as if they did not exist.
+ * Idempotency and BillingSettings. With BILLING_TEST_CLOCKS off, both routes answer 404 as if they did not exist.
  */
 export const TestClocksHttp = HttpApiBuilder.group(
   BillingApi,
   "testClocks",
   Effect.fn(function* (handlers) {
     const clocks = yield* TestClocks
-    const replays = yield* Replays
+    const idempotency = yield* Idempotency.Idempotency
     const settings = yield* BillingSettings
     const enabled = settings.testClocks
       ? Effect.void
@@ -28,11 +28,13 @@ export const TestClocksHttp = HttpApiBuilder.group(
           yield* enabled
           const user = yield* Effect.service(CurrentUser)
           const key = yield* Idempotency.keyOf(headers)
-          return yield* replays.once(
-            { caller: user.userId, key, request: { route: "testClocks.create", payload } },
-            TestClock,
-            clocks.create(user.userId, payload.frozenTime === undefined ? undefined : new Date(payload.frozenTime)),
-          )
+          return yield* idempotency
+            .claimed(
+              { caller: user.userId, key, request: { route: "testClocks.create", payload } },
+              TestClock,
+              clocks.create(user.userId, payload.frozenTime === undefined ? undefined : new Date(payload.frozenTime)),
+            )
+            .pipe(Effect.catchTag("DbError", unavailable))
         }),
       )
       .handle("advance", ({ params, payload }) =>

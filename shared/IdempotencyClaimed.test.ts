@@ -1,19 +1,26 @@
 import { randomUUID } from "node:crypto"
 import { Effect, Layer, Option, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { Db } from "../../shared/Db.ts"
-import { Conflict, ServiceUnavailable } from "../../shared/Problem.ts"
-import { type Running, sql, start } from "../../shared/testing/harness.ts"
-import { Replays } from "./Replays.ts"
-import { billingDb, billingDbOptions } from "./testing/engineDb.ts"
+import { Db } from "./Db.ts"
+import { Idempotency } from "./Idempotency.ts"
+import { kernelMigrations } from "./KernelMigrations.ts"
+import { migrate } from "./Migrator.ts"
+import { Conflict, ServiceUnavailable } from "./Problem.ts"
+import { freshSchema, type Running, sql, start } from "./testing/harness.ts"
 
-// Idempotency-Key around work that runs its own transactions (the engine's): what a repeat gets after a success,
-// during the first request, after a 503 part-way, after a refusal, and with another request, on the real Postgres.
+// Idempotency-Key around work that runs its own transactions (`Idempotency.claimed`, billing's payments): what a repeat
+// gets after a success, during the first request, after a 503 part-way, after a refusal, and with another request, on
+// the real Postgres.
 
-const options = billingDbOptions()
-let running: Running<Replays | Db>
+const options = freshSchema("t_claim")
+let running: Running<Idempotency | Db>
 beforeAll(async () => {
-  running = await start(Replays.layer.pipe(Layer.provideMerge(billingDb(options))))
+  running = await start(
+    Idempotency.layer.pipe(
+      Layer.provideMerge(Layer.effectDiscard(migrate(kernelMigrations))),
+      Layer.provideMerge(Db.layer(options)),
+    ),
+  )
 }, 30_000)
 afterAll(async () => {
   await running?.close()
@@ -26,8 +33,8 @@ const caller = randomUUID()
 /** Runs `work` under `key` (for `request`), counting how often the work itself ran. */
 const once = <E>(key: string | undefined, request: unknown, work: Effect.Effect<{ n: number }, E>) =>
   Effect.runPromise(
-    Effect.flatMap(Effect.service(Replays), (replays) =>
-      Effect.result(replays.once({ caller, key: Option.fromNullishOr(key), request }, Answer, work)),
+    Effect.flatMap(Effect.service(Idempotency), (idempotency) =>
+      Effect.result(idempotency.claimed({ caller, key: Option.fromNullishOr(key), request }, Answer, work)),
     ).pipe(Effect.provideContext(running.context)),
   )
 
@@ -76,8 +83,8 @@ describe("Idempotency-Key outside the work's transactions", () => {
       const key = randomUUID()
       const failed = await Effect.runPromise(
         Effect.exit(
-          Effect.flatMap(Effect.service(Replays), (replays) =>
-            replays.once({ caller, key: Option.some(key), request: { c: 1 } }, Answer, failing),
+          Effect.flatMap(Effect.service(Idempotency), (idempotency) =>
+            idempotency.claimed({ caller, key: Option.some(key), request: { c: 1 } }, Answer, failing),
           ).pipe(Effect.provideContext(running.context)),
         ),
       )
