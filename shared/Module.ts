@@ -1,3 +1,4 @@
+import { topicOf } from "./CloudEvent.ts"
 import type { Migration } from "./Migrator.ts"
 
 /** A public route a function exposes through the gateway: "public" is open, "user" needs a signed-in caller. */
@@ -232,7 +233,11 @@ export const defineRegistry = <M extends ModuleManifest>(manifests: ReadonlyArra
  * is that producer's (`<service>.…`), or it consumes every event.
  */
 export const consumesTopic = (m: Pick<ModuleManifest, "events">, topic: string): boolean =>
-  m.events.consumes.some((t) => t === EVERY_EVENT || `${t.slice(0, t.indexOf("."))}.events` === topic)
+  m.events.consumes.some((t) => t === EVERY_EVENT || topicOf(t.slice(0, t.indexOf("."))) === topic)
+
+/** Every producer's topic: those of the functions that publish events (what a consumer of every event reads). */
+export const producerTopics = (manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "events">>) =>
+  manifests.filter((m) => m.events.publishes.length > 0).map((m) => topicOf(m.name))
 
 /** The environment key prefix of a function: `identity` → `IDENTITY`, `user-prefs` → `USER_PREFS`. */
 const envKey = (name: string) => name.toUpperCase().replaceAll("-", "_")

@@ -1,12 +1,12 @@
 import { Config, type Effect, Schema } from "effect"
-import { topicOf } from "../../shared/CloudEvent.ts"
 import * as Cfg from "../../shared/Config.ts"
+import { producerTopics as topicsOfProducers } from "../../shared/Module.ts"
 import { verifierConfig } from "../auth/TokenVerification.ts"
 import { manifests } from "../registry.ts"
 import { manifest } from "./module.ts"
 
 /** Every producing function's topic, from the manifests (functions/registry.ts): what analytics counts by default. */
-export const producerTopics = manifests.filter((m) => m.events.publishes.length > 0).map((m) => topicOf(m.name))
+export const producerTopics = topicsOfProducers(manifests)
 
 const TOPICS = /^\s*[a-z0-9][a-z0-9._-]*(\s*,\s*[a-z0-9][a-z0-9._-]*)*\s*$/
 
