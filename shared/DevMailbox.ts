@@ -1,15 +1,16 @@
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { Db, type DbError } from "./Db.ts"
 
-/** A mail the dev mailbox "delivered", as `GET /_dev/mail` shows it. */
-export interface DevMail {
-  readonly to: string
-  readonly subject: string
-  readonly text: string
-  readonly html: string
-  readonly sentAt: string
-}
+/** A mail the dev mailbox "delivered", as `GET /_dev/mail` shows it (and the gateway reads it to merge them). */
+export const DevMail = Schema.Struct({
+  to: Schema.String,
+  subject: Schema.String,
+  text: Schema.String,
+  html: Schema.String,
+  sentAt: Schema.String,
+})
+export type DevMail = typeof DevMail.Type
 
 /** The embedded default's mailbox: the sent rows of `mail_outbox`, so local users can follow verification links. */
 export class DevMailbox extends Context.Service<

@@ -1,6 +1,6 @@
 import { Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { DEV_MAIL_PATH } from "../../shared/DevMailbox.ts"
+import { DEV_MAIL_PATH, DevMail } from "../../shared/DevMailbox.ts"
 import { DEV_ERRORS_PATH, ErrorBus } from "../../shared/ErrorBus.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 
@@ -86,13 +86,7 @@ export const errors = Layer.unwrap(
  */
 export const mail = merged({
   path: DEV_MAIL_PATH,
-  item: Schema.Struct({
-    to: Schema.String,
-    subject: Schema.String,
-    text: Schema.String,
-    html: Schema.String,
-    sentAt: Schema.String,
-  }),
+  item: DevMail,
   time: (mail) => Date.parse(mail.sentAt),
   limit: 50,
   optional: true,
