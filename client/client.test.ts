@@ -1,20 +1,14 @@
 import { randomUUID } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest"
-import { manifests } from "../functions/registry.ts"
-import { embeddedEnv, freePortOffset } from "../scripts/lib/embedded.ts"
-import { type Child, spawnChild } from "../scripts/lib/processes.ts"
-import { freePort } from "../shared/testing/ports.ts"
+import { type NpmStart, startNpmStart } from "../e2e/testing/npmStart.ts"
 import { createPlatformClient, isProblem, ok, type Problem, ProblemError } from "./index.ts"
 
 // The typed client against a real gateway: `npm start`'s embedded platform (PGlite, dev mailboxes, no real servers)
 // on ports of its own, its settings the defaults the committed document was generated with.
-const ROOT = join(import.meta.dirname, "..")
 const PASSWORD = "correct horse battery"
-const dataDir = mkdtempSync(join(tmpdir(), "platform-client-"))
-let platform: Child | undefined
+let platform: NpmStart | undefined
 let url = ""
 
 const waitFor = async <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs: number): Promise<A> => {
@@ -24,41 +18,15 @@ const waitFor = async <A>(what: string, attempt: () => Promise<A | undefined>, t
     if (value !== undefined) return value
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.output().slice(-4_000) ?? ""}`)
+  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.child.output().slice(-4_000) ?? ""}`)
 }
 
 beforeAll(async () => {
-  const offset = await freePortOffset()
-  url = `http://127.0.0.1:${manifests.find((m) => m.name === "gateway")!.ports.http + offset}`
-  const started = spawnChild({
-    name: "npm start",
-    args: [join(ROOT, "scripts/start.ts")],
-    cwd: ROOT,
-    env: embeddedEnv({
-      DATA_DIR: dataDir,
-      PORT_OFFSET: String(offset),
-      EMBEDDED_PG_PORT: String(await freePort()),
-      LOG_PRETTY: "false",
-      LOG_LEVEL: "warn",
-    }),
-    tailChars: 64_000,
-  })
-  platform = started
-  await waitFor(
-    "npm start",
-    async () => {
-      if (started.exit !== undefined) throw new Error(`npm start exited:\n${started.output()}`)
-      return /up in [\d.]+s/.test(started.output()) ? true : undefined
-    },
-    90_000,
-  )
-  expect(started.output()).not.toMatch(/NOT READY/)
+  platform = await startNpmStart()
+  url = platform.url
 }, 120_000)
 
-afterAll(async () => {
-  await platform?.stop(20_000)
-  rmSync(dataDir, { recursive: true, force: true })
-}, 30_000)
+afterAll(() => platform?.stop(), 30_000)
 
 describe("the typed client against a running gateway", () => {
   it("is generated from the document the gateway serves", async () => {

@@ -5,10 +5,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { upstreamManifests } from "../functions/gateway/Config.ts"
 import { redoclyLint } from "../functions/gateway/testing/redocly.ts"
-import { manifests } from "../functions/registry.ts"
-import { embeddedEnv, freePortOffset } from "../scripts/lib/embedded.ts"
-import { type Child, spawnChild } from "../scripts/lib/processes.ts"
-import { freePort } from "../shared/testing/ports.ts"
+import { type NpmStart, startNpmStart } from "./testing/npmStart.ts"
 import { callApi } from "./testing/platformFlow.ts"
 
 // The schema-fuzzing gate: `npm start`'s embedded platform (scripts/start.ts, PGlite, dev mailbox, in-memory caches) on
@@ -22,8 +19,9 @@ const CHECKS = "not_a_server_error,status_code_conformance,content_type_conforma
 const SEED = "20261203"
 const MAX_EXAMPLES = "20"
 
-const dataDir = mkdtempSync(join(tmpdir(), "platform-fuzz-"))
-let platform: Child | undefined
+// schemathesis runs here (its reports and caches).
+const workDir = mkdtempSync(join(tmpdir(), "platform-fuzz-"))
+let platform: NpmStart | undefined
 let url = ""
 let schemathesis = ""
 let adminToken = ""
@@ -38,7 +36,7 @@ const eventually = async <A>(what: string, attempt: () => Promise<A | undefined>
     if (value !== undefined) return value
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.output().slice(-4_000) ?? ""}`)
+  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.child.output().slice(-4_000) ?? ""}`)
 }
 
 // The bootstrap administrator: register, follow the mailed link (the dev mailbox), sign in, wait for `*`.
@@ -86,7 +84,7 @@ const fuzz = (extra: ReadonlyArray<string>) => {
   ]
   try {
     const out = execFileSync(schemathesis, args, {
-      cwd: dataDir,
+      cwd: workDir,
       encoding: "utf8",
       timeout: 240_000,
       maxBuffer: 64 << 20,
@@ -104,16 +102,8 @@ beforeAll(async () => {
     encoding: "utf8",
     timeout: 300_000,
   }).trim()
-  const offset = await freePortOffset()
-  const gateway = manifests.find((m) => m.name === "gateway")!
-  url = `http://127.0.0.1:${gateway.ports.http + offset}`
   // The embedded defaults: none of the real servers the other tests use.
-  const env = embeddedEnv({
-    DATA_DIR: dataDir,
-    PORT_OFFSET: String(offset),
-    EMBEDDED_PG_PORT: String(await freePort()),
-    LOG_PRETTY: "false",
-    LOG_LEVEL: "warn",
+  platform = await startNpmStart({
     BOOTSTRAP_ADMIN_EMAIL: ADMIN,
     // No rate limits, so the fuzzer reaches the handlers instead of a wall of 429s; the document follows the
     // configuration (no 429 where no limit applies), which the run checks too.
@@ -125,29 +115,13 @@ beforeAll(async () => {
       ),
     ),
   })
-  const started = spawnChild({
-    name: "npm start",
-    args: [join(ROOT, "scripts/start.ts")],
-    cwd: ROOT,
-    env,
-    tailChars: 64_000,
-  })
-  platform = started
-  await eventually(
-    "npm start",
-    async () => {
-      if (started.exit !== undefined) throw new Error(`npm start exited:\n${started.output()}`)
-      return /up in [\d.]+s/.test(started.output()) ? true : undefined
-    },
-    90_000,
-  )
-  expect(started.output()).not.toMatch(/NOT READY/)
+  url = platform.url
   adminToken = await administratorToken()
 }, 240_000)
 
 afterAll(async () => {
-  await platform?.stop(20_000)
-  rmSync(dataDir, { recursive: true, force: true })
+  await platform?.stop()
+  rmSync(workDir, { recursive: true, force: true })
 }, 30_000)
 
 describe("the served OpenAPI document under schema fuzzing (schemathesis)", () => {

@@ -1,0 +1,62 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { expect } from "vitest"
+import { manifests } from "../../functions/registry.ts"
+import { embeddedEnv, freePortOffset } from "../../scripts/lib/embedded.ts"
+import { type Child, spawnChild } from "../../scripts/lib/processes.ts"
+import { eventually } from "../../shared/testing/harness.ts"
+import { freePort } from "../../shared/testing/ports.ts"
+
+const ROOT = join(import.meta.dirname, "..", "..")
+
+/** `npm start` as a test runs it: its process, the gateway's URL, and its stop (which removes its data folder). */
+export interface NpmStart {
+  readonly child: Child
+  readonly url: string
+  stop(): Promise<void>
+}
+
+/**
+ * `npm start` with its embedded defaults (PGlite, dev mailboxes, no real servers) on ports of its own and a fresh data
+ * folder, `env` over them; resolves once it says it is up, and every function is ready.
+ */
+export const startNpmStart = async (env: Readonly<Record<string, string>> = {}): Promise<NpmStart> => {
+  const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"))
+  const offset = await freePortOffset()
+  const gateway = manifests.find((m) => m.name === "gateway")!
+  const child = spawnChild({
+    name: "npm start",
+    args: [join(ROOT, "scripts/start.ts")],
+    cwd: ROOT,
+    env: embeddedEnv({
+      DATA_DIR: dataDir,
+      PORT_OFFSET: String(offset),
+      EMBEDDED_PG_PORT: String(await freePort()),
+      LOG_PRETTY: "false",
+      LOG_LEVEL: "warn",
+      ...env,
+    }),
+    tailChars: 64_000,
+  })
+  const stop = async () => {
+    await child.stop(20_000)
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  try {
+    await eventually(
+      "npm start",
+      async () => {
+        if (child.exit !== undefined) throw new Error(`npm start exited:\n${child.output()}`)
+        return /up in [\d.]+s/.test(child.output())
+      },
+      90_000,
+    )
+    expect(child.output()).not.toMatch(/NOT READY/)
+  } catch (error) {
+    const output = child.output().slice(-4_000)
+    await stop()
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`)
+  }
+  return { child, url: `http://127.0.0.1:${gateway.ports.http + offset}`, stop }
+}
