@@ -7,8 +7,9 @@ import { afterAll, describe, expect, it } from "vitest"
 const ROOT = resolve(import.meta.dirname, "..")
 const NAME = "scaffolded-demo"
 
-// "A new function is one folder and one command", proven in a temporary clone of the committed tree: generate, then
-// what CI runs on any change (lint, type check, bundle), then the new function's own test on the real Postgres.
+// "A new function is one folder and one command", proven in a temporary clone of the committed tree: generate (its
+// folder, the registry and the typed client), then what CI runs on any change (lint, type check, bundle), then the new
+// function's own test on the real Postgres and the client's currency check.
 describe("npm run new:function", () => {
   const clone = mkdtempSync(join(tmpdir(), "new-function-"))
   afterAll(() => rmSync(clone, { recursive: true, force: true }))
@@ -28,7 +29,12 @@ describe("npm run new:function", () => {
       .map((line) => line.slice(3))
       // The clone's node_modules are symlinks to this checkout's (no install): not changes.
       .filter((path) => path !== "node_modules" && path !== "client/node_modules")
-    expect(changed.filter((path) => !path.startsWith(`functions/${NAME}/`))).toEqual(["functions/registry.ts"])
+    // Outside its folder: the registry, and the typed client (its routes are in the platform's document).
+    expect(changed.filter((path) => !path.startsWith(`functions/${NAME}/`)).sort()).toEqual([
+      "client/openapi.json",
+      "client/openapi.ts",
+      "functions/registry.ts",
+    ])
     expect(changed).toContain(`functions/${NAME}/module.ts`)
 
     run("npx", ["biome", "check", "."])
@@ -43,5 +49,12 @@ describe("npm run new:function", () => {
       env: { ...process.env, SKIP_INFRA: "1", NO_COLOR: "1", FORCE_COLOR: "0" },
     })
     expect(tested).toMatch(/Tests\s+3 passed/)
+    // The client is current with the new function's routes.
+    const current = execFileSync("npx", ["vitest", "run", "client/generated.test.ts", "--reporter=dot"], {
+      cwd: clone,
+      encoding: "utf8",
+      env: { ...process.env, SKIP_INFRA: "1", NO_COLOR: "1", FORCE_COLOR: "0" },
+    })
+    expect(current).toMatch(/Tests\s+1 passed/)
   }, 300_000)
 })

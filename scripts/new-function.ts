@@ -1,8 +1,8 @@
 // `npm run new:function <name>`: a new function in one folder, functions/<name>/, that works as generated: a manifest on
 // the next free HTTP port, an HTTP contract whose one route declares who may call it, its handler over its own table
 // (a migration), its app definition, container and Lambda entries, and a test against the real Postgres. Then the
-// registry is regenerated, so npm start, the gateway, bundles, images and deploy plans all pick it up. No other file
-// changes; infra/new-function.test.ts proves it in a temporary clone.
+// registry is regenerated, so npm start, the gateway, bundles, images and deploy plans all pick it up, and the typed
+// client (client/) with its routes. No other file changes; infra/new-function.test.ts proves it in a temporary clone.
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -267,5 +267,7 @@ if (import.meta.main) {
     execFileSync(command, args, { cwd: ROOT, stdio: "inherit" })
   run("npx", ["biome", "check", "--write", `functions/${name}`])
   run("npm", ["run", "--silent", "registry"])
+  // Its routes join the platform's document: the typed client (client/) is generated again.
+  run("npm", ["run", "--silent", "client"])
   console.log(`functions/${name}: HTTP on ${port}. Try: npx vitest run functions/${name}; npm start`)
 }
