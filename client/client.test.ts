@@ -11,16 +11,6 @@ const PASSWORD = "correct horse battery"
 let platform: NpmStart | undefined
 let url = ""
 
-const waitFor = async <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs: number): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const value = await attempt()
-    if (value !== undefined) return value
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.child.output().slice(-4_000) ?? ""}`)
-}
-
 beforeAll(async () => {
   platform = await startNpmStart()
   url = platform.url
@@ -81,7 +71,7 @@ describe("the typed client against a running gateway", () => {
       client.POST("/api/v1/auth/register", { body: { email, password: PASSWORD, name: "Ada" } }),
     )
     // The verification link from the dev mailbox (not part of the public API).
-    const link = await waitFor(
+    const link = await platform!.waitFor(
       "the verification mail",
       async () => {
         const { items } = (await (await fetch(`${url}/_dev/mail`)).json()) as {

@@ -29,15 +29,8 @@ let adminToken = ""
 const api = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
   callApi(url, method, path, options)
 
-const eventually = async <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs = 20_000): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const value = await attempt()
-    if (value !== undefined) return value
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms\n${platform?.child.output().slice(-4_000) ?? ""}`)
-}
+const eventually = <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs?: number) =>
+  platform!.waitFor(what, attempt, timeoutMs)
 
 // The bootstrap administrator: register, follow the mailed link (the dev mailbox), sign in, wait for `*`.
 const administratorToken = async () => {

@@ -14,6 +14,8 @@ const ROOT = join(import.meta.dirname, "..", "..")
 export interface NpmStart {
   readonly child: Child
   readonly url: string
+  /** `attempt`'s first defined answer, tried every 100 ms; past `timeoutMs` an error with npm start's recent output. */
+  waitFor<A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs?: number): Promise<A>
   stop(): Promise<void>
 }
 
@@ -58,5 +60,14 @@ export const startNpmStart = async (env: Readonly<Record<string, string>> = {}):
     await stop()
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`)
   }
-  return { child, url: `http://127.0.0.1:${gateway.ports.http + offset}`, stop }
+  const waitFor = async <A>(what: string, attempt: () => Promise<A | undefined>, timeoutMs = 20_000): Promise<A> => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const value = await attempt()
+      if (value !== undefined) return value
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error(`${what}: not within ${timeoutMs} ms\n${child.output().slice(-4_000)}`)
+  }
+  return { child, url: `http://127.0.0.1:${gateway.ports.http + offset}`, waitFor, stop }
 }
