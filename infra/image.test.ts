@@ -109,12 +109,14 @@ describe("every function's image", () => {
     expect(hasNodeModulesAbove(dir)).toBe(false)
     const files = filesUnder(dir)
     expect(
-      files.every((f) => /^(main\.mjs|healthcheck\.mjs|chunks\/main-.+\.mjs|[^/]+\.node|docs-assets\/.+)$/.test(f)),
+      files.every((f) =>
+        /^(main\.mjs|healthcheck\.mjs|chunks\/main-.+\.mjs|[^/]+\.node|(docs|console)-assets\/.+)$/.test(f),
+      ),
     ).toBe(true)
     expect(statSync(join(dir, "main.mjs")).size).toBeLessThanOrEqual(1.5 * MiB)
-    // The JavaScript the function runs; the docs UI's files (gateway) are static assets served to browsers.
+    // The JavaScript the function runs; the docs UI's and the console's files (gateway) are static assets served to browsers.
     const javascript = files
-      .filter((f) => /\.(m?js)$/.test(f) && !f.startsWith("docs-assets/"))
+      .filter((f) => /\.(m?js)$/.test(f) && !/^(docs|console)-assets\//.test(f))
       .reduce((sum, f) => sum + statSync(join(dir, f)).size, 0)
     expect(javascript, `${name} ships ${(javascript / MiB).toFixed(2)} MiB of JavaScript`).toBeLessThanOrEqual(4 * MiB)
     // effect's Scalar (3.2 MB) and Swagger (1.9 MB) UI bundles never ship; only stubs of a few bytes remain.
@@ -198,6 +200,13 @@ describe("every function's image", () => {
       const response = await fetch(`${base}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) })
       expect(response.status, output.text).toBe(200)
       expect(await response.json()).toEqual({ keys: [], path: "/.well-known/jwks.json" })
+      // The web console from the image's prebuilt files (a bundle has no esbuild to build it with).
+      const page = await fetch(`${base}/console`, { signal: AbortSignal.timeout(5_000) })
+      expect(page.status, output.text).toBe(200)
+      const script = /src="(\/console\/app-[A-Z0-9]+\.js)"/.exec(await page.text())?.[1]
+      const prebuilt = filesUnder(join(imagesDir, "gateway")).filter((f) => f.startsWith("console-assets/"))
+      expect(prebuilt.map((f) => `/console/${f.slice("console-assets/".length)}`)).toContain(script)
+      expect((await fetch(`${base}${script}`, { signal: AbortSignal.timeout(5_000) })).status).toBe(200)
       child.kill("SIGTERM")
       await exited(child)
     } finally {

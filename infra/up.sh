@@ -6,7 +6,8 @@
 #
 # Idempotent: servers already running are left alone. Downloads (Kafka jars, the
 # moto virtualenv, the stripe-mock binary) are cached under $INFRA_DIR (default .infra/). Missing system
-# packages are installed with apt-get when running as root.
+# packages (and, bringing everything up, Chromium for the console's browser tests) are installed with apt-get
+# when running as root.
 set -euo pipefail
 
 # shellcheck source=infra/lib.sh
@@ -61,6 +62,8 @@ ensure_system_packages() {
   if wants s3 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need+=(python3 python3-venv)
   fi
+  # The web console's browser tests drive Debian's Chromium (browser downloads do not work on these machines).
+  if ((${#SERVICES[@]} == ${#ALL_SERVICES[@]})) && ! [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then need+=(chromium); fi
   ((${#need[@]})) || return 0
 
   is_root || die "missing system packages: ${need[*]} (install them: sudo apt-get install ${need[*]})"

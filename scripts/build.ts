@@ -5,6 +5,8 @@ import { builtinModules, createRequire } from "node:module"
 import { basename, dirname, join, relative, resolve } from "node:path"
 import * as esbuild from "esbuild"
 import { manifests as registry } from "../functions/registry.ts"
+import { bundleBrowser } from "../shared/BrowserBundle.ts"
+import { isBrowserAssets } from "../shared/Module.ts"
 
 /** Repository root (this file lives in scripts/). */
 export const ROOT = resolve(import.meta.dirname, "..")
@@ -166,7 +168,9 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
         banner: { js: BANNER },
         // pino-pretty: development only, loaded lazily by shared/Logging.ts. @grpc/proto-loader (+ protobufjs, 140 KB):
         // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
-        external: ["pino-pretty", "@grpc/proto-loader"],
+        // esbuild: a function running from source bundles its browser application (shared/BrowserBundle.ts) with it; a
+        // bundle carries that application prebuilt and never loads it.
+        external: ["pino-pretty", "@grpc/proto-loader", "esbuild"],
         plugins: [builtinsViaRequire, withoutApiDocUis, nativeAddons(outdir)],
         metafile: true,
         logLevel: "silent",
@@ -250,8 +254,16 @@ export const assemble = async (
   }
   // Package files the function serves (its manifest's `assets`), beside the entry: a bundle has no node_modules.
   for (const asset of manifest.assets ?? []) {
-    const from = dirname(createRequire(import.meta.url).resolve(`${asset.from}/package.json`))
     await mkdir(join(dest, asset.dir), { recursive: true })
+    if (isBrowserAssets(asset)) {
+      // A browser application: bundled here (the image has no esbuild), the files the function serves as they are.
+      for (const file of await bundleBrowser(asset.browser)) {
+        await writeFile(join(dest, asset.dir, file.name), file.bytes)
+        copied.push(`${asset.dir}/${file.name}`)
+      }
+      continue
+    }
+    const from = dirname(createRequire(import.meta.url).resolve(`${asset.from}/package.json`))
     for (const name of asset.files) await copy(join(from, name), `${asset.dir}/${name}`)
   }
   return copied.sort()

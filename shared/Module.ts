@@ -51,11 +51,26 @@ export interface SettingSpec {
 }
 
 /** Files of an npm package a function serves at run time: copied beside its bundle, into `dir` (scripts/build.ts). */
-export interface AssetSpec {
+/** Files of an installed package a function serves (Swagger UI's), copied beside its bundle under `dir`. */
+export interface PackageAssets {
   readonly from: string
   readonly dir: string
   readonly files: ReadonlyArray<string>
 }
+
+/**
+ * A browser application a function serves (the gateway's console): its entry, relative to the repository, bundled by
+ * shared/BrowserBundle.ts into `dir` beside the function's bundle.
+ */
+export interface BrowserAssets {
+  readonly browser: string
+  readonly dir: string
+}
+
+export type AssetSpec = PackageAssets | BrowserAssets
+
+/** Whether an asset declaration is a browser application (else a package's files). */
+export const isBrowserAssets = (asset: AssetSpec): asset is BrowserAssets => "browser" in asset
 
 /**
  * A function as the registry knows it: its declaration (`module.ts`) and its routes, derived from the endpoints of its

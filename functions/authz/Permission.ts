@@ -1,6 +1,8 @@
 import { Schema } from "effect"
 import { PERMISSION } from "../../shared/Module.ts"
 
+export { covers, matchingGrant } from "./Covers.ts"
+
 /** The shape of a permission: `{module}.{resource}.{action}`, the manifests' rule (shared/Module.ts). */
 const PERMISSION_PATTERN = new RegExp(PERMISSION.source, "u")
 
@@ -21,19 +23,6 @@ export const Grant = Schema.String.check(
 
 /** True for a syntactically valid grant (see `Grant`). */
 export const isGrant = (value: string): boolean => GRANT_PATTERN.test(value)
-
-/**
- * Whether `grant` covers `permission`: equal, `*`, or a trailing wildcard matching whole segments (`blog.*` covers
- * `blog.post.create`, but neither `blogx.a` nor `blog` itself).
- */
-export const covers = (grant: string, permission: string): boolean => {
-  if (grant === "*" || grant === permission) return true
-  return grant.endsWith(".*") && permission.startsWith(grant.slice(0, -1))
-}
-
-/** The first grant that covers `permission`, if any. */
-export const matchingGrant = (grants: ReadonlyArray<string>, permission: string): string | undefined =>
-  grants.find((grant) => covers(grant, permission))
 
 /** Sorted, without duplicates: the canonical form of a set of grants. */
 export const normalize = (grants: Iterable<string>): Array<string> => [...new Set(grants)].sort()

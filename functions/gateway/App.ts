@@ -151,6 +151,7 @@ export const app: FunctionApp.FunctionApp<GatewayConfig> = {
     return Http.serve(proxyOptions(config, table), {
       port: config.httpPort,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      console: { connectOrigins: config.consoleConnectOrigins },
     }).pipe(
       Layer.provide(ServicesLive(config, table)),
       Layer.provide(Identity(config)),

@@ -42,6 +42,8 @@ export const spec = (upstreams: ReadonlyArray<ModuleManifest> = upstreamManifest
   ...Cfg.retention,
   /** Authz's gRPC address, for per-route permission checks. */
   authzGrpcUrl: Cfg.grpcAddress("authz", manifests),
+  /** Origins the web console may send requests to besides the gateway's own (its Content-Security-Policy). */
+  consoleConnectOrigins: Cfg.commaList("CONSOLE_CONNECT_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   /** Browser origins allowed by CORS (comma-separated; `*` for any); none by default. */
   corsOrigins: Cfg.commaList("CORS_ORIGINS").pipe(Config.withDefault([] as ReadonlyArray<string>)),
   /** How long an upstream may take to answer (headers) unless the route says otherwise. */

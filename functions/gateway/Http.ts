@@ -15,6 +15,8 @@ import { trustedProxies } from "../../shared/TrustedProxies.ts"
 import * as AccountPages from "./AccountPages.ts"
 import { admission } from "./Admission.ts"
 import * as Cors from "./Cors.ts"
+import type { ConsoleOptions } from "./console/Console.ts"
+import * as Console from "./console/Console.ts"
 import * as DevListings from "./DevListings.ts"
 import * as Docs from "./Docs.ts"
 import type { EdgeAuth } from "./EdgeAuth.ts"
@@ -228,42 +230,52 @@ export type ProxyServices = Upstreams | EdgeAuth | Permissions | RateLimits
  * The gateway's own routes: `/openapi.json`, `/docs`, `/readyz/upstreams`, the mails' `/verify-email` and
  * `/reset-password` pages (the proxy takes every other path).
  */
-export const HttpLive = Layer.mergeAll(
-  Layer.unwrap(
-    Effect.map(Effect.service(OpenApiDocument), (document) =>
-      HttpRouter.add(
-        "GET",
-        "/openapi.json",
-        Effect.map(document.get, (doc) => HttpServerResponse.jsonUnsafe(doc)),
+export const HttpLive = (console: ConsoleOptions) =>
+  Layer.mergeAll(
+    Layer.unwrap(
+      Effect.map(Effect.service(OpenApiDocument), (document) =>
+        HttpRouter.add(
+          "GET",
+          "/openapi.json",
+          Effect.map(document.get, (doc) => HttpServerResponse.jsonUnsafe(doc)),
+        ),
       ),
     ),
-  ),
-  Layer.unwrap(
-    Effect.map(Effect.service(Upstreams), (upstreams) =>
-      HttpRouter.add(
-        "GET",
-        "/readyz/upstreams",
-        Effect.map(upstreams.circuits, (circuits) => HttpServerResponse.jsonUnsafe({ circuits })),
+    Layer.unwrap(
+      Effect.map(Effect.service(Upstreams), (upstreams) =>
+        HttpRouter.add(
+          "GET",
+          "/readyz/upstreams",
+          Effect.map(upstreams.circuits, (circuits) => HttpServerResponse.jsonUnsafe({ circuits })),
+        ),
       ),
     ),
-  ),
-  Docs.routes,
-  AccountPages.routes,
-)
+    Docs.routes,
+    AccountPages.routes,
+    Console.routes(console),
+  )
 
 /**
  * The gateway's HTTP server: the proxy in front, its own routes and the system routes behind it; the HTTP client is
  * loaded once it listens.
  */
-export const serve = (options: ProxyOptions, server: { readonly port: number; readonly shutdownTimeoutMs: number }) =>
+export const serve = (
+  options: ProxyOptions,
+  server: { readonly port: number; readonly shutdownTimeoutMs: number; readonly console?: ConsoleOptions },
+) =>
   Layer.effectDiscard(Effect.flatMap(Upstreams, (upstreams) => upstreams.warm)).pipe(
     Layer.provideMerge(
-      Server.serve(options.development ? Layer.mergeAll(HttpLive, DevListings.errors, DevListings.mail) : HttpLive, {
-        port: server.port,
-        maxBodyBytes: options.maxBodyBytes,
-        shutdownTimeoutMs: server.shutdownTimeoutMs,
-        trustedProxies: options.trustedProxies,
-        front: front(options),
-      }),
+      Server.serve(
+        options.development
+          ? Layer.mergeAll(HttpLive(server.console ?? { connectOrigins: [] }), DevListings.errors, DevListings.mail)
+          : HttpLive(server.console ?? { connectOrigins: [] }),
+        {
+          port: server.port,
+          maxBodyBytes: options.maxBodyBytes,
+          shutdownTimeoutMs: server.shutdownTimeoutMs,
+          trustedProxies: options.trustedProxies,
+          front: front(options),
+        },
+      ),
     ),
   )

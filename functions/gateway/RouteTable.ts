@@ -2,6 +2,7 @@ import { DEV_MAIL_PATH } from "../../shared/DevMailbox.ts"
 import { DEV_ERRORS_PATH } from "../../shared/ErrorBus.ts"
 import type { ModuleManifest, RouteSpec } from "../../shared/Module.ts"
 import * as AccountPages from "./AccountPages.ts"
+import { isConsolePath } from "./console/Console.ts"
 
 /** What a route needs of the caller: nothing, a valid access token, or a token plus a permission. */
 export type RouteAuth = RouteSpec["auth"]
@@ -84,7 +85,7 @@ const OWN_PATHS = new Set([
  * True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference, the pages the
  * verification and reset mails link to).
  */
-export const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/")
+export const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/") || isConsolePath(path)
 
 /**
  * Every manifest's public routes, each with its upstream; the same method and template twice, or a template on one of

@@ -23,12 +23,21 @@ export const manifest = defineModule({
   },
   // Only the kernel's inbox and bus positions (used when the gateway follows events through the embedded bus).
   migrations: kernelMigrations,
-  // Swagger UI, served at /docs (Docs.ts) from these files.
   assets: [
+    // Swagger UI, served at /docs (Docs.ts) from these files.
     {
       from: "swagger-ui-dist",
       dir: "docs-assets",
       files: ["swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"],
+    },
+    // The web console, served at /console (console/Console.ts).
+    { browser: "functions/gateway/console/app/main.tsx", dir: "console-assets" },
+  ],
+  settings: [
+    {
+      key: "CONSOLE_CONNECT_ORIGINS",
+      description:
+        "origins the web console may send requests to besides the gateway's (comma-separated): the attachment store's upload endpoint when uploads go straight to S3, e.g. https://my-bucket.s3.eu-west-1.amazonaws.com",
     },
   ],
 })

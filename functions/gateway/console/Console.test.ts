@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
+import { apiAs, freshEmail, PASSWORD, signUp } from "./testing/accounts.ts"
+import { type ConsoleBrowser, openConsole, pageWidth } from "./testing/browser.ts"
+
+// The web console in a real headless Chromium against `npm start` (embedded defaults): the story of the issue, screen
+// by screen, with a screenshot of each (.ci/out/screenshots/console/), and not one console error, uncaught error,
+// CSP violation or 5xx on the way.
+const adminEmail = freshEmail("admin")
+let platform: NpmStart
+let admin: Awaited<ReturnType<typeof signUp>>
+let member: Awaited<ReturnType<typeof signUp>>
+let view: ConsoleBrowser
+
+beforeAll(async () => {
+  platform = await startNpmStart({
+    BOOTSTRAP_ADMIN_EMAIL: adminEmail,
+    RATE_LIMIT_USER_PER_MINUTE: "0",
+    RATE_LIMIT_IP_PER_MINUTE: "0",
+  })
+  admin = await signUp(platform.url, adminEmail, "Grace Hopper")
+  member = await signUp(platform.url, freshEmail("member"), "Ada Lovelace")
+  view = await openConsole(`${platform.url}/console`)
+}, 180_000)
+
+afterAll(async () => {
+  await view?.close()
+  await platform?.stop()
+}, 60_000)
+
+const signInAs = async (browser: ConsoleBrowser, email: string, password: string) => {
+  await browser.fill("Email", email)
+  await browser.fill("Password", password)
+  await browser.page.click("form[aria-label='Sign in'] button[type=submit]")
+}
+
+describe("the web console in a real browser", () => {
+  it("is one page and hashed files from this origin, under a strict Content-Security-Policy", async () => {
+    for (const path of ["/console", "/console/"]) {
+      const res = await fetch(`${platform.url}${path}`)
+      expect(res.status).toBe(200)
+      const csp = res.headers.get("content-security-policy") ?? ""
+      expect(csp).toContain("script-src 'self'")
+      expect(csp).toContain("style-src 'self'")
+      expect(csp).not.toContain("unsafe-inline")
+      expect(csp).toContain("frame-ancestors 'none'")
+      const html = await res.text()
+      expect(html).not.toMatch(/<script>|<style>|\sstyle=|\son[a-z]+=/)
+      const script = /src="(\/console\/app-[A-Z0-9]+\.js)"/.exec(html)?.[1]
+      expect(script).toBeDefined()
+      const js = await fetch(`${platform.url}${script}`)
+      expect(js.headers.get("content-type")).toContain("text/javascript")
+      expect(js.headers.get("cache-control")).toContain("immutable")
+    }
+    const missing = await fetch(`${platform.url}/console/nothing.js`)
+    expect(missing.status).toBe(404)
+    expect(missing.headers.get("content-type")).toBe("application/problem+json")
+  })
+
+  it("refuses a wrong password with the API's detail, then signs the bootstrap admin in", async () => {
+    await signInAs(view, adminEmail, "not the password")
+    const refused = await view.waitForText("[role=alert]", /./)
+    expect(refused).toContain("wrong email or password")
+    await view.shot("01-sign-in-refused")
+    await signInAs(view, adminEmail, PASSWORD)
+    await view.waitForText("nav[aria-label=Screens]", "Audit log")
+    const nav = await view.page.$$eval("nav[aria-label=Screens] a", (links) => links.map((a) => a.textContent))
+    expect(nav).toEqual(expect.arrayContaining(["Users", "Roles", "Audit log", "Account"]))
+  })
+
+  it("finds a user by email and pages through users", async () => {
+    await view.page.goto(`${platform.url}/console#/users`)
+    await view.waitForText("caption", "Users")
+    await view.fill("Email", member.email.toUpperCase())
+    await view.page.click("form[aria-label='Find users'] button[type=submit]")
+    await view.waitForText("table", member.email)
+    await view.shot("02-users")
+  })
+
+  it("creates a role and grants it to the new user", async () => {
+    await view.page.click("a[href='#/roles']")
+    const role = `editors-${member.id.slice(-6)}`
+    await view.fill("Name", role, "form[aria-label='Create a role']")
+    await view.fill("Description", "Write and publish posts", "form[aria-label='Create a role']")
+    await view.page.waitForSelector("input[name=permission][value='blog.post.create']")
+    await view.page.click("input[name=permission][value='blog.post.create']")
+    await view.page.click("input[name=permission][value='blog.post.publish']")
+    await view.page.click("form[aria-label='Create a role'] button[type=submit]")
+    await view.waitForText("table", role)
+    await view.fill("User's email", member.email)
+    await view.page.click('form[aria-label="Find a user\'s roles"] button[type=submit]')
+    await view.waitForText("section", `Roles of Ada Lovelace`)
+    await view.choose("form[aria-label='Grant a role'] select", role)
+    await view.page.click("form[aria-label='Grant a role'] button[type=submit]")
+    await view.waitForText("ul.held", role)
+    await view.shot("03-roles")
+    const held = (await apiAs(platform.url, admin.token).get(`/api/v1/users/${member.id}/roles`)) as {
+      items: Array<{ name: string }>
+    }
+    expect(held.items.map((r) => r.name)).toEqual([role])
+  })
+
+  it("shows the grant in the audit log and verifies the chain", async () => {
+    await view.page.click("a[href='#/audit']")
+    await view.fill("Action", "authz.assignment.created")
+    await view.page.click("form[aria-label='Filter the audit log'] button[type=submit]")
+    await platform.waitFor("the grant's audit record", async () => {
+      await view.page.click("form[aria-label='Filter the audit log'] button[type=submit]")
+      const text = await view.page.$eval("main", (m) => m.textContent ?? "")
+      return text.includes(member.id) ? true : undefined
+    })
+    await view.clickText("button", "Verify chain")
+    const verdict = await view.waitForText("p[role=status]", "The chain is intact")
+    expect(verdict).toMatch(/\d+ records checked/)
+    await view.shot("04-audit")
+  })
+
+  it("works at 375 px wide: nothing wider than the screen", async () => {
+    const narrow = await openConsole(`${platform.url}/console`, { width: 375 })
+    try {
+      await signInAs(narrow, adminEmail, PASSWORD)
+      await narrow.waitForText("nav[aria-label=Screens]", "Users")
+      for (const screen of ["users", "roles", "audit", "account"]) {
+        await narrow.page.goto(`${platform.url}/console#/${screen}`)
+        await narrow.page.waitForSelector("main h1")
+        await new Promise((r) => setTimeout(r, 300))
+        const width = await pageWidth(narrow)
+        expect(width, screen).toBeLessThanOrEqual(375)
+        await narrow.shot(`narrow-${screen}`)
+      }
+      expect(narrow.problems).toEqual([])
+    } finally {
+      await narrow.close()
+    }
+  })
+
+  it("had no console error, uncaught error, CSP violation or 5xx", () => {
+    expect(view.problems).toEqual([])
+  })
+})

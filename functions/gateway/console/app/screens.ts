@@ -1,0 +1,27 @@
+// The console's screens, in the navigation's order: where each lives (`#/<path>`), its title, and whether the
+// signed-in user sees it. A new screen is one file in screens/ and one line here.
+import type { FunctionComponent } from "preact"
+import type { Access } from "./access.ts"
+import { Account } from "./screens/Account.tsx"
+import { Audit } from "./screens/Audit.tsx"
+import { Roles } from "./screens/Roles.tsx"
+import { Users } from "./screens/Users.tsx"
+
+export interface Screen {
+  readonly path: string
+  readonly title: string
+  readonly visible: (access: Access) => boolean
+  readonly Component: FunctionComponent
+}
+
+export const screens: ReadonlyArray<Screen> = [
+  { path: "users", title: "Users", visible: (a) => a.can("identity.user.read"), Component: Users },
+  {
+    path: "roles",
+    title: "Roles",
+    visible: (a) => a.can("authz.role.read") || a.can("authz.assignment.read"),
+    Component: Roles,
+  },
+  { path: "audit", title: "Audit log", visible: (a) => a.can("audit.event.read"), Component: Audit },
+  { path: "account", title: "Account", visible: () => true, Component: Account },
+]
