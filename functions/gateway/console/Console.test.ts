@@ -17,6 +17,8 @@ beforeAll(async () => {
     BOOTSTRAP_ADMIN_EMAIL: adminEmail,
     RATE_LIMIT_USER_PER_MINUTE: "0",
     RATE_LIMIT_IP_PER_MINUTE: "0",
+    // The shortest lifetime auth allows: the console refreshes its token 5 s into the session, within the story.
+    ACCESS_TOKEN_TTL_SECONDS: "60",
   })
   admin = await signUp(platform.url, adminEmail, "Grace Hopper")
   member = await signUp(platform.url, freshEmail("member"), "Ada Lovelace")
@@ -132,6 +134,22 @@ describe("the web console in a real browser", () => {
     } finally {
       await narrow.close()
     }
+  })
+
+  it("refreshed the access token before it expired, and signs out", async () => {
+    // The story above took longer than the first refresh's delay (5 s at a 60 s lifetime): wait for it if not.
+    await platform.waitFor("a refresh", async () =>
+      view.answers.includes("POST /api/v1/auth/refresh 200") ? true : undefined,
+    )
+    await view.page.click("a[href='#/account']")
+    await view.waitForText("main", "Your grants")
+    expect(view.answers.filter((a) => /\/api\/v1\/auth\/refresh [45]/.test(a))).toEqual([])
+    await view.clickText("button", "Sign out")
+    await view.page.waitForSelector("form[aria-label='Sign in']")
+    // The session ends here first, then at the server (its access tokens stop working at once).
+    await platform.waitFor("the logout", async () =>
+      view.answers.includes("POST /api/v1/auth/logout 204") ? true : undefined,
+    )
   })
 
   it("had no console error, uncaught error, CSP violation or 5xx", () => {

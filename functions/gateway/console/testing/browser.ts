@@ -31,6 +31,8 @@ export interface ConsoleBrowser {
   readonly problems: Array<string>
   /** Requests the API refused (4xx): expected in tests of error messages, listed for assertions. */
   readonly refusals: Array<string>
+  /** Every answer the page received: `METHOD /path STATUS`. */
+  readonly answers: Array<string>
   /** Saves a full-page screenshot named `<name>.png`. */
   shot(name: string): Promise<void>
   /** The text of the element `selector` matches, once it shows `text` (a string it contains, or a pattern). */
@@ -67,6 +69,7 @@ export const openConsole = async (url: string, options: { readonly width?: numbe
   const page = await browser.newPage()
   const problems: Array<string> = []
   const refusals: Array<string> = []
+  const answers: Array<string> = []
   // CSP violations are reported to the page as events before the console says anything: record both.
   await page.evaluateOnNewDocument(() => {
     document.addEventListener("securitypolicyviolation", (e) =>
@@ -85,6 +88,7 @@ export const openConsole = async (url: string, options: { readonly width?: numbe
   page.on("response", (response) => {
     const status = response.status()
     const what = `${response.request().method()} ${new URL(response.url()).pathname} ${status}`
+    answers.push(what)
     if (status >= 500) problems.push(`answer: ${what}`)
     else if (status >= 400) refusals.push(what)
   })
@@ -118,6 +122,7 @@ export const openConsole = async (url: string, options: { readonly width?: numbe
     page,
     problems,
     refusals,
+    answers,
     shot: async (name) => {
       await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) as `${string}.png`, fullPage: true })
     },
