@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
 import { apiAs, freshEmail, PASSWORD, signUp } from "./testing/accounts.ts"
-import { type ConsoleBrowser, openConsole, pageWidth } from "./testing/browser.ts"
+import {
+  accessibilityViolations,
+  type ConsoleBrowser,
+  focused,
+  loaded,
+  openConsole,
+  pageWidth,
+} from "./testing/browser.ts"
 
 // The web console in a real headless Chromium against `npm start` (embedded defaults): the story of the issue, screen
 // by screen, with a screenshot of each (.ci/out/screenshots/console/), and not one console error, uncaught error,
@@ -133,6 +140,40 @@ describe("the web console in a real browser", () => {
       expect(narrow.problems).toEqual([])
     } finally {
       await narrow.close()
+    }
+  })
+
+  it("is usable with the keyboard alone, and axe-core finds no serious accessibility violation on any screen", async () => {
+    const keys = await openConsole(`${platform.url}/console`)
+    try {
+      expect(await accessibilityViolations(keys)).toEqual([])
+      // Sign in with the keyboard: the email field first, Tab to the password, Enter submits.
+      await keys.page.keyboard.press("Tab")
+      await keys.page.keyboard.type(adminEmail)
+      await keys.page.keyboard.press("Tab")
+      await keys.page.keyboard.type(PASSWORD)
+      await keys.page.keyboard.press("Enter")
+      await keys.waitForText("nav[aria-label=Screens]", "Audit log")
+      // Tab to the "Roles" link and follow it: the new screen's heading takes the focus.
+      for (let i = 0; i < 10; i++) {
+        await keys.page.keyboard.press("Tab")
+        if ((await focused(keys)).text === "Roles") break
+      }
+      await keys.page.keyboard.press("Enter")
+      await platform.waitFor("the heading focused", async () => ((await focused(keys)).tag === "H1" ? true : undefined))
+      expect(await focused(keys)).toEqual({ tag: "H1", text: "Roles" })
+      for (const screen of ["users", "roles", "audit", "account"]) {
+        await keys.page.goto(`${platform.url}/console#/${screen}`)
+        await keys.page.waitForSelector("main h1")
+        await loaded(keys)
+        expect(await accessibilityViolations(keys), screen).toEqual([])
+      }
+      // The check sees what it should: a field without a label is reported.
+      await keys.page.evaluate("document.querySelector('main').append(document.createElement('input'))")
+      expect((await accessibilityViolations(keys)).join("\n")).toMatch(/^label: /m)
+      expect(keys.problems).toEqual([])
+    } finally {
+      await keys.close()
     }
   })
 

@@ -18,6 +18,7 @@ declare const document: {
   querySelector(selector: string): { readonly options?: Iterable<Node & { readonly value: string }> } | null
   addEventListener(type: string, listener: (event: { violatedDirective: string; blockedURI: string }) => void): void
   readonly documentElement: { readonly scrollWidth: number }
+  readonly activeElement: (Node & { readonly tagName: string }) | null
 }
 
 const ROOT = join(import.meta.dirname, "..", "..", "..", "..")
@@ -173,3 +174,32 @@ export const openConsole = async (url: string, options: { readonly width?: numbe
 
 /** How wide the page's content is (wider than the window: it scrolls sideways). */
 export const pageWidth = (browser: ConsoleBrowser) => browser.page.evaluate(() => document.documentElement.scrollWidth)
+
+/**
+ * The page's serious and critical accessibility violations (WCAG 2 A and AA rules of axe-core, run in the page through
+ * the DevTools protocol, which the page's CSP does not govern): `rule: target…` each.
+ */
+export const accessibilityViolations = async (browser: ConsoleBrowser): Promise<Array<string>> => {
+  const { source } = await import("axe-core")
+  await browser.page.evaluate(source)
+  const violations = (await browser.page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(options: unknown): Promise<{ violations: unknown }> } }).axe
+    const result = await axe.run({ runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } })
+    return result.violations
+  })) as Array<{ id: string; impact: string | null; nodes: Array<{ target: Array<string> }> }>
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)
+}
+
+/** The focused element: its tag and text. */
+export const focused = (browser: ConsoleBrowser) =>
+  browser.page.evaluate(() => ({
+    tag: document.activeElement?.tagName ?? "",
+    text: document.activeElement?.textContent ?? "",
+  }))
+
+/** Waits until the screen shows no loading line. */
+export const loaded = async (browser: ConsoleBrowser) => {
+  await browser.page.waitForFunction(() => [...document.querySelectorAll(".loading")].length === 0)
+}
