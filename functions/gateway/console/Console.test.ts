@@ -193,6 +193,23 @@ describe("the web console in a real browser", () => {
     )
   })
 
+  it("a session ended elsewhere: the next call's 401 and the refused refresh bring back the sign-in form, with a notice", async () => {
+    const other = await openConsole(`${platform.url}/console`)
+    try {
+      await signInAs(other, member.email, PASSWORD)
+      await other.waitForText("nav[aria-label=Screens]", "Account")
+      // Every session of the member ends (another device's "sign out everywhere").
+      await apiAs(platform.url, member.token).post("/api/v1/auth/logout-all", {})
+      await other.page.click("a[href='#/account']")
+      await other.waitForText(".notice", "Your session ended")
+      await other.page.waitForSelector("form[aria-label='Sign in']")
+      expect(other.refusals).toContain("POST /api/v1/auth/refresh 401")
+      expect(other.problems).toEqual([])
+    } finally {
+      await other.close()
+    }
+  })
+
   it("had no console error, uncaught error, CSP violation or 5xx", () => {
     expect(view.problems).toEqual([])
   })
