@@ -207,3 +207,85 @@ export const onSubmit = (handler: (form: HTMLFormElement) => void) => (event: Ev
 /** A named field's text value in a form. */
 export const value = (form: HTMLFormElement, name: string) =>
   ((form.elements.namedItem(name) as HTMLInputElement | null)?.value ?? "").trim()
+
+/**
+ * A destructive action asked twice: `label` first, then `question` (with a way back) runs `action`; `done` follows
+ * its success. Its problem shows below.
+ */
+export const Confirm = ({
+  label,
+  question,
+  action,
+  done,
+}: {
+  readonly label: string
+  readonly question: string
+  readonly action: () => Promise<unknown>
+  readonly done: () => void
+}) => {
+  const [asking, setAsking] = useState(false)
+  const { run, busy, error } = useAction(action)
+  return (
+    <>
+      {asking ? (
+        <span class="actions">
+          <Busy busy={busy} type="button" class="danger" onClick={async () => (await run()) && done()}>
+            {question}
+          </Busy>
+          <button type="button" class="secondary" onClick={() => setAsking(false)}>
+            Keep
+          </button>
+        </span>
+      ) : (
+        <button type="button" class="danger" onClick={() => setAsking(true)}>
+          {label}
+        </button>
+      )}
+      <ProblemBox error={error} />
+    </>
+  )
+}
+
+/**
+ * A cursor list's page as a table, with its loading state, its problem, an empty line and the pager: `row` renders
+ * one item (a `<tr>` with a `key`).
+ */
+export const PagedTable = <A,>({
+  list,
+  pages,
+  what,
+  caption,
+  head,
+  empty,
+  row,
+}: {
+  readonly list: Loaded<{ readonly items: ReadonlyArray<A>; readonly nextCursor?: string | null }>
+  readonly pages: ReturnType<typeof usePages>
+  readonly what: string
+  readonly caption: string
+  readonly head: ReadonlyArray<string>
+  readonly empty: string
+  readonly row: (item: A) => ComponentChildren
+}) => (
+  <>
+    <ProblemBox error={list.error} />
+    {list.data === undefined ? (
+      list.loading ? (
+        <Loading what={what} />
+      ) : null
+    ) : (
+      <>
+        <Table caption={caption} head={head}>
+          {list.data.items.length === 0 ? (
+            <tr>
+              <td colSpan={head.length}>{empty}</td>
+            </tr>
+          ) : (
+            list.data.items.map(row)
+          )}
+        </Table>
+        <Pager pages={pages} nextCursor={list.data.nextCursor} label={caption} />
+      </>
+    )}
+  </>
+)

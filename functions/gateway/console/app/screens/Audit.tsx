@@ -5,20 +5,7 @@ import { ok } from "../../../../../client/index.ts"
 import { useAccess } from "../access.ts"
 import { api } from "../session.ts"
 import type { Answer } from "../types.ts"
-import {
-  Busy,
-  Field,
-  Loading,
-  onSubmit,
-  Pager,
-  ProblemBox,
-  Table,
-  useAction,
-  useLoad,
-  usePages,
-  value,
-  When,
-} from "../ui.tsx"
+import { Busy, Field, onSubmit, PagedTable, ProblemBox, useAction, useLoad, usePages, value, When } from "../ui.tsx"
 
 interface Filters {
   readonly actorId?: string
@@ -101,47 +88,37 @@ export const Audit = () => {
         </Field>
         <button type="submit">Filter</button>
       </form>
-      <ProblemBox error={list.error} />
-      {list.data === undefined ? (
-        list.loading ? (
-          <Loading what="audit records" />
-        ) : null
-      ) : (
-        <>
-          <Table caption="Audit records" head={["When", "Action", "Outcome", "Actor", "Target", "Details"]}>
-            {list.data.items.length === 0 ? (
-              <tr>
-                <td colSpan={6}>No records match.</td>
-              </tr>
-            ) : (
-              list.data.items.map((r) => (
-                <tr key={r.id}>
-                  <td>
-                    <When at={r.occurredAt} />
-                  </td>
-                  <td>
-                    <code>{r.action}</code>
-                  </td>
-                  <td class={r.outcome === "success" ? "ok" : "bad"}>{r.outcome}</td>
-                  <td>
-                    <code>{r.actorId ?? "—"}</code>
-                  </td>
-                  <td>
-                    {r.targetType ?? ""} <code>{r.targetId ?? "—"}</code>
-                  </td>
-                  <td>
-                    <details>
-                      <summary>More</summary>
-                      <pre>{JSON.stringify({ requestId: r.requestId, ip: r.ip, metadata: r.metadata }, null, 2)}</pre>
-                    </details>
-                  </td>
-                </tr>
-              ))
-            )}
-          </Table>
-          <Pager pages={pages} nextCursor={list.data.nextCursor} label="Audit records" />
-        </>
-      )}
+      <PagedTable
+        list={list}
+        pages={pages}
+        what="audit records"
+        caption="Audit records"
+        head={["When", "Action", "Outcome", "Actor", "Target", "Details"]}
+        empty="No records match."
+        row={(r) => (
+          <tr key={r.id}>
+            <td>
+              <When at={r.occurredAt} />
+            </td>
+            <td>
+              <code>{r.action}</code>
+            </td>
+            <td class={r.outcome === "success" ? "ok" : "bad"}>{r.outcome}</td>
+            <td>
+              <code>{r.actorId ?? "—"}</code>
+            </td>
+            <td>
+              {r.targetType ?? ""} <code>{r.targetId ?? "—"}</code>
+            </td>
+            <td>
+              <details>
+                <summary>More</summary>
+                <pre>{JSON.stringify({ requestId: r.requestId, ip: r.ip, metadata: r.metadata }, null, 2)}</pre>
+              </details>
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }

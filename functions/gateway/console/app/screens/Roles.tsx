@@ -7,12 +7,12 @@ import { api } from "../session.ts"
 import type { Item } from "../types.ts"
 import {
   Busy,
+  Confirm,
   Field,
   Loading,
   onSubmit,
-  Pager,
+  PagedTable,
   ProblemBox,
-  Table,
   useAction,
   useLoad,
   usePages,
@@ -35,14 +35,15 @@ const all = async <A,>(page: (cursor?: string) => Promise<{ items: ReadonlyArray
   return items
 }
 
+/** A full page (100) from `cursor` on. */
+const pageQuery = (cursor?: string) => ({ limit: "100", ...(cursor ? { cursor } : {}) })
+
 const CreateRole = ({ created }: { readonly created: () => void }) => {
   const { can } = useAccess()
   const permissions = useLoad(
     () =>
       can("authz.permission.read")
-        ? all((cursor) =>
-            ok(api.GET("/api/v1/permissions", { params: { query: { limit: "100", ...(cursor ? { cursor } : {}) } } })),
-          )
+        ? all((cursor) => ok(api.GET("/api/v1/permissions", { params: { query: pageQuery(cursor) } })))
         : Promise.resolve([]),
     [],
   )
@@ -96,8 +97,6 @@ const CreateRole = ({ created }: { readonly created: () => void }) => {
 
 const RoleRow = ({ role, changed }: { readonly role: Role; readonly changed: () => void }) => {
   const { can } = useAccess()
-  const [confirming, setConfirming] = useState(false)
-  const remove = useAction(async () => ok(api.DELETE("/api/v1/roles/{id}", { params: { path: { id: role.id } } })))
   return (
     <tr>
       <td>{role.name}</td>
@@ -114,27 +113,13 @@ const RoleRow = ({ role, changed }: { readonly role: Role; readonly changed: () 
       </td>
       <td>
         {can("authz.role.delete") ? (
-          confirming ? (
-            <div class="actions">
-              <Busy
-                busy={remove.busy}
-                type="button"
-                class="danger"
-                onClick={async () => (await remove.run()) && changed()}
-              >
-                Delete {role.name}?
-              </Busy>
-              <button type="button" class="secondary" onClick={() => setConfirming(false)}>
-                Keep
-              </button>
-            </div>
-          ) : (
-            <button type="button" class="danger" onClick={() => setConfirming(true)}>
-              Delete
-            </button>
-          )
+          <Confirm
+            label="Delete"
+            question={`Delete ${role.name}?`}
+            action={() => ok(api.DELETE("/api/v1/roles/{id}", { params: { path: { id: role.id } } }))}
+            done={changed}
+          />
         ) : null}
-        <ProblemBox error={remove.error} />
       </td>
     </tr>
   )
@@ -152,23 +137,15 @@ const RoleList = ({ version, changed }: { readonly version: number; readonly cha
     [pages.cursor, version],
   )
   return (
-    <>
-      <ProblemBox error={list.error} />
-      {list.data === undefined ? (
-        list.loading ? (
-          <Loading what="roles" />
-        ) : null
-      ) : (
-        <>
-          <Table caption="Roles" head={["Name", "Description", "Grants", "Created", ""]}>
-            {list.data.items.map((r) => (
-              <RoleRow key={r.id} role={r} changed={changed} />
-            ))}
-          </Table>
-          <Pager pages={pages} nextCursor={list.data.nextCursor} label="Roles" />
-        </>
-      )}
-    </>
+    <PagedTable
+      list={list}
+      pages={pages}
+      what="roles"
+      caption="Roles"
+      head={["Name", "Description", "Grants", "Created", ""]}
+      empty="No roles yet."
+      row={(r) => <RoleRow key={r.id} role={r} changed={changed} />}
+    />
   )
 }
 
@@ -183,9 +160,7 @@ const UserRoles = ({ user, version }: { readonly user: User; readonly version: n
   const roles = useLoad(
     () =>
       can("authz.role.read")
-        ? all((cursor) =>
-            ok(api.GET("/api/v1/roles", { params: { query: { limit: "100", ...(cursor ? { cursor } : {}) } } })),
-          )
+        ? all((cursor) => ok(api.GET("/api/v1/roles", { params: { query: pageQuery(cursor) } })))
         : Promise.resolve([]),
     [version],
   )

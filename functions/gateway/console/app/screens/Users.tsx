@@ -6,12 +6,11 @@ import { api } from "../session.ts"
 import type { Item } from "../types.ts"
 import {
   Busy,
+  Confirm,
   Field,
-  Loading,
   onSubmit,
-  Pager,
+  PagedTable,
   ProblemBox,
-  Table,
   useAction,
   useLoad,
   usePages,
@@ -23,11 +22,9 @@ type User = Item<"/api/v1/users", "get">
 
 const Row = ({ user, changed }: { readonly user: User; readonly changed: () => void }) => {
   const { can, userId } = useAccess()
-  const [confirming, setConfirming] = useState(false)
   const status = useAction(async (next: "active" | "disabled") =>
     ok(api.PATCH("/api/v1/users/{id}", { params: { path: { id: user.id } }, body: { status: next } })),
   )
-  const remove = useAction(async () => ok(api.DELETE("/api/v1/users/{id}", { params: { path: { id: user.id } } })))
   const self = user.id === userId
   return (
     <tr>
@@ -52,28 +49,15 @@ const Row = ({ user, changed }: { readonly user: User; readonly changed: () => v
             </Busy>
           ) : null}
           {can("identity.user.delete") && !self ? (
-            confirming ? (
-              <>
-                <Busy
-                  busy={remove.busy}
-                  type="button"
-                  class="danger"
-                  onClick={async () => (await remove.run()) && changed()}
-                >
-                  Delete {user.email}?
-                </Busy>
-                <button type="button" class="secondary" onClick={() => setConfirming(false)}>
-                  Keep
-                </button>
-              </>
-            ) : (
-              <button type="button" class="danger" onClick={() => setConfirming(true)}>
-                Delete
-              </button>
-            )
+            <Confirm
+              label="Delete"
+              question={`Delete ${user.email}?`}
+              action={() => ok(api.DELETE("/api/v1/users/{id}", { params: { path: { id: user.id } } }))}
+              done={changed}
+            />
           ) : null}
         </div>
-        <ProblemBox error={status.error ?? remove.error} />
+        <ProblemBox error={status.error} />
       </td>
     </tr>
   )
@@ -101,28 +85,15 @@ export const Users = () => {
         </Field>
         <button type="submit">Search</button>
       </form>
-      <ProblemBox error={list.error} />
-      {list.data === undefined ? (
-        list.loading ? (
-          <Loading what="users" />
-        ) : null
-      ) : (
-        <>
-          <Table
-            caption={email ? `Users with email ${email}` : "Users"}
-            head={["Name", "Email", "Status", "Created", ""]}
-          >
-            {list.data.items.length === 0 ? (
-              <tr>
-                <td colSpan={5}>No users found.</td>
-              </tr>
-            ) : (
-              list.data.items.map((u) => <Row key={u.id} user={u} changed={list.reload} />)
-            )}
-          </Table>
-          <Pager pages={pages} nextCursor={list.data.nextCursor} label="Users" />
-        </>
-      )}
+      <PagedTable
+        list={list}
+        pages={pages}
+        what="users"
+        caption={email ? `Users with email ${email}` : "Users"}
+        head={["Name", "Email", "Status", "Created", ""]}
+        empty="No users found."
+        row={(u) => <Row key={u.id} user={u} changed={list.reload} />}
+      />
     </>
   )
 }
