@@ -4,6 +4,7 @@ import type { FunctionComponent } from "preact"
 import type { Access } from "./access.ts"
 import { Account } from "./screens/Account.tsx"
 import { Audit } from "./screens/Audit.tsx"
+import { Blog } from "./screens/Blog.tsx"
 import { Roles } from "./screens/Roles.tsx"
 import { Users } from "./screens/Users.tsx"
 
@@ -23,5 +24,6 @@ export const screens: ReadonlyArray<Screen> = [
     Component: Roles,
   },
   { path: "audit", title: "Audit log", visible: (a) => a.can("audit.event.read"), Component: Audit },
+  { path: "blog", title: "Blog", visible: (a) => a.can("blog.post.create"), Component: Blog },
   { path: "account", title: "Account", visible: () => true, Component: Account },
 ]
