@@ -114,24 +114,61 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
 
 const ProviderName = Schema.String.check(Schema.isPattern(/^[a-z0-9-]{1,32}$/u, { message: "must be a provider name" }))
 
+/**
+ * Where the browser lands after an OIDC sign-in: a path on this origin only (no open redirect). One leading "/" and
+ * then printable ASCII without backslash (browsers read it as "/") or "#" (the code travels in the fragment); so
+ * "//host", "/<backslash>host", schemes, spaces and control characters (browsers strip tabs and newlines, which would
+ * turn "/<tab>/host" into "//host") are refused.
+ */
+export const ReturnTo = Schema.String.check(
+  Schema.isMaxCodePoints(2000, { message: "must be at most 2000 characters" }),
+  Schema.isPattern(/^\/(?![/\\])[\x21-\x22\x24-\x5b\x5d-\x7e]*$/u, {
+    message: "must be a path on this site: one leading /, printable ASCII, no backslash or #",
+  }),
+)
+
+// The one-time code of a browser sign-in (43 base64url characters as issued).
+const HandOffCode = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z0-9_-]{1,200}$/u, { message: "must be 1 to 200 base64url characters" }),
+)
+
 /** Sign-in with external OpenID Providers (authorization code + PKCE). */
 export class OidcApi extends HttpApiGroup.make("oidc")
   .add(
+    HttpApiEndpoint.get("providers", "/api/v1/auth/oidc/providers", {
+      success: Schema.Struct({ items: Schema.Array(Schema.Struct({ name: Schema.String })) }),
+      error: [ServiceUnavailable],
+    })
+      .pipe(Route.open())
+      .annotate(OpenApi.Summary, "The OpenID providers one can sign in with (their names)"),
     HttpApiEndpoint.get("authorize", "/api/v1/auth/oidc/:provider/authorize", {
       params: { provider: ProviderName },
+      // With returnTo, the callback sends the browser to `<returnTo>#oidc_code=<code>` (see exchange).
+      query: { returnTo: Schema.optional(ReturnTo) },
       success: HttpApiSchema.Empty(302),
       error: [NotFound, ValidationFailed, ServiceUnavailable],
     })
       .pipe(Route.open())
       .annotate(OpenApi.Summary, "Start signing in with an OpenID provider (redirects to it)"),
     // The provider's redirect: `code` and `state` (or `error`) in the query string, read as sent.
+    // Without returnTo the token response; with it a 303 to `<returnTo>#oidc_code=<one-time code>`.
     HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
       params: { provider: ProviderName },
-      success: TokenResponse,
+      success: [TokenResponse, HttpApiSchema.Empty(303)],
       error: [NotFound, Unauthorized, Forbidden, Conflict, InvalidCredentials, ValidationFailed, ServiceUnavailable],
     })
       .pipe(Route.open())
       .annotate(OpenApi.Summary, "Finish signing in with an OpenID provider"),
+    HttpApiEndpoint.post("exchange", "/api/v1/auth/oidc/exchange", {
+      payload: Schema.Struct({ code: HandOffCode }),
+      success: TokenResponse,
+      error: [Unauthorized, ValidationFailed, TooManyRequests, ServiceUnavailable],
+    })
+      .pipe(Route.open({ ipPerMinute: 30 }))
+      .annotate(
+        OpenApi.Summary,
+        "Redeem the one-time code of a browser OIDC sign-in for its tokens (once, within 60 s)",
+      ),
   )
   .annotate(OpenApi.Description, "Sign-in with external OpenID providers (authorization code with PKCE)") {}
 

@@ -60,8 +60,9 @@ export const OidcHttp = HttpApiBuilder.group(
   Effect.fn(function* (handlers) {
     const oidc = yield* OidcLogin
     return handlers
-      .handle("authorize", ({ params }) =>
-        Effect.map(oidc.authorize(params.provider), ({ url, binding }) =>
+      .handle("providers", () => Effect.succeed({ items: oidc.providers.map((name) => ({ name })) }))
+      .handle("authorize", ({ params, query }) =>
+        Effect.map(oidc.authorize(params.provider, query.returnTo), ({ url, binding }) =>
           HttpServerResponse.redirect(url, { status: 302, headers: { "cache-control": "no-store" } }).pipe(
             HttpServerResponse.setHeader("set-cookie", bindingCookie(binding, oidc.secureCookies)),
           ),
@@ -77,16 +78,25 @@ export const OidcHttp = HttpApiBuilder.group(
               client,
             )
             .pipe(
-              Effect.map((tokens) =>
-                HttpServerResponse.setHeader(
-                  tokenResponse(tokens),
-                  "set-cookie",
-                  bindingCookie("", oidc.secureCookies, 0),
-                ),
+              // A browser app asked to come back: the tokens wait under a one-time code in the fragment, which is
+              // never sent to a server nor in a Referer; otherwise the token response itself.
+              Effect.flatMap(({ tokens, returnTo }) =>
+                returnTo === undefined
+                  ? Effect.succeed(tokenResponse(tokens))
+                  : Effect.map(oidc.handOff(tokens), (code) =>
+                      HttpServerResponse.empty({
+                        status: 303,
+                        headers: { location: `${returnTo}#oidc_code=${code}`, "cache-control": "no-store" },
+                      }),
+                    ),
+              ),
+              Effect.map((response) =>
+                HttpServerResponse.setHeader(response, "set-cookie", bindingCookie("", oidc.secureCookies, 0)),
               ),
             ),
         ),
       )
+      .handle("exchange", ({ payload }) => Effect.map(oidc.exchange(payload.code), tokenResponse))
   }),
 )
 

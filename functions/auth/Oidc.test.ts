@@ -188,6 +188,103 @@ describe("auth: OIDC sign-in", () => {
     expect((await callback({ url: swapped, cookie: second.cookie })).status).toBe(401)
   })
 
+  it("lists the configured providers by name only", async () => {
+    const res = await fetch(`${auth.url}/api/v1/auth/oidc/providers`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ items: [{ name: "test" }, { name: "slow" }, { name: "flaky" }] })
+  })
+
+  describe("browser sign-in (returnTo)", () => {
+    const exchange = (code: string) =>
+      fetch(`${auth.url}/api/v1/auth/oidc/exchange`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ code }),
+      })
+
+    const browserSignIn = async (returnTo: string) => {
+      const email = unique("browser")
+      Object.assign(op.account, { emailVerified: true, name: "Ada Lovelace", sub: `sub-${email}`, email })
+      const back = await followToRedirect(
+        `${auth.url}/api/v1/auth/oidc/test/authorize?returnTo=${encodeURIComponent(returnTo)}`,
+        redirectUri,
+      )
+      return fetch(`${auth.url}/api/v1/auth/oidc/test/callback${back.url.search}`, {
+        headers: { cookie: back.cookie },
+        redirect: "manual",
+      })
+    }
+
+    it("ends in a 303 to returnTo with a one-time code in the fragment, redeemed once for working tokens", async () => {
+      const res = await browserSignIn("/console")
+      expect(res.status).toBe(303)
+      expect(res.headers.get("cache-control")).toBe("no-store")
+      expect(res.headers.get("set-cookie")).toMatch(/^oidc_attempt=;.*Max-Age=0/)
+      const location = res.headers.get("location") ?? ""
+      const code = /^\/console#oidc_code=([A-Za-z0-9_-]{43})$/.exec(location)?.[1]
+      expect(code, location).toBeDefined()
+      const redeemed = await exchange(code!)
+      expect(redeemed.status).toBe(200)
+      expect(redeemed.headers.get("cache-control")).toBe("no-store")
+      const tokens = (await redeemed.json()) as { access_token: string; refresh_token: string; token_type: string }
+      expect(tokens.token_type).toBe("Bearer")
+      expect(decodeJwt(tokens.access_token).sub).toMatch(/.+/)
+      const loggedOutEverywhere = await fetch(`${auth.url}/api/v1/auth/logout-all`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${tokens.access_token}` },
+      })
+      expect(loggedOutEverywhere.status).toBe(204)
+
+      const again = await exchange(code!)
+      expect(again.status).toBe(401)
+      const problem = (await again.json()) as { code: string; detail: string }
+      expect(problem.code).toBe("unauthorized")
+      expect(problem.detail).toMatch(/unknown, used or expired/)
+    })
+
+    it("keeps the path and query of returnTo", async () => {
+      const res = await browserSignIn("/console/users?page=2")
+      expect(res.status).toBe(303)
+      expect(res.headers.get("location")).toMatch(/^\/console\/users\?page=2#oidc_code=[A-Za-z0-9_-]{43}$/)
+    })
+
+    it("an unknown code is 401, a malformed one 400", async () => {
+      expect((await exchange("A".repeat(43))).status).toBe(401)
+      expect((await exchange("")).status).toBe(400)
+      expect((await exchange("not base64url!")).status).toBe(400)
+      expect((await exchange("A".repeat(201))).status).toBe(400)
+    })
+
+    it("refuses a returnTo that is not a path on this site (400 naming the field)", async () => {
+      const refused = [
+        "//evil.example",
+        "https://evil.example",
+        "javascript:alert(1)",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/console#x",
+        "evil",
+        `/${"a".repeat(2000)}`,
+      ]
+      for (const returnTo of refused) {
+        const res = await fetch(
+          `${auth.url}/api/v1/auth/oidc/test/authorize?returnTo=${encodeURIComponent(returnTo)}`,
+          { redirect: "manual" },
+        )
+        expect(res.status, returnTo).toBe(400)
+        expect(JSON.stringify(await res.json()), returnTo).toContain("returnTo")
+      }
+    })
+
+    it("without returnTo the callback still answers the token response as JSON", async () => {
+      const email = unique("json")
+      const res = await callback(await signInAs({ sub: `sub-${email}`, email }))
+      expect(res.status).toBe(200)
+      expect(res.headers.get("location")).toBeNull()
+      expect(((await res.json()) as { token_type: string }).token_type).toBe("Bearer")
+    })
+  })
+
   it("an unknown provider is 404, a malformed name 400", async () => {
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/nope/authorize`, { redirect: "manual" })).status).toBe(404)
     expect((await fetch(`${auth.url}/api/v1/auth/oidc/NOT_OK!/authorize`, { redirect: "manual" })).status).toBe(400)

@@ -12,6 +12,7 @@ import {
   Unauthorized,
   type ValidationFailed,
 } from "../../shared/Problem.ts"
+import { TokenResponse as TokenResponseSchema } from "./Api.ts"
 import type { OidcProvider } from "./Config.ts"
 import { IdentityClient, type IdentityUser } from "./IdentityClient.ts"
 import { OidcLinksRepo } from "./OidcLinksRepo.ts"
@@ -33,8 +34,14 @@ const Attempt = Schema.Struct({
   nonce: Schema.String,
   /** SHA-256 of the browser binding (a cookie set by `authorize`): the callback must come from the same browser. */
   binding: Schema.String,
+  /** Where the browser lands afterwards (a path on this origin), with a one-time code instead of a JSON answer. */
+  returnTo: Schema.optional(Schema.String),
 })
 const decodeAttempt = Schema.decodeUnknownOption(Schema.fromJsonString(Attempt))
+const decodeTokens = Schema.decodeUnknownOption(Schema.fromJsonString(TokenResponseSchema))
+
+// A one-time code lives this long: the browser redeems it right after the redirect.
+const HANDOFF_TTL_SECONDS = 60
 
 const digest = (value: string) => createHash("sha256").update(value).digest("base64url")
 const sameDigest = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
@@ -56,19 +63,32 @@ export class OidcLogin extends Context.Service<
      */
     authorize(
       provider: string,
+      returnTo?: string,
     ): Effect.Effect<{ readonly url: URL; readonly binding: string }, NotFound | ServiceUnavailable>
     /** Whether the binding cookie must be `Secure` (always, unless plain-http development is allowed). */
     readonly secureCookies: boolean
-    /** Completes a sign-in from the provider's redirect (its query string) and starts a session. */
+    /** The configured providers' names (nothing else about them), for a sign-in form. */
+    readonly providers: ReadonlyArray<string>
+    /**
+     * Completes a sign-in from the provider's redirect (its query string) and starts a session; `returnTo` is the
+     * path the attempt was started with, if any.
+     */
     callback(
       provider: string,
       query: URLSearchParams,
       binding: string | undefined,
       client: ClientInfo,
     ): Effect.Effect<
-      TokenResponse,
+      { readonly tokens: TokenResponse; readonly returnTo: string | undefined },
       NotFound | Unauthorized | Forbidden | Conflict | InvalidCredentials | ValidationFailed | ServiceUnavailable
     >
+    /**
+     * Keeps a token response under a fresh one-time code (only its SHA-256 is stored, for 60 s): a browser app gets
+     * the code in its URL's fragment and redeems it with `exchange`, so tokens never sit in a URL or history.
+     */
+    handOff(tokens: TokenResponse): Effect.Effect<string, ServiceUnavailable>
+    /** Redeems a one-time code (once): the token response it was kept for. */
+    exchange(code: string): Effect.Effect<TokenResponse, Unauthorized | ServiceUnavailable>
   }
 >()("auth/OidcLogin") {
   /** OIDC sign-in; attempts are kept in the cache (Redis when configured, so any instance can take the callback). */
@@ -122,14 +142,14 @@ export class OidcLogin extends Context.Service<
         )
         const linksDown = Problem.unavailable("account links unavailable", "sign-in is unavailable, retry later")
 
-        const authorize = Effect.fn("OidcLogin.authorize")(function* (name: string) {
+        const authorize = Effect.fn("OidcLogin.authorize")(function* (name: string, returnTo?: string) {
           const provider = yield* providerOf(name)
           const config = yield* configurationOf(provider)
           const verifier = oidc.randomPKCECodeVerifier()
           const [state, nonce] = [oidc.randomState(), oidc.randomNonce()]
           const challenge = yield* Effect.promise(() => oidc.calculatePKCECodeChallenge(verifier))
           const binding = randomBytes(32).toString("base64url")
-          const attempt = { provider: name, verifier, nonce, binding: digest(binding) }
+          const attempt = { provider: name, verifier, nonce, binding: digest(binding), returnTo }
           yield* cache
             .set(`state:${state}`, JSON.stringify(attempt), { ttlSeconds: ttl })
             .pipe(Effect.catchTag("CacheError", cacheDown))
@@ -254,10 +274,43 @@ export class OidcLogin extends Context.Service<
                   sub: idToken.sub,
                 }
           const user = yield* accountOf(name, claims)
-          return yield* signIn.startSession(user, client, `oidc:${name}`)
+          const session = yield* signIn.startSession(user, client, `oidc:${name}`)
+          return { tokens: session, returnTo: attempt.value.returnTo }
         })
 
-        return OidcLogin.of({ authorize, callback, secureCookies: !options.allowHttp })
+        const handoffDown = Problem.unavailable(
+          "sign-in codes store unavailable",
+          "sign-in is unavailable, retry later",
+        )
+        const unknownCode = () =>
+          new Unauthorized({ detail: "this sign-in code is unknown, used or expired; sign in again" })
+
+        const handOff = Effect.fn("OidcLogin.handOff")(function* (tokens: TokenResponse) {
+          const code = randomBytes(32).toString("base64url")
+          yield* cache
+            .set(`code:${digest(code)}`, JSON.stringify(tokens), { ttlSeconds: HANDOFF_TTL_SECONDS })
+            .pipe(Effect.catchTag("CacheError", handoffDown))
+          return code
+        })
+
+        const exchange = Effect.fn("OidcLogin.exchange")(function* (code: string) {
+          const key = `code:${digest(code)}`
+          const stored = yield* cache.get(key).pipe(Effect.catchTag("CacheError", handoffDown))
+          const tokens = Option.flatMap(stored, decodeTokens)
+          if (Option.isNone(tokens)) return yield* unknownCode()
+          // Deleted before answering: a code that cannot be spent again is worth less to whoever sees it later.
+          yield* cache.delete(key).pipe(Effect.catchTag("CacheError", handoffDown))
+          return tokens.value
+        })
+
+        return OidcLogin.of({
+          authorize,
+          callback,
+          handOff,
+          exchange,
+          providers: options.providers.map((p) => p.name),
+          secureCookies: !options.allowHttp,
+        })
       }),
     )
 }
