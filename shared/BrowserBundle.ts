@@ -36,6 +36,9 @@ export const bundleBrowser = async (entry: string): Promise<ReadonlyArray<Browse
     write: false,
     outdir: "/",
     entryNames: "[name]-[hash]",
+    // Screens may import() what only they need (uPlot): a chunk of its own, loaded when first used.
+    splitting: true,
+    chunkNames: "[name]-[hash]",
     assetNames: "[name]-[hash]",
     jsx: "automatic",
     jsxImportSource: "preact",

@@ -57,7 +57,8 @@ const assetHeaders = {
 
 /** The console's one HTML page: its stylesheet and its module script, both files of the bundle. */
 export const page = (files: ReadonlyArray<BrowserFile>) => {
-  const script = files.find((f) => f.name.endsWith(".js"))
+  // The entry, not one of the chunks it imports on demand.
+  const script = files.find((f) => f.name.startsWith("app-") && f.name.endsWith(".js"))
   const style = files.find((f) => f.name.endsWith(".css"))
   return `<!doctype html>
 <html lang="en">

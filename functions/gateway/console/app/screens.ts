@@ -3,7 +3,9 @@
 import type { FunctionComponent } from "preact"
 import type { Access } from "./access.ts"
 import { Account } from "./screens/Account.tsx"
+import { Analytics } from "./screens/Analytics.tsx"
 import { Audit } from "./screens/Audit.tsx"
+import { Billing } from "./screens/Billing.tsx"
 import { Blog } from "./screens/Blog.tsx"
 import { Roles } from "./screens/Roles.tsx"
 import { Users } from "./screens/Users.tsx"
@@ -24,6 +26,8 @@ export const screens: ReadonlyArray<Screen> = [
     Component: Roles,
   },
   { path: "audit", title: "Audit log", visible: (a) => a.can("audit.event.read"), Component: Audit },
+  { path: "billing", title: "Billing", visible: () => true, Component: Billing },
+  { path: "analytics", title: "Analytics", visible: (a) => a.can("analytics.report.read"), Component: Analytics },
   { path: "blog", title: "Blog", visible: (a) => a.can("blog.post.create"), Component: Blog },
   { path: "account", title: "Account", visible: () => true, Component: Account },
 ]
