@@ -3,7 +3,7 @@ import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
 import { freshEmail, PASSWORD, signUp } from "./testing/accounts.ts"
 import { analyticsStory } from "./testing/analyticsStory.ts"
 import { billingStory } from "./testing/billingStory.ts"
-import { type ConsoleBrowser, openConsole, pageWidth } from "./testing/browser.ts"
+import { accessibilityViolations, type ConsoleBrowser, openConsole, pageWidth } from "./testing/browser.ts"
 
 // The Billing and Analytics screens in a real headless Chromium against `npm start` (embedded defaults), signed in as
 // the bootstrap admin: their stories, a refused plan showing the API's validation detail, both screens at 375 px, uPlot
@@ -89,6 +89,16 @@ describe("the Billing and Analytics screens in a real browser", () => {
     expect(await pageWidth(view)).toBeLessThanOrEqual(375)
     await view.shot("07-analytics-375")
     await view.page.setViewport({ width: 1280, height: 900 })
+  }, 30_000)
+
+  it("has no serious accessibility violation on either screen (axe-core, WCAG 2.1 A/AA)", async () => {
+    await view.page.click("a[href='#/billing']")
+    await view.waitForText("section[aria-label='My invoices'] caption", "My invoices")
+    expect(await accessibilityViolations(view)).toEqual([])
+    await view.page.click("a[href='#/analytics']")
+    await view.page.waitForSelector(".chart canvas", { timeout: 10_000 })
+    await view.waitForText("section[aria-label='Top values'] caption", "Top")
+    expect(await accessibilityViolations(view)).toEqual([])
   }, 30_000)
 
   it("met no console error, uncaught error, CSP violation or 5xx", () => {
