@@ -111,6 +111,10 @@ export default $config({
         // The platform's bucket, for the functions that store files (their manifests declare S3_BUCKET).
         case "S3_BUCKET":
           return bucket.name
+        // The console (served by the gateway) uploads attachments straight to the bucket with presigned URLs: its CSP
+        // lets it send there (virtual-hosted, regional: the SDK's form of those URLs). SST's bucket allows CORS.
+        case "CONSOLE_CONNECT_ORIGINS":
+          return $interpolate`https://${bucket.nodes.bucket.bucketRegionalDomainName}`
         // The load balancer and the gateway reach the functions from inside the VPC (SST's Vpc: 10.0.0.0/16).
         case "TRUSTED_PROXIES":
           return $dev ? "127.0.0.1,::1" : vpc.nodes.vpc.cidrBlock

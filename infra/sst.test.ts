@@ -53,7 +53,10 @@ const install = (stage: string, dev: boolean) =>
         Cluster: component("sst.aws.Cluster"),
         Postgres: component("sst.aws.Postgres", () => ({ ...PG, database: APP })),
         Redis: component("sst.aws.Redis", () => ({ ...REDIS, username: "default" })),
-        Bucket: component("sst.aws.Bucket", (name) => ({ name: `${name}-bucket-name` })),
+        Bucket: component("sst.aws.Bucket", (name) => ({
+          name: `${name}-bucket-name`,
+          nodes: { bucket: { bucketRegionalDomainName: `${name}-bucket-name.s3.eu-west-1.amazonaws.com` } },
+        })),
         // `service` as SST's Service computes it: `<name>.<stage>.<app>.<namespace>` (`dev.<namespace>` in dev).
         Service: component("sst.aws.Service", (name) => ({
           url: `http://${name}-lb-123.eu-west-1.elb.amazonaws.com`,
@@ -280,6 +283,10 @@ describe("sst.config.ts run() (deploy)", () => {
         expect(["localhost", "127.0.0.1", "[::1]", "0.0.0.0"]).not.toContain(appBaseUrl.hostname)
       }
     }
+    // The console's CSP lets it upload to the bucket (the SDK's presigned URLs: virtual-hosted, regional).
+    expect(services.get("gateway")!.args.environment.CONSOLE_CONNECT_ORIGINS).toBe(
+      "https://Blobs-bucket-name.s3.eu-west-1.amazonaws.com",
+    )
     expect(functionSettings.identity?.map((setting) => setting.key)).toContain("APP_BASE_URL")
     expect(functionSettings.blog?.map((setting) => setting.key)).toContain("S3_BUCKET")
     expect(output).toEqual({ url: gatewayUrl })

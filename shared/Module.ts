@@ -48,6 +48,8 @@ export interface SecretSpec {
 export interface SettingSpec {
   readonly key: string
   readonly description: string
+  /** Makes it optional: what the deploy targets pass while the operator has not set it. */
+  readonly default?: string
 }
 
 /** Files of an npm package a function serves at run time: copied beside its bundle, into `dir` (scripts/build.ts). */

@@ -25,8 +25,10 @@ export interface NpmStart {
  */
 export const startNpmStart = async (env: Readonly<Record<string, string>> = {}): Promise<NpmStart> => {
   const dataDir = mkdtempSync(join(tmpdir(), "npm-start-"))
-  const offset = await freePortOffset()
+  // A caller that must know the gateway's address before the start (an OpenID Provider's redirect URI) names the offset.
+  const offset = env.PORT_OFFSET === undefined ? await freePortOffset() : Number(env.PORT_OFFSET)
   const gateway = manifests.find((m) => m.name === "gateway")!
+  const url = `http://127.0.0.1:${gateway.ports.http + offset}`
   const child = spawnChild({
     name: "npm start",
     args: [join(ROOT, "scripts/start.ts")],
@@ -37,6 +39,8 @@ export const startNpmStart = async (env: Readonly<Record<string, string>> = {}):
       EMBEDDED_PG_PORT: String(await freePort()),
       LOG_PRETTY: "false",
       LOG_LEVEL: "warn",
+      // Links and upload URLs at the address the tests use: a page at 127.0.0.1 may send only there (the console's CSP).
+      APP_BASE_URL: url,
       ...env,
     }),
     tailChars: 64_000,
@@ -69,5 +73,5 @@ export const startNpmStart = async (env: Readonly<Record<string, string>> = {}):
     }
     throw new Error(`${what}: not within ${timeoutMs} ms\n${child.output().slice(-4_000)}`)
   }
-  return { child, url: `http://127.0.0.1:${gateway.ports.http + offset}`, waitFor, stop }
+  return { child, url, waitFor, stop }
 }

@@ -37,7 +37,8 @@ export const manifest = defineModule({
     {
       key: "CONSOLE_CONNECT_ORIGINS",
       description:
-        "origins the web console may send requests to besides the gateway's (comma-separated): the attachment store's upload endpoint when uploads go straight to S3, e.g. https://my-bucket.s3.eu-west-1.amazonaws.com",
+        "origins the web console may send requests to besides the gateway's (comma-separated): the attachment store's upload endpoint when uploads go straight to S3, e.g. https://my-bucket.s3.eu-west-1.amazonaws.com; none by default",
+      default: "",
     },
   ],
 })

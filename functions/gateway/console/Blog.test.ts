@@ -3,8 +3,6 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
-import { freePortOffset } from "../../../scripts/lib/embedded.ts"
-import { manifests } from "../../registry.ts"
 import { freshEmail, PASSWORD, signUp } from "./testing/accounts.ts"
 import { blogStory, PNG } from "./testing/blogStory.ts"
 import { accessibilityViolations, type ConsoleBrowser, openConsole, pageWidth } from "./testing/browser.ts"
@@ -19,17 +17,12 @@ let view: ConsoleBrowser
 let story: Awaited<ReturnType<typeof blogStory>>
 
 beforeAll(async () => {
-  // The embedded store's upload URL is built from APP_BASE_URL (npm start's default: http://localhost:<port>); the
-  // page is at 127.0.0.1, and its CSP (connect-src 'self') lets it send only to its own origin: the same origin here.
-  const offset = await freePortOffset()
-  url = `http://127.0.0.1:${manifests.find((m) => m.name === "gateway")!.ports.http + offset}`
   platform = await startNpmStart({
-    PORT_OFFSET: String(offset),
-    APP_BASE_URL: url,
     BOOTSTRAP_ADMIN_EMAIL: adminEmail,
     RATE_LIMIT_USER_PER_MINUTE: "0",
     RATE_LIMIT_IP_PER_MINUTE: "0",
   })
+  url = platform.url
   admin = await signUp(url, adminEmail, "Grace Hopper")
   view = await openConsole(`${url}/console`)
   await view.fill("Email", adminEmail)

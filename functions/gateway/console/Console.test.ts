@@ -1,6 +1,13 @@
+import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
+import { freePortOffset } from "../../../scripts/lib/embedded.ts"
+import { startOpenIdProvider } from "../../auth/testing/openIdProvider.ts"
+import { manifests } from "../../registry.ts"
 import { apiAs, freshEmail, PASSWORD, signUp } from "./testing/accounts.ts"
+import { analyticsStory } from "./testing/analyticsStory.ts"
+import { billingStory } from "./testing/billingStory.ts"
+import { blogStory } from "./testing/blogStory.ts"
 import {
   accessibilityViolations,
   type ConsoleBrowser,
@@ -18,9 +25,21 @@ let platform: NpmStart
 let admin: Awaited<ReturnType<typeof signUp>>
 let member: Awaited<ReturnType<typeof signUp>>
 let view: ConsoleBrowser
+let op: Awaited<ReturnType<typeof startOpenIdProvider>>
 
 beforeAll(async () => {
+  // An OpenID Provider of its own (node-oidc-provider): its client's redirect URI is the gateway's callback, so the
+  // gateway's address is chosen first.
+  const offset = await freePortOffset()
+  const gatewayUrl = `http://127.0.0.1:${manifests.find((m) => m.name === "gateway")!.ports.http + offset}`
+  const redirectUri = `${gatewayUrl}/api/v1/auth/oidc/test/callback`
+  op = await startOpenIdProvider({ clientId: "console", clientSecret: "provider-secret", redirectUri })
   platform = await startNpmStart({
+    PORT_OFFSET: String(offset),
+    OIDC_PROVIDERS: JSON.stringify([
+      { name: "test", issuer: op.issuer, clientId: "console", clientSecret: "provider-secret", redirectUri },
+    ]),
+    OIDC_ALLOW_HTTP: "true",
     BOOTSTRAP_ADMIN_EMAIL: adminEmail,
     RATE_LIMIT_USER_PER_MINUTE: "0",
     RATE_LIMIT_IP_PER_MINUTE: "0",
@@ -35,6 +54,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await view?.close()
   await platform?.stop()
+  await op?.close()
 }, 60_000)
 
 const signInAs = async (browser: ConsoleBrowser, email: string, password: string) => {
@@ -122,6 +142,56 @@ describe("the web console in a real browser", () => {
     const verdict = await view.waitForText("p[role=status]", "The chain is intact")
     expect(verdict).toMatch(/\d+ records checked/)
     await view.shot("04-audit")
+  })
+
+  it("publishes a post with an attachment (the Blog story)", async () => {
+    const story = await blogStory(view, platform.url, admin.token)
+    expect(story.slug).toMatch(/^console-story-/)
+  }, 90_000)
+
+  it("shows a plan and a chart with data (the Billing and Analytics stories)", async () => {
+    await billingStory(view, platform.url, admin.token)
+    await analyticsStory(view, platform.url, admin.token)
+  }, 90_000)
+
+  it("shows a user only the screens and actions their grants allow", async () => {
+    const limited = await openConsole(`${platform.url}/console`)
+    try {
+      // The member holds the role made above (blog.post.create and .publish): Blog, their own billing, their account.
+      await signInAs(limited, member.email, PASSWORD)
+      await limited.waitForText("nav[aria-label=Screens]", "Blog")
+      const nav = await limited.page.$$eval("nav[aria-label=Screens] a", (links) => links.map((a) => a.textContent))
+      expect(nav).toEqual(["Billing", "Blog", "Account"])
+      // Billing: their own subscriptions and invoices, no plan to create.
+      await limited.page.click("a[href='#/billing']")
+      await limited.waitForText("section[aria-label='My invoices'] caption", "My invoices")
+      expect(await limited.page.$("form[aria-label='New plan']")).toBeNull()
+      // A screen they may not see, named in the address, shows the first one they may.
+      await limited.page.goto(`${platform.url}/console#/users`)
+      await limited.waitForText("main h1", "Billing")
+      await limited.shot("05-limited-user")
+      expect(limited.refusals.filter((r) => / 403$/.test(r))).toEqual([])
+      expect(limited.problems).toEqual([])
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it("signs in with an OpenID provider: the one-time code leaves the address and becomes a session", async () => {
+    const email = freshEmail("oidc")
+    Object.assign(op.account, { sub: randomUUID(), email, emailVerified: true, name: "Katherine Johnson" })
+    const oidc = await openConsole(`${platform.url}/console`)
+    try {
+      await oidc.clickText("a", "Sign in with test")
+      await oidc.waitForText("header", "Katherine Johnson")
+      expect(oidc.page.url()).toBe(`${platform.url}/console`)
+      expect(oidc.answers).toContain("POST /api/v1/auth/oidc/exchange 200")
+      await oidc.page.click("a[href='#/account']")
+      await oidc.waitForText("main", email)
+      expect(oidc.problems).toEqual([])
+    } finally {
+      await oidc.close()
+    }
   })
 
   it("works at 375 px wide: nothing wider than the screen", async () => {

@@ -6,11 +6,26 @@ import { useEffect, useRef, useState } from "preact/hooks"
 import { ok } from "../../../../client/index.ts"
 import { type Access, AccessContext, accessOf } from "./access.ts"
 import { type Screen, screens } from "./screens.ts"
-import { api, endReason, onSessionChange, signedIn, signIn, signOut } from "./session.ts"
+import {
+  api,
+  endReason,
+  finishOidcSignIn,
+  oidcProviders,
+  oidcSignInUrl,
+  onSessionChange,
+  signedIn,
+  signIn,
+  signOut,
+} from "./session.ts"
 import { Busy, Field, Loading, onSubmit, ProblemBox, useAction, useLoad, value } from "./ui.tsx"
 
 const SignIn = () => {
   const { run, busy, error } = useAction((email: string, password: string) => signIn(email, password))
+  // Back from an OpenID provider's sign-in: its one-time code in the fragment, redeemed once.
+  const oidc = useAction(finishOidcSignIn)
+  useEffect(() => void oidc.run(), [])
+  // Sign-in with a provider is offered only when the platform has some (a failure to list them just hides it).
+  const providers = useLoad(() => oidcProviders().catch(() => []), [])
   const ended = endReason()
   return (
     <main class="sign-in" id="main">
@@ -33,6 +48,21 @@ const SignIn = () => {
           Sign in
         </Busy>
       </form>
+      {providers.data?.length ? (
+        <section aria-labelledby="providers-heading" class="providers">
+          <h2 id="providers-heading">Or sign in with</h2>
+          <ul>
+            {providers.data.map((provider) => (
+              <li key={provider}>
+                <a class="button" href={oidcSignInUrl(provider)}>
+                  Sign in with {provider}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </section>
+      ) : null}
+      <ProblemBox error={oidc.error} />
     </main>
   )
 }

@@ -31,7 +31,7 @@ export const endReason = () => endedBecause
 // Sign-in, refresh and logout go through a client without the retry below (a 401 there is an answer, not an expiry).
 const bare: PlatformClient = createPlatformClient(location.origin)
 
-const AUTH_PATHS = ["/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"]
+const AUTH_PATHS = ["/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/oidc/exchange"]
 
 /** Fetch that, when a signed-in request is refused with 401, refreshes the session once and sends the request again. */
 const retrying = async (request: Request): Promise<Response> => {
@@ -75,6 +75,27 @@ const end = (reason?: string) => {
 export const signIn = async (email: string, password: string) => {
   start(await ok(bare.POST("/api/v1/auth/login", { body: { email, password } })))
   notify()
+}
+
+/** The OpenID providers configured at the platform (none when OIDC is off). */
+export const oidcProviders = async (): Promise<ReadonlyArray<string>> =>
+  (await ok(bare.GET("/api/v1/auth/oidc/providers"))).items.map((provider) => provider.name)
+
+/** Where a provider's button leads: its sign-in, back to this page (`#oidc_code=…`) afterwards. */
+export const oidcSignInUrl = (provider: string) =>
+  `/api/v1/auth/oidc/${encodeURIComponent(provider)}/authorize?returnTo=${encodeURIComponent(location.pathname)}`
+
+/**
+ * The one-time code the provider's sign-in left in this page's fragment, if any: taken out of the address at once (it
+ * must not stay in the history), then redeemed for tokens. Throws the API's problem (a reused or expired code).
+ */
+export const finishOidcSignIn = async (): Promise<boolean> => {
+  const code = new URLSearchParams(location.hash.slice(1)).get("oidc_code")
+  if (code === null) return false
+  history.replaceState(null, "", location.pathname + location.search)
+  start(await ok(bare.POST("/api/v1/auth/oidc/exchange", { body: { code } })))
+  notify()
+  return true
 }
 
 /**
