@@ -3,7 +3,13 @@
 // (a Kubernetes Secret, an SST secret) and where (a Service name, an ECS service-discovery name).
 import { jwksAddress } from "../functions/auth/TokenVerification.ts"
 import { manifests as registry } from "../functions/registry.ts"
-import { type ModuleManifest, type PeerAddress, peerAddresses, type SecretSpec, type SettingSpec } from "../shared/Module.ts"
+import {
+  type ModuleManifest,
+  type PeerAddress,
+  peerAddresses,
+  type SecretSpec,
+  type SettingSpec,
+} from "../shared/Module.ts"
 import { callersOf } from "../shared/ServiceIdentity.ts"
 
 /** A secret a function needs: its environment key, whether it must be set, and what it is. */
@@ -88,8 +94,9 @@ export const plainSettings = [
 ] as const
 
 /** Plain settings only some functions read, as their manifests declare them (`settings`), by function. */
-export const functionSettings: Readonly<Record<string, ReadonlyArray<SettingSpec>>> =
-  Object.fromEntries(registry.flatMap((m) => (m.settings === undefined ? [] : [[m.name, m.settings]])))
+export const functionSettings: Readonly<Record<string, ReadonlyArray<SettingSpec>>> = Object.fromEntries(
+  registry.flatMap((m) => (m.settings === undefined ? [] : [[m.name, m.settings]])),
+)
 
 /** The deploy plan of every function in the registry, dependencies first. */
 export const plan = (manifests: ReadonlyArray<ModuleManifest> = registry): Array<FunctionPlan> =>
