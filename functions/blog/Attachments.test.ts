@@ -227,6 +227,46 @@ describe("attachments on S3 (moto)", () => {
     expect((await complete(postId, attachment.id)).status).toBe(404)
   })
 
+  it("moves the post to a new version on each change of its attachments: its ETag and an old If-Match are stale", async () => {
+    const postId = await post()
+    const read = (etag?: string) =>
+      call("GET", `/api/v1/blog/posts/${postId}`, {
+        as: alice,
+        headers: etag === undefined ? {} : { "if-none-match": etag },
+      })
+    const first = await read()
+    const etag = first.headers.get("etag") ?? ""
+    expect(etag).toBe('"1"')
+    expect((await read(etag)).status).toBe(304)
+    const file = bytes(64)
+    const { attachment, upload } = await declared(postId, { filename: "a.png", contentType: "image/png", size: 64 })
+    // Declared (pending): the post shows it, so a revalidation with the old tag gets the new representation.
+    const declaredPost = await read(etag)
+    expect(declaredPost.status).toBe(200)
+    expect(declaredPost.headers.get("etag")).toBe('"2"')
+    expect((await postForm(upload, file)).status).toBe(204)
+    expect((await complete(postId, attachment.id)).status).toBe(200)
+    // Completing again changes nothing: the same version.
+    expect((await complete(postId, attachment.id)).status).toBe(200)
+    const completed = await read('"2"')
+    expect(completed.status).toBe(200)
+    expect(completed.headers.get("etag")).toBe('"3"')
+    // An edit based on a version from before the file is refused, not applied over a representation it never saw.
+    const stale = await call("PATCH", `/api/v1/blog/posts/${postId}`, {
+      as: alice,
+      body: { title: "Stale" },
+      headers: { "if-match": etag },
+    })
+    expect(stale.status).toBe(412)
+    expect(
+      (await call("DELETE", `/api/v1/blog/posts/${postId}/attachments/${attachment.id}`, { as: alice })).status,
+    ).toBe(204)
+    const removed = await read('"3"')
+    expect(removed.status).toBe(200)
+    expect(removed.headers.get("etag")).toBe('"4"')
+    expect((removed.body as unknown as { attachments: Array<unknown> }).attachments).toEqual([])
+  })
+
   it("complete: a stored object of another size or type is 422 and deleted; nothing stored yet is 409", async () => {
     const postId = await post()
     const early = await declared(postId, { filename: "a.png", contentType: "image/png", size: 100 })
@@ -264,8 +304,8 @@ describe("attachments on S3 (moto)", () => {
       ((await call("GET", `/api/v1/blog/posts/${draft}`, { as: alice })).body as unknown as { version: number }).version
     const before = await version()
     const { attachment } = await declared(draft, body)
-    // The check is the rule of PATCH, and writes nothing: the post keeps its version.
-    expect(await version()).toBe(before)
+    // The check is the rule of PATCH and writes nothing: the new attachment is the one change, one version more.
+    expect(await version()).toBe(before + 1)
     expect((await complete(draft, attachment.id, bob)).status).toBe(403)
     const deleted = await call("DELETE", `/api/v1/blog/posts/${draft}/attachments/${attachment.id}`, { as: reader })
     expect(deleted.status).toBe(403)

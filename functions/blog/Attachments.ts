@@ -273,6 +273,15 @@ export class Uploads extends Context.Service<
         const posts = yield* Posts
         const idempotency = yield* Idempotency
         const table = `${db.schema}.attachments`
+        /**
+         * `statement` (a write returning attachment rows) with their posts moved to a new version: a post shows its
+         * attachments, so a change to them is a change to the post (its ETag, and an If-Match on the old one, are stale).
+         */
+        const newVersion = (statement: string) =>
+          `WITH changed AS (${statement}),
+           bumped AS (UPDATE ${db.schema}.posts SET version = version + 1, updated_at = now()
+                      WHERE id IN (SELECT post_id FROM changed))
+           SELECT * FROM changed`
         const baseUrl = options.baseUrl.replace(/\/+$/, "")
         const view = (row: Row) => toAttachment(baseUrl, row)
 
@@ -333,11 +342,11 @@ export class Uploads extends Context.Service<
               }),
             )
             const [row] = yield* db.query<Row>(
-              `INSERT INTO ${table}
+              newVersion(`INSERT INTO ${table}
                  (id, post_id, filename, content_type, size, status, object_key, created_by, created_at, upload_expires_at)
                SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, now(), $8
                WHERE (SELECT count(*) FROM ${table} WHERE post_id = $2 AND status <> 'deleted') < $9
-               RETURNING ${COLUMNS}`,
+               RETURNING ${COLUMNS}`),
               [
                 id,
                 postId,
@@ -405,8 +414,8 @@ export class Uploads extends Context.Service<
           }
           const [ready] = yield* db
             .query<Row>(
-              `UPDATE ${table} SET status = 'ready', completed_at = now()
-               WHERE id = $1 AND status = 'pending' RETURNING ${COLUMNS}`,
+              newVersion(`UPDATE ${table} SET status = 'ready', completed_at = now()
+               WHERE id = $1 AND status = 'pending' RETURNING ${COLUMNS}`),
               [row.id],
             )
             .pipe(Effect.catchTag("DbError", unavailable))
@@ -420,7 +429,12 @@ export class Uploads extends Context.Service<
           // Marked deleted before its object goes: an upload through a URL still valid cannot bring it back unseen,
           // as the cleanup job deletes the object again once that URL has expired.
           yield* db
-            .query(`UPDATE ${table} SET status = 'deleted' WHERE id = $1`, [row.id])
+            .query(
+              newVersion(
+                `UPDATE ${table} SET status = 'deleted' WHERE id = $1 AND status <> 'deleted' RETURNING post_id`,
+              ),
+              [row.id],
+            )
             .pipe(Effect.catchTag("DbError", unavailable))
           yield* store.delete(row.object_key).pipe(
             Effect.catchTag("BlobStoreError", (error) =>
@@ -476,8 +490,8 @@ export class Uploads extends Context.Service<
         const BATCH = 100
         const cleanup = Effect.fn("Uploads.cleanup")(function* () {
           yield* db.query(
-            `UPDATE ${table} SET status = 'deleted'
-             WHERE status = 'pending' AND created_at < now() - make_interval(hours => $1)`,
+            newVersion(`UPDATE ${table} SET status = 'deleted'
+             WHERE status = 'pending' AND created_at < now() - make_interval(hours => $1) RETURNING post_id`),
             [PENDING_HOURS],
           )
           let removed = 0

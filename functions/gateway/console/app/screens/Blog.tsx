@@ -337,9 +337,8 @@ const Editor = ({
   const [saved, setSaved] = useState<Post | undefined>(undefined)
   const loaded = useLoad(async () => {
     setSaved(undefined)
-    // Never from the browser's cache: blog's ETag is the post's version, which an attachment's upload or removal does
-    // not change, so a revalidation (304) would show the attachments as they were.
-    return ok(api.GET("/api/v1/blog/posts/{id}", { params: { path: { id } }, cache: "no-store" }))
+    // Revalidated, not trusted from the cache: blog's ETag is the post's version (an attachment's change makes a new one).
+    return ok(api.GET("/api/v1/blog/posts/{id}", { params: { path: { id } }, cache: "no-cache" }))
   }, [id, round])
   const post = saved ?? loaded.data
   const heading = useRef<HTMLHeadingElement>(null)
