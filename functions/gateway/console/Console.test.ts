@@ -169,7 +169,7 @@ describe("the web console in a real browser", () => {
       // A screen they may not see, named in the address, shows the first one they may.
       await limited.page.goto(`${platform.url}/console#/users`)
       await limited.waitForText("main h1", "Billing")
-      await limited.shot("05-limited-user")
+      await limited.shot("10-limited-user")
       expect(limited.refusals.filter((r) => / 403$/.test(r))).toEqual([])
       expect(limited.problems).toEqual([])
     } finally {
