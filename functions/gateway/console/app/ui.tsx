@@ -94,13 +94,28 @@ export const useAction = <Args extends Array<unknown>>(action: (...args: Args) =
 export const usePages = (resetOn: ReadonlyArray<unknown>) => {
   const [stack, setStack] = useState<ReadonlyArray<string | undefined>>([undefined])
   useEffect(() => setStack([undefined]), resetOn)
+  const cursor = stack[stack.length - 1]
   return {
-    cursor: stack[stack.length - 1],
+    cursor,
+    /** The list request's query for the page shown: `limit` of them, from its cursor. */
+    query: (limit: number) => ({ limit: String(limit), ...(cursor ? { cursor } : {}) }),
     page: stack.length,
     next: (cursor: string) => setStack((s) => [...s, cursor]),
     previous: () => setStack((s) => (s.length > 1 ? s.slice(0, -1) : s)),
   }
 }
+
+/** A filter's choice of `options`, the first "Any" (empty: not filtered). */
+export const AnyOf = ({ name, options }: { readonly name: string; readonly options: ReadonlyArray<string> }) => (
+  <select name={name}>
+    <option value="">Any</option>
+    {options.map((option) => (
+      <option key={option} value={option}>
+        {option}
+      </option>
+    ))}
+  </select>
+)
 
 export const Pager = ({
   pages,

@@ -52,7 +52,7 @@ export const Audit = () => {
     () =>
       ok(
         api.GET("/api/v1/audit/events", {
-          params: { query: { limit: "25", ...filters, ...(pages.cursor ? { cursor: pages.cursor } : {}) } },
+          params: { query: { ...pages.query(25), ...filters } },
         }),
       ),
     [filters, pages.cursor],

@@ -6,6 +6,7 @@ import { useAccess } from "../access.ts"
 import { api } from "../session.ts"
 import type { Item } from "../types.ts"
 import {
+  AnyOf,
   Busy,
   Confirm,
   Field,
@@ -123,7 +124,7 @@ const Plans = () => {
     () =>
       ok(
         api.GET("/api/v1/billing/plans", {
-          params: { query: { limit: "25", ...(pages.cursor ? { cursor: pages.cursor } : {}) } },
+          params: { query: pages.query(25) },
         }),
       ),
     [pages.cursor],
@@ -262,14 +263,7 @@ const FilterForm = ({
       <input name="customerId" autocomplete="off" />
     </Field>
     <Field label="Status">
-      <select name="status">
-        <option value="">Any</option>
-        {statuses.map((s) => (
-          <option key={s} value={s}>
-            {s}
-          </option>
-        ))}
-      </select>
+      <AnyOf name="status" options={statuses} />
     </Field>
     <button type="submit">Filter</button>
   </form>
@@ -322,7 +316,7 @@ const Subscriptions = ({ all }: { readonly all: boolean }) => {
   const [filters, setFilters] = useState<Filters>({})
   const pages = usePages([filters, all])
   const list = useLoad(() => {
-    const query = { limit: "25", ...(pages.cursor ? { cursor: pages.cursor } : {}) }
+    const query = pages.query(25)
     return all
       ? ok(api.GET("/api/v1/billing/subscriptions", { params: { query: { ...query, ...(filters as object) } } }))
       : ok(api.GET("/api/v1/billing/subscriptions/me", { params: { query } }))
@@ -354,7 +348,7 @@ const Invoices = ({ all }: { readonly all: boolean }) => {
   const [filters, setFilters] = useState<Filters>({})
   const pages = usePages([filters, all])
   const list = useLoad(() => {
-    const query = { limit: "25", ...(pages.cursor ? { cursor: pages.cursor } : {}) }
+    const query = pages.query(25)
     return all
       ? ok(api.GET("/api/v1/billing/invoices", { params: { query: { ...query, ...(filters as object) } } }))
       : ok(api.GET("/api/v1/billing/invoices/me", { params: { query } }))

@@ -7,6 +7,7 @@ import { useAccess } from "../access.ts"
 import { api } from "../session.ts"
 import type { Answer, Item } from "../types.ts"
 import {
+  AnyOf,
   Busy,
   Confirm,
   Field,
@@ -418,7 +419,7 @@ export const Blog = () => {
       ok(
         api.GET("/api/v1/blog/me/posts", {
           params: {
-            query: { limit: "20", ...(status ? { status } : {}), ...(pages.cursor ? { cursor: pages.cursor } : {}) },
+            query: { ...pages.query(20), ...(status ? { status } : {}) },
           },
         }),
       ),
@@ -436,14 +437,7 @@ export const Blog = () => {
         })}
       >
         <Field label="Status">
-          <select name="status">
-            <option value="">Any</option>
-            {STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
+          <AnyOf name="status" options={STATUSES} />
         </Field>
         <button type="submit">Show</button>
       </form>

@@ -131,7 +131,7 @@ const RoleList = ({ version, changed }: { readonly version: number; readonly cha
     () =>
       ok(
         api.GET("/api/v1/roles", {
-          params: { query: { limit: "20", ...(pages.cursor ? { cursor: pages.cursor } : {}) } },
+          params: { query: pages.query(20) },
         }),
       ),
     [pages.cursor, version],

@@ -71,7 +71,7 @@ export const Users = () => {
       ok(
         api.GET("/api/v1/users", {
           params: {
-            query: { limit: "20", ...(email ? { email } : {}), ...(pages.cursor ? { cursor: pages.cursor } : {}) },
+            query: { ...pages.query(20), ...(email ? { email } : {}) },
           },
         }),
       ),
