@@ -151,7 +151,8 @@ export class OidcApi extends HttpApiGroup.make("oidc")
       .pipe(Route.open())
       .annotate(OpenApi.Summary, "Start signing in with an OpenID provider (redirects to it)"),
     // The provider's redirect: `code` and `state` (or `error`) in the query string, read as sent.
-    // Without returnTo the token response; with it a 303 to `<returnTo>#oidc_code=<one-time code>`.
+    // Without returnTo the token response; with it a 303 to `<returnTo>#oidc_code=<one-time code>`, or, refused once the
+    // attempt is known, to `<returnTo>#oidc_error=<the problem's detail>`.
     HttpApiEndpoint.get("callback", "/api/v1/auth/oidc/:provider/callback", {
       params: { provider: ProviderName },
       success: [TokenResponse, HttpApiSchema.Empty(303)],

@@ -79,17 +79,20 @@ export const OidcHttp = HttpApiBuilder.group(
             )
             .pipe(
               // A browser app asked to come back: the tokens wait under a one-time code in the fragment, which is
-              // never sent to a server nor in a Referer; otherwise the token response itself.
-              Effect.flatMap(({ tokens, returnTo }) =>
-                returnTo === undefined
-                  ? Effect.succeed(tokenResponse(tokens))
-                  : Effect.map(oidc.handOff(tokens), (code) =>
-                      HttpServerResponse.empty({
-                        status: 303,
-                        headers: { location: `${returnTo}#oidc_code=${code}`, "cache-control": "no-store" },
-                      }),
-                    ),
-              ),
+              // never sent to a server nor in a Referer (a refusal comes back there too, as its detail); otherwise
+              // the token response itself.
+              Effect.flatMap((outcome) => {
+                const back = (fragment: string) =>
+                  HttpServerResponse.empty({
+                    status: 303,
+                    headers: { location: `${outcome.returnTo}#${fragment}`, "cache-control": "no-store" },
+                  })
+                if ("refused" in outcome)
+                  return Effect.succeed(back(`oidc_error=${encodeURIComponent(outcome.refused)}`))
+                return outcome.returnTo === undefined
+                  ? Effect.succeed(tokenResponse(outcome.tokens))
+                  : Effect.map(oidc.handOff(outcome.tokens), (code) => back(`oidc_code=${code}`))
+              }),
               Effect.map((response) =>
                 HttpServerResponse.setHeader(response, "set-cookie", bindingCookie("", oidc.secureCookies, 0)),
               ),

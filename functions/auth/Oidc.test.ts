@@ -242,6 +242,41 @@ describe("auth: OIDC sign-in", () => {
       expect(problem.detail).toMatch(/unknown, used or expired/)
     })
 
+    it("a refusal once the attempt is known comes back to returnTo as #oidc_error=<detail>, never a page of JSON", async () => {
+      const started = async () => {
+        const res = await fetch(`${auth.url}/api/v1/auth/oidc/test/authorize?returnTo=%2Fconsole`, {
+          redirect: "manual",
+        })
+        expect(res.status).toBe(302)
+        const state = new URL(res.headers.get("location") ?? "").searchParams.get("state") ?? ""
+        return { state, cookie: (res.headers.get("set-cookie") ?? "").split(";")[0]! }
+      }
+      const back = (query: string, cookie: string) =>
+        fetch(`${auth.url}/api/v1/auth/oidc/test/callback?${query}`, { headers: { cookie }, redirect: "manual" })
+      // The provider refused (the user said no): the console is told why, and the attempt is used up.
+      const denied = await started()
+      const refused = await back(`error=access_denied&state=${denied.state}`, denied.cookie)
+      expect(refused.status).toBe(303)
+      const location = refused.headers.get("location") ?? ""
+      expect(location).toMatch(/^\/console#oidc_error=/)
+      expect(decodeURIComponent(location.split("#oidc_error=")[1]!)).toBe(
+        "the identity provider refused the sign-in (access_denied)",
+      )
+      const again = await back(`error=access_denied&state=${denied.state}`, denied.cookie)
+      expect(again.status).toBe(401)
+      // Brought back in another browser (no binding cookie): refused, and said at returnTo.
+      const elsewhere = await started()
+      const other = await back(`code=whatever&state=${elsewhere.state}`, "")
+      expect(other.status).toBe(303)
+      expect(decodeURIComponent(other.headers.get("location") ?? "")).toBe(
+        "/console#oidc_error=this sign-in was started in another browser; start again here",
+      )
+      // An unknown attempt has no returnTo to go back to: the problem itself.
+      const unknown = await back("code=whatever&state=nope", "")
+      expect(unknown.status).toBe(401)
+      expect(unknown.headers.get("content-type")).toBe("application/problem+json")
+    })
+
     it("keeps the path and query of returnTo", async () => {
       const res = await browserSignIn("/console/users?page=2")
       expect(res.status).toBe(303)

@@ -46,6 +46,11 @@ const HANDOFF_TTL_SECONDS = 60
 const digest = (value: string) => createHash("sha256").update(value).digest("base64url")
 const sameDigest = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
 
+/** How a provider's redirect back ended: a session, or (for a browser app's attempt) why not. */
+export type CallbackOutcome =
+  | { readonly tokens: TokenResponse; readonly returnTo: string | undefined }
+  | { readonly refused: string; readonly returnTo: string }
+
 const unknownAttempt = () =>
   new Unauthorized({ detail: "this sign-in attempt is unknown, used or expired; start again" })
 
@@ -71,7 +76,8 @@ export class OidcLogin extends Context.Service<
     readonly providers: ReadonlyArray<string>
     /**
      * Completes a sign-in from the provider's redirect (its query string) and starts a session; `returnTo` is the
-     * path the attempt was started with, if any.
+     * path the attempt was started with, if any. A browser app's attempt (with `returnTo`) that fails once known is
+     * answered as `refused` (the problem's detail), so the app can say why; any other failure is the error.
      */
     callback(
       provider: string,
@@ -79,7 +85,7 @@ export class OidcLogin extends Context.Service<
       binding: string | undefined,
       client: ClientInfo,
     ): Effect.Effect<
-      { readonly tokens: TokenResponse; readonly returnTo: string | undefined },
+      CallbackOutcome,
       NotFound | Unauthorized | Forbidden | Conflict | InvalidCredentials | ValidationFailed | ServiceUnavailable
     >
     /**
@@ -212,19 +218,47 @@ export class OidcLogin extends Context.Service<
         ) {
           const provider = yield* providerOf(name)
           const error = query.get("error")
-          if (error !== null) {
-            return yield* new Unauthorized({
-              detail: `the identity provider refused the sign-in (${error.replace(/[^\w.-]/g, "").slice(0, 64)})`,
+          const refusedByProvider = () =>
+            new Unauthorized({
+              detail: `the identity provider refused the sign-in (${(error ?? "").replace(/[^\w.-]/g, "").slice(0, 64)})`,
             })
-          }
           const state = query.get("state") ?? ""
           const stored =
             state === ""
               ? Option.none()
               : yield* cache.get(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
           const attempt = Option.flatMap(stored, decodeAttempt)
-          if (Option.isNone(attempt) || attempt.value.provider !== name) return yield* unknownAttempt()
-          if (binding === undefined || !sameDigest(digest(binding), attempt.value.binding)) {
+          if (Option.isNone(attempt) || attempt.value.provider !== name) {
+            return yield* error === null ? unknownAttempt() : refusedByProvider()
+          }
+          const { returnTo } = attempt.value
+          const completed = Effect.gen(function* () {
+            if (error !== null) {
+              yield* cache.delete(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
+              return yield* refusedByProvider()
+            }
+            return yield* complete(provider, name, query, state, attempt.value, binding, client)
+          })
+          if (returnTo === undefined) return { tokens: yield* completed, returnTo }
+          return yield* completed.pipe(
+            Effect.map((tokens): CallbackOutcome => ({ tokens, returnTo })),
+            Effect.catch((problem) =>
+              Effect.succeed<CallbackOutcome>({ refused: problem.detail ?? "the sign-in failed", returnTo }),
+            ),
+          )
+        })
+
+        /** The rest of a callback once its attempt is known: the binding, the code exchange, the account, a session. */
+        const complete = Effect.fn("OidcLogin.complete")(function* (
+          provider: OidcProvider,
+          name: string,
+          query: URLSearchParams,
+          state: string,
+          attempt: typeof Attempt.Type,
+          binding: string | undefined,
+          client: ClientInfo,
+        ) {
+          if (binding === undefined || !sameDigest(digest(binding), attempt.binding)) {
             return yield* new Unauthorized({ detail: "this sign-in was started in another browser; start again here" })
           }
           yield* cache.delete(`state:${state}`).pipe(Effect.catchTag("CacheError", cacheDown))
@@ -234,9 +268,9 @@ export class OidcLogin extends Context.Service<
           const tokens = yield* Effect.tryPromise({
             try: () =>
               oidc.authorizationCodeGrant(config, currentUrl, {
-                pkceCodeVerifier: attempt.value.verifier,
+                pkceCodeVerifier: attempt.verifier,
                 expectedState: state,
-                expectedNonce: attempt.value.nonce,
+                expectedNonce: attempt.nonce,
                 idTokenExpected: true,
               }),
             catch: (cause) => cause,
@@ -274,8 +308,7 @@ export class OidcLogin extends Context.Service<
                   sub: idToken.sub,
                 }
           const user = yield* accountOf(name, claims)
-          const session = yield* signIn.startSession(user, client, `oidc:${name}`)
-          return { tokens: session, returnTo: attempt.value.returnTo }
+          return yield* signIn.startSession(user, client, `oidc:${name}`)
         })
 
         const handoffDown = Problem.unavailable(

@@ -194,6 +194,33 @@ describe("the web console in a real browser", () => {
     }
   })
 
+  it("signs in with an OpenID provider that refuses: back at the console, the reason shows", async () => {
+    const denied = await openConsole(`${platform.url}/console`)
+    try {
+      // The provider answers the user's "no" (RFC 6749 §4.1.2.1): its authorization endpoint sends the browser back
+      // to the callback with `error` and the attempt's state.
+      await denied.page.setRequestInterception(true)
+      denied.page.on("request", (request) => {
+        const url = new URL(request.url())
+        if (url.origin !== op.issuer) return void request.continue()
+        const back = new URL(`${platform.url}/api/v1/auth/oidc/test/callback`)
+        back.search = new URLSearchParams({
+          error: "access_denied",
+          state: url.searchParams.get("state") ?? "",
+        }).toString()
+        void request.respond({ status: 302, headers: { location: back.href } })
+      })
+      await denied.clickText("a", "Sign in with test")
+      const reason = await denied.waitForText("[role=alert]", /./)
+      expect(reason).toContain("the identity provider refused the sign-in (access_denied)")
+      expect(denied.page.url()).toBe(`${platform.url}/console`)
+      await denied.page.waitForSelector("form[aria-label='Sign in']")
+      expect(denied.problems).toEqual([])
+    } finally {
+      await denied.close()
+    }
+  })
+
   it("works at 375 px wide: nothing wider than the screen", async () => {
     const narrow = await openConsole(`${platform.url}/console`, { width: 375 })
     try {

@@ -87,12 +87,17 @@ export const oidcSignInUrl = (provider: string) =>
 
 /**
  * The one-time code the provider's sign-in left in this page's fragment, if any: taken out of the address at once (it
- * must not stay in the history), then redeemed for tokens. Throws the API's problem (a reused or expired code).
+ * must not stay in the history), then redeemed for tokens. Throws the API's problem (a reused or expired code), or
+ * the reason the sign-in was refused (`#oidc_error=`).
  */
 export const finishOidcSignIn = async (): Promise<boolean> => {
-  const code = new URLSearchParams(location.hash.slice(1)).get("oidc_code")
-  if (code === null) return false
+  const fragment = new URLSearchParams(location.hash.slice(1))
+  const code = fragment.get("oidc_code")
+  const refused = fragment.get("oidc_error")
+  if (code === null && refused === null) return false
   history.replaceState(null, "", location.pathname + location.search)
+  // The sign-in failed once auth knew where to send the browser back: its reason (a problem's detail).
+  if (code === null) throw new Error(`Sign-in failed: ${refused}`)
   start(await ok(bare.POST("/api/v1/auth/oidc/exchange", { body: { code } })))
   notify()
   return true
