@@ -58,6 +58,20 @@ for (const [name, makeLayer] of implementations) {
       }),
     )
 
+    it.effect("take gets and deletes in one step: of 20 concurrent takes of a key exactly one gets it", () =>
+      Effect.gen(function* () {
+        const cache = yield* Cache
+        yield* cache.set("once", "secret", { ttlSeconds: 60 })
+        const taken = yield* Effect.all(
+          Array.from({ length: 20 }, () => cache.take("once")),
+          { concurrency: "unbounded" },
+        )
+        assert.deepStrictEqual(taken.filter(Option.isSome), [Option.some("secret")])
+        assert.deepStrictEqual(yield* cache.get("once"), Option.none())
+        assert.deepStrictEqual(yield* cache.take("never-set"), Option.none())
+      }),
+    )
+
     it.effect("an entry expires after its TTL; one without TTL stays", () =>
       Effect.gen(function* () {
         const cache = yield* Cache

@@ -15,6 +15,7 @@ import {
   Option,
   References,
   Schema,
+  Semaphore,
   Tracer,
 } from "effect"
 import type { Redis } from "ioredis"
@@ -55,6 +56,11 @@ export class Cache extends Context.Service<
     get(key: string): Effect.Effect<Option.Option<string>, CacheError>
     set(key: string, value: string, options?: CacheSetOptions): Effect.Effect<void, CacheError>
     delete(key: string): Effect.Effect<void, CacheError>
+    /**
+     * Gets and deletes in one step (Redis GETDEL): of concurrent takes of a key, exactly one gets its value (a
+     * one-time code redeemed once).
+     */
+    take(key: string): Effect.Effect<Option.Option<string>, CacheError>
     /**
      * Returns the cached value or runs `compute` once per key in this process, caches and returns its result
      * (a non-positive TTL is a defect).
@@ -317,6 +323,7 @@ interface Backend {
   get(key: string): Effect.Effect<string | undefined, CacheError>
   set(key: string, value: string, ttlMs: number | undefined): Effect.Effect<void, CacheError>
   delete(key: string): Effect.Effect<void, CacheError>
+  take(key: string): Effect.Effect<string | undefined, CacheError>
 }
 
 const lookups = Metric.counter("cache_lookups_total", { description: "Cache lookups by result", incremental: true })
@@ -356,6 +363,15 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
       yield* counted(impl.delete(full(key)))
     })
 
+    const take = Effect.fn(
+      "Cache.take",
+      span,
+    )(function* (key: string) {
+      const value = yield* counted(impl.take(full(key)))
+      yield* Metric.update(value === undefined ? miss : hit, 1)
+      return Option.fromUndefinedOr(value)
+    })
+
     const lookupOrCompute = <E, R>(key: string, ttlSeconds: number, compute: Effect.Effect<string, E, R>) =>
       Effect.gen(function* () {
         const cached = yield* get(key).pipe(Effect.catch(degraded(key, Option.none<string>())))
@@ -385,7 +401,7 @@ const make = (prefix: string, backend: "redis" | "memory", impl: Backend) =>
         return Effect.flatMap(Effect.forkIn(flights.get(flight), scope), Fiber.join) as Effect.Effect<string, E, R>
       }).pipe(Effect.withSpan("Cache.getOrSet", span))
 
-    return Cache.of({ get, set, delete: del, getOrSet })
+    return Cache.of({ get, set, delete: del, take, getOrSet })
   })
 
 // One getOrSet in flight: equal to any other of its key whatever it computes, so that concurrent getOrSets of a key
@@ -452,6 +468,7 @@ const withFallback = (redis: Backend, memory: Backend): Backend => ({
       memory.delete(key),
       Effect.catch(redis.delete(key), () => Effect.void),
     ),
+  take: (key) => Effect.catch(redis.take(key), () => memory.take(key)),
 })
 
 const redisBackend = (redis: Redis): Backend => ({
@@ -461,16 +478,23 @@ const redisBackend = (redis: Redis): Backend => ({
       guarded(redis, "SET", () => (ttlMs === undefined ? redis.set(key, value) : redis.set(key, value, "PX", ttlMs))),
     ),
   delete: (key) => Effect.asVoid(guarded(redis, "DEL", () => redis.del(key))),
+  take: (key) => guarded(redis, "GETDEL", () => redis.getdel(key)).pipe(Effect.map((value) => value ?? undefined)),
 })
 
-// This process's memory, a kernel store. No lock: a write is one step (the read-then-write counter and lease that
-// needed one are gone; rate limits count in shared/RateLimit.ts).
+// This process's memory, a kernel store. No lock for a write (one step); a take is a read then a delete, made one step
+// for other takes by a lock of its own.
 const memoryBackend = (maxEntries: number): Effect.Effect<Backend> =>
-  Effect.map(makeLocalStore<string, string>(maxEntries), (store) => ({
+  Effect.map(Effect.zip(makeLocalStore<string, string>(maxEntries), Semaphore.make(1)), ([store, taking]) => ({
     get: (key) => Effect.map(store.peek(key), (entry) => Option.getOrUndefined(entry)?.value),
     set: (key, value, ttlMs) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         store.set(key, value, ttlMs === undefined ? Number.POSITIVE_INFINITY : now + ttlMs),
       ),
     delete: (key) => store.invalidate(key),
+    take: (key) =>
+      taking.withPermits(1)(
+        Effect.flatMap(store.peek(key), (entry) =>
+          Effect.as(store.invalidate(key), Option.getOrUndefined(entry)?.value),
+        ),
+      ),
   }))

@@ -277,6 +277,13 @@ describe("auth: OIDC sign-in", () => {
       expect(unknown.headers.get("content-type")).toBe("application/problem+json")
     })
 
+    it("a code redeemed twice at once gives the tokens to one of the two", async () => {
+      const res = await browserSignIn("/console")
+      const code = /#oidc_code=(.+)$/.exec(res.headers.get("location") ?? "")?.[1] ?? ""
+      const answers = await Promise.all(Array.from({ length: 5 }, () => exchange(code)))
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 401, 401, 401, 401])
+    })
+
     it("keeps the path and query of returnTo", async () => {
       const res = await browserSignIn("/console/users?page=2")
       expect(res.status).toBe(303)

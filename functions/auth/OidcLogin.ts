@@ -328,11 +328,10 @@ export class OidcLogin extends Context.Service<
 
         const exchange = Effect.fn("OidcLogin.exchange")(function* (code: string) {
           const key = `code:${digest(code)}`
-          const stored = yield* cache.get(key).pipe(Effect.catchTag("CacheError", handoffDown))
+          // Taken (read and deleted in one step): of two redemptions of a code, even at once, one gets the tokens.
+          const stored = yield* cache.take(key).pipe(Effect.catchTag("CacheError", handoffDown))
           const tokens = Option.flatMap(stored, decodeTokens)
           if (Option.isNone(tokens)) return yield* unknownCode()
-          // Deleted before answering: a code that cannot be spent again is worth less to whoever sees it later.
-          yield* cache.delete(key).pipe(Effect.catchTag("CacheError", handoffDown))
           return tokens.value
         })
 
