@@ -21,6 +21,8 @@ import * as DevListings from "./DevListings.ts"
 import * as Docs from "./Docs.ts"
 import type { EdgeAuth } from "./EdgeAuth.ts"
 import { forwarding } from "./Forwarding.ts"
+import * as GraphQL from "./graphql/GraphQL.ts"
+import { GRAPHQL_PATH } from "./graphql/Path.ts"
 import { type Arrival, type HotRoute, makeHotPath } from "./HotPath.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import type { ProxyOptions } from "./ProxyOptions.ts"
@@ -40,12 +42,13 @@ import { Upstreams } from "./Upstreams.ts"
  * (the bulk: a known token, a cached permission, default limits) takes the hot path (`HotPath.ts`: the same steps as
  * plain callbacks, no fiber); the rest, and everything rare, this Effect path.
  */
-export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyServices> =>
+export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyServices | OpenApiDocument> =>
   Effect.gen(function* () {
     const trusted = trustedProxies(options.trustedProxies)
     const errors = yield* ErrorBus
     const admit = yield* admission
     const forward = yield* forwarding(trusted)
+    const graphql = yield* GraphQL.front(options)
     const context = yield* Effect.context<ProxyServices>()
     const settings = new Map<Route, RouteSettings>()
     const settingsFor = (route: Route) => {
@@ -68,6 +71,10 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     ) =>
       Effect.gen(function* () {
         const method = request.method ?? "GET"
+        if (path === GRAPHQL_PATH) {
+          cell.route = GRAPHQL_PATH
+          return yield* graphql(request, requestId, clientIp)
+        }
         const headers = request.headers as Record<string, string | undefined>
         const resolved = options.table.resolve(method, path)
         if (Cors.isPreflight(method, headers)) {
@@ -186,7 +193,8 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
       const url = request.url ?? "/"
       const q = url.indexOf("?")
       const path = q === -1 ? url : url.slice(0, q)
-      if (isOwnPath(path)) return false
+      // GraphQL is the gateway's own path but answered here, with the proxy's request context (GraphQL.ts says why).
+      if (path !== GRAPHQL_PATH && isOwnPath(path)) return false
       const started = performance.now()
       const header = request.headers["x-request-id"]
       const requestId = typeof header === "string" && isSaneId(header) ? header : randomUUID()
@@ -228,7 +236,7 @@ export type ProxyServices = Upstreams | EdgeAuth | Permissions | RateLimits
 
 /**
  * The gateway's own routes: `/openapi.json`, `/docs`, `/readyz/upstreams`, the mails' `/verify-email` and
- * `/reset-password` pages (the proxy takes every other path).
+ * `/reset-password` pages (the proxy takes every other path, and `/graphql`).
  */
 export const HttpLive = (console: ConsoleOptions) =>
   Layer.mergeAll(

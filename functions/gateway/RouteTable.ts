@@ -3,6 +3,7 @@ import { DEV_ERRORS_PATH } from "../../shared/ErrorBus.ts"
 import type { ModuleManifest, RouteSpec } from "../../shared/Module.ts"
 import * as AccountPages from "./AccountPages.ts"
 import { isConsolePath } from "./console/Console.ts"
+import { GRAPHQL_PATH } from "./graphql/Path.ts"
 
 /** What a route needs of the caller: nothing, a valid access token, or a token plus a permission. */
 export type RouteAuth = RouteSpec["auth"]
@@ -74,6 +75,7 @@ const OWN_PATHS = new Set([
   "/openapi.json",
   "/readyz/upstreams",
   "/docs",
+  GRAPHQL_PATH,
   ...AccountPages.OWN_PATHS,
   // The platform's recent error reports and its dev mailboxes, merged (development only; in production nothing answers
   // them: 404).
@@ -82,8 +84,8 @@ const OWN_PATHS = new Set([
 ])
 
 /**
- * True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference, the pages the
- * verification and reset mails link to).
+ * True for a path the gateway serves itself (health, metrics, the merged OpenAPI, the API reference, GraphQL, the pages
+ * the verification and reset mails link to).
  */
 export const isOwnPath = (path: string) => OWN_PATHS.has(path) || path.startsWith("/docs/") || isConsolePath(path)
 
