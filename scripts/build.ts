@@ -170,7 +170,8 @@ export const buildOne = async (name: string, options: BuildOptions = {}): Promis
         // grpc-js requires it only to serve channelz/ORCA, from .proto files that a bundle does not carry anyway.
         // esbuild: a function running from source bundles its browser application (shared/BrowserBundle.ts) with it; a
         // bundle carries that application prebuilt and never loads it.
-        external: ["pino-pretty", "@grpc/proto-loader", "esbuild"],
+        // @graphql-yoga/render-graphiql (9 MB): the gateway serves GraphiQL in development only, never from a bundle.
+        external: ["pino-pretty", "@grpc/proto-loader", "esbuild", "@graphql-yoga/render-graphiql"],
         plugins: [builtinsViaRequire, withoutApiDocUis, nativeAddons(outdir)],
         metafile: true,
         logLevel: "silent",

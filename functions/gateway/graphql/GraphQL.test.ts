@@ -3,6 +3,7 @@ import { ClientError, GraphQLClient } from "graphql-request"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../../../e2e/testing/npmStart.ts"
 import { freshEmail, PASSWORD, signUp } from "../console/testing/accounts.ts"
+import { openConsole } from "../console/testing/browser.ts"
 import { LIMITS } from "./Server.ts"
 
 // POST /graphql against `npm start` (the embedded platform) with a real GraphQL client: every field goes through the
@@ -237,6 +238,25 @@ describe("POST /graphql", () => {
     const partial = await refusal(client(member.token).request(`{ meGet { id } auditList { items { id } } }`))
     expect(partial.errors[0]).toMatchObject({ path: ["auditList"], extensions: { code: "forbidden" } })
   })
+
+  it("GraphiQL runs offline in a real browser: nothing from another origin, no CSP violation, a query answered", async () => {
+    const browser = await openConsole(`${platform.url}/graphql`)
+    try {
+      const elsewhere: Array<string> = []
+      browser.page.on("request", (request) => {
+        const url = new URL(request.url())
+        if (url.protocol.startsWith("http") && url.origin !== platform.url) elsewhere.push(url.href)
+      })
+      await browser.page.waitForSelector(".graphiql-container", { timeout: 20_000 })
+      // Run the default query (no token: `meGet` answers unauthorized, from this origin, in the result pane).
+      await browser.page.click(".graphiql-execute-button")
+      await browser.page.waitForFunction("document.body.innerText.includes('unauthorized')", { timeout: 20_000 })
+      expect(elsewhere).toEqual([])
+      expect(browser.problems).toEqual([])
+    } finally {
+      await browser.close()
+    }
+  }, 60_000)
 
   it("is the schema of the document the gateway serves (no drift), and serves GraphiQL in development", async () => {
     const served = (await (await fetch(`${platform.url}/openapi.json`)).json()) as {

@@ -16,17 +16,17 @@ const JSON_HEADERS = {
   "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
 }
 
-// Yoga's GraphiQL page (development only): an inline bootstrap script, its bundle, styles and fonts from unpkg.com,
+// The GraphiQL page (development only): its script and styles are in the page (@graphql-yoga/render-graphiql, no CDN),
 // its editor's workers from blob: URLs; requests to this origin only.
 const GRAPHIQL_HEADERS = {
   "cache-control": "no-store",
   "x-content-type-options": "nosniff",
   "content-security-policy": [
     "default-src 'self'",
-    "script-src 'self' 'unsafe-inline' https://unpkg.com",
-    "style-src 'self' 'unsafe-inline' https://unpkg.com",
-    "font-src 'self' data: https://unpkg.com",
-    "img-src 'self' data: https://raw.githubusercontent.com",
+    "script-src 'self' 'unsafe-inline'",
+    "style-src 'self' 'unsafe-inline'",
+    "font-src 'self' data:",
+    "img-src 'self' data:",
     "worker-src 'self' blob:",
     "connect-src 'self'",
     "frame-ancestors 'none'",
@@ -77,9 +77,12 @@ export const front = (options: ProxyOptions) =>
       )
     // Yoga, graphql-js and graphql-armor are loaded by the first GraphQL request: the edge starts without them.
     const server = yield* Effect.cached(
-      Effect.promise(() => import("./Server.ts")).pipe(
-        Effect.map((m) => ({ yoga: m.make({ development: options.development, unexpected }), schemaOf: m.schemas() })),
-      ),
+      Effect.promise(async () => {
+        const m = await import("./Server.ts")
+        // GraphiQL (9 MB, inline) only where it is served: a bundle leaves it out (scripts/build.ts).
+        const graphiql = options.development ? (await import("./GraphiQL.js")).renderGraphiQL : undefined
+        return { yoga: m.make({ development: options.development, unexpected, graphiql }), schemaOf: m.schemas() }
+      }),
     )
     const methods = options.development ? ["GET", "POST"] : ["POST"]
 

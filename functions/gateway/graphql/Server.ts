@@ -1,7 +1,7 @@
 import { GraphQLError, type GraphQLSchema, type ValidationContext } from "graphql/index.js"
 import { GRAPHQL_PATH } from "./Path.ts"
 import { type FieldContext, schemaOf } from "./Schema.ts"
-import { createYoga, EnvelopArmorPlugin, maskError } from "./Yoga.js"
+import { createYoga, EnvelopArmorPlugin, type GraphiQLOptions, maskError } from "./Yoga.js"
 
 /** What one GraphQL request may ask for; past any of them it is refused before a field runs (400). */
 export const LIMITS = {
@@ -64,14 +64,20 @@ export interface RequestContext extends FieldContext {
  */
 export const make = (options: {
   readonly development: boolean
+  /** Renders GraphiQL (GraphiQL.js, loaded in development only); without it there is no GraphiQL. */
+  readonly graphiql?: (options?: GraphiQLOptions) => string
   /** Told of an error that is not a field's problem (a defect, an answer that does not fit its type): it is masked. */
   readonly unexpected: (error: unknown) => void
 }) =>
   createYoga<RequestContext>({
     schema: (context) => context.schema,
     graphqlEndpoint: GRAPHQL_PATH,
-    // Yoga's GraphiQL page loads its scripts from unpkg.com (no offline build is installed): development only.
-    graphiql: options.development ? { title: "Platform API (GraphQL)", defaultQuery: "{ meGet { id email } }" } : false,
+    // GraphiQL from this process (no CDN), development only.
+    graphiql:
+      options.development && options.graphiql !== undefined
+        ? { title: "Platform API (GraphQL)", defaultQuery: "{ meGet { id email } }" }
+        : false,
+    ...(options.graphiql === undefined ? {} : { renderGraphiQL: options.graphiql }),
     landingPage: false,
     multipart: false,
     batching: false,

@@ -8,10 +8,17 @@ export interface YogaServer<Context> {
 
 export type MaskError = (error: unknown, message: string, isDev?: boolean) => Error
 
+export interface GraphiQLOptions {
+  readonly title?: string
+  readonly defaultQuery?: string
+}
+
 export interface YogaOptions<Context> {
   readonly schema: (context: Context) => GraphQLSchema
   readonly graphqlEndpoint: string
-  readonly graphiql: false | { readonly title?: string; readonly defaultQuery?: string }
+  readonly graphiql: false | GraphiQLOptions
+  /** The GraphiQL page (Yoga's default loads it from unpkg.com). */
+  readonly renderGraphiQL?: (options?: GraphiQLOptions) => string
   readonly landingPage: boolean
   readonly multipart: boolean
   readonly batching: boolean
