@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process"
-import { copyFileSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
@@ -29,11 +29,13 @@ describe("npm run new:function", () => {
       .map((line) => line.slice(3))
       // The clone's node_modules are symlinks to this checkout's (no install): not changes.
       .filter((path) => path !== "node_modules" && path !== "client/node_modules")
-    // Outside its folder: the registry, and the typed client (its routes are in the platform's document).
+    // Outside its folder: the registry, the typed client (its routes are in the platform's document) and the compose
+    // services (rendered from the plan).
     expect(changed.filter((path) => !path.startsWith(`functions/${NAME}/`)).sort()).toEqual([
       "client/openapi.json",
       "client/openapi.ts",
       "functions/registry.ts",
+      "infra/docker-compose.functions.yml",
     ])
     expect(changed).toContain(`functions/${NAME}/module.ts`)
 
@@ -56,5 +58,13 @@ describe("npm run new:function", () => {
       env: { ...process.env, SKIP_INFRA: "1", NO_COLOR: "1", FORCE_COLOR: "0" },
     })
     expect(current).toMatch(/Tests\s+1 passed/)
+    // So is the compose file: the new function has its service.
+    const composed = execFileSync(
+      "npx",
+      ["vitest", "run", "infra/compose.test.ts", "-t", "is what scripts/compose.ts renders", "--reporter=dot"],
+      { cwd: clone, encoding: "utf8", env: { ...process.env, SKIP_INFRA: "1", NO_COLOR: "1", FORCE_COLOR: "0" } },
+    )
+    expect(composed).toMatch(/Tests\s+1 passed/)
+    expect(readFileSync(join(clone, "infra/docker-compose.functions.yml"), "utf8")).toContain(`  ${NAME}:`)
   }, 300_000)
 })

@@ -2,7 +2,7 @@
 // the next free HTTP port, an HTTP contract whose one route declares who may call it, its handler over its own table
 // (a migration), its app definition, container and Lambda entries, and a test against the real Postgres. Then the
 // registry is regenerated, so npm start, the gateway, bundles, images and deploy plans all pick it up, and the typed
-// client (client/) with its routes. No other file changes; infra/new-function.test.ts proves it in a temporary clone.
+// client (client/) with its routes, and Docker Compose's functions profile. No other file changes; infra/new-function.test.ts proves it in a temporary clone.
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -269,5 +269,7 @@ if (import.meta.main) {
   run("npm", ["run", "--silent", "registry"])
   // Its routes join the platform's document: the typed client (client/) is generated again.
   run("npm", ["run", "--silent", "client"])
+  // It runs in Docker Compose's `functions` profile too (infra/docker-compose.functions.yml, rendered from the plan).
+  run("npm", ["run", "--silent", "compose:render"])
   console.log(`functions/${name}: HTTP on ${port}. Try: npx vitest run functions/${name}; npm start`)
 }
