@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Stop the local test infrastructure started by infra/up.sh. Idempotent.
 #
-#   bash infra/down.sh [--purge] [postgres|redis|kafka|s3|stripe ...]   (default: all)
+#   bash infra/down.sh [--purge] [postgres|redis|kafka|s3|stripe|etcd ...]   (default: all)
 #
 # Cached downloads (Kafka jars, Maven repo, moto virtualenv, stripe-mock binary) are kept. --purge also
-# deletes the servers' data (PostgreSQL cluster, Kafka log dirs, Redis dir) so the
+# deletes the servers' data (PostgreSQL cluster, Kafka log dirs, Redis dir, etcd data) so the
 # next infra/up.sh starts from empty stores.
 set -euo pipefail
 
@@ -87,4 +87,10 @@ fi
 
 if wants stripe; then
   stop_service stripe "$spid" "$STRIPE_MOCK_PID" 10
+fi
+
+if wants etcd; then
+  epid="$(etcd_pid || true)"
+  stop_service etcd "$epid" "$ETCD_PID" 10
+  [ -z "$purge" ] || { rm -rf "$ETCD_DATA"; line etcd "data purged"; }
 fi

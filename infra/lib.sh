@@ -9,7 +9,7 @@ INFRA_DIR="${INFRA_DIR:-$REPO_ROOT/.infra}"
 case "$INFRA_DIR" in /*) ;; *) INFRA_DIR="$PWD/$INFRA_DIR" ;; esac
 ENV_FILE="${ENV_FILE:-$REPO_ROOT/.env.test}"
 
-ALL_SERVICES=(postgres redis kafka s3 stripe)
+ALL_SERVICES=(postgres redis kafka s3 stripe etcd)
 
 # Ports: loopback only, deliberately not the defaults (5432, 6379, 9092, 5000).
 PG_PORT="${PG_PORT:-55432}"
@@ -19,6 +19,9 @@ KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-59093}"
 S3_PORT="${S3_PORT:-59000}"
 # stripe-mock serves plain HTTP only here (its default is 12111 HTTP + 12112 HTTPS).
 STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-52111}"
+# etcd (the service registry's tests): client and peer ports (its defaults are 2379 and 2380).
+ETCD_PORT="${ETCD_PORT:-52379}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-52380}"
 
 PG_DB="${PG_DB:-platform}"
 S3_BUCKET="${S3_BUCKET:-platform-test}"
@@ -70,6 +73,12 @@ STRIPE_DIR="$INFRA_DIR/stripe-mock"
 STRIPE_MOCK_BIN="$STRIPE_DIR/bin-$STRIPE_MOCK_VERSION/stripe-mock"
 STRIPE_MOCK_PID="$STRIPE_DIR/stripe-mock.pid"
 STRIPE_MOCK_LOG="$STRIPE_DIR/stripe-mock.log"
+# Debian's etcd-server package (3.4) installs the binary here.
+ETCD_BIN="${ETCD_BIN:-/usr/bin/etcd}"
+ETCD_DIR="$INFRA_DIR/etcd"
+ETCD_DATA="$ETCD_DIR/data"
+ETCD_PID="$ETCD_DIR/etcd.pid"
+ETCD_LOG="$ETCD_DIR/etcd.log"
 
 # ---------------------------------------------------------------- helpers
 
@@ -157,6 +166,7 @@ orphans() {
     kafka) managed="$(kafka_pid || true)" regex='(^|/)java$' arg="$KAFKA_CONF" ;;
     s3) managed="$(moto_pid || true)" regex='(^|/)python[0-9.]*$' arg="$VENV/bin/moto_server" ;;
     stripe) managed="$(stripe_mock_pid || true)" regex='(^|/)stripe-mock$' arg="$STRIPE_MOCK_BIN" ;;
+    etcd) managed="$(etcd_pid || true)" regex='(^|/)etcd$' arg="--data-dir=$ETCD_DATA" ;;
     *) return 0 ;;
   esac
   for p in $(our_procs "$regex" "$arg"); do [ "$p" = "$managed" ] || echo "$p"; done
@@ -210,6 +220,12 @@ redis_ping() {
 kafka_pid() { managed_pid "$KAFKA_PID" "$KAFKA_CONF"; }
 moto_pid() { managed_pid "$MOTO_PID" "moto_server -H 127.0.0.1 -p $S3_PORT"; }
 stripe_mock_pid() { managed_pid "$STRIPE_MOCK_PID" "$STRIPE_MOCK_BIN -http-addr 127.0.0.1:$STRIPE_MOCK_PORT"; }
+etcd_pid() { managed_pid "$ETCD_PID" "--data-dir=$ETCD_DATA"; }
+
+# etcd_ready: etcd answers its health endpoint with a healthy cluster.
+etcd_ready() {
+  curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
+}
 
 # stripe_mock_ready: stripe-mock answers an authenticated API call (its fixtures are loaded).
 stripe_mock_ready() {

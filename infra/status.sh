@@ -2,7 +2,7 @@
 # Print which local test servers (started by infra/up.sh) are up.
 # Exit status 0 when all requested services are up, 1 otherwise.
 #
-#   bash infra/status.sh [postgres|redis|kafka|s3|stripe ...]   (default: all)
+#   bash infra/status.sh [postgres|redis|kafka|s3|stripe|etcd ...]   (default: all)
 set -euo pipefail
 
 # shellcheck source=infra/lib.sh
@@ -36,5 +36,10 @@ if wants stripe; then
   if pid="$(stripe_mock_pid)" && port_open "$STRIPE_MOCK_PORT"; then
     show stripe 1 "127.0.0.1:$STRIPE_MOCK_PORT pid $pid"
   else show stripe 0 "127.0.0.1:$STRIPE_MOCK_PORT"; fi
+fi
+if wants etcd; then
+  if pid="$(etcd_pid)" && etcd_ready; then
+    show etcd 1 "127.0.0.1:$ETCD_PORT pid $pid"
+  else show etcd 0 "127.0.0.1:$ETCD_PORT"; fi
 fi
 exit "$down"

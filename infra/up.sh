@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start the local test infrastructure (PostgreSQL 15, Redis, Kafka 4 in KRaft mode,
-# moto S3, stripe-mock) on loopback, non-default ports, and write .env.test for the tests.
+# moto S3, stripe-mock, etcd) on loopback, non-default ports, and write .env.test for the tests.
 #
-#   bash infra/up.sh [postgres|redis|kafka|s3|stripe ...]   (default: all)
+#   bash infra/up.sh [postgres|redis|kafka|s3|stripe|etcd ...]   (default: all)
 #
 # Idempotent: servers already running are left alone. Downloads (Kafka jars, the
 # moto virtualenv, the stripe-mock binary) are cached under $INFRA_DIR (default .infra/). Missing system
@@ -59,6 +59,7 @@ ensure_system_packages() {
     command -v java >/dev/null || need+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || need+=(maven)
   fi
+  if wants etcd && ! [ -x "$ETCD_BIN" ]; then need+=(etcd-server); fi
   if wants s3 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     need+=(python3 python3-venv)
   fi
@@ -465,6 +466,35 @@ up_stripe() {
   ready stripe "ready on 127.0.0.1:$STRIPE_MOCK_PORT (stripe-mock $STRIPE_MOCK_VERSION, pid $pid) ($(elapsed "$t"))"
 }
 
+# ---------------------------------------------------------------- etcd (the service registry's tests)
+
+up_etcd() {
+  local t="$EPOCHREALTIME" pid
+  mkdir -p "$ETCD_DIR"
+  stop_orphans etcd "$ETCD_PID" "$ETCD_PORT"
+  if pid="$(etcd_pid)"; then
+    wait_for etcd 30 "$ETCD_LOG" "$pid" etcd_ready
+    ready etcd "already running on 127.0.0.1:$ETCD_PORT (pid $pid)"
+    return
+  fi
+  port_open "$ETCD_PORT" && fail etcd "port $ETCD_PORT is already used by another program"
+  port_open "$ETCD_PEER_PORT" && fail etcd "peer port $ETCD_PEER_PORT is already used by another program"
+  : >"$ETCD_LOG"
+  # One member on loopback; its data under $INFRA_DIR (kept across restarts, like the other servers').
+  # shellcheck disable=SC2016
+  setsid bash -c "$CLOSE_FDS"'echo $$ >"$0"; exec "$@"' "$ETCD_PID" \
+    "$ETCD_BIN" --name infra --data-dir="$ETCD_DATA" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "infra=http://127.0.0.1:$ETCD_PEER_PORT" \
+    </dev/null >>"$ETCD_LOG" 2>&1 9>&- &
+  local i
+  for ((i = 0; i < 50; i++)); do pid="$(etcd_pid)" && break; sleep 0.1; done
+  [ -n "$pid" ] || fail etcd "etcd did not start" "$ETCD_LOG"
+  wait_for etcd 30 "$ETCD_LOG" "$pid" etcd_ready
+  ready etcd "ready on 127.0.0.1:$ETCD_PORT ($("$ETCD_BIN" --version | head -n1), pid $pid) ($(elapsed "$t"))"
+}
+
 # ---------------------------------------------------------------- env file
 
 write_env() {
@@ -482,6 +512,7 @@ AWS_REGION=$S3_REGION
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 STRIPE_API_BASE=http://127.0.0.1:$STRIPE_MOCK_PORT
+ETCD_ENDPOINTS=http://127.0.0.1:$ETCD_PORT
 EOF
   chmod 644 "$tmp"
   mv -f "$tmp" "$ENV_FILE"
