@@ -14,6 +14,10 @@ import { isIP } from "node:net"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { type FunctionPlan, functionSettings, plainSettings, plan } from "../infra/deploy.ts"
+import { grpcServiceName, httpServiceName } from "../shared/KubernetesNames.ts"
+
+// The Services' names are the kubernetes service registry's too (SERVICE_REGISTRY=kubernetes): said once, there.
+export { grpcServiceName, httpServiceName }
 
 // ---------------------------------------------------------------- a small YAML writer
 
@@ -102,7 +106,6 @@ const PART_OF = "platform"
 const SHARED_CONFIG = "platform-config"
 export const secretName = (fn: string) => `${fn}-secrets`
 export const configName = (fn: string) => `${fn}-config`
-export const grpcServiceName = (fn: string) => `${fn}-grpc`
 
 /**
  * Egress every function may need towards the data stores, by the setting that points at them (default ports): a
@@ -128,7 +131,7 @@ export const portsReached = (from: FunctionPlan, to: string): Array<number> =>
 /** A peer's address in the cluster: HTTP through the Service, gRPC through the headless Service (round_robin). */
 export const peerValue = (peer: FunctionPlan["peers"][number], namespace: string) =>
   peer.http
-    ? `http://${peer.dependency}.${namespace}.svc:${peer.port}${peer.path}`
+    ? `http://${httpServiceName(peer.dependency)}.${namespace}.svc:${peer.port}${peer.path}`
     : `dns:///${grpcServiceName(peer.dependency)}.${namespace}.svc.cluster.local:${peer.port}`
 
 const deployment = (p: FunctionPlan, o: RenderOptions, hasOwnConfig: boolean): Node => {
@@ -284,7 +287,7 @@ const functionDocs = (p: FunctionPlan, all: ReadonlyArray<FunctionPlan>, o: Rend
   {
     apiVersion: "v1",
     kind: "Service",
-    metadata: meta(p.name, o),
+    metadata: meta(httpServiceName(p.name), o, p.name),
     spec: {
       type: "ClusterIP",
       selector: selector(p.name),
@@ -344,7 +347,7 @@ const functionDocs = (p: FunctionPlan, all: ReadonlyArray<FunctionPlan>, o: Rend
                     {
                       path: "/",
                       pathType: "Prefix",
-                      backend: { service: { name: p.name, port: { number: p.ports.http } } },
+                      backend: { service: { name: httpServiceName(p.name), port: { number: p.ports.http } } },
                     },
                   ],
                 },

@@ -4,6 +4,7 @@ import { type DbOptions, DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, SQL_IDE
 import * as ErrorBus from "./ErrorBus.ts"
 import { grpcUrlKey, type ModuleManifest } from "./Module.ts"
 import * as ServiceIdentity from "./ServiceIdentity.ts"
+import * as ServiceRegistry from "./ServiceRegistry.ts"
 import { entryProblem } from "./TrustedProxies.ts"
 
 /** Raised at start when one or more configuration keys are missing or invalid; lists every problem at once. */
@@ -65,7 +66,11 @@ export const developmentDefaults = (values: Record<string, unknown>): Array<stri
 
 // "SchemaError(Expected string at ["DATABASE_URL"])" -> "DATABASE_URL: missing"; values are never echoed (secrets).
 const describe = (error: Config.ConfigError): string => {
-  const text = error.message.replace(/\s+/g, " ").trim()
+  // A key's own refusal (`ConfigProvider.SourceError`, e.g. the registry's namespace) is said as it is.
+  const text = error.message
+    .replace(/\s+/g, " ")
+    .trim()
+    .replace(/^SourceError: /, "")
   const match = /^SchemaError\((.*) at \["(.+?)"\]\)$/.exec(text)
   if (!match) return text
   const [, expected = "", key = ""] = match
@@ -175,16 +180,22 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   ...ServiceIdentity.config(),
   /** SENTRY_DSN and the rest of the error bus's keys (docs/errors.md). */
   ...ErrorBus.config(),
+  /** `SERVICE_REGISTRY` (static, kubernetes, etcd) and its keys: where the other functions are found. */
+  serviceRegistry: ServiceRegistry.config,
 })
 
 /**
- * The gRPC address of a function this one depends on: `<NAME>_GRPC_URL`, default `localhost:<its manifest port>`
- * (the port is said once, in that function's manifest).
+ * The gRPC address of a function this one depends on, as the service registry finds it (`SERVICE_REGISTRY`): static
+ * reads `<NAME>_GRPC_URL`, default `localhost:<its manifest port>` (the port is said once, in that function's
+ * manifest); kubernetes names its headless Service (`dns:///`), etcd its live instances (`etcd://`).
  */
 export const grpcAddress = (name: string, manifests: ReadonlyArray<Pick<ModuleManifest, "name" | "ports">>) => {
   const port = manifests.find((m) => m.name === name)?.ports.grpc
   if (port === undefined) throw new Error(`no function ${name} with a gRPC port in the registry`)
-  return Config.String(grpcUrlKey(name)).pipe(Config.withDefault(`localhost:${port}`))
+  const configured = Config.String(grpcUrlKey(name)).pipe(Config.withDefault(`localhost:${port}`))
+  return ServiceRegistry.config.pipe(
+    Config.flatMap((settings) => ServiceRegistry.grpcAddressOf(settings, name, port, configured)),
+  )
 }
 
 /**

@@ -9,6 +9,7 @@ import { retentionMigrations } from "./KernelMigrations.ts"
 import type { ModuleDeclaration, RouteSpec } from "./Module.ts"
 import * as Retention from "./Retention.ts"
 import * as Server from "./Server.ts"
+import { announce, type RegistrySettings } from "./ServiceRegistry.ts"
 
 /** Where a function runs: a long-lived container (servers and background work) or a Lambda invocation (HTTP only). */
 export type Runtime = "container" | "lambda"
@@ -138,6 +139,7 @@ export const define = <C extends ServersConfig, R, S, RC = never, RU = never, RJ
   const layer = (config: C, standIns?: Layer.Layer<any, any, any>) => {
     const dev = development(config)
     const served = servers(http, {
+      name: definition.manifest.name,
       api,
       config,
       declared: routes,
@@ -185,10 +187,14 @@ export interface ServersConfig extends ErrorBus.FunctionErrorConfig {
   readonly maxBodyBytes: number
   readonly shutdownTimeoutMs: number
   readonly trustedProxies: ReadonlyArray<string>
+  /** Where the functions are found (`Config.base`); with etcd the instance registers itself once it listens. */
+  readonly serviceRegistry?: RegistrySettings
 }
 
 /** What `servers` needs besides the routes. */
 interface ServersOptions {
+  /** The function's name, as it registers itself (etcd). */
+  readonly name: string
   readonly api: Server.ApiLike
   readonly config: ServersConfig
   /** Its contract's routes with their declarations: each is enforced as declared (`Server.guarded`). */
@@ -201,9 +207,22 @@ interface ServersOptions {
 /**
  * A container's servers, the same in every function: HTTP with the kernel's middleware on `HTTP_PORT`, every route
  * enforced as declared, then, when the function has a Grpc.ts module, gRPC on `GRPC_PORT` with its services, imported
- * only once HTTP listens. A function with gRPC must have a gRPC port (no random port by omission).
+ * only once HTTP listens. A function with gRPC must have a gRPC port (no random port by omission). With the etcd
+ * registry the instance registers itself once both listen, and deregisters before they stop accepting.
  */
 const servers = (routes: Layer.Layer<never, unknown, unknown>, options: ServersOptions) => {
+  const listening = listeners(routes, options)
+  const { config } = options
+  if (config.serviceRegistry === undefined) return listening
+  const registered = announce(config.serviceRegistry, {
+    name: options.name,
+    httpPort: config.httpPort,
+    grpcPort: options.grpc === undefined ? undefined : config.grpcPort,
+  })
+  return Layer.merge(listening, registered.pipe(Layer.provide(listening)))
+}
+
+const listeners = (routes: Layer.Layer<never, unknown, unknown>, options: ServersOptions) => {
   const { config } = options
   const served = Server.serve(Server.guarded(routes, options.declared), {
     api: options.api,

@@ -15,7 +15,7 @@ export interface ClientConstructor<D extends Grpc.ServiceDefinition> {
 
 /** Where a client connects and how it behaves by default. */
 export interface GrpcClientOptions {
-  /** `host:port` of the service (from the service registry). */
+  /** `host:port`, `dns:///host:port` or `etcd://…/name` of the service (from the service registry). */
   readonly address: string
   /** The function serving it (the audience of the service token); default: the proto package's first segment. */
   readonly callee?: string
@@ -87,6 +87,10 @@ export const make = <D extends Grpc.ServiceDefinition>(
 ): Effect.Effect<GrpcClient<D>, never, Scope.Scope | ServiceIdentity> =>
   Effect.gen(function* () {
     const identity = yield* ServiceIdentity
+    // An `etcd://` address (SERVICE_REGISTRY=etcd) needs its resolver registered with grpc-js before the channel.
+    if (options.address.startsWith("etcd:")) {
+      yield* Effect.promise(() => import("./EtcdResolver.ts").then((resolver) => resolver.install()))
+    }
     const client = yield* Effect.acquireRelease(
       Effect.sync(
         () =>

@@ -117,7 +117,9 @@ export const ServicesLive = (
       },
     }),
   ).pipe(
-    Layer.provideMerge(ServiceRegistry.layerStatic(config.upstreamUrls)),
+    Layer.provideMerge(
+      ServiceRegistry.layer(config.serviceRegistry, upstreamManifests(manifests), config.upstreamUrls),
+    ),
     Layer.merge(
       EdgeAuth.layer.pipe(
         Layer.provideMerge(

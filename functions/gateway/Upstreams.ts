@@ -1,6 +1,6 @@
 import { type Readable, Transform } from "node:stream"
 import { Context, Effect, Layer, Metric, Option, Schema } from "effect"
-import type { Pool } from "undici"
+import type { BalancedPool, Pool } from "undici"
 import { CircuitBreaker, type CircuitState } from "./CircuitBreaker.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 
@@ -47,6 +47,12 @@ export type UpstreamFailure = UpstreamUnavailable | UpstreamTimeout | BodyTooLar
 
 /** True for a failure of `forwardNow` (an answer has no tag). */
 export const isFailure = (outcome: UpstreamResponse | UpstreamFailure): outcome is UpstreamFailure => "_tag" in outcome
+
+/** undici's pool classes, loaded once (`warm`). */
+type Undici = {
+  readonly Pool: typeof import("undici").Pool
+  readonly BalancedPool: typeof import("undici").BalancedPool
+}
 
 /** Methods safe to send twice (RFC 9110 §9.2.2). */
 export const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"])
@@ -141,18 +147,26 @@ export class Upstreams extends Context.Service<
         // A request that comes before `warm` finished waits for the same import.
         // undici is CommonJS: Node hands its exports as named ones, a bundle (the image) only as `default`.
         // The pool class once loaded, for the hot path (which does not wait for the import).
-        let loaded: typeof import("undici").Pool | undefined
+        let loaded: Undici | undefined
         const undici = yield* Effect.cached(
           Effect.promise(() =>
             import("undici").then((m) => {
-              loaded = m.Pool ?? (m as unknown as { default: typeof m }).default.Pool
-              return { Pool: loaded }
+              const exports = m.Pool ? m : (m as unknown as { default: typeof m }).default
+              loaded = { Pool: exports.Pool, BalancedPool: exports.BalancedPool }
+              return loaded
             }),
           ),
         )
         // Metrics are updated without an effect on the hot path: against the layer's services (its registry).
         const services = yield* Effect.context<never>()
-        const pools = new Map<string, Pool>()
+        const pools = new Map<string, Pool | BalancedPool>()
+        // With a registry whose instances come and go (etcd), each upstream's pool follows its live origins.
+        const unsubscribes: Array<() => void> = []
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const stop of unsubscribes) stop()
+          }),
+        )
         const breakers = new Map<string, CircuitBreaker>()
         yield* Effect.addFinalizer(() =>
           Effect.promise(() => Promise.allSettled([...pools.values()].map((pool) => pool.close()))),
@@ -168,21 +182,37 @@ export class Upstreams extends Context.Service<
           }
           return breaker
         }
-        const poolOf = (Pool: typeof import("undici").Pool, name: string, origin: URL) => {
+        const poolOptions = { connections: options.connections, keepAliveTimeout: 30_000, connectTimeout: 2_000 }
+        const poolOf = ({ Pool, BalancedPool }: Undici, name: string, origin: URL) => {
           let pool = pools.get(name)
           if (pool === undefined) {
-            pool = new Pool(origin.origin, {
-              connections: options.connections,
-              keepAliveTimeout: 30_000,
-              connectTimeout: 2_000,
-            })
+            if (registry.kind === "etcd") {
+              // Calls are spread over every live instance; one that leaves is removed (its connections close).
+              const balanced = new BalancedPool(
+                registry.origins(name).map((url) => url.origin),
+                poolOptions,
+              )
+              unsubscribes.push(
+                registry.subscribe(name, (origins) => {
+                  const live = new Set(origins.map((url) => url.origin))
+                  for (const upstream of balanced.upstreams) if (!live.has(upstream)) balanced.removeUpstream(upstream)
+                  for (const upstream of live) balanced.addUpstream(upstream)
+                }),
+              )
+              pool = balanced
+            } else pool = new Pool(origin.origin, poolOptions)
             pools.set(name, pool)
           }
           return pool
         }
 
         // One attempt: resolves with the response once its headers arrived, or rejects with the cause.
-        const attempt = (pool: Pool, request: ForwardRequest, body: Readable | undefined, signal: AbortSignal) =>
+        const attempt = (
+          pool: Pool | BalancedPool,
+          request: ForwardRequest,
+          body: Readable | undefined,
+          signal: AbortSignal,
+        ) =>
           pool.request({
             method: request.method as "GET",
             path: request.path,
@@ -196,7 +226,7 @@ export class Upstreams extends Context.Service<
         // One request with its retries, as callbacks (the hot path runs it without a fiber): `done` once, unless
         // aborted first through the returned function.
         const start = (
-          Pool: typeof import("undici").Pool,
+          Pool: Undici,
           name: string,
           origin: URL,
           request: ForwardRequest,
@@ -271,7 +301,7 @@ export class Upstreams extends Context.Service<
           return () => controller.abort()
         }
 
-        const send = (Pool: typeof import("undici").Pool, name: string, origin: URL, request: ForwardRequest) =>
+        const send = (Pool: Undici, name: string, origin: URL, request: ForwardRequest) =>
           Effect.callback<UpstreamResponse, UpstreamFailure>((resume) => {
             const abort = start(Pool, name, origin, request, (outcome) =>
               resume(isFailure(outcome) ? Effect.fail(outcome) : Effect.succeed(outcome)),
@@ -288,8 +318,7 @@ export class Upstreams extends Context.Service<
               yield* Metric.update(counterOf(request.upstream, error._tag), 1)
               return yield* error
             }
-            const { Pool } = yield* undici
-            return yield* send(Pool, request.upstream, origin.value, request)
+            return yield* send(yield* undici, request.upstream, origin.value, request)
           })
 
         const readyNow = (upstream: string) => loaded !== undefined && registry.resolveNow(upstream) !== undefined
