@@ -203,6 +203,8 @@ const deployment = (p: FunctionPlan, o: RenderOptions, hasOwnConfig: boolean): N
                 ...(p.ports.grpc ? [{ name: "GRPC_PORT", value: String(p.ports.grpc) }] : []),
                 // HTTP then gRPC drain, each within this budget: 2 × 10 s + the 5 s preStop pause < 30 s grace.
                 { name: "SHUTDOWN_TIMEOUT_MS", value: "10000" },
+                // The namespace for SERVICE_REGISTRY=kubernetes (no service account token, so no namespace file).
+                { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
                 ...p.peers.map((peer) => ({ name: peer.key, value: peerValue(peer, o.namespace) })),
               ],
               // Keep serving while endpoints and load balancers drop the pod (Kubernetes >= 1.30 sleep action).

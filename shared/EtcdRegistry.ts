@@ -87,28 +87,42 @@ export class InstanceWatch {
   /** Opens the watch once the first read answered (its instances are known when this resolves). */
   static async open(client: Etcd3, keyPrefix: string): Promise<InstanceWatch> {
     const watch = new InstanceWatch(client, keyPrefix)
-    const revision = await watch.read()
-    const watcher = await client
+    await watch.follow()
+    return watch
+  }
+
+  // Reads the set, then watches from the revision after that read. A reconnect (the connection broke, etcd
+  // restarted) reads the set again; a watch etcd cancelled (its revision compacted away while disconnected) is
+  // followed again from a new read, retried every second until etcd answers.
+  private async follow(): Promise<void> {
+    const revision = await this.read()
+    const watcher = await this.client
       .watch()
-      .prefix(keyPrefix)
+      .prefix(this.keyPrefix)
       .startRevision(String(revision + 1))
       .create()
-    watch.watcher = watcher
+    if (this.closed) return void (await watcher.cancel())
+    this.watcher = watcher
     let lost = false
-    watcher.on("put", (kv) => watch.apply(kv, "put"))
-    watcher.on("delete", (kv) => watch.apply(kv, "delete"))
+    watcher.on("put", (kv) => this.apply(kv, "put"))
+    watcher.on("delete", (kv) => this.apply(kv, "delete"))
     watcher.on("disconnected", () => {
       lost = true
     })
     watcher.on("connected", () => {
       if (!lost) return
       lost = false
-      watch.read().catch(() => {})
+      this.read().catch(() => {})
     })
-    // Errors are followed by a reconnect (etcd3 retries the watch); an unhandled 'error' would end the process.
-    watcher.on("error", () => {})
-    if (watch.closed) await watcher.cancel()
-    return watch
+    watcher.on("error", () => {
+      if (this.closed || this.watcher !== watcher) return
+      this.watcher = undefined
+      watcher.cancel().catch(() => {})
+      const again = () => {
+        if (!this.closed) this.follow().catch(() => setTimeout(again, 1_000).unref())
+      }
+      again()
+    })
   }
 
   /** The live instances, oldest first. */
@@ -128,19 +142,34 @@ export class InstanceWatch {
     await this.watcher?.cancel()
   }
 
+  // Events that came while a read was under way: those newer than the read are applied again over its answer.
+  private pending: Array<{ readonly kv: IKeyValue; readonly kind: "put" | "delete" }> | undefined
+
   // Reads the whole set (replacing what was known); returns the revision it was read at.
   private async read(): Promise<number> {
-    const response = await this.client.getAll().prefix(this.keyPrefix).exec()
-    this.live.clear()
-    for (const kv of response.kvs) this.store(kv)
-    this.changed()
-    return Number(response.header.revision)
+    this.pending = []
+    try {
+      const response = await this.client.getAll().prefix(this.keyPrefix).exec()
+      const revision = Number(response.header.revision)
+      this.live.clear()
+      for (const kv of response.kvs) this.store(kv)
+      for (const event of this.pending) if (Number(event.kv.mod_revision) > revision) this.change(event.kv, event.kind)
+      this.changed()
+      return revision
+    } finally {
+      this.pending = undefined
+    }
   }
 
   private apply(kv: IKeyValue, kind: "put" | "delete") {
+    this.pending?.push({ kv, kind })
+    this.change(kv, kind)
+    this.changed()
+  }
+
+  private change(kv: IKeyValue, kind: "put" | "delete") {
     if (kind === "delete") this.live.delete(this.idOf(kv))
     else this.store(kv)
-    this.changed()
   }
 
   private store(kv: IKeyValue) {

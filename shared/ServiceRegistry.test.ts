@@ -153,6 +153,16 @@ describe("the kubernetes registry", () => {
     }
   })
 
+  it("finds its namespace in every rendered pod (POD_NAMESPACE from the downward API)", () => {
+    const deployments = [...render(defaults).values()]
+      .flatMap((file) => file.split(/^---$/m))
+      .filter((doc) => /^kind: Deployment$/m.test(doc))
+    expect(deployments.length).toBe(manifests.length)
+    for (const doc of deployments) {
+      expect(doc).toMatch(/- name: POD_NAMESPACE\n\s+valueFrom:\n\s+fieldRef:\n\s+fieldPath: metadata\.namespace\n/)
+    }
+  })
+
   it("gives the gRPC clients the headless Services the render writes (dns:///, every pod), as its peers get them", async () => {
     vi.stubEnv("SERVICE_REGISTRY", "kubernetes")
     vi.stubEnv("POD_NAMESPACE", dns.namespace)
