@@ -31,7 +31,8 @@ export const load = <S extends Spec>(spec: S): Effect.Effect<Loaded<S>, ConfigIn
       else problems.push(describe(result.failure))
     }
     if (problems.length === 0) problems.push(...developmentDefaults(values))
-    if (problems.length > 0) return yield* new ConfigInvalid({ problems })
+    // A key several settings read (the service registry's, under every gRPC address) is listed once.
+    if (problems.length > 0) return yield* new ConfigInvalid({ problems: [...new Set(problems)] })
     return values as Loaded<S>
   })
 
@@ -182,6 +183,7 @@ export const base = (defaults: { readonly httpPort: number; readonly grpcPort?: 
   ...ErrorBus.config(),
   /** `SERVICE_REGISTRY` (static, kubernetes, etcd) and its keys: where the other functions are found. */
   serviceRegistry: ServiceRegistry.config,
+  ...ServiceRegistry.checks,
 })
 
 /**

@@ -10,7 +10,7 @@ import { defaults, render } from "../scripts/k8s.ts"
 import { spawnChild } from "../scripts/lib/processes.ts"
 import * as Cfg from "./Config.ts"
 import { grpcUrlKey } from "./Module.ts"
-import { config, NAMESPACE_FILE, ServiceRegistry } from "./ServiceRegistry.ts"
+import { checks, config, NAMESPACE_FILE, ServiceRegistry } from "./ServiceRegistry.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 
@@ -24,7 +24,7 @@ const withEnv = <A, E>(effect: Effect.Effect<A, E>) =>
 const problems = (env: Record<string, string | undefined>) => {
   for (const [key, value] of Object.entries(env)) vi.stubEnv(key, value)
   return withEnv(
-    Cfg.load({ serviceRegistry: config }).pipe(
+    Cfg.load({ serviceRegistry: config, ...checks }).pipe(
       Effect.match({ onFailure: (invalid) => invalid.problems, onSuccess: () => [] }),
     ),
   )
@@ -87,6 +87,27 @@ describe("the registry's settings", () => {
     const found = await problems(env)
     expect(found).toHaveLength(1)
     expect(found[0]).toMatch(message)
+  })
+
+  it("lists every bad key at once, each once (the registry's keys are read under every gRPC address too)", async () => {
+    for (const [key, value] of Object.entries({
+      SERVICE_REGISTRY: "etcd",
+      SERVICE_TTL_SECONDS: "1",
+      SERVICE_REGISTRY_PREFIX: "bad",
+    })) {
+      vi.stubEnv(key, value)
+    }
+    const found = await withEnv(
+      Cfg.load({
+        ...Cfg.base({ httpPort: 1 }),
+        authz: Cfg.grpcAddress("authz", manifests),
+        identity: Cfg.grpcAddress("identity", manifests),
+      }).pipe(Effect.match({ onFailure: (invalid) => invalid.problems, onSuccess: () => [] })),
+    )
+    expect(found).toEqual([
+      "SERVICE_REGISTRY_PREFIX: expected a key prefix starting and ending with / (/platform/)",
+      "SERVICE_TTL_SECONDS: expected an integer from 2 to 3600",
+    ])
   })
 
   it.skipIf(existsSync(NAMESPACE_FILE))(

@@ -80,46 +80,64 @@ const namespace = Config.option(
   ),
 )
 
-/**
- * `SERVICE_REGISTRY` and the keys of the kind it names, validated at start with the function's other keys (a bad
- * value names its key). Read by every function (`Config.base`).
- */
-export const config: Config.Config<RegistrySettings> = Config.Literals(
-  ["static", "kubernetes", "etcd"],
-  "SERVICE_REGISTRY",
-).pipe(
+const kind = Config.Literals(["static", "kubernetes", "etcd"], "SERVICE_REGISTRY").pipe(
   Config.withDefault("static" as const),
-  Config.flatMap((kind): Config.Config<RegistrySettings> => {
-    if (kind === "static") return Config.succeed({ kind })
-    if (kind === "kubernetes") {
-      return Config.all({
-        namespace,
-        clusterDomain: Config.schema(
-          matching(DNS_NAME, "Expected a DNS name (cluster.local)"),
-          "KUBERNETES_CLUSTER_DOMAIN",
-        ).pipe(Config.withDefault("cluster.local")),
-      }).pipe(Config.map((dns) => ({ kind, ...dns })))
-    }
-    return Config.all({
-      endpoints: endpointList,
-      prefix: Config.schema(
-        matching(PREFIX, "Expected a key prefix starting and ending with / (/platform/)"),
-        "SERVICE_REGISTRY_PREFIX",
-      ).pipe(Config.withDefault("/platform/")),
-      ttlSeconds: Config.schema(
-        Schema.NumberFromString.check(
-          Schema.isInt({ message: "Expected an integer" }),
-          Schema.isBetween({ minimum: 2, maximum: 3600 }, { message: "Expected an integer from 2 to 3600" }),
-        ),
-        "SERVICE_TTL_SECONDS",
-      ).pipe(Config.withDefault(10)),
-      advertiseHost: Config.schema(
-        matching(/^[A-Za-z0-9.:-]+$/, "Expected a host name or an IP address"),
-        "SERVICE_ADVERTISE_HOST",
-      ).pipe(Config.withDefault(defaultAdvertiseHost())),
-    }).pipe(Config.map((etcd) => ({ kind, ...etcd })))
+)
+
+// The keys of each kind, read only when SERVICE_REGISTRY names it.
+const kubernetesKeys = {
+  namespace,
+  clusterDomain: Config.schema(
+    matching(DNS_NAME, "Expected a DNS name (cluster.local)"),
+    "KUBERNETES_CLUSTER_DOMAIN",
+  ).pipe(Config.withDefault("cluster.local")),
+}
+const etcdKeys = {
+  endpoints: endpointList,
+  prefix: Config.schema(
+    matching(PREFIX, "Expected a key prefix starting and ending with / (/platform/)"),
+    "SERVICE_REGISTRY_PREFIX",
+  ).pipe(Config.withDefault("/platform/")),
+  ttlSeconds: Config.schema(
+    Schema.NumberFromString.check(
+      Schema.isInt({ message: "Expected an integer" }),
+      Schema.isBetween({ minimum: 2, maximum: 3600 }, { message: "Expected an integer from 2 to 3600" }),
+    ),
+    "SERVICE_TTL_SECONDS",
+  ).pipe(Config.withDefault(10)),
+  // The default is looked up only when the key is unset (not when the module loads).
+  advertiseHost: Config.option(
+    Config.schema(matching(/^[A-Za-z0-9.:-]+$/, "Expected a host name or an IP address"), "SERVICE_ADVERTISE_HOST"),
+  ).pipe(Config.map(Option.getOrElse(defaultAdvertiseHost))),
+}
+
+/**
+ * `SERVICE_REGISTRY` and the keys of the kind it names, read at start with the function's other keys (`Config.base`).
+ * It stops at its first bad key: `checks` reports each of them.
+ */
+export const config: Config.Config<RegistrySettings> = kind.pipe(
+  Config.flatMap((k): Config.Config<RegistrySettings> => {
+    if (k === "static") return Config.succeed({ kind: k })
+    if (k === "kubernetes") return Config.all(kubernetesKeys).pipe(Config.map((dns) => ({ kind: k, ...dns })))
+    return Config.all(etcdKeys).pipe(Config.map((etcd) => ({ kind: k, ...etcd })))
   }),
 )
+
+const onlyFor = <A>(only: RegistrySettings["kind"], key: Config.Config<A>) =>
+  kind.pipe(Config.flatMap((k) => (k === only ? Config.map(key, () => true) : Config.succeed(false))))
+
+/**
+ * Each key of the registry on its own, for `Config.load`'s list of problems (one bad key never hides another): true
+ * when read and valid, false when its kind is not the one configured. `config` gives the values.
+ */
+export const checks = {
+  serviceRegistryNamespace: onlyFor("kubernetes", kubernetesKeys.namespace),
+  serviceRegistryClusterDomain: onlyFor("kubernetes", kubernetesKeys.clusterDomain),
+  serviceRegistryEndpoints: onlyFor("etcd", etcdKeys.endpoints),
+  serviceRegistryPrefix: onlyFor("etcd", etcdKeys.prefix),
+  serviceRegistryTtl: onlyFor("etcd", etcdKeys.ttlSeconds),
+  serviceRegistryAdvertiseHost: onlyFor("etcd", etcdKeys.advertiseHost),
+}
 
 /** A function's gRPC address under the registry: `static` reads `<NAME>_GRPC_URL` (given here as `configured`). */
 export const grpcAddressOf = (
