@@ -1,25 +1,16 @@
 // A caller's watch of a function's instances when its connection to the real etcd breaks (a fault proxy in front of
 // it: the shared etcd keeps running): what changed meanwhile is there once it reconnects, also when etcd compacted
 // away the revisions the watch would have resumed from.
-import { randomBytes } from "node:crypto"
 import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { acquireClient, InstanceWatch, servicesKey } from "./EtcdRegistry.ts"
+import { deletePrefix, etcdEndpoints as endpoints, testPrefix, within } from "./testing/etcdRegistry.ts"
 import { type FaultProxy, faultProxy } from "./testing/faultProxy.ts"
 
-const endpoints = (process.env.ETCD_ENDPOINTS ?? "").split(",").filter((e) => e.length > 0)
-const prefix = `/test-${randomBytes(4).toString("hex")}/`
+const prefix = testPrefix()
 const key = servicesKey(prefix, "demo")
 const record = (port: number) =>
   JSON.stringify({ http: `http://127.0.0.1:${port}`, startedAt: new Date().toISOString() })
-
-const waitFor = async (what: string, check: () => boolean, timeoutMs = 10_000) => {
-  const started = Date.now()
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not after ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 describe.skipIf(endpoints.length === 0)("a watch of the instances across a broken connection (real etcd)", () => {
   let direct: Etcd3
@@ -42,8 +33,8 @@ describe.skipIf(endpoints.length === 0)("a watch of the instances across a broke
     await watch?.close()
     release?.()
     await proxy?.close()
-    await direct.delete().prefix(prefix).exec()
     direct.close()
+    await deletePrefix(prefix)
   })
 
   it("resumes after a reconnect with what changed while it was cut off", async () => {
@@ -53,7 +44,7 @@ describe.skipIf(endpoints.length === 0)("a watch of the instances across a broke
     await direct.delete().key(`${key}a`).exec()
     expect(ports()).toEqual(["1001"])
     await proxy.set("pass")
-    await waitFor("the changes made while cut off", () => ports().join() === "1002")
+    await within("the changes made while cut off", () => ports().join() === "1002", 10_000)
   })
 
   it("reads the set again when the revisions it would resume from were compacted away", async () => {
@@ -64,9 +55,9 @@ describe.skipIf(endpoints.length === 0)("a watch of the instances across a broke
     await direct.kv.compact({ revision: removed.header.revision, physical: true })
     await direct.put(`${key}d`).value(record(1004))
     await proxy.set("pass")
-    await waitFor("the set after compaction", () => ports().join() === "1003,1004")
+    await within("the set after compaction", () => ports().join() === "1003,1004", 10_000)
     // And it keeps following: a change after that arrives too.
     await direct.delete().key(`${key}c`).exec()
-    await waitFor("a change after the new watch", () => ports().join() === "1004")
+    await within("a change after the new watch", () => ports().join() === "1004", 10_000)
   })
 })

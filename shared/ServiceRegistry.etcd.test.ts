@@ -3,72 +3,41 @@
 // them (the gateway's upstream pool over HTTP, a gRPC client through the etcd resolver), `kill -9` takes one out
 // within its TTL, a graceful stop at once, a paused one when its lease runs out (and it comes back after).
 import { randomBytes, randomUUID } from "node:crypto"
-import { join } from "node:path"
 import { Context, Effect, Layer } from "effect"
 import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Upstreams } from "../functions/gateway/Upstreams.ts"
 import { manifests } from "../functions/registry.ts"
 import { AuthzServiceClient } from "../proto/gen/authz/v1/authz.ts"
-import { type Child, spawnChild, waitForHttp } from "../scripts/lib/processes.ts"
 import { etcdTarget, servicesKey } from "./EtcdRegistry.ts"
 import * as GrpcClient from "./GrpcClient.ts"
 import { ServiceIdentity } from "./ServiceIdentity.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
+import {
+  deletePrefix,
+  etcdEndpoints as endpoints,
+  type Registered as Instance,
+  servedCount,
+  startRegistered,
+  testPrefix,
+  within as waitFor,
+} from "./testing/etcdRegistry.ts"
 import { type Running, sql, start } from "./testing/harness.ts"
-import { freePort } from "./testing/ports.ts"
 
-const ROOT = join(import.meta.dirname, "..")
-const endpoints = (process.env.ETCD_ENDPOINTS ?? "").split(",").filter((e) => e.length > 0)
 const TTL = 3
-const prefix = `/test-${randomBytes(4).toString("hex")}/`
+const prefix = testPrefix()
 const settings = { kind: "etcd", endpoints, prefix, ttlSeconds: TTL, advertiseHost: "127.0.0.1" } as const
 
-interface Instance {
-  readonly child: Child
-  readonly url: string
-  readonly grpcPort: number
-}
-
-// One authz process registering itself in this run's prefix, on free ports, in its own schema.
+// One authz process registering itself in this run's prefix, in its own schema.
 const schema = `sr_${randomBytes(4).toString("hex")}`
-const launch = async (label: string): Promise<Instance> => {
-  const [http, grpc] = [await freePort(), await freePort()]
-  const child = spawnChild({
-    name: `authz ${label}`,
-    args: [join(ROOT, "functions", "authz", "main.ts")],
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      NODE_OPTIONS: undefined,
-      KAFKA_BROKERS: undefined,
-      REDIS_URL: undefined,
-      NODE_ENV: "test",
-      LOG_LEVEL: "info",
-      DB_SCHEMA: schema,
-      HTTP_PORT: String(http),
-      GRPC_PORT: String(grpc),
-      SERVICE_REGISTRY: "etcd",
-      SERVICE_REGISTRY_PREFIX: prefix,
-      SERVICE_TTL_SECONDS: String(TTL),
-      SERVICE_ADVERTISE_HOST: "127.0.0.1",
-    },
-  })
-  const url = `http://127.0.0.1:${http}`
-  await waitForHttp(`${url}/readyz`, { child, requestTimeoutMs: 2_000 })
-  return { child, url, grpcPort: grpc }
-}
+const launch = () =>
+  startRegistered("authz", { prefix, ttlSeconds: TTL, env: { REDIS_URL: undefined, DB_SCHEMA: schema } })
 
-// What an instance's /metrics says it served: HTTP requests to `route`, gRPC calls of `method`.
-const served = async (instance: Instance, pattern: RegExp) => {
-  const text = await (await fetch(`${instance.url}/metrics`)).text()
-  return text
-    .split("\n")
-    .filter((line) => pattern.test(line))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0)
-}
-const healthzServed = (instance: Instance) => served(instance, /^http_server_requests_total\{.*route="\/healthz"/)
-const grpcServed = (instance: Instance) => served(instance, /^grpc_server_requests_total\{.*method="HasPermission"/)
+// What an instance's /metrics says it served: HTTP requests to /healthz, gRPC calls of HasPermission.
+const healthzServed = (instance: Instance) =>
+  servedCount(instance.url, /^http_server_requests_total\{.*route="\/healthz"/)
+const grpcServed = (instance: Instance) =>
+  servedCount(instance.url, /^grpc_server_requests_total\{.*method="HasPermission"/)
 
 // The caller's side: the gateway's registry and upstream pools, and a gRPC client of authz through etcd.
 const callerLayer = Upstreams.layer({
@@ -109,19 +78,11 @@ const forward = (path: string) =>
       Effect.map((response) => response.status),
     ),
   )
-const waitFor = async (what: string, check: () => boolean, timeoutMs: number) => {
-  const started = performance.now()
-  while (!check()) {
-    if (performance.now() - started > timeoutMs) throw new Error(`${what}: not after ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return Math.round(performance.now() - started)
-}
 const port = (instance: Instance) => new URL(instance.url).port
 
 describe.skipIf(endpoints.length === 0)("the etcd service registry (real etcd, real authz processes)", () => {
   beforeAll(async () => {
-    instances.push(...(await Promise.all([launch("a"), launch("b")])))
+    instances.push(...(await Promise.all([launch(), launch()])))
     caller = await start(callerLayer)
     let call: ((userId: string) => Promise<boolean>) | undefined
     grpcCaller = await start(
@@ -149,9 +110,7 @@ describe.skipIf(endpoints.length === 0)("the etcd service registry (real etcd, r
     await grpcCaller?.close()
     await caller?.close()
     await Promise.all(instances.map((instance) => instance.child.stop(5_000)))
-    const etcd = new Etcd3({ hosts: endpoints })
-    await etcd.delete().prefix(prefix).exec()
-    etcd.close()
+    await deletePrefix(prefix)
     await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
   }, 30_000)
 
@@ -220,7 +179,7 @@ describe.skipIf(endpoints.length === 0)("the etcd service registry (real etcd, r
   })
 
   it("a graceful stop deregisters at once (the lease is revoked before the servers stop)", async () => {
-    const c = await launch("c")
+    const c = await launch()
     instances.push(c)
     await waitFor("the new instance listed", () => live().includes(port(c)), 5_000)
     const stopping = performance.now()

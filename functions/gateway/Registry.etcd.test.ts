@@ -2,54 +2,27 @@
 // an upstream it answers 503 problem+json with Retry-After at once; two blog instances registering themselves get
 // the gateway's calls spread over them; one killed with `kill -9` costs no failed request.
 import { randomBytes } from "node:crypto"
-import { join } from "node:path"
-import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Child, spawnChild, waitForHttp } from "../../scripts/lib/processes.ts"
+import type { Child } from "../../scripts/lib/processes.ts"
+import {
+  deletePrefix,
+  etcdEndpoints as endpoints,
+  servedCount,
+  startRegistered,
+  testPrefix,
+} from "../../shared/testing/etcdRegistry.ts"
 import { sql } from "../../shared/testing/harness.ts"
-import { freePort } from "../../shared/testing/ports.ts"
 
-const ROOT = join(import.meta.dirname, "..", "..")
-const endpoints = (process.env.ETCD_ENDPOINTS ?? "").split(",").filter((e) => e.length > 0)
 const TTL = 3
-const prefix = `/test-${randomBytes(4).toString("hex")}/`
+const prefix = testPrefix()
 const schema = `gw_${randomBytes(4).toString("hex")}`
 const TAGS = "/api/v1/blog/tags"
 
-// Every process of the test: the etcd registry in this run's prefix, on free ports.
-const launch = async (name: string, env: Record<string, string | undefined> = {}) => {
-  const http = await freePort()
-  const child = spawnChild({
-    name,
-    args: [join(ROOT, "functions", name, "main.ts")],
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      NODE_OPTIONS: undefined,
-      KAFKA_BROKERS: undefined,
-      NODE_ENV: "test",
-      LOG_LEVEL: "warn",
-      HTTP_PORT: String(http),
-      GRPC_PORT: String(await freePort()),
-      SERVICE_REGISTRY: "etcd",
-      SERVICE_REGISTRY_PREFIX: prefix,
-      SERVICE_TTL_SECONDS: String(TTL),
-      SERVICE_ADVERTISE_HOST: "127.0.0.1",
-      ...env,
-    },
-  })
-  const url = `http://127.0.0.1:${http}`
-  await waitForHttp(`${url}/healthz`, { child, requestTimeoutMs: 2_000 })
-  return { child, url }
-}
+const launch = (name: string, env: Record<string, string | undefined> = {}) =>
+  startRegistered(name, { prefix, ttlSeconds: TTL, env, ready: "/healthz" })
 
-const tagsServed = async (url: string) => {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  return text
-    .split("\n")
-    .filter((line) => line.startsWith("http_server_requests_total{") && line.includes(`route="${TAGS}"`))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0)
-}
+const tagsServed = (url: string) =>
+  servedCount(url, new RegExp(`^http_server_requests_total\\{.*route="${TAGS.replaceAll("/", "\\/")}"`))
 
 const children: Array<Child> = []
 
@@ -69,9 +42,7 @@ describe.skipIf(endpoints.length === 0)("the gateway over the etcd registry (rea
 
   afterAll(async () => {
     await Promise.all(children.map((child) => child.stop(5_000)))
-    const etcd = new Etcd3({ hosts: endpoints })
-    await etcd.delete().prefix(prefix).exec()
-    etcd.close()
+    await deletePrefix(prefix)
     await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
   }, 30_000)
 

@@ -1,16 +1,15 @@
 // The whole platform (`npm start`) with SERVICE_REGISTRY=etcd against the real etcd: every function registers
 // itself, and requests through the gateway reach them over the registry only (HTTP upstreams from etcd, and every
 // gRPC call, such as the permission checks at the edge and in audit, through the etcd resolver).
-import { randomBytes } from "node:crypto"
 import { Etcd3 } from "etcd3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../../e2e/testing/npmStart.ts"
 import { servicesKey } from "../../shared/EtcdRegistry.ts"
+import { etcdEndpoints as endpoints, testPrefix } from "../../shared/testing/etcdRegistry.ts"
 import { manifests } from "../registry.ts"
 import { freshEmail, signUp } from "./console/testing/accounts.ts"
 
-const endpoints = (process.env.ETCD_ENDPOINTS ?? "").split(",").filter((e) => e.length > 0)
-const prefix = `/test-${randomBytes(4).toString("hex")}/`
+const prefix = testPrefix()
 const admin = freshEmail("registry-admin")
 
 describe.skipIf(endpoints.length === 0)("npm start over the etcd registry (real etcd)", () => {
