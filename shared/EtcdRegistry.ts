@@ -205,8 +205,10 @@ export const register = async (
   const grant = async () => {
     const lease = client.lease(ttlSeconds)
     current = lease
+    let held = false
     lease.on("lost", (error) => {
-      if (revoked || current !== lease) return
+      // A grant that failed is the caller's failure (or the retry's), not a lost registration.
+      if (!held || revoked || current !== lease) return
       onLost(error)
       // Again under a new lease, retried until etcd answers (a paused process, an etcd restart).
       const retry = () => {
@@ -217,6 +219,7 @@ export const register = async (
     })
     try {
       await lease.put(key).value(JSON.stringify(record))
+      held = true
     } catch (error) {
       current = undefined
       await lease.revoke().catch(() => {})

@@ -1,5 +1,6 @@
 // The service registry's settings (SERVICE_REGISTRY and its keys, refused with a message naming the key) and the
 // kubernetes registry's addresses against the objects the Kubernetes render (scripts/k8s.ts) writes.
+import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { ConfigProvider, Context, Effect, Layer } from "effect"
@@ -11,6 +12,8 @@ import { spawnChild } from "../scripts/lib/processes.ts"
 import * as Cfg from "./Config.ts"
 import { grpcUrlKey } from "./Module.ts"
 import { checks, config, NAMESPACE_FILE, ServiceRegistry } from "./ServiceRegistry.ts"
+import { sql } from "./testing/harness.ts"
+import { freePort } from "./testing/ports.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 
@@ -136,6 +139,34 @@ describe("the registry's settings", () => {
     const exit = await child.exited
     expect(exit.code).toBe(1)
     expect(child.output()).toContain("SERVICE_TTL_SECONDS: expected an integer from 2 to 3600")
+  }, 30_000)
+
+  it("a function whose etcd does not answer refuses to start, naming it (exit 1), and leaves no retry running", async () => {
+    const [etcdPort, http, grpc] = [await freePort(), await freePort(), await freePort()]
+    const schema = `sr_${randomBytes(4).toString("hex")}`
+    const child = spawnChild({
+      name: "authz",
+      args: [join(ROOT, "functions", "authz", "main.ts")],
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        NODE_OPTIONS: undefined,
+        KAFKA_BROKERS: undefined,
+        LOG_LEVEL: "warn",
+        DB_SCHEMA: schema,
+        HTTP_PORT: String(http),
+        GRPC_PORT: String(grpc),
+        SERVICE_REGISTRY: "etcd",
+        ETCD_ENDPOINTS: `127.0.0.1:${etcdPort}`,
+      },
+    })
+    try {
+      expect((await child.exited).code).toBe(1)
+      expect(child.output()).toContain(`etcd at http://127.0.0.1:${etcdPort} did not answer`)
+      expect(child.output()).not.toContain("registering again")
+    } finally {
+      await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    }
   }, 30_000)
 })
 

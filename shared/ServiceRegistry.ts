@@ -221,12 +221,7 @@ export class ServiceRegistry extends Context.Service<
             Effect.tryPromise({
               try: () => InstanceWatch.open(client, servicesKey(settings.prefix, name)),
               catch: (cause) => new EtcdUnavailable({ endpoints: settings.endpoints.join(","), cause }),
-            }).pipe(
-              Effect.timeoutOrElse({
-                duration: "10 seconds",
-                orElse: () => Effect.fail(new EtcdUnavailable({ endpoints: settings.endpoints.join(",") })),
-              }),
-            ),
+            }).pipe(timedOut(settings.endpoints)),
             (watch) => Effect.promise(() => watch.close()),
           )
           watches.set(name, watch)
@@ -279,6 +274,15 @@ export class EtcdUnavailable extends Schema.TaggedError<EtcdUnavailable>()("Etcd
   }
 }
 
+// A start does not wait on etcd for ever: past 10 s it fails, naming the endpoints.
+const timedOut =
+  (endpoints: ReadonlyArray<string>) =>
+  <A, R>(effect: Effect.Effect<A, EtcdUnavailable, R>) =>
+    Effect.timeoutOrElse(effect, {
+      duration: "10 seconds",
+      orElse: () => Effect.fail(new EtcdUnavailable({ endpoints: endpoints.join(",") })),
+    })
+
 // The process's shared client of these endpoints, released with the scope.
 const etcdClient = (endpoints: ReadonlyArray<string>) =>
   Effect.acquireRelease(
@@ -296,7 +300,8 @@ export interface Announced {
 /**
  * With `etcd`, registers this instance once its servers listen (build it after them) under a lease of the TTL, kept
  * alive by the etcd client; its release revokes the lease, so callers stop choosing it before the servers stop
- * accepting. Nothing for the other kinds (the platform around them knows where instances are).
+ * accepting. A start fails when etcd does not answer within 10 s. Nothing for the other kinds (the platform around
+ * them knows where instances are).
  */
 export const announce = (settings: RegistrySettings, instance: Announced): Layer.Layer<never, EtcdUnavailable> => {
   if (settings.kind !== "etcd") return Layer.empty
@@ -320,7 +325,7 @@ export const announce = (settings: RegistrySettings, instance: Announced): Layer
               ),
             ),
           catch: (cause) => new EtcdUnavailable({ endpoints: settings.endpoints.join(","), cause }),
-        }),
+        }).pipe(timedOut(settings.endpoints)),
         (registration) =>
           Effect.promise(() => registration.revoke().catch(() => {})).pipe(
             Effect.andThen(Effect.logInfo("deregistered from etcd", { key })),
