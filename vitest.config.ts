@@ -9,6 +9,7 @@ export default defineConfig({
       "infra/**/*.test.ts",
       "e2e/**/*.test.ts",
       "client/**/*.test.ts",
+      "bin/**/*.test.ts",
     ],
     globalSetup: ["./infra/test-setup.ts"],
     testTimeout: 60_000,
