@@ -104,26 +104,32 @@ const run = (name: string, env: Record<string, string>, script = "main.mjs") => 
 }
 
 describe("every function's image", () => {
-  it.each(names)("%s: holds only what runs (entry ≤ 1.5 MiB, JavaScript ≤ 4 MiB, no API-doc UI bundles)", (name) => {
-    const dir = join(imagesDir, name)
-    expect(hasNodeModulesAbove(dir)).toBe(false)
-    const files = filesUnder(dir)
-    expect(
-      files.every((f) =>
-        /^(main\.mjs|healthcheck\.mjs|chunks\/main-.+\.mjs|[^/]+\.node|(docs|console)-assets\/.+)$/.test(f),
-      ),
-    ).toBe(true)
-    expect(statSync(join(dir, "main.mjs")).size).toBeLessThanOrEqual(1.5 * MiB)
-    // The JavaScript the function runs; the docs UI's and the console's files (gateway) are static assets served to browsers.
-    const javascript = files
-      .filter((f) => /\.(m?js)$/.test(f) && !/^(docs|console)-assets\//.test(f))
-      .reduce((sum, f) => sum + statSync(join(dir, f)).size, 0)
-    expect(javascript, `${name} ships ${(javascript / MiB).toFixed(2)} MiB of JavaScript`).toBeLessThanOrEqual(4 * MiB)
-    // effect's Scalar (3.2 MB) and Swagger (1.9 MB) UI bundles never ship; only stubs of a few bytes remain.
-    for (const f of files.filter((f) => /httpApi(Scalar|Swagger)/.test(f))) {
-      expect(statSync(join(dir, f)).size).toBeLessThan(1024)
-    }
-  })
+  it.each(names)(
+    "%s: holds only what runs (entry ≤ 1.5 MiB, JavaScript ≤ 4 MiB (gateway 5), no API-doc UI bundles)",
+    (name) => {
+      const dir = join(imagesDir, name)
+      expect(hasNodeModulesAbove(dir)).toBe(false)
+      const files = filesUnder(dir)
+      expect(
+        files.every((f) =>
+          /^(main\.mjs|healthcheck\.mjs|chunks\/main-.+\.mjs|[^/]+\.node|(docs|console)-assets\/.+)$/.test(f),
+        ),
+      ).toBe(true)
+      expect(statSync(join(dir, "main.mjs")).size).toBeLessThanOrEqual(1.5 * MiB)
+      // The JavaScript the function runs; the docs UI's and the console's files (gateway) are static assets served to browsers.
+      const javascript = files
+        .filter((f) => /\.(m?js)$/.test(f) && !/^(docs|console)-assets\//.test(f))
+        .reduce((sum, f) => sum + statSync(join(dir, f)).size, 0)
+      // The gateway also carries its GraphQL server (Yoga, graphql-js, graphql-armor: a chunk its first GraphQL request
+      // loads, so its start does not pay for it): a budget of its own.
+      const budget = name === "gateway" ? 5 * MiB : 4 * MiB
+      expect(javascript, `${name} ships ${(javascript / MiB).toFixed(2)} MiB of JavaScript`).toBeLessThanOrEqual(budget)
+      // effect's Scalar (3.2 MB) and Swagger (1.9 MB) UI bundles never ship; only stubs of a few bytes remain.
+      for (const f of files.filter((f) => /httpApi(Scalar|Swagger)/.test(f))) {
+        expect(statSync(join(dir, f)).size).toBeLessThan(1024)
+      }
+    },
+  )
 
   it.each(names)(
     "%s: starts in production from the image's files, is ready and healthy, exits 0 on SIGTERM",

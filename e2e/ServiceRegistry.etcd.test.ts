@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Upstreams } from "../functions/gateway/Upstreams.ts"
 import { manifests } from "../functions/registry.ts"
 import { AuthzServiceClient } from "../proto/gen/authz/v1/authz.ts"
-import { etcdTarget, servicesKey } from "./EtcdRegistry.ts"
-import * as GrpcClient from "./GrpcClient.ts"
-import { ServiceIdentity } from "./ServiceIdentity.ts"
-import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { etcdTarget, servicesKey } from "../shared/EtcdRegistry.ts"
+import * as GrpcClient from "../shared/GrpcClient.ts"
+import { ServiceIdentity } from "../shared/ServiceIdentity.ts"
+import { ServiceRegistry } from "../shared/ServiceRegistry.ts"
 import {
   deletePrefix,
   etcdEndpoints as endpoints,
@@ -21,8 +21,8 @@ import {
   startRegistered,
   testPrefix,
   within as waitFor,
-} from "./testing/etcdRegistry.ts"
-import { type Running, sql, start } from "./testing/harness.ts"
+} from "../shared/testing/etcdRegistry.ts"
+import { type Running, sql, start } from "../shared/testing/harness.ts"
 
 const TTL = 3
 const prefix = testPrefix()

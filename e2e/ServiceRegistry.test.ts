@@ -9,11 +9,11 @@ import { upstreamManifests } from "../functions/gateway/Config.ts"
 import { manifests } from "../functions/registry.ts"
 import { defaults, render } from "../scripts/k8s.ts"
 import { spawnChild } from "../scripts/lib/processes.ts"
-import * as Cfg from "./Config.ts"
-import { grpcUrlKey } from "./Module.ts"
-import { checks, config, NAMESPACE_FILE, ServiceRegistry } from "./ServiceRegistry.ts"
-import { sql } from "./testing/harness.ts"
-import { freePort } from "./testing/ports.ts"
+import * as Cfg from "../shared/Config.ts"
+import { grpcUrlKey } from "../shared/Module.ts"
+import { checks, config, NAMESPACE_FILE, ServiceRegistry } from "../shared/ServiceRegistry.ts"
+import { sql } from "../shared/testing/harness.ts"
+import { freePort } from "../shared/testing/ports.ts"
 
 const ROOT = join(import.meta.dirname, "..")
 
