@@ -1,13 +1,16 @@
 import { PGlite } from "@electric-sql/pglite"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { freePort } from "../../shared/testing/ports.ts"
 import { PgliteServer } from "./pgliteServer.ts"
 
 // The embedded Postgres of `npm start`: one PGlite session behind a wire-protocol server, many pools at once.
 let db: PGlite
 let server: PgliteServer
-const port = 54300 + Math.floor(Math.random() * 80)
+let port: number
 beforeAll(async () => {
+  // Probed, below the ephemeral range (a random one in it can be taken by an outgoing connection).
+  port = await freePort()
   db = await PGlite.create()
   server = new PgliteServer(db, { host: "127.0.0.1", port })
   await server.start()

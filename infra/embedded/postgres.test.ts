@@ -3,6 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
+import { freePort } from "../../shared/testing/ports.ts"
 import { startEmbeddedPostgres } from "./postgres.ts"
 import { makeTemplate, templatePath } from "./template.ts"
 
@@ -24,7 +25,8 @@ describe("embedded Postgres", () => {
   it("starts a new data folder from the template and keeps its data across restarts", async () => {
     await makeTemplate()
     expect(existsSync(templatePath())).toBe(true)
-    const port = 54400 + Math.floor(Math.random() * 80)
+    // A probed port below the ephemeral range: a random one in it lost to an outgoing connection in CI (EADDRINUSE).
+    const port = await freePort()
     const first = await startEmbeddedPostgres(join(dir, "data"), port)
     try {
       await query(first.url, "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept VALUES (42)")
