@@ -27,8 +27,8 @@ import { type Arrival, type HotRoute, makeHotPath } from "./HotPath.ts"
 import { OpenApiDocument } from "./OpenApi.ts"
 import type { ProxyOptions } from "./ProxyOptions.ts"
 import type { RateLimits } from "./RateLimits.ts"
-import { type RouteSettings, settingsOf } from "./RouteSettings.ts"
-import { isOwnPath, type Route } from "./RouteTable.ts"
+import { routeSettings } from "./RouteSettings.ts"
+import { isOwnPath } from "./RouteTable.ts"
 import { send } from "./SocketAnswers.ts"
 import { Upstreams } from "./Upstreams.ts"
 
@@ -50,15 +50,7 @@ export const front = (options: ProxyOptions): Effect.Effect<Front, never, ProxyS
     const forward = yield* forwarding(trusted)
     const graphql = yield* GraphQL.front(options)
     const context = yield* Effect.context<ProxyServices>()
-    const settings = new Map<Route, RouteSettings>()
-    const settingsFor = (route: Route) => {
-      let found = settings.get(route)
-      if (found === undefined) {
-        found = settingsOf(route, options)
-        settings.set(route, found)
-      }
-      return found
-    }
+    const settingsFor = routeSettings(options)
 
     // What the gateway answers for one request: its own problem or the upstream's answer; `route` labels metrics.
     const decide = (

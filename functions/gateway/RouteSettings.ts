@@ -41,6 +41,19 @@ export const settingsOf = (
   } satisfies RouteSettings
 }
 
+/** `settingsOf` for one set of options, each route's worked out once (the proxy and GraphQL's fields ask per request). */
+export const routeSettings = (options: Parameters<typeof settingsOf>[1]) => {
+  const known = new Map<Route, RouteSettings>()
+  return (route: Route): RouteSettings => {
+    let found = known.get(route)
+    if (found === undefined) {
+      found = settingsOf(route, options)
+      known.set(route, found)
+    }
+    return found
+  }
+}
+
 /**
  * The default limits (the bulk of the traffic) count locally and meet in Redis every sync interval; a route's own
  * limit (declared on its endpoint, as the sign-in routes', or set in `GATEWAY_ROUTES`) counts exactly. Those limits are

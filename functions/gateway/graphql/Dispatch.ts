@@ -7,8 +7,7 @@ import { admission } from "../Admission.ts"
 import { forwardFailure } from "../EdgeProblems.ts"
 import { upstreamHeaders } from "../ProxyHeaders.ts"
 import type { ProxyOptions } from "../ProxyOptions.ts"
-import { type RouteSettings, settingsOf } from "../RouteSettings.ts"
-import type { Route } from "../RouteTable.ts"
+import { routeSettings } from "../RouteSettings.ts"
 import { Upstreams } from "../Upstreams.ts"
 
 /** One REST request a GraphQL field stands for: method, path with its query, the operation's headers, a JSON body. */
@@ -77,15 +76,7 @@ export const dispatcher = (options: ProxyOptions) =>
     const admit = yield* admission
     const upstreams = yield* Upstreams
     const trusted = trustedProxies(options.trustedProxies)
-    const settings = new Map<Route, RouteSettings>()
-    const settingsFor = (route: Route) => {
-      let found = settings.get(route)
-      if (found === undefined) {
-        found = settingsOf(route, options)
-        settings.set(route, found)
-      }
-      return found
-    }
+    const settingsFor = routeSettings(options)
 
     return (call: RestCall, caller: Caller): Effect.Effect<RestAnswer> =>
       Effect.gen(function* () {
