@@ -312,16 +312,24 @@ class Types {
     return entries
   }
 
-  output(raw: unknown, hint: string): { readonly type: GraphQLOutputType; readonly nullable: boolean } {
+  // A property's schema as a type is made of it: nullability peeled off (on the reference and behind it), a reference
+  // followed (its name then names the type, and keys its cache entry).
+  private unwrapped(raw: unknown, hint: string) {
     const { schema: plain, nullable } = nonNull(isObject(raw) ? raw : {})
     const ref = this.deref(plain)
-    const schema = ref?.schema ?? plain
     const name = ref?.hint ?? hint
-    const inner = nonNull(schema)
+    const inner = nonNull(ref?.schema ?? plain)
     return {
-      type: this.outputType(inner.schema, name, ref === undefined ? undefined : `ref ${name}`),
+      schema: inner.schema,
+      name,
+      refKey: ref === undefined ? undefined : `ref ${name}`,
       nullable: nullable || inner.nullable,
     }
+  }
+
+  output(raw: unknown, hint: string): { readonly type: GraphQLOutputType; readonly nullable: boolean } {
+    const { schema, name, refKey, nullable } = this.unwrapped(raw, hint)
+    return { type: this.outputType(schema, name, refKey), nullable }
   }
 
   private outputType(schema: Json, hint: string, refKey: string | undefined): GraphQLOutputType {
@@ -343,16 +351,9 @@ class Types {
       fields: () =>
         Object.fromEntries(
           fields.map(([name, property]) => {
-            const field = this.output(property, `${type.name}${pascal(name)}`)
             return [
               name,
-              {
-                type: field.nullable || !required.has(name) ? field.type : new GraphQLNonNull(field.type),
-                description:
-                  [property.description, enumDescription(nonNull(property).schema)]
-                    .filter((d) => typeof d === "string")
-                    .join(" ") || undefined,
-              },
+              fieldConfig(this.output(property, `${type.name}${pascal(name)}`), required.has(name), property),
             ]
           }),
         ),
@@ -362,15 +363,8 @@ class Types {
   }
 
   input(raw: unknown, hint: string): { readonly type: GraphQLInputType; readonly nullable: boolean } {
-    const { schema: plain, nullable } = nonNull(isObject(raw) ? raw : {})
-    const ref = this.deref(plain)
-    const schema = ref?.schema ?? plain
-    const name = ref?.hint ?? hint
-    const inner = nonNull(schema)
-    return {
-      type: this.inputType(inner.schema, name, ref === undefined ? undefined : `ref ${name}`),
-      nullable: nullable || inner.nullable,
-    }
+    const { schema, name, refKey, nullable } = this.unwrapped(raw, hint)
+    return { type: this.inputType(schema, name, refKey), nullable }
   }
 
   private inputType(schema: Json, hint: string, refKey: string | undefined): GraphQLInputType {
@@ -393,19 +387,7 @@ class Types {
       fields: () =>
         Object.fromEntries(
           fields.map(([name, property]) => {
-            const field = this.input(property, `${base}${pascal(name)}`)
-            return [
-              name,
-              {
-                // A property that may be left out is optional here too; one that must be there, with null
-                // allowed, stays nullable (GraphQL cannot tell "absent" from "null" in its types).
-                type: field.nullable || !required.has(name) ? field.type : new GraphQLNonNull(field.type),
-                description:
-                  [property.description, enumDescription(nonNull(property).schema)]
-                    .filter((d) => typeof d === "string")
-                    .join(" ") || undefined,
-              },
-            ]
+            return [name, fieldConfig(this.input(property, `${base}${pascal(name)}`), required.has(name), property)]
           }),
         ),
     })
@@ -413,6 +395,21 @@ class Types {
     return type
   }
 }
+
+/**
+ * An object type's field for a property: non-null only when it must be there and may not be null (a property that may
+ * be left out is optional here too; GraphQL cannot tell "absent" from "null" in its types), described by the schema.
+ */
+const fieldConfig = <T extends GraphQLOutputType | GraphQLInputType>(
+  field: { readonly type: T; readonly nullable: boolean },
+  required: boolean,
+  property: Json,
+) => ({
+  type: field.nullable || !required ? field.type : new GraphQLNonNull(field.type),
+  description:
+    [property.description, enumDescription(nonNull(property).schema)].filter((d) => typeof d === "string").join(" ") ||
+    undefined,
+})
 
 /** The REST request of a field's arguments: path parameters in the template, query parameters, headers, body. */
 export const restCallOf = (operation: Operation, args: Readonly<Record<string, unknown>>): RestCall => {
