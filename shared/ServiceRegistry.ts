@@ -163,8 +163,8 @@ export const grpcAddressOf = (
 export class ServiceRegistry extends Context.Service<
   ServiceRegistry,
   {
-    /** Which registry: with `etcd` the origins change while running (a pool per upstream spreads over them). */
-    readonly kind: RegistrySettings["kind"]
+    /** Whether the origins change while running (etcd): a pool per upstream then spreads over them, following. */
+    readonly changing: boolean
     /** The names of every upstream the registry knows. */
     readonly names: ReadonlyArray<string>
     /** An origin of a function (the first live one); None when the registry knows none. */
@@ -181,11 +181,11 @@ export class ServiceRegistry extends Context.Service<
   }
 >()("shared/ServiceRegistry") {
   /** A fixed map of upstream base URLs (from configuration). */
-  static readonly layerStatic = (urls: Readonly<Record<string, URL>>, kind: "static" | "kubernetes" = "static") =>
+  static readonly layerStatic = (urls: Readonly<Record<string, URL>>) =>
     Layer.succeed(
       ServiceRegistry,
       ServiceRegistry.of({
-        kind,
+        changing: false,
         names: Object.keys(urls),
         resolve: (name) => Effect.succeed(Option.fromUndefinedOr(urls[name])),
         resolveNow: (name) => (Object.hasOwn(urls, name) ? urls[name] : undefined),
@@ -203,7 +203,6 @@ export class ServiceRegistry extends Context.Service<
       Object.fromEntries(
         upstreams.map((m) => [m.name, new URL(KubernetesNames.httpOrigin(dns, m.name, m.ports.http))] as const),
       ),
-      "kubernetes",
     )
 
   /**
@@ -227,10 +226,17 @@ export class ServiceRegistry extends Context.Service<
           watches.set(name, watch)
         }
         const originsOf = (instances: ReadonlyArray<Instance>) => instances.map((i) => new URL(i.http))
-        const origins = (name: string) => originsOf(watches.get(name)?.instances ?? [])
+        // Each upstream's live origins, parsed once per change (the hot path asks `resolveNow` per request).
+        const live = new Map<string, ReadonlyArray<URL>>()
+        for (const [name, watch] of watches) {
+          live.set(name, originsOf(watch.instances))
+          const stop = watch.subscribe((instances) => live.set(name, originsOf(instances)))
+          yield* Effect.addFinalizer(() => Effect.sync(stop))
+        }
+        const origins = (name: string) => live.get(name) ?? []
         const resolveNow = (name: string) => origins(name)[0]
         return ServiceRegistry.of({
-          kind: "etcd",
+          changing: true,
           names,
           resolve: (name) => Effect.sync(() => Option.fromUndefinedOr(resolveNow(name))),
           resolveNow,

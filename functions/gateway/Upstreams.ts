@@ -186,7 +186,7 @@ export class Upstreams extends Context.Service<
         const poolOf = ({ Pool, BalancedPool }: Undici, name: string, origin: URL) => {
           let pool = pools.get(name)
           if (pool === undefined) {
-            if (registry.kind === "etcd") {
+            if (registry.changing) {
               // Calls are spread over every live instance; one that leaves is removed (its connections close).
               const balanced = new BalancedPool(
                 registry.origins(name).map((url) => url.origin),
