@@ -5,6 +5,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NpmStart, startNpmStart } from "../e2e/testing/npmStart.ts"
 import { apiAs, freshEmail, PASSWORD, signUp } from "../functions/gateway/console/testing/accounts.ts"
+import { type CommandRun, runCommand } from "../shared/testing/command.ts"
 import { freePort } from "../shared/testing/ports.ts"
 import { allCommands, buildProgram, pathOf } from "./program.ts"
 
@@ -18,29 +19,11 @@ let url = ""
 let admin: Awaited<ReturnType<typeof signUp>>
 const folders: Array<string> = []
 
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
 /** Runs `platform args` as the person whose config folder is `config`, `input` on its stdin. */
 const cli = (config: string, args: ReadonlyArray<string>, input = "", env: Record<string, string> = {}) =>
-  new Promise<Run>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, PLATFORM_URL: url, PLATFORM_CONFIG_DIR: config, NO_COLOR: "1", ...env },
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk
-    })
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(input)
+  runCommand(process.execPath, [BIN, ...args], {
+    env: { ...process.env, PLATFORM_URL: url, PLATFORM_CONFIG_DIR: config, NO_COLOR: "1", ...env },
+    input,
   })
 
 const configFolder = () => {
@@ -58,7 +41,7 @@ const signedIn = async (email: string) => {
   return config
 }
 
-const json = <A>(run: Run): A => {
+const json = <A>(run: CommandRun): A => {
   expect(run.code, run.stderr).toBe(0)
   return JSON.parse(run.stdout) as A
 }

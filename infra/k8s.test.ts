@@ -4,12 +4,12 @@
 // the directory with the operator's secrets files into valid objects. The tools are installed by infra/k8s-tools.sh
 // into .infra (first run: a few minutes of Go builds; then instant); the YAML is read by the PyYAML the validator
 // venv already has.
-import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runCommand } from "../shared/testing/command.ts"
 import { type FunctionPlan, functionSettings, plainSettings, plan } from "./deploy.ts"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
@@ -30,22 +30,11 @@ const kubeScoreIgnored: ReadonlyArray<{ readonly test: string; readonly why: str
 /** Optional kube-score checks that apply and are turned on. */
 const kubeScoreOptional = ["container-ports-check"]
 
-const run = (command: string, args: ReadonlyArray<string>, cwd = repo) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const env = { ...process.env }
-    delete env.NODE_OPTIONS
-    const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk
-    })
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
+const run = (command: string, args: ReadonlyArray<string>, cwd = repo) => {
+  const env = { ...process.env }
+  delete env.NODE_OPTIONS
+  return runCommand(command, args, { cwd, env })
+}
 
 const render = async (out: string, ...options: Array<string>) => {
   const result = await run(process.execPath, ["scripts/k8s.ts", "--out", out, ...options])
