@@ -46,7 +46,16 @@ export const acquireClient = (endpoints: ReadonlyArray<string>) => {
   const key = endpoints.join(",")
   let entry = clients.get(key)
   if (entry === undefined) {
-    const client = import("etcd3").then(({ Etcd3 }) => new Etcd3({ hosts: [...endpoints], dialTimeout: 2_000 }))
+    // Watches reconnect at most a second apart (etcd3's default backs off up to 30 s): a registry back from a broken
+    // connection is followed again at once, as gRPC channels reconnect (shared/GrpcClient.ts).
+    const client = Promise.all([import("etcd3"), import("cockatiel")]).then(
+      ([{ Etcd3 }, { ExponentialBackoff }]) =>
+        new Etcd3({
+          hosts: [...endpoints],
+          dialTimeout: 2_000,
+          faultHandling: { watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1_000 }).next() },
+        }),
+    )
     entry = { client, users: 0 }
     clients.set(key, entry)
   }
